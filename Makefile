@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: MIT
+# Two commands matter: `make demo` and `make test`. Each installs what it needs first (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+CACHE ?= /var/cache/airlock
+export AIRLOCK_CACHE := $(CACHE)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.airlock-installed
+
+.PHONY: test demo lint deps venv runtime guest clean bench
+
+deps:
+	bash scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+runtime: deps
+	bash scripts/make-runtime.sh
+
+guest: deps runtime venv
+	bash scripts/make-guest.sh
+
+setup: deps venv runtime guest
+
+test: setup
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/airlock demo $(DEMO_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: setup
+	$(PY) bench/inspect.py
+	$(PY) bench/update.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

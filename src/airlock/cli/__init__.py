@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: MIT
+"""Command-line entry points.
+
+``main(argv)`` parses, sets up logging and the reporter, dispatches to a verb, and is the only
+place that turns ``AirlockError`` into an exit status.  Each verb module exposes
+``register(subparsers)``; the table below lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from airlock import __version__
+from airlock.errors import EXIT_STATUS_MEANING, AirlockError, ExitStatus, UsageError
+from airlock.text import display
+
+# Verb modules, in --help order.  Each has register(subparsers) -> None.
+VERB_MODULES = (
+    "airlock.cli.host",
+    "airlock.cli.inspection",
+    "airlock.cli.release",
+    "airlock.cli.agent",
+    "airlock.cli.tools",
+    "airlock.cli.manifest",
+    "airlock.cli.lab",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so errors stay one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]  # argparse says NoReturn
+        raise UsageError(f"{self.prog}: {message}", code="usage.invalid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = _Parser(
+        prog="airlock",
+        description="A secure OS updater: an untrusted VM downloads, the host judges and applies.",
+    )
+    parser.add_argument("--version", action="version", version=f"airlock {__version__}")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument(
+        "--exit-codes", action="store_true", help="print the exit-status table and exit"
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def exit_code_table() -> str:
+    """README's exit-status table, generated from ExitStatus."""
+    rows = ["| status | meaning |", "|---|---|"]
+    rows += [f"| {s.value} | {EXIT_STATUS_MEANING[s]} |" for s in ExitStatus]
+    return "\n".join(rows)
+
+
+def _setup_logging(debug: bool) -> None:
+    log = logging.getLogger("airlock")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    log.propagate = False
+
+
+def _report_error(exc: AirlockError, *, as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "v": 1,
+                    "event": "error",
+                    "code": exc.code,
+                    "message": exc.message,
+                    "exit_status": int(exc.exit_status),
+                }
+            ),
+            flush=True,
+        )
+    # The message is already escaped where it quotes untrusted text; escape controls anyway.
+    print(f"error: {_one_line(exc.message)}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {_one_line(exc.hint)}", file=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return display(text, limit=2000)[1:-1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run airlock with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list or os.environ.get("AIRLOCK_DEBUG") == "1"
+    as_json = "--json" in args_list
+    _setup_logging(debug)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        if args.exit_codes:
+            print(exit_code_table())
+            return 0
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return int(ExitStatus.USAGE) if args.verb is None and not args_list else 0
+        return int(args.func(args))
+    except AirlockError as exc:
+        _report_error(exc, as_json=as_json)
+        if debug:
+            logging.getLogger("airlock").exception("traceback")
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the CLI edge: anything else is a bug
+        if debug:
+            logging.getLogger("airlock").exception("internal error")
+        print(
+            f"error: internal error: {type(exc).__name__}: {display(str(exc), limit=300)}"
+            " (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return int(ExitStatus.INTERNAL)
+
+
+def spectrum_update_main() -> int:
+    """``spectrum-update STAGING_DIR``: Spectrum's one-argument entry point."""
+    argv = sys.argv[1:]
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: spectrum-update STAGING_DIR", file=sys.stderr)
+        return int(ExitStatus.USAGE)
+    return main(["update", "--spectrum", argv[0]])

@@ -1,0 +1,10 @@
+# SPDX-License-Identifier: MIT
+"""CLI verbs: agent (filled in by its issue)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's verbs to the parser."""

@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: MIT
+"""Real capability probes: each does the real thing once per run and caches the answer."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CACHE = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
+
+
+def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+
+
+@functools.cache
+def root() -> str | None:
+    """None when we are root and can create a mount namespace, else the reason."""
+    if os.geteuid() != 0:
+        return "not root"
+    r = _run(["unshare", "--mount", "--propagation", "private", "true"])
+    return None if r.returncode == 0 else "cannot unshare a mount namespace"
+
+
+@functools.cache
+def btrfs() -> str | None:
+    """Loop file → mkfs.btrfs → mount → subvolume → read-only snapshot → delete → unmount."""
+    if (why := root()) is not None:
+        return why
+    for tool in ("mkfs.btrfs", "btrfs", "losetup"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing"
+    with tempfile.TemporaryDirectory(prefix="airlock-probe-") as tmp:
+        img, mnt = Path(tmp, "fs.img"), Path(tmp, "mnt")
+        mnt.mkdir()
+        with open(img, "wb") as fh:
+            fh.truncate(256 << 20)
+        if _run(["mkfs.btrfs", "-q", "-f", os.fspath(img)]).returncode != 0:
+            return "mkfs.btrfs failed"
+        if _run(["mount", "-t", "btrfs", "-o", "loop", os.fspath(img), os.fspath(mnt)]).returncode:
+            return "cannot mount a loop-backed btrfs"
+        try:
+            ok = (
+                _run(["btrfs", "subvolume", "create", os.fspath(mnt / "a")]).returncode == 0
+                and _run(
+                    ["btrfs", "subvolume", "snapshot", "-r", os.fspath(mnt / "a"),
+                     os.fspath(mnt / "b")]
+                ).returncode == 0
+                and _run(["btrfs", "subvolume", "delete", os.fspath(mnt / "b")]).returncode == 0
+            )
+        finally:
+            _run(["umount", os.fspath(mnt)])
+        return None if ok else "btrfs subvolume operations failed"
+
+
+@functools.cache
+def sandbox() -> str | None:
+    """bubblewrap with user, mount, pid and net namespaces."""
+    if shutil.which("bwrap") is None:
+        return "bwrap missing"
+    r = _run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+              "--unshare-all", "--die-with-parent", "true"])
+    return None if r.returncode == 0 else "bwrap cannot create namespaces"
+
+
+def sysupdate_runtime() -> Path | None:
+    """The trixie root holding systemd-sysupdate 257, if built."""
+    root_dir = CACHE / "trixie"
+    if (root_dir / "usr/lib/systemd/systemd-sysupdate").exists():
+        return root_dir
+    return None
+
+
+@functools.cache
+def sysupdate() -> str | None:
+    """The systemd-sysupdate 257 runtime answers --version."""
+    rt = sysupdate_runtime()
+    if rt is None:
+        return "systemd-sysupdate 257 runtime not built (make runtime)"
+    if (why := root()) is not None:
+        return why
+    r = _run(["chroot", os.fspath(rt), "/usr/lib/systemd/systemd-sysupdate", "--version"])
+    if r.returncode != 0 or b"systemd 25" not in r.stdout:
+        return "systemd-sysupdate in the runtime does not run"
+    return None
+
+
+@functools.cache
+def vm() -> str | None:
+    """QEMU present (TCG is enough)."""
+    return None if shutil.which("qemu-system-x86_64") else "qemu-system-x86_64 missing"
+
+
+@functools.cache
+def s6() -> str | None:
+    """The s6 tools."""
+    for tool in ("s6-svscan", "s6-svlisten1", "s6-svc"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing"
+    return None
+
+
+@functools.cache
+def e2e() -> str | None:
+    """Everything the lab needs."""
+    for probe in (root, btrfs, sandbox, sysupdate):
+        if (why := probe()) is not None:
+            return why
+    return None
+
+
+PROBES = {
+    "root": root,
+    "btrfs": btrfs,
+    "sandbox": sandbox,
+    "sysupdate": sysupdate,
+    "vm": vm,
+    "s6": s6,
+    "e2e": e2e,
+}
