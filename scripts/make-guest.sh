@@ -1,4 +1,91 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Build the QEMU update-VM guest (issue #7). Placeholder until that issue lands: nothing to build.
-exit 0
+# Build, idempotently, airlock's QEMU update guest (issue #7) under $AIRLOCK_CACHE/guest:
+#   vmlinuz       a Debian 12 kernel (newest linux-image-6.1.0-N-amd64, unpacked with dpkg -x)
+#   initrd.img    busybox-static + the virtio / 9p / virtio_net modules in dependency order + init
+#   root          -> the Debian trixie tree from scripts/make-runtime.sh, shared READ-ONLY by 9p;
+#                    the guest builds a throwaway tmpfs root around it, so nothing here or in the
+#                    runtime tree is ever modified by a guest.
+# Runs as root on Debian 12 with only the package registries.  A stamp keyed on this script and the
+# init script skips all work on later runs; the kernel download is cached separately.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=${AIRLOCK_CACHE:-/var/cache/airlock}
+out="$cache/guest"
+runtime="$cache/trixie"
+init_src="$here/src/airlock/lab/guest/init"
+modules=(virtio_pci 9p 9pnet_virtio virtio_net)
+
+key=$(cat "$0" "$init_src" | sha256sum | cut -c1-16)
+stamp="$out/.airlock-guest-$key"
+if [ -f "$stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make-guest: must run as root" >&2
+  exit 1
+fi
+if [ ! -f "$runtime/.airlock-runtime-v1" ] || [ ! -x "$runtime/usr/bin/python3" ]; then
+  echo "make-guest: the trixie runtime is missing; run scripts/make-runtime.sh first" >&2
+  exit 1
+fi
+for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip; do
+  command -v "$tool" >/dev/null || { echo "make-guest: $tool missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+[ -x /bin/busybox ] || { echo "make-guest: busybox-static missing (scripts/install-deps.sh)" >&2; exit 1; }
+
+mkdir -p "$out"
+work=$(mktemp -d "$out/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+chmod 0755 "$work"  # apt-get download drops to _apt
+
+# 1. The kernel: the newest bookworm 6.1 ABI, unpacked once per version.
+kpkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1)
+if [ -z "$kpkg" ]; then
+  apt-get update -qq
+  kpkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1)
+fi
+[ -n "$kpkg" ] || { echo "make-guest: no linux-image-6.1.0-N-amd64 package found" >&2; exit 1; }
+kver=${kpkg#linux-image-}
+kdir="$out/kernel-$kver"
+if [ ! -f "$kdir/.complete" ]; then
+  echo "make-guest: downloading $kpkg"
+  rm -rf "$kdir" && mkdir -p "$kdir"
+  (cd "$work" && apt-get download -q "$kpkg" >/dev/null)
+  dpkg -x "$work"/"$kpkg"_*.deb "$kdir/tree"
+  rm -f "$work"/"$kpkg"_*.deb
+  depmod -b "$kdir/tree" "$kver"
+  touch "$kdir/.complete"
+fi
+# Drop other (older) unpacked kernels.
+for d in "$out"/kernel-*; do
+  [ "$d" = "$kdir" ] || rm -rf "$d"
+done
+
+# 2. The initramfs: busybox, the modules in load order (from modprobe's dependency walk), init.
+ird="$work/initrd"
+mkdir -p "$ird"/{bin,dev,proc,sys,modules}
+cp /bin/busybox "$ird/bin/busybox"
+cp "$init_src" "$ird/init"
+chmod 0755 "$ird/init"
+: >"$ird/modules/order"
+for m in "${modules[@]}"; do
+  modprobe -d "$kdir/tree" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
+done | awk '!seen[$0]++' | while read -r ko; do
+  base=$(basename "$ko")
+  grep -qx "$base" "$ird/modules/order" && continue
+  cp "$ko" "$ird/modules/$base"
+  echo "$base" >>"$ird/modules/order"
+done
+(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6) >"$work/initrd.img"
+
+# 3. Install atomically-enough: each file by rename, the stamp last.
+cp "$kdir/tree/boot/vmlinuz-$kver" "$work/vmlinuz"
+mv -f "$work/vmlinuz" "$out/vmlinuz"
+mv -f "$work/initrd.img" "$out/initrd.img"
+echo "$kver" >"$out/kernel-version"
+ln -sfn "$runtime" "$out/root"
+rm -f "$out"/.airlock-guest-*
+touch "$stamp"
+echo "make-guest: guest ready in $out (kernel $kver, $(wc -l <"$ird/modules/order") modules)"
