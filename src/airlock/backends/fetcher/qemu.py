@@ -1,0 +1,411 @@
+# SPDX-License-Identifier: MIT
+"""``QemuFetcher``: run the untrusted downloader in a real VM under QEMU (issue #7).
+
+The guest is the one ``scripts/make-guest.sh`` builds (a Debian kernel, a busybox initramfs whose
+init is ``airlock/lab/guest/init``, and the Debian trixie tree as a read-only 9p root).  What the
+host gives the guest, and nothing more:
+
+* read-only 9p shares: the guest root, the airlock package, a boot share holding the command,
+  and a private *copy* of the config (``/host/etc``) whose ``update-url`` points at the
+  guest-side alias of the server;
+* one writable 9p share, the staging subvolume (``/host/updates``), exported with
+  ``security_model=mapped-xattr``: whatever the guest creates is a plain file or directory on
+  the host (symlinks, FIFOs and device nodes exist only as xattr metadata), root-owned, 0600/0700;
+* a user-mode NIC with ``restrict=on`` and exactly one ``guestfwd`` to the update server, which must
+  be on host loopback (``10.0.2.2`` and everything else is unreachable).
+
+Trust: the guest is hostile.  Its console output goes through a bounded reader into the log file and
+only escaped tails reach messages; its reported exit status is a hint.  QEMU runs with
+``-sandbox on`` (seccomp), is waited for with a timeout, and its whole process group (the
+per-connection forwarders included) is killed on every exit path.  KVM is used only when a probe
+boot with KVM really reaches the guest's init; otherwise TCG.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import os
+import re
+import shlex
+import shutil
+import stat
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airlock import proc
+from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
+from airlock.events import Notice, Reporter, Step
+from airlock.text import display, tail
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
+GUEST_SERVER_IP = "10.0.2.100"  # inside QEMU's user network 10.0.2.0/24; the guest is 10.0.2.15
+_STATUS_RE = re.compile(rb"airlock-guest: status (\d{1,3})\r?$", re.MULTILINE)
+_PROBE_OK = b"airlock-guest: probe ok"
+_TAIL_BYTES = 8192
+_kvm_verdicts: dict[tuple[str, str], bool] = {}
+
+
+class Accel(enum.StrEnum):
+    """Which QEMU accelerator to use."""
+
+    AUTO = "auto"  # KVM if a probe boot with KVM reaches init, else TCG
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QemuConfig:
+    """Settings of the QEMU fetcher (all paths absolute; every executable is checked at start)."""
+
+    qemu: Path = Path("/usr/bin/qemu-system-x86_64")
+    guest_dir: Path = field(default_factory=lambda: DEFAULT_CACHE / "guest")
+    accel: Accel = Accel.TCG
+    memory_mib: int = 512
+    cpus: int = 1
+    # Host side of the one forward; None: taken from the (loopback) host of ``update-url``.
+    server: str | None = None
+    forwarder: tuple[str, ...] = ("/bin/busybox", "nc")
+    agent_source: Path = field(default_factory=lambda: Path(__file__).resolve().parents[2])
+    max_log_bytes: int = 1 << 20
+    probe_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerRoute:
+    """Where the guest's one allowed connection goes, and how the guest names it."""
+
+    host_addr: str  # loopback address on the host
+    host_port: int
+    guest_port: int  # on GUEST_SERVER_IP
+    guest_url: str  # the update URL as the guest must use it
+    hosts_name: str | None  # a host name the guest's /etc/hosts maps to GUEST_SERVER_IP
+
+
+class QemuFetcher:
+    """Boots the update guest under QEMU; ``fetch`` returns only after QEMU is gone."""
+
+    def __init__(self, config: QemuConfig | None = None) -> None:
+        """Keep ``config`` (defaults: the guest from ``make guest``, TCG)."""
+        self.config = config or QemuConfig()
+
+    def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
+        """Boot the guest, run ``request.command`` in it and wait for it to power off.
+
+        Raises:
+            FetchError: QEMU failed, the guest timed out (it was killed) or its command failed.
+            ConfigError: ``update-url`` is missing, malformed or not on host loopback.
+            HostError: the guest is not built or an executable is unsafe.
+        """
+        cfg = self.config
+        kernel, initrd, root = _guest_files(cfg.guest_dir)
+        for exe in (cfg.qemu, Path(cfg.forwarder[0])):
+            _check_executable(exe)
+        route = _route(request.config_dir, cfg.server)
+        accel = _choose_accel(cfg, kernel, initrd)
+        if accel is Accel.TCG:
+            reporter.emit(Notice(message="update VM runs under TCG (no KVM)", step=Step.FETCH))
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="airlock-qemu-") as tmp:
+            work = Path(tmp)
+            _prepare_boot(work, request, route)
+            argv = [
+                *_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet panic=-1"),
+                *_virtfs("airlock-root", root, readonly=True),
+                *_virtfs("airlock-boot", work / "boot", readonly=True),
+                *_virtfs("airlock-src", cfg.agent_source, readonly=True),
+                *_virtfs("airlock-config", work / "config", readonly=True),
+                *_virtfs("airlock-updates", request.share, readonly=False),
+                *_netdev(cfg, route),
+            ]
+            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes)
+        duration = time.monotonic() - start
+        detail = tail(console_tail)
+        if status is None:
+            raise FetchError(
+                "Failed to fetch: the update VM powered off without reporting a status"
+                + (f"; console: {detail}" if detail else ""),
+                code="fetch.failed",
+            )
+        if status != 0:
+            raise FetchError(
+                f"Failed to fetch: the update VM's command exited with status {status}"
+                + (f"; console: {detail}" if detail else ""),
+                code="fetch.failed",
+            )
+        return FetchResult(exit_status=status, duration_s=duration, log_tail=detail)
+
+
+def _guest_files(guest_dir: Path) -> tuple[Path, Path, Path]:
+    kernel, initrd, root = guest_dir / "vmlinuz", guest_dir / "initrd.img", guest_dir / "root"
+    for path in (kernel, initrd, root / "usr/bin/python3"):
+        if not path.exists():
+            raise HostError(
+                f"Failed to find the update guest: {path} is missing",
+                code="host.guest",
+                hint="build it with `make guest` (scripts/make-guest.sh)",
+            )
+    return kernel, initrd, root.resolve()
+
+
+def _check_executable(path: Path) -> None:
+    """An executable from config: absolute, a regular file, root-owned, not writable by others."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise HostError(f"Failed to find {path}: {exc.strerror}", code="host.executable") from exc
+    if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise HostError(f"Refusing {path}: not an absolute executable file", code="host.executable")
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise HostError(
+            f"Refusing {path}: not owned by root or writable by others", code="host.executable"
+        )
+
+
+def _route(config_dir: Path, server: str | None) -> ServerRoute:
+    """Read the trusted ``update-url`` and decide the one forward and the guest-side URL.
+
+    Raises:
+        ConfigError: no usable ``update-url``, or a server that is not on host loopback.
+    """
+    path = config_dir / "update-url"
+    try:
+        raw = path.read_bytes()[:4097]
+    except OSError as exc:
+        raise ConfigError(
+            f"Failed to read {path}: {exc.strerror}", code="config.update-url"
+        ) from exc
+    try:
+        url = raw.decode("ascii").strip()
+        parts = urllib.parse.urlsplit(url)
+        guest_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(
+            f"Refusing update-url {display(raw)}: not an ASCII URL", code="config.update-url"
+        ) from None
+    name = parts.hostname
+    if parts.scheme not in ("http", "https") or not name or len(raw) > 4096:
+        raise ConfigError(
+            f"Refusing update-url {display(url)}: not an http(s) URL", code="config.update-url"
+        )
+    literal = _ip(name)
+    if server is not None:
+        host, _, port_text = server.rpartition(":")
+        target, target_port = host.strip("[]"), _port(port_text)
+    else:
+        target, target_port = name, guest_port
+    addr = _ip(target)
+    if addr is None or not addr.is_loopback or target_port is None:
+        raise ConfigError(
+            f"Refusing update server {display(server or name)}: the QEMU fetcher forwards only "
+            "to an address:port on host loopback",
+            code="config.server",
+            hint="serve the release on 127.0.0.1, or set the fetcher's server to a loopback proxy",
+        )
+    if literal is not None:
+        netloc = f"{GUEST_SERVER_IP}:{guest_port}"
+        guest_url, hosts_name = urllib.parse.urlunsplit(parts._replace(netloc=netloc)), None
+    else:
+        guest_url, hosts_name = url, name  # the guest's /etc/hosts maps the name to the alias
+    return ServerRoute(
+        host_addr=str(addr), host_port=target_port, guest_port=guest_port,
+        guest_url=guest_url, hosts_name=hosts_name,
+    )
+
+
+def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if name == "localhost":
+        return ipaddress.IPv4Address("127.0.0.1")
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def _port(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _choose_accel(cfg: QemuConfig, kernel: Path, initrd: Path) -> Accel:
+    """TCG unless KVM is asked for or, with ``auto``, a probe boot under KVM reaches init.
+
+    ``/dev/kvm`` existing is not enough: on nested-PVM machines it opens fine and the guest hangs.
+    """
+    if cfg.accel is not Accel.AUTO:
+        return cfg.accel
+    key = (os.fspath(cfg.qemu), os.fspath(kernel))
+    if key not in _kvm_verdicts:
+        _kvm_verdicts[key] = _probe_kvm(cfg, kernel, initrd)
+    return Accel.KVM if _kvm_verdicts[key] else Accel.TCG
+
+
+def _probe_kvm(cfg: QemuConfig, kernel: Path, initrd: Path) -> bool:
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    argv = [*_machine_argv(cfg, Accel.KVM, kernel, initrd, "console=ttyS0 quiet airlock.probe"),
+            "-nic", "none"]
+    try:
+        done = proc.run(argv, timeout=cfg.probe_timeout_s, check=False, max_output=1 << 16)
+    except CommandTimedOut:
+        logger.debug("KVM probe boot timed out; using TCG")
+        return False
+    ok = done.returncode == 0 and _PROBE_OK in done.stdout
+    logger.debug("KVM probe boot: %s", "ok" if ok else "failed")
+    return ok
+
+
+def _machine_argv(
+    cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path, cmdline: str
+) -> list[str]:
+    return [
+        os.fspath(cfg.qemu),
+        "-machine", "q35",
+        "-accel", accel.value,
+        "-cpu", "host" if accel is Accel.KVM else "qemu64",  # "max" is slower under TCG
+        "-m", str(cfg.memory_mib),
+        "-smp", str(cfg.cpus),
+        "-nodefaults", "-no-user-config", "-no-reboot",
+        "-display", "none",
+        "-monitor", "none",
+        "-chardev", "stdio,id=con,signal=off",
+        "-serial", "chardev:con",
+        "-sandbox", "on,obsolete=deny,resourcecontrol=deny",  # elevateprivileges=deny breaks guestfwd cmd:
+        "-kernel", os.fspath(kernel),
+        "-initrd", os.fspath(initrd),
+        "-append", cmdline,
+    ]  # fmt: skip
+
+
+def _opt(value: str | os.PathLike[str]) -> str:
+    """Escape a value for QEMU's comma-separated option syntax."""
+    return os.fspath(value).replace(",", ",,")
+
+
+def _virtfs(tag: str, path: Path, *, readonly: bool) -> list[str]:
+    # The writable share is mapped-xattr: the guest's symlinks, FIFOs and device nodes become
+    # plain files on the host; the read-only ones pass modes through (none).
+    model = "none" if readonly else "mapped-xattr"
+    opts = f"local,path={_opt(path)},mount_tag={tag},security_model={model},id={tag}"
+    return ["-virtfs", opts + (",readonly=on" if readonly else "")]
+
+
+def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
+    # restrict=on: no route anywhere (not even 10.0.2.2); one guestfwd, a new forwarder per
+    # connection (a tcp: chardev would connect once, at start, and serve a single connection).
+    cmd = shlex.join([*cfg.forwarder, route.host_addr, str(route.host_port)])
+    fwd = f"guestfwd=tcp:{GUEST_SERVER_IP}:{route.guest_port}-cmd:{_opt(cmd)}"
+    return ["-netdev", f"user,id=n0,restrict=on,{fwd}",
+            "-device", "virtio-net-pci,netdev=n0"]
+
+
+def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:
+    """The boot share (command, hosts) and the private config copy, all host-written."""
+    if not request.command or any("\0" in a for a in request.command):
+        raise ConfigError("Refusing an empty command or one with NUL bytes", code="config.command")
+    boot = work / "boot"
+    boot.mkdir()
+    (boot / "command").write_text("set -- " + shlex.join(request.command) + "\n")
+    hosts = "127.0.0.1 localhost\n"
+    if route.hosts_name is not None:
+        hosts += f"{GUEST_SERVER_IP} {route.hosts_name}\n"
+    (boot / "hosts").write_text(hosts)
+    config = work / "config"
+    try:
+        shutil.copytree(request.config_dir, config)
+    except (OSError, shutil.Error) as exc:
+        raise ConfigError(
+            f"Failed to copy the VM config from {request.config_dir}: {exc}", code="config.vm"
+        ) from exc
+    (config / "update-url").write_text(route.guest_url + "\n")
+    for path in (work, boot, config):
+        path.chmod(0o755)
+
+
+class _Console:
+    """Bounded capture of the guest's console: the first ``max_bytes`` to the log, a tail kept."""
+
+    def __init__(self, fd: int, log_path: Path | None, max_bytes: int) -> None:
+        self._fd, self._max = fd, max_bytes
+        try:
+            self._log = open(log_path, "wb") if log_path is not None else None
+        except OSError as exc:
+            raise HostError(
+                f"Failed to open the VM log {log_path}: {exc.strerror}", code="host.log"
+            ) from exc
+        self.tail = b""
+        self.total = 0
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while chunk := os.read(self._fd, 65536):
+            if self._log is not None and self.total < self._max:
+                self._log.write(chunk[: self._max - self.total])
+                if self.total + len(chunk) >= self._max:
+                    self._log.write(b"\n[airlock: console log truncated]\n")
+            self.total += len(chunk)
+            self.tail = (self.tail + chunk)[-_TAIL_BYTES:]
+
+    def close(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if self._log is not None:
+            self._log.close()
+
+
+def _run_vm(
+    argv: Sequence[str], request: FetchRequest, max_log_bytes: int
+) -> tuple[int | None, bytes]:
+    """Run QEMU to power-off or the timeout; return the guest's reported status and console tail.
+
+    Raises:
+        FetchError: QEMU failed or the guest outlived the timeout (it was killed).
+    """
+    fds = [*os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC)]  # console r/w, QEMU stderr r/w
+    console = errors = None
+    returncode: int | None = None
+    try:
+        console = _Console(fds[0], request.log_path, max_log_bytes)
+        errors = _Console(fds[2], None, 0)
+        with proc.spawn(argv, stdout=fds[1], stderr=fds[3]) as vm:
+            for i in (1, 3):  # only QEMU (and its forwarders) hold the write ends now
+                os.close(fds[i])
+                fds[i] = -1
+            returncode = proc.wait(vm, timeout=request.timeout_s)
+            if returncode is None:
+                proc.kill(vm)
+    finally:
+        # QEMU's whole process group is gone when spawn() returns: the readers see EOF.
+        for i in (1, 3):
+            if fds[i] >= 0:
+                os.close(fds[i])
+        for reader in (console, errors):
+            if reader is not None:
+                reader.close(timeout=proc.GRACE_S)
+        for i in (0, 2):
+            os.close(fds[i])
+    if returncode is None:
+        raise FetchError(
+            f"Failed to fetch: the update VM did not power off within {request.timeout_s:g} s and "
+            "was killed" + (f"; console: {tail(console.tail)}" if console.tail else ""),
+            code="fetch.timeout",
+        )
+    if returncode != 0:
+        raise FetchError(
+            f"Failed to run the update VM: QEMU exited with status {returncode}: "
+            f"{tail(errors.tail) or tail(console.tail)}",
+            code="fetch.vm",
+        )
+    matches = _STATUS_RE.findall(console.tail)
+    return (int(matches[-1]) if matches else None), console.tail
