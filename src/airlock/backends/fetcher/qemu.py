@@ -79,6 +79,27 @@ class QemuConfig:
     max_log_bytes: int = 1 << 20
     probe_timeout_s: float = 20.0
 
+    @classmethod
+    def from_host(cls, host: object) -> QemuConfig:
+        """Settings from the host config's optional ``qemu_*`` fields (defaults otherwise).
+
+        Raises:
+            ConfigError: a ``qemu_*`` value of the wrong kind.
+        """
+        values: dict[str, object] = {}
+        for name, kind in (("guest_dir", Path), ("accel", Accel), ("server", str),
+                           ("memory_mib", int), ("cpus", int)):
+            value = getattr(host, f"qemu_{name}", None)
+            if value is None:
+                continue
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"Invalid host config: qemu_{name}: {display(str(value))}", code="config.host"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]  # keys and kinds are the fields above
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerRoute:
@@ -94,9 +115,12 @@ class ServerRoute:
 class QemuFetcher:
     """Boots the update guest under QEMU; ``fetch`` returns only after QEMU is gone."""
 
-    def __init__(self, config: QemuConfig | None = None) -> None:
-        """Keep ``config`` (defaults: the guest from ``make guest``, TCG)."""
-        self.config = config or QemuConfig()
+    def __init__(self, config: QemuConfig | object | None = None) -> None:
+        """Keep ``config``: a ``QemuConfig``, the host config (``qemu_*`` fields) or defaults."""
+        if isinstance(config, QemuConfig):
+            self.config = config
+        else:
+            self.config = QemuConfig() if config is None else QemuConfig.from_host(config)
 
     def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
         """Boot the guest, run ``request.command`` in it and wait for it to power off.
@@ -281,7 +305,8 @@ def _machine_argv(
         "-monitor", "none",
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
-        "-sandbox", "on,obsolete=deny,resourcecontrol=deny",  # elevateprivileges=deny breaks guestfwd cmd:
+        # seccomp; not elevateprivileges=deny: it breaks the guestfwd forwarder's exec.
+        "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
         "-kernel", os.fspath(kernel),
         "-initrd", os.fspath(initrd),
         "-append", cmdline,
@@ -314,9 +339,13 @@ def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None
     """The boot share (command, hosts) and the private config copy, all host-written."""
     if not request.command or any("\0" in a for a in request.command):
         raise ConfigError("Refusing an empty command or one with NUL bytes", code="config.command")
+    command = list(request.command)
+    if Path(command[0]).name == "airlock":
+        # The host's airlock executable does not exist in the guest: the package is shared.
+        command[:1] = ["python3", "-m", "airlock"]
     boot = work / "boot"
     boot.mkdir()
-    (boot / "command").write_text("set -- " + shlex.join(request.command) + "\n")
+    (boot / "command").write_text("set -- " + shlex.join(command) + "\n")
     hosts = "127.0.0.1 localhost\n"
     if route.hosts_name is not None:
         hosts += f"{GUEST_SERVER_IP} {route.hosts_name}\n"
