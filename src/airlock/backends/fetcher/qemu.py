@@ -153,7 +153,7 @@ class QemuFetcher:
             ]
             status, console_tail = _run_vm(argv, request, cfg.max_log_bytes)
         duration = time.monotonic() - start
-        detail = tail(console_tail)
+        detail = _console_tail(console_tail)
         if status is None:
             raise FetchError(
                 "Failed to fetch: the update VM powered off without reporting a status"
@@ -362,6 +362,12 @@ def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None
         path.chmod(0o755)
 
 
+def _console_tail(data: bytes) -> str:
+    """Escaped last lines of the console (the serial line turns each newline into CR LF)."""
+    lines = [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
+    return tail(b"\n".join(lines[-3:]))
+
+
 class _Console:
     """Bounded capture of the guest's console: the first ``max_bytes`` to the log, a tail kept."""
 
@@ -427,13 +433,13 @@ def _run_vm(
     if returncode is None:
         raise FetchError(
             f"Failed to fetch: the update VM did not power off within {request.timeout_s:g} s and "
-            "was killed" + (f"; console: {tail(console.tail)}" if console.tail else ""),
+            "was killed" + (f"; console: {_console_tail(console.tail)}" if console.tail else ""),
             code="fetch.timeout",
         )
     if returncode != 0:
         raise FetchError(
             f"Failed to run the update VM: QEMU exited with status {returncode}: "
-            f"{tail(errors.tail) or tail(console.tail)}",
+            f"{tail(errors.tail) or _console_tail(console.tail)}",
             code="fetch.vm",
         )
     matches = _STATUS_RE.findall(console.tail)

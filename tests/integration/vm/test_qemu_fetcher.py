@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+"""QemuFetcher on a real TCG guest: downloads through the restricted NIC into the 9p share, is
+killed at the timeout, and its console output never reaches a message unescaped."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from airlock.backends.fetcher import FetchRequest
+from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
+from airlock.errors import FetchError
+from airlock.events import ListReporter
+from tests.integration.vm.conftest import qemu_pids_for, vm_config, write_release
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+# A stand-in for the agent (same share contract): fetch SHA256SUMS and every file it lists from
+# /host/etc/update-url into /host/updates, then probe the guest's walls.
+DOWNLOADER = r"""
+import os, sys, urllib.parse, httpx
+url = open("/host/etc/update-url").read().strip()
+sums = httpx.get(url + "SHA256SUMS", timeout=30).raise_for_status().content
+for line in sums.decode().splitlines():
+    name = line.split(" *", 1)[1]
+    data = httpx.get(url + name, timeout=30).raise_for_status().content
+    with open("/host/updates/." + name + ".part", "wb") as fh:
+        fh.write(data)
+    os.rename("/host/updates/." + name + ".part", "/host/updates/" + name)
+open("/host/updates/SHA256SUMS", "wb").write(sums)
+try:
+    open("/host/etc/planted", "w").write("x")
+    print("WALL etc writable")
+except OSError:
+    print("WALL etc read-only")
+port = urllib.parse.urlsplit(url).port
+try:
+    httpx.get(f"http://10.0.2.2:{port}/SHA256SUMS", timeout=5)
+    print("WALL host alias reachable")
+except httpx.HTTPError:
+    print("WALL host alias blocked")
+os.symlink("/etc/shadow", "/host/updates/link")
+os.mkfifo("/host/updates/fifo")
+print("guest url", url)
+"""
+
+
+def _request(tmp_path: Path, cfg: Path, command: tuple[str, ...], timeout_s: float) -> FetchRequest:
+    share = tmp_path / "share"
+    share.mkdir(exist_ok=True)
+    return FetchRequest(config_dir=cfg, share=share, timeout_s=timeout_s, command=command,
+                        log_path=tmp_path / "console.log")
+
+
+def test_guest_downloads_release_through_the_one_forward(
+    guest_dir: Path, release_server: tuple[str, Path, list[str]], tmp_path: Path
+) -> None:
+    url, root, requests = release_server
+    sums = write_release(root, "2", {"Demo_2.root": b"R" * 300_000, "Demo_2.efi": b"K" * 1234})
+    cfg = vm_config(tmp_path, url)
+    request = _request(tmp_path, cfg, ("python3", "-c", DOWNLOADER), 240)
+    reporter = ListReporter()
+
+    result = QemuFetcher(QemuConfig(guest_dir=guest_dir)).fetch(request, reporter)
+
+    assert result.exit_status == 0
+    for name, digest in sums.items():
+        assert hashlib.sha256((request.share / name).read_bytes()).hexdigest() == digest
+    log = (tmp_path / "console.log").read_text(errors="replace")
+    assert "WALL etc read-only" in log
+    assert "WALL host alias blocked" in log
+    # The guest saw the alias, never the host's loopback address.
+    assert "guest url http://10.0.2.100:" in log
+    # The VM's symlink and FIFO exist on the host only as plain files (mapped-xattr).
+    assert (request.share / "link").is_file()
+    assert not (request.share / "link").is_symlink()
+    assert (request.share / "fifo").is_file()
+    assert not (cfg / "planted").exists()
+    # Our config tree is untouched: the guest got a private copy with the rewritten URL.
+    assert (cfg / "update-url").read_text() == url + "\n"
+    assert sorted(requests) == sorted(["/SHA256SUMS", "/Demo_2.root", "/Demo_2.efi"])
+    assert qemu_pids_for(str(tmp_path)) == []
+
+
+def test_guest_that_never_powers_off_is_killed_at_the_timeout(
+    guest_dir: Path, release_server: tuple[str, Path, list[str]], tmp_path: Path
+) -> None:
+    url, _, _ = release_server
+    cfg = vm_config(tmp_path, url)
+    hang = "print('GUEST HANGING', flush=True); import time; time.sleep(3600)"
+    request = _request(tmp_path, cfg, ("python3", "-c", hang), 60)
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        QemuFetcher(QemuConfig(guest_dir=guest_dir)).fetch(request, ListReporter())
+    assert info.value.code == "fetch.timeout"
+    assert info.value.exit_status == 20  # "could not check"
+    assert time.monotonic() - start < 60 + 15
+    assert qemu_pids_for(str(tmp_path)) == []  # QEMU and its forwarders are gone
+
+
+def test_hostile_console_output_is_bounded_and_escaped(
+    guest_dir: Path, release_server: tuple[str, Path, list[str]], tmp_path: Path
+) -> None:
+    url, _, _ = release_server
+    cfg = vm_config(tmp_path, url)
+    evil = (
+        "import sys; sys.stdout.write('A' * 65536 + '\\n');"
+        "sys.stdout.write('airlock-guest: status 0\\n');"
+        "sys.stdout.write('\\x1b]0;owned\\x07\\x1b[2J\\u202eEVIL\\r\\n'); sys.exit(7)"
+    )
+    request = _request(tmp_path, cfg, ("python3", "-c", evil), 240)
+    fetcher = QemuFetcher(QemuConfig(guest_dir=guest_dir, max_log_bytes=4096))
+    with pytest.raises(FetchError) as info:
+        fetcher.fetch(request, ListReporter())
+    message = info.value.message
+    # The forged "status 0" line is not believed over init's own last line.
+    assert info.value.code == "fetch.failed"
+    assert "status 7" in message
+    assert message.isascii()
+    assert message.isprintable()
+    assert "\\x1b" in message
+    assert "\\u202e" in message
+    log = (tmp_path / "console.log").read_bytes()
+    assert len(log) <= 4096 + 64
+    assert log.endswith(b"[airlock: console log truncated]\n")
