@@ -1,0 +1,331 @@
+# SPDX-License-Identifier: MIT
+"""``SpectrumFetcher``: Spectrum's own host protocol for the update VM (design §3.1 steps 7-14, §9).
+
+Steps, each from config so tests can point them at a test root:
+
+1. resolve the VM id from ``<run>/vm/by-name/<name>`` (the basename of the link; checked against a
+   strict grammar before it becomes part of any path);
+2. copy the config into ``<run>/fs/<id>/etc`` (the share root is read-only to the VM, §9.3);
+3. in the VM's mount namespace (``<run>/vm/by-id/<id>/ns/mnt``, entered with ``nsenter``), bind
+   the ``shared`` subvolume at ``<run>/fs/<id>/updates`` — the only path the VM may write;
+4. boot it with ``vm-start <id>`` and wait until the VMM service ``<run>/service/vmm/instance/<id>``
+   is *really down* (down and its finish script done).  Spectrum runs ``s6-svwait -D`` after
+   ``vm-start`` returns and misses the event when the guest is quicker (§9.6).  Here
+   ``s6-svlisten1 -D`` subscribes first; ``vm-start`` runs only once the subscription is in place
+   (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
+5. at the timeout, ``vm-stop <id>`` (then ``s6-svc -d`` as a last resort), each again subscribed
+   before it is sent; afterwards the VMM process that ran the guest must be gone;
+6. unmount the share on every exit path.
+
+Trusted: the host config and the s6/util-linux tools.  Untrusted: anything the VM wrote, including
+its serial log (only an escaped tail is kept).  Failures raise ``FetchError`` (the VM could not be
+run or timed out) or ``HostError`` (the VM could not be stopped or the share not unmounted, so the
+share must not be inspected).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from airlock import proc
+from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.errors import CommandFailed, CommandTimedOut, ConfigError, FetchError, HostError
+from airlock.events import Notice, Reporter, Step
+from airlock.text import display, tail
+
+logger = logging.getLogger(__name__)
+
+SPECTRUM_VM = "sys.appvm-systemd-sysupdate"
+_VM_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_TOOL_TIMEOUT_S = 30.0
+_SERIAL_TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpectrumConfig:
+    """Where Spectrum keeps things and which tools to run (absolute paths)."""
+
+    run_dir: Path = Path("/run")
+    vm_name: str = SPECTRUM_VM
+    vm_start: tuple[str, ...] = ("/usr/bin/vm-start",)
+    vm_stop: tuple[str, ...] = ("/usr/bin/vm-stop",)
+    s6_svlisten1: Path = Path("/usr/bin/s6-svlisten1")
+    s6_svc: Path = Path("/usr/bin/s6-svc")
+    s6_svstat: Path = Path("/usr/bin/s6-svstat")
+    nsenter: Path = Path("/usr/bin/nsenter")
+    mount: Path = Path("/usr/bin/mount")
+    umount: Path = Path("/usr/bin/umount")
+    echo: Path = Path("/usr/bin/echo")
+    stop_timeout_s: float = 60.0
+    restore_vmm: bool = True  # after a forced `s6-svc -d`, bring an idle VMM back up
+
+    @classmethod
+    def from_host(cls, host: object) -> SpectrumConfig:
+        """Settings from the host config: ``vm_name`` and the optional ``spectrum_*`` fields.
+
+        Raises:
+            ConfigError: a value of the wrong kind.
+        """
+        values: dict[str, object] = {}
+        if isinstance(name := getattr(host, "vm_name", None), str):
+            values["vm_name"] = name
+        for key, kind in (("run_dir", Path), ("vm_start", tuple), ("vm_stop", tuple),
+                          ("stop_timeout_s", float)):
+            value = getattr(host, f"spectrum_{key}", None)
+            if value is None:
+                continue
+            try:
+                values[key] = kind(value)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"Invalid host config: spectrum_{key}: {display(str(value))}",
+                    code="config.host",
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]  # keys and kinds are the fields above
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmPaths:
+    """The per-VM paths of design §9.1-§9.4."""
+
+    vm_id: str
+    etc: Path
+    updates: Path
+    ns_mnt: Path
+    service: Path
+    serial: Path
+
+
+class SpectrumFetcher:
+    """Runs Spectrum's update VM through vm-start/s6; ``fetch`` returns once its VMM is gone."""
+
+    def __init__(self, config: SpectrumConfig | object | None = None) -> None:
+        """Keep ``config``: a ``SpectrumConfig``, the host config or Spectrum's defaults."""
+        if isinstance(config, SpectrumConfig):
+            self.config = config
+        else:
+            self.config = SpectrumConfig() if config is None else SpectrumConfig.from_host(config)
+
+    def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
+        """Provide config and share, boot the VM, wait until it is really down, unmount.
+
+        ``request.command`` is not used: the VM's own definition decides what it runs.
+
+        Raises:
+            FetchError: the VM could not be started or did not power off in time (it was stopped).
+            HostError: the VM could not be stopped or the share not unmounted.
+            ConfigError: the VM is unknown or its id malformed.
+        """
+        cfg = self.config
+        for exe in (cfg.s6_svlisten1, cfg.s6_svc, cfg.s6_svstat, cfg.nsenter, cfg.mount,
+                    cfg.umount, cfg.echo, Path(cfg.vm_start[0]), Path(cfg.vm_stop[0])):
+            _check_executable(exe)
+        vm = resolve(cfg)
+        provide_config(request.config_dir, vm.etc)
+        vmm_pid = self._vmm_pid(vm)
+        start = time.monotonic()
+        self._nsenter(vm, [cfg.umount, "--", vm.updates], check=False)  # design step 10
+        self._nsenter(vm, [cfg.mount, "--bind", "--", request.share, vm.updates])
+        try:
+            finished = self._listen_down(vm, cfg.vm_start, request.timeout_s, "start")
+            if not finished:
+                reporter.emit(Notice(
+                    message=f"update VM did not power off within {request.timeout_s:g} s; "
+                            "stopping it", step=Step.FETCH))
+                self._stop(vm)
+            self._check_gone(vm, vmm_pid)
+        finally:
+            self._nsenter(vm, [cfg.umount, "--", vm.updates])
+        duration = time.monotonic() - start
+        log_tail = _serial_tail(vm.serial, request.log_path)
+        if not finished:
+            raise FetchError(
+                f"Failed to fetch: the update VM did not power off within {request.timeout_s:g} s "
+                "and was stopped", code="fetch.timeout")
+        return FetchResult(exit_status=None, duration_s=duration, log_tail=log_tail)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _nsenter(self, vm: VmPaths, argv: Sequence[str | os.PathLike[str]], *,
+                 check: bool = True) -> None:
+        full: list[str | os.PathLike[str]] = [
+            self.config.nsenter, f"--mount={vm.ns_mnt}", "--", *argv]
+        try:
+            proc.run(full, timeout=_TOOL_TIMEOUT_S, check=check)
+        except (CommandFailed, CommandTimedOut) as exc:
+            raise HostError(
+                f"Failed to run in the VM's mount namespace: {exc.message}", code="host.vm-mount"
+            ) from exc
+
+    def _vmm_pid(self, vm: VmPaths) -> int:
+        """The idle VMM must be up before the boot (Spectrum keeps one per VM, §9.4)."""
+        try:
+            out = proc.run([self.config.s6_svstat, "-o", "up,pid", vm.service],
+                           timeout=_TOOL_TIMEOUT_S).stdout.split()
+        except HostError as exc:
+            raise FetchError(
+                f"Failed to query the VMM service of VM {vm.vm_id}: {exc.message}",
+                code="fetch.vmm",
+            ) from exc
+        if len(out) != 2 or out[0] != b"true" or not out[1].isdigit():
+            raise FetchError(
+                f"Failed to start VM {vm.vm_id}: its VMM service is not up", code="fetch.vmm",
+                hint="the VMM service must be up (idle) before the update VM is booted",
+            )
+        return int(out[1])
+
+    def _listen_down(
+        self, vm: VmPaths, command: Sequence[str], timeout_s: float, what: str
+    ) -> bool:
+        """Subscribe to "really down", then run ``command ID``; True when the VM went down.
+
+        Raises:
+            FetchError: ``command`` failed (after which the VM is stopped when ``what`` is start).
+        """
+        cfg = self.config
+        r, w = os.pipe2(os.O_CLOEXEC)
+        # s6-svlisten1 reads the initial state, subscribes, then spawns its prog: echo writes one
+        # line on our pipe, so when we read it the subscription is in place (no race, §9.6).
+        argv: list[str | os.PathLike[str]] = [
+            cfg.s6_svlisten1, "-D", "-t", str(max(1, int(timeout_s * 1000))), vm.service,
+            cfg.echo, "subscribed"]
+        try:
+            with proc.spawn(argv, stdout=w) as listener:
+                os.close(w)
+                w = -1
+                if os.read(r, 64) != b"subscribed\n":
+                    raise HostError("Failed to subscribe to the VMM service's events",
+                                    code="host.s6")
+                try:
+                    proc.run([*command, vm.vm_id], timeout=_TOOL_TIMEOUT_S)
+                except HostError as exc:
+                    raise FetchError(
+                        f"Failed to {what} VM {vm.vm_id}: {exc.message}", code=f"fetch.vm-{what}"
+                    ) from exc
+                status = proc.wait(listener, timeout=timeout_s + _TOOL_TIMEOUT_S)
+        except FetchError:
+            if what == "start":
+                self._stop(vm)
+            raise
+        finally:
+            for fd in (r, w):
+                if fd >= 0:
+                    os.close(fd)
+        logger.debug("s6-svlisten1 -D after %s: status %s", what, status)
+        if status == 0:
+            return True
+        if status in (99, None):
+            return False
+        raise HostError(f"Failed to wait for VM {vm.vm_id}: s6-svlisten1 exited with status "
+                        f"{status}", code="host.s6")
+
+    def _stop(self, vm: VmPaths) -> None:
+        """vm-stop, then the supervisor's own ``down`` (and an idle VMM back up) as last resort.
+
+        Raises:
+            HostError: the VM is still running; the share must not be inspected.
+        """
+        cfg = self.config
+        try:
+            if self._listen_down(vm, cfg.vm_stop, cfg.stop_timeout_s, "stop"):
+                return
+        except (FetchError, HostError) as exc:
+            logger.debug("vm-stop failed: %s", exc.message)
+        if not self._listen_down(vm, (os.fspath(cfg.s6_svc), "-d", os.fspath(vm.service)),
+                                 cfg.stop_timeout_s, "force down"):
+            raise HostError(f"Failed to stop VM {vm.vm_id}: it is still running",
+                            code="host.vm-stop")
+        if cfg.restore_vmm:
+            proc.run([cfg.s6_svc, "-u", vm.service], timeout=_TOOL_TIMEOUT_S, check=False)
+
+    def _check_gone(self, vm: VmPaths, vmm_pid: int) -> None:
+        out = proc.run([self.config.s6_svstat, "-o", "up,pid", vm.service],
+                       timeout=_TOOL_TIMEOUT_S, check=False).stdout.split()
+        if len(out) == 2 and out[0] == b"true" and out[1] == str(vmm_pid).encode():
+            raise HostError(f"Refusing to go on: the VMM of VM {vm.vm_id} (pid {vmm_pid}) is "
+                            "still running", code="host.vm-stop")
+
+
+def resolve(cfg: SpectrumConfig) -> VmPaths:
+    """The VM id from ``<run>/vm/by-name/<name>`` (design step 7) and the paths derived from it.
+
+    Raises:
+        ConfigError: the VM is not imported, or the link's basename is not a plausible id.
+    """
+    link = cfg.run_dir / "vm" / "by-name" / cfg.vm_name
+    try:
+        target = os.readlink(link)
+    except OSError as exc:
+        raise ConfigError(f"Failed to resolve VM {display(cfg.vm_name)}: {link}: {exc.strerror}",
+                          code="config.vm") from exc
+    vm_id = os.path.basename(target.rstrip("/"))
+    if not _VM_ID_RE.fullmatch(vm_id):
+        raise ConfigError(f"Refusing VM id {display(vm_id)} from {link}", code="config.vm")
+    by_id = cfg.run_dir / "vm" / "by-id" / vm_id
+    fs = cfg.run_dir / "fs" / vm_id
+    return VmPaths(
+        vm_id=vm_id, etc=fs / "etc", updates=fs / "updates", ns_mnt=by_id / "ns" / "mnt",
+        service=cfg.run_dir / "service" / "vmm" / "instance" / vm_id, serial=by_id / "serial",
+    )
+
+
+def provide_config(config_dir: Path, etc: Path) -> None:
+    """Design step 8: replace ``<run>/fs/<id>/etc`` with a copy (dirs 0755, files 0644).
+
+    Raises:
+        ConfigError: the copy failed.
+    """
+    try:
+        if etc.is_dir() and not etc.is_symlink():
+            shutil.rmtree(etc)
+        elif etc.is_symlink() or etc.exists():
+            etc.unlink()
+        (etc.parent / "updates").mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copytree(config_dir, etc)
+        (etc / "systemd").mkdir(mode=0o755, exist_ok=True)
+        for path in (etc, *etc.rglob("*")):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644, follow_symlinks=False)
+    except (OSError, shutil.Error) as exc:
+        raise ConfigError(f"Failed to provide the VM's config in {etc}: {exc}",
+                          code="config.vm") from exc
+
+
+def _check_executable(path: Path) -> None:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise HostError(f"Failed to find {path}: {exc.strerror}", code="host.executable") from exc
+    if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise HostError(f"Refusing {path}: not an absolute executable file", code="host.executable")
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise HostError(f"Refusing {path}: not owned by root or writable by others",
+                        code="host.executable")
+
+
+def _serial_tail(serial: Path, log_path: Path | None) -> str:
+    """The last bytes of the VM's serial log (untrusted): copied to ``log_path``, escaped tail."""
+    try:
+        fd = os.open(serial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, _SERIAL_TAIL_BYTES, max(0, size - _SERIAL_TAIL_BYTES))
+    finally:
+        os.close(fd)
+    if log_path is not None:
+        try:
+            log_path.write_bytes(data)
+        except OSError as exc:
+            logger.debug("could not write %s: %s", log_path, exc.strerror)
+    return tail(data)
