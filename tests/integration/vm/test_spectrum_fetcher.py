@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: MIT
+"""SpectrumFetcher against real s6, a real persistent mount namespace and a stand-in VMM."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airlock.backends.fetcher import FetchRequest
+from airlock.backends.fetcher.spectrum import SpectrumFetcher
+from airlock.errors import FetchError
+from airlock.events import ListReporter
+from tests.integration.vm.spectrum_world import World, processes_mentioning, spectrum_world
+
+pytestmark = [pytest.mark.s6]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with spectrum_world(tmp_path) as w:
+        yield w
+    # Cleanup verified: no process of the world survives and nothing is mounted.
+    assert processes_mentioning(str(tmp_path)) == []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(tmp_path) not in mounts
+
+
+def _request(world: World, timeout_s: float = 30) -> FetchRequest:
+    return FetchRequest(config_dir=world.config_dir, share=world.share, timeout_s=timeout_s,
+                        command=(), log_path=world.root / "fetch.log")
+
+
+WRITER = """
+u={fs}/updates
+cat {fs}/etc/update-url > $u/seen-url
+echo payload > $u/Demo_2.root
+touch {fs}/etc/planted 2>/dev/null && echo yes > $u/etc-writable
+touch {fs}/planted 2>/dev/null && echo yes > $u/root-writable
+exit 0
+"""
+
+
+def test_guest_that_finishes_before_vm_start_returns_is_seen(world: World) -> None:
+    world.set_guest(WRITER.format(fs=world.fs))
+    vmm_before = world.wait_up()
+    start = time.monotonic()
+
+    result = SpectrumFetcher(world.config()).fetch(_request(world), ListReporter())
+
+    assert time.monotonic() - start < 10  # not a timeout: the early "really down" was caught
+    assert result.exit_status is None
+    assert (world.share / "Demo_2.root").read_text() == "payload\n"
+    assert (world.share / "seen-url").read_text() == "https://updates.example/\n"
+    assert not (world.share / "etc-writable").exists()  # the share root is read-only to the VM
+    assert not (world.share / "root-writable").exists()
+    assert (world.fs / "etc" / "vm-sysupdate.d" / "60-root.transfer").is_file()
+    assert world.vm_mounts() == [str(world.fs)]  # the share is unmounted again
+    assert world.wait_up() != vmm_before  # a fresh idle VMM replaced the one that ran the guest
+
+
+def test_naive_svwait_after_vm_start_misses_the_quick_guest(world: World) -> None:
+    """Negative control: Spectrum's `vm-start; s6-svwait -D` order loses the event (§9.6)."""
+    world.set_guest("exit 0")
+    world.wait_up()
+    subprocess.run([world.vm_start, "x"], check=True)
+    waited = subprocess.run(["s6-svwait", "-D", "-t", "3000", world.service], check=False)
+    assert waited.returncode == 99  # timed out: the "really down" event came and went
+
+
+def test_guest_that_never_powers_off_is_stopped_at_the_timeout(world: World) -> None:
+    world.set_guest(f"echo started > {world.fs}/updates/started\nexec sleep 3600")
+    world.wait_up()
+    with pytest.raises(FetchError) as info:
+        SpectrumFetcher(world.config()).fetch(_request(world, timeout_s=4), ListReporter())
+    assert info.value.code == "fetch.timeout"
+    assert (world.share / "started").exists()
+    assert world.vm_mounts() == [str(world.fs)]
+    assert not [p for p in processes_mentioning("sleep 3600")]
+    world.wait_up()  # the VMM is idle again
+
+
+def test_failing_vm_stop_falls_back_to_the_supervisor(world: World, tmp_path: Path) -> None:
+    world.set_guest("exec sleep 3600")
+    broken = tmp_path / "vm-stop-broken"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    world.wait_up()
+    fetcher = SpectrumFetcher(world.config(vm_stop=(str(broken),)))
+    with pytest.raises(FetchError) as info:
+        fetcher.fetch(_request(world, timeout_s=3), ListReporter())
+    assert info.value.code == "fetch.timeout"
+    assert not [p for p in processes_mentioning("sleep 3600")]
+    assert world.vm_mounts() == [str(world.fs)]
+    world.wait_up()  # restored with s6-svc -u
+
+
+def test_vmm_service_down_is_refused_before_anything_is_mounted(world: World) -> None:
+    subprocess.run(["s6-svc", "-d", world.service], check=True)
+    time.sleep(0.5)
+    with pytest.raises(FetchError) as info:
+        SpectrumFetcher(world.config()).fetch(_request(world), ListReporter())
+    assert info.value.code == "fetch.vmm"
+    assert world.vm_mounts() == [str(world.fs)]
+
+
+def test_failing_vm_start_is_reported_and_nothing_stays_mounted(
+    world: World, tmp_path: Path
+) -> None:
+    broken = tmp_path / "vm-start-broken"
+    broken.write_text("#!/bin/sh\necho 'ch-remote: \x1b[31mboot failed' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    world.wait_up()
+    with pytest.raises(FetchError) as info:
+        SpectrumFetcher(world.config(vm_start=(str(broken),))).fetch(
+            _request(world), ListReporter())
+    assert info.value.code == "fetch.vm-start"
+    assert "\x1b" not in info.value.message
+    assert world.vm_mounts() == [str(world.fs)]
