@@ -48,7 +48,7 @@ class KeySet:
     """Keys for signature tests, all in one throwaway home."""
 
     home: Path
-    good: str  # ed25519 signing primary
+    good: str  # ed25519 signing primary, created 2024-01-01 (so it can sign "in the past")
     second: str  # another trusted key (for two-signature files)
     subkeyed: str  # certify-only primary whose signing subkey is ``subkey``
     subkey: str
@@ -63,7 +63,7 @@ class KeySet:
     def build(cls, tmp: Path) -> KeySet:
         """Generate every key (about a quarter of a second) and write the keyrings."""
         home = tmp / "gnupg"
-        good = gpg.generate_key(home, "Good <good@example.invalid>")
+        good = gpg.generate_key(home, "Good <good@example.invalid>", faked_time="20240101T000000")
         second = gpg.generate_key(home, "Second <second@example.invalid>")
         subkeyed = gpg.generate_key(home, "Sub <sub@example.invalid>", usage="cert")
         gpg.add_subkey(home, subkeyed)

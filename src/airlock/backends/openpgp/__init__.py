@@ -11,8 +11,8 @@ signature is refused as a whole).
 
 ``SignatureVerifier.verify()`` is a template method (python-tuf's ``FetcherInterface.fetch()``):
 it bounds and parses the input, runs the implementation's ``_verify()``, wraps every failure into
-``SignatureError``, and then checks that the tool's answer agrees with the packets — so ``SqvVerifier``
-and ``GpgvVerifier`` return identical ``ValidSignature`` tuples for identical input.
+``SignatureError``, and then checks that the tool's answer agrees with the packets — so
+``SqvVerifier`` and ``GpgvVerifier`` return identical ``ValidSignature`` tuples for identical input.
 """
 
 from __future__ import annotations
@@ -145,10 +145,13 @@ class BaseVerifier(abc.ABC):
             primary = ring.primary(key.primary)
             for k in (key, primary):
                 if k is None or not k.usable:
-                    state = {"e": "expired", "r": "revoked"}.get(k.validity if k else "", "unusable")
+                    letter = k.validity if k else ""
+                    state = {"e": "expired", "r": "revoked"}.get(letter, "unusable")
                     raise SignatureError(f"Signed by a key that is {state} ({key.fingerprint})")
             out.append(
-                ValidSignature(fingerprint=key.primary, created=sig.created, hash_algo=sig.hash_algo)
+                ValidSignature(
+                    fingerprint=key.primary, created=sig.created, hash_algo=sig.hash_algo
+                )
             )
         if len({v.fingerprint for v in out}) != len(out):
             raise SignatureError("More than one signature by the same primary key")
@@ -174,8 +177,8 @@ def verifier(name: str = "auto", *, limits: Limits | None = None) -> BaseVerifie
         ConfigError: unknown name.
         HostError: the requested tool is missing or unsupported.
     """
-    from airlock.backends.openpgp.gpgv import GpgvVerifier  # noqa: PLC0415 - lazy table
-    from airlock.backends.openpgp.sqv import SqvVerifier  # noqa: PLC0415 - lazy table
+    from airlock.backends.openpgp.gpgv import GpgvVerifier
+    from airlock.backends.openpgp.sqv import SqvVerifier
 
     try:
         chosen = VerifierName(name)

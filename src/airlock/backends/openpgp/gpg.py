@@ -20,7 +20,7 @@ GPG = "gpg"
 TIMEOUT_S = 60.0
 
 
-def _gpg(gnupghome: Path, args: Sequence[str | os.PathLike[str]], *, input: bytes | None = None,  # noqa: A002
+def _gpg(gnupghome: Path, args: Sequence[str | os.PathLike[str]], *, input: bytes | None = None,
          faked_time: str | None = None) -> proc.Completed:
     argv: list[str | os.PathLike[str]] = [
         GPG, "--homedir", gnupghome, "--batch", "--no-tty", "--quiet",
@@ -38,8 +38,9 @@ def _ensure_home(gnupghome: Path) -> None:
 
 
 def fingerprints(gnupghome: Path, selector: str | None = None) -> tuple[str, ...]:
-    """Primary fingerprints of the secret keys in ``gnupghome`` (optionally matching ``selector``)."""
-    out = _gpg(gnupghome, ["--with-colons", "--list-secret-keys", *([selector] if selector else [])])
+    """Primary fingerprints of the secret keys in ``gnupghome`` (optionally ``selector``'s)."""
+    selected = [selector] if selector else []
+    out = _gpg(gnupghome, ["--with-colons", "--list-secret-keys", *selected])
     fprs: list[str] = []
     want_fpr = False
     for line in out.stdout.decode("utf-8", errors="replace").splitlines():

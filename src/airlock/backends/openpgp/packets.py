@@ -82,7 +82,7 @@ def dearmor(raw: bytes, *, kind: bytes) -> bytes:
 
 
 def split_packets(data: bytes) -> list[tuple[int, bytes]]:
-    """Split binary OpenPGP data into ``(tag, body)`` pairs; refuse partial/indeterminate lengths."""
+    """Split binary OpenPGP data into ``(tag, body)``; refuse partial/indeterminate lengths."""
     out: list[tuple[int, bytes]] = []
     pos = 0
     while pos < len(data):

@@ -72,6 +72,8 @@ class SqvVerifier(BaseVerifier):
             if key is None or key.primary not in printed:
                 raise SignatureError("A signature packet is not among those sqv accepted")
             out.append(
-                ValidSignature(fingerprint=key.primary, created=sig.created, hash_algo=sig.hash_algo)
+                ValidSignature(
+                    fingerprint=key.primary, created=sig.created, hash_algo=sig.hash_algo
+                )
             )
         return out
