@@ -30,7 +30,9 @@ _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_char_p)
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     """mount(2), raising OSError."""
     rc = _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
                      flags, data.encode() if data else None)
@@ -59,7 +61,7 @@ def _ensure_target(target: str, *, is_dir: bool) -> None:
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:  # returns only on failure; success replaces the process
     """Set up and exec; see the module docstring.  Exit 125 on a setup failure."""
     spec = json.loads(argv[1])
     root: str = spec["root"]
@@ -69,7 +71,7 @@ def main(argv: list[str]) -> int:
             mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             bind("/sys", root + "/sys", read_only=False, recursive=True)
             bind("/dev", root + "/dev", read_only=False, recursive=True)
-            for tmp in ("/run", "/tmp", "/var/tmp"):
+            for tmp in ("/run", "/tmp", "/var/tmp"):  # noqa: S108 - inside the chroot
                 mount("tmpfs", root + tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
         if root != "/":  # on the host, NOTIFY_SOCKET already names the host-side socket
             os.makedirs(root + spec["notify_dir"], mode=0o700, exist_ok=True)
@@ -83,11 +85,10 @@ def main(argv: list[str]) -> int:
         os.chroot(root)
         os.chdir("/")
     except OSError as exc:
-        print(f"airlock-enter: {exc}", file=sys.stderr)
+        sys.stderr.write(f"airlock-enter: {exc}\n")
         return 125
     argv_exec = [spec["binary"], *spec["args"]]
     os.execve(spec["binary"], argv_exec, spec["env"])  # noqa: S606 - trusted spec, no shell
-    return 127  # pragma: no cover - execve does not return
 
 
 if __name__ == "__main__":

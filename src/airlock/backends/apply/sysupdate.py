@@ -121,17 +121,16 @@ class SysupdateApplier:
     def check_new(self, inv: Invocation) -> str | None:
         """``check-new --json=short``: the newest available version, or ``None``.
 
-        sysupdate 257 exits 0 and prints ``{"available": "V"}`` when one exists, and exits
-        non-zero (or prints ``null``) when none does.
+        sysupdate 257.13 exits 0 and prints ``{"available":"V"}`` or ``{"available":null}``
+        (observed in the trixie runtime).
         """
         res = self._run(inv, ["--json=short", "check-new"], timeout=self.query_timeout_s)
         try:
-            doc = json.loads(res.stdout) if res.stdout.strip() else None
+            doc = json.loads(res.stdout)
         except ValueError:
             doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("available"), str):
-            return str(doc["available"])
-        if res.returncode != 0 and b"No" not in res.stderr:
+        if res.returncode != 0 or not isinstance(doc, dict) or "available" not in doc:
             raise ApplyError(f"systemd-sysupdate check-new failed: {tail(res.stderr)}",
                              code="apply.sysupdate")
-        return None
+        available = doc["available"]
+        return available if isinstance(available, str) else None
