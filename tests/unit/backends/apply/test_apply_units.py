@@ -33,7 +33,7 @@ def test_parse_notify_is_bounded() -> None:
 @pytest.mark.parametrize("target", ["rel", "/a/../b", "/", "/a//b", "/a/"])
 def test_bind_target_must_be_canonical_absolute(target: str) -> None:
     with pytest.raises(HostError):
-        runtime._check_target(target)  # noqa: SLF001 - the validator under test
+        runtime._check_target(target)
 
 
 def test_invocation_binds_keyring_over_both_paths(tmp_path: Path) -> None:
