@@ -2,17 +2,20 @@
 """Throwaway OpenPGP keys and signatures for tests (made on the fly; nothing is committed).
 
 ``make_key(tmp)`` is the simple entry point.  ``KeySet`` (built once per session by the
-``openpgp_keys`` fixture in tests/unit/backends/openpgp/conftest.py, or by ``KeySet.build``) holds
-the awkward cases: a certify-only primary with a signing subkey, an expired key, a revoked key,
-and a key that is not in the keyring.
+``openpgp_keys`` fixture below, or directly by ``KeySet.build``) holds the awkward cases: a
+certify-only primary with a signing subkey, an expired key, a revoked key, and a key that is not
+in the keyring.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from airlock.backends.openpgp import gpg
 
@@ -100,3 +103,14 @@ class KeySet:
         """A detached signature by ``signer`` (a fingerprint; append ``!`` to force a subkey)."""
         return gpg.sign(data, gnupghome=self.home, signer=signer, armor=armor,
                         digest_algo=digest_algo, faked_time=faked_time)
+
+
+@pytest.fixture(scope="session")
+def openpgp_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeySet]:
+    """Every key the signature tests need, generated once per session.
+
+    Use from another package's conftest.py with ``from tests.support.keys import openpgp_keys``.
+    """
+    keys = KeySet.build(tmp_path_factory.mktemp("openpgp"))
+    yield keys
+    kill_agent(keys.home)
