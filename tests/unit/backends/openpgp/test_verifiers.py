@@ -11,6 +11,7 @@ import pytest
 
 from airlock.backends.openpgp import (
     BaseVerifier,
+    ValidSignature,
     Work,
     keyring_fingerprints,
     packets,
@@ -208,3 +209,54 @@ def test_unknown_verifier_name() -> None:
 
 def test_auto_prefers_sqv() -> None:
     assert type(verifier()).__name__ == "SqvVerifier"
+
+
+# ------------------------------------------------------------- the template itself
+
+
+class _Crashing(BaseVerifier):
+    def _verify(self, work: Work) -> list[ValidSignature]:
+        raise RuntimeError("boom")
+
+
+class _Liar(BaseVerifier):
+    """Claims the signature was made a second later than the packet says."""
+
+    def _verify(self, work: Work) -> list[ValidSignature]:
+        return [
+            ValidSignature(fingerprint=work.keyring.keys[0].primary,
+                           created=s.created + dt.timedelta(seconds=1), hash_algo=s.hash_algo)
+            for s in work.sigs
+        ]
+
+
+class _Echo(BaseVerifier):
+    """Returns exactly the expected answer: the positive control for the cross-check."""
+
+    def _verify(self, work: Work) -> list[ValidSignature]:
+        return [ValidSignature(fingerprint=work.keyring.keys[0].primary, created=s.created,
+                               hash_algo=s.hash_algo) for s in work.sigs]
+
+
+def test_template_wraps_any_exception(openpgp_keys: KeySet) -> None:
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    with pytest.raises(SignatureError, match="RuntimeError"):
+        _Crashing().verify(sig, DATA, openpgp_keys.keyring)
+
+
+def test_template_cross_check_fires(openpgp_keys: KeySet) -> None:
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    assert _Echo().verify(sig, DATA, openpgp_keys.keyring)[0].fingerprint == openpgp_keys.good
+    with pytest.raises(SignatureError, match="does not match"):
+        _Liar().verify(sig, DATA, openpgp_keys.keyring)
+
+
+def test_limits_are_honoured(openpgp_keys: KeySet) -> None:
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    tight = Limits(max_signature_bytes=len(sig) - 1)
+    with pytest.raises(SignatureError, match="larger"):
+        verifier("sqv", limits=tight).verify(sig, DATA, openpgp_keys.keyring)
+    ring_size = openpgp_keys.keyring.stat().st_size
+    with pytest.raises(SignatureError, match="larger"):
+        verifier("gpgv", limits=Limits(max_keyring_bytes=ring_size - 1)).verify(
+            sig, DATA, openpgp_keys.keyring)
