@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.apply.runtime import Bind, Runtime, locate
+from airlock.backends.apply.runtime import ENTER, Bind, Runtime, locate
 from airlock.backends.apply.sysupdate import KEYRING_TARGETS, Invocation, SysupdateApplier
 from airlock.backends.openpgp import gpg
 from airlock.errors import ApplyError, CommandTimedOut, HostError
@@ -273,3 +274,48 @@ def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) ->
             assert fh.read(4 << 20) == images[v]
     assert any("X_SYSUPDATE_PROGRESS" in m for m in messages)
     assert applier.list_versions(inv).current == "3"
+
+
+def _enter(runtime: Runtime, tmp_path: Path, binary: str, args: list[str],
+           binds: list[dict[str, object]]) -> subprocess.CompletedProcess[bytes]:
+    """Run enter.py exactly as Runtime.run does, but exec ``binary`` instead of sysupdate."""
+    notify_dir = tmp_path / "notify"
+    notify_dir.mkdir()
+    spec = {"root": os.fspath(runtime.root), "binary": binary, "args": args,
+            "env": {"PATH": "/usr/bin:/bin"}, "notify_dir": "/run/airlock-notify",
+            "notify_host_dir": os.fspath(notify_dir), "binds": binds}
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--fork", "--kill-child", "--",
+         sys.executable, "-I", "-S", os.fspath(ENTER), json.dumps(spec)],
+        capture_output=True, timeout=60, check=False,
+    )
+
+
+def test_mount_flags_inside_the_namespace(runtime: Runtime, tmp_path: Path) -> None:
+    """Read-only data binds are ro,nosuid,nodev,noexec; writable ones nosuid,nodev; tmpfs /run."""
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    binds: list[dict[str, object]] = [
+        {"source": os.fspath(ro), "target": "/run/airlock/ro", "read_only": True},
+        {"source": os.fspath(rw), "target": "/run/airlock/rw", "read_only": False},
+    ]
+    res = _enter(runtime, tmp_path, "/usr/bin/cat", ["/proc/self/mountinfo"], binds)
+    assert res.returncode == 0, res.stderr
+    table = {line.split()[4]: line for line in res.stdout.decode().splitlines()}
+    ro_opts = set(table["/run/airlock/ro"].split()[5].split(","))
+    rw_opts = set(table["/run/airlock/rw"].split()[5].split(","))
+    assert {"ro", "nosuid", "nodev", "noexec"} <= ro_opts
+    assert {"rw", "nosuid", "nodev"} <= rw_opts
+    assert "noexec" not in rw_opts
+    assert " - tmpfs " in table["/run"]
+    assert " - proc " in table["/proc"]
+    assert "/run/airlock-notify" in table
+    # and the kernel enforces it
+    (tmp_path / "again").mkdir()
+    res = _enter(runtime, tmp_path / "again", "/usr/bin/touch",
+                 ["/run/airlock/rw/ok", "/run/airlock/ro/refused"], binds)
+    assert res.returncode != 0
+    assert b"Read-only file system" in res.stderr
+    assert (rw / "ok").exists()
+    assert not (ro / "refused").exists()
