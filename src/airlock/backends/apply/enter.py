@@ -4,8 +4,12 @@
 Executed by ``runtime.Runtime.run`` as ``python3 -I -S enter.py SPEC_JSON`` *inside* a fresh private
 mount namespace (``unshare --mount --propagation private --fork --kill-child``), so every mount it
 makes disappears with the namespace.  Standard library only (it runs with ``-I -S``), no airlock
-imports.  The spec is written by trusted host code; nothing here reads untrusted input.  Mounts use
-mount(2) through ctypes and fail hard: a mount that did not happen aborts the run before exec.
+imports.  The spec is written by trusted host code; nothing here reads untrusted input.
+
+The runtime root is the read-only lower layer of an overlay whose upper layer is a tmpfs, so the
+run can create mount points (and sysupdate can write to its own root) without changing the shared
+root.  Mounts use mount(2) through ctypes and fail hard: a mount that did not happen aborts the
+run (exit 125) before exec.
 """
 
 from __future__ import annotations
@@ -50,8 +54,23 @@ def bind(source: str, target: str, *, read_only: bool, recursive: bool = False,
         mount("none", target, None, flags)
 
 
+def _overlay(lower: str, scratch: str) -> str:
+    """A writable view of the runtime root whose changes live in a tmpfs and die with the run.
+
+    Mount points for binds are created in it, so the shared runtime root is never modified and
+    concurrent runs cannot see each other's mount points.
+    """
+    mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    for d in ("upper", "work", "root"):
+        os.mkdir(os.path.join(scratch, d), 0o755)
+    merged = os.path.join(scratch, "root")
+    mount("overlay", merged, "overlay", 0,
+          f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work")
+    return merged
+
+
 def _ensure_target(target: str, *, is_dir: bool) -> None:
-    """Create a missing mount point (the host side removes what it made after the run)."""
+    """Create a missing mount point (in the overlay's tmpfs upper layer when chrooted)."""
     if os.path.lexists(target):
         return
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
@@ -68,6 +87,7 @@ def main(argv: list[str]) -> int:  # returns only on failure; success replaces t
     try:
         mount("none", "/", None, MS_REC | MS_PRIVATE)  # belt and braces over --propagation
         if root != "/":
+            root = _overlay(root, spec["scratch"])
             mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             bind("/sys", root + "/sys", read_only=False, recursive=True)
             bind("/dev", root + "/dev", read_only=False, recursive=True)

@@ -6,9 +6,11 @@ caller's ``Bind`` list and environment.  Every run gets a fresh mount namespace
 (``unshare --mount --propagation private --fork --kill-child``) in which ``enter.py`` mounts
 ``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the caller's
 binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the notify
-socket's directory, then chroots and execs sysupdate.  Nothing is mounted on the host: when the
-namespace's last process exits, its mounts go with it.  Mount points that had to be created inside
-the runtime root are removed afterwards.
+socket's directory, then chroots and execs sysupdate.  The chroot is an overlay whose lower layer
+is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
+sysupdate writes to its own root) live only for the run, so the shared root is never modified and
+concurrent runs cannot see each other.  Nothing is mounted on the host: when the namespace's last
+process exits, its mounts go with it.
 
 sd_notify messages (``X_SYSUPDATE_PROGRESS=``, ``STATUS=``, …) arrive on a host-side AF_UNIX
 datagram socket and are handed to ``notify`` as ``dict[str, str]``.  Their values can quote
@@ -43,7 +45,6 @@ MIN_VERSION = 257
 NOTIFY_DIR = "/run/airlock-notify"
 MAX_NOTIFY_BYTES = 4096
 ENTER = Path(__file__).with_name("enter.py")
-_TMPFS = ("/run", "/tmp", "/var/tmp")  # noqa: S108 - mount points inside the runtime root
 _VERSION = re.compile(rb"^systemd (\d+)")
 
 Notify = Callable[[dict[str, str]], None]
@@ -85,6 +86,8 @@ def locate(cache: Path | None = None) -> Runtime:
     if host.exists() and (v := _major(host, chroot=None)) is not None and v >= MIN_VERSION:
         return Runtime(root=Path("/"), version=v)
     root = (cache or default_cache()) / "trixie"
+    if any(c in os.fspath(root) for c in ",:\\\n"):
+        raise HostError(f"Unusable runtime path {root!r} (overlay options)", code="host.sysupdate")
     if not (root / STAMP).exists() or not (root / SYSUPDATE.lstrip("/")).exists():
         raise HostError(
             f"No systemd-sysupdate >= {MIN_VERSION}: the runtime {root} is not built",
@@ -164,28 +167,13 @@ class Runtime:
         """True for the trixie runtime."""
         return self.root != Path("/")
 
-    def _missing_tops(self, binds: Sequence[Bind]) -> list[Path]:
-        """Topmost not-yet-existing path of each bind target on the runtime's real file system."""
-        tops: list[Path] = []
+    def _check_binds(self, binds: Sequence[Bind]) -> None:
         for b in binds:
             target = _check_target(b.target)
-            if any(target == t or target.startswith(t + "/") for t in _TMPFS):
-                continue
-            path = self.root / target.lstrip("/")
-            if os.path.lexists(path):
-                continue
-            if not self.chrooted:
+            if not self.chrooted and not os.path.lexists(target):
                 raise HostError(f"Bind target {target} does not exist", code="host.sysupdate")
-            top = path
-            while not os.path.lexists(top.parent):
-                top = top.parent
-            real_parent = Path(os.path.realpath(top.parent))
-            if not real_parent.is_relative_to(self.root):
-                raise HostError(f"Bind target {target} leaves the runtime root",
-                                code="host.sysupdate")
-            if top not in tops:
-                tops.append(top)
-        return tops
+            if not os.path.exists(b.source):
+                raise HostError(f"Bind source {b.source} does not exist", code="host.sysupdate")
 
     def run(
         self,
@@ -204,7 +192,8 @@ class Runtime:
         Raises:
             HostError: bad binds, setup failure, timeout (``CommandTimedOut``).
         """
-        tops = self._missing_tops(binds)
+        self._check_binds(binds)
+        scratch = Path(tempfile.mkdtemp(prefix="airlock-sysupdate-"))
         try:
             with _notify_socket(notify) as sock_dir:
                 notify_dir = NOTIFY_DIR if self.chrooted else os.fspath(sock_dir)
@@ -216,6 +205,7 @@ class Runtime:
                     "env": proc.base_env({**(env or {}), "NOTIFY_SOCKET": notify_path}),
                     "notify_dir": notify_dir,
                     "notify_host_dir": os.fspath(sock_dir),
+                    "scratch": os.fspath(scratch),
                     "binds": [
                         {"source": os.fspath(b.source.absolute()), "target": b.target,
                          "read_only": b.read_only} for b in binds
@@ -227,8 +217,8 @@ class Runtime:
                     timeout=timeout, check=False, max_output=4 << 20,
                 )
         finally:
-            for top in reversed(tops):
-                _remove_placeholder(top)
+            # only ever a mount point inside the dead namespace: empty on the host
+            shutil.rmtree(scratch, ignore_errors=True)
         if res.returncode == 125:
             raise HostError(f"Setting up the sysupdate namespace failed: "
                             f"{res.stderr.decode(errors='replace').strip()[:300]}",
@@ -237,21 +227,3 @@ class Runtime:
             raise HostError(f"systemd-sysupdate {' '.join(args)} failed ({res.returncode})",
                             code="host.sysupdate")
         return res
-
-
-def _remove_placeholder(top: Path) -> None:
-    """Remove a mount point we created: empty files and empty directories only."""
-    try:
-        if top.is_dir() and not top.is_symlink():
-            for dirpath, dirnames, filenames in os.walk(top, topdown=False):
-                for name in filenames:
-                    p = Path(dirpath, name)
-                    if p.stat().st_size == 0:
-                        p.unlink()
-                for name in dirnames:
-                    Path(dirpath, name).rmdir()
-            top.rmdir()
-        elif top.stat().st_size == 0:
-            top.unlink()
-    except OSError as exc:
-        logger.warning("could not remove mount point %s: %s", top, exc.strerror)
