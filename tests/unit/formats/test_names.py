@@ -62,7 +62,8 @@ def test_unsafe_names_are_refused(name: str, why: str) -> None:
     assert info.value.code == "reject.name"
     assert why in info.value.message
     # The message is printable ASCII and never quotes the raw name.
-    assert info.value.message.isascii() and info.value.message.isprintable()
+    assert info.value.message.isascii()
+    assert info.value.message.isprintable()
 
 
 @pytest.mark.parametrize(
