@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ ATTR = {
 }  # fmt: skip
 U64_BELOW_MAX = st.integers(0, (1 << 64) - 2)
 HEX = "0123456789abcdef"
-VALUES = {
+VALUES: dict[str, st.SearchStrategy[Any]] = {
     "v": st.text(alphabet="abcXYZ0123456789.,_+-", min_size=1, max_size=20),
     "u": st.text(alphabet=HEX, min_size=32, max_size=32),
     "f": st.integers(0, (1 << 64) - 1),
@@ -64,7 +65,7 @@ def patterns_with_fields(
         if draw(st.booleans()) and not last:
             sep += "/"  # a slash after a literal is fine; directly after a field it is not
         parts.append(_escape(sep))
-    values = {ATTR[m]: draw(VALUES[m]) for m in markers}
+    values: dict[str, Any] = {ATTR[m]: draw(VALUES[m]) for m in markers}
     return "".join(parts), Fields(**values)
 
 
