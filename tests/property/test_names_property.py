@@ -20,9 +20,7 @@ REFERENCE = re.compile(rb"[A-Za-z][A-Za-z0-9_.-]*\Z")
 
 
 def _reference(raw: bytes) -> bool:
-    return (
-        REFERENCE.match(raw) is not None and not raw.endswith(b".") and len(raw) <= 255
-    )
+    return REFERENCE.match(raw) is not None and not raw.endswith(b".") and len(raw) <= 255
 
 
 @given(

@@ -66,9 +66,7 @@ def test_unsafe_names_are_refused(name: str, why: str) -> None:
     assert info.value.message.isprintable()
 
 
-@pytest.mark.parametrize(
-    "raw", [b"a\xff", b"\xff", b"a\xc3", b"ab\x80c", "a\udcffb"], ids=repr
-)
+@pytest.mark.parametrize("raw", [b"a\xff", b"\xff", b"a\xc3", b"ab\x80c", "a\udcffb"], ids=repr)
 def test_non_utf8_bytes_are_refused(raw: bytes | str) -> None:
     assert not names.is_safe(raw)
     with pytest.raises(InspectionError, match="byte 0x"):
