@@ -181,8 +181,9 @@ def _format_field(marker: str, fields: Fields) -> str | None:
     if marker == "v":
         return value if isinstance(value, str) and version.is_valid(value) else None
     if marker in "uh":
-        parsed = _uuid(value) if marker == "u" else _sha256(value)
-        return parsed if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        return _uuid(value) if marker == "u" else _sha256(value)
     if marker in "arg":
         return ("1" if value else "0") if isinstance(value, bool) else None
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _U64_MAX:
@@ -273,7 +274,9 @@ class Pattern:
                 return MatchResult.NO, None
             found[attr] = parsed
             p = end
-        if mode is Mode.EXACT and p != n_name:
+        # Fail closed: anything but an explicit SYSUPDATE (a plain "sysupdate" str included, via
+        # the StrEnum) gets the whole-name check.
+        if Mode(mode) is not Mode.SYSUPDATE and p != n_name:
             return MatchResult.NO, None
         # Each value came from its attribute's parser, so the types are right.
         return MatchResult.YES, Fields(**found)  # type: ignore[arg-type]  # values typed by parser

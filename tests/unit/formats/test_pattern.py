@@ -237,3 +237,17 @@ def test_match_any_retry_stops_the_search_like_257() -> None:
     pats = [pattern.compile("d_@v.d/x"), pattern.compile("d_@v.d")]
     assert pattern.classify_any(pats, "d_1.d")[0] is MatchResult.RETRY
     assert pattern.match_any(pats, "d_1.d") is None
+
+
+def test_mode_given_as_plain_string_is_honoured() -> None:
+    pat = pattern.compile("foo_@v.raw")
+    assert pat.match("foo_2.raw.bak", "exact") is None  # type: ignore[arg-type]  # str on purpose
+    assert pat.match("foo_2.raw.bak", "sysupdate") == Fields(version="2")  # type: ignore[arg-type]
+
+
+def test_format_refuses_values_of_the_wrong_type() -> None:
+    pat = pattern.compile("x_@v_@u_@s")
+    with pytest.raises(PatternError):
+        pat.format(Fields(version="1", uuid=5, size=1))  # type: ignore[arg-type]  # on purpose
+    with pytest.raises(PatternError):
+        pat.format(Fields(version="1", uuid=UUID, size=True))
