@@ -154,6 +154,7 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
     applier = SysupdateApplier(runtime)
     inv = site.invocation()
     assert applier.check_new(inv) == "2"
+    applier.list_versions(inv)
     messages: list[dict[str, str]] = []
     seen_in_root: set[str] = set()
 
@@ -162,7 +163,12 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
         messages.append(msg)
         seen_in_root.update(_ours(runtime.root))
 
-    res = applier.update(inv, notify=on_notify)
+    res = applier.apply(
+        site.updates, definitions=inv.definitions, mount_point=f"/srv/updates-{site.token}",
+        esp=None, keyring=site.keyring, binds=[Bind(source=site.dst, target="/srv/dst",
+                                                     read_only=False)],
+        notify=on_notify,
+    )
     assert b"Signature verification succeeded" in res.stderr
     assert seen_in_root == set()
     assert (site.dst / "foo_2.img").read_bytes() == v2

@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from airlock import proc
 from airlock.errors import AirlockError, HostError
+from airlock.text import tail
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +221,7 @@ class Runtime:
             # only ever a mount point inside the dead namespace: empty on the host
             shutil.rmtree(scratch, ignore_errors=True)
         if res.returncode == 125:
-            raise HostError(f"Setting up the sysupdate namespace failed: "
-                            f"{res.stderr.decode(errors='replace').strip()[:300]}",
+            raise HostError(f"Setting up the sysupdate namespace failed: {tail(res.stderr)}",
                             code="host.sysupdate")
         if check and res.returncode != 0:
             raise HostError(f"systemd-sysupdate {' '.join(args)} failed ({res.returncode})",

@@ -103,6 +103,23 @@ class SysupdateApplier:
             )
         return res
 
+    def apply(self, snapshot: Path, *, definitions: Path, mount_point: str, esp: Path | None,
+              keyring: Path, binds: Sequence[Bind] = (), version: str | None = None,
+              env: Mapping[str, str] | None = None, notify: Notify | None = None,
+              ) -> proc.Completed:
+        """Install from a verified, read-only snapshot (the host pipeline's entry point).
+
+        ``snapshot`` is bound read-only (``ro,nosuid,nodev,noexec``) at ``mount_point``, where the
+        definitions' sources point (e.g. ``Path=file:///run/airlock/release``); ``keyring`` replaces
+        both of sysupdate's keyring paths; ``binds`` adds targets (image files, directories).
+        sysupdate verifies again (``--verify=yes``): our judgement and its own must both pass.
+        """
+        inv = Invocation(
+            definitions=definitions, keyring=keyring, esp=esp, env=dict(env or {}),
+            binds=(Bind(source=snapshot, target=mount_point, read_only=True), *binds),
+        )
+        return self.update(inv, version=version, verify=True, notify=notify)
+
     def list_versions(self, inv: Invocation) -> Listing:
         """``list --json=short`` → ``Listing``."""
         res = self._run(inv, ["--json=short", "list"], timeout=self.query_timeout_s)
