@@ -98,6 +98,8 @@ def test_guest_that_never_powers_off_is_killed_at_the_timeout(
     assert info.value.code == "fetch.timeout"
     assert info.value.exit_status == 20  # "could not check"
     assert time.monotonic() - start < 60 + 15
+    # It was killed while running its command, not while still booting.
+    assert "GUEST HANGING" in (tmp_path / "console.log").read_text(errors="replace")
     assert qemu_pids_for(str(tmp_path)) == []  # QEMU and its forwarders are gone
 
 

@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import airlock
 from airlock.backends.fetcher import FetchRequest
 from airlock.backends.fetcher.spectrum import SpectrumFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
+from tests.integration.vm.conftest import write_release
 from tests.integration.vm.spectrum_world import World, processes_mentioning, spectrum_world
+from tests.integration.vm.test_qemu_fetcher import DOWNLOADER
 
 pytestmark = [pytest.mark.s6]
 
@@ -120,3 +126,29 @@ def test_failing_vm_start_is_reported_and_nothing_stays_mounted(
     assert info.value.code == "fetch.vm-start"
     assert "\x1b" not in info.value.message
     assert world.vm_mounts() == [str(world.fs)]
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_spectrum_protocol_with_a_real_qemu_guest_as_the_vmm(
+    world: World, guest_dir: Path, release_server: tuple[str, Path, list[str]]
+) -> None:
+    """The vmm instance boots the real guest on <run>/fs/<id>: Spectrum's protocol end to end."""
+    url, root, _ = release_server
+    sums = write_release(root, "2", {"Demo_2.root": b"R" * 100_000})
+    (world.config_dir / "update-url").write_text(url + "\n")
+    src = Path(airlock.__file__).resolve().parents[1]
+    tests_root = Path(__file__).resolve().parents[3]
+    world.set_guest(
+        f"cd {shlex.quote(str(tests_root))}\n"
+        f"exec env PYTHONPATH={shlex.quote(str(src))}:. {shlex.quote(sys.executable)} "
+        f"-m tests.integration.vm.vmm_qemu {world.fs} {guest_dir} 200 python3 -c "
+        f"{shlex.quote(DOWNLOADER)}"
+    )
+    world.wait_up()
+    result = SpectrumFetcher(world.config()).fetch(_request(world, timeout_s=240), ListReporter())
+    assert result.exit_status is None
+    for name, digest in sums.items():
+        assert hashlib.sha256((world.share / name).read_bytes()).hexdigest() == digest
+    assert world.vm_mounts() == [str(world.fs)]
+    assert [p for p in processes_mentioning("qemu-system") if str(world.root) in p] == []
