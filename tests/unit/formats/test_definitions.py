@@ -40,7 +40,7 @@ except ImportError:  # pattern.py is written concurrently; a minimal stand-in fo
 
     airlock.formats.pattern = fake  # type: ignore[attr-defined]
 
-from airlock.formats import definitions as d  # noqa: E402 - after the stand-in above
+from airlock.formats import definitions as d
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "spectrum"
 SPEC = d.Specifiers(image_version="42.1")
@@ -68,7 +68,8 @@ def refused(text: str, *fragments: str) -> FormatError:
         parse(text)
     assert info.value.code == "config.definition"
     message = info.value.message
-    assert message.isprintable() and "\n" not in message
+    assert message.isprintable()
+    assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, message
     return info.value
@@ -89,15 +90,19 @@ def test_spectrum_host_definitions() -> None:
     assert [t.name for t in (verity, root, kernel)] == ["50-verity", "60-root", "70-kernel"]
     for t, suffix in ((verity, ".verity"), (root, ".root")):
         assert t.protect_versions == ("0.0.0",)
-        assert t.verify is True and t.enabled is True
+        assert t.verify is True
+        assert t.enabled is True
         assert t.source.type == d.ResourceType.URL_FILE
         assert t.source.path == "file:///run/updater"
         assert texts(t.source) == (f"Spectrum_@v_@u{suffix}",)
         assert t.target.type == d.ResourceType.PARTITION
         assert t.target.path == "auto"
-        assert t.partition_flags == 0 and t.read_only is True
+        assert t.partition_flags == 0
+        assert t.read_only is True
         assert t.instances_max == d.UNLIMITED
-        assert t.partition_uuid is None and t.mode is None and t.tries_left is None
+        assert t.partition_uuid is None
+        assert t.mode is None
+        assert t.tries_left is None
     assert texts(verity.target) == ("Spectrum_@v.verity",)
     assert verity.target.match_partition_type == "root-verity"
     assert texts(root.target) == ("Spectrum_@v",)
@@ -107,8 +112,10 @@ def test_spectrum_host_definitions() -> None:
     assert kernel.target.type == d.ResourceType.REGULAR_FILE
     assert kernel.target.path == "/EFI/Linux"
     assert kernel.target.path_relative_to == d.PathRelativeTo.BOOT
-    assert kernel.mode == 0o644 and kernel.instances_max == 2
-    assert kernel.target.match_partition_type is None and kernel.read_only is None
+    assert kernel.mode == 0o644
+    assert kernel.instances_max == 2
+    assert kernel.target.match_partition_type is None
+    assert kernel.read_only is None
 
 
 def test_spectrum_vm_definitions_after_url_substitution(tmp_path: Path) -> None:
@@ -118,12 +125,15 @@ def test_spectrum_vm_definitions_after_url_substitution(tmp_path: Path) -> None:
     transfers = d.load_dir(tmp_path, specifiers=d.Specifiers())
     assert [t.name for t in transfers] == ["50-verity", "60-root", "70-kernel"]
     for t in transfers:
-        assert t.verify is True and t.protect_versions == ()
+        assert t.verify is True
+        assert t.protect_versions == ()
         assert t.source.path == "https://spectrum-os.org/updates"
         assert t.target.type == d.ResourceType.REGULAR_FILE
         assert t.target.path == "/host/updates"
         assert texts(t.target) == texts(t.source)
-        assert t.mode == 0o644 and t.instances_max == 3 and t.remove_temporary is True
+        assert t.mode == 0o644
+        assert t.instances_max == 3
+        assert t.remove_temporary is True
     assert texts(transfers[1].source) == ("Spectrum_@v_@u.root",)
 
 
@@ -139,7 +149,8 @@ def test_spectrum_vm_template_unsubstituted_is_refused() -> None:
 
 def test_defaults() -> None:
     t = parse(MINIMAL)
-    assert t.name == "10-os" and t.origin == "/etc/sysupdate.d/10-os.transfer"
+    assert t.name == "10-os"
+    assert t.origin == "/etc/sysupdate.d/10-os.transfer"
     assert (t.min_version, t.protect_versions, t.changelog, t.appstream) == (None, (), (), ())
     assert (t.features, t.requisite_features, t.verify, t.enabled) == ((), (), True, True)
     assert t.source == d.Resource(type=d.ResourceType.URL_FILE, path="https://updates.example/os",
@@ -215,8 +226,12 @@ def test_partition_target_keys(line: str, attribute: str, expected: object) -> N
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("root", "root"), ("root-x86-64-verity", "root-x86-64-verity"), ("linux-generic",
-     "linux-generic"), ("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "4f68bce3e8cd4db196e7fbcaf984b709")],
+    [
+        ("root", "root"),
+        ("root-x86-64-verity", "root-x86-64-verity"),
+        ("linux-generic", "linux-generic"),
+        ("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "4f68bce3e8cd4db196e7fbcaf984b709"),
+    ],
 )
 def test_match_partition_type(value: str, expected: str) -> None:
     t = parse(with_line("Target", f"MatchPartitionType={value}", PARTITION))
@@ -451,7 +466,8 @@ def test_os_release_parsing() -> None:
     )
     assert (spec.os_id, spec.version_id, spec.image_id) == ("spectrum", "1.0", "img")
     assert (spec.build_id, spec.image_version, spec.architecture) == ('a"b', "0.2", "arm64")
-    assert spec.variant_id == "" and spec.hostname is None
+    assert spec.variant_id == ""
+    assert spec.hostname is None
 
 
 # --- the INI dialect ------------------------------------------------------------------------
@@ -485,7 +501,8 @@ def test_dialect_errors(text: str, fragment: str) -> None:
 
 def test_unknown_key_is_escaped_in_the_message() -> None:
     error = refused(with_line("Source", "K\u202eey=1"), "unknown key in [Source]")
-    assert "\u202e" not in error.message and "\\u202e" in error.message
+    assert "\u202e" not in error.message
+    assert "\\u202e" in error.message
 
 
 # --- files: search paths, masking, drop-ins, .conf, features ----------------------------------
@@ -572,7 +589,8 @@ def test_load_dir_reads_only_that_directory(dirs: list[Path]) -> None:
     write(dirs[3] / "20-b.transfer", variant("b_@v"))
     write(dirs[3] / "10-a.transfer.d" / "x.conf", "[Target]\nMode=0600\n")
     (t,) = d.load_dir(dirs[0], specifiers=SPEC)
-    assert t.name == "10-a" and t.mode is None
+    assert t.name == "10-a"
+    assert t.mode is None
     assert d.load_dir(dirs[0] / "missing", specifiers=SPEC) == ()
 
 
