@@ -14,7 +14,7 @@ from airlock.formats import manifest
 
 HEX = st.text("0123456789abcdef", min_size=64, max_size=64)
 NAME_CHARS = st.characters(
-    blacklist_categories=("Cs",), blacklist_characters="/\0\r\n\x7f",
+    codec="utf-8", exclude_characters="/\0\r\n\x7f",
     min_codepoint=0x20,
 )
 NAMES = (

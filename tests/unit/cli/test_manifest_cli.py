@@ -20,7 +20,7 @@ H = "ab" * 32
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "airlock", "manifest", "check", *map(os.fspath, args)],
+        [sys.executable, "-m", "airlock", "manifest", "check", *[os.fspath(a) for a in args]],
         capture_output=True, text=True, timeout=60, check=False,
     )
 

@@ -38,7 +38,7 @@ except ImportError:  # pattern.py is written concurrently; a minimal stand-in fo
     sys.modules["airlock.formats.pattern"] = fake
     import airlock.formats
 
-    airlock.formats.pattern = fake  # type: ignore[attr-defined]
+    airlock.formats.pattern = fake  # type: ignore[attr-defined,unused-ignore]
 
 from airlock.formats import definitions as d
 
