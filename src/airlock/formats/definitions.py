@@ -26,14 +26,16 @@ import enum
 import logging
 import os
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from airlock.errors import FormatError
-from airlock.formats import pattern, sdconf
-from airlock.formats.sdconf import UINT64_MAX, Specifiers, expand, fail, shown
+from airlock.formats import features as features_mod
+from airlock.formats import pattern, sdconf, sdvalues
+from airlock.formats.features import Feature, parse_feature
+from airlock.formats.sdconf import fail, shown
+from airlock.formats.sdvalues import UINT64_MAX, Specifiers, expand
 from airlock.text import display
 
 __all__ = [
@@ -95,18 +97,6 @@ class Resource:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Feature:
-    """A ``*.feature`` file (§1.6)."""
-
-    name: str
-    origin: str
-    description: str | None = None
-    documentation: str | None = None
-    appstream: str | None = None
-    enabled: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer:
     """One transfer definition, as systemd 257 would run it.
 
@@ -141,40 +131,6 @@ class Transfer:
     current_symlink: str | None = None
 
 
-# --- value parsers -----------------------------------------------------------------------------
-
-_VERSION_CHARS = frozenset(string.ascii_letters + string.digits + ".,_+-")
-_UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-_ARCHES = ("alpha", "arc", "arm", "arm64", "ia64", "loongarch64", "mips-le", "mips64-le", "parisc",
-           "ppc", "ppc64", "ppc64-le", "riscv32", "riscv64", "s390", "s390x", "tilegx", "x86",
-           "x86-64")
-_PARTITION_TYPE_NAMES = frozenset(
-    [f"{base}{arch}{kind}" for base in ("root", "usr") for arch in ("", *(f"-{a}" for a in _ARCHES))
-     for kind in ("", "-verity", "-verity-sig")]
-    + ["esp", "xbootldr", "swap", "home", "srv", "var", "tmp", "user-home", "linux-generic"]
-)
-_HEX_FLAGS_RE = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]")
-
-
-def _version_is_valid(value: str) -> bool:
-    return bool(value) and len(value.encode()) <= 255 and all(c in _VERSION_CHARS for c in value)
-
-
-def _url_is_valid(value: str) -> bool:
-    rest = value.removeprefix("http://").removeprefix("https://")
-    if rest == value:
-        rest = value.removeprefix("file:/")
-        if rest == value:
-            return False
-    return bool(rest) and rest.isascii() and rest.isprintable() and " " not in rest
-
-
-def _path_is_normalized(value: str) -> bool:
-    if not value.startswith("/") or len(value.encode()) >= 4096 or "//" in value:
-        return False
-    return not any(part in (".", "..") for part in value.split("/"))
-
-
 class _Draft:
     """The mutable state ``transfer_read_definition()`` fills in, one assignment at a time."""
 
@@ -206,14 +162,14 @@ class _Draft:
 def _tristate(a: sdconf.Assignment) -> bool | None:
     if not a.value:
         return None
-    parsed = sdconf.parse_boolean(a.value)
+    parsed = sdvalues.parse_boolean(a.value)
     if parsed is None:
         raise fail(a.origin, a.line, f"not a boolean: {display(a.value)}", key=a.key)
     return parsed
 
 
 def _u64(a: sdconf.Assignment) -> int:
-    parsed = sdconf.parse_u64(a.value)
+    parsed = sdvalues.parse_u64(a.value)
     if parsed is None:
         raise fail(a.origin, a.line, f"not an unsigned 64-bit number: {display(a.value)}",
                    key=a.key)
@@ -225,7 +181,7 @@ def _add_patterns(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
     if not a.value:
         current.clear()
         return
-    for word in sdconf.split_words(a.value, origin=a.origin, line=a.line, key=a.key):
+    for word in sdvalues.split_words(a.value, origin=a.origin, line=a.line, key=a.key):
         text = expand(word, spec, origin=a.origin, line=a.line, key=a.key)
         try:
             compiled = pattern.compile(text)
@@ -245,14 +201,14 @@ def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
             if "%" in v:  # 257 checks validity before expanding, so it drops this (§1.2)
                 raise fail(a.origin, a.line, "specifiers are not honoured here by systemd 257",
                            key=a.key)
-            if not _version_is_valid(v):
+            if not sdvalues.version_is_valid(v):
                 raise fail(a.origin, a.line, f"not a valid version: {display(v)}", key=a.key)
             d.values[slot] = v
         case "Transfer.ProtectVersion":
             expanded = expand(v, spec, origin=a.origin, line=a.line, key=a.key)
             if not expanded:
                 logger.debug("%s:%d: ProtectVersion= expands to nothing, ignored", a.origin, a.line)
-            elif not _version_is_valid(expanded):
+            elif not sdvalues.version_is_valid(expanded):
                 raise fail(a.origin, a.line, f"not a valid version: {display(expanded)}",
                            key=a.key)
             elif expanded not in d.lists.setdefault(slot, []):
@@ -262,14 +218,14 @@ def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
                 d.lists[slot] = []
                 return
             url = expand(v, spec, origin=a.origin, line=a.line, key=a.key)
-            if not url.startswith(("http://", "https://")) or not _url_is_valid(url):
+            if not url.startswith(("http://", "https://")) or not sdvalues.url_is_valid(url):
                 raise fail(a.origin, a.line, f"not an http(s) URL: {display(url)}", key=a.key)
             d.lists.setdefault(slot, []).append(url)
         case "Transfer.Features" | "Transfer.RequisiteFeatures":
             if not v:
                 d.lists[slot] = []
                 return
-            words = sdconf.split_words(v, origin=a.origin, line=a.line, key=a.key)
+            words = sdvalues.split_words(v, origin=a.origin, line=a.line, key=a.key)
             d.lists.setdefault(slot, []).extend(words)
         case ("Transfer.Verify" | "Target.ReadOnly" | "Target.PartitionNoAuto"
               | "Target.PartitionGrowFileSystem" | "Target.RemoveTemporary"):
@@ -289,17 +245,18 @@ def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
         case "Source.MatchPattern" | "Target.MatchPattern":
             _add_patterns(d, a, spec)
         case "Target.MatchPartitionType":
-            if v and not (_UUID_RE.fullmatch(v) or v in _PARTITION_TYPE_NAMES):
+            if v and not (sdvalues.UUID_RE.fullmatch(v) or v in sdvalues.PARTITION_TYPE_NAMES):
                 raise fail(a.origin, a.line, f"unknown partition type {display(v)}", key=a.key)
-            d.values[slot] = (v.replace("-", "").lower() if _UUID_RE.fullmatch(v) else v) or None
+            is_uuid = sdvalues.UUID_RE.fullmatch(v) is not None
+            d.values[slot] = (v.replace("-", "").lower() if is_uuid else v) or None
         case "Target.PartitionUUID":
-            if v and not _UUID_RE.fullmatch(v):
+            if v and not sdvalues.UUID_RE.fullmatch(v):
                 raise fail(a.origin, a.line, f"not a UUID: {display(v)}", key=a.key)
             d.values[slot] = v.replace("-", "").lower() or None
         case "Target.PartitionFlags":
             # 257's reference text says base 0, its parser uses base 16: accept only forms that
             # mean the same in both (one decimal digit, or 0x…), docs/adr/0020.
-            if v and not _HEX_FLAGS_RE.fullmatch(v):
+            if v and not sdvalues.HEX_FLAGS_RE.fullmatch(v):
                 raise fail(a.origin, a.line, "write flags as one digit or in hex with a 0x prefix",
                            key=a.key)
             d.values[slot] = int(v, 0) if v else None
@@ -332,14 +289,6 @@ def _symlink(a: sdconf.Assignment, spec: Specifiers) -> str:
 
 
 # --- finalize (transfer_finalize) --------------------------------------------------------------
-
-
-def _enabled(features: tuple[str, ...], requisite: tuple[str, ...],
-             known: Mapping[str, Feature]) -> bool:
-    """``transfer_decide_if_enabled()``: all requisites on, and any listed feature on."""
-    if not all(f in known and known[f].enabled for f in requisite):
-        return False
-    return not features or any(f in known and known[f].enabled for f in features)
 
 
 def _finalize(d: _Draft, *, name: str, origin: str, sections: Mapping[str, int],
@@ -395,14 +344,14 @@ def _finalize(d: _Draft, *, name: str, origin: str, sections: Mapping[str, int],
     if source_path == "auto":
         raise bad("Source", "Path", "Path=auto is only valid in a partition [Target]")
     if source_type in _URL_TYPES:
-        if not _url_is_valid(source_path):
+        if not sdvalues.url_is_valid(source_path):
             raise bad("Source", "Path", f"not a valid http(s) or file URL: {display(source_path)}")
-    elif not _path_is_normalized(source_path):
+    elif not sdvalues.path_is_normalized(source_path):
         raise bad("Source", "Path", f"not a normalized, absolute path: {display(source_path)}")
     if target_path == "auto":
         if target_type != ResourceType.PARTITION:
             raise bad("Target", "Path", "Path=auto is only valid for partition targets")
-    elif not _path_is_normalized(target_path):
+    elif not sdvalues.path_is_normalized(target_path):
         raise bad("Target", "Path", f"not a normalized, absolute path: {display(target_path)}")
     if not d.patterns["Source"]:
         raise bad("Source", None, "[Source] lacks MatchPattern=")
@@ -430,7 +379,7 @@ def _finalize(d: _Draft, *, name: str, origin: str, sections: Mapping[str, int],
         features=features,
         requisite_features=requisite,
         verify=d.get_bool("Transfer.Verify") is not False,
-        enabled=_enabled(features, requisite, known),
+        enabled=features_mod.transfer_enabled(features, requisite, known),
         source=Resource(type=source_type, path=source_path, path_relative_to=source_rel,
                         match_patterns=tuple(d.patterns["Source"])),
         target=Resource(type=target_type, path=target_path, path_relative_to=target_rel,
@@ -455,14 +404,6 @@ def _finalize(d: _Draft, *, name: str, origin: str, sections: Mapping[str, int],
 _TRANSFER_SECTIONS = frozenset({"Transfer", "Source", "Target"})
 
 
-def _stem(origin: str) -> str:
-    base = os.path.basename(origin)
-    for suffix in (".transfer", ".conf", ".feature"):
-        if base.endswith(suffix) and base != suffix:
-            return base[: -len(suffix)]
-    return base
-
-
 def _parse_sources(sources: Sequence[tuple[str, str]], *, specifiers: Specifiers,
                    features: Mapping[str, Feature]) -> Transfer:
     """Parse the main file then its drop-ins, in order, into one transfer."""
@@ -477,7 +418,8 @@ def _parse_sources(sources: Sequence[tuple[str, str]], *, specifiers: Specifiers
             if assignment.key.startswith("X-"):
                 continue  # systemd ignores X- keys silently; so do we
             _assign(draft, assignment, specifiers)
-    return _finalize(draft, name=_stem(main_origin), origin=main_origin, sections=sections,
+    return _finalize(draft, name=features_mod.stem(main_origin), origin=main_origin,
+                     sections=sections,
                      known=features)
 
 
@@ -499,37 +441,6 @@ def parse(text: str, *, origin: str, specifiers: Specifiers,
         FormatError: code ``config.definition``, naming ``file:line`` and the key.
     """
     return _parse_sources([(text, origin)], specifiers=specifiers, features=features or {})
-
-
-def parse_feature(sources: Sequence[tuple[str, str]], *, specifiers: Specifiers) -> Feature:
-    """Parse a ``*.feature`` file and its drop-ins, given as ``(text, origin)`` pairs in order.
-
-    Raises:
-        FormatError: code ``config.definition``, naming ``file:line`` and the key.
-    """
-    texts: dict[str, str | None] = {}
-    enabled = False
-    for text, origin in sources:
-        parsed = sdconf.read_assignments(text, origin=origin, sections=frozenset({"Feature"}))
-        for a in parsed.assignments:
-            if a.key == "Description":
-                texts[a.key] = a.value
-            elif a.key in ("Documentation", "AppStream"):
-                url = expand(a.value, specifiers, origin=a.origin, line=a.line, key=a.key)
-                if url and (not url.startswith(("http://", "https://")) or not _url_is_valid(url)):
-                    raise fail(a.origin, a.line, f"not an http(s) URL: {display(url)}", key=a.key)
-                texts[a.key] = url or None
-            elif a.key == "Enabled":
-                parsed_bool = sdconf.parse_boolean(a.value)
-                if parsed_bool is None:
-                    raise fail(a.origin, a.line, f"not a boolean: {display(a.value)}", key=a.key)
-                enabled = parsed_bool
-            elif not a.key.startswith("X-"):
-                raise fail(a.origin, a.line, "unknown key in [Feature]", key=display(a.key)[1:-1])
-    origin = sources[0][1]
-    return Feature(name=_stem(origin), origin=origin, description=texts.get("Description"),
-                   documentation=texts.get("Documentation"), appstream=texts.get("AppStream"),
-                   enabled=enabled)
 
 
 def _with_dropins(path: Path, directories: Sequence[Path]) -> list[tuple[str, str]]:
