@@ -472,7 +472,7 @@ def load(search_paths: Sequence[Path], *, specifiers: Specifiers) -> tuple[Trans
     if not paths:
         paths = sdconf.list_files(search_paths, ".conf")
         if paths:
-            logger.warning("transfer definitions should have the '.transfer' extension (%s)",
+            logger.debug("transfer definitions should have the '.transfer' extension (%s)",
                            shown(os.fspath(paths[0])))
     return tuple(
         _parse_sources(_with_dropins(path, search_paths), specifiers=specifiers, features=features)
