@@ -209,3 +209,66 @@ def test_masking_dropins_and_conf_fallback_agree(tmp_path: Path) -> None:
     expected = [u for t in transfers for u in t.appstream]
     assert json.loads(result.stdout)["appstreamUrls"] == expected
     assert expected == ["https://h/a", "https://h/drop-in"]
+
+
+PARTITION_RUNNER = r"""
+set -e
+R=$1; W=$2; shift 2
+mount -t proc proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mount -t tmpfs tmpfs "$R/run"
+for d in defs src img; do mkdir "$R/run/$d"; mount --bind "$W/$d" "$R/run/$d"; done
+exec chroot "$R" /usr/lib/systemd/systemd-sysupdate --no-pager --definitions=/run/defs update
+"""
+
+
+def gpt_flags_after_install(work: Path, flags: str) -> int | None:
+    """Install one version into a two-slot GPT image with ``PartitionFlags=flags``.
+
+    Returns the new slot's attribute bits, or ``None`` if 257 refused to write them.
+    """
+    for sub in ("defs", "src", "img"):
+        (work / sub).mkdir(parents=True)
+    (work / "src" / "p_1.raw").write_bytes(bytes(512) + os.urandom(65024))
+    (work / "defs" / "10-p.transfer").write_text(
+        "[Source]\nType=regular-file\nPath=/run/src\nMatchPattern=p_@v.raw\n\n"
+        f"[Target]\nType=partition\nPath=/run/img/disk.img\nMatchPattern=p_@v\n"
+        f"PartitionFlags={flags}\n"
+    )
+    image = work / "img" / "disk.img"
+    with image.open("wb") as handle:
+        handle.truncate(8 << 20)
+    slot = 'size=2MiB, type=0fc63daf-8483-4772-8e79-3d69d8477de4, name="_empty"\n'
+    subprocess.run(["sfdisk", "-q", os.fspath(image)], input="label: gpt\n" + slot * 2,
+                   text=True, check=True, timeout=30, capture_output=True)
+    root = probes.sysupdate_runtime()
+    assert root is not None
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c",
+         PARTITION_RUNNER, "sh", os.fspath(root), os.fspath(work)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+    )
+    entry = image.read_bytes()[1024:1152]  # first GPT entry (512-byte sectors)
+    label = entry[56:128].decode("utf-16-le").rstrip("\0")
+    if result.returncode != 0:
+        assert label == "_empty", result.stderr
+        return None
+    assert label == "p_1"
+    return int.from_bytes(entry[48:56], "little")
+
+
+def test_partition_flags_base_as_257_reads_it(tmp_path: Path) -> None:
+    # Measured: 257 reads PartitionFlags= with base 0 (safe_atou64): "1000000000000000" is the
+    # decimal 0x38d7ea4c68000 (reserved bits; libfdisk refuses), while later systemd's parser
+    # (safe_atoux64, base 16) would read bit 60.  airlock accepts only spellings both agree on.
+    assert gpt_flags_after_install(tmp_path / "hex", "0x1000000000000000") == 1 << 60
+    assert gpt_flags_after_install(tmp_path / "dec", "1000000000000000") is None
+    assert gpt_flags_after_install(tmp_path / "zero", "0") == 0
+    spec = runtime_specifiers()
+    hex_text = (tmp_path / "hex" / "defs" / "10-p.transfer").read_text()
+    hex_text = hex_text.replace("/run/img/disk.img", "/dev/vda")
+    assert d.parse(hex_text, origin="10-p.transfer", specifiers=spec).partition_flags == 1 << 60
+    with pytest.raises(FormatError, match="PartitionFlags="):
+        d.parse(hex_text.replace("0x1000000000000000", "1000000000000000"),
+                origin="10-p.transfer", specifiers=spec)

@@ -254,8 +254,8 @@ def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
                 raise fail(a.origin, a.line, f"not a UUID: {display(v)}", key=a.key)
             d.values[slot] = v.replace("-", "").lower() or None
         case "Target.PartitionFlags":
-            # 257's reference text says base 0, its parser uses base 16: accept only forms that
-            # mean the same in both (one decimal digit, or 0x…), docs/adr/0020.
+            # 257 reads base 0 (measured), later systemd base 16 (safe_atoux64): accept only
+            # spellings that mean the same in both (one digit, or 0x…), docs/adr/0020.
             if v and not sdvalues.HEX_FLAGS_RE.fullmatch(v):
                 raise fail(a.origin, a.line, "write flags as one digit or in hex with a 0x prefix",
                            key=a.key)
