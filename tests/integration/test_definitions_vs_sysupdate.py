@@ -38,9 +38,24 @@ def sysupdate(defs: Path, *args: str) -> subprocess.CompletedProcess[str]:
     root = probes.sysupdate_runtime()
     assert root is not None
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", RUNNER, "sh",
-         os.fspath(root), os.fspath(defs), *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "sh",
+            "-c",
+            RUNNER,
+            "sh",
+            os.fspath(root),
+            os.fspath(defs),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
     )
 
@@ -53,8 +68,11 @@ def runtime_specifiers() -> d.Specifiers:
 
 
 def warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines()
-            if re.search(r"ignoring|Unknown|[Ff]ailed|refusing", line)]
+    return [
+        line
+        for line in stderr.splitlines()
+        if re.search(r"ignoring|Unknown|[Ff]ailed|refusing", line)
+    ]
 
 
 BASE = """\
@@ -112,7 +130,8 @@ Path=/run/targets/trees
 MatchPattern=tree_@v
 """,
     "spectrum-vm": (Path(__file__).resolve().parents[1] / "data/spectrum/vm/60-root.transfer")
-    .read_text().replace("@UPDATE_URL@", "https://spectrum-os.org/updates")
+    .read_text()
+    .replace("@UPDATE_URL@", "https://spectrum-os.org/updates")
     .replace("/host/updates", "/run/targets/spectrum"),
 }
 
@@ -129,8 +148,9 @@ def test_what_airlock_accepts_257_loads_without_warnings(tmp_path: Path, name: s
 
 
 def test_specifier_expansion_matches(tmp_path: Path) -> None:
-    text = BASE.replace("[Source]", "[Transfer]\nAppStream=https://h/%o/%w/%W/%B/%M/%A/%%.xml\n\n"
-                        "[Source]")
+    text = BASE.replace(
+        "[Source]", "[Transfer]\nAppStream=https://h/%o/%w/%W/%B/%M/%A/%%.xml\n\n" "[Source]"
+    )
     (tmp_path / "10-a.transfer").write_text(text)
     (t,) = d.load_dir(tmp_path, specifiers=runtime_specifiers())
     result = sysupdate(tmp_path, "--offline", "--json=short", "list")
@@ -166,8 +186,9 @@ def test_what_257_only_warns_about_airlock_refuses_at_the_same_line(
     path.write_text(text)
     result = sysupdate(tmp_path, "--offline", "list")
     assert result.returncode == 0, result.stderr
-    assert any(w.startswith(f"/run/defs/10-a.transfer:{number}:") for w in
-               warnings(result.stderr)), result.stderr
+    assert any(
+        w.startswith(f"/run/defs/10-a.transfer:{number}:") for w in warnings(result.stderr)
+    ), result.stderr
     with pytest.raises(FormatError) as info:
         d.load_dir(tmp_path, specifiers=runtime_specifiers())
     assert f"{path}:{number}:" in info.value.message
@@ -195,8 +216,9 @@ def test_what_257_refuses_airlock_refuses(tmp_path: Path, name: str) -> None:
 
 
 def test_masking_dropins_and_conf_fallback_agree(tmp_path: Path) -> None:
-    (tmp_path / "10-a.conf").write_text(BASE.replace("[Source]", "[Transfer]\n"
-                                                     "AppStream=https://h/a\n\n[Source]"))
+    (tmp_path / "10-a.conf").write_text(
+        BASE.replace("[Source]", "[Transfer]\n" "AppStream=https://h/a\n\n[Source]")
+    )
     (tmp_path / "20-b.conf").write_text(BASE.replace("os_@v", "b_@v"))
     (tmp_path / "20-b.conf.d").mkdir()
     (tmp_path / "10-a.conf.d").mkdir()
@@ -239,14 +261,34 @@ def gpt_flags_after_install(work: Path, flags: str) -> int | None:
     with image.open("wb") as handle:
         handle.truncate(8 << 20)
     slot = 'size=2MiB, type=0fc63daf-8483-4772-8e79-3d69d8477de4, name="_empty"\n'
-    subprocess.run(["sfdisk", "-q", os.fspath(image)], input="label: gpt\n" + slot * 2,
-                   text=True, check=True, timeout=30, capture_output=True)
+    subprocess.run(
+        ["sfdisk", "-q", os.fspath(image)],
+        input="label: gpt\n" + slot * 2,
+        text=True,
+        check=True,
+        timeout=30,
+        capture_output=True,
+    )
     root = probes.sysupdate_runtime()
     assert root is not None
     result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c",
-         PARTITION_RUNNER, "sh", os.fspath(root), os.fspath(work)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "sh",
+            "-c",
+            PARTITION_RUNNER,
+            "sh",
+            os.fspath(root),
+            os.fspath(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
     )
     entry = image.read_bytes()[1024:1152]  # first GPT entry (512-byte sectors)
@@ -270,5 +312,8 @@ def test_partition_flags_base_as_257_reads_it(tmp_path: Path) -> None:
     hex_text = hex_text.replace("/run/img/disk.img", "/dev/vda")
     assert d.parse(hex_text, origin="10-p.transfer", specifiers=spec).partition_flags == 1 << 60
     with pytest.raises(FormatError, match="PartitionFlags="):
-        d.parse(hex_text.replace("0x1000000000000000", "1000000000000000"),
-                origin="10-p.transfer", specifiers=spec)
+        d.parse(
+            hex_text.replace("0x1000000000000000", "1000000000000000"),
+            origin="10-p.transfer",
+            specifiers=spec,
+        )

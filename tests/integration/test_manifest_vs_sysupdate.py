@@ -59,9 +59,28 @@ def sysupdate_list(tmp_path: Path, raw: bytes) -> subprocess.CompletedProcess[st
     (defs / "10-os.transfer").write_text(TRANSFER)
     (src / "SHA256SUMS").write_bytes(raw)
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", RUNNER, "sh",
-         os.fspath(root), os.fspath(defs), os.fspath(src), "--verify=no", "--json=short", "list"],
-        capture_output=True, text=True, errors="replace", timeout=60, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "sh",
+            "-c",
+            RUNNER,
+            "sh",
+            os.fspath(root),
+            os.fspath(defs),
+            os.fspath(src),
+            "--verify=no",
+            "--json=short",
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=60,
+        check=False,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
     )
 

@@ -14,7 +14,8 @@ from airlock.formats import manifest
 
 HEX = st.text("0123456789abcdef", min_size=64, max_size=64)
 NAME_CHARS = st.characters(
-    codec="utf-8", exclude_characters="/\0\r\n\x7f",
+    codec="utf-8",
+    exclude_characters="/\0\r\n\x7f",
     min_codepoint=0x20,
 )
 NAMES = (
@@ -24,10 +25,12 @@ NAMES = (
 )
 ENTRIES = st.lists(
     st.builds(manifest.Entry, name=NAMES, sha256=HEX, binary=st.booleans()),
-    max_size=20, unique_by=lambda e: e.name,
+    max_size=20,
+    unique_by=lambda e: e.name,
 )
-DATES = st.none() | st.dates(min_value=datetime.date(1970, 1, 1),
-                             max_value=datetime.date(9999, 12, 31))
+DATES = st.none() | st.dates(
+    min_value=datetime.date(1970, 1, 1), max_value=datetime.date(9999, 12, 31)
+)
 
 
 def outcome(raw: bytes, **caps: int) -> manifest.Manifest | ManifestError:
@@ -72,8 +75,7 @@ def test_any_bytes_give_a_manifest_or_a_manifest_error(raw: bytes) -> None:
         raw.decode("utf-8")  # accepted input is always strict UTF-8
 
 
-LINE = st.builds(lambda h, mark, n: f"{h} {mark}{n}\n".encode(), HEX, st.sampled_from("* "),
-                 NAMES)
+LINE = st.builds(lambda h, mark, n: f"{h} {mark}{n}\n".encode(), HEX, st.sampled_from("* "), NAMES)
 
 
 @given(st.lists(LINE, max_size=8), st.integers(min_value=0), st.binary(min_size=1, max_size=4))
@@ -86,8 +88,11 @@ def test_mutated_manifests_stay_total(lines: list[bytes], where: int, junk: byte
         check_invariants(m)
 
 
-@given(ENTRIES.filter(bool), st.integers(min_value=0),
-       st.sampled_from([b"\0", b"\r", b"\xff", b"\xc0\x80", b"/"]))
+@given(
+    ENTRIES.filter(bool),
+    st.integers(min_value=0),
+    st.sampled_from([b"\0", b"\r", b"\xff", b"\xc0\x80", b"/"]),
+)
 def test_never_accepts_nul_cr_bad_utf8_or_slash_in_a_name(
     entries: list[manifest.Entry], which: int, bad: bytes
 ) -> None:

@@ -45,8 +45,9 @@ def stem(origin: str) -> str:
     return base
 
 
-def transfer_enabled(features: tuple[str, ...], requisite: tuple[str, ...],
-             known: Mapping[str, Feature]) -> bool:
+def transfer_enabled(
+    features: tuple[str, ...], requisite: tuple[str, ...], known: Mapping[str, Feature]
+) -> bool:
     """``transfer_decide_if_enabled()``: all requisites on, and any listed feature on."""
     if not all(f in known and known[f].enabled for f in requisite):
         return False
@@ -79,6 +80,11 @@ def parse_feature(sources: Sequence[tuple[str, str]], *, specifiers: Specifiers)
             elif not a.key.startswith("X-"):
                 raise fail(a.origin, a.line, "unknown key in [Feature]", key=display(a.key)[1:-1])
     origin = sources[0][1]
-    return Feature(name=stem(origin), origin=origin, description=texts.get("Description"),
-                   documentation=texts.get("Documentation"), appstream=texts.get("AppStream"),
-                   enabled=enabled)
+    return Feature(
+        name=stem(origin),
+        origin=origin,
+        description=texts.get("Description"),
+        documentation=texts.get("Documentation"),
+        appstream=texts.get("AppStream"),
+        enabled=enabled,
+    )

@@ -227,9 +227,7 @@ def parse(
     return Manifest(entries=tuple(entries), best_before=best_before)
 
 
-def format(
-    entries: Iterable[Entry], *, best_before: datetime.date | None = None
-) -> bytes:
+def format(entries: Iterable[Entry], *, best_before: datetime.date | None = None) -> bytes:
     """Write a manifest that ``parse()`` (and systemd 257) accepts.
 
     Args:

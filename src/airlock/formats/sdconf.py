@@ -134,8 +134,9 @@ def read_assignments(text: str, *, origin: str, sections: frozenset[str]) -> Par
         if section.startswith("X-"):
             continue
         assignments.append(
-            Assignment(section=section, key=key, value=value.strip(" \t"), origin=origin,
-                       line=number)
+            Assignment(
+                section=section, key=key, value=value.strip(" \t"), origin=origin, line=number
+            )
         )
     return Parsed(assignments=tuple(assignments), section_lines=tuple(section_lines.items()))
 

@@ -72,17 +72,38 @@ def split_words(value: str, *, origin: str, line: int, key: str) -> tuple[str, .
     return tuple(value.split())
 
 
-
 # --- sysupdate value grammars ------------------------------------------------------------------
 
 _VERSION_CHARS = frozenset(string.ascii_letters + string.digits + ".,_+-")
 UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-_ARCHES = ("alpha", "arc", "arm", "arm64", "ia64", "loongarch64", "mips-le", "mips64-le", "parisc",
-           "ppc", "ppc64", "ppc64-le", "riscv32", "riscv64", "s390", "s390x", "tilegx", "x86",
-           "x86-64")
+_ARCHES = (
+    "alpha",
+    "arc",
+    "arm",
+    "arm64",
+    "ia64",
+    "loongarch64",
+    "mips-le",
+    "mips64-le",
+    "parisc",
+    "ppc",
+    "ppc64",
+    "ppc64-le",
+    "riscv32",
+    "riscv64",
+    "s390",
+    "s390x",
+    "tilegx",
+    "x86",
+    "x86-64",
+)
 PARTITION_TYPE_NAMES = frozenset(
-    [f"{base}{arch}{kind}" for base in ("root", "usr") for arch in ("", *(f"-{a}" for a in _ARCHES))
-     for kind in ("", "-verity", "-verity-sig")]
+    [
+        f"{base}{arch}{kind}"
+        for base in ("root", "usr")
+        for arch in ("", *(f"-{a}" for a in _ARCHES))
+        for kind in ("", "-verity", "-verity-sig")
+    ]
     + ["esp", "xbootldr", "swap", "home", "srv", "var", "tmp", "user-home", "linux-generic"]
 )
 HEX_FLAGS_RE = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]")
@@ -166,11 +187,21 @@ class Specifiers:
         if letter == "l" and self.short_hostname is None and self.hostname is not None:
             return self.hostname.split(".", 1)[0]
         return {
-            "a": self.architecture, "A": self.image_version, "b": self.boot_id,
-            "B": self.build_id, "H": self.hostname, "l": self.short_hostname,
-            "q": self.pretty_hostname, "m": self.machine_id, "M": self.image_id,
-            "o": self.os_id, "v": self.kernel_release, "w": self.version_id,
-            "W": self.variant_id, "T": self.tmp_dir, "V": self.var_tmp_dir,
+            "a": self.architecture,
+            "A": self.image_version,
+            "b": self.boot_id,
+            "B": self.build_id,
+            "H": self.hostname,
+            "l": self.short_hostname,
+            "q": self.pretty_hostname,
+            "m": self.machine_id,
+            "M": self.image_id,
+            "o": self.os_id,
+            "v": self.kernel_release,
+            "w": self.version_id,
+            "W": self.variant_id,
+            "T": self.tmp_dir,
+            "V": self.var_tmp_dir,
         }[letter]
 
 
@@ -198,8 +229,9 @@ def expand(value: str, specifiers: Specifiers, *, origin: str, line: int, key: s
             try:
                 expansion = specifiers.value(letter)
             except KeyError:
-                raise fail(origin, line, f"unknown specifier {display('%' + letter)}",
-                           key=key) from None
+                raise fail(
+                    origin, line, f"unknown specifier {display('%' + letter)}", key=key
+                ) from None
             if expansion is None:
                 raise fail(origin, line, f"specifier %{letter} has no value on this host", key=key)
             out.append(expansion)
@@ -223,7 +255,11 @@ def parse_os_release(text: str) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             quote, value = value[0], value[1:-1]
             if quote == '"':
-                value = (value.replace('\\"', '"').replace("\\$", "$").replace("\\`", "`")
-                         .replace("\\\\", "\\"))
+                value = (
+                    value.replace('\\"', '"')
+                    .replace("\\$", "$")
+                    .replace("\\`", "`")
+                    .replace("\\\\", "\\")
+                )
         env[key] = value
     return env

@@ -21,7 +21,10 @@ H = "ab" * 32
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "airlock", "manifest", "check", *[os.fspath(a) for a in args]],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -37,15 +40,20 @@ def test_valid_manifest(tmp_path: Path) -> None:
 
 def test_valid_manifest_json_with_best_before(tmp_path: Path) -> None:
     path = tmp_path / "SHA256SUMS"
-    path.write_bytes(manifest.format([manifest.Entry(name="a", sha256=H)],
-                                     best_before=datetime.date(2027, 3, 4)))
+    path.write_bytes(
+        manifest.format([manifest.Entry(name="a", sha256=H)], best_before=datetime.date(2027, 3, 4))
+    )
     result = run(path, "--json")
     assert result.returncode == ExitStatus.OK
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0]) == {
-        "v": 1, "event": "manifest-check", "valid": True, "file_display": os.fspath(path),
-        "entries": 1, "best_before": "2027-03-04",
+        "v": 1,
+        "event": "manifest-check",
+        "valid": True,
+        "file_display": os.fspath(path),
+        "entries": 1,
+        "best_before": "2027-03-04",
     }
     assert "best before 2027-03-04" in run(path).stdout
 
@@ -137,6 +145,11 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 
 
 def test_missing_argument_is_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "airlock", "manifest", "check"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "airlock", "manifest", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == ExitStatus.USAGE

@@ -140,8 +140,9 @@ def test_spectrum_vm_definitions_after_url_substitution(tmp_path: Path) -> None:
 def test_spectrum_vm_template_unsubstituted_is_refused() -> None:
     with pytest.raises(FormatError) as info:
         d.load_dir(DATA / "vm", specifiers=d.Specifiers())
-    assert re.search(r"50-verity\.transfer:10: Path=: not a valid http\(s\) or file URL",
-                     info.value.message)
+    assert re.search(
+        r"50-verity\.transfer:10: Path=: not a valid http\(s\) or file URL", info.value.message
+    )
 
 
 # --- defaults -------------------------------------------------------------------------------
@@ -153,8 +154,11 @@ def test_defaults() -> None:
     assert t.origin == "/etc/sysupdate.d/10-os.transfer"
     assert (t.min_version, t.protect_versions, t.changelog, t.appstream) == (None, (), (), ())
     assert (t.features, t.requisite_features, t.verify, t.enabled) == ((), (), True, True)
-    assert t.source == d.Resource(type=d.ResourceType.URL_FILE, path="https://updates.example/os",
-                                  match_patterns=t.source.match_patterns)
+    assert t.source == d.Resource(
+        type=d.ResourceType.URL_FILE,
+        path="https://updates.example/os",
+        match_patterns=t.source.match_patterns,
+    )
     assert t.target.type == d.ResourceType.REGULAR_FILE  # inferred from url-file
     assert t.target.path_relative_to == d.PathRelativeTo.ROOT
     assert texts(t.target) == ("os_@v.raw",)  # copied from the source
@@ -208,10 +212,16 @@ PARTITION = MINIMAL.replace("Path=/var/lib/os", "Type=partition\nPath=/dev/sda")
 @pytest.mark.parametrize(
     ("line", "attribute", "expected"),
     [
-        ("PartitionUUID=0123ABCD-0123-4567-89ab-0123456789AB", "partition_uuid",
-         "0123abcd0123456789ab0123456789ab"),
-        ("PartitionUUID=0123abcd0123456789ab0123456789ab", "partition_uuid",
-         "0123abcd0123456789ab0123456789ab"),
+        (
+            "PartitionUUID=0123ABCD-0123-4567-89ab-0123456789AB",
+            "partition_uuid",
+            "0123abcd0123456789ab0123456789ab",
+        ),
+        (
+            "PartitionUUID=0123abcd0123456789ab0123456789ab",
+            "partition_uuid",
+            "0123abcd0123456789ab0123456789ab",
+        ),
         ("PartitionFlags=0", "partition_flags", 0),
         ("PartitionFlags=0x1000000000000000", "partition_flags", 1 << 60),
         ("PartitionNoAuto=yes", "no_auto", True),
@@ -265,7 +275,7 @@ def test_partition_target_key_errors(line: str, problem: str) -> None:
         ("Transfer", "ProtectVersion=1^2", ("ProtectVersion=: not a valid version",)),
         ("Transfer", "ChangeLog=ftp://h/x", ("ChangeLog=: not an http(s) URL",)),
         ("Transfer", "AppStream=file:///x", ("AppStream=: not an http(s) URL",)),
-        ("Transfer", "Features=\"a b\"", ("Features=: quotes and backslash",)),
+        ("Transfer", 'Features="a b"', ("Features=: quotes and backslash",)),
         ("Transfer", "Verify=sometimes", ("Verify=: not a boolean",)),
         ("Transfer", "MaxVersion=2", ("MaxVersion=: unknown key in [Transfer]",)),
         ("Source", "Typo=1", ("Typo=: unknown key in [Source]",)),
@@ -297,9 +307,13 @@ def test_invalid_values_are_refused_with_file_line_and_key(
 
 def test_valid_control_is_accepted_for_each_refused_family() -> None:
     # Negative controls: the nearest valid value of each refused family parses.
-    for section, line in [("Transfer", "MinVersion=1.0"), ("Target", "Mode=0755"),
-                          ("Transfer", "Features=a"), ("Target", "TriesLeft=3"),
-                          ("Source", "MatchPattern=other_@v.raw")]:
+    for section, line in [
+        ("Transfer", "MinVersion=1.0"),
+        ("Target", "Mode=0755"),
+        ("Transfer", "Features=a"),
+        ("Target", "TriesLeft=3"),
+        ("Source", "MatchPattern=other_@v.raw"),
+    ]:
         parse(with_line(section, line))
 
 
@@ -307,10 +321,13 @@ def test_valid_control_is_accepted_for_each_refused_family() -> None:
 
 
 def test_lists_accumulate_and_empty_resets() -> None:
-    text = with_line("Transfer", "ProtectVersion=1\nProtectVersion=\nProtectVersion=2\n"
-                     "ProtectVersion=1\nFeatures=a\nFeatures=\nFeatures=b c\n"
-                     "ChangeLog=https://a\nChangeLog=\nChangeLog=https://b\n"
-                     "AppStream=https://x\nAppStream=https://x")
+    text = with_line(
+        "Transfer",
+        "ProtectVersion=1\nProtectVersion=\nProtectVersion=2\n"
+        "ProtectVersion=1\nFeatures=a\nFeatures=\nFeatures=b c\n"
+        "ChangeLog=https://a\nChangeLog=\nChangeLog=https://b\n"
+        "AppStream=https://x\nAppStream=https://x",
+    )
     t = parse(text)
     assert t.protect_versions == ("1", "2")  # no reset; duplicates are one version
     assert t.features == ("b", "c")
@@ -324,9 +341,10 @@ def test_protect_version_expanding_to_nothing_is_ignored() -> None:
 
 
 def test_match_patterns_accumulate_dedupe_and_reset() -> None:
-    text = MINIMAL.replace("MatchPattern=os_@v.raw",
-                           "MatchPattern=x_@v\nMatchPattern=\nMatchPattern=a_@v b_@v\tb_@v\n"
-                           "MatchPattern=c_@v a_@v")
+    text = MINIMAL.replace(
+        "MatchPattern=os_@v.raw",
+        "MatchPattern=x_@v\nMatchPattern=\nMatchPattern=a_@v b_@v\tb_@v\n" "MatchPattern=c_@v a_@v",
+    )
     t = parse(text)
     assert texts(t.source) == ("a_@v", "b_@v", "c_@v")
     assert texts(t.target) == texts(t.source)
@@ -343,8 +361,10 @@ def test_last_scalar_wins() -> None:
 
 
 def transfer(source_type: str, source_path: str, target: str) -> str:
-    return (f"[Source]\nType={source_type}\nPath={source_path}\nMatchPattern=os_@v\n\n"
-            f"[Target]\n{target}\n")
+    return (
+        f"[Source]\nType={source_type}\nPath={source_path}\nMatchPattern=os_@v\n\n"
+        f"[Target]\n{target}\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -372,8 +392,13 @@ def test_target_type_inference(
 
 @pytest.mark.parametrize(
     ("source_type", "target_type"),
-    [("url-file", "directory"), ("regular-file", "subvolume"), ("tar", "regular-file"),
-     ("directory", "partition"), ("url-tar", "partition")],
+    [
+        ("url-file", "directory"),
+        ("regular-file", "subvolume"),
+        ("tar", "regular-file"),
+        ("directory", "partition"),
+        ("url-tar", "partition"),
+    ],
 )
 def test_incompatible_types_are_refused(source_type: str, target_type: str) -> None:
     path = "http://h/x" if source_type.startswith("url") else "/srv/in"
@@ -405,37 +430,66 @@ def test_file_url_and_esp_relative_paths_are_accepted() -> None:
     assert t.source.path == "file:///run/updater"
     t = parse(transfer("regular-file", "/in", "Path=/EFI/Linux\nPathRelativeTo=esp"))
     assert t.target.path_relative_to == d.PathRelativeTo.ESP
-    t = parse("[Source]\nType=regular-file\nPath=/in\nPathRelativeTo=explicit\nMatchPattern=a_@v\n"
-              "[Target]\nPath=/srv\n")
+    t = parse(
+        "[Source]\nType=regular-file\nPath=/in\nPathRelativeTo=explicit\nMatchPattern=a_@v\n"
+        "[Target]\nPath=/srv\n"
+    )
     assert t.source.path_relative_to == d.PathRelativeTo.EXPLICIT
 
 
 @pytest.mark.parametrize(
     ("missing", "fragment", "line"),
-    [("Type=url-file", "[Source] lacks Type=", 1), ("Path=https://updates.example/os",
-      "[Source] lacks Path=", 1), ("MatchPattern=os_@v.raw", "[Source] lacks MatchPattern=", 1),
-     ("Path=/var/lib/os", "[Target] lacks Path=", 6)],
+    [
+        ("Type=url-file", "[Source] lacks Type=", 1),
+        ("Path=https://updates.example/os", "[Source] lacks Path=", 1),
+        ("MatchPattern=os_@v.raw", "[Source] lacks MatchPattern=", 1),
+        ("Path=/var/lib/os", "[Target] lacks Path=", 6),
+    ],
 )
-def test_missing_mandatory_keys_name_the_section_line(missing: str, fragment: str,
-                                                      line: int) -> None:
+def test_missing_mandatory_keys_name_the_section_line(
+    missing: str, fragment: str, line: int
+) -> None:
     refused(MINIMAL.replace(missing + "\n", ""), f"10-os.transfer:{line}: {fragment}")
 
 
 # --- specifiers -----------------------------------------------------------------------------
 
 FULL = d.Specifiers(
-    architecture="x86-64", image_version="IV", boot_id="bid", build_id="BID", hostname="h.example",
-    pretty_hostname="Pretty", machine_id="mid", image_id="IID", os_id="spectrum",
-    kernel_release="6.1", version_id="VID", variant_id="VAR",
+    architecture="x86-64",
+    image_version="IV",
+    boot_id="bid",
+    build_id="BID",
+    hostname="h.example",
+    pretty_hostname="Pretty",
+    machine_id="mid",
+    image_id="IID",
+    os_id="spectrum",
+    kernel_release="6.1",
+    version_id="VID",
+    variant_id="VAR",
 )
 
 
 @pytest.mark.parametrize(
     ("spec", "value"),
-    [("%a", "x86-64"), ("%A", "IV"), ("%b", "bid"), ("%B", "BID"), ("%H", "h.example"),
-     ("%l", "h"), ("%q", "Pretty"), ("%m", "mid"), ("%M", "IID"), ("%o", "spectrum"),
-     ("%v", "6.1"), ("%w", "VID"), ("%W", "VAR"), ("%T", "/tmp"), ("%V", "/var/tmp"),
-     ("%%", "%")],
+    [
+        ("%a", "x86-64"),
+        ("%A", "IV"),
+        ("%b", "bid"),
+        ("%B", "BID"),
+        ("%H", "h.example"),
+        ("%l", "h"),
+        ("%q", "Pretty"),
+        ("%m", "mid"),
+        ("%M", "IID"),
+        ("%o", "spectrum"),
+        ("%v", "6.1"),
+        ("%w", "VID"),
+        ("%W", "VAR"),
+        ("%T", "/tmp"),
+        ("%V", "/var/tmp"),
+        ("%%", "%"),
+    ],
 )
 def test_every_specifier(spec: str, value: str) -> None:
     t = parse(MINIMAL.replace("Path=/var/lib/os", f"Path=/srv/x{spec}y"), specifiers=FULL)
@@ -452,8 +506,12 @@ def test_specifiers_in_patterns_and_urls() -> None:
 
 @pytest.mark.parametrize(
     ("value", "fragment"),
-    [("/srv/%z", "unknown specifier '%z'"), ("/srv/%H", "specifier %H has no value"),
-     ("/srv/%", "stray '%'"), ("/srv/%a", "specifier %a has no value")],
+    [
+        ("/srv/%z", "unknown specifier '%z'"),
+        ("/srv/%H", "specifier %H has no value"),
+        ("/srv/%", "stray '%'"),
+        ("/srv/%a", "specifier %a has no value"),
+    ],
 )
 def test_bad_specifiers_are_refused(value: str, fragment: str) -> None:
     refused(MINIMAL.replace("Path=/var/lib/os", f"Path={value}"), "Path=:", fragment)
@@ -462,7 +520,8 @@ def test_bad_specifiers_are_refused(value: str, fragment: str) -> None:
 def test_os_release_parsing() -> None:
     spec = d.Specifiers.from_os_release(
         '# comment\nID=spectrum\nVERSION_ID="1.0"\nIMAGE_ID=\'img\'\nBUILD_ID="a\\"b"\n'
-        "garbage line\nIMAGE_VERSION=0.2\n", architecture="arm64"
+        "garbage line\nIMAGE_VERSION=0.2\n",
+        architecture="arm64",
     )
     assert (spec.os_id, spec.version_id, spec.image_id) == ("spectrum", "1.0", "img")
     assert (spec.build_id, spec.image_version, spec.architecture) == ('a"b', "0.2", "arm64")
@@ -474,9 +533,11 @@ def test_os_release_parsing() -> None:
 
 
 def test_comments_continuations_and_x_extensions() -> None:
-    text = ("\ufeff# comment\n; other comment\n[X-Vendor]\nAnything=goes\n"
-            + MINIMAL.replace("MatchPattern=os_@v.raw", "MatchPattern=a_@v \\\n# inside\n  b_@v")
-            + "X-Local=ignored\n\n  [Transfer]  \nVerify = no \n")
+    text = (
+        "\ufeff# comment\n; other comment\n[X-Vendor]\nAnything=goes\n"
+        + MINIMAL.replace("MatchPattern=os_@v.raw", "MatchPattern=a_@v \\\n# inside\n  b_@v")
+        + "X-Local=ignored\n\n  [Transfer]  \nVerify = no \n"
+    )
     t = parse(text)
     assert texts(t.source) == ("a_@v", "b_@v")
     assert t.verify is False
@@ -595,13 +656,18 @@ def test_load_dir_reads_only_that_directory(dirs: list[Path]) -> None:
 
 
 def test_features_gate_transfers(dirs: list[Path]) -> None:
-    write(dirs[3] / "opt.feature", "[Feature]\nDescription=Optional\n"
-          "Documentation=https://h/doc\nAppStream=https://h/%o.xml\n")
+    write(
+        dirs[3] / "opt.feature",
+        "[Feature]\nDescription=Optional\n"
+        "Documentation=https://h/doc\nAppStream=https://h/%o.xml\n",
+    )
     write(dirs[3] / "base.feature", "[Feature]\nEnabled=yes\n")
     write(dirs[3] / "10-a.transfer", with_line("Transfer", "Features=opt", variant("a_@v")))
     write(dirs[3] / "20-b.transfer", with_line("Transfer", "Features=opt base", variant("b_@v")))
-    write(dirs[3] / "30-c.transfer",
-          with_line("Transfer", "RequisiteFeatures=base opt", variant("c_@v")))
+    write(
+        dirs[3] / "30-c.transfer",
+        with_line("Transfer", "RequisiteFeatures=base opt", variant("c_@v")),
+    )
     write(dirs[3] / "40-d.transfer", with_line("Transfer", "Features=unknown", variant("d_@v")))
     write(dirs[3] / "50-e.transfer", variant("e_@v"))
     spec = d.Specifiers(os_id="spectrum")
@@ -613,15 +679,29 @@ def test_features_gate_transfers(dirs: list[Path]) -> None:
 
 
 def test_parse_feature_values_and_errors() -> None:
-    f = d.parse_feature([("[Feature]\nDescription=Opt\nDocumentation=https://h/%o\n"
-                          "AppStream=http://h/a\n", "/x/opt.feature")],
-                        specifiers=d.Specifiers(os_id="o"))
-    assert f == d.Feature(name="opt", origin="/x/opt.feature", description="Opt",
-                          documentation="https://h/o", appstream="http://h/a", enabled=False)
-    for text, fragment in [("[Feature]\nEnabled=perhaps\n", "opt.feature:2: Enabled="),
-                           ("[Feature]\nDocumentation=ftp://x\n", ":2: Documentation="),
-                           ("[Feature]\nColour=red\n", ":2: Colour=: unknown key"),
-                           ("[Transfer]\n", ":1: unknown section")]:
+    f = d.parse_feature(
+        [
+            (
+                "[Feature]\nDescription=Opt\nDocumentation=https://h/%o\n" "AppStream=http://h/a\n",
+                "/x/opt.feature",
+            )
+        ],
+        specifiers=d.Specifiers(os_id="o"),
+    )
+    assert f == d.Feature(
+        name="opt",
+        origin="/x/opt.feature",
+        description="Opt",
+        documentation="https://h/o",
+        appstream="http://h/a",
+        enabled=False,
+    )
+    for text, fragment in [
+        ("[Feature]\nEnabled=perhaps\n", "opt.feature:2: Enabled="),
+        ("[Feature]\nDocumentation=ftp://x\n", ":2: Documentation="),
+        ("[Feature]\nColour=red\n", ":2: Colour=: unknown key"),
+        ("[Transfer]\n", ":1: unknown section"),
+    ]:
         with pytest.raises(FormatError) as info:
             d.parse_feature([(text, "/x/opt.feature")], specifiers=SPEC)
         assert fragment in info.value.message

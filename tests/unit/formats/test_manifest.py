@@ -14,8 +14,9 @@ H = "0123456789abcdef" * 4
 GOOD = f"{H} *Spectrum_1.efi\n".encode()
 
 
-def refused(raw: bytes, line: int | None, fragment: str, code: str = "reject.manifest",
-            **kw: int) -> ManifestError:
+def refused(
+    raw: bytes, line: int | None, fragment: str, code: str = "reject.manifest", **kw: int
+) -> ManifestError:
     with pytest.raises(ManifestError) as info:
         manifest.parse(raw, **kw)
     error = info.value
@@ -55,8 +56,11 @@ def test_names_with_spaces_and_non_ascii_are_allowed() -> None:
 CASES = [
     (f"{H} *a\n{H} *b".encode(), 2, "truncated (no final newline)"),
     (f"{H} *a\n\n".encode(), 2, "line too short"),
-    (f"# comment line that is long enough to reach sixty-seven bytes.......\n{H} *a\n".encode(),
-     1, "cannot parse the SHA-256 digest"),
+    (
+        f"# comment line that is long enough to reach sixty-seven bytes.......\n{H} *a\n".encode(),
+        1,
+        "cannot parse the SHA-256 digest",
+    ),
     (f"{H[:-1]}g *a\n".encode(), 1, "cannot parse the SHA-256 digest"),
     (f"{H} a\n{H}  b\n".encode(), 1, "missing binary/text input marker"),
     (f"{H}\t*a\n".encode(), 1, "missing space separator"),
@@ -91,9 +95,18 @@ def test_rule(raw: bytes, line: int, fragment: str) -> None:
 
 def test_negative_controls_for_each_rule() -> None:
     # The nearest valid manifests: the detectors above must not fire on them.
-    for raw in [f"{H} *a\n{H} *b\n", f"{H}  a\n", f"{H.upper()} *a\n", f"{H} *a\\b\n",
-                f"{H} *file\n", f"{H} *...\n", f"{H} *a b\n", f"{H} *{'x' * 255}\n",
-                f"{H} *a\n{H} *A\n", f"{H} *.hidden\n"]:
+    for raw in [
+        f"{H} *a\n{H} *b\n",
+        f"{H}  a\n",
+        f"{H.upper()} *a\n",
+        f"{H} *a\\b\n",
+        f"{H} *file\n",
+        f"{H} *...\n",
+        f"{H} *a b\n",
+        f"{H} *{'x' * 255}\n",
+        f"{H} *a\n{H} *A\n",
+        f"{H} *.hidden\n",
+    ]:
         manifest.parse(raw.encode())
 
 
@@ -156,8 +169,11 @@ def test_best_before_accepts_zero_digest_and_any_position() -> None:
         (f"{E} *BEST-BEFORE-\n", 1, "YYYY-MM-DD"),
         (f"{E} *BEST-BEFORE-2027-01-01x\n", 1, "YYYY-MM-DD"),
         (f"{H} *BEST-BEFORE-2027-01-01\n", 1, "SHA-256 of the empty file"),
-        (f"{E} *BEST-BEFORE-2027-01-01\n{H} *a\n{E} *BEST-BEFORE-2028-01-01\n", 3,
-         "second BEST-BEFORE entry (first on line 1)"),
+        (
+            f"{E} *BEST-BEFORE-2027-01-01\n{H} *a\n{E} *BEST-BEFORE-2028-01-01\n",
+            3,
+            "second BEST-BEFORE entry (first on line 1)",
+        ),
         (f"{E} *BEST-BEFORE-2027-01-01\n{E} *BEST-BEFORE-2027-01-01\n", 2, "listed twice"),
     ],
 )
@@ -174,8 +190,13 @@ def test_best_before_negative_control() -> None:
 
 
 def test_format_sorts_and_marks_text_mode() -> None:
-    raw = manifest.format([manifest.Entry(name="z", sha256=H, binary=False),
-                           manifest.Entry(name="B", sha256=H), manifest.Entry(name="a", sha256=H)])
+    raw = manifest.format(
+        [
+            manifest.Entry(name="z", sha256=H, binary=False),
+            manifest.Entry(name="B", sha256=H),
+            manifest.Entry(name="a", sha256=H),
+        ]
+    )
     assert raw == f"{H} *B\n{H} *a\n{H}  z\n".encode()
     assert manifest.format([]) == b""
 
