@@ -86,19 +86,36 @@ def run_check(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         message = f"{_shown(path)}: {exc.message}"
         if args.json:
-            print(json.dumps({
-                "v": 1, "event": "manifest-check", "valid": False,
-                "file_display": _shown(path), "code": exc.code, "line": exc.line,
-                "message": message, "exit_status": int(ExitStatus.REJECTED),
-            }))
+            print(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "event": "manifest-check",
+                        "valid": False,
+                        "file_display": _shown(path),
+                        "code": exc.code,
+                        "line": exc.line,
+                        "message": message,
+                        "exit_status": int(ExitStatus.REJECTED),
+                    }
+                )
+            )
         print(f"error: {message}", file=sys.stderr)
         return int(ExitStatus.REJECTED)
     best = parsed.best_before.isoformat() if parsed.best_before else None
     if args.json:
-        print(json.dumps({
-            "v": 1, "event": "manifest-check", "valid": True, "file_display": _shown(path),
-            "entries": len(parsed.entries), "best_before": best,
-        }))
+        print(
+            json.dumps(
+                {
+                    "v": 1,
+                    "event": "manifest-check",
+                    "valid": True,
+                    "file_display": _shown(path),
+                    "entries": len(parsed.entries),
+                    "best_before": best,
+                }
+            )
+        )
     else:
         suffix = f", best before {best}" if best else ", no best-before date"
         print(f"{_shown(path)}: valid, {len(parsed.entries)} entries{suffix}")
