@@ -118,5 +118,6 @@ def run_check(args: argparse.Namespace) -> int:
         )
     else:
         suffix = f", best before {best}" if best else ", no best-before date"
-        print(f"{_shown(path)}: valid, {len(parsed.entries)} entries{suffix}")
+        count = len(parsed.entries)
+        print(f"{_shown(path)}: valid, {count} {'entry' if count == 1 else 'entries'}{suffix}")
     return int(ExitStatus.OK)

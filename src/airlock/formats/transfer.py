@@ -85,7 +85,9 @@ class Transfer:
 
     ``None`` means "not configured": the engine then takes the value from the source pattern
     (``@u @f @a @r @g @m @l @d``) or the resource, as §1.4 describes; ``tries_left``/``tries_done``
-    fall back to 3/0 only when the first target pattern uses ``@l``/``@d``.
+    fall back to 3/0 only when the first target pattern uses ``@l``/``@d``.  ``size_max`` has no
+    key in systemd 257 and is always ``None`` (kept for docs/dev/interfaces.md).
+    ``current_symlink`` (``CurrentSymlink=``) is an addition to the interface.
     """
 
     name: str
