@@ -4,7 +4,7 @@
 Companion of ``airlock.formats.sdconf`` (the line dialect) and ``airlock.formats.definitions``
 (what each sysupdate key means).  Everything here is a pure function of its arguments: booleans
 (``parse_boolean()``), unsigned numbers (``safe_atou64()``, §4.4), UUIDs, GPT partition type names,
-URLs, normalised paths, the version charset (§5), and ``%X`` specifiers whose values the caller
+URLs, normalised paths, and ``%X`` specifiers whose values the caller
 supplies (``Specifiers``); nothing reads the host.
 
 What it refuses: anything the grammar does not accept returns ``None``/``False`` or raises
@@ -15,7 +15,6 @@ through ``airlock.text.display``.
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 
 from airlock.formats.sdconf import fail
@@ -74,7 +73,6 @@ def split_words(value: str, *, origin: str, line: int, key: str) -> tuple[str, .
 
 # --- sysupdate value grammars ------------------------------------------------------------------
 
-_VERSION_CHARS = frozenset(string.ascii_letters + string.digits + ".,_+-")
 UUID_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _ARCHES = (
     "alpha",
@@ -107,10 +105,6 @@ PARTITION_TYPE_NAMES = frozenset(
     + ["esp", "xbootldr", "swap", "home", "srv", "var", "tmp", "user-home", "linux-generic"]
 )
 HEX_FLAGS_RE = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]")
-
-
-def version_is_valid(value: str) -> bool:
-    return bool(value) and len(value.encode()) <= 255 and all(c in _VERSION_CHARS for c in value)
 
 
 def url_is_valid(value: str) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from airlock.errors import FormatError
 from airlock.formats import features as features_mod
-from airlock.formats import pattern, sdconf, sdvalues
+from airlock.formats import pattern, sdconf, sdvalues, version
 from airlock.formats.features import Feature
 from airlock.formats.sdconf import fail
 from airlock.formats.sdvalues import UINT64_MAX, Specifiers, expand
@@ -188,14 +188,14 @@ def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
                 raise fail(
                     a.origin, a.line, "specifiers are not honoured here by systemd 257", key=a.key
                 )
-            if not sdvalues.version_is_valid(v):
+            if not version.is_valid(v):
                 raise fail(a.origin, a.line, f"not a valid version: {display(v)}", key=a.key)
             d.values[slot] = v
         case "Transfer.ProtectVersion":
             expanded = expand(v, spec, origin=a.origin, line=a.line, key=a.key)
             if not expanded:
                 logger.debug("%s:%d: ProtectVersion= expands to nothing, ignored", a.origin, a.line)
-            elif not sdvalues.version_is_valid(expanded):
+            elif not version.is_valid(expanded):
                 raise fail(a.origin, a.line, f"not a valid version: {display(expanded)}", key=a.key)
             elif expanded not in d.lists.setdefault(slot, []):
                 d.lists[slot].append(expanded)
