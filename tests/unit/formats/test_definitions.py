@@ -5,41 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
 from airlock.errors import FormatError
-
-try:
-    from airlock.formats import pattern as _pattern  # noqa: F401 - real module once on main
-except ImportError:  # pattern.py is written concurrently; a minimal stand-in for these tests only
-    from dataclasses import dataclass
-
-    fake = types.ModuleType("airlock.formats.pattern")
-
-    class PatternError(FormatError):
-        default_code = "config.pattern"
-
-    @dataclass(frozen=True, slots=True, kw_only=True)
-    class FakePattern:
-        text: str
-
-    def _compile(text: str) -> FakePattern:
-        if "@v" not in text or re.search(r"[^\x20-\x7e]|[$*?\[\]!\\|]|@[a-z]/", text):
-            raise PatternError(f"invalid pattern {text!r}", code="config.pattern")
-        return FakePattern(text=text)
-
-    fake.Pattern = FakePattern  # type: ignore[attr-defined]
-    fake.PatternError = PatternError  # type: ignore[attr-defined]
-    fake.compile = _compile  # type: ignore[attr-defined]
-    sys.modules["airlock.formats.pattern"] = fake
-    import airlock.formats
-
-    airlock.formats.pattern = fake  # type: ignore[attr-defined,unused-ignore]
-
 from airlock.formats import definitions as d
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "spectrum"
