@@ -48,7 +48,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from airlock.errors import ManifestError
 
@@ -61,11 +61,12 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 _ZERO_SHA256 = "0" * 64
 _BEST_BEFORE_DIGESTS = frozenset({EMPTY_SHA256, _ZERO_SHA256})
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
 _MIN_LINE = 64 + 1 + 1 + 1  # digest, space, marker, one name byte (systemd: < 67 → corrupt)
 _MAX_NAME_BYTES = 255
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_HEX_RE = re.compile(rb"[0-9a-fA-F]{64}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,12 +88,15 @@ class Manifest:
     entries: tuple[Entry, ...]
     best_before: datetime.date | None = None
 
+    _by_name: dict[str, Entry] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass sets derived fields through object.__setattr__.
+        object.__setattr__(self, "_by_name", {e.name: e for e in reversed(self.entries)})
+
     def get(self, name: str) -> Entry | None:
         """Return the entry for ``name``, or ``None`` if the manifest does not list it."""
-        for entry in self.entries:
-            if entry.name == name:
-                return entry
-        return None
+        return self._by_name.get(name)
 
 
 def _fail(line: int | None, problem: str, *, code: str = "reject.manifest") -> ManifestError:
@@ -112,7 +116,7 @@ def name_problem(name: str) -> str | None:
         return "file names with escapes are not supported"
     if "\0" in name:
         return "file name contains a NUL byte"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL_RE.search(name):
         return "file name contains control characters"
     if "/" in name:
         return "file name contains '/' (subdirectories are not supported)"
@@ -152,7 +156,7 @@ def _parse_line(raw: bytes, p: int, line: int) -> tuple[Entry, int]:
     if raw[p] == ord("\\"):
         raise _fail(line, "file names with escapes are not supported")
     digest = raw[p : p + 64]
-    if not all(b in _HEX for b in digest):
+    if not _HEX_RE.fullmatch(digest):
         raise _fail(line, "cannot parse the SHA-256 digest (64 hex digits expected)")
     p += 64
     if raw[p] != ord(" "):
