@@ -224,3 +224,17 @@ def test_format_refuses_what_parse_would(entry: manifest.Entry, fragment: str) -
 def test_format_refuses_duplicates() -> None:
     with pytest.raises(ManifestError, match="listed twice"):
         manifest.format([manifest.Entry(name="a", sha256=H)] * 2)
+
+
+def test_a_manifest_at_both_caps_parses_quickly() -> None:
+    import time
+
+    entries = [manifest.Entry(name=f"Spectrum_{i}.{'x' * 170}.raw", sha256=H) for i in range(4096)]
+    raw = manifest.format(entries)
+    assert len(raw) <= manifest.DEFAULT_MAX_BYTES
+    start = time.perf_counter()
+    parsed = manifest.parse(raw)
+    elapsed = time.perf_counter() - start
+    assert len(parsed.entries) == 4096
+    assert all(parsed.get(e.name) == e for e in entries)
+    assert elapsed < 2.0  # measured ≈ 0.04 s; a quadratic slip would blow this
