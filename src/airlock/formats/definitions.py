@@ -39,6 +39,7 @@ from airlock.formats.transfer import (
     ResourceType,
     Transfer,
 )
+from airlock.text import display
 
 __all__ = [
     "DEFAULT_FILE_INSTANCES_MAX",
@@ -50,6 +51,7 @@ __all__ = [
     "ResourceType",
     "Specifiers",
     "Transfer",
+    "component_search_paths",
     "load",
     "load_dir",
     "parse",
@@ -67,6 +69,25 @@ DEFAULT_SEARCH_PATHS = tuple(
         "/usr/lib/sysupdate.d",
     )
 )
+
+
+def component_search_paths(component: str) -> tuple[Path, ...]:
+    """The search path of ``systemd-sysupdate --component=NAME``: ``…/sysupdate.NAME.d``.
+
+    Raises:
+        FormatError: code ``config.definition``: ``NAME`` is empty, not printable ASCII, or does
+            not make a plain directory name.
+    """
+    directory = f"sysupdate.{component}.d"
+    if (
+        not component
+        or not component.isascii()
+        or not component.isprintable()
+        or "/" in component
+        or len(directory.encode()) > 255
+    ):
+        raise sdconf.fail("--component", None, f"invalid component name {display(component)}")
+    return tuple(path.parent / directory for path in DEFAULT_SEARCH_PATHS)
 
 
 def parse(

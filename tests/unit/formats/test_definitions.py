@@ -693,3 +693,15 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(FormatError) as info:
         d.load_dir(tmp_path, specifiers=SPEC)
     assert "file larger than" in info.value.message
+
+
+def test_component_search_paths() -> None:
+    assert d.component_search_paths("vm") == (
+        Path("/etc/sysupdate.vm.d"),
+        Path("/run/sysupdate.vm.d"),
+        Path("/usr/local/lib/sysupdate.vm.d"),
+        Path("/usr/lib/sysupdate.vm.d"),
+    )
+    for bad in ("", "a/b", "x\x1b", "\u00e9", "x" * 250):
+        with pytest.raises(FormatError, match="invalid component name"):
+            d.component_search_paths(bad.encode().decode("unicode_escape"))
