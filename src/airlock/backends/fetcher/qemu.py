@@ -345,11 +345,11 @@ def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None
         command[:1] = ["python3", "-m", "airlock"]
     boot = work / "boot"
     boot.mkdir()
-    (boot / "command").write_text("set -- " + shlex.join(command) + "\n")
+    (boot / "command").write_text("set -- " + shlex.join(command) + "\n", encoding="utf-8")
     hosts = "127.0.0.1 localhost\n"
     if route.hosts_name is not None:
         hosts += f"{GUEST_SERVER_IP} {route.hosts_name}\n"
-    (boot / "hosts").write_text(hosts)
+    (boot / "hosts").write_text(hosts, encoding="ascii")
     config = work / "config"
     try:
         shutil.copytree(request.config_dir, config)
@@ -357,7 +357,7 @@ def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None
         raise ConfigError(
             f"Failed to copy the VM config from {request.config_dir}: {exc}", code="config.vm"
         ) from exc
-    (config / "update-url").write_text(route.guest_url + "\n")
+    (config / "update-url").write_text(route.guest_url + "\n", encoding="ascii")
     for path in (work, boot, config):
         path.chmod(0o755)
 
