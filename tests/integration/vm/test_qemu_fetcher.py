@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.fetcher import FetchRequest
+from airlock.backends.fetcher import FetchRequest, qemu
 from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
@@ -128,3 +128,23 @@ def test_hostile_console_output_is_bounded_and_escaped(
     log = (tmp_path / "console.log").read_bytes()
     assert len(log) <= 4096 + 64
     assert log.endswith(b"[airlock: console log truncated]\n")
+
+
+
+def test_auto_accel_uses_kvm_only_if_a_probe_boot_reaches_init(guest_dir: Path) -> None:
+    """`/dev/kvm` may exist and hang (nested PVM): `auto` decides by booting, within its bound."""
+    kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
+    cfg = QemuConfig(guest_dir=guest_dir, accel=qemu.Accel.AUTO, probe_timeout_s=10)
+    # Positive control: the probe recognises a guest that does boot (TCG always does).
+    assert qemu._probe_boot(
+        QemuConfig(guest_dir=guest_dir, probe_timeout_s=120), qemu.Accel.TCG, kernel, initrd)
+    start = time.monotonic()
+    kvm_works = qemu._probe_kvm(cfg, kernel, initrd)
+    assert time.monotonic() - start < 10 + 10
+    qemu._kvm_verdicts.clear()
+    try:
+        chosen = qemu._choose_accel(cfg, kernel, initrd)
+        assert chosen is (qemu.Accel.KVM if kvm_works else qemu.Accel.TCG)
+        assert (str(cfg.qemu), str(kernel)) in qemu._kvm_verdicts  # probed once per process
+    finally:
+        qemu._kvm_verdicts.clear()

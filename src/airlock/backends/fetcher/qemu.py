@@ -278,15 +278,20 @@ def _probe_kvm(cfg: QemuConfig, kernel: Path, initrd: Path) -> bool:
     except OSError:
         return False
     os.close(fd)
-    argv = [*_machine_argv(cfg, Accel.KVM, kernel, initrd, "console=ttyS0 quiet airlock.probe"),
+    return _probe_boot(cfg, Accel.KVM, kernel, initrd)
+
+
+def _probe_boot(cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path) -> bool:
+    """Boot the guest with ``airlock.probe``: True if its init reports within the bound."""
+    argv = [*_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet airlock.probe"),
             "-nic", "none"]
     try:
         done = proc.run(argv, timeout=cfg.probe_timeout_s, check=False, max_output=1 << 16)
     except CommandTimedOut:
-        logger.debug("KVM probe boot timed out; using TCG")
+        logger.debug("%s probe boot timed out", accel.value)
         return False
     ok = done.returncode == 0 and _PROBE_OK in done.stdout
-    logger.debug("KVM probe boot: %s", "ok" if ok else "failed")
+    logger.debug("%s probe boot: %s", accel.value, "ok" if ok else "failed")
     return ok
 
 
