@@ -52,6 +52,7 @@ GUEST_SERVER_IP = "10.0.2.100"  # inside QEMU's user network 10.0.2.0/24; the gu
 _STATUS_RE = re.compile(rb"airlock-guest: status (\d{1,3})\r?$", re.MULTILINE)
 _PROBE_OK = b"airlock-guest: probe ok"
 _TAIL_BYTES = 8192
+_INIT_FAILURES = range(120, 127)  # airlock/lab/guest/init: finish 120..126
 _kvm_verdicts: dict[tuple[str, str], bool] = {}
 
 
@@ -161,8 +162,10 @@ class QemuFetcher:
                 code="fetch.failed",
             )
         if status != 0:
+            what = ("the update VM's init failed to mount its shares"
+                    if status in _INIT_FAILURES else "the update VM's command exited")
             raise FetchError(
-                f"Failed to fetch: the update VM's command exited with status {status}"
+                f"Failed to fetch: {what} with status {status}"
                 + (f"; console: {detail}" if detail else ""),
                 code="fetch.failed",
             )
