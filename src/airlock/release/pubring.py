@@ -126,12 +126,12 @@ def parse(data: bytes) -> PublicKeyring:
     if data.lstrip().startswith(b"-----BEGIN"):
         raise _bad("armoured keyrings are not read by systemd 257's gpg --keyring")
     found = packets(data)
+    if any(p.tag in (TAG_SECRET_KEY, TAG_SECRET_SUBKEY) for p in found):
+        raise _bad("it contains SECRET key material; export only the public key")
     if found[0].tag != TAG_PUBLIC_KEY:
         raise _bad("the first packet is not a public key")
     fprs: list[str] = []
     for packet in found:
-        if packet.tag in (TAG_SECRET_KEY, TAG_SECRET_SUBKEY):
-            raise _bad("it contains SECRET key material; export only the public key")
         if packet.tag not in ALLOWED_TAGS:
             raise _bad(f"packet type {packet.tag} does not belong in a public keyring")
         if packet.tag == TAG_PUBLIC_KEY:
