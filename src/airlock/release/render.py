@@ -58,7 +58,7 @@ class Rendered:
 
 def default_templates() -> Path:
     """The templates shipped in the package."""
-    return Path(os.fspath(resources.files("airlock.release") / "templates"))
+    return Path(str(resources.files("airlock.release") / "templates"))  # a real directory
 
 
 def check_url(url: str) -> str:
