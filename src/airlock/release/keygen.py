@@ -18,7 +18,7 @@ from pathlib import Path
 
 from airlock import fsutil
 from airlock.backends.openpgp import gpg
-from airlock.errors import AirlockError, ConfigError, UsageError
+from airlock.errors import AirlockError, ConfigError, HostError, UsageError
 from airlock.release import pubring
 from airlock.text import display
 
@@ -47,7 +47,11 @@ def generate(directory: Path, *, uid: str = DEFAULT_UID) -> GeneratedKey:
         raise UsageError(f"Refusing to create a key in {display(os.fspath(directory))}: "
                          "it exists and is not empty", code="usage.keygen")
     created = not directory.exists()
-    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HostError(f"Failed to create {display(os.fspath(directory))}: {exc.strerror}",
+                        code="host.keygen") from exc
     home = directory / GNUPGHOME
     try:
         try:
@@ -61,9 +65,12 @@ def generate(directory: Path, *, uid: str = DEFAULT_UID) -> GeneratedKey:
             raise ConfigError("gpg exported a keyring that does not hold exactly the new key",
                               code="config.key")
         fsutil.atomic_write(directory / PUBRING, public, mode=0o644)
-    except (AirlockError, OSError):
+    except (AirlockError, OSError) as exc:
         shutil.rmtree(home, ignore_errors=True)
         if created:
             shutil.rmtree(directory, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise HostError(f"Failed to write the public keyring: {exc.strerror}",
+                            code="host.keygen") from exc
         raise
     return GeneratedKey(fingerprint=fpr, gnupghome=home, pubring=directory / PUBRING)

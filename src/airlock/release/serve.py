@@ -346,7 +346,13 @@ class Server:
                 code="host.bind",
             ) from exc
         if config.log_path is not None:
-            self.httpd.log_file = open(config.log_path, "a", encoding="utf-8")  # closed in close()
+            try:
+                self.httpd.log_file = open(config.log_path, "a", encoding="utf-8")  # closed in close()
+            except OSError as exc:
+                self.httpd.server_close()
+                os.close(self._root_fd)
+                raise UsageError(f"Failed to open log {display(os.fspath(config.log_path))}: "
+                                 f"{exc.strerror}", code="usage.serve-log") from exc
         self._thread: threading.Thread | None = None
 
     @property
