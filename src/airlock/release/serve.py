@@ -347,7 +347,8 @@ class Server:
             ) from exc
         if config.log_path is not None:
             try:
-                self.httpd.log_file = open(config.log_path, "a", encoding="utf-8")  # closed in close()
+                # Closed in close().
+                self.httpd.log_file = open(config.log_path, "a", encoding="utf-8")
             except OSError as exc:
                 self.httpd.server_close()
                 os.close(self._root_fd)
