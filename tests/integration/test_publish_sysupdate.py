@@ -200,3 +200,37 @@ def test_sysupdate_installs_published_release_and_refuses_tampering(
         "missing-signature": "Failed to retrieve signature file",
     }[case]
     assert expected in err, err
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sqv_and_gpgv_agree_on_the_same_releases(tmp_path: Path, release: Path,
+                                                 keys: tuple[SigningKey, SigningKey],
+                                                 case: str) -> None:
+    """The signature verdicts behind the sysupdate results, from sqv and gpgv directly.
+
+    A flipped payload byte leaves the signature valid: only the digest check (sysupdate's, or the
+    host's) catches it, which the sysupdate test above shows.
+    """
+    served = tmp_path / "served"
+    tamper(case, release, served)
+    keyring = keys[1].pubring if case == "wrong-key" else keys[0].pubring
+    home = tmp_path / "gh"
+    home.mkdir(mode=0o700)
+    verdicts = []
+    for sig in ("SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"):
+        if not (served / sig).exists():
+            verdicts.append(None)
+            continue
+        s = subprocess.run(["sqv", "--keyring", os.fspath(keyring), os.fspath(served / sig),
+                            os.fspath(served / "SHA256SUMS")], capture_output=True, timeout=60,
+                           check=False)
+        g = subprocess.run(["gpgv", "--homedir", os.fspath(home), "--keyring",
+                            os.fspath(keyring), os.fspath(served / sig),
+                            os.fspath(served / "SHA256SUMS")], capture_output=True, timeout=60,
+                           check=False)
+        assert (s.returncode == 0) == (g.returncode == 0), (s.stderr, g.stderr)
+        verdicts.append(s.returncode == 0)
+    expected = {"good": [True, True], "payload-byte": [True, True],
+                "manifest-line": [False, False], "wrong-key": [False, False],
+                "missing-signature": [None, True]}[case]
+    assert verdicts == expected
