@@ -338,3 +338,17 @@ def test_option_bounds(tmp_path: Path, key: SigningKey) -> None:
         make_release(tmp_path / "r", "1", None, key, keep=0)
     with pytest.raises(UsageError):
         make_release(tmp_path / "r", "1", None, key, valid_for_days=0)
+
+
+def test_leftovers_of_a_killed_publish_are_ignored_then_removed(tmp_path: Path,
+                                                                 key: SigningKey) -> None:
+    rel = tmp_path / "rel"
+    make_release(rel, "1.0", None, key)
+    stale = rel / f"{commit.PREFIX}dead-new1"
+    stale.write_bytes(payload(64))
+    listed_before = manifest.parse((rel / "SHA256SUMS").read_bytes())
+    make_release(rel, "1.1", None, key)
+    assert not stale.exists()
+    listed = {e.name for e in manifest.parse((rel / "SHA256SUMS").read_bytes()).entries}
+    assert stale.name not in listed
+    assert {e.name for e in listed_before.entries} < listed

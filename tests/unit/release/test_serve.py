@@ -118,12 +118,14 @@ def test_if_none_match(server: serve.Server) -> None:
 
 def test_subdirectory_file(server: serve.Server) -> None:
     assert get(server, "/sub/b.txt")[2] == b"hello world\n"
+    assert get(server, "/sub%2fb.txt")[2] == b"hello world\n"  # an encoded / is still inside
 
 
 @pytest.mark.parametrize(
     "path",
     ["/../secret", "/sub/../../secret", "/%2e%2e/secret", "/link-out", "/link-in",
-     "/dirlink/secret", "/sub", "/", "/missing", "/a.img%00", "/%ff"],
+     "/dirlink/secret", "/sub", "/", "/missing", "/a.img%00", "/%ff", "/..%2fsecret",
+     "/sub%2f..%2f..%2fsecret", "/sub/%2e%2e/%2e%2e/secret"],
 )
 def test_refuses_outside_root_symlinks_and_directories(server: serve.Server, path: str) -> None:
     status, _, body = get(server, path)
