@@ -17,6 +17,7 @@ exactly as it was.  The same detached signature packets are written as ``SHA256S
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -139,7 +140,8 @@ def _check_artifacts(artifacts: Sequence[Artifact],
         raise UsageError("Nothing to publish: no artefacts given", code="usage.artifact")
     payloads: list[_Payload] = []
     for art in artifacts:
-        if not names.is_safe(art.name) or art.name in RESERVED:
+        if (not names.is_safe(art.name) or art.name in RESERVED
+                or art.name.startswith(manifest.BEST_BEFORE_PREFIX)):
             raise UsageError(f"Refusing artefact name {display(art.name)}: not a safe file name",
                              code="usage.artifact")
         found = classify(art.name, transfers)
@@ -313,12 +315,17 @@ def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path
     best_before = None
     if valid_for_days is not None:
         best_before = (today or dt.datetime.now(dt.UTC).date()) + dt.timedelta(valid_for_days)
+    created = False
     try:
+        if not os.path.lexists(release_dir):
+            release_dir.mkdir(mode=0o755)  # one level only; removed again if publishing fails
+            created = True
         dir_fd = os.open(release_dir, fsutil.DIR_FLAGS)
     except OSError as exc:
         raise ConfigError(f"Failed to open release directory {display(os.fspath(release_dir))}:"
                           f" {exc.strerror}", code="config.release-dir") from exc
     sources: list[int] = []
+    ok = False
     try:
         try:
             fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -328,8 +335,10 @@ def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path
         sources = [_open_source(a, p) for a, p in zip(artifacts, payloads, strict=True)]
         existing = _existing(dir_fd, transfers)
         plan = _plan(existing, payloads, ver, force=force, keep=keep)
-        return _write(release_dir, dir_fd, artifacts, sources, plan, ver=ver, fprs=fprs,
-                      gnupghome=gnupghome, best_before=best_before)
+        result = _write(release_dir, dir_fd, artifacts, sources, plan, ver=ver, fprs=fprs,
+                        gnupghome=gnupghome, best_before=best_before)
+        ok = True
+        return result
     except OSError as exc:
         raise ConfigError(f"Failed to publish into {display(os.fspath(release_dir))}: "
                           f"{exc.strerror}", code="config.release-dir") from exc
@@ -337,6 +346,9 @@ def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path
         for fd in sources:
             os.close(fd)
         os.close(dir_fd)
+        if created and not ok:
+            with contextlib.suppress(OSError):
+                release_dir.rmdir()
 
 
 def _write(release_dir: Path, dir_fd: int, artifacts: Sequence[Artifact], sources: list[int],

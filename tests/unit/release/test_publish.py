@@ -352,3 +352,18 @@ def test_leftovers_of_a_killed_publish_are_ignored_then_removed(tmp_path: Path,
     listed = {e.name for e in manifest.parse((rel / "SHA256SUMS").read_bytes()).entries}
     assert stale.name not in listed
     assert {e.name for e in listed_before.entries} < listed
+
+
+def test_missing_release_dir_is_created_and_removed_on_failure(tmp_path: Path,
+                                                               key: SigningKey) -> None:
+    with pytest.raises(UsageError):
+        make_release(tmp_path / "x" / "rel", "1", {"nomatch": 64}, key)  # helper makes parents
+    assert os.listdir(tmp_path / "x" / "rel") == []
+    # Fails after the directory was created (the sources are opened under the lock).
+    arts = publish.spectrum_artifacts(ver="1", roothash=ROOTHASH, root=tmp_path / "missing",
+                                      verity=tmp_path / "missing", uki=tmp_path / "missing")
+    with pytest.raises(UsageError, match="Failed to read artefact"):
+        publish.publish(tmp_path / "new", arts, gnupghome=key.gnupghome)
+    assert not (tmp_path / "new").exists()
+    res = make_release(tmp_path / "fresh", "1", None, key)
+    assert res.release_dir == tmp_path / "fresh"
