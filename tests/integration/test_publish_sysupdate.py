@@ -234,3 +234,36 @@ def test_sqv_and_gpgv_agree_on_the_same_releases(tmp_path: Path, release: Path,
                 "manifest-line": [False, False], "wrong-key": [False, False],
                 "missing-signature": [None, True]}[case]
     assert verdicts == expected
+
+
+def test_two_signers_need_every_key_in_sysupdates_keyring(tmp_path: Path) -> None:
+    """ADR 0041: systemd 257's gpg check fails if any signature's key is missing."""
+    from airlock.backends.openpgp import gpg
+
+    home = tmp_path / "both"
+    f1 = gpg.generate_key(home, "One <one@example.invalid>")
+    f2 = gpg.generate_key(home, "Two <two@example.invalid>")
+    ring_both, ring_one = tmp_path / "both.gpg", tmp_path / "one.gpg"
+    ring_both.write_bytes(gpg.export_public(home, [f1, f2]))
+    ring_one.write_bytes(gpg.export_public(home, [f1]))
+    key = SigningKey(gnupghome=home, fingerprint=f1, pubring=ring_both)
+    try:
+        rel = tmp_path / "rel"
+        make_release(rel, "2.0", None, key, signers=[f1, f2])
+    finally:
+        key.close()
+    token = uuid.uuid4().hex[:8]
+    base = f"/srv/airlock-release-{token}"
+    results = {}
+    for label, ring in (("both", ring_both), ("one", ring_one)):
+        dst = tmp_path / f"dst-{label}"
+        dst.mkdir()
+        defs = definitions(tmp_path / label, f"file://{base}/rel", ring)
+        binds = [(os.fspath(rel), f"{base}/rel", True), (os.fspath(defs), f"{base}/defs", True),
+                 (os.fspath(ring), "/etc/systemd/import-pubring.gpg", True),
+                 (os.fspath(dst), "/host/updates", False)]
+        res = sysupdate([f"--definitions={base}/defs", "update"], binds)
+        results[label] = (res["rc"], sorted(os.listdir(dst)))
+    assert results["both"] == (0, sorted(spectrum_names("2.0")))
+    assert results["one"][0] != 0
+    assert results["one"][1] == []
