@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airlock.backends import openpgp
 from airlock.errors import ConfigError, UsageError
@@ -67,3 +69,15 @@ def test_armor_roundtrip_with_gpg(tmp_path: Path) -> None:
                          input=armor.armor_signature(data), capture_output=True, check=True,
                          timeout=60).stdout
     assert out == data
+
+
+@given(st.binary(max_size=512))
+def test_pubring_parse_never_crashes(data: bytes) -> None:
+    code = None
+    try:
+        ring = pubring.parse(data)
+    except ConfigError as exc:
+        code = exc.code
+    else:
+        assert ring.fingerprints
+    assert code in (None, "config.key")

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airlock.release import serve
 
@@ -225,3 +227,13 @@ def test_parse_range_edges() -> None:
     assert serve.parse_range("items=0-1", 10) is None
     assert serve.parse_range("bytes=5-2", 10) is None
     assert serve.parse_range("bytes=a-b", 10) is None
+
+
+@given(st.text(max_size=40), st.integers(min_value=0, max_value=10**6))
+def test_parse_range_total(header: str, size: int) -> None:
+    got = serve.parse_range(header, size)
+    if isinstance(got, tuple):
+        first, last = got
+        assert 0 <= first <= last < size
+    else:
+        assert got in (None, False)
