@@ -1,17 +1,16 @@
 # SPDX-License-Identifier: MIT
-"""Fixtures for the VM fetchers: the built guest, a loopback HTTP server, a small release."""
+"""Fixtures for the VM fetchers: the built guest, `airlock serve` on loopback, a small release."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from airlock.release.serve import ServeConfig, Server, serving
 
 CACHE = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
 GUEST = CACHE / "guest"
@@ -30,27 +29,13 @@ def guest_dir() -> Path:
     return GUEST
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
-
-
 @pytest.fixture
-def release_server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
-    """A release directory served on 127.0.0.1 (random port): (url, directory, request log)."""
+def release_server(tmp_path: Path) -> Iterator[tuple[str, Path, Server]]:
+    """`airlock serve` of a release directory on 127.0.0.1 (random port): (url/, dir, server)."""
     root = tmp_path / "srv"
     root.mkdir()
-    handler = functools.partial(_Quiet, directory=os.fspath(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", root, server.requests  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(ServeConfig(root=root, port=0)) as server:
+        yield server.url + "/", root, server
 
 
 def write_release(root: Path, version: str, files: dict[str, bytes]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from airlock.backends.fetcher import FetchRequest, qemu
 from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
+from airlock.release.serve import Server
 from tests.integration.vm.conftest import qemu_pids_for, vm_config, write_release
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -56,9 +57,9 @@ def _request(tmp_path: Path, cfg: Path, command: tuple[str, ...], timeout_s: flo
 
 
 def test_guest_downloads_release_through_the_one_forward(
-    guest_dir: Path, release_server: tuple[str, Path, list[str]], tmp_path: Path
+    guest_dir: Path, release_server: tuple[str, Path, Server], tmp_path: Path
 ) -> None:
-    url, root, requests = release_server
+    url, root, server = release_server
     sums = write_release(root, "2", {"Demo_2.root": b"R" * 300_000, "Demo_2.efi": b"K" * 1234})
     cfg = vm_config(tmp_path, url)
     request = _request(tmp_path, cfg, ("python3", "-c", DOWNLOADER), 240)
@@ -81,12 +82,12 @@ def test_guest_downloads_release_through_the_one_forward(
     assert not (cfg / "planted").exists()
     # Our config tree is untouched: the guest got a private copy with the rewritten URL.
     assert (cfg / "update-url").read_text() == url + "\n"
-    assert sorted(requests) == sorted(["/SHA256SUMS", "/Demo_2.root", "/Demo_2.efi"])
+    assert sorted(server.bytes_served()) == sorted(["SHA256SUMS", "Demo_2.root", "Demo_2.efi"])
     assert qemu_pids_for(str(tmp_path)) == []
 
 
 def test_guest_that_never_powers_off_is_killed_at_the_timeout(
-    guest_dir: Path, release_server: tuple[str, Path, list[str]], tmp_path: Path
+    guest_dir: Path, release_server: tuple[str, Path, Server], tmp_path: Path
 ) -> None:
     url, _, _ = release_server
     cfg = vm_config(tmp_path, url)
@@ -104,7 +105,7 @@ def test_guest_that_never_powers_off_is_killed_at_the_timeout(
 
 
 def test_hostile_console_output_is_bounded_and_escaped(
-    guest_dir: Path, release_server: tuple[str, Path, list[str]], tmp_path: Path
+    guest_dir: Path, release_server: tuple[str, Path, Server], tmp_path: Path
 ) -> None:
     url, _, _ = release_server
     cfg = vm_config(tmp_path, url)

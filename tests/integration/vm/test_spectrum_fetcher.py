@@ -18,6 +18,7 @@ from airlock.backends.fetcher import FetchRequest
 from airlock.backends.fetcher.spectrum import SpectrumFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
+from airlock.release.serve import Server
 from tests.integration.vm.conftest import write_release
 from tests.integration.vm.spectrum_world import World, processes_mentioning, spectrum_world
 from tests.integration.vm.test_qemu_fetcher import DOWNLOADER
@@ -131,7 +132,7 @@ def test_failing_vm_start_is_reported_and_nothing_stays_mounted(
 @pytest.mark.vm
 @pytest.mark.slow
 def test_spectrum_protocol_with_a_real_qemu_guest_as_the_vmm(
-    world: World, guest_dir: Path, release_server: tuple[str, Path, list[str]]
+    world: World, guest_dir: Path, release_server: tuple[str, Path, Server]
 ) -> None:
     """The vmm instance boots the real guest on <run>/fs/<id>: Spectrum's protocol end to end."""
     url, root, _ = release_server
