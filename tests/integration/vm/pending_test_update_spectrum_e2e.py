@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: MIT
+"""The host pipeline with ``SpectrumFetcher``: Spectrum's protocol (s6, the VM's mount namespace)
+driving a real TCG guest that runs the real agent; v1 → v2 into the A/B image, then a no-op."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import airlock
+from airlock.backends.fetcher.spectrum import SpectrumFetcher
+from airlock.config import load_host_config
+from airlock.events import ListReporter
+from airlock.pipeline.context import Outcome
+from airlock.pipeline.update import run_update
+from airlock.pipeline.wiring import build_context
+from airlock.release.serve import ServeConfig, serving
+from tests.integration.host.conftest import btrfs_dir  # noqa: F401 - the fixture
+from tests.integration.host.test_update_e2e import assert_no_leftovers, assert_v2_installed
+from tests.integration.host.world import World, build
+from tests.integration.vm.conftest import write_vm_transfers
+from tests.integration.vm.spectrum_world import spectrum_world
+
+pytestmark = [pytest.mark.vm, pytest.mark.s6, pytest.mark.btrfs, pytest.mark.sysupdate,
+              pytest.mark.slow]
+
+
+@pytest.fixture
+def world(tmp_path: Path, btrfs_dir: Path, guest_dir: Path) -> Iterator[World]:  # noqa: F811
+    w = build(tmp_path / "w", btrfs_dir)
+    write_vm_transfers(w.root / "etc/vm-sysupdate.d")
+    try:
+        yield w
+    finally:
+        w.key.close()
+
+
+def _update(w: World, fetcher: SpectrumFetcher) -> Outcome:
+    ctx = build_context(load_host_config(w.config), w.staging, reporter=ListReporter(),
+                        now=datetime.now(UTC))
+    return run_update(dataclasses.replace(ctx, fetcher=fetcher))
+
+
+def test_spectrum_fetcher_v1_to_v2_then_noop(world: World, guest_dir: Path, tmp_path: Path) -> None:
+    w = world
+    src = Path(airlock.__file__).resolve().parents[1]
+    tests_root = Path(__file__).resolve().parents[3]
+    with serving(ServeConfig(root=w.release, port=0)) as server, \
+            spectrum_world(tmp_path / "spectrum") as sw:
+        (w.root / "etc/update-url").write_text(server.url + "\n")
+        w.write_config(["/usr/bin/airlock"])  # unused: Spectrum's VM decides what it runs
+        # The VMM boots the real guest on <run>/fs/<id>, which runs the real agent.
+        sw.set_guest(
+            f"cd {shlex.quote(str(tests_root))}\n"
+            f"exec env PYTHONPATH={shlex.quote(str(src))}:. {shlex.quote(sys.executable)} "
+            f"-m tests.integration.vm.vmm_qemu {sw.fs} {guest_dir} 240 "
+            "/usr/bin/airlock agent --share /host --timeout 200"
+        )
+        fetcher = SpectrumFetcher(sw.config())
+        sw.wait_up()
+        assert _update(w, fetcher) is Outcome.UPDATED
+        assert_v2_installed(w)
+        assert_no_leftovers(w)
+        assert sw.vm_mounts() == [str(sw.fs)]
+        disk_before = w.disk_digest()
+        sw.wait_up()
+        assert _update(w, fetcher) is Outcome.UP_TO_DATE
+        assert w.disk_digest() == disk_before
+        assert sw.vm_mounts() == [str(sw.fs)]
