@@ -166,7 +166,13 @@ class Downloader:
                 _unlink(dir_fd, validator_name(name))
                 raise TransientError(exc.message) from exc
 
-        self.retrying(display(name), attempt)
+        try:
+            self.retrying(display(name), attempt)
+        except OSError as exc:
+            raise FetchError(
+                f"Failed to write {display(name)} into updates/: {exc.strerror}",
+                code="fetch.write",
+            ) from exc
 
     def _download_once(self, dir_fd: int, name: str, sha256: str, state: dict[str, bool]) -> None:
         what = display(name)

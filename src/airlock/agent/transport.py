@@ -141,7 +141,7 @@ def _body(resp: httpx.Response, *, offset: int, what: str) -> Body | None:
     if resp.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
         raise FetchError(f"Refusing {what}: the server sent it encoded", code="fetch.http")
     return Body(
-        offset=start, length=length, validator=_validator(resp), chunks=resp.iter_raw(CHUNK_BYTES)
+        offset=start, length=length, validator=_validator(resp), chunks=resp.iter_raw()
     )
 
 
