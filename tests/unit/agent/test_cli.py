@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: MIT
+"""`airlock agent` as a process: exit statuses, the final line, JSON lines, progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from airlock.errors import ExitStatus
+from airlock.release.serve import Server
+from tests.unit.agent.conftest import MIB, World
+
+
+def _agent(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airlock", "agent", "--share", str(world.share), "--timeout", "20",
+         *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_json_run_reports_progress_and_outcome(world: World, server: Server) -> None:
+    world.publish("1", root_bytes=2 * MIB)
+    proc = _agent(world, "--json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert all(e["v"] == 1 for e in events)
+    progress = [e for e in events if e["event"] == "step-progress"]
+    assert progress and {e["step"] for e in progress} == {"download"}
+    assert all({"done", "total", "rate", "eta_s", "item"} <= e.keys() for e in progress)
+    assert events[-1]["event"] == "result"
+    assert events[-1]["outcome"] == "downloaded" and events[-1]["version"] == "1"
+    again = _agent(world, "--json")
+    final = json.loads(again.stdout.splitlines()[-1])
+    assert again.returncode == 0 and final["outcome"] == "nothing-new"
+    assert final["payload_bytes"] == 0
+
+
+def test_console_run_prints_rate_and_a_final_line(world: World, server: Server) -> None:
+    world.publish("1")
+    proc = _agent(world)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith("downloaded: version 1, 3 files")
+    assert "/s" in proc.stderr and "agent: download" in proc.stderr
+    again = _agent(world)
+    assert again.stdout.strip() == "nothing new: version 1 already present"
+
+
+def test_failure_exits_fetch_with_a_reason(world: World, server: Server) -> None:
+    world.publish("1", signatures=())
+    proc = _agent(world, "--json")
+    assert proc.returncode == ExitStatus.FETCH
+    final = json.loads(proc.stdout.splitlines()[-1])
+    assert final["event"] == "error" and final["code"] == "fetch.signature"
+    assert "error: " in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_update_url_exits_config(world: World) -> None:
+    world.set_url("http://example.invalid/a b")
+    proc = _agent(world)
+    assert proc.returncode == ExitStatus.CONFIG
+    assert "Bad update URL" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_share_exits_config(world: World) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "airlock", "agent", "--share", str(world.root / "none")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == ExitStatus.CONFIG
