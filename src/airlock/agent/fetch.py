@@ -66,6 +66,7 @@ class Meter:
         self.done = done
         self.total = total
         self._last = 0.0
+        self._reported = -1
 
     def add(self, n: int, *, final: bool = False) -> None:
         """Count ``n`` more bytes; emit at most every half second (and at the end)."""
@@ -73,7 +74,10 @@ class Meter:
         now = time.monotonic()
         if not final and now - self._last < PROGRESS_INTERVAL_S:
             return
+        if final and self._reported == self.done:
+            return
         self._last = now
+        self._reported = self.done
         elapsed = max(now - self._start, 1e-6)
         rate = (self.done - self._base) / elapsed
         eta = (self.total - self.done) / rate if self.total and rate > 0 else None
