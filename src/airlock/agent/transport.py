@@ -140,16 +140,14 @@ def _body(resp: httpx.Response, *, offset: int, what: str) -> Body | None:
         length = int(raw_length)
     if resp.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
         raise FetchError(f"Refusing {what}: the server sent it encoded", code="fetch.http")
-    return Body(
-        offset=start, length=length, validator=_validator(resp), chunks=resp.iter_raw()
-    )
+    return Body(offset=start, length=length, validator=_validator(resp), chunks=resp.iter_raw())
 
 
 def _validator(resp: httpx.Response) -> str | None:
-    etag = resp.headers.get("etag")
+    etag: str | None = resp.headers.get("etag")
     if etag and not etag.startswith("W/") and etag.isascii() and etag.isprintable():
         return etag
-    modified = resp.headers.get("last-modified")
+    modified: str | None = resp.headers.get("last-modified")
     if modified and modified.isascii() and modified.isprintable():
         with contextlib.suppress(TypeError, ValueError):
             email.utils.parsedate_to_datetime(modified)

@@ -70,8 +70,11 @@ def stranger_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
 
 def release_names(version: str) -> tuple[str, str, str]:
     uuid = hashlib.md5(version.encode(), usedforsecurity=False).hexdigest()
-    return (f"Spectrum_{version}_{uuid}.verity", f"Spectrum_{version}_{uuid}.root",
-            f"Spectrum_{version}.efi")
+    return (
+        f"Spectrum_{version}_{uuid}.verity",
+        f"Spectrum_{version}_{uuid}.root",
+        f"Spectrum_{version}.efi",
+    )
 
 
 @dataclass(kw_only=True)
@@ -101,28 +104,47 @@ class World:
         (self.share / "etc" / "update-url").write_text(url + "\n")
 
     def publish(
-        self, version: str, *, root_bytes: int = 256 * KIB, signatures: Sequence[str] = BOTH,
-        key: Key | None = None, extra: Sequence[tuple[str, bytes]] = (),
+        self,
+        version: str,
+        *,
+        root_bytes: int = 256 * KIB,
+        signatures: Sequence[str] = BOTH,
+        key: Key | None = None,
+        extra: Sequence[tuple[str, bytes]] = (),
     ) -> dict[str, bytes]:
         """Add a release to origin/ and re-sign the manifest over everything there."""
         verity, rootfs, efi = release_names(version)
-        files = {verity: os.urandom(16 * KIB), rootfs: os.urandom(root_bytes),
-                 efi: os.urandom(32 * KIB), **dict(extra)}
+        files = {
+            verity: os.urandom(16 * KIB),
+            rootfs: os.urandom(root_bytes),
+            efi: os.urandom(32 * KIB),
+            **dict(extra),
+        }
         for name, data in files.items():
             if "/" not in name:
                 (self.origin / name).write_bytes(data)
         self.sign(signatures=signatures, key=key, extra_names=[n for n, _ in extra])
         return files
 
-    def sign(self, *, signatures: Sequence[str] = BOTH, key: Key | None = None,
-             extra_names: Sequence[str] = ()) -> bytes:
+    def sign(
+        self,
+        *,
+        signatures: Sequence[str] = BOTH,
+        key: Key | None = None,
+        extra_names: Sequence[str] = (),
+    ) -> bytes:
         entries = []
         for path in sorted(self.origin.iterdir()):
             if path.name.startswith("SHA256SUMS"):
                 path.unlink()
                 continue
-            entries.append(manifest.Entry(name=path.name, binary=True,
-                                          sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+            entries.append(
+                manifest.Entry(
+                    name=path.name,
+                    binary=True,
+                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                )
+            )
         raw = manifest.format(entries)
         raw += b"".join(f"{'0' * 64} *{n}\n".encode() for n in extra_names if "/" in n)
         (self.origin / "SHA256SUMS").write_bytes(raw)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""airlock.agent against stalling, trickling and endless servers (127.0.0.1): every read is bounded."""
+"""airlock.agent against stalling, trickling and endless servers (127.0.0.1): reads are bounded."""
 
 from __future__ import annotations
 

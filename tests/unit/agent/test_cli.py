@@ -14,9 +14,21 @@ from tests.unit.agent.conftest import MIB, World
 
 def _agent(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "airlock", "agent", "--share", str(world.share), "--timeout", "20",
-         *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "agent",
+            "--share",
+            str(world.share),
+            "--timeout",
+            "20",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -27,13 +39,16 @@ def test_json_run_reports_progress_and_outcome(world: World, server: Server) -> 
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert all(e["v"] == 1 for e in events)
     progress = [e for e in events if e["event"] == "step-progress"]
-    assert progress and {e["step"] for e in progress} == {"download"}
+    assert progress
+    assert {e["step"] for e in progress} == {"download"}
     assert all({"done", "total", "rate", "eta_s", "item"} <= e.keys() for e in progress)
     assert events[-1]["event"] == "result"
-    assert events[-1]["outcome"] == "downloaded" and events[-1]["version"] == "1"
+    assert events[-1]["outcome"] == "downloaded"
+    assert events[-1]["version"] == "1"
     again = _agent(world, "--json")
     final = json.loads(again.stdout.splitlines()[-1])
-    assert again.returncode == 0 and final["outcome"] == "nothing-new"
+    assert again.returncode == 0
+    assert final["outcome"] == "nothing-new"
     assert final["payload_bytes"] == 0
 
 
@@ -42,7 +57,8 @@ def test_console_run_prints_rate_and_a_final_line(world: World, server: Server) 
     proc = _agent(world)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith("downloaded: version 1, 3 files")
-    assert "/s" in proc.stderr and "agent: download" in proc.stderr
+    assert "/s" in proc.stderr
+    assert "agent: download" in proc.stderr
     again = _agent(world)
     assert again.stdout.strip() == "nothing new: version 1 already present"
 
@@ -52,20 +68,26 @@ def test_failure_exits_fetch_with_a_reason(world: World, server: Server) -> None
     proc = _agent(world, "--json")
     assert proc.returncode == ExitStatus.FETCH
     final = json.loads(proc.stdout.splitlines()[-1])
-    assert final["event"] == "error" and final["code"] == "fetch.signature"
-    assert "error: " in proc.stderr and "Traceback" not in proc.stderr
+    assert final["event"] == "error"
+    assert final["code"] == "fetch.signature"
+    assert "error: " in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_bad_update_url_exits_config(world: World) -> None:
     world.set_url("http://example.invalid/a b")
     proc = _agent(world)
     assert proc.returncode == ExitStatus.CONFIG
-    assert "Bad update URL" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Bad update URL" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_missing_share_exits_config(world: World) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "airlock", "agent", "--share", str(world.root / "none")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == ExitStatus.CONFIG

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""airlock.agent native mode against `airlock serve` on 127.0.0.1: download, no-op, resume, signatures."""
+"""airlock.agent native mode against `airlock serve`: download, no-op, resume, signatures."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 import pytest
 
@@ -17,8 +18,10 @@ from tests.unit.agent.conftest import BOTH, MIB, Key, World, payload_bytes, rele
 
 def _assert_release_present(world: World, files: dict[str, bytes]) -> None:
     for name, data in files.items():
-        assert hashlib.sha256((world.updates / name).read_bytes()).digest() == \
-            hashlib.sha256(data).digest(), name
+        assert (
+            hashlib.sha256((world.updates / name).read_bytes()).digest()
+            == hashlib.sha256(data).digest()
+        ), name
     assert (world.updates / "SHA256SUMS").read_bytes() == (world.origin / "SHA256SUMS").read_bytes()
 
 
@@ -36,7 +39,8 @@ def test_fresh_download_fetches_the_release_and_both_signatures(
         assert (world.updates / name).read_bytes() == (world.origin / name).read_bytes()
     assert not [n for n in world.updates_listing() if n.startswith(".")]
     progress = [e for e in reporter.events if isinstance(e, StepProgress)]
-    assert progress and all(e.step == Step.DOWNLOAD for e in progress)
+    assert progress
+    assert all(e.step == Step.DOWNLOAD for e in progress)
     assert {e.item for e in progress} == {repr(n) for n in files}
     assert result.payload_bytes == payload_bytes(server) == sum(len(d) for d in files.values())
 
@@ -58,7 +62,8 @@ def test_newer_release_is_fetched_and_old_versions_beyond_instances_max_dropped(
     for v in ("1", "2", "3", "4"):
         files = world.publish(v)
         result = run(world.options(), ListReporter())
-        assert result.outcome == Outcome.DOWNLOADED and result.version == v
+        assert result.outcome == Outcome.DOWNLOADED
+        assert result.version == v
     _assert_release_present(world, files)
     listing = world.updates_listing()
     for name in release_names("1"):
@@ -75,10 +80,14 @@ def test_cut_at_half_resumes_and_refetches_at_most_one_mib(world: World) -> None
         world.set_url(srv.url)
         result = run(world.options(), ListReporter())
         served = srv.bytes_served()[rootfs]
-        ranges = [r["range"] for r in srv.requests() if r["path"] == rootfs]
+        ranges = [
+            cast("list[int] | None", r["range"]) for r in srv.requests() if r["path"] == rootfs
+        ]  # serve logs [first, last] or None
     assert result.outcome == Outcome.DOWNLOADED
     _assert_release_present(world, files)
-    assert ranges[0] is None and ranges[1] is not None and ranges[1][0] > 0
+    assert ranges[0] is None
+    assert ranges[1] is not None
+    assert ranges[1][0] > 0
     assert served - 8 * MIB <= 1 * MIB
 
 

@@ -18,11 +18,13 @@ def test_offline_source_downloads_then_is_a_noop(world: World) -> None:
     files = world.publish("1")
     world.set_url(f"file://{world.origin}")
     first = run(world.options(), ListReporter())
-    assert first.outcome == Outcome.DOWNLOADED and first.version == "1"
+    assert first.outcome == Outcome.DOWNLOADED
+    assert first.version == "1"
     for name, data in files.items():
         assert (world.updates / name).read_bytes() == data
     second = run(world.options(), ListReporter())
-    assert second.outcome == Outcome.NOTHING_NEW and second.payload_bytes == 0
+    assert second.outcome == Outcome.NOTHING_NEW
+    assert second.payload_bytes == 0
 
 
 def test_offline_source_with_one_signature_name(world: World) -> None:

@@ -26,8 +26,9 @@ EFI = _transfer("70-kernel", "Spectrum_@v.efi")
 
 
 def _manifest(*names: str) -> manifest.Manifest:
-    return manifest.parse(manifest.format(
-        manifest.Entry(name=n, sha256=DIGEST, binary=True) for n in names))
+    return manifest.parse(
+        manifest.format(manifest.Entry(name=n, sha256=DIGEST, binary=True) for n in names)
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,8 +38,10 @@ def _manifest(*names: str) -> manifest.Manifest:
         (["Spectrum_1.root", "Spectrum_1.efi", "Spectrum_2.root", "Spectrum_2.efi"], "2"),
         (["Spectrum_1.root", "Spectrum_1.efi", "Spectrum_2.root"], "1"),  # 2 incomplete
         (["Spectrum_10.root", "Spectrum_10.efi", "Spectrum_9.root", "Spectrum_9.efi"], "10"),
-        (["Spectrum_1.2.root", "Spectrum_1.2.efi", "Spectrum_1.10.root", "Spectrum_1.10.efi"],
-         "1.10"),
+        (
+            ["Spectrum_1.2.root", "Spectrum_1.2.efi", "Spectrum_1.10.root", "Spectrum_1.10.efi"],
+            "1.10",
+        ),
         (["Spectrum_2~rc1.root", "Spectrum_2~rc1.efi"], None),  # '~' is not a version char
         (["Spectrum_2.root"], None),
         ([], None),
@@ -48,8 +51,10 @@ def test_newest_complete_version_is_chosen(names: list[str], expected: str | Non
     chosen = selection.select(_manifest(*names), [ROOT, EFI])
     assert chosen.version == expected
     if expected:
-        assert {w.name for w in chosen.files} == {f"Spectrum_{expected}.root",
-                                                  f"Spectrum_{expected}.efi"}
+        assert {w.name for w in chosen.files} == {
+            f"Spectrum_{expected}.root",
+            f"Spectrum_{expected}.efi",
+        }
 
 
 def test_obsolete_newest_version_yields_nothing() -> None:
@@ -68,7 +73,8 @@ def test_disabled_transfer_takes_no_part() -> None:
 def test_unsafe_names_are_ignored_even_when_the_pattern_matches() -> None:
     star = _transfer("60-root", "@v.root")
     chosen = selection.select(_manifest("-1.root", ".1.root", "x1.root"), [star])
-    assert chosen.version == "x1" and [w.name for w in chosen.files] == ["x1.root"]
+    assert chosen.version == "x1"
+    assert [w.name for w in chosen.files] == ["x1.root"]
     assert set(chosen.ignored) == {"'-1.root'", "'.1.root'"}
 
 
@@ -83,8 +89,12 @@ def test_two_files_of_one_version_are_refused() -> None:
 @pytest.mark.parametrize(
     ("present", "keep", "instances", "doomed"),
     [
-        (["Spectrum_1.root", "Spectrum_2.root", "Spectrum_3.root", "Spectrum_4.root"], "4", 3,
-         ["Spectrum_1.root"]),
+        (
+            ["Spectrum_1.root", "Spectrum_2.root", "Spectrum_3.root", "Spectrum_4.root"],
+            "4",
+            3,
+            ["Spectrum_1.root"],
+        ),
         (["Spectrum_1.root", "Spectrum_2.root", "Spectrum_3.root"], "3", 3, []),
         (["Spectrum_1.root", "Spectrum_2.root", "Spectrum_3.root"], "3", 2, ["Spectrum_1.root"]),
         # the kept version survives even if it is the oldest
@@ -100,7 +110,8 @@ def test_stale_keeps_at_most_instances_max(
 
 
 def test_protected_versions_are_never_dropped() -> None:
-    t = _transfer("60-root", "Spectrum_@v.root",
-                  extra="ProtectVersion=1", target_extra="InstancesMax=2\n")
+    t = _transfer(
+        "60-root", "Spectrum_@v.root", extra="ProtectVersion=1", target_extra="InstancesMax=2\n"
+    )
     present = ["Spectrum_1.root", "Spectrum_2.root", "Spectrum_3.root"]
     assert selection.stale(present, [t], keep="3") == ("Spectrum_2.root",)

@@ -32,7 +32,8 @@ def _fake_sysupdate(world: World, *, fail_times: int) -> tuple[Path, Path]:
         f"R={record}\n"
         'n=$(cat "$R/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$R/count"\n'
         'echo "$@" > "$R/argv"\n'
-        'for a in "$@"; do case $a in --definitions=*) cp "${a#--definitions=}"/* "$R/";; esac; done\n'
+        'for a in "$@"; do case $a in --definitions=*) cp "${a#--definitions=}"/* "$R/";; '
+        "esac; done\n"
         f'[ $n -le {fail_times} ] && {{ echo "Network is down" >&2; exit 1; }}\n'
         f'cp "{world.origin / efi}" "{world.updates / efi}"\n'
     )
@@ -46,15 +47,17 @@ def test_sysupdate_is_retried_then_manifest_and_signatures_fetched(
     monkeypatch.setattr(sysupdate, "RETRY_PAUSE_S", 0.01)
     world.publish("1")
     script, record = _fake_sysupdate(world, fail_times=2)
-    result = run(world.options(mode=Mode.SYSUPDATE, sysupdate_path=os.fspath(script)),
-                 ListReporter())
+    result = run(
+        world.options(mode=Mode.SYSUPDATE, sysupdate_path=os.fspath(script)), ListReporter()
+    )
     assert (record / "count").read_text().strip() == "3"
     assert (record / "argv").read_text().split()[-1] == "update"
     rendered = (record / "70-kernel.transfer").read_text()
     assert f"Path={server.url}\n" in rendered
     assert f"Path={world.updates}\n" in rendered
     assert "@UPDATE_URL@" not in rendered
-    assert result.outcome == Outcome.DOWNLOADED and result.files_downloaded == 1
+    assert result.outcome == Outcome.DOWNLOADED
+    assert result.files_downloaded == 1
     for name in ("SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"):
         assert (world.updates / name).read_bytes() == (world.origin / name).read_bytes()
 
