@@ -41,6 +41,7 @@ class Budget:
     max_manifest_bytes: int
     max_signature_bytes: int
     max_file_bytes: int
+    max_total_bytes: int
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 15.0
 
@@ -213,9 +214,15 @@ class Downloader:
                             f"Refusing {what}: more than {self.budget.max_file_bytes} bytes",
                             code="fetch.too-large",
                         )
+                    self.payload_bytes += len(chunk)
+                    if self.payload_bytes > self.budget.max_total_bytes:
+                        raise FetchError(
+                            f"Refusing {what}: this run received more than "
+                            f"{self.budget.max_total_bytes} payload bytes",
+                            code="fetch.too-large",
+                        )
                     f.write(chunk)
                     digest.update(chunk)
-                    self.payload_bytes += len(chunk)
                     meter.add(len(chunk))
                     self._check_deadline(what)
                 meter.add(0, final=True)

@@ -33,12 +33,13 @@ def run(options: Options, reporter: Reporter) -> Result:
     """Run the agent once; raises ``AirlockError`` (``FetchError`` for anything the server did)."""
     deadline = time.monotonic() + options.timeout_s
     config = share.read_share(options.share)
-    source = source_for(config.url, stall_s=options.stall_s)
+    source = source_for(config.url, stall_s=options.stall_s, deadline=deadline)
     budget = Budget(
         deadline=deadline,
         max_manifest_bytes=options.limits.max_manifest_bytes,
         max_signature_bytes=options.limits.max_signature_bytes,
         max_file_bytes=options.limits.max_file_bytes,
+        max_total_bytes=options.limits.max_total_bytes,
     )
     downloader = Downloader(source, budget, reporter)
     try:

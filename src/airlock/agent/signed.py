@@ -40,12 +40,7 @@ class Release:
     manifest: manifest.Manifest
 
 
-def fetch_release(
-    downloader: Downloader, *, keyring: Path, options: Options, reporter: Reporter
-) -> Release:
-    """Fetch ``SHA256SUMS`` and both signature names, verify, parse; raise ``FetchError``."""
-    started = time.monotonic()
-    reporter.emit(StepStarted(step=Step.MANIFEST, detail=display(downloader.source.url)))
+def _fetch_set(downloader: Downloader) -> tuple[bytes, list[tuple[str, bytes]]]:
     budget = downloader.budget
     raw = downloader.get_small(MANIFEST, limit=budget.max_manifest_bytes)
     if raw is None:
@@ -64,7 +59,12 @@ def fetch_release(
             f"Failed to fetch a signature of {MANIFEST}: neither {' nor '.join(SIGNATURES)} exists",
             code="fetch.signature",
         )
-    verifier = openpgp.verifier(options.verifier)
+    return raw, found
+
+
+def _check(
+    verifier: openpgp.SignatureVerifier, raw: bytes, found: list[tuple[str, bytes]], keyring: Path
+) -> None:
     for name, sig in found:
         try:
             verifier.verify(sig, raw, keyring)
@@ -72,6 +72,29 @@ def fetch_release(
             raise FetchError(
                 f"Refusing {name}: {exc.message} (no payload fetched)", code="fetch.signature"
             ) from exc
+
+
+def fetch_release(
+    downloader: Downloader, *, keyring: Path, options: Options, reporter: Reporter
+) -> Release:
+    """Fetch ``SHA256SUMS`` and both signature names, verify, parse; raise ``FetchError``.
+
+    If a signature does not verify and ``SHA256SUMS`` has changed meanwhile (a release was
+    published between the requests), the set is fetched and checked once more.
+    """
+    started = time.monotonic()
+    reporter.emit(StepStarted(step=Step.MANIFEST, detail=display(downloader.source.url)))
+    verifier = openpgp.verifier(options.verifier)
+    raw, found = _fetch_set(downloader)
+    try:
+        _check(verifier, raw, found, keyring)
+    except FetchError:
+        again = downloader.get_small(MANIFEST, limit=downloader.budget.max_manifest_bytes)
+        if again is None or again == raw:
+            raise
+        logger.info("%s changed while it was fetched; fetching it again", MANIFEST)
+        raw, found = _fetch_set(downloader)
+        _check(verifier, raw, found, keyring)
     try:
         parsed = manifest.parse(
             raw,

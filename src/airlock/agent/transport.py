@@ -19,6 +19,7 @@ import errno
 import os
 import re
 import stat
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,12 +80,16 @@ def join(url: str, name: str) -> str:
 class HttpSource:
     """http:// and https:// through one httpx client (keep-alive, no proxies from the env)."""
 
-    def __init__(self, url: str, *, stall_s: float, connect_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, stall_s: float, deadline: float, connect_s: float = 10.0
+    ) -> None:
         self.url = url
+        self._stall_s = stall_s
+        self._connect_s = connect_s
+        self._deadline = deadline
         self._client = httpx.Client(
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
-            timeout=httpx.Timeout(connect=connect_s, read=stall_s, write=stall_s, pool=connect_s),
             trust_env=False,
             headers={"User-Agent": f"airlock-agent/{__version__}", "Accept-Encoding": "identity"},
         )
@@ -92,6 +97,12 @@ class HttpSource:
     def close(self) -> None:
         """Close the client."""
         self._client.close()
+
+    def _timeout(self) -> httpx.Timeout:
+        """Per-request timeouts, never beyond the run's deadline."""
+        left = max(self._deadline - time.monotonic(), 0.05)
+        connect, stall = min(self._connect_s, left), min(self._stall_s, left)
+        return httpx.Timeout(connect=connect, read=stall, write=stall, pool=connect)
 
     @contextlib.contextmanager
     def open(
@@ -106,8 +117,12 @@ class HttpSource:
                 headers["If-Range"] = validator
         what = display(name)
         try:
-            with self._client.stream("GET", url, headers=headers) as resp:
+            with self._client.stream("GET", url, headers=headers, timeout=self._timeout()) as resp:
                 yield _body(resp, offset=offset, what=what)
+        except httpx.UnsupportedProtocol as exc:
+            raise FetchError(
+                f"Failed to fetch {what}: redirected to an unsupported scheme", code="fetch.http"
+            ) from exc
         except httpx.TransportError as exc:
             raise TransientError(
                 f"Failed to fetch {what}: {type(exc).__name__}: {display(str(exc), limit=160)}"
@@ -115,6 +130,11 @@ class HttpSource:
         except httpx.TooManyRedirects as exc:
             raise FetchError(
                 f"Failed to fetch {what}: too many redirects", code="fetch.http"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise FetchError(
+                f"Failed to fetch {what}: {type(exc).__name__}: {display(str(exc), limit=160)}",
+                code="fetch.http",
             ) from exc
 
 
@@ -208,11 +228,11 @@ def _read_chunks(f: object) -> Iterator[bytes]:
         yield chunk
 
 
-def source_for(url: str, *, stall_s: float) -> Source:
+def source_for(url: str, *, stall_s: float, deadline: float) -> Source:
     """The transport for ``url`` (already validated: http, https or file)."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme == "file":
         return FileSource(url)
     if scheme in ("http", "https"):
-        return HttpSource(url, stall_s=stall_s)
+        return HttpSource(url, stall_s=stall_s, deadline=deadline)
     raise FetchError(f"Refusing update URL scheme {display(scheme)}", code="fetch.url")

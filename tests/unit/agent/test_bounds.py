@@ -25,6 +25,7 @@ class _Hostile(http.server.ThreadingHTTPServer):
 
     def __init__(self, origin: Path, endless: set[str], trickle: set[str]) -> None:
         self.origin, self.endless, self.trickle = origin, endless, trickle
+        self.redirect: dict[str, str] = {}
         self.stop = threading.Event()
         self.sent: dict[str, int] = {}
         super().__init__(("127.0.0.1", 0), _HostileHandler)
@@ -39,6 +40,12 @@ class _HostileHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         name = self.path.rsplit("/", 1)[-1]
+        if name in self.server.redirect:
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect[name])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if name in self.server.endless or name in self.server.trickle:
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -175,3 +182,33 @@ def test_server_error_is_retried_until_the_time_limit(world: World) -> None:
             run(world.options(timeout_s=1.5), ListReporter())
         assert info.value.code == "fetch.timeout"
         assert len([r for r in srv.requests() if r["path"] == "SHA256SUMS"]) >= 2
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/SHA256SUMS"])
+def test_redirect_to_another_scheme_is_refused_at_once(
+    world: World, hostile: _Hostile, location: str
+) -> None:
+    world.publish("1")
+    hostile.redirect["SHA256SUMS"] = location
+    started = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        run(world.options(), ListReporter())
+    assert info.value.code == "fetch.http"
+    assert time.monotonic() - started < 2  # not retried as if transient
+    assert world.updates_listing() == []
+
+
+def test_redirect_loop_is_refused(world: World, hostile: _Hostile) -> None:
+    world.publish("1")
+    hostile.redirect["SHA256SUMS"] = "/SHA256SUMS"
+    with pytest.raises(FetchError) as info:
+        run(world.options(), ListReporter())
+    assert info.value.code == "fetch.http"
+
+
+def test_total_payload_cap_stops_the_run(world: World, hostile: _Hostile) -> None:
+    world.publish("1", root_bytes=2 * MIB)
+    options = replace(world.options(), limits=replace(Limits(), max_total_bytes=1 * MIB))
+    with pytest.raises(FetchError) as info:
+        run(options, ListReporter())
+    assert info.value.code == "fetch.too-large"

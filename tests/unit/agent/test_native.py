@@ -183,3 +183,17 @@ def test_incomplete_newest_version_is_skipped_for_the_newest_complete(
     result = run(world.options(), ListReporter())
     assert result.version == "1"
     assert not any(n.startswith("Spectrum_2") for n in world.updates_listing())
+
+
+def test_changed_file_with_an_old_validator_is_fetched_whole(world: World, server: Server) -> None:
+    """If-Range: the partial belongs to an older file, so the server answers 200, not 206."""
+    files = world.publish("1.0", root_bytes=1 * MIB)
+    rootfs = release_names("1.0")[1]
+    (world.updates / f".{rootfs}.partial").write_bytes(b"old bytes" * 1000)
+    (world.updates / f".{rootfs}.partial.validator").write_text('"an-old-etag"')
+    run(world.options(), ListReporter())
+    _assert_release_present(world, files)
+    requests = [r for r in server.requests() if r["path"] == rootfs]
+    assert [r["status"] for r in requests] == [200]
+    assert server.bytes_served()[rootfs] == 1 * MIB
+    assert not (world.updates / f".{rootfs}.partial.validator").exists()
