@@ -43,13 +43,13 @@ def run(options: Options, reporter: Reporter) -> Result:
     )
     downloader = Downloader(source, budget, reporter)
     try:
-        with share.rendered_definitions(config) as directory:
-            transfers = share.load_transfers(directory)
-            if options.mode == Mode.SYSUPDATE:
+        if options.mode == Mode.SYSUPDATE:
+            with share.rendered_definitions(config) as directory:
+                transfers = share.load_transfers(directory)
                 return sysupdate.run(
                     config, directory, transfers, downloader, options, reporter, deadline=deadline
                 )
-            return _native(config, transfers, downloader, options, reporter)
+        return _native(config, share.parse_transfers(config), downloader, options, reporter)
     finally:
         source.close()
 

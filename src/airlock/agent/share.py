@@ -7,8 +7,9 @@ reads it with bounds, without following symlinks, and validates the URL exactly 
 characters, DEL, ``?``, ``#`` or a backslash, a scheme other than http/https/file, transfers whose
 source is not one ``url-file`` URL or whose target is not a regular-file directory.
 
-Writes nothing into ``etc/``: ``@UPDATE_URL@`` is substituted into copies in a private temporary
-directory, and the transfers' target ``Path=`` is rewritten there to the share's ``updates/``.
+Writes nothing into ``etc/``: ``@UPDATE_URL@`` is substituted into in-memory copies (native mode)
+or copies in a private temporary directory (sysupdate mode), and the transfers' target ``Path=`` is
+rewritten there to the share's ``updates/``.
 """
 
 from __future__ import annotations
@@ -228,9 +229,25 @@ def rendered_definitions(config: ShareConfig) -> Iterator[Path]:
         yield directory
 
 
+def parse_transfers(config: ShareConfig) -> tuple[definitions.Transfer, ...]:
+    """Parse the rendered transfers in memory (native mode needs no writable directory)."""
+    specifiers = load_specifiers()
+    transfers = tuple(
+        definitions.parse(text, origin=f"etc/vm-sysupdate.d/{name}", specifiers=specifiers)
+        for name, text in config.transfer_texts
+    )
+    return check_transfers(transfers)
+
+
 def load_transfers(directory: Path) -> tuple[definitions.Transfer, ...]:
-    """Parse the rendered transfers and check they fit the agent: one url-file source URL."""
-    transfers = definitions.load_dir(directory, specifiers=load_specifiers())
+    """Parse the rendered directory as ``systemd-sysupdate --definitions=`` will, and check it."""
+    return check_transfers(definitions.load_dir(directory, specifiers=load_specifiers()))
+
+
+def check_transfers(
+    transfers: tuple[definitions.Transfer, ...],
+) -> tuple[definitions.Transfer, ...]:
+    """Check the transfers fit the agent: url-file sources with one URL, regular-file targets."""
     enabled = tuple(t for t in transfers if t.enabled)
     if not enabled:
         raise ConfigError("No enabled transfer in etc/vm-sysupdate.d/", code="config.definition")

@@ -179,7 +179,7 @@ def test_server_error_is_retried_until_the_time_limit(world: World) -> None:
     with serving(ServeConfig(root=world.origin, faults=faults)) as srv:
         world.set_url(srv.url)
         with pytest.raises(FetchError) as info:
-            run(world.options(timeout_s=1.5), ListReporter())
+            run(world.options(timeout_s=3.0), ListReporter())
         assert info.value.code == "fetch.timeout"
         assert len([r for r in srv.requests() if r["path"] == "SHA256SUMS"]) >= 2
 

@@ -87,6 +87,10 @@ def test_reading_and_rendering_leave_etc_untouched(world: World) -> None:
     assert [t.name for t in transfers] == ["50-verity", "60-root", "70-kernel"]
     assert {t.source.path for t in transfers} == {"https://updates.example.org/spectrum"}
     assert {t.target.path for t in transfers} == {os.fspath(world.updates)}
+    in_memory = share.parse_transfers(config)
+    assert [(t.name, t.source, t.target) for t in in_memory] == [
+        (t.name, t.source, t.target) for t in transfers
+    ]
 
 
 def test_symlinked_update_url_is_refused(world: World) -> None:
@@ -109,8 +113,8 @@ def test_transfers_naming_two_sources_are_refused(world: World) -> None:
     path = world.share / "etc" / "vm-sysupdate.d" / "70-kernel.transfer"
     path.write_text(path.read_text().replace("@UPDATE_URL@", "https://other/y"))
     config = share.read_share(world.share)
-    with share.rendered_definitions(config) as directory, pytest.raises(ConfigError) as info:
-        share.load_transfers(directory)
+    with pytest.raises(ConfigError) as info:
+        share.parse_transfers(config)
     assert info.value.code == "config.definition"
 
 
