@@ -3,8 +3,8 @@
 
 Trusts: the transfers (host-provided) and the manifest only after its signature was checked.  Even
 so, every manifest name must pass ``formats.names`` and match a transfer's source pattern EXACTLY
-(the whole name) before it may become a file name in the share; anything else is ignored and
-reported in escaped form.  Refuses a chosen version that has two entries for one transfer.
+(the whole name, agreeing with sysupdate 257's prefix matching) before it may become a file name
+in the share; anything else is ignored and reported in escaped form.  Refuses a chosen version that has two entries for one transfer.
 
 The assembly is the AVAILABLE pass of ``context_discover_update_sets_by_flag`` (semantics §8.2):
 walk versions downwards, skip a version missing from any enabled transfer, honour ``MinVersion=``
@@ -51,10 +51,14 @@ class _Instance:
 
 
 def file_version(transfer: definitions.Transfer, name: str) -> str | None:
-    """The version ``name`` carries for ``transfer`` (EXACT match, safe name), else ``None``."""
+    """The version ``name`` carries for ``transfer``, else ``None``.
+
+    ``name`` must be a safe name and match EXACTLY, with the same fields systemd-sysupdate 257's
+    prefix matching would find (``pattern.match_agreed``): the host judges the same way.
+    """
     if not names.is_safe(name):
         return None
-    fields = pattern.match_any(transfer.source.match_patterns, name, pattern.Mode.EXACT)
+    fields = pattern.match_agreed(transfer.source.match_patterns, name)
     if fields is None or fields.version is None or not version.is_valid(fields.version):
         return None
     return fields.version

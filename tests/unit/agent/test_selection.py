@@ -7,7 +7,7 @@ import pytest
 
 from airlock.agent import selection
 from airlock.errors import FetchError
-from airlock.formats import definitions, manifest
+from airlock.formats import definitions, manifest, pattern
 
 SPEC = definitions.Specifiers.from_os_release("")
 DIGEST = "a" * 64
@@ -115,3 +115,16 @@ def test_protected_versions_are_never_dropped() -> None:
     )
     present = ["Spectrum_1.root", "Spectrum_2.root", "Spectrum_3.root"]
     assert selection.stale(present, [t], keep="3") == ("Spectrum_2.root",)
+
+
+def test_earlier_pattern_prefix_match_makes_a_name_ambiguous() -> None:
+    """257 would take `a_1.x.y` by the first pattern's prefix (version 1); EXACT only by the second
+    (version 1.x). The agent ignores such a name, as the host's judge refuses it."""
+    t = _transfer("60-root", "a_@v.x a_@v.y")
+    chosen = selection.select(_manifest("a_1.x.y", "a_2.x"), [t])
+    assert chosen.version == "2"
+    assert "'a_1.x.y'" in chosen.ignored
+    # negative control: EXACT alone would have accepted it (as version 1.x)
+    exact = pattern.match_any(t.source.match_patterns, "a_1.x.y", pattern.Mode.EXACT)
+    assert exact is not None
+    assert exact.version == "1.x"
