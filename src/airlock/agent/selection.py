@@ -4,7 +4,8 @@
 Trusts: the transfers (host-provided) and the manifest only after its signature was checked.  Even
 so, every manifest name must pass ``formats.names`` and match a transfer's source pattern EXACTLY
 (the whole name, agreeing with sysupdate 257's prefix matching) before it may become a file name
-in the share; anything else is ignored and reported in escaped form.  Refuses a chosen version that has two entries for one transfer.
+in the share; anything else is ignored and reported in escaped form.  Refuses a chosen version
+that has two entries for one transfer.
 
 The assembly is the AVAILABLE pass of ``context_discover_update_sets_by_flag`` (semantics §8.2):
 walk versions downwards, skip a version missing from any enabled transfer, honour ``MinVersion=``
