@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from airlock.agent.transport import RestartError, Source, TransientError
 from airlock.errors import FetchError
-from airlock.events import Reporter, Step, StepProgress
+from airlock.events import Notice, Reporter, Step, StepProgress
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class Downloader:
                         f"{exc.message} (gave up after {tries} attempts: time limit)",
                         code="fetch.timeout" if tries > 1 else exc.code,
                     ) from exc
-                logger.info("%s; retrying in %.1f s", exc.message, delay)
+                self.reporter.emit(Notice(message=f"{exc.message}; retrying in {delay:.1f} s"))
                 self._sleep(delay)
                 delay = min(delay * 2, self.budget.backoff_max_s)
 

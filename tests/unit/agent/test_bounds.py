@@ -15,7 +15,7 @@ import pytest
 from airlock.agent.main import run
 from airlock.config import Limits
 from airlock.errors import FetchError
-from airlock.events import ListReporter
+from airlock.events import ListReporter, Notice
 from airlock.release.serve import Faults, ServeConfig, serving
 from tests.unit.agent.conftest import MIB, World, release_names
 
@@ -178,10 +178,14 @@ def test_server_error_is_retried_until_the_time_limit(world: World) -> None:
     faults = Faults(status={"SHA256SUMS": 503})
     with serving(ServeConfig(root=world.origin, faults=faults)) as srv:
         world.set_url(srv.url)
+        reporter = ListReporter()
         with pytest.raises(FetchError) as info:
-            run(world.options(timeout_s=3.0), ListReporter())
+            run(world.options(timeout_s=3.0), reporter)
         assert info.value.code == "fetch.timeout"
         assert len([r for r in srv.requests() if r["path"] == "SHA256SUMS"]) >= 2
+    notices = [e.message for e in reporter.events if isinstance(e, Notice)]
+    assert notices
+    assert all("HTTP 503; retrying in" in m for m in notices)
 
 
 @pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/SHA256SUMS"])
