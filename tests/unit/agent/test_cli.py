@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
 from airlock.errors import ExitStatus
-from airlock.release.serve import Server
-from tests.unit.agent.conftest import MIB, World
+from airlock.release.serve import Faults, ServeConfig, Server, serving
+from tests.unit.agent.conftest import MIB, World, release_names
 
 
 def _agent(world: World, *args: str) -> subprocess.CompletedProcess[str]:
@@ -91,3 +92,40 @@ def test_missing_share_exits_config(world: World) -> None:
         check=False,
     )
     assert proc.returncode == ExitStatus.CONFIG
+
+
+def test_agent_killed_mid_download_resumes_on_the_next_run(world: World) -> None:
+    """SIGKILL while a payload is half there; the rerun resumes it with Range + If-Range."""
+    world.publish("1", root_bytes=8 * MIB)
+    rootfs = release_names("1")[1]
+    cut = Faults(cut_after_bytes={rootfs: 4 * MIB})
+    with serving(ServeConfig(root=world.origin, faults=cut)) as srv:
+        world.set_url(srv.url)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airlock", "agent", "--share", str(world.share), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # the cut is followed by a notice, then a backoff sleep
+                if json.loads(line)["event"] == "notice":
+                    proc.send_signal(signal.SIGKILL)
+                    break
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+    partial = world.updates / f".{rootfs}.partial"
+    assert partial.stat().st_size == 4 * MIB
+    assert (world.updates / f".{rootfs}.partial.validator").exists()
+    with serving(ServeConfig(root=world.origin)) as srv:
+        world.set_url(srv.url)
+        again = _agent(world, "--json")
+        requests = [r for r in srv.requests() if r["path"] == rootfs]
+        served = srv.bytes_served()[rootfs]
+    assert again.returncode == 0, again.stderr
+    assert [r["status"] for r in requests] == [206]
+    assert served == 4 * MIB
+    assert not partial.exists()
+    assert (world.updates / rootfs).stat().st_size == 8 * MIB
