@@ -76,6 +76,37 @@ def _native(
         )
     started = time.monotonic()
     reporter.emit(StepStarted(step=Step.DOWNLOAD, detail=display(chosen.version or "nothing")))
+    try:
+        downloaded = _download(config, transfers, downloader, options, release, chosen)
+    except OSError as exc:
+        raise FetchError(
+            f"Failed to write into the share's updates/: {exc.strerror}", code="fetch.write"
+        ) from exc
+    reporter.emit(
+        StepFinished(
+            step=Step.DOWNLOAD,
+            duration_s=time.monotonic() - started,
+            detail=f"{downloaded} files, {downloader.payload_bytes} bytes",
+        )
+    )
+    return Result(
+        outcome=Outcome.DOWNLOADED if downloaded else Outcome.NOTHING_NEW,
+        version=chosen.version,
+        files_downloaded=downloaded,
+        payload_bytes=downloader.payload_bytes,
+        signatures=tuple(n for n, _ in release.signatures),
+    )
+
+
+def _download(
+    config: share.ShareConfig,
+    transfers: tuple[definitions.Transfer, ...],
+    downloader: Downloader,
+    options: Options,
+    release: signed.Release,
+    chosen: selection.Selection,
+) -> int:
+    """Fetch the missing files of ``chosen``, publish the manifest, tidy; return files fetched."""
     downloaded = 0
     with signed.updates_dir(config.updates) as dir_fd:
         for wanted in chosen.files:
@@ -91,20 +122,7 @@ def _native(
             downloaded += 1
         signed.publish_release(dir_fd, release)
         tidy(dir_fd, transfers, chosen)
-    reporter.emit(
-        StepFinished(
-            step=Step.DOWNLOAD,
-            duration_s=time.monotonic() - started,
-            detail=f"{downloaded} files, {downloader.payload_bytes} bytes",
-        )
-    )
-    return Result(
-        outcome=Outcome.DOWNLOADED if downloaded else Outcome.NOTHING_NEW,
-        version=chosen.version,
-        files_downloaded=downloaded,
-        payload_bytes=downloader.payload_bytes,
-        signatures=tuple(n for n, _ in release.signatures),
-    )
+    return downloaded
 
 
 def tidy(

@@ -106,8 +106,13 @@ def run(
         )
     )
     release = fetch_release(downloader, keyring=config.keyring, options=options, reporter=reporter)
-    with updates_dir(config.updates) as dir_fd:
-        publish_release(dir_fd, release)
+    try:
+        with updates_dir(config.updates) as dir_fd:
+            publish_release(dir_fd, release)
+    except OSError as exc:
+        raise FetchError(
+            f"Failed to write into the share's updates/: {exc.strerror}", code="fetch.write"
+        ) from exc
     del transfers  # sysupdate itself applies InstancesMax to its targets
     return Result(
         outcome=Outcome.DOWNLOADED if new else Outcome.NOTHING_NEW,

@@ -197,3 +197,13 @@ def test_changed_file_with_an_old_validator_is_fetched_whole(world: World, serve
     assert [r["status"] for r in requests] == [200]
     assert server.bytes_served()[rootfs] == 1 * MIB
     assert not (world.updates / f".{rootfs}.partial.validator").exists()
+
+
+def test_directory_in_the_way_is_a_fetch_failure_not_a_crash(world: World, server: Server) -> None:
+    world.publish("1")
+    efi = release_names("1")[2]
+    (world.updates / efi).mkdir()
+    (world.updates / efi / "x").write_bytes(b"")
+    with pytest.raises(FetchError) as info:
+        run(world.options(), ListReporter())
+    assert info.value.code == "fetch.write"
