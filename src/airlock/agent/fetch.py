@@ -221,7 +221,7 @@ class Downloader:
                             f"{self.budget.max_total_bytes} payload bytes",
                             code="fetch.too-large",
                         )
-                    f.write(chunk)
+                    _write_all(f.fileno(), chunk)
                     digest.update(chunk)
                     meter.add(len(chunk))
                     self._check_deadline(what)
@@ -241,6 +241,12 @@ class Downloader:
         os.rename(part, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         _unlink(dir_fd, validator_name(name))
         os.fsync(dir_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _hash_existing(f: object) -> tuple[hashlib._Hash, int]:
