@@ -129,3 +129,18 @@ def test_agent_killed_mid_download_resumes_on_the_next_run(world: World) -> None
     assert served == 4 * MIB
     assert not partial.exists()
     assert (world.updates / rootfs).stat().st_size == 8 * MIB
+
+
+def test_no_complete_version_on_the_server_is_nothing_new(world: World, server: Server) -> None:
+    world.publish("1")
+    (world.origin / release_names("1")[2]).unlink()
+    world.sign()
+    proc = _agent(world)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "nothing new: the server offers no complete version"
+
+
+def test_bad_arguments_exit_usage(world: World) -> None:
+    for args in (["--timeout", "0"], ["--max-file-bytes", "-1"], ["--mode", "curl"]):
+        proc = _agent(world, *args)
+        assert proc.returncode == ExitStatus.USAGE, args
