@@ -50,7 +50,7 @@ class ShareConfig:
 
 
 def validate_url(raw: bytes | str) -> str:
-    """Return the update URL without its trailing newline, or raise ``ConfigError``.
+    """Return the update URL without trailing newlines, or raise ``ConfigError``.
 
     Spectrum's rule (no control characters, whitespace, ``?``, ``#``, DEL), plus: strict UTF-8,
     no NUL or backslash, scheme http, https or file (``file://`` with an absolute path).
@@ -64,8 +64,7 @@ def validate_url(raw: bytes | str) -> str:
             ) from None
     else:
         text = raw
-    if text.endswith("\n"):
-        text = text[:-1]
+    text = text.rstrip("\n")  # as the shell's $(cat /etc/update-url) in Spectrum
     if not _URL_CHARS.fullmatch(text):
         raise ConfigError(
             "Bad update URL from host: control characters, whitespace, query parameters, "

@@ -27,6 +27,7 @@ from tests.unit.agent.conftest import World
 )
 def test_good_urls_are_accepted(url: str) -> None:
     assert share.validate_url(url + "\n") == url
+    assert share.validate_url(url + "\n\n") == url  # $(cat) strips every trailing newline
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,8 @@ def test_good_urls_are_accepted(url: str) -> None:
         "file://otherhost/x",
         "https:///nohost",
         "",
-        "https://h/x\n\n",  # a second line
+        "https://h/x\nhttps://other/y\n",  # a second line
+        "\nhttps://h/x",
     ],
 )
 def test_bad_urls_are_refused(url: str) -> None:
