@@ -65,6 +65,7 @@ class SpectrumConfig:
     umount: Path = Path("/usr/bin/umount")
     echo: Path = Path("/usr/bin/echo")
     stop_timeout_s: float = 60.0
+    command_timeout_s: float = 120.0  # vm-start / vm-stop themselves (vm-start boots net VMs too)
     restore_vmm: bool = True  # after a forced `s6-svc -d`, bring an idle VMM back up
 
     @classmethod
@@ -205,12 +206,12 @@ class SpectrumFetcher:
                     raise HostError("Failed to subscribe to the VMM service's events",
                                     code="host.s6")
                 try:
-                    proc.run([*command, vm.vm_id], timeout=_TOOL_TIMEOUT_S)
+                    proc.run([*command, vm.vm_id], timeout=cfg.command_timeout_s)
                 except HostError as exc:
                     raise FetchError(
                         f"Failed to {what} VM {vm.vm_id}: {exc.message}", code=f"fetch.vm-{what}"
                     ) from exc
-                status = proc.wait(listener, timeout=timeout_s + _TOOL_TIMEOUT_S)
+                status = proc.wait(listener, timeout=timeout_s + cfg.command_timeout_s)
         except FetchError:
             if what == "start":
                 self._stop(vm)
