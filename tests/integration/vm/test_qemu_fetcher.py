@@ -43,6 +43,18 @@ try:
     print("WALL host alias reachable")
 except httpx.HTTPError:
     print("WALL host alias blocked")
+import ctypes
+# The guest is root: clear its own read-only flags (MS_REMOUNT without MS_RDONLY); QEMU's
+# readonly=on exports must still refuse every write.
+libc = ctypes.CDLL(None, use_errno=True)
+for target in ("/usr", "/host/etc"):
+    rc = libc.mount(None, target.encode(), None, 32, None)
+    print("WALL", target, "remount rw status", rc, ctypes.get_errno())
+    try:
+        open(target + "/planted", "w").write("x")
+        print("WALL", target, "writable after remount")
+    except OSError as exc:
+        print("WALL", target, "refused after remount:", exc.errno)
 os.symlink("/etc/shadow", "/host/updates/link")
 os.mkfifo("/host/updates/fifo")
 print("guest url", url)
@@ -73,6 +85,11 @@ def test_guest_downloads_release_through_the_one_forward(
     log = (tmp_path / "console.log").read_text(errors="replace")
     assert "WALL etc read-only" in log
     assert "WALL host alias blocked" in log
+    assert "WALL /usr remount rw status 0 " in log  # the guest's own read-only flag is gone,
+    assert "WALL /usr refused after remount" in log  # QEMU's readonly=on still refuses
+    assert "WALL /host/etc remount rw status 0 " in log
+    assert "WALL /host/etc refused after remount" in log
+    assert not (guest_dir / "root" / "usr" / "planted").exists()
     # The guest saw the alias, never the host's loopback address.
     assert "guest url http://10.0.2.100:" in log
     # The VM's symlink and FIFO exist on the host only as plain files (mapped-xattr).
