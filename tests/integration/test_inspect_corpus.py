@@ -18,8 +18,15 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import ExitStatus
-from tests.support.corpus import Case, FifoCanary, Staging, all_cases, cli_args, tree_state
-from tests.support.corpus import write_definitions
+from tests.support.corpus import (
+    Case,
+    FifoCanary,
+    Staging,
+    all_cases,
+    cli_args,
+    tree_state,
+    write_definitions,
+)
 from tests.support.keys import KeySet, kill_agent
 
 CASES = [c for c in all_cases() if c.name != "ten_thousand_files"]
@@ -47,19 +54,34 @@ def test_corpus_case_via_cli(case: Case, tmp_path: Path, keys: KeySet, defdir: P
     before = tree_state(s.dir)
     with FifoCanary(s.canary) as canary:
         proc = subprocess.run(
-            [sys.executable, "-m", "airlock", "inspect", os.fspath(s.dir), "--json",
-             "--definitions", os.fspath(defdir), "--keyring", os.fspath(keys.keyring),
-             *cli_args(case, keys)],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                sys.executable,
+                "-m",
+                "airlock",
+                "inspect",
+                os.fspath(s.dir),
+                "--json",
+                "--definitions",
+                os.fspath(defdir),
+                "--keyring",
+                os.fspath(keys.keyring),
+                *cli_args(case, keys),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         breached = canary.stop()
     assert not breached, "a file outside the staging directory was opened"
     obj = json.loads(proc.stdout)
     if case.expect is None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert obj["accepted"] is True and obj["version"] == case.version
+        assert obj["accepted"] is True
+        assert obj["version"] == case.version
     else:
         assert proc.returncode == ExitStatus.REJECTED, proc.stdout + proc.stderr
         assert obj["errors"][0]["code"] == case.expect
-    assert proc.stdout.isascii() and proc.stderr.isascii()
+    assert proc.stdout.isascii()
+    assert proc.stderr.isascii()
     assert tree_state(s.dir) == before

@@ -68,8 +68,11 @@ def payload_names(version: str = VERSION) -> dict[str, str]:
 
 def manifest_line(name: str, data_or_digest: bytes | str, *, marker: str = "*") -> bytes:
     """One ``SHA256SUMS`` line for ``name``."""
-    digest = (data_or_digest if isinstance(data_or_digest, str)
-              else hashlib.sha256(data_or_digest).hexdigest())
+    digest = (
+        data_or_digest
+        if isinstance(data_or_digest, str)
+        else hashlib.sha256(data_or_digest).hexdigest()
+    )
     return f"{digest} {marker}{name}\n".encode()
 
 
@@ -168,18 +171,29 @@ class Staging:
 
     def payloads(self, version: str = VERSION, *, write: bool = True) -> dict[str, bytes]:
         """Payload contents of ``version`` by name; written into the directory unless told."""
-        out = {name: f"{transfer} {version}\n".encode() * 3
-               for transfer, name in payload_names(version).items()}
+        out = {
+            name: f"{transfer} {version}\n".encode() * 3
+            for transfer, name in payload_names(version).items()
+        }
         if write:
             for name, data in out.items():
                 self.put(name, data)
         return out
 
-    def sign(self, raw_manifest: bytes, *, signers: tuple[str, ...] = ("good",),
-             name: str = "SHA256SUMS.gpg", armor: bool = False, **kw: Any) -> bytes:
+    def sign(
+        self,
+        raw_manifest: bytes,
+        *,
+        signers: tuple[str, ...] = ("good",),
+        name: str = "SHA256SUMS.gpg",
+        armor: bool = False,
+        **kw: Any,
+    ) -> bytes:
         """Write a signature file holding one signature per role in ``signers``."""
-        sig = b"".join(self.keys.sign(raw_manifest, getattr(self.keys, role), armor=armor, **kw)
-                       for role in signers)
+        sig = b"".join(
+            self.keys.sign(raw_manifest, getattr(self.keys, role), armor=armor, **kw)
+            for role in signers
+        )
         self.put(name, sig)
         return sig
 
@@ -215,7 +229,7 @@ class Case:
 
     name: str
     expect: str | None
-    build: Callable[[Staging], None]
+    build: Callable[[Staging], object]
     policy: Mapping[str, Any] = field(default_factory=dict)
     limits: Mapping[str, int] = field(default_factory=dict)
     root: bool = False
@@ -231,12 +245,14 @@ def _with(*steps: Callable[[Staging], object]) -> Callable[[Staging], None]:
     def build(s: Staging) -> None:
         for step in steps:
             step(s)
+
     return build
 
 
 def _symlink(name: str, target: str | None = None) -> Callable[[Staging], None]:
     def build(s: Staging) -> None:
         os.symlink(target or os.fspath(s.canary), name, dir_fd=s._fd())
+
     return build
 
 
@@ -245,6 +261,7 @@ def _replace_with_symlink(which: str) -> Callable[[Staging], None]:
         name = payload_names()[which] if which in payload_names() else which
         os.unlink(name, dir_fd=s._fd())
         os.symlink(os.fspath(s.canary), name, dir_fd=s._fd())
+
     return build
 
 
@@ -252,15 +269,18 @@ def _release_without(name: str) -> Callable[[Staging], None]:
     def build(s: Staging) -> None:
         s.release()
         os.unlink(name, dir_fd=s._fd())
+
     return build
 
 
 def _manifest(mutate: Callable[[bytes], bytes]) -> Callable[[Staging], None]:
     """A validly signed manifest whose bytes were mutated before signing."""
+
     def build(s: Staging) -> None:
         files = s.payloads()
         raw = b"".join(manifest_line(n, d) for n, d in sorted(files.items()))
         s.signed_manifest(mutate(raw))
+
     return build
 
 
@@ -274,6 +294,7 @@ def _fifo(name: str, *, replace: bool = False) -> Callable[[Staging], None]:
         if replace:
             os.unlink(name, dir_fd=s._fd())
         os.mkfifo(name, dir_fd=s._fd())
+
     return build
 
 
@@ -290,6 +311,7 @@ def _device(kind: int, name: str) -> Callable[[Staging], None]:
     def build(s: Staging) -> None:
         s.release()
         os.mknod(name, kind | 0o600, os.makedev(1, 3), dir_fd=s._fd())  # like /dev/null
+
     return build
 
 
@@ -301,14 +323,17 @@ def _hardlink(outside: bool) -> Callable[[Staging], None]:
             os.link(s.dir / efi, s.outside / "host-file")
         else:
             os.link(efi, "Spectrum_1.efi", src_dir_fd=s._fd(), dst_dir_fd=s._fd())
+
     return build
 
 
 def _chmod(name: str, mode: int) -> Callable[[Staging], None]:
     def build(s: Staging) -> None:
         s.release()
-        os.chmod(name if name not in payload_names() else payload_names()[name], mode,
-                 dir_fd=s._fd())
+        os.chmod(
+            name if name not in payload_names() else payload_names()[name], mode, dir_fd=s._fd()
+        )
+
     return build
 
 
@@ -317,6 +342,7 @@ def _sparse(size: int) -> Callable[[Staging], None]:
         s.release()
         p = s.put("Spectrum_1_0123456789abcdef0123456789abcdef.root")
         os.truncate(p, size)
+
     return build
 
 
@@ -325,6 +351,7 @@ def _many_files(n: int) -> Callable[[Staging], None]:
         s.release()
         for i in range(n):
             s.put(f".tmp{i}")
+
     return build
 
 
@@ -379,8 +406,12 @@ def _stale_and_temporaries(s: Staging) -> None:
 
 def _uppercase_hex(s: Staging) -> None:
     files = s.payloads()
-    s.signed_manifest(b"".join(manifest_line(n, hashlib.sha256(d).hexdigest().upper())
-                               for n, d in sorted(files.items())))
+    s.signed_manifest(
+        b"".join(
+            manifest_line(n, hashlib.sha256(d).hexdigest().upper())
+            for n, d in sorted(files.items())
+        )
+    )
 
 
 def _old_signature(s: Staging) -> None:
@@ -388,44 +419,94 @@ def _old_signature(s: Staging) -> None:
 
 
 def _cases_filesystem() -> Iterator[Case]:
-    yield Case(name="symlink_payload_to_host_file", expect="reject.type",
-               build=_with(_release, _replace_with_symlink("70-kernel")))
-    yield Case(name="symlink_named_manifest", expect="reject.type",
-               build=_with(_release, _replace_with_symlink("SHA256SUMS")))
-    yield Case(name="symlink_named_signature", expect="reject.type",
-               build=_with(_release, _replace_with_symlink("SHA256SUMS.gpg")))
-    yield Case(name="symlink_to_etc_passwd", expect="reject.type",
-               build=_with(_release, _symlink("Spectrum_3.efi", "/etc/passwd")))
-    yield Case(name="symlink_loop", expect="reject.type",
-               build=_with(_release, _symlink("Spectrum_3.efi", "Spectrum_3.efi")))
-    yield Case(name="symlink_dangling", expect="reject.type",
-               build=_with(_release, _symlink("Spectrum_3.efi", "/nonexistent/x")))
-    yield Case(name="symlink_to_parent_dir", expect="reject.type",
-               build=_with(_release, _symlink("Spectrum_3.efi", "..")))
+    yield Case(
+        name="symlink_payload_to_host_file",
+        expect="reject.type",
+        build=_with(_release, _replace_with_symlink("70-kernel")),
+    )
+    yield Case(
+        name="symlink_named_manifest",
+        expect="reject.type",
+        build=_with(_release, _replace_with_symlink("SHA256SUMS")),
+    )
+    yield Case(
+        name="symlink_named_signature",
+        expect="reject.type",
+        build=_with(_release, _replace_with_symlink("SHA256SUMS.gpg")),
+    )
+    yield Case(
+        name="symlink_to_etc_passwd",
+        expect="reject.type",
+        build=_with(_release, _symlink("Spectrum_3.efi", "/etc/passwd")),
+    )
+    yield Case(
+        name="symlink_loop",
+        expect="reject.type",
+        build=_with(_release, _symlink("Spectrum_3.efi", "Spectrum_3.efi")),
+    )
+    yield Case(
+        name="symlink_dangling",
+        expect="reject.type",
+        build=_with(_release, _symlink("Spectrum_3.efi", "/nonexistent/x")),
+    )
+    yield Case(
+        name="symlink_to_parent_dir",
+        expect="reject.type",
+        build=_with(_release, _symlink("Spectrum_3.efi", "..")),
+    )
     yield Case(name="hard_link_pair_inside", expect="reject.links", build=_hardlink(False))
     yield Case(name="hard_link_to_outside_file", expect="reject.links", build=_hardlink(True))
-    yield Case(name="fifo_named_manifest_does_not_block", expect="reject.type",
-               build=_fifo("SHA256SUMS", replace=True))
+    yield Case(
+        name="fifo_named_manifest_does_not_block",
+        expect="reject.type",
+        build=_fifo("SHA256SUMS", replace=True),
+    )
     yield Case(name="fifo_named_payload", expect="reject.type", build=_fifo("Spectrum_3.efi"))
     yield Case(name="socket", expect="reject.type", build=_socket)
-    yield Case(name="subdirectory", expect="reject.type",
-               build=_with(_release, lambda s: os.mkdir("Spectrum_3.efi", dir_fd=s._fd())))
-    yield Case(name="dot_directory", expect="reject.type",
-               build=_with(_release, lambda s: os.mkdir(".cache", dir_fd=s._fd())))
+    yield Case(
+        name="subdirectory",
+        expect="reject.type",
+        build=_with(_release, lambda s: os.mkdir("Spectrum_3.efi", dir_fd=s._fd())),
+    )
+    yield Case(
+        name="dot_directory",
+        expect="reject.type",
+        build=_with(_release, lambda s: os.mkdir(".cache", dir_fd=s._fd())),
+    )
     yield Case(name="setuid_payload", expect="reject.mode", build=_chmod("70-kernel", 0o4755))
     yield Case(name="setgid_manifest", expect="reject.mode", build=_chmod("SHA256SUMS", 0o2644))
-    yield Case(name="char_device", expect="reject.type", build=_device(stat.S_IFCHR, "Spectrum_3.efi"),
-               root=True)
-    yield Case(name="block_device", expect="reject.type",
-               build=_device(stat.S_IFBLK, "SHA256SUMS.sha256.asc"), root=True)
+    yield Case(
+        name="char_device",
+        expect="reject.type",
+        build=_device(stat.S_IFCHR, "Spectrum_3.efi"),
+        root=True,
+    )
+    yield Case(
+        name="block_device",
+        expect="reject.type",
+        build=_device(stat.S_IFBLK, "SHA256SUMS.sha256.asc"),
+        root=True,
+    )
     yield Case(name="sparse_1tib_file", expect="reject.size", build=_sparse(1 << 40))
-    yield Case(name="payload_over_file_cap", expect="reject.size", build=_release,
-               limits={"max_file_bytes": 40})
-    yield Case(name="snapshot_over_total_cap", expect="reject.size", build=_release,
-               limits={"max_total_bytes": 200})
+    yield Case(
+        name="payload_over_file_cap",
+        expect="reject.size",
+        build=_release,
+        limits={"max_file_bytes": 40},
+    )
+    yield Case(
+        name="snapshot_over_total_cap",
+        expect="reject.size",
+        build=_release,
+        limits={"max_total_bytes": 200},
+    )
     yield Case(name="ten_thousand_files", expect="reject.count", build=_many_files(10_000))
-    yield Case(name="too_many_entries_small_cap", expect="reject.count", build=_many_files(10),
-               limits={"max_entries": 12})
+    yield Case(
+        name="too_many_entries_small_cap",
+        expect="reject.count",
+        build=_many_files(10),
+        limits={"max_entries": 12},
+    )
 
 
 _BAD_NAMES: tuple[tuple[str, bytes], ...] = (
@@ -448,17 +529,28 @@ _BAD_NAMES: tuple[tuple[str, bytes], ...] = (
 def _cases_names() -> Iterator[Case]:
     for label, raw in _BAD_NAMES:
         yield Case(name=label, expect="reject.name", build=_hostile_name(raw))
-    yield Case(name="name_255_bytes_unlisted", expect="reject.unlisted",
-               build=_hostile_name(b"S" * 255))
-    yield Case(name="case_trick_lowercase_manifest_name", expect="reject.unlisted",
-               build=_hostile_name(b"sha256sums"))
-    yield Case(name="prefix_only_match", expect="reject.unlisted",
-               build=_hostile_name(b"Spectrum_2.efi.old"))
-    yield Case(name="version_with_tilde", expect="reject.name",
-               build=_hostile_name(b"Spectrum_3~rc1.efi"))
+    yield Case(
+        name="name_255_bytes_unlisted", expect="reject.unlisted", build=_hostile_name(b"S" * 255)
+    )
+    yield Case(
+        name="case_trick_lowercase_manifest_name",
+        expect="reject.unlisted",
+        build=_hostile_name(b"sha256sums"),
+    )
+    yield Case(
+        name="prefix_only_match",
+        expect="reject.unlisted",
+        build=_hostile_name(b"Spectrum_2.efi.old"),
+    )
+    yield Case(
+        name="version_with_tilde", expect="reject.name", build=_hostile_name(b"Spectrum_3~rc1.efi")
+    )
     yield Case(name="unlisted_extra_file", expect="reject.unlisted", build=_hostile_name(b"README"))
-    yield Case(name="other_signature_name", expect="reject.unlisted",
-               build=_hostile_name(b"SHA256SUMS.asc"))
+    yield Case(
+        name="other_signature_name",
+        expect="reject.unlisted",
+        build=_hostile_name(b"SHA256SUMS.asc"),
+    )
 
 
 def _cases_manifest() -> Iterator[Case]:
@@ -479,106 +571,205 @@ def _cases_manifest() -> Iterator[Case]:
         ("manifest_absolute_path", lambda r: r + manifest_line("/etc/passwd", b"x")),
         ("manifest_subdirectory", lambda r: r + manifest_line("a/b", b"x")),
         ("manifest_duplicate_name", lambda r: r + lines(r)[0].replace(b"*", b"*", 1)),
-        ("manifest_duplicate_name_other_digest",
-         lambda r: r + manifest_line(payload_names()["70-kernel"], b"other")),
+        (
+            "manifest_duplicate_name_other_digest",
+            lambda r: r + manifest_line(payload_names()["70-kernel"], b"other"),
+        ),
         ("manifest_empty", lambda r: b""),
         ("manifest_only_some_transfers", lambda r: b"".join(lines(r)[:2])),
         ("manifest_escape_in_name", lambda r: r + manifest_line("x\x1b[2J", b"")),
     )
     for label, mutate in mutations:
         yield Case(name=label, expect="reject.manifest", build=_manifest(mutate))
-    yield Case(name="manifest_two_versions_comparing_equal", expect="reject.manifest",
-               build=_equal_versions)
-    yield Case(name="manifest_over_cap_10mib", expect="reject.size",
-               build=_manifest(lambda r: r + b"#" * (10 << 20)))
-    yield Case(name="manifest_missing", expect="reject.manifest",
-               build=_release_without("SHA256SUMS"))
-    yield Case(name="release_file_missing", expect="reject.missing",
-               build=_release_without(payload_names()["60-root"]))
-    yield Case(name="two_files_for_one_transfer", expect="reject.mixmatch",
-               build=_two_files_one_transfer)
-    yield Case(name="unlisted_second_file_for_transfer", expect="reject.unlisted",
-               build=_hostile_name(f"Spectrum_{VERSION}_00000000000000000000000000000001.root"
-                                   .encode()))
-    yield Case(name="unlisted_newer_version", expect="reject.unlisted",
-               build=_with(_release, lambda s: s.payloads("3")))
+    yield Case(
+        name="manifest_two_versions_comparing_equal",
+        expect="reject.manifest",
+        build=_equal_versions,
+    )
+    yield Case(
+        name="manifest_over_cap_10mib",
+        expect="reject.size",
+        build=_manifest(lambda r: r + b"#" * (10 << 20)),
+    )
+    yield Case(
+        name="manifest_missing", expect="reject.manifest", build=_release_without("SHA256SUMS")
+    )
+    yield Case(
+        name="release_file_missing",
+        expect="reject.missing",
+        build=_release_without(payload_names()["60-root"]),
+    )
+    yield Case(
+        name="two_files_for_one_transfer", expect="reject.mixmatch", build=_two_files_one_transfer
+    )
+    yield Case(
+        name="unlisted_second_file_for_transfer",
+        expect="reject.unlisted",
+        build=_hostile_name(f"Spectrum_{VERSION}_00000000000000000000000000000001.root".encode()),
+    )
+    yield Case(
+        name="unlisted_newer_version",
+        expect="reject.unlisted",
+        build=_with(_release, lambda s: s.payloads("3")),
+    )
     yield Case(name="digest_mismatch", expect="reject.digest", build=_digest_mismatch)
 
 
 def _cases_signature() -> Iterator[Case]:
-    yield Case(name="signature_missing", expect="reject.signature",
-               build=_release_without("SHA256SUMS.gpg"))
-    yield Case(name="signature_empty", expect="reject.signature",
-               build=_with(_release_without("SHA256SUMS.gpg"),
-                           lambda s: s.put("SHA256SUMS.gpg", b"")))
-    yield Case(name="signature_html_error_page", expect="reject.signature",
-               build=_with(_release_without("SHA256SUMS.gpg"), lambda s: s.put(
-                   "SHA256SUMS.gpg", b"<html><body>404 Not Found</body></html>\n")))
-    yield Case(name="signature_over_other_data", expect="reject.signature",
-               build=_sign_over_other)
+    yield Case(
+        name="signature_missing",
+        expect="reject.signature",
+        build=_release_without("SHA256SUMS.gpg"),
+    )
+    yield Case(
+        name="signature_empty",
+        expect="reject.signature",
+        build=_with(_release_without("SHA256SUMS.gpg"), lambda s: s.put("SHA256SUMS.gpg", b"")),
+    )
+    yield Case(
+        name="signature_html_error_page",
+        expect="reject.signature",
+        build=_with(
+            _release_without("SHA256SUMS.gpg"),
+            lambda s: s.put("SHA256SUMS.gpg", b"<html><body>404 Not Found</body></html>\n"),
+        ),
+    )
+    yield Case(name="signature_over_other_data", expect="reject.signature", build=_sign_over_other)
     yield Case(name="signature_corrupted", expect="reject.signature", build=_corrupt_signature)
-    yield Case(name="signature_by_unknown_key", expect="reject.signature",
-               build=lambda s: s.release(signers=("stranger",)) and None)
-    yield Case(name="signature_good_plus_unknown_key", expect="reject.signature",
-               build=lambda s: s.release(signers=("good", "stranger")) and None)
-    yield Case(name="two_signature_files_one_bad", expect="reject.signature",
-               build=_two_sig_files_one_bad)
-    yield Case(name="signature_sha1", expect="reject.signature",
-               build=lambda s: s.release(digest_algo="SHA1") and None)
-    yield Case(name="signature_over_cap", expect="reject.size",
-               build=_with(_release_without("SHA256SUMS.gpg"),
-                           lambda s: s.put("SHA256SUMS.gpg", b"\x88" * (65 * 1024))))
-    yield Case(name="signer_in_keyring_not_trusted", expect="reject.signer", build=_release,
-               policy={"trusted": ("second",)})
-    yield Case(name="below_threshold", expect="reject.threshold", build=_release,
-               policy={"trusted": ("good", "second"), "threshold": 2})
-    yield Case(name="two_signatures_by_one_key", expect="reject.signature",
-               build=lambda s: s.release(signers=("good", "good")) and None,
-               policy={"trusted": ("good", "second"), "threshold": 2})
+    yield Case(
+        name="signature_by_unknown_key",
+        expect="reject.signature",
+        build=lambda s: s.release(signers=("stranger",)) and None,
+    )
+    yield Case(
+        name="signature_good_plus_unknown_key",
+        expect="reject.signature",
+        build=lambda s: s.release(signers=("good", "stranger")) and None,
+    )
+    yield Case(
+        name="two_signature_files_one_bad", expect="reject.signature", build=_two_sig_files_one_bad
+    )
+    yield Case(
+        name="signature_sha1",
+        expect="reject.signature",
+        build=lambda s: s.release(digest_algo="SHA1") and None,
+    )
+    yield Case(
+        name="signature_over_cap",
+        expect="reject.size",
+        build=_with(
+            _release_without("SHA256SUMS.gpg"),
+            lambda s: s.put("SHA256SUMS.gpg", b"\x88" * (65 * 1024)),
+        ),
+    )
+    yield Case(
+        name="signer_in_keyring_not_trusted",
+        expect="reject.signer",
+        build=_release,
+        policy={"trusted": ("second",)},
+    )
+    yield Case(
+        name="below_threshold",
+        expect="reject.threshold",
+        build=_release,
+        policy={"trusted": ("good", "second"), "threshold": 2},
+    )
+    yield Case(
+        name="two_signatures_by_one_key",
+        expect="reject.signature",
+        build=lambda s: s.release(signers=("good", "good")) and None,
+        policy={"trusted": ("good", "second"), "threshold": 2},
+    )
 
 
 def _cases_freshness() -> Iterator[Case]:
     today = datetime.datetime.now(datetime.UTC).date()
-    yield Case(name="best_before_expired", expect="reject.expired",
-               build=lambda s: s.release(best_before=today - datetime.timedelta(days=1)) and None)
-    yield Case(name="best_before_today_is_past", expect="reject.expired",
-               build=lambda s: s.release(best_before=today) and None)
-    yield Case(name="require_fresh_without_best_before", expect="reject.expired",
-               build=_release, policy={"require_fresh": True})
-    yield Case(name="signature_older_than_not_before", expect="reject.replay",
-               build=_old_signature, policy={"not_before": "2025-06-01T00:00:00+00:00"})
-    yield Case(name="version_below_floor", expect="reject.rollback", build=_release,
-               policy={"floor": "3"})
-    yield Case(name="version_older_than_installed", expect="reject.rollback", build=_release,
-               policy={"installed": "2.1"})
+    yield Case(
+        name="best_before_expired",
+        expect="reject.expired",
+        build=lambda s: s.release(best_before=today - datetime.timedelta(days=1)) and None,
+    )
+    yield Case(
+        name="best_before_today_is_past",
+        expect="reject.expired",
+        build=lambda s: s.release(best_before=today) and None,
+    )
+    yield Case(
+        name="require_fresh_without_best_before",
+        expect="reject.expired",
+        build=_release,
+        policy={"require_fresh": True},
+    )
+    yield Case(
+        name="signature_older_than_not_before",
+        expect="reject.replay",
+        build=_old_signature,
+        policy={"not_before": "2025-06-01T00:00:00+00:00"},
+    )
+    yield Case(
+        name="version_below_floor", expect="reject.rollback", build=_release, policy={"floor": "3"}
+    )
+    yield Case(
+        name="version_older_than_installed",
+        expect="reject.rollback",
+        build=_release,
+        policy={"installed": "2.1"},
+    )
 
 
 def _cases_accept() -> Iterator[Case]:
     today = datetime.datetime.now(datetime.UTC).date()
     yield Case(name="good_release", expect=None, build=_release)
-    yield Case(name="good_release_stale_versions_and_temporaries", expect=None,
-               build=_stale_and_temporaries, dropped=5)
+    yield Case(
+        name="good_release_stale_versions_and_temporaries",
+        expect=None,
+        build=_stale_and_temporaries,
+        dropped=5,
+    )
     yield Case(name="good_release_uppercase_hex", expect=None, build=_uppercase_hex)
     yield Case(name="good_release_both_signature_names", expect=None, build=_two_sig_files_good)
-    yield Case(name="good_release_threshold_two", expect=None,
-               build=lambda s: s.release(signers=("good", "second")) and None,
-               policy={"trusted": ("good", "second"), "threshold": 2})
-    yield Case(name="good_release_fresh", expect=None,
-               build=lambda s: s.release(best_before=today + datetime.timedelta(days=7)) and None,
-               policy={"require_fresh": True, "not_before": "2025-06-01T00:00:00+00:00",
-                       "floor": "1", "installed": "1"})
-    yield Case(name="good_release_same_as_installed_without_payloads", expect=None,
-               build=lambda s: s.release(write_payloads=False) and None,
-               policy={"installed": VERSION}, version=None)
-    yield Case(name="good_release_dot_fifo_temporary", expect=None,
-               build=_with(_release, lambda s: os.mkfifo(".partial", dir_fd=s._fd())),
-               dropped=1)
+    yield Case(
+        name="good_release_threshold_two",
+        expect=None,
+        build=lambda s: s.release(signers=("good", "second")) and None,
+        policy={"trusted": ("good", "second"), "threshold": 2},
+    )
+    yield Case(
+        name="good_release_fresh",
+        expect=None,
+        build=lambda s: s.release(best_before=today + datetime.timedelta(days=7)) and None,
+        policy={
+            "require_fresh": True,
+            "not_before": "2025-06-01T00:00:00+00:00",
+            "floor": "1",
+            "installed": "1",
+        },
+    )
+    yield Case(
+        name="good_release_same_as_installed_without_payloads",
+        expect=None,
+        build=lambda s: s.release(write_payloads=False) and None,
+        policy={"installed": VERSION},
+        version=None,
+    )
+    yield Case(
+        name="good_release_dot_fifo_temporary",
+        expect=None,
+        build=_with(_release, lambda s: os.mkfifo(".partial", dir_fd=s._fd())),
+        dropped=1,
+    )
 
 
 def all_cases() -> tuple[Case, ...]:
     """Every case of the corpus, hostile and good."""
-    cases = (*_cases_filesystem(), *_cases_names(), *_cases_manifest(), *_cases_signature(),
-             *_cases_freshness(), *_cases_accept())
+    cases = (
+        *_cases_filesystem(),
+        *_cases_names(),
+        *_cases_manifest(),
+        *_cases_signature(),
+        *_cases_freshness(),
+        *_cases_accept(),
+    )
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return cases

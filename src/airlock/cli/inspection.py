@@ -29,8 +29,16 @@ from airlock.trusted.release import VerifiedRelease
 from airlock.untrusted.walk import subject_of
 
 _OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
-_CAP_OPTIONS = ("max_entries", "max_file_bytes", "max_total_bytes", "max_manifest_bytes",
-                "max_manifest_lines", "max_signature_bytes", "hash_threads", "hash_buffer_bytes")
+_CAP_OPTIONS = (
+    "max_entries",
+    "max_file_bytes",
+    "max_total_bytes",
+    "max_manifest_bytes",
+    "max_manifest_lines",
+    "max_signature_bytes",
+    "hash_threads",
+    "hash_buffer_bytes",
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,28 +49,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Judge an untrusted staging directory strictly; it is never modified.",
     )
     p.add_argument("directory", metavar="DIR", type=Path, help="the frozen staging snapshot")
-    p.add_argument("--definitions", metavar="DEFDIR", type=Path, required=True,
-                   help="directory of the host's *.transfer definitions")
-    p.add_argument("--keyring", metavar="FILE", type=Path, required=True,
-                   help="pinned OpenPGP keyring (binary or armoured)")
-    p.add_argument("--trusted-fingerprint", metavar="FPR", action="append", default=[],
-                   help="primary-key fingerprint whose signatures count (repeatable; default: "
-                        "every key in the keyring)")
-    p.add_argument("--threshold", metavar="K", type=int, default=1,
-                   help="distinct trusted keys that must have signed (default 1)")
+    p.add_argument(
+        "--definitions",
+        metavar="DEFDIR",
+        type=Path,
+        required=True,
+        help="directory of the host's *.transfer definitions",
+    )
+    p.add_argument(
+        "--keyring",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="pinned OpenPGP keyring (binary or armoured)",
+    )
+    p.add_argument(
+        "--trusted-fingerprint",
+        metavar="FPR",
+        action="append",
+        default=[],
+        help="primary-key fingerprint whose signatures count (repeatable; default: "
+        "every key in the keyring)",
+    )
+    p.add_argument(
+        "--threshold",
+        metavar="K",
+        type=int,
+        default=1,
+        help="distinct trusted keys that must have signed (default 1)",
+    )
     p.add_argument("--floor", metavar="VERSION", help="never accept a release older than this")
     p.add_argument("--installed", metavar="VERSION", help="the installed version")
-    p.add_argument("--not-before", metavar="TIME",
-                   help="refuse signatures made before TIME (ISO 8601, or @EPOCH)")
-    p.add_argument("--require-fresh", action="store_true",
-                   help="refuse a manifest without a BEST-BEFORE marker")
-    p.add_argument("--verifier", choices=("auto", "sqv", "gpgv"), default="auto",
-                   help="OpenPGP verification backend (default: sqv, else gpgv)")
+    p.add_argument(
+        "--not-before",
+        metavar="TIME",
+        help="refuse signatures made before TIME (ISO 8601, or @EPOCH)",
+    )
+    p.add_argument(
+        "--require-fresh",
+        action="store_true",
+        help="refuse a manifest without a BEST-BEFORE marker",
+    )
+    p.add_argument(
+        "--verifier",
+        choices=("auto", "sqv", "gpgv"),
+        default="auto",
+        help="OpenPGP verification backend (default: sqv, else gpgv)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     defaults = Limits()
     for name in _CAP_OPTIONS:
-        p.add_argument("--" + name.replace("_", "-"), type=int, metavar="N", default=None,
-                       help=f"cap override (default {getattr(defaults, name)})")
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            metavar="N",
+            default=None,
+            help=f"cap override (default {getattr(defaults, name)})",
+        )
     p.set_defaults(func=run)
 
 
@@ -72,8 +115,9 @@ def _parse_time(text: str) -> datetime.datetime:
             return datetime.datetime.fromtimestamp(int(text[1:]), datetime.UTC)
         value = datetime.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise UsageError(f"--not-before: not an ISO 8601 time: {display(text)}",
-                         code="usage.time") from exc
+        raise UsageError(
+            f"--not-before: not an ISO 8601 time: {display(text)}", code="usage.time"
+        ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
     return value
@@ -105,10 +149,14 @@ def _transfers(defdir: Path) -> tuple[definitions.Transfer, ...]:
         if candidate.is_file():
             text = candidate.read_text(encoding="utf-8", errors="replace")
             break
-    transfers = definitions.load_dir(defdir, specifiers=definitions.Specifiers.from_os_release(text))
+    transfers = definitions.load_dir(
+        defdir, specifiers=definitions.Specifiers.from_os_release(text)
+    )
     if not any(t.enabled for t in transfers):
-        raise ConfigError(f"No enabled transfer definition in {display(os.fspath(defdir))}",
-                          code="config.definition")
+        raise ConfigError(
+            f"No enabled transfer definition in {display(os.fspath(defdir))}",
+            code="config.definition",
+        )
     return transfers
 
 
@@ -120,11 +168,21 @@ def release_json(release: VerifiedRelease, *, installed: str | None) -> dict[str
         "version": release.version,
         "installed": installed,
         "newer": release.newer,
-        "files": [{"name": f.name, "display": display(f.name), "size": f.size,
-                   "sha256": f.sha256, "transfer": f.transfer} for f in release.files],
+        "files": [
+            {
+                "name": f.name,
+                "display": display(f.name),
+                "size": f.size,
+                "sha256": f.sha256,
+                "transfer": f.transfer,
+            }
+            for f in release.files
+        ],
         "dropped": [{"display": d.name_display, "reason": d.reason} for d in release.dropped],
-        "signers": [{"fingerprint": s.fingerprint, "created": s.created.isoformat()}
-                    for s in release.signers],
+        "signers": [
+            {"fingerprint": s.fingerprint, "created": s.created.isoformat()}
+            for s in release.signers
+        ],
         "best_before": release.best_before.isoformat() if release.best_before else None,
         "bytes_hashed": release.bytes_hashed,
         "manifest_sha256": release.manifest_sha256,
@@ -135,8 +193,16 @@ def release_json(release: VerifiedRelease, *, installed: str | None) -> dict[str
 def rejection_json(exc: RejectedError, *, installed: str | None) -> dict[str, Any]:
     """The ``--json`` object of a refused snapshot."""
     return {
-        "v": 1, "accepted": False, "version": None, "installed": installed, "newer": False,
-        "files": [], "dropped": [], "signers": [], "best_before": None, "bytes_hashed": 0,
+        "v": 1,
+        "accepted": False,
+        "version": None,
+        "installed": installed,
+        "newer": False,
+        "files": [],
+        "dropped": [],
+        "signers": [],
+        "best_before": None,
+        "bytes_hashed": 0,
         "manifest_sha256": None,
         "errors": [{"code": exc.code, "display": subject_of(exc), "message": exc.message}],
         "exit_status": int(exc.exit_status),
@@ -165,8 +231,9 @@ def run(args: argparse.Namespace) -> int:
     limits = _limits(args)
     policy = _policy(args)
     if not args.keyring.is_file():
-        raise ConfigError(f"Keyring {display(os.fspath(args.keyring))} is not a file",
-                          code="config.keyring")
+        raise ConfigError(
+            f"Keyring {display(os.fspath(args.keyring))} is not a file", code="config.keyring"
+        )
     transfers = _transfers(args.definitions)
     verifier = openpgp.verifier(args.verifier)
     now = datetime.datetime.now(datetime.UTC)
@@ -175,11 +242,19 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise HostError(
             f"Failed to open staging directory {display(os.fspath(args.directory))}:"
-            f" {exc.strerror}", code="host.staging",
+            f" {exc.strerror}",
+            code="host.staging",
         ) from exc
     try:
-        release = verify.judge(dir_fd, transfers=transfers, keyring=args.keyring.absolute(),
-                               policy=policy, limits=limits, verifier=verifier, now=now)
+        release = verify.judge(
+            dir_fd,
+            transfers=transfers,
+            keyring=args.keyring.absolute(),
+            policy=policy,
+            limits=limits,
+            verifier=verifier,
+            now=now,
+        )
     except RejectedError as exc:
         if not args.json:
             raise

@@ -28,8 +28,10 @@ def fingerprint(text: str) -> str:
     if fpr.startswith("0X"):
         fpr = fpr[2:]
     if not _FPR.fullmatch(fpr):
-        raise UsageError("Refusing fingerprint: expected 40 or 64 hex digits (a primary key)",
-                         code="usage.fingerprint")
+        raise UsageError(
+            "Refusing fingerprint: expected 40 or 64 hex digits (a primary key)",
+            code="usage.fingerprint",
+        )
     return fpr
 
 
@@ -62,16 +64,17 @@ class Policy:
         if self.trusted_fingerprints and self.threshold > len(self.trusted_fingerprints):
             raise UsageError(
                 f"threshold {self.threshold} exceeds the {len(self.trusted_fingerprints)}"
-                " trusted fingerprints", code="usage.threshold",
+                " trusted fingerprints",
+                code="usage.threshold",
             )
         for fpr in self.trusted_fingerprints:
             if fingerprint(fpr) != fpr:
-                raise UsageError("trusted fingerprints must be normalised",
-                                 code="usage.fingerprint")
+                raise UsageError(
+                    "trusted fingerprints must be normalised", code="usage.fingerprint"
+                )
         for v in (self.floor, self.installed):
             if v is not None and not version.is_valid(v):
-                raise UsageError("floor and installed must be valid versions",
-                                 code="usage.version")
+                raise UsageError("floor and installed must be valid versions", code="usage.version")
         if self.not_before is not None and self.not_before.tzinfo is None:
             raise UsageError("not_before must carry a time zone", code="usage.time")
 

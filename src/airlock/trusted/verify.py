@@ -75,16 +75,19 @@ def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) ->
         raw = fsutil.read_bounded(fd, max_bytes)
     except ValueError:
         raise with_subject(
-            InspectionError(f"Refusing {display(listed.name)}: it grew past the {what} cap",
-                            code="reject.size"),
+            InspectionError(
+                f"Refusing {display(listed.name)}: it grew past the {what} cap", code="reject.size"
+            ),
             listed.name,
         ) from None
     finally:
         os.close(fd)
     if len(raw) != listed.size:
         raise with_subject(
-            InspectionError(f"Refusing {display(listed.name)}: its size changed while reading",
-                            code="reject.size"),
+            InspectionError(
+                f"Refusing {display(listed.name)}: its size changed while reading",
+                code="reject.size",
+            ),
             listed.name,
         )
     return raw
@@ -118,8 +121,10 @@ def _verify_signatures(
             raise with_subject(exc, sig_file.name) from None
         if not found:
             raise with_subject(
-                SignatureError(f"Refusing {sig_file.name}: it holds no valid signature",
-                               code="reject.signature"),
+                SignatureError(
+                    f"Refusing {sig_file.name}: it holds no valid signature",
+                    code="reject.signature",
+                ),
                 sig_file.name,
             )
         for sig in found:
@@ -170,8 +175,9 @@ def _apply_signer_policy(
 def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime.datetime) -> None:
     if parsed.best_before is None:
         if policy.require_fresh:
-            raise FreshnessError("Refusing SHA256SUMS: it carries no BEST-BEFORE marker",
-                                 code="reject.expired")
+            raise FreshnessError(
+                "Refusing SHA256SUMS: it carries no BEST-BEFORE marker", code="reject.expired"
+            )
         return
     # As systemd (post-259): the date is a calendar day starting at 00:00 (here UTC); once that
     # instant is in the past the manifest is stale.
@@ -232,24 +238,32 @@ def judge(
     try:
         fsutil.syncfs(dir_fd)
     except OSError as exc:
-        raise HostError(f"Failed to sync the snapshot's filesystem: {exc.strerror}",
-                        code="host.syncfs") from exc
+        raise HostError(
+            f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
+        ) from exc
     listing = walk.walk(dir_fd, limits=limits)
     classified = candidate.classify(listing, transfers)
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
-    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes,
-                                 "manifest")
-    signatures = _verify_signatures(dir_fd, classified.signatures, raw_manifest,
-                                    keyring=keyring, limits=limits, verifier=verifier)
+    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
+    signatures = _verify_signatures(
+        dir_fd,
+        classified.signatures,
+        raw_manifest,
+        keyring=keyring,
+        limits=limits,
+        verifier=verifier,
+    )
     _apply_signer_policy(signatures, policy)
-    parsed = manifest_format.parse(raw_manifest, max_bytes=limits.max_manifest_bytes,
-                                   max_lines=limits.max_manifest_lines)
+    parsed = manifest_format.parse(
+        raw_manifest, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
+    )
     _check_fresh(parsed, policy, now)
     release = candidate.assemble(classified, parsed, transfers)
     _check_rollback(release.version, policy)
-    dropped = [Dropped(name=d.name, name_display=d.name_display, reason=d.reason)
-               for d in release.dropped]
+    dropped = [
+        Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
+    ]
     baseline = policy.baseline
     if release.missing:
         if baseline is None or version.compare(release.version, baseline) > 0:
@@ -259,12 +273,22 @@ def judge(
                 code="reject.missing",
             )
         # The signed release is not newer than what we have: nothing to install, nothing to hash.
-        dropped += [Dropped(name=f.file.name, name_display=display(f.file.name),
-                            reason="release not newer than installed")
-                    for f in release.files]
+        dropped += [
+            Dropped(
+                name=f.file.name,
+                name_display=display(f.file.name),
+                reason="release not newer than installed",
+            )
+            for f in release.files
+        ]
         return VerifiedRelease(
-            version=None, newer=False, files=(), dropped=tuple(dropped), signers=signatures,
-            best_before=parsed.best_before, bytes_hashed=0,
+            version=None,
+            newer=False,
+            files=(),
+            dropped=tuple(dropped),
+            signers=signatures,
+            best_before=parsed.best_before,
+            bytes_hashed=0,
             manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
         )
     hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
@@ -272,15 +296,25 @@ def judge(
     for cand, digest in zip(release.files, hashed.digests, strict=True):
         if digest.sha256 != cand.claimed_sha256:
             raise with_subject(
-                DigestError(f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
-                            code="reject.digest"),
+                DigestError(
+                    f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
+                    code="reject.digest",
+                ),
                 cand.file.name,
             )
-        files.append(VerifiedFile(name=cand.file.name, size=digest.size, sha256=digest.sha256,
-                                  transfer=cand.transfer))
+        files.append(
+            VerifiedFile(
+                name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer
+            )
+        )
     newer = policy.installed is None or version.compare(release.version, policy.installed) > 0
     return VerifiedRelease(
-        version=release.version, newer=newer, files=tuple(files), dropped=tuple(dropped),
-        signers=signatures, best_before=parsed.best_before, bytes_hashed=hashed.bytes_hashed,
+        version=release.version,
+        newer=newer,
+        files=tuple(files),
+        dropped=tuple(dropped),
+        signers=signatures,
+        best_before=parsed.best_before,
+        bytes_hashed=hashed.bytes_hashed,
         manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
     )

@@ -8,19 +8,20 @@ never decides whether it is authentic or fresh — ``trusted.verify`` does).
 Rules (design: threat model A12, B12, B13, B18, D3):
 
 * Allowlist: every listed file is ``SHA256SUMS``, ``SHA256SUMS.gpg``, ``SHA256SUMS.sha256.asc``, or
-  matches, in ``exact`` mode (the whole name), the source patterns of exactly one transfer.  Anything
+  matches, in ``exact`` mode (the whole name), the source patterns of exactly one transfer. Anything
   else refuses the snapshot (``reject.unlisted``; two transfers: ``reject.ambiguous``).
 * The release version is the newest version among manifest entries that match an enabled transfer;
   at that version every enabled transfer must have exactly one manifest entry (``reject.manifest``
   when one has none, ``reject.mixmatch`` when one has two), and no two distinct version strings
   in the manifest may compare equal (``reject.manifest``).
 * A file of the snapshot at the release version that is not the manifest's entry, or at any newer
-  version, refuses the snapshot (``reject.unlisted``).  Files of older versions (stale downloads kept
+  version, refuses the snapshot (``reject.unlisted``). Files of older versions (stale downloads kept
   in staging) and of disabled transfers are listed to drop and never read.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -142,8 +143,9 @@ def classify(listing: Listing, transfers: Sequence[Transfer]) -> Classified:
             )
         t, v = owner
         payloads.append(Payload(file=f, transfer=t.name, version=v, enabled=t.enabled))
-    return Classified(manifest=manifest, signatures=tuple(signatures), payloads=tuple(payloads),
-                      listing=listing)
+    return Classified(
+        manifest=manifest, signatures=tuple(signatures), payloads=tuple(payloads), listing=listing
+    )
 
 
 def release_entries(
@@ -166,10 +168,11 @@ def release_entries(
         if owner is not None:
             matched.append((owner[0].name, owner[1], entry))
     if not matched:
-        raise ManifestError("Refusing SHA256SUMS: it lists no file of any enabled transfer",
-                            code="reject.manifest")
+        raise ManifestError(
+            "Refusing SHA256SUMS: it lists no file of any enabled transfer", code="reject.manifest"
+        )
     versions = sorted({v for _, v, _ in matched}, key=version.key)
-    for a, b in zip(versions, versions[1:], strict=False):
+    for a, b in itertools.pairwise(versions):
         if version.compare(a, b) == 0:
             raise ManifestError(
                 f"Refusing SHA256SUMS: versions {display(a)} and {display(b)} compare equal",
@@ -216,8 +219,10 @@ def assemble(
     newest, by_transfer = release_entries(manifest, transfers)
     wanted = {e.name: (t, e) for t, e in by_transfer.items()}
     files: list[CandidateFile] = []
-    dropped = [Drop(name=t.name, name_display=t.name_display, reason="temporary")
-               for t in classified.listing.temporaries]
+    dropped = [
+        Drop(name=t.name, name_display=t.name_display, reason="temporary")
+        for t in classified.listing.temporaries
+    ]
     for p in classified.payloads:
         name = p.file.name
         if not p.enabled:
@@ -226,8 +231,9 @@ def assemble(
         order = version.compare(p.version, newest)
         if name in wanted and order == 0:
             tname, entry = wanted[name]
-            files.append(CandidateFile(file=p.file, transfer=tname,
-                                       claimed_sha256=entry.sha256.lower()))
+            files.append(
+                CandidateFile(file=p.file, transfer=tname, claimed_sha256=entry.sha256.lower())
+            )
         elif order >= 0:
             raise with_subject(
                 InspectionError(
@@ -239,12 +245,21 @@ def assemble(
             )
         else:
             logger.debug("dropping stale version %s of %s", display(p.version), display(name))
-            dropped.append(Drop(name=name, name_display=display(name),
-                                reason=f"stale version {display(p.version)}"))
+            dropped.append(
+                Drop(
+                    name=name,
+                    name_display=display(name),
+                    reason=f"stale version {display(p.version)}",
+                )
+            )
     present = {f.transfer for f in files}
     missing = tuple(sorted(t for t in by_transfer if t not in present))
-    return CandidateRelease(version=newest, files=tuple(sorted(files, key=lambda f: f.transfer)),
-                            missing=missing, dropped=tuple(dropped))
+    return CandidateRelease(
+        version=newest,
+        files=tuple(sorted(files, key=lambda f: f.transfer)),
+        missing=missing,
+        dropped=tuple(dropped),
+    )
 
 
 def droppable(dir_fd: int, *, transfers: Sequence[Transfer], limits: Limits) -> tuple[str, ...]:

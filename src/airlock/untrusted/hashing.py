@@ -64,18 +64,21 @@ def open_checked(dir_fd: int, listed: ListedFile) -> int:
         fd = os.open(listed.name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise with_subject(
-            InspectionError(f"Refusing {shown}: cannot open it ({exc.strerror})",
-                            code="reject.type"),
+            InspectionError(
+                f"Refusing {shown}: cannot open it ({exc.strerror})", code="reject.type"
+            ),
             listed.name,
         ) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (listed.dev, listed.ino):
-            raise InspectionError(f"Refusing {shown}: it changed type or identity since the walk",
-                                  code="reject.type")
+            raise InspectionError(
+                f"Refusing {shown}: it changed type or identity since the walk", code="reject.type"
+            )
         if st.st_nlink != 1:
-            raise InspectionError(f"Refusing {shown}: it has {st.st_nlink} hard links",
-                                  code="reject.links")
+            raise InspectionError(
+                f"Refusing {shown}: it has {st.st_nlink} hard links", code="reject.links"
+            )
         if st.st_size != listed.size:
             raise InspectionError(
                 f"Refusing {shown}: its size changed from {listed.size} to {st.st_size} bytes",
@@ -90,9 +93,7 @@ def open_checked(dir_fd: int, listed: ListedFile) -> int:
     return fd
 
 
-def _hash_one(
-    dir_fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event
-) -> Digest:
+def _hash_one(dir_fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event) -> Digest:
     fd = open_checked(dir_fd, listed)
     try:
         if listed.size:
@@ -112,10 +113,10 @@ def _hash_one(
         if stop.is_set():
             raise InspectionError("hashing cancelled", code="reject.cancelled")
         if done != listed.size:
+            got = "more" if done > listed.size else str(done)
             raise with_subject(
                 InspectionError(
-                    f"Refusing {display(listed.name)}: read {'more' if done > listed.size else done}"
-                    f" bytes, expected {listed.size}",
+                    f"Refusing {display(listed.name)}: read {got} bytes, expected {listed.size}",
                     code="reject.size",
                 ),
                 listed.name,

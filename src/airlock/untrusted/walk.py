@@ -17,7 +17,8 @@ It refuses (raises ``InspectionError``, rejecting the whole snapshot) on:
 * a file larger than ``Limits.max_file_bytes``, all files together larger than
   ``Limits.max_total_bytes`` (``reject.size``).
 
-Names starting with ``.`` are systemd-sysupdate temporaries (Spectrum's ``updates-dir-check`` deletes
+Names starting with ``.`` are systemd-sysupdate temporaries (Spectrum's ``updates-dir-check``
+deletes
 them): they are listed as temporaries to drop and never opened.  A dot-*directory* cannot be removed
 with ``unlink`` and is refused like any directory.
 """
@@ -103,25 +104,34 @@ def _check_regular(st: os.stat_result, raw: bytes, limits: Limits) -> None:
     shown = display(raw)
     if not stat.S_ISREG(st.st_mode):
         kind = _kind(st.st_mode)
-        raise _refuse(f"Refusing {shown}: it is a {kind}, not a regular file",
-                      code="reject.type", raw_name=raw)
+        raise _refuse(
+            f"Refusing {shown}: it is a {kind}, not a regular file",
+            code="reject.type",
+            raw_name=raw,
+        )
     if st.st_nlink != 1:
-        raise _refuse(f"Refusing {shown}: it has {st.st_nlink} hard links",
-                      code="reject.links", raw_name=raw)
+        raise _refuse(
+            f"Refusing {shown}: it has {st.st_nlink} hard links", code="reject.links", raw_name=raw
+        )
     if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-        raise _refuse(f"Refusing {shown}: set-user-ID or set-group-ID bit",
-                      code="reject.mode", raw_name=raw)
+        raise _refuse(
+            f"Refusing {shown}: set-user-ID or set-group-ID bit", code="reject.mode", raw_name=raw
+        )
     if st.st_size > limits.max_file_bytes:
         raise _refuse(
             f"Refusing {shown}: {st.st_size} bytes exceeds the cap of {limits.max_file_bytes}",
-            code="reject.size", raw_name=raw,
+            code="reject.size",
+            raw_name=raw,
         )
 
 
 def _kind(mode: int) -> str:
     kinds = (
-        (stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
         (stat.S_ISBLK, "block device"),
     )
     for test, name in kinds:
@@ -163,24 +173,31 @@ def walk(dir_fd: int, *, limits: Limits) -> Listing:
             st = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
             if raw.startswith(b"."):
                 if stat.S_ISDIR(st.st_mode):
-                    raise _refuse(f"Refusing {display(raw)}: it is a directory",
-                                  code="reject.type", raw_name=raw)
+                    raise _refuse(
+                        f"Refusing {display(raw)}: it is a directory",
+                        code="reject.type",
+                        raw_name=raw,
+                    )
                 logger.debug("temporary %s listed to drop", display(raw))
                 temporaries.append(Temporary(name=entry.name, name_display=display(raw)))
                 continue
             # Spectrum's order: name rule before type.
             if len(raw) > limits.max_name_bytes or not names.is_safe(raw):
-                raise _refuse(f"Refusing {display(raw)}: name outside the safe-name rule",
-                              code="reject.name", raw_name=raw)
+                raise _refuse(
+                    f"Refusing {display(raw)}: name outside the safe-name rule",
+                    code="reject.name",
+                    raw_name=raw,
+                )
             _check_regular(st, raw, limits)
             total += st.st_size
             if total > limits.max_total_bytes:
                 raise _refuse(
                     f"Refusing snapshot: files exceed the total cap of {limits.max_total_bytes}"
-                    " bytes", code="reject.size", raw_name=raw,
+                    " bytes",
+                    code="reject.size",
+                    raw_name=raw,
                 )
-            files.append(ListedFile(name=entry.name, size=st.st_size, dev=st.st_dev,
-                                    ino=st.st_ino))
+            files.append(ListedFile(name=entry.name, size=st.st_size, dev=st.st_dev, ino=st.st_ino))
     files.sort(key=lambda f: f.name)
     temporaries.sort(key=lambda t: t.name)
     return Listing(files=tuple(files), temporaries=tuple(temporaries), total_bytes=total)

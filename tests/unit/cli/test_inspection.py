@@ -39,9 +39,22 @@ def staging(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
 
 def inspect(s: Staging, defdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "airlock", "inspect", os.fspath(s.dir),
-         "--definitions", os.fspath(defdir), "--keyring", os.fspath(s.keys.keyring), *extra],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "inspect",
+            os.fspath(s.dir),
+            "--definitions",
+            os.fspath(defdir),
+            "--keyring",
+            os.fspath(s.keys.keyring),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -58,18 +71,22 @@ def test_good_release_json(staging: Staging, defdir: Path) -> None:
     staging.release()
     staging.put(".sysupdate\x1b[31m", b"")
     before = tree_state(staging.dir)
-    proc = inspect(staging, defdir, "--json", "--installed", "1",
-                   "--trusted-fingerprint", staging.keys.good)
+    proc = inspect(
+        staging, defdir, "--json", "--installed", "1", "--trusted-fingerprint", staging.keys.good
+    )
     assert proc.returncode == 0, proc.stderr
     obj = as_json(proc)
-    assert obj["accepted"] is True and obj["version"] == "2" and obj["newer"] is True
+    assert obj["accepted"] is True
+    assert obj["version"] == "2"
+    assert obj["newer"] is True
     assert {f["name"] for f in obj["files"]} == set(payload_names().values())
     assert obj["bytes_hashed"] == sum(f["size"] for f in obj["files"])
     assert [s["fingerprint"] for s in obj["signers"]] == [staging.keys.good]
     assert any(d["display"] == repr(".sysupdate\x1b[31m") for d in obj["dropped"])
     assert sum(d["reason"].startswith("stale version") for d in obj["dropped"]) == 3
     assert obj["errors"] == []
-    assert proc.stdout.isascii() and "\x1b" not in proc.stdout
+    assert proc.stdout.isascii()
+    assert "\x1b" not in proc.stdout
     assert tree_state(staging.dir) == before
 
 
@@ -90,7 +107,8 @@ def test_rejection_json_carries_code_and_escaped_name(staging: Staging, defdir: 
     [err] = obj["errors"]
     assert err["code"] == "reject.name"
     assert err["display"] == repr("Spectrum_3\x1b]0;owned\x07.efi")
-    assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout + proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr
+    assert "\x07" not in proc.stdout + proc.stderr
 
 
 def test_rejection_without_json_prints_one_error_line(staging: Staging, defdir: Path) -> None:
@@ -98,15 +116,28 @@ def test_rejection_without_json_prints_one_error_line(staging: Staging, defdir: 
     proc = inspect(staging, defdir)
     assert proc.returncode == ExitStatus.REJECTED
     assert proc.stdout == ""
-    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr
 
 
 def test_missing_keyring_is_a_config_error(staging: Staging, defdir: Path) -> None:
     staging.release()
     proc = subprocess.run(
-        [sys.executable, "-m", "airlock", "inspect", os.fspath(staging.dir),
-         "--definitions", os.fspath(defdir), "--keyring", os.fspath(staging.root / "nope")],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "inspect",
+            os.fspath(staging.dir),
+            "--definitions",
+            os.fspath(defdir),
+            "--keyring",
+            os.fspath(staging.root / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == ExitStatus.CONFIG
 
@@ -121,9 +152,21 @@ def test_staging_symlink_is_not_followed(staging: Staging, defdir: Path) -> None
     link = staging.root / "link"
     link.symlink_to(staging.dir)
     proc = subprocess.run(
-        [sys.executable, "-m", "airlock", "inspect", os.fspath(link),
-         "--definitions", os.fspath(defdir), "--keyring", os.fspath(staging.keys.keyring)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "inspect",
+            os.fspath(link),
+            "--definitions",
+            os.fspath(defdir),
+            "--keyring",
+            os.fspath(staging.keys.keyring),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == ExitStatus.HOST
 

@@ -44,13 +44,18 @@ def staging(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
     s.close()
 
 
-def run_judge(case: Case, s: Staging, keys: KeySet,
-              transfers: tuple[definitions.Transfer, ...]) -> VerifiedRelease:
+def run_judge(
+    case: Case, s: Staging, keys: KeySet, transfers: tuple[definitions.Transfer, ...]
+) -> VerifiedRelease:
     fd = os.open(s.dir, fsutil.DIR_FLAGS)
     try:
         return verify.judge(
-            fd, transfers=transfers, keyring=keys.keyring, policy=policy_for(case, keys),
-            limits=replace(Limits(), **case.limits), verifier=openpgp.verifier(),
+            fd,
+            transfers=transfers,
+            keyring=keys.keyring,
+            policy=policy_for(case, keys),
+            limits=replace(Limits(), **case.limits),
+            verifier=openpgp.verifier(),
             now=datetime.datetime.now(datetime.UTC),
         )
     finally:
@@ -62,8 +67,9 @@ def test_corpus_has_at_least_fifty_hostile_cases() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_corpus_case(case: Case, staging: Staging, keys: KeySet,
-                     transfers: tuple[definitions.Transfer, ...]) -> None:
+def test_corpus_case(
+    case: Case, staging: Staging, keys: KeySet, transfers: tuple[definitions.Transfer, ...]
+) -> None:
     case.build(staging)
     staging.close()
     before = tree_state(staging.dir)
@@ -79,7 +85,8 @@ def test_corpus_case(case: Case, staging: Staging, keys: KeySet,
             with pytest.raises(RejectedError) as info:
                 run_judge(case, staging, keys, transfers)
             assert info.value.code == case.expect, info.value.message
-            assert info.value.message.isascii() and info.value.message.isprintable()
+            assert info.value.message.isascii()
+            assert info.value.message.isprintable()
         breached = canary.stop()
     assert not breached, "a file outside the staging directory was opened"
     assert tree_state(staging.dir) == before

@@ -28,13 +28,16 @@ def test_digests_match_hashlib(tmp_path: Path, threads: int) -> None:
         (tmp_path / name).write_bytes(content)
     fd, listing = listed(tmp_path)
     try:
-        out = hashing.hash_files(fd, listing.files,
-                                 limits=replace(Limits(), hash_threads=threads,
-                                                hash_buffer_bytes=65536))
+        out = hashing.hash_files(
+            fd,
+            listing.files,
+            limits=replace(Limits(), hash_threads=threads, hash_buffer_bytes=65536),
+        )
     finally:
         os.close(fd)
     assert {d.name: d.sha256 for d in out.digests} == {
-        n: hashlib.sha256(c).hexdigest() for n, c in data.items()}
+        n: hashlib.sha256(c).hexdigest() for n, c in data.items()
+    }
     assert out.bytes_hashed == sum(len(c) for c in data.values())
 
 
@@ -95,7 +98,6 @@ def test_first_failure_stops_parallel_hashing(tmp_path: Path) -> None:
     try:
         os.unlink(tmp_path / "small")
         with pytest.raises(InspectionError):
-            hashing.hash_files(fd, listing.files,
-                               limits=replace(Limits(), hash_buffer_bytes=65536))
+            hashing.hash_files(fd, listing.files, limits=replace(Limits(), hash_buffer_bytes=65536))
     finally:
         os.close(fd)

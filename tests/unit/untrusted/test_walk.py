@@ -105,14 +105,15 @@ def test_rejection_message_escapes_the_name(tree: Path) -> None:
     (tree / "a\x1b[2J\n").write_bytes(b"")
     with pytest.raises(InspectionError) as info:
         run_walk(tree)
-    assert "\x1b" not in info.value.message and "\n" not in info.value.message
+    assert "\x1b" not in info.value.message
+    assert "\n" not in info.value.message
     assert walk.subject_of(info.value) == repr("a\x1b[2J\n")
 
 
 def test_symlinked_directory_is_not_opened(tmp_path: Path, tree: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(tree)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Too many levels|Not a directory"):
         os.open(link, fsutil.DIR_FLAGS)
 
 
@@ -122,11 +123,13 @@ _SAFE = re.compile(rb"[A-Za-z][A-Za-z0-9_.-]*")
 KINDS = ("file", "file", "file", "symlink", "dir", "fifo", "hardlink", "setuid")
 name_bytes = st.one_of(
     st.from_regex(rb"\A[A-Za-z][A-Za-z0-9_.-]{0,12}\Z"),
-    st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b and b"\0" not in b
-                                              and b not in (b".", b"..")),
+    st.binary(min_size=1, max_size=12).filter(
+        lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+    ),
 )
-entries = st.dictionaries(name_bytes, st.tuples(st.sampled_from(KINDS), st.integers(0, 40)),
-                          max_size=8)
+entries = st.dictionaries(
+    name_bytes, st.tuples(st.sampled_from(KINDS), st.integers(0, 40)), max_size=8
+)
 
 
 def reference(tree: dict[bytes, tuple[str, int]], limits: Limits) -> bool:
@@ -171,13 +174,18 @@ def build(d: Path, tree: dict[bytes, tuple[str, int]]) -> None:
             os.mkfifo(path)
 
 
-@given(tree=entries, max_entries=st.integers(1, 12), max_file=st.integers(0, 41),
-       max_total=st.integers(0, 200))
+@given(
+    tree=entries,
+    max_entries=st.integers(1, 12),
+    max_file=st.integers(0, 41),
+    max_total=st.integers(0, 200),
+)
 def test_walk_agrees_with_reference_predicate(
     tree: dict[bytes, tuple[str, int]], max_entries: int, max_file: int, max_total: int
 ) -> None:
-    limits = replace(Limits(), max_entries=max_entries, max_file_bytes=max_file,
-                     max_total_bytes=max_total)
+    limits = replace(
+        Limits(), max_entries=max_entries, max_file_bytes=max_file, max_total_bytes=max_total
+    )
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "snap"
         d.mkdir()
@@ -190,7 +198,8 @@ def test_walk_agrees_with_reference_predicate(
         else:
             assert expected
             assert {os.fsencode(f.name) for f in listing.files} == {
-                n for n, (k, _) in tree.items() if not n.startswith(b".")}
+                n for n, (k, _) in tree.items() if not n.startswith(b".")
+            }
             assert {os.fsencode(t.name) for t in listing.temporaries} == {
-                n for n in tree if n.startswith(b".")}
-
+                n for n in tree if n.startswith(b".")
+            }
