@@ -93,21 +93,28 @@ class CandidateRelease:
 
 
 def _match(transfer: Transfer, name: str) -> str | None:
-    for p in transfer.source.match_patterns:
-        fields = p.match(name, pattern.Mode.EXACT)
-        if fields is not None and fields.version is not None:
-            return fields.version
-    return None
+    # ADR 0010: judge only names on which EXACT and systemd 257's own matching agree.
+    fields = pattern.match_agreed(transfer.source.match_patterns, name)
+    return fields.version if fields is not None else None
 
 
 def _owner(transfers: Sequence[Transfer], name: str) -> tuple[Transfer, str] | None:
-    """The single transfer whose source patterns match ``name`` exactly, with the version."""
+    """The single transfer whose source patterns match ``name`` exactly, with the version.
+
+    A name that a second transfer's patterns would pick up the way systemd 257 matches (prefix
+    matching) is ambiguous: sysupdate could install it under that other transfer.
+    """
+    loose = [
+        t
+        for t in transfers
+        if pattern.match_any(t.source.match_patterns, name, pattern.Mode.SYSUPDATE) is not None
+    ]
     hits = [(t, v) for t in transfers if (v := _match(t, name)) is not None]
-    if len(hits) > 1:
+    if len(loose) > 1:
         raise with_subject(
             InspectionError(
                 f"Refusing {display(name)}: it matches the patterns of transfers "
-                + ", ".join(display(t.name) for t, _ in hits),
+                + ", ".join(display(t.name) for t in loose),
                 code="reject.ambiguous",
             ),
             name,
