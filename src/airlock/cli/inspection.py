@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
             f"Keyring {display(os.fspath(args.keyring))} is not a file", code="config.keyring"
         )
     transfers = _transfers(args.definitions)
-    verifier = openpgp.verifier(args.verifier)
+    verifier = openpgp.verifier(args.verifier, limits=limits)
     now = datetime.datetime.now(datetime.UTC)
     try:
         dir_fd = os.open(args.directory, fsutil.DIR_FLAGS)
