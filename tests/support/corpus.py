@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from airlock.trusted.policy import Policy
-from tests.support.keys import KeySet
+from tests.support.keys import DATA, KeySet
 
 VERSION = "2"
 UUIDS = {
@@ -418,7 +418,19 @@ def _old_signature(s: Staging) -> None:
     s.release(faked_time="20250101T000000")
 
 
+def _revoked(s: Staging) -> None:
+    """A signature made before the key's revocation, which the keyring carries (C8)."""
+    s.put("SHA256SUMS", DATA)
+    s.put("SHA256SUMS.gpg", s.keys.revoked_signature)
+
+
 def _cases_filesystem() -> Iterator[Case]:
+    yield Case(name="empty_snapshot", expect="reject.manifest", build=lambda s: None)
+    yield Case(
+        name="only_a_signature_file",
+        expect="reject.manifest",
+        build=lambda s: s.put("SHA256SUMS.gpg", b"x"),
+    )
     yield Case(
         name="symlink_payload_to_host_file",
         expect="reject.type",
@@ -662,6 +674,7 @@ def _cases_signature() -> Iterator[Case]:
             lambda s: s.put("SHA256SUMS.gpg", b"\x88" * (65 * 1024)),
         ),
     )
+    yield Case(name="signature_by_revoked_key", expect="reject.signature", build=_revoked)
     yield Case(
         name="signer_in_keyring_not_trusted",
         expect="reject.signer",

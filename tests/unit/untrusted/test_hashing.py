@@ -101,3 +101,18 @@ def test_first_failure_stops_parallel_hashing(tmp_path: Path) -> None:
             hashing.hash_files(fd, listing.files, limits=replace(Limits(), hash_buffer_bytes=65536))
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 65536 + 5, 2_000_000])
+def test_single_file_read_ahead_digest(tmp_path: Path, size: int) -> None:
+    content = os.urandom(size)
+    (tmp_path / "one").write_bytes(content)
+    fd, listing = listed(tmp_path)
+    try:
+        out = hashing.hash_files(
+            fd, listing.files, limits=replace(Limits(), hash_threads=2, hash_buffer_bytes=65536)
+        )
+    finally:
+        os.close(fd)
+    assert out.digests[0].sha256 == hashlib.sha256(content).hexdigest()
+    assert out.bytes_hashed == size
