@@ -114,7 +114,7 @@ class FifoCanary:
                 wchan = Path(f"/proc/self/task/{tid}/wchan").read_text()
             except OSError:
                 break
-            if state[0] == "S" and ("fifo" in wchan or "pipe" in wchan or wchan in ("", "0")):
+            if state[0] == "S" and ("partner" in wchan or "fifo" in wchan or wchan in ("", "0")):
                 return
             threading.Event().wait(0.002)
         threading.Event().wait(0.05)
