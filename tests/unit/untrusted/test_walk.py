@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airlock import fsutil
@@ -174,6 +174,7 @@ def build(d: Path, tree: dict[bytes, tuple[str, int]]) -> None:
             os.mkfifo(path)
 
 
+@settings(deadline=None)  # file-system I/O per example: timing depends on machine load
 @given(
     tree=entries,
     max_entries=st.integers(1, 12),
