@@ -590,6 +590,7 @@ def _cases_manifest() -> Iterator[Case]:
         ("manifest_empty", lambda r: b""),
         ("manifest_only_some_transfers", lambda r: b"".join(lines(r)[:2])),
         ("manifest_escape_in_name", lambda r: r + manifest_line("x\x1b[2J", b"")),
+        ("manifest_prefix_only_entry", lambda r: r + manifest_line("Spectrum_3.efi.old", b"x")),
     )
     for label, mutate in mutations:
         yield Case(name=label, expect="reject.manifest", build=_manifest(mutate))

@@ -161,8 +161,9 @@ def release_entries(
     """The manifest's release version and its one entry per enabled transfer.
 
     Raises:
-        ManifestError: no entry matches an enabled transfer, two version strings compare equal, or
-            an enabled transfer has no entry at the release version.
+        ManifestError: no entry matches an enabled transfer, an entry matches one only by
+            systemd 257's prefix rule, two version strings compare equal, or an enabled transfer
+            has no entry at the release version.
         InspectionError: ``reject.mixmatch`` when a transfer has two entries at that version,
             ``reject.ambiguous`` when an entry matches two transfers.
     """
@@ -174,6 +175,19 @@ def release_entries(
         owner = _owner(enabled, entry.name)
         if owner is not None:
             matched.append((owner[0].name, owner[1], entry))
+        elif any(
+            pattern.match_any(t.source.match_patterns, entry.name, pattern.Mode.SYSUPDATE)
+            for t in enabled
+        ):
+            # systemd 257 would take this entry as an instance by prefix matching (ADR 0010).
+            raise with_subject(
+                ManifestError(
+                    f"Refusing SHA256SUMS: {display(entry.name)} matches a transfer only by"
+                    " sysupdate's prefix rule",
+                    code="reject.manifest",
+                ),
+                entry.name,
+            )
     if not matched:
         raise ManifestError(
             "Refusing SHA256SUMS: it lists no file of any enabled transfer", code="reject.manifest"
