@@ -138,10 +138,11 @@ class FifoCanary:
 class Staging:
     """A staging directory under construction, with throwaway keys and a canary outside it."""
 
-    def __init__(self, root: Path, keys: KeySet) -> None:
+    def __init__(self, root: Path, keys: KeySet, *, directory: Path | None = None) -> None:
         self.root = root
-        self.dir = root / "staging"
-        self.dir.mkdir()
+        self.dir = directory or root / "staging"
+        if directory is None:
+            self.dir.mkdir()
         self.outside = root / "outside"
         self.outside.mkdir()
         self.canary = self.outside / "canary.fifo"
