@@ -73,6 +73,10 @@ def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) ->
     fd = hashing.open_checked(dir_fd, listed)
     try:
         raw = fsutil.read_bounded(fd, max_bytes)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
+        ) from exc
     except ValueError:
         raise with_subject(
             InspectionError(
@@ -231,7 +235,8 @@ def judge(
         SignatureError: ``reject.signature``, ``reject.signer``, ``reject.threshold``.
         FreshnessError: ``reject.rollback``, ``reject.expired``, ``reject.replay``.
         DigestError: ``reject.digest``.
-        HostError: ``host.syncfs`` when the snapshot's filesystem cannot be synced.
+        HostError: ``host.syncfs`` when the snapshot's filesystem cannot be synced, ``host.read``
+            when reading it fails (an I/O error, not the VM's doing).
     """
     if now.tzinfo is None:
         raise RuntimeError("judge() needs a timezone-aware reference time")
@@ -241,7 +246,12 @@ def judge(
         raise HostError(
             f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
         ) from exc
-    listing = walk.walk(dir_fd, limits=limits)
+    try:
+        listing = walk.walk(dir_fd, limits=limits)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to read the snapshot directory: {exc.strerror}", code="host.read"
+        ) from exc
     classified = candidate.classify(listing, transfers)
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")

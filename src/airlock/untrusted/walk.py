@@ -170,7 +170,15 @@ def walk(dir_fd: int, *, limits: Limits) -> Listing:
                 )
             raw = os.fsencode(entry.name)
             # fstatat(dir_fd, name, AT_SYMLINK_NOFOLLOW): no open, no follow.
-            st = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
+            try:
+                st = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                # Only possible on a live directory, never on a read-only snapshot.
+                raise _refuse(
+                    f"Refusing {display(raw)}: it vanished during the walk",
+                    code="reject.type",
+                    raw_name=raw,
+                ) from None
             if raw.startswith(b"."):
                 if stat.S_ISDIR(st.st_mode):
                     raise _refuse(
