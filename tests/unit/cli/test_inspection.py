@@ -176,3 +176,16 @@ def test_cap_override(staging: Staging, defdir: Path) -> None:
     proc = inspect(staging, defdir, "--json", "--max-file-bytes", "10")
     assert proc.returncode == ExitStatus.REJECTED
     assert as_json(proc)["errors"][0]["code"] == "reject.size"
+
+
+@pytest.mark.parametrize("backend", ["sqv", "gpgv"])
+def test_both_verifier_backends_agree(staging: Staging, defdir: Path, backend: str) -> None:
+    raw = staging.release()
+    staging.put("SHA256SUMS.sha256.asc", staging.keys.sign(raw + b"x", staging.keys.good))
+    proc = inspect(staging, defdir, "--json", "--verifier", backend)
+    assert proc.returncode == ExitStatus.REJECTED
+    assert as_json(proc)["errors"][0]["code"] == "reject.signature"
+    os.unlink(staging.dir / "SHA256SUMS.sha256.asc")
+    proc = inspect(staging, defdir, "--json", "--verifier", backend)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert as_json(proc)["version"] == "2"
