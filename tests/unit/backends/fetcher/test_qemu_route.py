@@ -122,3 +122,13 @@ def test_settings_from_the_host_config() -> None:
 
     with pytest.raises(ConfigError):
         qemu.QemuConfig.from_host(Bad())
+
+
+def test_console_tail_is_escaped_and_ignores_serial_carriage_returns() -> None:
+    raw = b"boot\r\n\x1b]0;owned\x07\xe2\x80\xaeEVIL\r\r\n\r\nairlock-guest: status 3\r\n"
+    out = qemu._console_tail(raw)
+    assert out.isascii()
+    assert out.isprintable()
+    assert "\\x1b" in out
+    assert "\\u202e" in out
+    assert out.endswith("airlock-guest: status 3")
