@@ -360,7 +360,7 @@ def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None
     (boot / "hosts").write_text(hosts, encoding="ascii")
     config = work / "config"
     try:
-        shutil.copytree(request.config_dir, config)
+        shutil.copytree(request.config_dir, config, symlinks=True)  # masked transfers → /dev/null
     except (OSError, shutil.Error) as exc:
         raise ConfigError(
             f"Failed to copy the VM config from {request.config_dir}: {exc}", code="config.vm"

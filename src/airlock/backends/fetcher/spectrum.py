@@ -279,7 +279,7 @@ def resolve(cfg: SpectrumConfig) -> VmPaths:
 
 
 def provide_config(config_dir: Path, etc: Path) -> None:
-    """Design step 8: replace ``<run>/fs/<id>/etc`` with a copy (dirs 0755, files 0644).
+    """Design step 8: replace ``<run>/fs/<id>/etc`` with a copy (dirs 0755, files 0644, links kept).
 
     Raises:
         ConfigError: the copy failed.
@@ -290,10 +290,12 @@ def provide_config(config_dir: Path, etc: Path) -> None:
         elif etc.is_symlink() or etc.exists():
             etc.unlink()
         (etc.parent / "updates").mkdir(mode=0o755, parents=True, exist_ok=True)
-        shutil.copytree(config_dir, etc)
+        # Symlinks stay symlinks, as with Spectrum's `cp -R` (masked transfers → /dev/null).
+        shutil.copytree(config_dir, etc, symlinks=True)
         (etc / "systemd").mkdir(mode=0o755, exist_ok=True)
         for path in (etc, *etc.rglob("*")):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644, follow_symlinks=False)
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() else 0o644)
     except (OSError, shutil.Error) as exc:
         raise ConfigError(f"Failed to provide the VM's config in {etc}: {exc}",
                           code="config.vm") from exc

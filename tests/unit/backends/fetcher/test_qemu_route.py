@@ -90,6 +90,7 @@ def test_boot_command_survives_the_guest_shell(tmp_path: Path) -> None:
 def test_host_airlock_executable_maps_to_the_shared_package(tmp_path: Path) -> None:
     (tmp_path / "cfg").mkdir()
     cfg = _cfg(tmp_path / "cfg", b"http://127.0.0.1:1/\n")
+    (cfg / "masked.transfer").symlink_to("/dev/null")
     request = FetchRequest(config_dir=cfg, share=tmp_path, timeout_s=1,
                            command=("/usr/bin/airlock", "agent", "--share", "/host"))
     work = tmp_path / "work"
@@ -97,6 +98,7 @@ def test_host_airlock_executable_maps_to_the_shared_package(tmp_path: Path) -> N
     qemu._prepare_boot(work, request, qemu._route(cfg, None))
     assert (work / "boot" / "command").read_text() == (
         "set -- python3 -m airlock agent --share /host\n")
+    assert (work / "config" / "masked.transfer").readlink() == Path("/dev/null")
 
 
 def test_qemu_option_values_escape_commas() -> None:

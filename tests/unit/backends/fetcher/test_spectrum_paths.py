@@ -44,6 +44,7 @@ def test_config_copy_replaces_the_old_tree_and_fixes_modes(tmp_path: Path) -> No
     (src / "vm-sysupdate.d").mkdir(parents=True)
     (src / "update-url").write_text("https://u.example/\n")
     (src / "update-url").chmod(0o600)
+    os.symlink("/dev/null", src / "vm-sysupdate.d" / "70-kernel.transfer")  # masked
     etc = tmp_path / "fs" / "Ab3xZ9" / "etc"
     etc.mkdir(parents=True)
     (etc / "stale").write_text("old")
@@ -51,6 +52,7 @@ def test_config_copy_replaces_the_old_tree_and_fixes_modes(tmp_path: Path) -> No
     assert not (etc / "stale").exists()
     assert (etc / "update-url").stat().st_mode & 0o777 == 0o644
     assert (etc / "systemd").is_dir()
+    assert os.readlink(etc / "vm-sysupdate.d" / "70-kernel.transfer") == "/dev/null"
     assert (etc.parent / "updates").is_dir()
 
 
