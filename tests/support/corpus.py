@@ -448,6 +448,20 @@ def _cases_manifest() -> Iterator[Case]:
         build=_with(_release, lambda s: s.payloads("3")),
     )
     yield Case(name="digest_mismatch", expect="reject.digest", build=_digest_mismatch)
+    # Review finding: a floor at the release version must not let the VM withhold a file of a
+    # release that is newer than the installed one ("nothing newer" would hide the freeze).
+    yield Case(
+        name="release_file_missing_floor_above_installed",
+        expect="reject.missing",
+        build=_release_without(payload_names()["60-root"]),
+        policy={"floor": VERSION, "installed": "1"},
+    )
+    yield Case(
+        name="release_file_missing_floor_nothing_installed",
+        expect="reject.missing",
+        build=_release_without(payload_names()["70-kernel"]),
+        policy={"floor": VERSION},
+    )
 
 
 def _cases_signature() -> Iterator[Case]:

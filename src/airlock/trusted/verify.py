@@ -274,9 +274,12 @@ def judge(
     dropped = [
         Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
     ]
-    baseline = policy.baseline
     if release.missing:
-        if baseline is None or version.compare(release.version, baseline) > 0:
+        # Only the installed version makes a release "nothing to install": a floor is a lower
+        # bound, not something installed, so a release at the floor but newer than the installed
+        # version must be complete (else the VM could hide a signed update by withholding a file).
+        installed = policy.installed
+        if installed is None or version.compare(release.version, installed) > 0:
             raise InspectionError(
                 f"Refusing snapshot: release {display(release.version)} lacks the file of"
                 f" transfer(s) {', '.join(display(t) for t in release.missing)}",
