@@ -132,8 +132,8 @@ class BtrfsStaging:
                 )
         os.chmod(self.share, 0o755)  # noqa: S103 - the sandbox uid must enter it
         if self._qgroup_limit_bytes is not None:
-            _btrfs("quota", "enable", "--", d)
-            _btrfs("qgroup", "limit", str(self._qgroup_limit_bytes), "--", self.share)
+            _btrfs("quota", "enable", d)
+            _btrfs("qgroup", "limit", str(self._qgroup_limit_bytes), self.share)
 
     # -- stale state ------------------------------------------------------------------------------
 
