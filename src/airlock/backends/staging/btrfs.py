@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import re
 import shutil
 import stat
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 SUBVOL_INO = 256
+# _IOW(0x94, 15, struct btrfs_ioctl_vol_args): 4096-byte argument (int64 fd, char name[4088]).
+BTRFS_IOC_SNAP_DESTROY = 0x5000940F
 BTRFS = "/usr/bin/btrfs"
 UMOUNT = "/usr/bin/umount"
 _TIMEOUT_S = 120.0
@@ -181,9 +185,11 @@ class BtrfsStaging:
         removed = kept = 0
         with fsutil.open_dir_nofollow(self.share) as fd:
             fsutil.syncfs(fd)
-            for entry in list(os.scandir(fd)):
-                name = entry.name
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            # Decide on one consistent view first, so removing one hard link cannot make its
+            # sibling look singly linked.
+            entries = [(e.name, os.stat(e.name, dir_fd=fd, follow_symlinks=False))
+                       for e in os.scandir(fd)]
+            for name, st in entries:
                 keep = (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and is_safe_name(name)
                         and not _is_manifest_or_signature(name))
                 if keep:
@@ -210,8 +216,13 @@ class BtrfsStaging:
             for entry in list(os.scandir(sub)):
                 est = os.stat(entry.name, dir_fd=sub, follow_symlinks=False)
                 self._remove_entry(sub, entry.name, est)
-        # /proc/self/fd/N/NAME resolves through the fd we hold, never through a VM-made link.
-        _btrfs("subvolume", "delete", "--", f"/proc/self/fd/{dir_fd}/{name}")
+        # BTRFS_IOC_SNAP_DESTROY on the parent fd with a single name: nothing is resolved by path.
+        args = bytearray(struct.pack("q4088s", 0, name.encode("utf-8", "surrogateescape")))
+        try:
+            fcntl.ioctl(dir_fd, BTRFS_IOC_SNAP_DESTROY, args, True)
+        except OSError as exc:
+            raise HostError(f"Failed to delete nested subvolume {display(name)}: {exc.strerror}",
+                            code="host.btrfs") from exc
 
     # -- the snapshot -----------------------------------------------------------------------------
 
