@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,4 +29,11 @@ def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
             if line.split()[4].startswith(str(mnt))
         ]
         for target in sorted(targets, key=len, reverse=True):
-            subprocess.run(["umount", "-l", target], check=False)
+            if subprocess.run(["umount", target], check=False).returncode != 0:
+                subprocess.run(["umount", "-l", target], check=False)
+        # The auto-clear loop device goes away asynchronously; wait for it.
+        for _ in range(100):
+            held = subprocess.run(["losetup", "-j", str(img)], capture_output=True, text=True)
+            if not held.stdout.strip():
+                break
+            time.sleep(0.05)

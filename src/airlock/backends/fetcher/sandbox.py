@@ -68,11 +68,20 @@ def _pid_ns(pid: int) -> str | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    """False for zombies (they hold no fds and cannot write) and vanished pids."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat_line[stat_line.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
 def pids_in_ns(ns: str) -> list[int]:
-    """Pids (seen from here) whose PID namespace is ``ns`` (``pid:[inode]``)."""
+    """Live pids (seen from here) whose PID namespace is ``ns`` (``pid:[inode]``)."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _pid_ns(int(entry)) == ns:
+        if entry.isdigit() and _pid_ns(int(entry)) == ns and _alive(int(entry)):
             found.append(int(entry))
     return found
 
