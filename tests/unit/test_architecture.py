@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: MIT
+"""Boundaries that imports alone cannot express, checked over the source tree (STYLE.md §1.4)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "airlock"
+
+
+def _modules() -> list[tuple[Path, ast.Module]]:
+    return [(p, ast.parse(p.read_text(), filename=str(p))) for p in sorted(SRC.rglob("*.py"))]
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(SRC).as_posix()
+
+
+def test_only_proc_imports_subprocess() -> None:
+    offenders = [_rel(p) for p, t in _modules() if "subprocess" in _imports(t)]
+    assert offenders == ["proc.py"]
+
+
+def test_rich_only_in_cli_report_and_http_client_only_outside_the_host_path() -> None:
+    for path, tree in _modules():
+        rel = _rel(path)
+        imported = {name.split(".")[0] for name in _imports(tree)}
+        if "rich" in imported:
+            assert rel.startswith(("cli/", "lab/")), rel
+        if imported & {"httpx", "urllib3", "requests"}:
+            assert rel.startswith(("agent/", "release/")), rel
+
+
+def test_verified_release_is_built_only_by_the_gate() -> None:
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name | ast.Attribute)
+                and (getattr(node.func, "id", None) or getattr(node.func, "attr", None))
+                == "VerifiedRelease"
+            ):
+                assert _rel(path) == "trusted/verify.py", _rel(path)
+
+
+def test_no_shell_true_anywhere() -> None:
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "shell":
+                pytest.fail(f"shell= keyword in {_rel(path)}")
+
+
+def test_import_contracts_hold() -> None:
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe is not None, "import-linter is installed by make test"
+    result = subprocess.run(
+        [exe, "--config", str(SRC.parents[1] / "pyproject.toml")],
+        capture_output=True, text=True, cwd=SRC.parents[1], timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC.parent)},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout and "3 kept" in result.stdout
