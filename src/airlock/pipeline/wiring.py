@@ -9,27 +9,25 @@ snapshot bind-mounted read-only at the configured mount point.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from airlock.backends import fetcher as fetcher_pkg
 from airlock.backends.fetcher import Fetcher
 from airlock.backends.staging.btrfs import BtrfsStaging
 from airlock.config import HostConfig
-from airlock.errors import ApplyError, CommandFailed, ConfigError, HostError
+from airlock.errors import ApplyError, ConfigError, HostError
 from airlock.events import Reporter
 from airlock.pipeline.context import Installed, Judged, ProgressFn, RunContext
 from airlock.state import State
-from airlock.text import display, tail
+from airlock.text import display
 
 logger = logging.getLogger(__name__)
 
-DEFINITIONS_TARGET = "/run/airlock/sysupdate.d"
-KEYRING_TARGET = "/etc/systemd/import-pubring.gpg"
 OS_RELEASE_TARGET = "/usr/lib/os-release"
-ESP_TARGET = "/run/airlock/esp"
 
 
 class HostInspector:
@@ -58,8 +56,12 @@ class HostInspector:
         """Dot-temporaries and stale versions the host may unlink before freezing."""
         from airlock.untrusted import candidate
 
-        return tuple(candidate.droppable(dir_fd, transfers=self._transfers,
-                                         limits=self._config.limits))
+        try:
+            return tuple(candidate.droppable(dir_fd, transfers=self._transfers,
+                                             limits=self._config.limits))
+        except OSError as exc:
+            raise HostError(f"Failed to read the snapshot: {exc.strerror}",
+                            code="host.snapshot") from exc
 
     def judge(self, dir_fd: int, *, state: State, installed: str | None,
               now: datetime) -> Judged:
@@ -84,68 +86,52 @@ class HostInspector:
 
 
 class SysupdateHostApplier:
-    """systemd-sysupdate 257 with the snapshot read-only at the configured mount point."""
+    """systemd-sysupdate 257 (``backends/apply``) with the snapshot read-only at the mount point.
+
+    Binds: the host definitions and keyring (``Invocation``), the host's os-release (for ``%A``),
+    the ESP directory when configured, ``apply_binds`` (disk images, devices) at the same path,
+    and, for ``update`` only, the read-only snapshot at ``mount_point`` (``file:///run/updater``).
+    """
 
     def __init__(self, config: HostConfig) -> None:
-        from airlock.backends.apply import runtime
+        from airlock.backends.apply import runtime, sysupdate
 
         self._config = config
-        self._runtime = runtime.locate(config.sysupdate_runtime_cache)
+        self._sysupdate = sysupdate.SysupdateApplier(
+            runtime.locate(config.sysupdate_runtime_cache), timeout_s=config.apply_timeout_s)
 
-    def _binds(self, snapshot: Path | None) -> list[object]:
+    def _invocation(self, snapshot: Path | None) -> Any:
         from airlock.backends.apply.runtime import Bind
+        from airlock.backends.apply.sysupdate import Invocation
 
         cfg = self._config
-        binds: list[object] = [
-            Bind(source=cfg.definitions_dir, target=DEFINITIONS_TARGET, read_only=True),
-            Bind(source=cfg.keyring, target=KEYRING_TARGET, read_only=True),
-            Bind(source=cfg.os_release, target=OS_RELEASE_TARGET, read_only=True),
-        ]
+        binds = [Bind(source=cfg.os_release, target=OS_RELEASE_TARGET, read_only=True)]
+        binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.apply_binds]
         if snapshot is not None:
             binds.append(Bind(source=snapshot, target=cfg.mount_point, read_only=True))
-        if cfg.esp_path is not None:
-            binds.append(Bind(source=cfg.esp_path, target=ESP_TARGET, read_only=False))
-        binds += [Bind(source=p, target=str(p), read_only=False) for p in cfg.apply_binds]
-        return binds
-
-    def _env(self) -> dict[str, str]:
-        return {"SYSTEMD_ESP_PATH": ESP_TARGET} if self._config.esp_path is not None else {}
+        return Invocation(definitions=cfg.definitions_dir, keyring=cfg.keyring,
+                          esp=cfg.esp_path, binds=tuple(binds))
 
     def installed(self) -> Installed:
         """``systemd-sysupdate --json=short list`` → current and all installed versions."""
         try:
-            done = self._runtime.run(
-                [f"--definitions={DEFINITIONS_TARGET}", "--json=short", "list"],
-                binds=self._binds(None),  # type: ignore[arg-type]  # list of Bind
-                env=self._env(), timeout=120.0,
-            )
-        except (CommandFailed, HostError) as exc:
+            listing = self._sysupdate.list_versions(self._invocation(None))
+        except HostError as exc:
             raise ApplyError(f"Failed to list installed versions: {exc.message}",
                              code="apply.list") from exc
-        try:
-            data = json.loads(done.stdout)
-            current = data.get("current")
-            versions = tuple(str(v) for v in data.get("all", ()))
-        except (ValueError, AttributeError) as exc:
-            raise ApplyError("Failed to parse sysupdate's version list: "
-                             f"{tail(done.stdout)}", code="apply.list") from exc
-        return Installed(current=str(current) if current else None, versions=versions)
+        return Installed(current=listing.current, versions=tuple(listing.all))
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot."""
 
         def notify(fields: dict[str, str]) -> None:
-            raw = fields.get("X_SYSUPDATE_PROGRESS")
-            if raw is not None and raw.isdigit():
+            raw = fields.get("X_SYSUPDATE_PROGRESS", "")
+            if raw.isdigit():
                 progress(min(int(raw), 100), 100)
 
         try:
-            self._runtime.run(
-                [f"--definitions={DEFINITIONS_TARGET}", "update", version],
-                binds=self._binds(snapshot),  # type: ignore[arg-type]  # list of Bind
-                env=self._env(), timeout=self._config.apply_timeout_s, notify=notify,
-            )
-        except (CommandFailed, HostError) as exc:
+            self._sysupdate.update(self._invocation(snapshot), version=version, notify=notify)
+        except HostError as exc:
             raise ApplyError(f"systemd-sysupdate failed to install {display(version)}: "
                              f"{exc.message}", code="apply.sysupdate") from exc
         progress(100, 100)
