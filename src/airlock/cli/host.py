@@ -73,23 +73,39 @@ def _check(args: argparse.Namespace) -> int:
     return _run(args, check=True)
 
 
+def _booted(config: HostConfig) -> str | None:
+    """IMAGE_VERSION of the running system (from the configured os-release)."""
+    try:
+        text = config.os_release.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "IMAGE_VERSION":
+            return value.strip().strip("\"'") or None
+    return None
+
+
 def _status(args: argparse.Namespace) -> int:
     config = load_host_config(args.config)
     saved = state_mod.load(config.state_file)
     installed = SysupdateHostApplier(config).installed()
+    booted = _booted(config)
+    pending = installed.current if installed.current and installed.current != booted else None
     body: dict[str, object] = {
-        "current": installed.current,
+        "booted": booted,
+        "newest_installed": installed.current,
         "installed": list(installed.versions),
+        "pending_reboot": pending,
         **saved.to_json(),
     }
     body.pop("format", None)
     if args.json:
         print(json.dumps({"v": 1, "event": "status", **body}), flush=True)
         return 0
-    print(f"booted/current:  {installed.current or 'unknown'}")
+    print(f"booted:          {booted or 'unknown'}")
     print(f"installed:       {', '.join(installed.versions) or 'none'}")
-    if saved.pending and saved.pending != installed.current:
-        print(f"pending reboot:  {saved.pending}")
+    print(f"pending reboot:  {pending or 'nothing'}")
     if saved.last_check is None:
         print("last check:      never (no fresh, valid manifest seen yet)")
     else:

@@ -9,6 +9,7 @@ snapshot bind-mounted read-only at the configured mount point.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from datetime import datetime
@@ -23,7 +24,7 @@ from airlock.errors import ApplyError, ConfigError, HostError
 from airlock.events import Reporter
 from airlock.pipeline.context import Installed, Judged, ProgressFn, RunContext
 from airlock.state import State
-from airlock.text import display
+from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +114,33 @@ class SysupdateHostApplier:
                           esp=cfg.esp_path, binds=tuple(binds))
 
     def installed(self) -> Installed:
-        """``systemd-sysupdate --json=short list`` → current and all installed versions."""
+        """``systemd-sysupdate --offline --json=short list``: installed versions only.
+
+        ``--offline`` keeps sysupdate from reading the (absent) source; ``SysupdateApplier.
+        list_versions`` has no such switch yet, so the runtime is called with its invocation.
+        """
+        from airlock.backends.apply.sysupdate import DEFINITIONS
+
+        inv = self._invocation(None)
         try:
-            listing = self._sysupdate.list_versions(self._invocation(None))
+            res = self._sysupdate.runtime.run(
+                [f"--definitions={DEFINITIONS}", "--offline", "--json=short", "list"],
+                binds=inv.all_binds(), env=inv.all_env(), timeout=120.0,
+            )
         except HostError as exc:
             raise ApplyError(f"Failed to list installed versions: {exc.message}",
                              code="apply.list") from exc
-        return Installed(current=listing.current, versions=tuple(listing.all))
+        try:
+            doc = json.loads(res.stdout) if res.returncode == 0 else None
+            current = doc.get("current") if isinstance(doc, dict) else None
+            versions = tuple(str(v) for v in doc.get("all", ())) if isinstance(doc, dict) else ()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise ApplyError(f"systemd-sysupdate list failed: {tail(res.stderr)}",
+                             code="apply.list")
+        return Installed(current=str(current) if current is not None else None,
+                         versions=versions)
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot."""

@@ -111,8 +111,9 @@ class SandboxFetcher:
         binds: list[str] = []
         for path in SYSTEM_RO:
             binds += ["--ro-bind-try", path, path]
+        extras: list[str] = []  # after the /tmp and /run tmpfs, which would hide them
         for extra in self._ro_binds:
-            binds += ["--ro-bind", os.fspath(extra), os.fspath(extra)]
+            extras += ["--ro-bind", os.fspath(extra), os.fspath(extra)]
         return [
             *prefix,
             self._bwrap,
@@ -130,6 +131,7 @@ class SandboxFetcher:
             "--proc", "/proc",
             "--tmpfs", "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
             "--tmpfs", "/run",
+            *extras,
             "--dir", self._root,
             "--ro-bind", os.fspath(request.config_dir), f"{self._root}/etc",
             "--bind", os.fspath(request.share), f"{self._root}/updates",
