@@ -23,6 +23,7 @@ from airlock.backends.fetcher import FetchRequest
 from airlock.backends.staging.btrfs import mounts_below
 from airlock.errors import AirlockError, ConfigError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
+from airlock.formats import version
 from airlock.pipeline.context import Judged, RunContext
 from airlock.text import display
 
@@ -166,7 +167,7 @@ def apply(ctx: RunContext, snapshot: Path, release: Judged) -> None:
         ctx.applier.apply(snapshot, version=version, progress=progress)
 
 
-def record(ctx: RunContext, release: Judged, *, applied: bool) -> None:
+def record(ctx: RunContext, release: Judged, *, applied: bool, installed: str | None) -> None:
     """Write the state file (atomically, last): floor, newest signature, last check, pending."""
     with step(ctx, Step.RECORD, os.fspath(ctx.config.state_file)):
         old = state.load(ctx.config.state_file)
@@ -179,8 +180,17 @@ def record(ctx: RunContext, release: Judged, *, applied: bool) -> None:
             newest_signature=newest,
             manifest_sha256=release.manifest_sha256,
         )
+        if installed is not None:
+            new = dataclasses.replace(new, installed=installed)
         if applied and release.version is not None:
-            new = dataclasses.replace(new, pending=release.version, floor=release.version)
+            new = dataclasses.replace(new, pending=release.version)
+        # The floor only rises: to the release just installed, or to what sysupdate reports as
+        # installed (so a run killed between apply and record converges on the next run).
+        for candidate in (release.version if applied else None, installed):
+            if candidate is not None and (
+                new.floor is None or version.compare(candidate, new.floor) > 0
+            ):
+                new = dataclasses.replace(new, floor=candidate)
         state.save(ctx.config.state_file, new)
 
 

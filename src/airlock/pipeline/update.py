@@ -33,11 +33,11 @@ def run_update(ctx: RunContext) -> Outcome:
         with freeze(ctx) as snapshot:
             release, installed = inspect_snapshot(ctx, snapshot)
             if not release.newer or release.version is None:
-                record(ctx, release, applied=False)
+                record(ctx, release, applied=False, installed=installed)
                 notice(ctx, f"up to date ({installed or 'nothing installed'})", Step.INSPECT)
                 return Outcome.UP_TO_DATE
             apply(ctx, snapshot, release)
-            record(ctx, release, applied=True)
+            record(ctx, release, applied=True, installed=installed)
     return Outcome.UPDATED
 
 
@@ -48,8 +48,8 @@ def run_check(ctx: RunContext) -> Outcome:
         clean_share(ctx)
         fetch(ctx)
         with freeze(ctx) as snapshot:
-            release, _installed = inspect_snapshot(ctx, snapshot)
-            record(ctx, release, applied=False)
+            release, installed = inspect_snapshot(ctx, snapshot)
+            record(ctx, release, applied=False, installed=installed)
             if release.newer and release.version is not None:
                 return Outcome.AVAILABLE
     return Outcome.UP_TO_DATE

@@ -69,7 +69,8 @@ def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> Non
     assert w.journal.calls[-1] == "delete_snapshot"
     saved = state.load(w.config.state_file)
     assert saved.last_check == NOW
-    assert saved.floor is None
+    assert saved.floor == "1"  # the floor follows what sysupdate reports installed
+    assert saved.installed == "1"
 
 
 def test_newest_signature_time_never_goes_back(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import ctypes
 import fcntl
 import logging
 import os
-import re
 import shutil
 import stat
 import struct
@@ -26,6 +25,7 @@ from pathlib import Path
 from airlock import fsutil, proc
 from airlock.backends.staging import CleanReport
 from airlock.errors import CommandFailed, HostError
+from airlock.formats import names
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ BTRFS_IOC_SNAP_DESTROY = 0x5000940F
 BTRFS = "/usr/bin/btrfs"
 UMOUNT = "/usr/bin/umount"
 _TIMEOUT_S = 120.0
-_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -51,9 +50,8 @@ def _fs_type(path: Path) -> int:
 
 
 def is_safe_name(name: str) -> bool:
-    """Spectrum's name rule: ``^[A-Za-z][A-Za-z0-9_.-]*$``, not ending in ``.``, ≤ 255 bytes."""
-    return (bool(_SAFE.fullmatch(name)) and not name.endswith(".")
-            and len(name.encode("utf-8", "surrogateescape")) <= 255)
+    """Spectrum's name rule (``formats.names``), on the raw bytes of a directory entry."""
+    return names.is_safe(os.fsencode(name))
 
 
 def _is_manifest_or_signature(name: str) -> bool:
