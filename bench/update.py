@@ -30,13 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
 
-from airlock.backends.apply import runtime as runtime_mod  # noqa: E402
-from airlock.backends.apply.runtime import Bind  # noqa: E402
-from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier  # noqa: E402
-from airlock.lab import disk  # noqa: E402
-from airlock.release import publish  # noqa: E402
-from tests.integration.host.world import host_transfers  # noqa: E402
-from tests.support import releases  # noqa: E402
+from airlock.backends.apply import runtime as runtime_mod
+from airlock.backends.apply.runtime import Bind
+from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier
+from airlock.lab import disk
+from airlock.release import publish
+from tests.integration.host.world import host_transfers
+from tests.support import releases
 
 V1 = "ab" * 32
 V2 = "cd" * 32
@@ -95,7 +95,7 @@ def main() -> int:
         release = work / "release"
         publish.publish(release, [publish.Artifact(name=n, source=src / n) for n in names],
                         gnupghome=key.gnupghome, signers=(key.fingerprint,))
-        os.chmod(release, 0o755)
+        os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
         total = sum(p.stat().st_size for p in release.iterdir())
         etc = work / "etc"
         (etc / "vm-sysupdate.d").mkdir(parents=True)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""SIGKILL ``airlock update --json`` right after the ``step-started`` event of each step, then rerun:
-the rerun converges (v2 installed, state recorded) with no mounts, snapshots or locks left.
+"""SIGKILL ``airlock update --json`` right after the ``step-started`` event of each step.
+
+Then the rerun converges (v2 installed, state recorded) with no mounts, snapshots or locks left.
 No test hook in the product: the test only reads the JSON events."""
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def test_lingering_child_cannot_write_after_fetch_returns(tmp_path: Path) -> Non
     assert not (tmp_path / "shared" / "late").exists()
 
 
-def test_negative_control_a_lingering_child_outside_a_pid_namespace_writes(tmp_path: Path) -> None:
+def test_negative_control_lingering_child_without_pid_namespace_writes(tmp_path: Path) -> None:
     out = tmp_path / "plain"
     out.mkdir()
     subprocess.run(["/bin/sh", "-c", f"(sleep 0.5; echo late > {out}/late) & exit 0"], check=True)
@@ -125,7 +125,8 @@ def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
                         "name", "airlockv1"], check=True)
         script = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /host/updates/if"
         SandboxFetcher(netns=ns).fetch(_request(tmp_path, script), ListReporter())
-        assert sorted((tmp_path / "shared" / "if").read_text().split()) == ["airlockv0", "airlockv1", "lo"]
+        seen = sorted((tmp_path / "shared" / "if").read_text().split())
+        assert seen == ["airlockv0", "airlockv1", "lo"]
         routes = subprocess.run(["ip", "-n", ns, "route", "show", "default"],
                                 capture_output=True, text=True, check=True)
         assert routes.stdout.strip() == ""

@@ -100,7 +100,7 @@ def test_human_output_and_status(world: World) -> None:
 
 @pytest.fixture
 def pristine(world: World) -> Iterator[tuple[World, str, dict[str, str]]]:
-    yield world, world.disk_digest(), world.esp_listing()
+    return world, world.disk_digest(), world.esp_listing()
 
 
 def _assert_untouched(w: World, digest: str, esp: dict[str, str]) -> None:
@@ -153,7 +153,9 @@ def test_never_exiting_fetcher_is_killed_at_the_timeout(
     out = w.update("--timeout", "2")
     assert out.returncode == 20, out.stderr
     assert events(out.stdout)[-1]["code"] == "fetch.timeout"
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == b"sleep\x00100000\x00"]
+    sleepers = [p for p in os.listdir("/proc")
+                if p.isdigit() and _cmdline(p) == b"sleep\x00100000\x00"]
+    assert sleepers == []
     _assert_untouched(w, digest, esp)
 
 
