@@ -49,13 +49,10 @@ def step(ctx: RunContext, which: Step, detail: str = "") -> Iterator[list[str]]:
 @contextlib.contextmanager
 def take_lock(ctx: RunContext) -> Iterator[None]:
     """Hold the global update lock for the rest of the run."""
-    with step(ctx, Step.LOCK, os.fspath(ctx.config.lock_path)):
-        held = lock.hold(ctx.config.lock_path, wait=ctx.wait_lock)
-        held.__enter__()
-    try:
+    with contextlib.ExitStack() as stack:
+        with step(ctx, Step.LOCK, os.fspath(ctx.config.lock_path)):
+            stack.enter_context(lock.hold(ctx.config.lock_path, wait=ctx.wait_lock))
         yield
-    finally:
-        held.__exit__(None, None, None)
 
 
 def prepare_staging(ctx: RunContext) -> None:
@@ -131,7 +128,14 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
             ctx.staging.sync(snap)
             detail.append(f"dropped {dropped}, read-only")
         yield snap
-    finally:
+    except BaseException:
+        # Delete the snapshot without letting a cleanup failure hide the original error.
+        try:
+            cleanup(ctx)
+        except AirlockError as exc:
+            logger.warning("cleanup after a failure failed too: %s", exc.message)
+        raise
+    else:
         cleanup(ctx)
 
 

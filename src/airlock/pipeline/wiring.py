@@ -160,7 +160,11 @@ class SysupdateHostApplier:
 
 def make_fetcher(config: HostConfig, name: str) -> Fetcher:
     """The configured fetcher backend."""
-    cls = fetcher_pkg.load(name)
+    try:
+        cls = fetcher_pkg.load(name)
+    except ImportError as exc:
+        raise ConfigError(f"Fetcher {display(name)} is not available in this build",
+                          code="config.fetcher", hint="use --fetcher sandbox") from exc
     if name == fetcher_pkg.FetcherName.SANDBOX:
         fetcher: Fetcher = cls(root=config.sandbox_root, netns=config.sandbox_netns,
                                ro_binds=config.sandbox_ro_binds)

@@ -175,3 +175,21 @@ def test_fetch_request_carries_share_config_and_timeout(tmp_path: Path) -> None:
     assert (req.config_dir / "vm-sysupdate.d" / "50-a.transfer").is_file()
     assert (req.config_dir / "update-url").read_text() == "http://127.0.0.1:1/\n"
     assert (req.config_dir / "systemd" / "import-pubring.gpg").read_bytes() == b"k"
+
+
+def test_a_cleanup_failure_does_not_hide_the_rejection(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail["judge"] = SignatureError("bad signature")
+    w.journal.fail["delete_snapshot"] = HostError("btrfs failed", code="host.btrfs")
+    with pytest.raises(SignatureError):
+        run_update(w.ctx)
+    codes = [e.code for e in w.reporter.events if isinstance(e, Failed)]
+    assert codes == ["reject.signature", "host.btrfs"]
+
+
+def test_a_cleanup_failure_after_success_is_reported(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail["delete_snapshot"] = HostError("btrfs failed", code="host.btrfs")
+    with pytest.raises(HostError):
+        run_update(w.ctx)
+    assert w.applier.applied == ["2"]
