@@ -79,7 +79,8 @@ class TerminalReporter:
                 self._last_pct[key] = pct
                 bar = "#" * (pct // 5) + "." * (20 - pct // 5)
                 label = f" {item}" if item else ""
-                print(f"    [{bar}] {pct:3d}%{label} {done}/{total} {unit}", file=out, flush=True)
+                amount = "" if unit == "percent" else f" {done}/{total} {unit}"
+                print(f"    [{bar}] {pct:3d}%{label}{amount}", file=out, flush=True)
             case Notice(message=message):
                 print(f"  · {message}", file=out, flush=True)
             case Failed(step=step, code=code, message=message):
