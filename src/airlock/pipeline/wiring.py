@@ -14,9 +14,10 @@ import logging
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from airlock.backends import fetcher as fetcher_pkg
+from airlock.backends.apply.runtime import Bind
+from airlock.backends.apply.sysupdate import DEFINITIONS, Invocation
 from airlock.backends.fetcher import Fetcher
 from airlock.backends.staging.btrfs import BtrfsStaging
 from airlock.config import HostConfig
@@ -101,10 +102,7 @@ class SysupdateHostApplier:
         self._sysupdate = sysupdate.SysupdateApplier(
             runtime.locate(config.sysupdate_runtime_cache), timeout_s=config.apply_timeout_s)
 
-    def _invocation(self, snapshot: Path | None) -> Any:
-        from airlock.backends.apply.runtime import Bind
-        from airlock.backends.apply.sysupdate import Invocation
-
+    def _invocation(self, snapshot: Path | None) -> Invocation:
         cfg = self._config
         binds = [Bind(source=cfg.os_release, target=OS_RELEASE_TARGET, read_only=True)]
         binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.apply_binds]
@@ -119,8 +117,6 @@ class SysupdateHostApplier:
         ``--offline`` keeps sysupdate from reading the (absent) source; ``SysupdateApplier.
         list_versions`` has no such switch yet, so the runtime is called with its invocation.
         """
-        from airlock.backends.apply.sysupdate import DEFINITIONS
-
         inv = self._invocation(None)
         try:
             res = self._sysupdate.runtime.run(

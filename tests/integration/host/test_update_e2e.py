@@ -186,3 +186,22 @@ def test_busy_second_run_names_the_holder(world: World) -> None:
         out = w.update()
     assert out.returncode == 4
     assert f"pid {os.getpid()}" in out.stderr
+
+
+def test_check_reports_available_then_nothing_after_update(world: World) -> None:
+    w = world
+    digest = w.disk_digest()
+    check = w.airlock("check", str(w.staging), "--json")
+    assert check.returncode == 100, check.stderr
+    assert events(check.stdout)[-1]["outcome"] == "available"
+    assert "apply" not in [e.get("step") for e in events(check.stdout)]
+    assert w.disk_digest() == digest  # check never writes the disk
+    assert w.update().returncode == 0
+    again = w.airlock("check", str(w.staging), "--json")
+    assert again.returncode == 0, again.stderr
+    assert events(again.stdout)[-1]["outcome"] == "up-to-date"
+
+
+def test_spectrum_fetcher_missing_is_a_config_error(world: World) -> None:
+    out = world.airlock("update", str(world.staging), "--fetcher", "spectrum")
+    assert out.returncode == 3, out.stderr
