@@ -21,7 +21,7 @@ from pathlib import Path
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
 from airlock.backends.staging.btrfs import mounts_below
-from airlock.errors import AirlockError, ConfigError, HostError
+from airlock.errors import AirlockError, BusyError, ConfigError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
 from airlock.pipeline.context import Judged, RunContext
@@ -55,9 +55,34 @@ def take_lock(ctx: RunContext) -> Iterator[None]:
         yield
 
 
+def processes_mentioning(path: Path) -> list[int]:
+    """Pids whose command line names ``path`` (e.g. the sysupdate runner of a killed run)."""
+    needle = os.fsencode(path)
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline:
+                found.append(int(entry))
+    return found
+
+
 def prepare_staging(ctx: RunContext) -> None:
-    """Staging dir (0700, btrfs), ``shared`` created or reused, quota; stale snapshot and mounts."""
+    """Staging dir (0700, btrfs), ``shared`` created or reused, quota; stale snapshot and mounts.
+
+    A child of a killed earlier run that still uses the snapshot (sysupdate outlives airlock when
+    airlock is SIGKILLed, ADR 0060) makes this run busy rather than pulling the snapshot away.
+    """
     with step(ctx, Step.PREPARE, os.fspath(ctx.staging_dir)) as detail:
+        holders = processes_mentioning(ctx.staging.snapshot_path)
+        if holders:
+            raise BusyError(
+                f"A process of an interrupted run still uses the snapshot (pid {holders[0]})",
+                code="busy.orphan", hint="wait for it to finish, then run again",
+            )
         ctx.staging.prepare()
         stale = ctx.staging.remove_stale()
         if stale:

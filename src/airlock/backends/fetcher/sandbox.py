@@ -51,7 +51,7 @@ _REAP_S = 5.0
 def _drain(fd: int, log_path: Path | None, keep: bytearray) -> None:
     written = 0
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(log_path, "ab")) if log_path else None
+        log = stack.enter_context(open(log_path, "wb")) if log_path else None
         while chunk := os.read(fd, 65536):
             keep += chunk
             del keep[:-_TAIL_BYTES]
