@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Reporter implementations: human terminal lines and JSON lines (versioned schema)."""
+"""Reporter implementations: human terminal lines (rich bars on a TTY), JSON lines, sd_notify.
+
+Event strings are already escaped by their producers (``events.py``); the terminal reporter still
+prints them only as plain text (rich markup is disabled), so nothing in an event can style or move
+the terminal.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +53,42 @@ class JsonReporter:
     def emit(self, event: Event) -> None:
         """Write ``event`` as one JSON line."""
         print(event_to_json(event), file=self._stream, flush=True)
+
+
+class RichTerminalReporter:
+    """Like ``TerminalReporter`` but long steps get a live rich progress bar (TTY only)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+        self._console = Console(file=stream or sys.stderr, markup=False, highlight=False)
+        self._plain = TerminalReporter(stream or sys.stderr)
+        self._progress_cls = Progress
+        self._columns = (TextColumn("    {task.description}"), BarColumn(),
+                         TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+    def emit(self, event: Event) -> None:
+        """Render ``event``: bars for StepProgress, plain lines for the rest."""
+        if isinstance(event, StepProgress) and event.total > 0:
+            if self._progress is None:
+                self._progress = self._progress_cls(*self._columns, console=self._console,
+                                                    transient=True)
+                self._progress.start()
+                self._task = self._progress.add_task(str(event.step), total=event.total)
+            assert self._task is not None  # noqa: S101 - set together with _progress
+            self._progress.update(self._task, completed=event.done, total=event.total)
+            return
+        self._stop()
+        self._plain.emit(event)
 
 
 class TerminalReporter:
@@ -123,7 +164,13 @@ class NotifyReporter:
 
 def make_reporter(*, json_lines: bool) -> Reporter:
     """JSON lines on stdout with ``--json``, else the terminal reporter; plus sd_notify."""
-    main: Reporter = JsonReporter() if json_lines else TerminalReporter()
+    main: Reporter
+    if json_lines:
+        main = JsonReporter()
+    elif sys.stderr.isatty():
+        main = RichTerminalReporter()
+    else:
+        main = TerminalReporter()
     address = os.environ.get("NOTIFY_SOCKET")
     if address and (address.startswith("/") or address.startswith("@")):
         return FanoutReporter(main, NotifyReporter(address))
