@@ -52,7 +52,10 @@ def test_only_the_share_is_writable(tmp_path: Path) -> None:
         f" cat {secret} > /host/updates/leak 2>/dev/null;"
         " test -e /root && echo root-visible > /host/updates/bad;"
         " cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /host/updates/ifaces;"
-        " ls /proc | grep -c '^[0-9]' > /host/updates/nprocs; exit 0"
+        " ls /proc | grep -c '^[0-9]' > /host/updates/nprocs;"
+        " unshare -U true 2>/dev/null && echo userns-allowed > /host/updates/bad;"
+        " env | grep -v -e '^PATH=' -e '^PWD=' -e '^SHLVL=' -e '^_=' > /host/updates/env;"
+        " exit 0"
     )
     result = SandboxFetcher().fetch(_request(tmp_path, script), ListReporter())
     share = tmp_path / "shared"
@@ -63,6 +66,7 @@ def test_only_the_share_is_writable(tmp_path: Path) -> None:
     assert (share / "leak").read_text() == ""
     assert (share / "ifaces").read_text().split() == ["lo"]
     assert int((share / "nprocs").read_text()) <= 4
+    assert (share / "env").read_text() == ""
     assert not (tmp_path / "vm-etc" / "x").exists()
 
 
@@ -132,3 +136,13 @@ def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
         assert routes.stdout.strip() == ""
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_negative_control_userns_detector_fires_without_disable_userns(tmp_path: Path) -> None:
+    out = subprocess.run(
+        ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
+         "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--",
+         "/bin/sh", "-c", "unshare -U true 2>/dev/null && echo userns-allowed"],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.stdout.strip() == "userns-allowed"

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """SandboxFetcher: run the untrusted downloader under bubblewrap instead of a VM.
 
-The sandbox gets its own user, mount, PID, network, IPC, UTS and cgroup namespaces, a private
+The sandbox gets its own user, mount, PID, network, IPC, UTS and cgroup namespaces (and may not
+create further user namespaces), an empty environment, uid 65534 without capabilities, a private
 tmpfs root that is remounted read-only, read-only binds of the system directories (not the whole
 host ``/``, so no secrets under ``/root``, ``/home`` or ``/etc/shadow``), the config directory
 read-only at ``<root>/etc`` and the share writable at ``<root>/updates`` — the only writable host
@@ -118,6 +119,9 @@ class SandboxFetcher:
             *prefix,
             self._bwrap,
             "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--clearenv",
             *(["--share-net"] if self._netns else []),
             "--die-with-parent",
             "--new-session",
