@@ -77,9 +77,9 @@ class World:
             'fetcher = "sandbox"',
             "vm_timeout_s = 60",
             f"fetch_command = {json.dumps(list(command))}",
-            f'sandbox_ro_binds = ["{self.release}"]',
         ]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+        settings: dict[str, object] = {"sandbox_ro_binds": [str(self.release)], **extra}
+        lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         self.config.write_text("\n".join(lines) + "\n")
 
     def copy_in(self, extra: str = "") -> list[str]:
