@@ -21,7 +21,7 @@ from pathlib import Path
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
 from airlock.backends.staging.btrfs import mounts_below
-from airlock.errors import AirlockError, BusyError, ConfigError, HostError
+from airlock.errors import AirlockError, ApplyError, BusyError, ConfigError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
 from airlock.pipeline.context import Judged, RunContext
@@ -185,15 +185,20 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> tuple[Judged, str | Non
 
 def apply(ctx: RunContext, snapshot: Path, release: Judged) -> None:
     """Install the verified release with systemd-sysupdate (progress forwarded)."""
-    version = release.version
-    if version is None:
+    wanted = release.version
+    if wanted is None:
         raise RuntimeError("apply() called without a version")
-    with step(ctx, Step.APPLY, display(version)):
+    with step(ctx, Step.APPLY, display(wanted)):
+        if not version.is_valid(wanted) or wanted.startswith("-"):
+            # The judge guarantees this; it reaches sysupdate's argv, so check once more.
+            raise ApplyError(f"Refusing to pass version {display(wanted)} to systemd-sysupdate",
+                             code="apply.version")
+
         def progress(done: int, total: int) -> None:
             ctx.reporter.emit(StepProgress(step=Step.APPLY, done=done, total=total,
                                            unit="percent"))
 
-        ctx.applier.apply(snapshot, version=version, progress=progress)
+        ctx.applier.apply(snapshot, version=wanted, progress=progress)
 
 
 def record(ctx: RunContext, release: Judged, *, applied: bool, installed: str | None) -> None:

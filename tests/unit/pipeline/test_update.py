@@ -193,3 +193,12 @@ def test_a_cleanup_failure_after_success_is_reported(tmp_path: Path) -> None:
     with pytest.raises(HostError):
         run_update(w.ctx)
     assert w.applier.applied == ["2"]
+
+
+@pytest.mark.parametrize("bad", ["-rf", "1 2", "a/b", ""])
+def test_an_invalid_version_never_reaches_sysupdate(tmp_path: Path, bad: str) -> None:
+    w = make_world(tmp_path, release=FakeRelease(version=bad))
+    with pytest.raises(ApplyError) as info:
+        run_update(w.ctx)
+    assert info.value.code == "apply.version"
+    assert w.applier.applied == []
