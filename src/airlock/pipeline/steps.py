@@ -114,7 +114,8 @@ def provide_vm_config(ctx: RunContext) -> Path:
     except OSError as exc:
         raise ConfigError(f"Failed to provide the VM's config: {exc}", code="config.vm") from exc
     for path in (out, *out.rglob("*")):
-        os.chmod(path, 0o755 if path.is_dir() else 0o644, follow_symlinks=False)
+        if not path.is_symlink():  # a masked transfer is a /dev/null symlink: keep it as is
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
     return out
 
 

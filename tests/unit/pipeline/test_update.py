@@ -4,6 +4,7 @@ cleanup after a failure at each step, the state written last."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,7 @@ def test_fetch_request_carries_share_config_and_timeout(tmp_path: Path) -> None:
     w = make_world(tmp_path)
     (tmp_path / "vm-defs").mkdir()
     (tmp_path / "vm-defs" / "50-a.transfer").write_text("[Transfer]\n")
+    (tmp_path / "vm-defs" / "60-masked.transfer").symlink_to("/dev/null")
     (tmp_path / "update-url").write_text("http://127.0.0.1:1/\n")
     run_update(w.ctx)
     fetcher = w.ctx.fetcher
@@ -173,6 +175,9 @@ def test_fetch_request_carries_share_config_and_timeout(tmp_path: Path) -> None:
     assert req.share == w.staging.share
     assert req.timeout_s == w.config.vm_timeout_s
     assert (req.config_dir / "vm-sysupdate.d" / "50-a.transfer").is_file()
+    masked = req.config_dir / "vm-sysupdate.d" / "60-masked.transfer"
+    assert os.readlink(masked) == "/dev/null"
+    assert oct(req.config_dir.stat().st_mode & 0o777) == "0o755"
     assert (req.config_dir / "update-url").read_text() == "http://127.0.0.1:1/\n"
     assert (req.config_dir / "systemd" / "import-pubring.gpg").read_bytes() == b"k"
 
