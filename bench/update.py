@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# ruff: noqa: E402 - sys.path must be fixed before anything imports the stdlib inspect module
 """Benchmark: host-side steps of ``airlock update`` vs a bare ``systemd-sysupdate update``.
 
 Publishes a signed Spectrum-style release of about 1 GiB (root + verity + UKI), then, in the same
@@ -18,17 +19,20 @@ Needs root (btrfs loop mount, bubblewrap, the sysupdate runtime).  Not collected
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ holds inspect.py, which would shadow the standard library's inspect module.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
 
 from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind
