@@ -14,6 +14,10 @@ if [ -x "$host_sysupdate" ]; then
     echo "make-runtime: host systemd-sysupdate $v is new enough"; exit 0
   fi
 fi
+mkdir -p "$cache"
+# One build at a time: a second caller waits for the first, then finds the stamp.
+exec 9>"$cache/.make-runtime.lock"
+flock 9
 [ -f "$stamp" ] && exit 0
 
 mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
@@ -24,12 +28,16 @@ mirror=${mirror:-http://deb.debian.org/debian}
 
 echo "make-runtime: debootstrap trixie into $root (about a minute)"
 rm -rf "$root.tmp"
-mkdir -p "$cache"
 debootstrap --variant=minbase \
   --include=systemd-container,systemd,dbus,gpg,gpgv,fdisk,python3,python3-httpx,python3-rich,ca-certificates \
   trixie "$root.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 || {
     echo "make-runtime: debootstrap failed; see $cache/debootstrap.log" >&2; tail -5 "$cache/debootstrap.log" >&2; exit 1; }
-chroot "$root.tmp" /usr/lib/systemd/systemd-sysupdate --version | head -1
+# Check before publishing: sysupdate >= 257 runs, and gpg (needed by Verify=yes) is present.
+v=$(chroot "$root.tmp" /usr/lib/systemd/systemd-sysupdate --version | awk 'NR==1{print $2}')
+echo "make-runtime: systemd-sysupdate $v"
+if ! [ "${v:-0}" -ge 257 ] 2>/dev/null || [ ! -x "$root.tmp/usr/bin/gpg" ]; then
+  echo "make-runtime: the new root has no systemd-sysupdate >= 257 or no gpg" >&2; exit 1
+fi
 # The UKI stub and ukify are optional (the demo falls back to a labelled stand-in without them).
 rm -rf "$root"
 mv "$root.tmp" "$root"

@@ -1,2 +1,212 @@
 # SPDX-License-Identifier: MIT
-"""airlock.backends.openpgp."""
+"""OpenPGP signature verification: which trusted primary keys signed these exact bytes, and when.
+
+Trusts the keyring file passed in (the host's, from its read-only image) and the sqv/gpgv/gpg
+binaries.  Refuses, with ``SignatureError`` (``reject.signature``) and never another type: garbage,
+empty or HTML "signatures", non-signature packets, unknown keys, bad or tampered signatures,
+signatures by expired or revoked (sub)keys, hashes other than SHA-256/384/512 (SHA-1 above all),
+signature types other than binary/text documents, two signatures by the same primary key, and any
+file in which *not every* signature packet is valid (C10: a file with one good and one unknown-key
+signature is refused as a whole).
+
+``SignatureVerifier.verify()`` is a template method (python-tuf's ``FetcherInterface.fetch()``):
+it bounds and parses the input, runs the implementation's ``_verify()``, wraps every failure into
+``SignatureError``, and then checks that the tool's answer agrees with the packets — so
+``SqvVerifier`` and ``GpgvVerifier`` return identical ``ValidSignature`` tuples for identical input.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import enum
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from airlock.backends.openpgp import keyring as keyring_mod
+from airlock.backends.openpgp import packets
+from airlock.config import Limits
+from airlock.errors import AirlockError, ConfigError, HostError, SignatureError
+
+logger = logging.getLogger(__name__)
+
+#: OpenPGP hash algorithm ids accepted (RFC 4880 §9.4): SHA-256, SHA-384, SHA-512.
+ACCEPTED_HASHES = frozenset({8, 9, 10})
+#: Signature types accepted: 0x00 binary document, 0x01 canonical text document.
+ACCEPTED_SIG_TYPES = frozenset({0x00, 0x01})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class ValidSignature:
+    """One valid signature: the signer's primary fingerprint, its creation time, its hash."""
+
+    fingerprint: str
+    created: dt.datetime
+    hash_algo: int | None
+
+
+class SignatureVerifier(Protocol):
+    """Verifies detached signatures; only ``verify()`` is public."""
+
+    def verify(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
+        """Every signature packet in ``signature`` must be a valid signature over ``data``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Work:
+    """What ``verify()`` hands to ``_verify()``: files in a private directory plus parsed input."""
+
+    signature_file: Path
+    data_file: Path
+    keyring_file: Path  # binary (dearmoured), absolute path
+    keyring: keyring_mod.Keyring
+    sigs: tuple[packets.SignaturePacket, ...]
+    timeout_s: float
+
+
+class BaseVerifier(abc.ABC):
+    """The template: bounds, parsing, error wrapping and the cross-check of the tool's answer."""
+
+    def __init__(self, *, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
+    def verify(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
+        """Verify; return the valid signatures sorted by (fingerprint, created).
+
+        Raises:
+            SignatureError: for every failure (never another type).
+        """
+        try:
+            return self._checked(signature, data, keyring)
+        except SignatureError:
+            raise
+        except AirlockError as exc:
+            raise SignatureError(f"Signature verification failed: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - the template's job is to normalise failures
+            logger.debug("verifier failure", exc_info=True)
+            raise SignatureError(
+                f"Signature verification failed: {type(exc).__name__}"
+            ) from None
+
+    def _checked(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
+        if len(signature) > self.limits.max_signature_bytes:
+            raise SignatureError(
+                f"Signature file is larger than {self.limits.max_signature_bytes} bytes"
+            )
+        sigs = packets.parse_signatures(signature)
+        for sig in sigs:
+            if sig.hash_algo not in ACCEPTED_HASHES:
+                raise SignatureError(
+                    f"Signature uses hash algorithm {sig.hash_algo}; only SHA-256/384/512 accepted"
+                )
+            if sig.sig_type not in ACCEPTED_SIG_TYPES:
+                raise SignatureError(f"Signature type 0x{sig.sig_type:02x} is not a document one")
+        ring = keyring_mod.load(
+            keyring.absolute(), max_bytes=self.limits.max_keyring_bytes,
+            timeout=self.limits.signature_timeout_s,
+        )
+        expected = self._expected(sigs, ring)
+        work_dir = Path(tempfile.mkdtemp(prefix="airlock-verify-"))
+        try:
+            work = Work(
+                signature_file=work_dir / "signature", data_file=work_dir / "data",
+                keyring_file=work_dir / "keyring.gpg", keyring=ring, sigs=sigs,
+                timeout_s=self.limits.signature_timeout_s,
+            )
+            work.signature_file.write_bytes(signature)
+            work.data_file.write_bytes(data)
+            work.keyring_file.write_bytes(ring.binary)
+            found = self._verify(work)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        if sorted(found) != expected:
+            raise SignatureError(
+                "The verifier's answer does not match the signature packets "
+                f"({len(found)} valid of {len(sigs)})"
+            )
+        return tuple(expected)
+
+    @staticmethod
+    def _expected(
+        sigs: tuple[packets.SignaturePacket, ...], ring: keyring_mod.Keyring
+    ) -> list[ValidSignature]:
+        """What a fully valid file must yield; refuses unknown, expired, revoked, repeated keys."""
+        out: list[ValidSignature] = []
+        for sig in sigs:
+            key = ring.lookup(fingerprint=sig.issuer_fingerprint, key_id=sig.issuer_key_id)
+            if key is None:
+                issuer = sig.issuer_fingerprint or sig.issuer_key_id or "unknown"
+                raise SignatureError(f"Signed by a key not in the keyring ({issuer})")
+            primary = ring.primary(key.primary)
+            for k in (key, primary):
+                if k is None or not k.usable:
+                    letter = k.validity if k else ""
+                    state = {"e": "expired", "r": "revoked"}.get(letter, "unusable")
+                    raise SignatureError(f"Signed by a key that is {state} ({key.fingerprint})")
+            out.append(
+                ValidSignature(
+                    fingerprint=key.primary, created=sig.created, hash_algo=sig.hash_algo
+                )
+            )
+        if len({v.fingerprint for v in out}) != len(out):
+            raise SignatureError("More than one signature by the same primary key")
+        return sorted(out)
+
+    @abc.abstractmethod
+    def _verify(self, work: Work) -> list[ValidSignature]:
+        """Run the tool; return one ValidSignature per valid signature packet, or raise."""
+
+
+class VerifierName(enum.StrEnum):
+    """Names accepted by ``verifier()``."""
+
+    AUTO = "auto"
+    SQV = "sqv"
+    GPGV = "gpgv"
+
+
+def verifier(name: str = "auto", *, limits: Limits | None = None) -> BaseVerifier:
+    """The verifier called ``name``; ``auto`` prefers sqv (legacy CLI) and falls back to gpgv.
+
+    Raises:
+        ConfigError: unknown name.
+        HostError: the requested tool is missing or unsupported.
+    """
+    from airlock.backends.openpgp.gpgv import GpgvVerifier
+    from airlock.backends.openpgp.sqv import SqvVerifier
+
+    try:
+        chosen = VerifierName(name)
+    except ValueError:
+        raise ConfigError(f"Unknown signature verifier {name!r}", code="config.verifier") from None
+    if chosen is VerifierName.SQV:
+        SqvVerifier.check_available()
+        return SqvVerifier(limits=limits)
+    if chosen is VerifierName.GPGV:
+        GpgvVerifier.check_available()
+        return GpgvVerifier(limits=limits)
+    try:
+        SqvVerifier.check_available()
+        return SqvVerifier(limits=limits)
+    except HostError as exc:
+        logger.info("sqv unusable (%s); falling back to gpgv", exc.message)
+    GpgvVerifier.check_available()
+    return GpgvVerifier(limits=limits)
+
+
+def keyring_fingerprints(keyring: Path, *, limits: Limits | None = None) -> tuple[str, ...]:
+    """Primary fingerprints (40 uppercase hex) in ``keyring``, in file order.
+
+    Raises:
+        SignatureError: missing, oversized or unreadable keyring.
+    """
+    lim = limits or Limits()
+    ring = keyring_mod.load(
+        keyring.absolute(), max_bytes=lim.max_keyring_bytes, timeout=lim.signature_timeout_s
+    )
+    return ring.primaries
