@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import socket
 import sys
 from typing import TextIO
 
-from airlock.events import Event, Failed, Notice, StepFinished, StepProgress, StepStarted
+from airlock.events import (
+    Event,
+    Failed,
+    Notice,
+    Reporter,
+    StepFinished,
+    StepProgress,
+    StepStarted,
+)
 
 SCHEMA_VERSION = 1
 
@@ -68,8 +79,52 @@ class TerminalReporter:
                 self._last_pct[key] = pct
                 bar = "#" * (pct // 5) + "." * (20 - pct // 5)
                 label = f" {item}" if item else ""
-                print(f"    [{bar}] {pct:3d}%{label} {done}/{total} {unit}", file=out, flush=True)
+                amount = "" if unit == "percent" else f" {done}/{total} {unit}"
+                print(f"    [{bar}] {pct:3d}%{label}{amount}", file=out, flush=True)
             case Notice(message=message):
                 print(f"  · {message}", file=out, flush=True)
             case Failed(step=step, code=code, message=message):
                 print(f"  ✗ {step or ''} [{code}] {message}", file=out, flush=True)
+
+
+class FanoutReporter:
+    """Sends each event to several reporters (e.g. JSON lines and sd_notify)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self._reporters = reporters
+
+    def emit(self, event: Event) -> None:
+        """Forward ``event`` to every reporter."""
+        for reporter in self._reporters:
+            reporter.emit(event)
+
+
+class NotifyReporter:
+    """sd_notify ``STATUS=`` and ``X_AIRLOCK_PROGRESS=`` when run as a service (NOTIFY_SOCKET)."""
+
+    def __init__(self, address: str) -> None:
+        self._address = "\0" + address[1:] if address.startswith("@") else address
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    def emit(self, event: Event) -> None:
+        """Send a status line for ``event`` (best effort)."""
+        match event:
+            case StepStarted(step=step):
+                msg = f"STATUS=airlock: {step}"
+            case StepProgress(step=step, done=done, total=total) if total > 0:
+                msg = f"X_AIRLOCK_PROGRESS={min(100, done * 100 // total)}\nSTATUS=airlock: {step}"
+            case Failed(code=code):
+                msg = f"STATUS=airlock: failed ({code})"
+            case _:
+                return
+        with contextlib.suppress(OSError):
+            self._sock.sendto(msg.encode("ascii", "backslashreplace"), self._address)
+
+
+def make_reporter(*, json_lines: bool) -> Reporter:
+    """JSON lines on stdout with ``--json``, else the terminal reporter; plus sd_notify."""
+    main: Reporter = JsonReporter() if json_lines else TerminalReporter()
+    address = os.environ.get("NOTIFY_SOCKET")
+    if address and (address.startswith("/") or address.startswith("@")):
+        return FanoutReporter(main, NotifyReporter(address))
+    return main
