@@ -48,6 +48,7 @@ class Report:
     runs: list[Run] = field(default_factory=list)
     attack: dict[str, object] | None = None
     kernel_is_uki: bool = False
+    roothashes: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         """JSON-friendly form."""
@@ -56,13 +57,22 @@ class Report:
             "runs": [
                 {"label": r.label, "exit_status": r.exit_status, "outcome": r.outcome,
                  "code": r.code, "bytes_downloaded": r.bytes_downloaded,
+                 "payload_bytes": r.payload_bytes,
                  "duration_s": round(r.duration_s, 2),
                  "steps": {step: round(d, 3) for step, d in r.steps}}
                 for r in self.runs
             ],
             "attack": self.attack,
             "kernel_is_uki": self.kernel_is_uki,
+            "roothashes": self.roothashes,
         }
+
+
+def _width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 0
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -71,13 +81,14 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool) -> int:
     """Run the demo; return the exit status."""
-    console = Console(stderr=as_json, highlight=False)
+    console = Console(stderr=as_json, highlight=False, width=max(120, _width()))
     signal.signal(signal.SIGTERM, _interrupt)
     report = Report()
     base = workdir or Path(tempfile.mkdtemp(prefix="airlock-demo-", dir="/var/tmp"))
     if workdir is None:
         os.rmdir(base)  # the lab creates it and removes it again unless --keep
     with Lab(base, keep=keep, log=lambda m: console.print(f"[dim]·[/dim] {m}")) as world:
+        report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:
             console.print("[yellow]note:[/yellow] kernels are labelled stand-in files "
@@ -139,38 +150,29 @@ def _attack(console: Console, world: Lab, report: Report, name: str) -> dict[str
 def _print_run(console: Console, result: Run) -> None:
     steps = "  ".join(f"{s} {d:.2f}s" for s, d in result.steps)
     console.print(f"status {result.exit_status}, outcome {result.outcome or result.code}, "
-                  f"{result.bytes_downloaded} bytes downloaded, {result.duration_s:.1f} s")
+                  f"{result.payload_bytes} payload bytes downloaded ({result.bytes_downloaded} in all), {result.duration_s:.1f} s")
     console.print(f"[dim]steps: {steps}[/dim]")
     if result.message:
         console.print(f"[dim]message: {result.message}[/dim]")
 
 
 def _show(console: Console, report: Report, world: Lab) -> None:
-    table = Table(title="Disk slots (labels, PARTUUIDs, content identified by SHA-256)")
-    table.add_column("slot")
-    for when, _state in report.states:
-        table.add_column(when)
-    first = report.states[0][1]
-    for i, (number, *_rest) in enumerate(first.slots):
-        cells = [f"{label}\n{uuid}\n{content}" for _, label, uuid, content in
-                 (state.slots[i] for _, state in report.states)]
-        table.add_row(str(number), *cells)
-    boot_row = ["$BOOT/EFI/Linux", *(
-        "\n".join(f"{name} ({content})" for name, content in state.boot)
-        for _, state in report.states)]
-    table.add_row(*boot_row)
-    console.print(table)
-    runs = Table(title="Runs: bytes downloaded and time per step (s)")
-    step_names: list[str] = []
-    for r in report.runs:
-        step_names += [s for s, _ in r.steps if s not in step_names]
-    for col in ("run", "status", "bytes", *step_names, "total"):
+    for when, state in (report.states[0], report.states[-1]):
+        table = Table(title=f"Disk {when}: slots and $BOOT (content identified by SHA-256)")
+        for col in ("slot", "GPT label", "PARTUUID", "holds"):
+            table.add_column(col)
+        for number, label, uuid, content in state.slots:
+            table.add_row(str(number), label, uuid, content)
+        for name, content in state.boot:
+            table.add_row("$BOOT", f"EFI/Linux/{name}", "", content)
+        console.print(table)
+    runs = Table(title="Runs: bytes downloaded (payload / all) and time per step")
+    for col in ("run", "result", "payload B", "all B", "steps (s)", "total s"):
         runs.add_column(col)
     for r in report.runs:
-        times = dict(r.steps)
-        runs.add_row(r.label, f"{r.exit_status} {r.outcome or r.code}", str(r.bytes_downloaded),
-                     *(f"{times[s]:.2f}" if s in times else "" for s in step_names),
-                     f"{r.duration_s:.1f}")
+        steps = " ".join(f"{s}={d:.2f}" for s, d in r.steps)
+        runs.add_row(r.label, f"{r.exit_status} {r.outcome or r.code}", str(r.payload_bytes),
+                     str(r.bytes_downloaded), steps, f"{r.duration_s:.1f}")
     console.print(runs)
 
 

@@ -60,6 +60,7 @@ class Run:
     message: str
     steps: tuple[tuple[str, float], ...]
     bytes_downloaded: int
+    payload_bytes: int
     duration_s: float
     events: tuple[dict[str, object], ...] = field(repr=False)
 
@@ -321,7 +322,7 @@ class Lab:
     def update(self, label: str) -> Run:
         """Run ``airlock update STAGING --json`` and collect what it reported."""
         start = time.monotonic()
-        before = self._served()
+        before, payload_before = self._served(), self._served(payload_only=True)
         result = self._airlock("update", self.staging, "--config", self.config, "--json",
                                timeout=self.vm_timeout_s + 900, check=False)
         events = tuple(
@@ -338,16 +339,21 @@ class Lab:
             code=str(final.get("code", "")),
             message=str(final.get("message", "")) or text.tail(result.stderr, lines=8, limit=400),
             steps=steps, bytes_downloaded=self._served() - before,
+            payload_bytes=self._served(payload_only=True) - payload_before,
             duration_s=time.monotonic() - start, events=events,
         )
 
-    def _served(self) -> int:
+    def _served(self, *, payload_only: bool = False) -> int:
+        """Bytes the server wrote so far (``payload_only``: not the manifest or signatures)."""
         if not self.serve_log.exists():
             return 0
         total = 0
         for line in self.serve_log.read_text().splitlines():
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                total += int(json.loads(line)["bytes"])
+                entry = json.loads(line)
+                if payload_only and str(entry["path"]).lstrip("/").startswith("SHA256SUMS"):
+                    continue
+                total += int(entry["bytes"])
         return total
 
     def attack(self, name: str) -> Run:
