@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: MIT
+"""The gate: a frozen staging snapshot in, a ``VerifiedRelease`` out, or a ``RejectedError``.
+
+``judge()`` is the only producer of ``VerifiedRelease``.  It trusts the host's transfer definitions,
+the keyring, the policy, the limits and the clock; it trusts nothing in the snapshot.  Order of the
+checks (each raises; nothing is returned that did not pass all of them):
+
+1. ``syncfs`` the snapshot (threat model A9), then walk it without following or opening anything
+   (``untrusted.walk``) and apply the allowlist (``untrusted.candidate.classify``).
+2. Read ``SHA256SUMS`` once, bounded, from an fd re-checked with ``fstat``; read every signature
+   file present (at least one), bounded.  Every one must verify over exactly those manifest bytes
+   (C1–C5, C10, C11), none may use a weak hash (C9).
+3. Signer policy: only trusted primary fingerprints count, at least ``threshold`` distinct ones
+   (C7, ``reject.signer``, ``reject.threshold``); no counted signature older than ``not_before``
+   (C12/D2, ``reject.replay``).
+4. Parse the authenticated manifest strictly (B1–B11); ``BEST-BEFORE`` in the past or, with
+   ``require_fresh``, absent refuses it (D2, ``reject.expired``).
+5. Assemble the release (one file per enabled transfer, D3/B18); a release older than the floor or
+   the installed version is a rollback (D1, ``reject.rollback``); a newer release the snapshot does
+   not fully hold is refused (B19, ``reject.missing``).
+6. Hash each release file from an fd opened relative to the snapshot and compare with the manifest
+   (``reject.digest``).
+
+The snapshot is never modified.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from airlock import fsutil
+from airlock.backends.openpgp import SignatureVerifier, ValidSignature
+from airlock.config import Limits
+from airlock.errors import (
+    DigestError,
+    FreshnessError,
+    HostError,
+    InspectionError,
+    ManifestError,
+    SignatureError,
+)
+from airlock.formats import manifest as manifest_format
+from airlock.formats import version
+from airlock.formats.definitions import Transfer
+from airlock.text import display
+from airlock.trusted.policy import Policy
+from airlock.trusted.release import Dropped, VerifiedFile, VerifiedRelease
+from airlock.untrusted import candidate, hashing, walk
+from airlock.untrusted.walk import ListedFile, with_subject
+
+logger = logging.getLogger(__name__)
+
+# OpenPGP hash algorithm ids (RFC 4880 §9.4) refused for signatures: MD5, SHA-1, RIPEMD-160.
+WEAK_HASH_ALGOS = frozenset({1, 2, 3})
+
+
+def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
+    """Read a manifest or signature file once, capped, from an fd re-checked with ``fstat``."""
+    if listed.size > max_bytes:
+        raise with_subject(
+            InspectionError(
+                f"Refusing {display(listed.name)}: {listed.size} bytes exceeds the {what} cap of"
+                f" {max_bytes}",
+                code="reject.size",
+            ),
+            listed.name,
+        )
+    fd = hashing.open_checked(dir_fd, listed)
+    try:
+        raw = fsutil.read_bounded(fd, max_bytes)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
+        ) from exc
+    except ValueError:
+        raise with_subject(
+            InspectionError(
+                f"Refusing {display(listed.name)}: it grew past the {what} cap", code="reject.size"
+            ),
+            listed.name,
+        ) from None
+    finally:
+        os.close(fd)
+    if len(raw) != listed.size:
+        raise with_subject(
+            InspectionError(
+                f"Refusing {display(listed.name)}: its size changed while reading",
+                code="reject.size",
+            ),
+            listed.name,
+        )
+    return raw
+
+
+def _verify_signatures(
+    dir_fd: int,
+    signature_files: Sequence[ListedFile],
+    raw_manifest: bytes,
+    *,
+    keyring: Path,
+    limits: Limits,
+    verifier: SignatureVerifier,
+) -> tuple[ValidSignature, ...]:
+    if not signature_files:
+        raise SignatureError(
+            "Refusing snapshot: no signature file (SHA256SUMS.gpg or SHA256SUMS.sha256.asc)",
+            code="reject.signature",
+        )
+    valid: list[ValidSignature] = []
+    for sig_file in signature_files:
+        raw_signature = _read_control(dir_fd, sig_file, limits.max_signature_bytes, "signature")
+        if not raw_signature:
+            raise with_subject(
+                SignatureError(f"Refusing {sig_file.name}: it is empty", code="reject.signature"),
+                sig_file.name,
+            )
+        try:
+            found = verifier.verify(raw_signature, raw_manifest, keyring)
+        except SignatureError as exc:
+            raise with_subject(exc, sig_file.name) from None
+        if not found:
+            raise with_subject(
+                SignatureError(
+                    f"Refusing {sig_file.name}: it holds no valid signature",
+                    code="reject.signature",
+                ),
+                sig_file.name,
+            )
+        for sig in found:
+            if sig.hash_algo is not None and sig.hash_algo in WEAK_HASH_ALGOS:
+                raise with_subject(
+                    SignatureError(
+                        f"Refusing {sig_file.name}: signature by {sig.fingerprint} uses weak hash"
+                        f" algorithm {sig.hash_algo}",
+                        code="reject.signature",
+                    ),
+                    sig_file.name,
+                )
+        logger.debug("%s: %d valid signature(s)", sig_file.name, len(found))
+        valid.extend(found)
+    return tuple(valid)
+
+
+def _apply_signer_policy(
+    signatures: Sequence[ValidSignature], policy: Policy
+) -> tuple[ValidSignature, ...]:
+    trusted = policy.trusted_fingerprints
+    counted = tuple(s for s in signatures if not trusted or s.fingerprint.upper() in trusted)
+    distinct = {s.fingerprint.upper() for s in counted}
+    if not distinct:
+        raise SignatureError(
+            "Refusing SHA256SUMS: no signature by a trusted primary key (signed by "
+            + ", ".join(sorted({s.fingerprint for s in signatures}))
+            + ")",
+            code="reject.signer",
+        )
+    if len(distinct) < policy.threshold:
+        raise SignatureError(
+            f"Refusing SHA256SUMS: signed by {len(distinct)} trusted key(s), the threshold is"
+            f" {policy.threshold}",
+            code="reject.threshold",
+        )
+    if policy.not_before is not None:
+        for s in counted:
+            if s.created < policy.not_before:
+                raise FreshnessError(
+                    f"Refusing SHA256SUMS: signature by {s.fingerprint} was made"
+                    f" {s.created.isoformat()}, before {policy.not_before.isoformat()}",
+                    code="reject.replay",
+                )
+    return counted
+
+
+def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime.datetime) -> None:
+    if parsed.best_before is None:
+        if policy.require_fresh:
+            raise FreshnessError(
+                "Refusing SHA256SUMS: it carries no BEST-BEFORE marker", code="reject.expired"
+            )
+        return
+    # As systemd (post-259): the date is a calendar day starting at 00:00 (here UTC); once that
+    # instant is in the past the manifest is stale.
+    deadline = datetime.datetime.combine(parsed.best_before, datetime.time(0), datetime.UTC)
+    if deadline < now:
+        raise FreshnessError(
+            f"Refusing SHA256SUMS: BEST-BEFORE {parsed.best_before.isoformat()} is in the past",
+            code="reject.expired",
+        )
+
+
+def _check_rollback(release_version: str, policy: Policy) -> None:
+    for label, bound in (("floor", policy.floor), ("installed version", policy.installed)):
+        if bound is not None and version.compare(release_version, bound) < 0:
+            raise FreshnessError(
+                f"Refusing release {display(release_version)}: older than the {label}"
+                f" {display(bound)}",
+                code="reject.rollback",
+            )
+
+
+def judge(
+    dir_fd: int,
+    *,
+    transfers: Sequence[Transfer],
+    keyring: Path,
+    policy: Policy,
+    limits: Limits,
+    verifier: SignatureVerifier,
+    now: datetime.datetime,
+) -> VerifiedRelease:
+    """Judge the frozen snapshot open at ``dir_fd``.
+
+    Args:
+        dir_fd: the snapshot directory, opened with ``fsutil.DIR_FLAGS``.
+        transfers: the host's transfer definitions (trusted).
+        keyring: the pinned OpenPGP keyring.
+        policy: signer and freshness rules.
+        limits: caps on everything read.
+        verifier: the OpenPGP verification backend.
+        now: the host clock (timezone-aware), the one reference time of this run.
+
+    Returns:
+        The verified release.
+
+    Raises:
+        InspectionError: the tree breaks a structural rule (``reject.name``, ``reject.type``,
+            ``reject.links``, ``reject.mode``, ``reject.size``, ``reject.count``,
+            ``reject.unlisted``, ``reject.ambiguous``, ``reject.mixmatch``, ``reject.missing``).
+        ManifestError: ``reject.manifest``.
+        SignatureError: ``reject.signature``, ``reject.signer``, ``reject.threshold``.
+        FreshnessError: ``reject.rollback``, ``reject.expired``, ``reject.replay``.
+        DigestError: ``reject.digest``.
+        HostError: ``host.syncfs`` when the snapshot's filesystem cannot be synced, ``host.read``
+            when reading it fails (an I/O error, not the VM's doing).
+    """
+    if now.tzinfo is None:
+        raise RuntimeError("judge() needs a timezone-aware reference time")
+    try:
+        fsutil.syncfs(dir_fd)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
+        ) from exc
+    try:
+        listing = walk.walk(dir_fd, limits=limits)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to read the snapshot directory: {exc.strerror}", code="host.read"
+        ) from exc
+    classified = candidate.classify(listing, transfers)
+    if classified.manifest is None:
+        raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
+    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
+    signatures = _verify_signatures(
+        dir_fd,
+        classified.signatures,
+        raw_manifest,
+        keyring=keyring,
+        limits=limits,
+        verifier=verifier,
+    )
+    _apply_signer_policy(signatures, policy)
+    parsed = manifest_format.parse(
+        raw_manifest, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
+    )
+    _check_fresh(parsed, policy, now)
+    release = candidate.assemble(classified, parsed, transfers)
+    _check_rollback(release.version, policy)
+    dropped = [
+        Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
+    ]
+    baseline = policy.baseline
+    if release.missing:
+        if baseline is None or version.compare(release.version, baseline) > 0:
+            raise InspectionError(
+                f"Refusing snapshot: release {display(release.version)} lacks the file of"
+                f" transfer(s) {', '.join(display(t) for t in release.missing)}",
+                code="reject.missing",
+            )
+        # The signed release is not newer than what we have: nothing to install, nothing to hash.
+        dropped += [
+            Dropped(
+                name=f.file.name,
+                name_display=display(f.file.name),
+                reason="release not newer than installed",
+            )
+            for f in release.files
+        ]
+        return VerifiedRelease(
+            version=None,
+            newer=False,
+            files=(),
+            dropped=tuple(dropped),
+            signers=signatures,
+            best_before=parsed.best_before,
+            bytes_hashed=0,
+            manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
+        )
+    hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
+    files: list[VerifiedFile] = []
+    for cand, digest in zip(release.files, hashed.digests, strict=True):
+        if digest.sha256 != cand.claimed_sha256:
+            raise with_subject(
+                DigestError(
+                    f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
+                    code="reject.digest",
+                ),
+                cand.file.name,
+            )
+        files.append(
+            VerifiedFile(
+                name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer
+            )
+        )
+    newer = policy.installed is None or version.compare(release.version, policy.installed) > 0
+    return VerifiedRelease(
+        version=release.version,
+        newer=newer,
+        files=tuple(files),
+        dropped=tuple(dropped),
+        signers=signatures,
+        best_before=parsed.best_before,
+        bytes_hashed=hashed.bytes_hashed,
+        manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
+    )

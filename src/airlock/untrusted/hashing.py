@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: MIT
+"""SHA-256 of listed files, streamed from fds opened relative to the snapshot's directory fd.
+
+It trusts nothing about the file but what ``fstat`` on the very fd it reads reports.  Each file is
+opened ``O_RDONLY|O_NOFOLLOW|O_NOCTTY|O_NONBLOCK|O_CLOEXEC`` with ``dir_fd=``; the same fd must be a
+regular file with one link, the same inode and exactly the size the walk saw (which the walk already
+checked against the caps).  Reading more or fewer bytes than that size refuses the file, so a file
+that changes under us cannot make the hash cover other bytes than the size promised.
+
+Files are hashed in parallel threads: ``hashlib`` releases the GIL while hashing large buffers and
+``os.readv`` releases it while reading, so two files use two cores.  Digests are returned, not
+judged: comparing them with the manifest is ``trusted.verify``'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import stat
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from airlock.config import Limits
+from airlock.errors import HostError, InspectionError
+from airlock.fsutil import FILE_FLAGS
+from airlock.text import display
+from airlock.untrusted.walk import ListedFile, with_subject
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Digest:
+    """The SHA-256 (64 lowercase hex) of the ``size`` bytes read from ``name``."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hashed:
+    """Digests of every requested file, in request order, and the number of bytes read."""
+
+    digests: tuple[Digest, ...]
+    bytes_hashed: int
+
+
+def open_checked(dir_fd: int, listed: ListedFile) -> int:
+    """Open ``listed`` relative to ``dir_fd`` without following, and re-check it on the fd.
+
+    Returns:
+        An open fd; the caller closes it.
+
+    Raises:
+        InspectionError: ``reject.type``, ``reject.links`` or ``reject.size`` when the fd is not
+            the regular, single-link file of the size the walk saw.
+    """
+    shown = display(listed.name)
+    try:
+        fd = os.open(listed.name, FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise with_subject(
+            InspectionError(
+                f"Refusing {shown}: cannot open it ({exc.strerror})", code="reject.type"
+            ),
+            listed.name,
+        ) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (listed.dev, listed.ino):
+            raise InspectionError(
+                f"Refusing {shown}: it changed type or identity since the walk", code="reject.type"
+            )
+        if st.st_nlink != 1:
+            raise InspectionError(
+                f"Refusing {shown}: it has {st.st_nlink} hard links", code="reject.links"
+            )
+        if st.st_size != listed.size:
+            raise InspectionError(
+                f"Refusing {shown}: its size changed from {listed.size} to {st.st_size} bytes",
+                code="reject.size",
+            )
+    except InspectionError as exc:
+        os.close(fd)
+        raise with_subject(exc, listed.name) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _stream_plain(fd: int, size: int, buffer_bytes: int, stop: threading.Event) -> tuple[int, str]:
+    h = hashlib.sha256()
+    buf = bytearray(buffer_bytes)
+    view = memoryview(buf)
+    done = 0
+    while not stop.is_set():
+        n = os.readv(fd, [buf])
+        if n == 0:
+            break
+        done += n
+        if done > size:
+            break
+        h.update(view[:n])
+    return done, h.hexdigest()
+
+
+def _stream_pipelined(
+    fd: int, size: int, buffer_bytes: int, stop: threading.Event
+) -> tuple[int, str]:
+    """Read in a helper thread while this one hashes: the copy out of the page cache overlaps
+    the hashing (about 10 % faster for one file on an otherwise idle second core)."""
+    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+    filled: queue.SimpleQueue[tuple[bytearray | None, int, BaseException | None]] = (
+        queue.SimpleQueue()
+    )
+    for _ in range(3):
+        free.put(bytearray(buffer_bytes))
+    halt = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not halt.is_set():
+                b = free.get()
+                if b is None:
+                    return
+                n = os.readv(fd, [b])
+                filled.put((b, n, None))
+                if n == 0:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the hashing thread, re-raised there
+            filled.put((None, 0, exc))
+
+    thread = threading.Thread(target=reader, name="airlock-read", daemon=True)
+    thread.start()
+    h = hashlib.sha256()
+    done = 0
+    try:
+        while not stop.is_set():
+            b, n, exc = filled.get()
+            if exc is not None:
+                raise exc
+            if b is None or n == 0:
+                break
+            done += n
+            if done > size:
+                break
+            h.update(memoryview(b)[:n])
+            free.put(b)
+    finally:
+        halt.set()
+        free.put(None)
+        thread.join()
+    return done, h.hexdigest()
+
+
+def _hash_one(
+    dir_fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event, pipelined: bool
+) -> Digest:
+    fd = open_checked(dir_fd, listed)
+    try:
+        if listed.size:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        stream = _stream_pipelined if pipelined else _stream_plain
+        try:
+            done, sha256 = stream(fd, listed.size, buffer_bytes, stop)
+        except OSError as exc:
+            raise HostError(
+                f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
+            ) from exc
+        if stop.is_set():
+            raise InspectionError("hashing cancelled", code="reject.cancelled")
+        if done != listed.size:
+            got = "more" if done > listed.size else str(done)
+            raise with_subject(
+                InspectionError(
+                    f"Refusing {display(listed.name)}: read {got} bytes, expected {listed.size}",
+                    code="reject.size",
+                ),
+                listed.name,
+            )
+    finally:
+        os.close(fd)
+    logger.debug("hashed %s (%d bytes)", display(listed.name), done)
+    return Digest(name=listed.name, size=done, sha256=sha256)
+
+
+def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> Hashed:
+    """Stream SHA-256 of ``files`` from fds opened relative to ``dir_fd``, in parallel threads.
+
+    Args:
+        dir_fd: the snapshot's directory fd.
+        files: entries of the walk's ``Listing``.
+        limits: ``hash_threads`` and ``hash_buffer_bytes``.
+
+    Returns:
+        The digests in the order of ``files`` and the total number of bytes hashed.
+
+    Raises:
+        InspectionError: a file is not what the walk saw (see ``open_checked``) or its length
+            differs from its size while reading (``reject.size``).
+        HostError: ``host.read`` when reading fails (an I/O error of the snapshot's filesystem).
+    """
+    workers = max(1, min(limits.hash_threads, len(files)))
+    buffer_bytes = max(64 * 1024, limits.hash_buffer_bytes)
+    stop = threading.Event()
+    # A spare thread (fewer files than threads) reads ahead for the hashing thread.
+    pipelined = workers < limits.hash_threads
+    if workers == 1:
+        digests = [_hash_one(dir_fd, f, buffer_bytes, stop, pipelined) for f in files]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="airlock-hash") as pool:
+            futures = [
+                pool.submit(_hash_one, dir_fd, f, buffer_bytes, stop, pipelined) for f in files
+            ]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                exc = fut.exception()
+                if exc is not None:
+                    # The first failure decides; the other threads stop at their next read.
+                    stop.set()
+                    raise exc
+            digests = [fut.result() for fut in futures]
+    return Hashed(digests=tuple(digests), bytes_hashed=sum(d.size for d in digests))
