@@ -150,7 +150,8 @@ def _attack(console: Console, world: Lab, report: Report, name: str) -> dict[str
 def _print_run(console: Console, result: Run) -> None:
     steps = "  ".join(f"{s} {d:.2f}s" for s, d in result.steps)
     console.print(f"status {result.exit_status}, outcome {result.outcome or result.code}, "
-                  f"{result.payload_bytes} payload bytes downloaded ({result.bytes_downloaded} in all), {result.duration_s:.1f} s")
+                  f"{result.payload_bytes} payload bytes downloaded "
+                  f"({result.bytes_downloaded} in all), {result.duration_s:.1f} s")
     console.print(f"[dim]steps: {steps}[/dim]")
     if result.message:
         console.print(f"[dim]message: {result.message}[/dim]")

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -333,7 +332,9 @@ class Lab:
             (str(e.get("step")), float(str(e.get("duration_s", 0.0))))
             for e in events if e.get("event") == "step-finished"
         )
-        final = next((e for e in reversed(events) if e.get("event") in ("result", "error")), {})
+        final: dict[str, object] = next(
+            (e for e in reversed(events) if e.get("event") in ("result", "error")), {}
+        )
         return Run(
             label=label, exit_status=result.returncode, outcome=str(final.get("outcome", "")),
             code=str(final.get("code", "")),
