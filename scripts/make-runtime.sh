@@ -29,7 +29,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 echo "make-runtime: debootstrap trixie into $root (about a minute)"
 rm -rf "$root.tmp"
 debootstrap --variant=minbase \
-  --include=systemd-container,systemd,dbus,gpg,gpgv,fdisk,python3,python3-httpx,python3-rich,ca-certificates,systemd-ukify,systemd-boot-efi \
+  --include=systemd-container,systemd,dbus,gpg,gpgv,fdisk,python3,python3-httpx,python3-rich,ca-certificates,systemd-ukify,systemd-boot-efi,python3-cffi-backend \
   trixie "$root.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 || {
     echo "make-runtime: debootstrap failed; see $cache/debootstrap.log" >&2; tail -5 "$cache/debootstrap.log" >&2; exit 1; }
 # Check before publishing: sysupdate >= 257 runs, and gpg (needed by Verify=yes) is present.

@@ -120,8 +120,9 @@ def _can_build_uki(runtime: Path) -> bool:
 
 def _guest_kernel() -> Path | None:
     cache = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
-    found = sorted((cache / "guest").glob("**/vmlinuz-*"))
-    return found[-1] if found else None
+    # The QEMU guest's Debian kernel (scripts/make-guest.sh) doubles as the UKI's kernel.
+    kernel = cache / "guest" / "vmlinuz"
+    return kernel if kernel.is_file() else None
 
 
 # Runs ukify from the runtime root with a private /tmp bound over the root's own (the shared
