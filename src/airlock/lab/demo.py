@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from airlock.errors import ExitStatus, HostError
@@ -87,7 +88,7 @@ def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool) 
     base = workdir or Path(tempfile.mkdtemp(prefix="airlock-demo-", dir="/var/tmp"))
     if workdir is None:
         os.rmdir(base)  # the lab creates it and removes it again unless --keep
-    with Lab(base, keep=keep, log=lambda m: console.print(f"[dim]·[/dim] {m}")) as world:
+    with Lab(base, keep=keep, log=lambda m: console.print(f"[dim]·[/dim] {escape(m)}")) as world:
         report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:
@@ -108,7 +109,7 @@ def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool) 
                 expect="updated")
         _show(console, report, world)
         if keep:
-            console.print(f"kept the work directory: {base}")
+            console.print(f"kept the work directory: {escape(os.fspath(base))}")
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
     return 0
@@ -139,7 +140,7 @@ def _attack(console: Console, world: Lab, report: Report, name: str) -> dict[str
     refused = result.exit_status == EXPECTED_ATTACK_STATUS[name]
     unchanged = before == after
     verdict = "[green]refused[/green]" if refused else "[red]NOT refused[/red]"
-    console.print(f"{verdict} with status {result.exit_status} [{result.code}]; disk "
+    console.print(f"{verdict} with status {result.exit_status} ({escape(result.code)}); disk "
                   + ("[green]unchanged[/green]" if unchanged else "[red]CHANGED[/red]"))
     if not (refused and unchanged):
         raise HostError(f"demo: attack {name} was not refused cleanly", code="host.demo")
@@ -149,12 +150,13 @@ def _attack(console: Console, world: Lab, report: Report, name: str) -> dict[str
 
 def _print_run(console: Console, result: Run) -> None:
     steps = "  ".join(f"{s} {d:.2f}s" for s, d in result.steps)
-    console.print(f"status {result.exit_status}, outcome {result.outcome or result.code}, "
+    console.print(f"status {result.exit_status}, outcome {escape(result.outcome or result.code)}, "
                   f"{result.payload_bytes} payload bytes downloaded "
                   f"({result.bytes_downloaded} in all), {result.duration_s:.1f} s")
     console.print(f"[dim]steps: {steps}[/dim]")
     if result.message:
-        console.print(f"[dim]message: {result.message}[/dim]")
+        # Text from airlock is escaped already; rich markup in it must not be interpreted either.
+        console.print(f"[dim]message: {escape(result.message)}[/dim]")
 
 
 def _show(console: Console, report: Report, world: Lab) -> None:
@@ -163,17 +165,18 @@ def _show(console: Console, report: Report, world: Lab) -> None:
         for col in ("slot", "GPT label", "PARTUUID", "holds"):
             table.add_column(col)
         for number, label, uuid, content in state.slots:
-            table.add_row(str(number), label, uuid, content)
+            table.add_row(str(number), escape(label), escape(uuid), escape(content))
         for name, content in state.boot:
-            table.add_row("$BOOT", f"EFI/Linux/{name}", "", content)
+            table.add_row("$BOOT", escape(f"EFI/Linux/{name}"), "", escape(content))
         console.print(table)
     runs = Table(title="Runs: bytes downloaded (payload / all) and time per step")
     for col in ("run", "result", "payload B", "all B", "steps (s)", "total s"):
         runs.add_column(col)
     for r in report.runs:
         steps = " ".join(f"{s}={d:.2f}" for s, d in r.steps)
-        runs.add_row(r.label, f"{r.exit_status} {r.outcome or r.code}", str(r.payload_bytes),
-                     str(r.bytes_downloaded), steps, f"{r.duration_s:.1f}")
+        result = escape(f"{r.exit_status} {r.outcome or r.code}")
+        runs.add_row(r.label, result, str(r.payload_bytes), str(r.bytes_downloaded), steps,
+                     f"{r.duration_s:.1f}")
     console.print(runs)
 
 
