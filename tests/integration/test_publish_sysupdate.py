@@ -216,7 +216,7 @@ def test_sqv_and_gpgv_agree_on_the_same_releases(tmp_path: Path, release: Path,
     keyring = keys[1].pubring if case == "wrong-key" else keys[0].pubring
     home = tmp_path / "gh"
     home.mkdir(mode=0o700)
-    verdicts = []
+    verdicts: list[bool | None] = []
     for sig in ("SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"):
         if not (served / sig).exists():
             verdicts.append(None)

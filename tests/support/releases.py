@@ -3,15 +3,16 @@
 
 The simple entry points::
 
-    key = make_key(tmp_path / "key")                       # throwaway GNUPGHOME + pubring
-    try:
+    with make_key(tmp_path / "key") as key:                # throwaway GNUPGHOME + pubring;
+                                                            # leaving stops its gpg-agent
         rel = make_release(tmp_path / "rel", "1.0", None, key)             # Spectrum's 3 files
         rel = make_release(tmp_path / "rel", "2.0", {"foo_2.0.img": 4096}, key,
                            definitions=write_definitions(tmp_path / "defs"))  # sizes → payloads
         rel = make_release(tmp_path / "rel", "3.0", {"foo_3.0.img": b"..."}, key,
                            definitions=...)                                 # exact bytes
-    finally:
-        key.close()                                         # stops the gpg-agent
+
+Every ``make_release`` signs with gpg, which starts a gpg-agent in the key's home: use the key as a
+context manager (or call ``close()``) so the agent is stopped, also after a test kills a publish.
 
 ``make_release`` returns ``publish.Published`` (version, manifest bytes, signers, …).  Payloads
 generated from sizes are deterministic per (name, size), at least 6 bytes, and start with 512 zero
@@ -45,6 +46,12 @@ class SigningKey:
     def close(self) -> None:
         """Stop the gpg-agent that signing started (safe to call twice)."""
         gpg.kill_agent(self.gnupghome)
+
+    def __enter__(self) -> SigningKey:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_key(directory: Path, uid: str = "Release Test <release@example.invalid>") -> SigningKey:

@@ -332,7 +332,8 @@ def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path
         except BlockingIOError as exc:
             raise BusyError("Another publish holds the release directory",
                             code="busy.publish") from exc
-        sources = [_open_source(a, p) for a, p in zip(artifacts, payloads, strict=True)]
+        for art, payload in zip(artifacts, payloads, strict=True):
+            sources.append(_open_source(art, payload))  # appended one by one: closed on error
         existing = _existing(dir_fd, transfers)
         plan = _plan(existing, payloads, ver, force=force, keep=keep)
         result = _write(release_dir, dir_fd, artifacts, sources, plan, ver=ver, fprs=fprs,
