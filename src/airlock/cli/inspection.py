@@ -114,7 +114,7 @@ def _parse_time(text: str) -> datetime.datetime:
         if text.startswith("@"):
             return datetime.datetime.fromtimestamp(int(text[1:]), datetime.UTC)
         value = datetime.datetime.fromisoformat(text)
-    except ValueError as exc:
+    except (ValueError, OverflowError, OSError) as exc:  # an epoch outside time_t: Overflow/OS
         raise UsageError(
             f"--not-before: not an ISO 8601 time: {display(text)}", code="usage.time"
         ) from exc

@@ -19,7 +19,8 @@ checks (each raises; nothing is returned that did not pass all of them):
    the installed version is a rollback (D1, ``reject.rollback``); a newer release the snapshot does
    not fully hold is refused (B19, ``reject.missing``).
 6. Hash each release file from an fd opened relative to the snapshot and compare with the manifest
-   (``reject.digest``).
+   (``reject.digest``); a url-file payload sysupdate would decompress (compression magic) or fail
+   on (under 6 bytes) is refused (B20, ``reject.payload``).
 
 The snapshot is never modified.
 """
@@ -46,7 +47,7 @@ from airlock.errors import (
 )
 from airlock.formats import manifest as manifest_format
 from airlock.formats import version
-from airlock.formats.definitions import Transfer
+from airlock.formats.definitions import ResourceType, Transfer
 from airlock.text import display
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import Dropped, VerifiedFile, VerifiedRelease
@@ -57,6 +58,17 @@ logger = logging.getLogger(__name__)
 
 # OpenPGP hash algorithm ids (RFC 4880 §9.4) refused for signatures: MD5, SHA-1, RIPEMD-160.
 WEAK_HASH_ALGOS = frozenset({1, 2, 3})
+
+# systemd-sysupdate decompresses url-file payloads by magic (xz, gzip, bzip2 in 257; zstd from
+# 258) and fails on ones shorter than 6 bytes, after it has vacuumed (semantics §0.10, §0.12).
+# The release format is uncompressed (design §8.4; the publisher refuses both, threat model B20).
+MIN_URL_FILE_BYTES = 6
+COMPRESSION_MAGIC = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
 
 
 def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
@@ -193,6 +205,23 @@ def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime
         )
 
 
+def _check_payload(digest: hashing.Digest, transfer: Transfer | None) -> None:
+    """Refuse a url-file payload that sysupdate would decompress, or fail on (too short)."""
+    if transfer is None or transfer.source.type != ResourceType.URL_FILE:
+        return
+    problem = None
+    if digest.size < MIN_URL_FILE_BYTES:
+        problem = f"{digest.size} bytes, shorter than sysupdate's minimum of {MIN_URL_FILE_BYTES}"
+    for magic, kind in COMPRESSION_MAGIC:
+        if digest.head.startswith(magic):
+            problem = f"it starts with {kind} magic, so sysupdate would install other bytes"
+    if problem is not None:
+        raise with_subject(
+            InspectionError(f"Refusing {display(digest.name)}: {problem}", code="reject.payload"),
+            digest.name,
+        )
+
+
 def _check_rollback(release_version: str, policy: Policy) -> None:
     for label, bound in (("floor", policy.floor), ("installed version", policy.installed)):
         if bound is not None and version.compare(release_version, bound) < 0:
@@ -235,6 +264,8 @@ def judge(
         SignatureError: ``reject.signature``, ``reject.signer``, ``reject.threshold``.
         FreshnessError: ``reject.rollback``, ``reject.expired``, ``reject.replay``.
         DigestError: ``reject.digest``.
+        InspectionError: ``reject.payload`` for a url-file payload that starts with compression
+            magic or is shorter than 6 bytes (sysupdate would decompress it or fail on it).
         HostError: ``host.syncfs`` when the snapshot's filesystem cannot be synced, ``host.read``
             when reading it fails (an I/O error, not the VM's doing).
     """
@@ -274,9 +305,12 @@ def judge(
     dropped = [
         Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
     ]
-    baseline = policy.baseline
     if release.missing:
-        if baseline is None or version.compare(release.version, baseline) > 0:
+        # Only the installed version makes a release "nothing to install": a floor is a lower
+        # bound, not something installed, so a release at the floor but newer than the installed
+        # version must be complete (else the VM could hide a signed update by withholding a file).
+        installed = policy.installed
+        if installed is None or version.compare(release.version, installed) > 0:
             raise InspectionError(
                 f"Refusing snapshot: release {display(release.version)} lacks the file of"
                 f" transfer(s) {', '.join(display(t) for t in release.missing)}",
@@ -303,6 +337,7 @@ def judge(
         )
     hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
     files: list[VerifiedFile] = []
+    by_name = {t.name: t for t in transfers}
     for cand, digest in zip(release.files, hashed.digests, strict=True):
         if digest.sha256 != cand.claimed_sha256:
             raise with_subject(
@@ -312,6 +347,7 @@ def judge(
                 ),
                 cand.file.name,
             )
+        _check_payload(digest, by_name.get(cand.transfer))
         files.append(
             VerifiedFile(
                 name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer

@@ -161,9 +161,10 @@ def release_entries(
     """The manifest's release version and its one entry per enabled transfer.
 
     Raises:
-        ManifestError: no entry matches an enabled transfer, an entry matches one only by
-            systemd 257's prefix rule, two version strings compare equal, or an enabled transfer
-            has no entry at the release version.
+        ManifestError: no entry matches an enabled transfer, an entry (or the BEST-BEFORE
+            line, a plain name to systemd 257) matches one only by systemd 257's prefix rule,
+            two version strings compare equal, or an enabled transfer has no entry at the
+            release version.
         InspectionError: ``reject.mixmatch`` when a transfer has two entries at that version,
             ``reject.ambiguous`` when an entry matches two transfers.
     """
@@ -187,6 +188,18 @@ def release_entries(
                     code="reject.manifest",
                 ),
                 entry.name,
+            )
+    if manifest.best_before is not None:
+        # systemd 257 reads the marker line as an ordinary file name (parse() hides it).
+        marker = manifest_format.BEST_BEFORE_PREFIX + manifest.best_before.isoformat()
+        if any(
+            pattern.match_any(t.source.match_patterns, marker, pattern.Mode.SYSUPDATE)
+            for t in enabled
+        ):
+            raise ManifestError(
+                "Refusing SHA256SUMS: its BEST-BEFORE line matches a transfer's source pattern,"
+                " so systemd 257 would take it for a file",
+                code="reject.manifest",
             )
     if not matched:
         raise ManifestError(

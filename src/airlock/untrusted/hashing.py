@@ -32,14 +32,20 @@ from airlock.untrusted.walk import ListedFile, with_subject
 
 logger = logging.getLogger(__name__)
 
+HEAD_BYTES = 8  # enough for every compression magic sysupdate recognises
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Digest:
-    """The SHA-256 (64 lowercase hex) of the ``size`` bytes read from ``name``."""
+    """The SHA-256 (64 lowercase hex) of the ``size`` bytes read from ``name``.
+
+    ``head`` is the first ``HEAD_BYTES`` bytes (fewer for a shorter file), read from the same fd.
+    """
 
     name: str
     size: int
     sha256: str
+    head: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +170,12 @@ def _hash_one(
 ) -> Digest:
     fd = open_checked(dir_fd, listed)
     try:
+        try:
+            head = os.pread(fd, HEAD_BYTES, 0)  # pread: the stream below still starts at 0
+        except OSError as exc:
+            raise HostError(
+                f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
+            ) from exc
         if listed.size:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         stream = _stream_pipelined if pipelined else _stream_plain
@@ -187,7 +199,7 @@ def _hash_one(
     finally:
         os.close(fd)
     logger.debug("hashed %s (%d bytes)", display(listed.name), done)
-    return Digest(name=listed.name, size=done, sha256=sha256)
+    return Digest(name=listed.name, size=done, sha256=sha256, head=head)
 
 
 def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> Hashed:

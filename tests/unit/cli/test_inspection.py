@@ -147,6 +147,18 @@ def test_bad_fingerprint_is_a_usage_error(staging: Staging, defdir: Path) -> Non
     assert proc.returncode == ExitStatus.USAGE
 
 
+@pytest.mark.parametrize(
+    "when", ["@-99999999999999999999", "@99999999999999999999", "@1e3", "2026-13-01", "now"]
+)
+def test_out_of_range_not_before_is_a_usage_error(
+    staging: Staging, defdir: Path, when: str
+) -> None:
+    # Review finding: an epoch outside time_t escaped as "internal error: OverflowError" (exit 1).
+    proc = inspect(staging, defdir, "--not-before", when)
+    assert proc.returncode == ExitStatus.USAGE, proc.stderr
+    assert "internal error" not in proc.stderr
+
+
 def test_staging_symlink_is_not_followed(staging: Staging, defdir: Path) -> None:
     staging.release()
     link = staging.root / "link"

@@ -79,6 +79,29 @@ def test_manifest_incomplete_release_is_rejected(tmp_path: Path, snap: Path) -> 
         candidate.release_entries(manifest_of(["a_2.img", "b_1.img"]), ts)
 
 
+def test_best_before_marker_a_source_pattern_matches_is_refused(tmp_path: Path) -> None:
+    # Review finding: systemd 257 treats BEST-BEFORE-YYYY-MM-DD as an ordinary file name; the
+    # parser hides it from the entries, so a pattern matching it would give sysupdate an instance
+    # (version "BEST-BEFORE-2030-01-01") the judge never saw.
+    raw = (
+        f"{manifest.EMPTY_SHA256} *BEST-BEFORE-2030-01-01\n"
+        f"{hashlib.sha256(b'x').hexdigest()} *2\n"
+    ).encode()
+    parsed = manifest.parse(raw)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ManifestError) as info:
+        candidate.release_entries(parsed, transfers(tmp_path / "a", {"10-a": "@v"}))
+    assert info.value.code == "reject.manifest"
+    # Negative control: the same manifest with a pattern that cannot match the marker.
+    version, entries = candidate.release_entries(
+        manifest.parse(raw.replace(b"*2\n", b"*a_2.img\n")),
+        transfers(tmp_path / "b", {"10-a": "a_@v.img"}),
+    )
+    assert version == "2"
+    assert set(entries) == {"10-a"}
+
+
 def test_name_two_transfers_would_pick_up_is_ambiguous(tmp_path: Path, snap: Path) -> None:
     ts = transfers(tmp_path, {"10-a": "a_@v.img", "20-b": "a_@v.img.sig"})
     put(snap, "a_2.img.sig")
