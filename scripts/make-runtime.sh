@@ -5,7 +5,7 @@
 set -euo pipefail
 cache=${AIRLOCK_CACHE:-/var/cache/airlock}
 root="$cache/trixie"
-stamp="$root/.airlock-runtime-v1"
+stamp="$root/.airlock-runtime-v2"
 
 host_sysupdate=/usr/lib/systemd/systemd-sysupdate
 if [ -x "$host_sysupdate" ]; then
@@ -29,7 +29,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 echo "make-runtime: debootstrap trixie into $root (about a minute)"
 rm -rf "$root.tmp"
 debootstrap --variant=minbase \
-  --include=systemd-container,systemd,dbus,gpg,gpgv,fdisk,python3,python3-httpx,python3-rich,ca-certificates \
+  --include=systemd-container,systemd,dbus,gpg,gpgv,fdisk,python3,python3-httpx,python3-rich,ca-certificates,systemd-ukify,systemd-boot-efi,python3-cffi-backend \
   trixie "$root.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 || {
     echo "make-runtime: debootstrap failed; see $cache/debootstrap.log" >&2; tail -5 "$cache/debootstrap.log" >&2; exit 1; }
 # Check before publishing: sysupdate >= 257 runs, and gpg (needed by Verify=yes) is present.
@@ -38,7 +38,7 @@ echo "make-runtime: systemd-sysupdate $v"
 if ! [ "${v:-0}" -ge 257 ] 2>/dev/null || [ ! -x "$root.tmp/usr/bin/gpg" ]; then
   echo "make-runtime: the new root has no systemd-sysupdate >= 257 or no gpg" >&2; exit 1
 fi
-# The UKI stub and ukify are optional (the demo falls back to a labelled stand-in without them).
+# ukify and the EFI stub let the demo build real UKIs (it falls back to a labelled stand-in).
 rm -rf "$root"
 mv "$root.tmp" "$root"
 touch "$stamp"

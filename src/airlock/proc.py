@@ -89,7 +89,7 @@ def run(
     argv: Argv,
     *,
     timeout: float,
-    input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: bytes | None = None,
     env: Mapping[str, str] | None = None,
     inherit_env: bool = False,
     cwd: Path | None = None,
@@ -123,7 +123,7 @@ def run(
     full_env.update(base_env(env) if not inherit_env else (env or {}))
     logger.debug("running %s", display_argv(args))
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        proc = subprocess.Popen(
             args,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -139,7 +139,8 @@ def run(
             f"Failed to start {display_argv(args)}: {exc.strerror}", code="host.command"
         ) from exc
     out, err = bytearray(), bytearray()
-    assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - PIPE given above
+    assert proc.stdout is not None  # noqa: S101 - PIPE given above
+    assert proc.stderr is not None  # noqa: S101 - PIPE given above
     readers = [
         threading.Thread(target=_drain, args=(proc.stdout, out, max_output), daemon=True),
         threading.Thread(target=_drain, args=(proc.stderr, err, max_output), daemon=True),
@@ -200,7 +201,7 @@ def spawn(
     full_env.update(base_env(env) if not inherit_env else (env or {}))
     logger.debug("spawning %s", display_argv(args))
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=stdout,

@@ -30,7 +30,9 @@ def test_display_argv_quotes_only_what_needs_it() -> None:
 
 
 @given(st.one_of(st.text(), st.binary()), st.integers(min_value=1, max_value=200))
-def test_display_is_printable_ascii_bounded_and_deterministic(value: str | bytes, limit: int) -> None:
+def test_display_is_printable_ascii_bounded_and_deterministic(
+    value: str | bytes, limit: int
+) -> None:
     shown = display(value, limit=limit)
     assert shown.isascii() and shown.isprintable()
     assert len(shown) <= limit + 40

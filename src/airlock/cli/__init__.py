@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
-    except Exception as exc:  # noqa: BLE001 - the CLI edge: anything else is a bug
+    except Exception as exc:
         if debug:
             logging.getLogger("airlock").exception("internal error")
         print(

@@ -1,10 +1,147 @@
 # SPDX-License-Identifier: MIT
-"""CLI verbs: host (filled in by its issue)."""
+"""Host verbs: ``update``, ``check``, ``status`` (``spectrum-update DIR`` is ``update --spectrum``).
+
+Exit statuses (``airlock --exit-codes``): 0 updated or already up to date, 100 (``check``) a newer
+verified version is available, 20 could not check (fetcher failed, timed out, sent nothing),
+21 rejected (nothing applied), 22 apply failed, 4 busy, 3 bad config, 2 usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from airlock import state as state_mod
+from airlock.cli.report import make_reporter
+from airlock.config import HostConfig, load_host_config
+from airlock.errors import ExitStatus, UsageError
+from airlock.pipeline.context import Outcome
+from airlock.pipeline.update import run_check, run_update
+from airlock.pipeline.wiring import SysupdateHostApplier, build_context
+
+
+def _config(args: argparse.Namespace) -> HostConfig:
+    if getattr(args, "spectrum", False):
+        if args.config is not None:
+            raise UsageError("--spectrum and --config are mutually exclusive")
+        return HostConfig()
+    return load_host_config(args.config)
+
+
+def _staging(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    return path
+
+
+def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> int:
+    if args.json:
+        print(json.dumps({"v": 1, "event": "result", "outcome": str(outcome),
+                          "exit_status": int(status)}), flush=True)
+    else:
+        text = {
+            Outcome.UPDATED: "Updated; the new version is used after a reboot.",
+            Outcome.UP_TO_DATE: "Already up to date (a fresh, valid manifest was seen).",
+            Outcome.AVAILABLE: "A newer verified version is available.",
+        }[outcome]
+        print(text, flush=True)
+    return int(status)
+
+
+def _run(args: argparse.Namespace, *, check: bool) -> int:
+    config = _config(args)
+    reporter = make_reporter(json_lines=args.json)
+    ctx = build_context(
+        config, _staging(args.staging_dir), reporter=reporter, now=datetime.now(UTC),
+        fetcher=args.fetcher, wait_lock=args.wait, fetch_timeout_s=args.timeout,
+    )
+    if check:
+        outcome = run_check(ctx)
+        status = ExitStatus.AVAILABLE if outcome is Outcome.AVAILABLE else ExitStatus.OK
+        return _result(args, outcome, status)
+    return _result(args, run_update(ctx), ExitStatus.OK)
+
+
+def _update(args: argparse.Namespace) -> int:
+    return _run(args, check=False)
+
+
+def _check(args: argparse.Namespace) -> int:
+    return _run(args, check=True)
+
+
+def _booted(config: HostConfig) -> str | None:
+    """IMAGE_VERSION of the running system (from the configured os-release)."""
+    try:
+        text = config.os_release.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "IMAGE_VERSION":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_host_config(args.config)
+    saved = state_mod.load(config.state_file)
+    installed = SysupdateHostApplier(config).installed()
+    booted = _booted(config)
+    pending = installed.current if installed.current and installed.current != booted else None
+    body: dict[str, object] = {
+        "booted": booted,
+        "newest_installed": installed.current,
+        "installed": list(installed.versions),
+        "pending_reboot": pending,
+        **saved.to_json(),
+    }
+    body.pop("format", None)
+    if args.json:
+        print(json.dumps({"v": 1, "event": "status", **body}), flush=True)
+        return 0
+    print(f"booted:          {booted or 'unknown'}")
+    print(f"installed:       {', '.join(installed.versions) or 'none'}")
+    print(f"pending reboot:  {pending or 'nothing'}")
+    if saved.last_check is None:
+        print("last check:      never (no fresh, valid manifest seen yet)")
+    else:
+        print(f"last check:      {saved.last_check.isoformat()} (fresh, valid manifest)")
+    print(f"rollback floor:  {saved.floor or 'none'}")
+    if saved.newest_signature is not None:
+        print(f"newest signature: {saved.newest_signature.isoformat()}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, staging: bool) -> None:
+    p.add_argument("--config", type=Path, default=None, help="host config (TOML)")
+    p.add_argument("--json", action="store_true", help="one JSON object per event per line")
+    if not staging:
+        return
+    p.add_argument("staging_dir", metavar="STAGING_DIR", help="staging directory on btrfs")
+    p.add_argument("--fetcher", default=None, help="fetcher backend: sandbox, qemu, spectrum")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="kill the fetcher after S seconds (default from config)")
+    p.add_argument("--wait", action="store_true", help="wait for the lock instead of failing")
+    p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's verbs to the parser."""
+    p = sub.add_parser("update", help="fetch, judge and install the newest verified release",
+                       epilog="exit: 0 updated/up to date, 20 fetch, 21 rejected, 22 apply, "
+                              "4 busy, 3 config, 2 usage")
+    _common(p, staging=True)
+    p.set_defaults(func=_update)
+    p = sub.add_parser("check", help="everything but apply; exit 100 when a newer one exists",
+                       epilog="exit: 0 up to date, 100 newer available, 20, 21, 4, 3, 2")
+    _common(p, staging=True)
+    p.set_defaults(func=_check)
+    p = sub.add_parser("status", help="installed versions, pending reboot, last check")
+    _common(p, staging=False)
+    p.set_defaults(func=_status)
+
+

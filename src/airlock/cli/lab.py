@@ -1,10 +1,34 @@
 # SPDX-License-Identifier: MIT
-"""CLI verbs: lab (filled in by its issue)."""
+"""CLI verb ``demo``: the whole system on one machine (airlock.lab)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from airlock.lab.hostile import ATTACKS
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from airlock.lab import demo  # imported lazily: the lab is not needed by other verbs
+
+    return demo.run(args.workdir, attack=args.attack, keep=args.keep, as_json=args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this module's verbs to the parser."""
+    """Add ``demo``."""
+    p = sub.add_parser(
+        "demo",
+        help="run the whole update flow on this machine (root)",
+        description="Build signed releases 1.0-3.0, an A/B GPT disk, btrfs staging and an update "
+        "server in a private network namespace; update 1.0 -> 2.0, rerun (no-op), update "
+        "2.0 -> 3.0, optionally replay an attack, and show the disk before and after.",
+    )
+    p.add_argument("--workdir", type=Path, help="work directory (default: a new one in /var/tmp)")
+    p.add_argument("--fetcher", choices=["sandbox"], default="sandbox",
+                   help="fetcher backend (the QEMU backend is chosen in host.toml)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
+    p.add_argument("--attack", choices=sorted(ATTACKS),
+                   help="replay one hostile VM behaviour before the last update")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.set_defaults(func=_demo)

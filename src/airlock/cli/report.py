@@ -1,14 +1,30 @@
 # SPDX-License-Identifier: MIT
-"""Reporter implementations: human terminal lines and JSON lines (versioned schema)."""
+"""Reporter implementations: human terminal lines (rich bars on a TTY), JSON lines, sd_notify.
+
+Event strings are already escaped by their producers (``events.py``); the terminal reporter still
+prints them only as plain text (rich markup is disabled), so nothing in an event can style or move
+the terminal.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import socket
 import sys
 from typing import TextIO
 
-from airlock.events import Event, Failed, Notice, StepFinished, StepProgress, StepStarted
+from airlock.events import (
+    Event,
+    Failed,
+    Notice,
+    Reporter,
+    StepFinished,
+    StepProgress,
+    StepStarted,
+)
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +53,42 @@ class JsonReporter:
     def emit(self, event: Event) -> None:
         """Write ``event`` as one JSON line."""
         print(event_to_json(event), file=self._stream, flush=True)
+
+
+class RichTerminalReporter:
+    """Like ``TerminalReporter`` but long steps get a live rich progress bar (TTY only)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+        self._console = Console(file=stream or sys.stderr, markup=False, highlight=False)
+        self._plain = TerminalReporter(stream or sys.stderr)
+        self._progress_cls = Progress
+        self._columns = (TextColumn("    {task.description}"), BarColumn(),
+                         TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+    def emit(self, event: Event) -> None:
+        """Render ``event``: bars for StepProgress, plain lines for the rest."""
+        if isinstance(event, StepProgress) and event.total > 0:
+            if self._progress is None:
+                self._progress = self._progress_cls(*self._columns, console=self._console,
+                                                    transient=True)
+                self._progress.start()
+                self._task = self._progress.add_task(str(event.step), total=event.total)
+            assert self._task is not None  # noqa: S101 - set together with _progress
+            self._progress.update(self._task, completed=event.done, total=event.total)
+            return
+        self._stop()
+        self._plain.emit(event)
 
 
 class TerminalReporter:
@@ -68,8 +120,58 @@ class TerminalReporter:
                 self._last_pct[key] = pct
                 bar = "#" * (pct // 5) + "." * (20 - pct // 5)
                 label = f" {item}" if item else ""
-                print(f"    [{bar}] {pct:3d}%{label} {done}/{total} {unit}", file=out, flush=True)
+                amount = "" if unit == "percent" else f" {done}/{total} {unit}"
+                print(f"    [{bar}] {pct:3d}%{label}{amount}", file=out, flush=True)
             case Notice(message=message):
                 print(f"  · {message}", file=out, flush=True)
             case Failed(step=step, code=code, message=message):
                 print(f"  ✗ {step or ''} [{code}] {message}", file=out, flush=True)
+
+
+class FanoutReporter:
+    """Sends each event to several reporters (e.g. JSON lines and sd_notify)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self._reporters = reporters
+
+    def emit(self, event: Event) -> None:
+        """Forward ``event`` to every reporter."""
+        for reporter in self._reporters:
+            reporter.emit(event)
+
+
+class NotifyReporter:
+    """sd_notify ``STATUS=`` and ``X_AIRLOCK_PROGRESS=`` when run as a service (NOTIFY_SOCKET)."""
+
+    def __init__(self, address: str) -> None:
+        self._address = "\0" + address[1:] if address.startswith("@") else address
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    def emit(self, event: Event) -> None:
+        """Send a status line for ``event`` (best effort)."""
+        match event:
+            case StepStarted(step=step):
+                msg = f"STATUS=airlock: {step}"
+            case StepProgress(step=step, done=done, total=total) if total > 0:
+                msg = f"X_AIRLOCK_PROGRESS={min(100, done * 100 // total)}\nSTATUS=airlock: {step}"
+            case Failed(code=code):
+                msg = f"STATUS=airlock: failed ({code})"
+            case _:
+                return
+        with contextlib.suppress(OSError):
+            self._sock.sendto(msg.encode("ascii", "backslashreplace"), self._address)
+
+
+def make_reporter(*, json_lines: bool) -> Reporter:
+    """JSON lines on stdout with ``--json``, else the terminal reporter; plus sd_notify."""
+    main: Reporter
+    if json_lines:
+        main = JsonReporter()
+    elif sys.stderr.isatty():
+        main = RichTerminalReporter()
+    else:
+        main = TerminalReporter()
+    address = os.environ.get("NOTIFY_SOCKET")
+    if address and (address.startswith("/") or address.startswith("@")):
+        return FanoutReporter(main, NotifyReporter(address))
+    return main

@@ -68,8 +68,8 @@ def create(path: Path, *, roothash: str, version: str, root_image: Path, verity_
     proc.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", path],
              input=layout.encode(), timeout=60)  # fmt: skip
     parts = _table(path)
-    _write_at(path, parts[0]["start"] * SECTOR, verity_image.read_bytes())
-    _write_at(path, parts[1]["start"] * SECTOR, root_image.read_bytes())
+    _write_at(path, int(parts[0]["start"]) * SECTOR, verity_image.read_bytes())
+    _write_at(path, int(parts[1]["start"]) * SECTOR, root_image.read_bytes())
 
 
 def _write_at(path: Path, offset: int, data: bytes) -> None:
@@ -79,9 +79,9 @@ def _write_at(path: Path, offset: int, data: bytes) -> None:
         fh.flush()
 
 
-def _table(path: Path) -> list[dict[str, object]]:
+def _table(path: Path) -> list[dict[str, str | int]]:
     out = proc.run(["sfdisk", "--json", path], timeout=60).stdout
-    parts: list[dict[str, object]] = json.loads(out)["partitiontable"]["partitions"]
+    parts: list[dict[str, str | int]] = json.loads(out)["partitiontable"]["partitions"]
     return parts
 
 

@@ -92,7 +92,9 @@ def build_verity(root: Path, out: Path) -> str:
     return match.group(1).decode()
 
 
-def build_kernel(workdir: Path, version: str, roothash: str, *, runtime: Path | None) -> tuple[Path, bool]:
+def build_kernel(
+    workdir: Path, version: str, roothash: str, *, runtime: Path | None
+) -> tuple[Path, bool]:
     """A UKI for ``version`` (real with ukify and a stub, else a labelled stand-in).
 
     Returns:
@@ -118,22 +120,34 @@ def _can_build_uki(runtime: Path) -> bool:
 
 def _guest_kernel() -> Path | None:
     cache = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
-    found = sorted((cache / "guest").glob("**/vmlinuz-*"))
-    return found[-1] if found else None
+    # The QEMU guest's Debian kernel (scripts/make-guest.sh) doubles as the UKI's kernel.
+    kernel = cache / "guest" / "vmlinuz"
+    return kernel if kernel.is_file() else None
+
+
+# Runs ukify from the runtime root with a private /tmp bound over the root's own (the shared
+# runtime root is never written).  Data reaches the fixed script only as positional arguments.
+_UKIFY = (
+    'mount --bind "$1" "$2/tmp" && exec chroot "$2" ukify build --linux /tmp/vmlinuz '
+    '--cmdline "$3" --os-release @/tmp/os-release --uname "$4" --output /tmp/uki.efi'
+)
 
 
 def _build_uki(runtime: Path, workdir: Path, out: Path, version: str, cmdline: str) -> bool:
     kernel = _guest_kernel()
     if kernel is None:
         return False
-    stage = runtime / "tmp" / f"airlock-uki-{os.getpid()}"
-    stage.mkdir(parents=True, exist_ok=True)
+    stage = workdir / f"uki-{version}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
     try:
         shutil.copyfile(kernel, stage / "vmlinuz")
+        (stage / "os-release").write_text(
+            f'NAME="Spectrum (airlock lab)"\nID=spectrum\nIMAGE_VERSION={version}\n'
+        )
         proc.run(
-            ["chroot", runtime, "ukify", "build", "--linux", f"/tmp/{stage.name}/vmlinuz",
-             "--cmdline", cmdline, "--os-release", f"@/etc/os-release",
-             "--uname", version, "--output", f"/tmp/{stage.name}/uki.efi"],
+            ["unshare", "--mount", "--propagation", "private", "--fork", "/bin/sh", "-c", _UKIFY,
+             "sh", stage, runtime, cmdline, version],
             timeout=120,
         )  # fmt: skip
         shutil.copyfile(stage / "uki.efi", out)

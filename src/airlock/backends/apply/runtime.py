@@ -41,7 +41,7 @@ from airlock.text import tail
 logger = logging.getLogger(__name__)
 
 SYSUPDATE = "/usr/lib/systemd/systemd-sysupdate"
-STAMP = ".airlock-runtime-v1"
+STAMP = ".airlock-runtime-v2"
 MIN_VERSION = 257
 NOTIFY_DIR = "/run/airlock-notify"
 MAX_NOTIFY_BYTES = 4096

@@ -2,8 +2,8 @@
 """Fetcher backends: run the untrusted update VM (or sandbox) that writes into the share.
 
 The host gives the VM read-only config, shares the ``shared`` subvolume writable, starts it, waits
-with a timeout and guarantees on every exit path that it is stopped and can no longer write.  Nothing
-the VM says is trusted: its exit status decides only whether there is anything worth inspecting.
+with a timeout and guarantees on every exit path that it is stopped and can no longer write.
+Nothing the VM says is trusted: its exit status decides only whether there is anything worth inspecting.
 """
 
 from __future__ import annotations

@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: MIT
+# ruff: noqa: E402 - sys.path must be fixed before anything imports the stdlib inspect module
+"""Benchmark: host-side steps of ``airlock update`` vs a bare ``systemd-sysupdate update``.
+
+Publishes a signed Spectrum-style release of about 1 GiB (root + verity + UKI), then, in the same
+run and on the same machine:
+
+* **bare**: systemd-sysupdate 257 (same runtime wrapper, same definitions, same GPT image and ESP
+  directory) installs version 2 straight from the release directory bound at ``/run/updater``;
+* **airlock**: ``airlock update --json`` with the sandbox fetcher copying the release into
+  ``shared``; host-side time = wall time of the whole command minus the ``fetch`` step (the VM's
+  download, which the bare run does not have).
+
+Each is repeated ``--rounds`` times on a fresh disk image; the minimum of each is compared.
+Needs root (btrfs loop mount, bubblewrap, the sysupdate runtime).  Not collected by pytest.
+
+    PYTHONPATH=src python bench/update.py [--size-mib 1024] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds inspect.py, which would shadow the standard library's inspect module.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from airlock.backends.apply import runtime as runtime_mod
+from airlock.backends.apply.runtime import Bind
+from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier
+from airlock.lab import disk
+from airlock.release import publish
+from tests.integration.host.world import host_transfers
+from tests.support import releases
+
+V1 = "ab" * 32
+V2 = "cd" * 32
+MIB = 1 << 20
+
+
+def write_payload(path: Path, size: int) -> None:
+    with open(path, "wb") as fh:
+        fh.write(b"\0" * 512)
+        left = size - 512
+        while left > 0:
+            chunk = os.urandom(min(left, 16 * MIB))
+            fh.write(chunk)
+            left -= len(chunk)
+
+
+def fresh_disk(work: Path, root_mib: int, verity_mib: int) -> tuple[Path, Path]:
+    image, esp = work / "disk.img", work / "esp"
+    if esp.exists():
+        shutil.rmtree(esp)
+    (esp / "EFI/Linux").mkdir(parents=True)
+    (esp / "EFI/Linux/Spectrum_1.efi").write_bytes(b"\0" * 4096)
+    v1r, v1v = work / "v1.root", work / "v1.verity"
+    if not v1r.exists():
+        v1r.write_bytes(b"\0" * 512 + b"v1-root" * 1000)
+        v1v.write_bytes(b"\0" * 512 + b"v1-verity" * 100)
+    image.unlink(missing_ok=True)
+    disk.create(image, roothash=V1, version="1", root_image=v1r, verity_image=v1v,
+                root_mib=root_mib, verity_mib=verity_mib)
+    return image, esp
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024, help="total release size")
+    ap.add_argument("--rounds", type=int, default=2)
+    ns = ap.parse_args()
+    root_size = (ns.size_mib - 68) * MIB
+    verity_size, efi_size = 60 * MIB, 8 * MIB
+    root_mib, verity_mib = root_size // MIB + 16, verity_size // MIB + 4
+    work = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir="/var/tmp"))
+    mnt = work / "mnt"
+    mnt.mkdir()
+    key = releases.make_key(work / "key")
+    try:
+        fsimg = work / "btrfs.img"
+        with open(fsimg, "wb") as fh:
+            fh.truncate(ns.size_mib * 3 * MIB)
+        subprocess.run(["mkfs.btrfs", "-q", "-f", fsimg], check=True)
+        subprocess.run(["mount", "-o", "loop", fsimg, mnt], check=True)
+        src = work / "src"
+        src.mkdir()
+        names = releases.spectrum_names("2", V2)
+        for name, size in zip(names, (root_size, verity_size, efi_size), strict=True):
+            write_payload(src / name, size)
+        release = work / "release"
+        publish.publish(release, [publish.Artifact(name=n, source=src / n) for n in names],
+                        gnupghome=key.gnupghome, signers=(key.fingerprint,))
+        os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
+        total = sum(p.stat().st_size for p in release.iterdir())
+        etc = work / "etc"
+        (etc / "vm-sysupdate.d").mkdir(parents=True)
+        (etc / "os-release").write_text("ID=spectrum\nIMAGE_VERSION=1\n")
+        image = work / "disk.img"
+        defs = host_transfers(etc / "sysupdate.d", image)
+        config = work / "host.toml"
+        config.write_text("\n".join([
+            f'lock_path = "{work / "lock"}"', f'definitions_dir = "{defs}"',
+            f'vm_definitions_dir = "{etc / "vm-sysupdate.d"}"', f'keyring = "{key.pubring}"',
+            f'update_url_file = "{etc / "update-url"}"', f'os_release = "{etc / "os-release"}"',
+            f'state_file = "{work / "state.json"}"', f'esp_path = "{work / "esp"}"',
+            f'apply_binds = ["{image}"]', 'fetcher = "sandbox"', "vm_timeout_s = 600",
+            f'fetch_command = ["/bin/sh", "-c", "cp {release}/* /host/updates/"]',
+            f'sandbox_ro_binds = ["{release}"]',
+        ]) + "\n")
+        applier = SysupdateApplier(runtime_mod.locate(), timeout_s=1800)
+        bare_times, host_times, steps_seen = [], [], {}
+        for _ in range(ns.rounds):
+            image, esp = fresh_disk(work, root_mib, verity_mib)
+            inv = Invocation(definitions=defs, keyring=key.pubring, esp=esp, binds=(
+                Bind(source=release, target="/run/updater", read_only=True),
+                Bind(source=image, target=os.fspath(image), read_only=False),
+                Bind(source=etc / "os-release", target="/usr/lib/os-release", read_only=True),
+            ))
+            start = time.monotonic()
+            applier.update(inv, version="2")
+            bare_times.append(time.monotonic() - start)
+
+            image, esp = fresh_disk(work, root_mib, verity_mib)
+            (work / "state.json").unlink(missing_ok=True)
+            staging = mnt / "staging"
+            if (staging / "shared").exists():
+                subprocess.run(["btrfs", "subvolume", "delete", staging / "shared"], check=True,
+                               capture_output=True)
+            start = time.monotonic()
+            out = subprocess.run([sys.executable, "-m", "airlock", "update", staging, "--json",
+                                  "--config", config], capture_output=True, text=True, check=True)
+            wall = time.monotonic() - start
+            evs = [json.loads(line) for line in out.stdout.splitlines()]
+            durations = {e["step"]: e["duration_s"] for e in evs if e["event"] == "step-finished"}
+            host_times.append(wall - durations["fetch"])
+            steps_seen = durations
+        bare, host = min(bare_times), min(host_times)
+        print(f"release: {total / MIB:.0f} MiB in {len(names)} files; rounds: {ns.rounds}")
+        print(f"bare systemd-sysupdate update: {bare:.2f} s (all: "
+              f"{', '.join(f'{t:.2f}' for t in bare_times)})")
+        print(f"airlock update, host side:     {host:.2f} s (all: "
+              f"{', '.join(f'{t:.2f}' for t in host_times)})")
+        print("last airlock run, per step: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in steps_seen.items()))
+        print(f"ratio: {host / bare:.3f}x (target <= 1.10x)")
+        return 0
+    finally:
+        key.close()
+        subprocess.run(["umount", mnt], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: MIT
+"""SandboxFetcher: run the untrusted downloader under bubblewrap instead of a VM.
+
+The sandbox gets its own user, mount, PID, network, IPC, UTS and cgroup namespaces (and may not
+create further user namespaces), an empty environment, uid 65534 without capabilities, a private
+tmpfs root that is remounted read-only, read-only binds of the system directories (not the whole
+host ``/``, so no secrets under ``/root``, ``/home`` or ``/etc/shadow``), the config directory
+read-only at ``<root>/etc`` and the share writable at ``<root>/updates`` — the only writable host
+path.  With ``netns`` set it runs inside that existing network namespace (``ip netns exec``), so a
+test server on its loopback is reachable; otherwise it has no network at all.
+
+At the timeout the whole process group is killed; since the payload runs in its own PID namespace
+with ``--die-with-parent``, killing bubblewrap kills every process of the sandbox.  Afterwards we
+check that no process of that PID namespace survives (and kill stragglers), so when ``fetch``
+returns nothing can write into the share any more.  The payload's output is untrusted: only an
+escaped, bounded tail is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from airlock import proc
+from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.errors import FetchError, HostError
+from airlock.events import Notice, Reporter, Step
+from airlock.text import display, tail
+
+logger = logging.getLogger(__name__)
+
+BWRAP = "/usr/bin/bwrap"
+IP = "/usr/sbin/ip"
+SYSTEM_RO = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/ssl", "/etc/ca-certificates", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+    "/etc/hosts", "/etc/localtime",
+)
+MAX_LOG_BYTES = 1 << 20
+_TAIL_BYTES = 16 * 1024
+_REAP_S = 5.0
+
+
+def _drain(fd: int, log_path: Path | None, keep: bytearray) -> None:
+    written = 0
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(log_path, "wb")) if log_path else None
+        while chunk := os.read(fd, 65536):
+            keep += chunk
+            del keep[:-_TAIL_BYTES]
+            if log is not None and written < MAX_LOG_BYTES:
+                log.write(chunk[: MAX_LOG_BYTES - written])
+                written += len(chunk)
+    os.close(fd)
+
+
+def _pid_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """False for zombies (they hold no fds and cannot write) and vanished pids."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat_line[stat_line.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def pids_in_ns(ns: str) -> list[int]:
+    """Live pids (seen from here) whose PID namespace is ``ns`` (``pid:[inode]``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _pid_ns(int(entry)) == ns and _alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+class SandboxFetcher:
+    """Runs ``request.command`` in a bubblewrap sandbox (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        root: str = "/host",
+        netns: str | None = None,
+        ro_binds: Sequence[Path] = (),
+        bwrap: str = BWRAP,
+    ) -> None:
+        if not root.startswith("/") or root == "/" or ".." in root.split("/"):
+            raise HostError(f"Sandbox root must be an absolute directory, not {display(root)}",
+                            code="config.sandbox")
+        self._root = root.rstrip("/")
+        self._netns = netns
+        self._ro_binds = tuple(ro_binds)
+        self._bwrap = bwrap
+
+    def argv(self, request: FetchRequest, info_fd: int) -> list[str]:
+        """The full command line (``ip netns exec`` prefix, bubblewrap, the payload)."""
+        prefix = [IP, "netns", "exec", self._netns] if self._netns else []
+        binds: list[str] = []
+        for path in SYSTEM_RO:
+            binds += ["--ro-bind-try", path, path]
+        extras: list[str] = []  # after the /tmp and /run tmpfs, which would hide them
+        for extra in self._ro_binds:
+            extras += ["--ro-bind", os.fspath(extra), os.fspath(extra)]
+        return [
+            *prefix,
+            self._bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--clearenv",
+            *(["--share-net"] if self._netns else []),
+            "--die-with-parent",
+            "--new-session",
+            "--info-fd", str(info_fd),
+            "--uid", "65534",
+            "--gid", "65534",
+            "--hostname", "updatevm",
+            "--tmpfs", "/",
+            *binds,
+            "--dev", "/dev",
+            "--proc", "/proc",
+            "--tmpfs", "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
+            "--tmpfs", "/run",
+            *extras,
+            "--dir", self._root,
+            "--ro-bind", os.fspath(request.config_dir), f"{self._root}/etc",
+            "--bind", os.fspath(request.share), f"{self._root}/updates",
+            "--remount-ro", "/",
+            "--chdir", "/",
+            "--setenv", "PATH", proc.BASE_PATH,
+            "--",
+            *request.command,
+        ]  # fmt: skip
+
+    def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
+        """Run the payload; return only once no process of the sandbox is left.
+
+        Raises:
+            FetchError: the sandbox could not start, timed out (it was killed) or exited non-zero.
+            HostError: a sandbox process survived killing (the share may still be written).
+        """
+        if not request.command:
+            raise FetchError("No fetch command configured", code="fetch.config")
+        info_r, info_w = os.pipe()
+        out_r, out_w = os.pipe()
+        keep = bytearray()
+        start = time.monotonic()
+        ns: str | None = None
+        status: int | None = None
+        drain = threading.Thread(target=_drain, args=(out_r, request.log_path, keep), daemon=True)
+        try:
+            with proc.spawn(self.argv(request, info_w), stdout=out_w, stderr=out_w,
+                            pass_fds=(info_w,)) as child:
+                os.close(info_w)
+                info_w = -1
+                os.close(out_w)
+                out_w = -1
+                drain.start()
+                ns = self._read_info(info_r)
+                status = proc.wait(child, timeout=max(0.0, request.timeout_s))
+                if status is None:
+                    reporter.emit(Notice(step=Step.FETCH,
+                                         message=f"fetcher timed out after {request.timeout_s:g} s;"
+                                                 " killing it"))
+                    proc.kill(child)
+        finally:
+            for fd in (info_w, out_w, info_r):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            if ns is not None:
+                self._ensure_gone(ns)
+            if drain.ident is not None:
+                drain.join(timeout=_REAP_S)
+            else:
+                os.close(out_r)
+        duration = time.monotonic() - start
+        log_tail = tail(bytes(keep))
+        if status is None:
+            raise FetchError(f"The fetcher did not finish within {request.timeout_s:g} s and was"
+                             " killed", code="fetch.timeout")
+        if status != 0:
+            raise FetchError(f"The fetcher failed (exit status {status})"
+                             + (f": {log_tail}" if log_tail else ""), code="fetch.failed")
+        return FetchResult(exit_status=status, duration_s=duration, log_tail=log_tail)
+
+    @staticmethod
+    def _read_info(fd: int) -> str | None:
+        raw = bytearray()
+        with contextlib.suppress(OSError):
+            while chunk := os.read(fd, 4096):
+                raw += chunk
+                if b"}" in raw or len(raw) > 4096:
+                    break
+        try:
+            pid = int(json.loads(bytes(raw).decode())["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return _pid_ns(pid)
+
+    @staticmethod
+    def _ensure_gone(ns: str) -> None:
+        deadline = time.monotonic() + _REAP_S
+        while pids := pids_in_ns(ns):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                raise HostError(f"Sandbox processes survived killing: {pids}",
+                                code="host.sandbox")
+            time.sleep(0.05)
+        logger.debug("sandbox pid namespace %s is empty", ns)

@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: MIT
+"""BtrfsStaging: the staging directory on btrfs, the persistent ``shared`` subvolume, the snapshot.
+
+Trusts: the staging path from the host config and the btrfs CLI.  Refuses: a staging directory not
+on btrfs, a symlink or non-directory where ``shared``/the staging directory should be, a ``shared``
+that is not a subvolume.  Everything inside ``shared`` is untrusted: it is touched only relative to
+a directory fd, with ``unlinkat``/fd-based ``rmtree``, never following a link, and names are never
+echoed without ``text.display``.  The snapshot is made a true btrfs read-only subvolume (the
+``ro`` property), not only mounted read-only (Spectrum's weakness §11.9).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import shutil
+import stat
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+from airlock import fsutil, proc
+from airlock.backends.staging import CleanReport
+from airlock.errors import CommandFailed, HostError
+from airlock.formats import names
+from airlock.text import display
+
+logger = logging.getLogger(__name__)
+
+BTRFS_SUPER_MAGIC = 0x9123683E
+SUBVOL_INO = 256
+# _IOW(0x94, 15, struct btrfs_ioctl_vol_args): 4096-byte argument (int64 fd, char name[4088]).
+BTRFS_IOC_SNAP_DESTROY = 0x5000940F
+BTRFS = "/usr/bin/btrfs"
+UMOUNT = "/usr/bin/umount"
+_TIMEOUT_S = 120.0
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _fs_type(path: Path) -> int:
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86-64
+    if _libc.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise HostError(f"Failed to statfs {os.fspath(path)}: {os.strerror(err)}",
+                        code="host.staging")
+    return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFFFFFF
+
+
+def is_safe_name(name: str) -> bool:
+    """Spectrum's name rule (``formats.names``), on the raw bytes of a directory entry."""
+    return names.is_safe(os.fsencode(name))
+
+
+def _is_manifest_or_signature(name: str) -> bool:
+    return name == "SHA256SUMS" or name.startswith("SHA256SUMS.")
+
+
+def _btrfs(*args: str | os.PathLike[str]) -> proc.Completed:
+    try:
+        return proc.run([BTRFS, *args], timeout=_TIMEOUT_S)
+    except CommandFailed as exc:
+        raise HostError(f"Failed to run btrfs: {exc.message}", code="host.btrfs") from exc
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    prefix = os.fspath(path)
+    found: list[str] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4].encode().decode("unicode_escape")
+        if target == prefix or target.startswith(prefix + "/"):
+            found.append(target)
+    return sorted(found, key=len, reverse=True)
+
+
+class BtrfsStaging:
+    """The staging directory on btrfs.  Host paths only; see the module docstring."""
+
+    def __init__(self, staging_dir: Path, *, qgroup_limit_bytes: int | None = None) -> None:
+        self._dir = staging_dir
+        self._qgroup_limit_bytes = qgroup_limit_bytes
+
+    @property
+    def share(self) -> Path:
+        """The VM-writable ``shared`` subvolume."""
+        return self._dir / "shared"
+
+    @property
+    def snapshot_path(self) -> Path:
+        """The snapshot's path."""
+        return self._dir / "snapshot"
+
+    # -- prepare ----------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create or check the staging directory and ``shared``; apply the quota if configured.
+
+        Raises:
+            HostError: not btrfs, a symlink or wrong type, or a btrfs command failed.
+        """
+        d = self._dir
+        try:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.lstat(d)
+        except OSError as exc:
+            raise HostError(f"Failed to create staging directory {os.fspath(d)}: {exc.strerror}",
+                            code="host.staging") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise HostError(f"Refusing staging directory {os.fspath(d)}: not a directory",
+                            code="host.staging")
+        if st.st_uid != os.geteuid():
+            raise HostError(f"Refusing staging directory {os.fspath(d)}: not owned by us",
+                            code="host.staging")
+        if _fs_type(d) != BTRFS_SUPER_MAGIC:
+            raise HostError(
+                f"Refusing staging directory {os.fspath(d)}: not on btrfs",
+                code="host.not-btrfs",
+                hint="the staging directory must be on a btrfs filesystem (snapshots are needed)",
+            )
+        os.chmod(d, 0o700)
+        try:
+            sst = os.lstat(self.share)
+        except FileNotFoundError:
+            _btrfs("subvolume", "create", "--", self.share)
+            logger.debug("created subvolume %s", self.share)
+        else:
+            if not stat.S_ISDIR(sst.st_mode) or sst.st_ino != SUBVOL_INO:
+                raise HostError(
+                    f"Refusing {os.fspath(self.share)}: exists but is not a btrfs subvolume",
+                    code="host.staging", hint="remove it; it is recreated on the next run",
+                )
+        os.chmod(self.share, 0o755)  # noqa: S103 - the sandbox uid must enter it
+        if self._qgroup_limit_bytes is not None:
+            _btrfs("quota", "enable", d)
+            _btrfs("qgroup", "limit", str(self._qgroup_limit_bytes), self.share)
+
+    # -- stale state ------------------------------------------------------------------------------
+
+    def _umount_below(self, path: Path) -> int:
+        count = 0
+        for target in mounts_below(path):
+            try:
+                proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S)
+            except CommandFailed:
+                proc.run([UMOUNT, "--lazy", "--", target], timeout=_TIMEOUT_S)
+            count += 1
+        return count
+
+    def remove_stale(self) -> int:
+        """Unmount anything on ``shared``/the snapshot and delete a leftover snapshot."""
+        count = self._umount_below(self.share) + self._umount_below(self.snapshot_path)
+        return count + int(self.delete_snapshot())
+
+    def delete_snapshot(self) -> bool:
+        """Delete the snapshot (subvolume, plain file or plain directory) if present."""
+        snap = self.snapshot_path
+        try:
+            st = os.lstat(snap)
+        except FileNotFoundError:
+            return False
+        self._umount_below(snap)
+        if stat.S_ISDIR(st.st_mode) and st.st_ino == SUBVOL_INO:
+            _btrfs("subvolume", "delete", "--", snap)
+        elif stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(snap)
+        else:
+            os.unlink(snap)
+        logger.debug("deleted stale snapshot %s", snap)
+        return True
+
+    # -- cleaning the share -----------------------------------------------------------------------
+
+    def clean_share(self) -> CleanReport:
+        """Keep only regular, singly linked files with safe names that are not manifests/signatures.
+
+        Everything else (dot-temporaries, old ``SHA256SUMS*``, symlinks, FIFOs, sockets, devices,
+        directories, nested subvolumes, hard links, unsafe names) is removed with ``unlinkat`` or an
+        fd-based ``rmtree``; nothing is followed.
+        """
+        removed = kept = 0
+        with fsutil.open_dir_nofollow(self.share) as fd:
+            fsutil.syncfs(fd)
+            # Decide on one consistent view first, so removing one hard link cannot make its
+            # sibling look singly linked.
+            entries = [(e.name, os.stat(e.name, dir_fd=fd, follow_symlinks=False))
+                       for e in os.scandir(fd)]
+            for name, st in entries:
+                keep = (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and is_safe_name(name)
+                        and not _is_manifest_or_signature(name))
+                if keep:
+                    kept += 1
+                    continue
+                logger.debug("cleaning %s from shared", display(name))
+                self._remove_entry(fd, name, st)
+                removed += 1
+            os.fsync(fd)
+        return CleanReport(removed=removed, kept=kept)
+
+    def _remove_entry(self, dir_fd: int, name: str, st: os.stat_result) -> None:
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        if st.st_ino == SUBVOL_INO:
+            # A nested subvolume: delete it by its single-component name below our own path.
+            self._delete_nested_subvolume(dir_fd, name)
+            return
+        shutil.rmtree(name, dir_fd=dir_fd)
+
+    def _delete_nested_subvolume(self, dir_fd: int, name: str) -> None:
+        with fsutil.open_dir_nofollow(name, dir_fd=dir_fd) as sub:
+            for entry in list(os.scandir(sub)):
+                est = os.stat(entry.name, dir_fd=sub, follow_symlinks=False)
+                self._remove_entry(sub, entry.name, est)
+        # BTRFS_IOC_SNAP_DESTROY on the parent fd with a single name: nothing is resolved by path.
+        args = bytearray(struct.pack("q4088s", 0, name.encode("utf-8", "surrogateescape")))
+        try:
+            fcntl.ioctl(dir_fd, BTRFS_IOC_SNAP_DESTROY, args, True)
+        except OSError as exc:
+            raise HostError(f"Failed to delete nested subvolume {display(name)}: {exc.strerror}",
+                            code="host.btrfs") from exc
+
+    # -- the snapshot -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Path:
+        """Take a writable snapshot of ``shared`` at ``snapshot_path``."""
+        if os.path.lexists(self.snapshot_path):
+            raise RuntimeError("snapshot exists; remove_stale() was not called")
+        _btrfs("subvolume", "snapshot", "--", self.share, self.snapshot_path)
+        return self.snapshot_path
+
+    def drop(self, snapshot: Path, names: Sequence[str]) -> int:
+        """Unlink single-component ``names`` from the writable snapshot (never following)."""
+        count = 0
+        with fsutil.open_dir_nofollow(snapshot) as fd:
+            for name in names:
+                if not name or "/" in name or name in (".", "..") or "\0" in name:
+                    raise HostError(f"Refusing to drop {display(name)}: not a single name",
+                                    code="host.staging")
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                self._remove_entry(fd, name, st)
+                count += 1
+            os.fsync(fd)
+        return count
+
+    def make_read_only(self, snapshot: Path) -> None:
+        """Set the btrfs ``ro`` property and read it back.
+
+        Raises:
+            HostError: the property could not be set or does not read back as true.
+        """
+        _btrfs("property", "set", "-ts", "--", snapshot, "ro", "true")
+        out = _btrfs("property", "get", "-ts", "--", snapshot, "ro").stdout.strip()
+        if out != b"ro=true":
+            raise HostError(f"Failed to make {os.fspath(snapshot)} read-only",
+                            code="host.btrfs")
+
+    def sync(self, snapshot: Path) -> None:
+        """``syncfs`` the filesystem of the snapshot (dirty-page loss, threat A9)."""
+        with contextlib.ExitStack() as stack:
+            fd = stack.enter_context(fsutil.open_dir_nofollow(snapshot))
+            fsutil.syncfs(fd)

@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: MIT
+"""The lab flow end to end: ``airlock demo`` as a user runs it, and every attack on one world.
+
+Real everything: EROFS + dm-verity images, a GPT disk image with Spectrum's A/B layout, btrfs on a
+loop file, the agent in bubblewrap inside a network namespace, ``airlock serve``, the host's
+judgement and systemd-sysupdate 257 writing the slots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airlock.lab.disk import EMPTY_ROOT_UUID, EMPTY_VERITY_UUID, format_uuid
+
+pytestmark = [pytest.mark.e2e, pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate,
+              pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def _slots(state: dict[str, object]) -> list[tuple[str, str, str]]:
+    return [(s["label"], s["partuuid"], s["content"]) for s in state["slots"]]  # type: ignore[index,union-attr]
+
+
+def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "airlock", "demo", "--workdir", str(work), "--json",
+         "--attack", "tampered"],
+        capture_output=True, text=True, timeout=850, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    h = report["roothashes"]
+    states = {s["when"]: s for s in report["states"]}
+    assert _slots(states["initial"]) == [
+        ("Spectrum_1.0.verity", format_uuid(h["1.0"][32:]), "verity 1.0"),
+        ("Spectrum_1.0", format_uuid(h["1.0"][:32]), "root 1.0"),
+        ("_empty", EMPTY_VERITY_UUID, "empty"),
+        ("_empty", EMPTY_ROOT_UUID, "empty"),
+    ]
+    # 1.0 -> 2.0: slot B written, PARTUUIDs from the root hash halves carried by @u.
+    assert _slots(states["after update 1.0 → 2.0"])[2:] == [
+        ("Spectrum_2.0.verity", format_uuid(h["2.0"][32:]), "verity 2.0"),
+        ("Spectrum_2.0", format_uuid(h["2.0"][:32]), "root 2.0"),
+    ]
+    assert states["after update 1.0 → 2.0"]["boot"] == [
+        {"name": "Spectrum_1.0.efi", "content": "kernel 1.0"},
+        {"name": "Spectrum_2.0.efi", "content": "kernel 2.0"},
+    ]
+    # Booted 2.0 -> 3.0 goes into slot A; 2.0 (booted, protected) stays; UKIs: 2 instances.
+    final = states["after update 2.0 → 3.0"]
+    assert _slots(final) == [
+        ("Spectrum_3.0.verity", format_uuid(h["3.0"][32:]), "verity 3.0"),
+        ("Spectrum_3.0", format_uuid(h["3.0"][:32]), "root 3.0"),
+        ("Spectrum_2.0.verity", format_uuid(h["2.0"][32:]), "verity 2.0"),
+        ("Spectrum_2.0", format_uuid(h["2.0"][:32]), "root 2.0"),
+    ]
+    assert [b["name"] for b in final["boot"]] == ["Spectrum_2.0.efi", "Spectrum_3.0.efi"]
+    runs = {r["label"]: r for r in report["runs"]}
+    assert runs["update 1.0 → 2.0"]["outcome"] == "updated"
+    assert runs["update 1.0 → 2.0"]["payload_bytes"] > 2_000_000
+    noop = runs["no-op rerun"]
+    assert noop["outcome"] == "up-to-date"
+    assert noop["payload_bytes"] == 0
+    assert "apply" not in noop["steps"]
+    assert report["attack"] == {"name": "tampered", "exit_status": 21, "code": "reject.digest",
+                                "disk_unchanged": True}
+    assert not work.exists(), "the demo removes its work directory"
+
+
+ATTACK_CODES = {
+    "symlink": (21, "reject.type"),
+    "tampered": (21, "reject.digest"),
+    "rollback": (21, None),
+    "expired": (21, "reject.expired"),
+    "never-exits": (20, None),
+}
+
+
+def test_every_attack_is_refused_and_leaves_the_disk_unchanged(tmp_path: Path) -> None:
+    # The Lab enters a private mount namespace; do it in a child so pytest's own stays intact.
+    script = f"""
+import json, sys
+from pathlib import Path
+from airlock.lab.world import Lab, VERSIONS
+out = {{}}
+with Lab(Path({str(tmp_path / 'lab')!r})) as lab:
+    for v in VERSIONS[:2]:
+        lab.publish(v)
+    first = lab.update("1->2")
+    out["first"] = [first.exit_status, first.outcome]
+    lab.boot(VERSIONS[1]); lab.publish(VERSIONS[2])
+    for name in {sorted(ATTACK_CODES)!r}:
+        before = lab.state()
+        run = lab.attack(name)
+        out[name] = [run.exit_status, run.code, lab.state() == before]
+    last = lab.update("2->3")
+    out["last"] = [last.exit_status, last.outcome]
+print(json.dumps(out))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=850, check=False, env={**os.environ})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["first"] == [0, "updated"]
+    for name, (status, code) in ATTACK_CODES.items():
+        got_status, got_code, unchanged = out[name]
+        assert got_status == status, (name, out[name])
+        if code is not None:
+            assert got_code == code, (name, out[name])
+        assert unchanged, name
+    # Negative control: after the attacks the genuine update still goes through.
+    assert out["last"] == [0, "updated"]

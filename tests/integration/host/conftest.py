@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: MIT
+"""A real loop-backed btrfs per test, mounted under tmp_path and always unmounted."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A mounted, empty btrfs filesystem (loop file in tmp_path, auto-cleared loop device)."""
+    img, mnt = tmp_path / "btrfs.img", tmp_path / "mnt"
+    mnt.mkdir()
+    with open(img, "wb") as fh:
+        fh.truncate(512 << 20)
+    subprocess.run(["mkfs.btrfs", "-q", "-f", str(img)], check=True, capture_output=True)
+    subprocess.run(["mount", "-t", "btrfs", "-o", "loop", str(img), str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        # Unmount anything a failing test left below the mount point, deepest first.
+        targets = [
+            line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split()[4].startswith(str(mnt))
+        ]
+        for target in sorted(targets, key=len, reverse=True):
+            if subprocess.run(["umount", target], check=False).returncode != 0:
+                subprocess.run(["umount", "-l", target], check=False)
+        # The auto-clear loop device goes away asynchronously; wait for it.
+        for _ in range(100):
+            held = subprocess.run(["losetup", "-j", str(img)], capture_output=True, text=True)
+            if not held.stdout.strip():
+                break
+            time.sleep(0.05)

@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: MIT
+"""SandboxFetcher with real bubblewrap: what the payload can see and write, timeouts, and the
+guarantee that nothing of it survives ``fetch()``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from airlock.backends.fetcher import FetchRequest
+from airlock.backends.fetcher.sandbox import SandboxFetcher
+from airlock.errors import FetchError
+from airlock.events import ListReporter, Notice
+
+pytestmark = pytest.mark.sandbox
+
+
+def _request(tmp_path: Path, script: str, timeout: float = 20) -> FetchRequest:
+    cfg, share = tmp_path / "vm-etc", tmp_path / "shared"
+    cfg.mkdir(exist_ok=True)
+    share.mkdir(exist_ok=True)
+    (cfg / "update-url").write_text("http://127.0.0.1:1/\n")
+    return FetchRequest(config_dir=cfg, share=share, timeout_s=timeout,
+                        command=("/bin/sh", "-c", script), log_path=tmp_path / "fetch.log")
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_only_the_share_is_writable(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host secret")
+    script = (
+        "set -u; id -u > /host/updates/uid; cat /host/etc/update-url > /host/updates/url;"
+        " touch /host/etc/x 2>/dev/null && echo etc-writable > /host/updates/bad;"
+        " touch /usr/x 2>/dev/null && echo usr-writable > /host/updates/bad;"
+        " touch /x 2>/dev/null && echo root-writable > /host/updates/bad;"
+        f" cat {secret} > /host/updates/leak 2>/dev/null;"
+        " test -e /root && echo root-visible > /host/updates/bad;"
+        " cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /host/updates/ifaces;"
+        " ls /proc | grep -c '^[0-9]' > /host/updates/nprocs;"
+        " unshare -U true 2>/dev/null && echo userns-allowed > /host/updates/bad;"
+        " env | grep -v -e '^PATH=' -e '^PWD=' -e '^SHLVL=' -e '^_=' > /host/updates/env;"
+        " exit 0"
+    )
+    result = SandboxFetcher().fetch(_request(tmp_path, script), ListReporter())
+    share = tmp_path / "shared"
+    assert result.exit_status == 0
+    assert not (share / "bad").exists(), (share / "bad").read_text()
+    assert (share / "uid").read_text().strip() == "65534"
+    assert (share / "url").read_text() == "http://127.0.0.1:1/\n"
+    assert (share / "leak").read_text() == ""
+    assert (share / "ifaces").read_text().split() == ["lo"]
+    assert int((share / "nprocs").read_text()) <= 4
+    assert (share / "env").read_text() == ""
+    assert not (tmp_path / "vm-etc" / "x").exists()
+
+
+def test_negative_control_unsandboxed_payload_does_leak(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host secret")
+    out = subprocess.run(["/bin/sh", "-c", f"cat {secret}"], capture_output=True, text=True)
+    assert out.stdout == "host secret"
+
+
+def test_timeout_kills_everything_including_detached_children(tmp_path: Path) -> None:
+    marker = f"{uuid.uuid4().int % 10**6}.{os.getpid()}"
+    script = (
+        f"trap '' TERM; (trap '' TERM; setsid sleep {marker} &) ; "
+        f"nohup sleep {marker} >/dev/null 2>&1 & sleep {marker}"
+    )
+    reporter = ListReporter()
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        SandboxFetcher().fetch(_request(tmp_path, script, timeout=1.0), reporter)
+    assert info.value.code == "fetch.timeout"
+    assert time.monotonic() - start < 15
+    assert _processes_with(marker) == []
+    assert any(isinstance(e, Notice) for e in reporter.events)
+
+
+def test_lingering_child_cannot_write_after_fetch_returns(tmp_path: Path) -> None:
+    script = ("(trap '' TERM HUP; sleep 1; echo late > /host/updates/late) & "
+              "echo done > /host/updates/early; exit 0")
+    SandboxFetcher().fetch(_request(tmp_path, script), ListReporter())
+    time.sleep(2.0)
+    assert (tmp_path / "shared" / "early").exists()
+    assert not (tmp_path / "shared" / "late").exists()
+
+
+def test_negative_control_lingering_child_without_pid_namespace_writes(tmp_path: Path) -> None:
+    out = tmp_path / "plain"
+    out.mkdir()
+    subprocess.run(["/bin/sh", "-c", f"(sleep 0.5; echo late > {out}/late) & exit 0"], check=True)
+    time.sleep(1.5)
+    assert (out / "late").exists()
+
+
+def test_failure_is_a_fetch_error_with_escaped_output(tmp_path: Path) -> None:
+    script = "printf 'bad \\033[31mred\\033[0m\\n'; exit 7"
+    with pytest.raises(FetchError) as info:
+        SandboxFetcher().fetch(_request(tmp_path, script), ListReporter())
+    assert info.value.code == "fetch.failed"
+    assert "exit status 7" in info.value.message
+    assert "\x1b" not in info.value.message
+    assert "\\x1b" in info.value.message
+
+
+def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
+    ns = f"airlock-t{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "add", "airlockv0", "type", "veth", "peer",
+                        "name", "airlockv1"], check=True)
+        script = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /host/updates/if"
+        SandboxFetcher(netns=ns).fetch(_request(tmp_path, script), ListReporter())
+        seen = sorted((tmp_path / "shared" / "if").read_text().split())
+        assert seen == ["airlockv0", "airlockv1", "lo"]
+        routes = subprocess.run(["ip", "-n", ns, "route", "show", "default"],
+                                capture_output=True, text=True, check=True)
+        assert routes.stdout.strip() == ""
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_negative_control_userns_detector_fires_without_disable_userns(tmp_path: Path) -> None:
+    out = subprocess.run(
+        ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
+         "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--",
+         "/bin/sh", "-c", "unshare -U true 2>/dev/null && echo userns-allowed"],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.stdout.strip() == "userns-allowed"

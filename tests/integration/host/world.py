@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: MIT
+"""A complete host world for end-to-end runs of ``airlock update`` under tmp_path.
+
+Real btrfs staging, a GPT disk image with Spectrum's A/B layout (slot A = version 1), an ESP
+directory, Spectrum's host transfers (``Path=`` pointing at the image instead of ``auto``), a
+throwaway signing key, a signed release directory and a host config pointing every path into
+tmp_path.  The fetch command is a small shell program run in the bubblewrap sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from airlock.lab import disk
+from tests.support import releases
+
+V1_HASH = hashlib.sha256(b"v1").hexdigest()
+V2_HASH = hashlib.sha256(b"v2").hexdigest()
+ROOT_MIB, VERITY_MIB = 8, 1
+
+TRANSFERS = {
+    "50-verity": ("Spectrum_@v_@u.verity", "partition", "Spectrum_@v.verity", "root-verity"),
+    "60-root": ("Spectrum_@v_@u.root", "partition", "Spectrum_@v", "root"),
+}
+
+
+def host_transfers(directory: Path, image: Path) -> Path:
+    """Spectrum's host transfers (design §6.1) with ``Path=`` set to the disk image."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, (src, _kind, target, ptype) in TRANSFERS.items():
+        (directory / f"{stem}.transfer").write_text(
+            "[Transfer]\nProtectVersion=%A\n\n"
+            f"[Source]\nType=url-file\nPath=file:///run/updater\nMatchPattern={src}\n\n"
+            f"[Target]\nType=partition\nPath={image}\nMatchPattern={target}\n"
+            f"MatchPartitionType={ptype}\nPartitionFlags=0\nReadOnly=1\n"
+        )
+    (directory / "70-kernel.transfer").write_text(
+        "[Transfer]\nProtectVersion=%A\n\n"
+        "[Source]\nType=url-file\nPath=file:///run/updater\nMatchPattern=Spectrum_@v.efi\n\n"
+        "[Target]\nType=regular-file\nPath=/EFI/Linux\nPathRelativeTo=boot\n"
+        "MatchPattern=Spectrum_@v.efi\nMode=0644\nInstancesMax=2\n"
+    )
+    return directory
+
+
+@dataclass
+class World:
+    root: Path
+    staging: Path
+    image: Path
+    esp: Path
+    release: Path
+    config: Path
+    state_file: Path
+    lock: Path
+    files: dict[str, bytes]
+    key: releases.SigningKey
+
+    def write_config(self, command: Sequence[str], **extra: object) -> None:
+        lines = [
+            f'lock_path = "{self.lock}"',
+            f'definitions_dir = "{self.root / "etc/sysupdate.d"}"',
+            f'vm_definitions_dir = "{self.root / "etc/vm-sysupdate.d"}"',
+            f'update_url_file = "{self.root / "etc/update-url"}"',
+            f'keyring = "{self.key.pubring}"',
+            f'os_release = "{self.root / "etc/os-release"}"',
+            f'state_file = "{self.state_file}"',
+            f'esp_path = "{self.esp}"',
+            f'apply_binds = ["{self.image}"]',
+            'fetcher = "sandbox"',
+            "vm_timeout_s = 60",
+            f"fetch_command = {json.dumps(list(command))}",
+        ]
+        settings: dict[str, object] = {"sandbox_ro_binds": [str(self.release)], **extra}
+        lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def copy_in(self, extra: str = "") -> list[str]:
+        """A fetch program that copies the prepared release into the share."""
+        return ["/bin/sh", "-c", f"cp {self.release}/* /host/updates/ {extra}"]
+
+    def airlock(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "airlock", *args, "--config", str(self.config)],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def update(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return self.airlock("update", str(self.staging), "--json", *args, timeout=timeout)
+
+    def disk_digest(self) -> str:
+        return hashlib.sha256(self.image.read_bytes()).hexdigest()
+
+    def esp_listing(self) -> dict[str, str]:
+        base = self.esp / "EFI/Linux"
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(base.iterdir())}
+
+    def slots(self) -> tuple[disk.Slot, ...]:
+        return disk.state(self.image)
+
+
+def build(root: Path, btrfs: Path) -> World:
+    """Create everything under ``root`` (staging on the mounted btrfs ``btrfs``)."""
+    etc = root / "etc"
+    (etc / "vm-sysupdate.d").mkdir(parents=True)
+    (etc / "update-url").write_text("http://127.0.0.1:9/\n")
+    (etc / "os-release").write_text('ID=spectrum\nNAME="Spectrum"\nIMAGE_VERSION=1\n')
+    image = root / "disk.img"
+    v1_root, v1_verity = root / "v1.root", root / "v1.verity"
+    v1_root.write_bytes(releases.payload(3 << 20, seed="v1-root"))
+    v1_verity.write_bytes(releases.payload(64 << 10, seed="v1-verity"))
+    disk.create(image, roothash=V1_HASH, version="1", root_image=v1_root,
+                verity_image=v1_verity, root_mib=ROOT_MIB, verity_mib=VERITY_MIB)
+    host_transfers(etc / "sysupdate.d", image)
+    esp = root / "esp"
+    (esp / "EFI/Linux").mkdir(parents=True)
+    (esp / "EFI/Linux/Spectrum_1.efi").write_bytes(releases.payload(8192, seed="v1-efi"))
+    key = releases.make_key(root / "key")
+    root_name, verity_name, efi_name = releases.spectrum_names("2", V2_HASH)
+    files = {
+        root_name: releases.payload(4 << 20, seed="v2-root"),
+        verity_name: releases.payload(96 << 10, seed="v2-verity"),
+        efi_name: releases.payload(12288, seed="v2-efi"),
+    }
+    release = root / "release"
+    releases.make_release(release, "2", files, key)
+    os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
+    for p in release.iterdir():
+        os.chmod(p, 0o644)
+    world = World(root=root, staging=btrfs / "staging", image=image, esp=esp, release=release,
+                  config=root / "host.toml", state_file=root / "state/state.json",
+                  lock=root / "update-lock", files=files, key=key)
+    world.write_config(world.copy_in())
+    return world
+
+
+def events(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: MIT
+"""lock.py (flock, holder pid, --wait), state.py (atomic, strict) and HostConfig (TOML)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from airlock import lock, state
+from airlock.config import HostConfig, Limits, load_host_config
+from airlock.errors import BusyError, ConfigError
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from airlock import lock
+with lock.hold(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(path: Path, seconds: float) -> subprocess.Popen[str]:
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_busy_names_the_holder_pid(tmp_path: Path) -> None:
+    path = tmp_path / "update-lock"
+    p = _holder(path, 30)
+    try:
+        with pytest.raises(BusyError) as info, lock.hold(path):
+            pass
+        assert f"pid {p.pid}" in info.value.message
+        assert info.value.code == "busy.lock"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_sigkilled_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    path = tmp_path / "update-lock"
+    p = _holder(path, 30)
+    p.kill()
+    p.wait()
+    with lock.hold(path):
+        assert lock.holder_pid(path) == os.getpid()
+    assert lock.holder_pid(path) is None
+
+
+def test_wait_blocks_until_free(tmp_path: Path) -> None:
+    path = tmp_path / "update-lock"
+    p = _holder(path, 0.5)
+    start = time.monotonic()
+    with lock.hold(path, wait=True, timeout_s=10):
+        pass
+    assert time.monotonic() - start > 0.2
+    p.wait()
+
+
+def test_wait_with_timeout_gives_up(tmp_path: Path) -> None:
+    path = tmp_path / "update-lock"
+    p = _holder(path, 30)
+    try:
+        with pytest.raises(BusyError), lock.hold(path, wait=True, timeout_s=0.3):
+            pass
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_lock_refuses_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "target").write_text("")
+    (tmp_path / "update-lock").symlink_to(tmp_path / "target")
+    with pytest.raises(Exception) as info, lock.hold(tmp_path / "update-lock"):  # noqa: PT011
+        pass
+    assert "lock" in str(info.value)
+
+
+def test_state_round_trip_and_atomic_mode(tmp_path: Path) -> None:
+    path = tmp_path / "s" / "state.json"
+    assert state.load(path) == state.State()
+    s = state.State(installed="1", pending="2", floor="2",
+                    last_check=datetime(2026, 1, 2, tzinfo=UTC),
+                    newest_signature=datetime(2026, 1, 1, tzinfo=UTC), manifest_sha256="a" * 64)
+    state.save(path, s)
+    assert state.load(path) == s
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"{", b"[]", b'{"format": 2}', b'{"format": 1, "floor": 3}',
+    b'{"format": 1, "last_check": "2026-01-01T00:00:00"}', b'{"format": 1, "floor": "a\\u001b"}',
+    b"\xff",
+])
+def test_corrupt_state_is_refused_not_reset(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError):
+        state.load(path)
+
+
+def test_defaults_reproduce_spectrum() -> None:
+    c = HostConfig()
+    assert c.lock_path == Path("/run/update-lock")
+    assert c.vm_name == "sys.appvm-systemd-sysupdate"
+    assert c.definitions_dir == Path("/etc/sysupdate.d")
+    assert c.vm_definitions_dir == Path("/etc/vm-sysupdate.d")
+    assert c.update_url_file == Path("/etc/update-url")
+    assert c.keyring == Path("/etc/systemd/import-pubring.gpg")
+    assert c.sysupdate_path == Path("/usr/lib/systemd/systemd-sysupdate")
+    assert c.mount_point == "/run/updater"
+    assert load_host_config(None) == c
+
+
+def test_toml_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "host.toml"
+    f.write_text(
+        'lock_path = "/tmp/x/lock"\nfetcher = "sandbox"\nvm_timeout_s = 5\n'
+        'fetch_command = ["/bin/true"]\nsandbox_netns = "airlock-t1"\n'
+        'qgroup_limit_bytes = 1073741824\nesp_path = "/tmp/esp"\n'
+        'apply_binds = ["/tmp/disk.img"]\n[limits]\nmax_entries = 10\n'
+    )
+    c = load_host_config(f)
+    assert c.lock_path == Path("/tmp/x/lock")
+    assert c.fetcher == "sandbox"
+    assert c.vm_timeout_s == 5.0
+    assert c.fetch_command == ("/bin/true",)
+    assert c.sandbox_netns == "airlock-t1"
+    assert c.qgroup_limit_bytes == 1 << 30
+    assert c.esp_path == Path("/tmp/esp")
+    assert c.apply_binds == (Path("/tmp/disk.img"),)
+    assert c.limits == Limits(max_entries=10)
+
+
+@pytest.mark.parametrize("text", [
+    'nonsense = 1\n', 'lock_path = "relative"\n', 'vm_timeout_s = -1\n', 'vm_timeout_s = true\n',
+    'fetch_command = []\n', 'qgroup_limit_bytes = 12\n', 'sandbox_netns = "a b"\n',
+    'trusted_fingerprints = ["abc"]\n', '[limits]\nmax_entries = 0\n', '[limits]\nbogus = 1\n',
+    'threshold = 2\ntrusted_fingerprints = ["' + "A" * 40 + '"]\n', "lock_path = \n",
+])
+def test_bad_config_is_a_config_error(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "host.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_host_config(f)
+    assert info.value.code == "config.host"
+    assert info.value.exit_status == 3

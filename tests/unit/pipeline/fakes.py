@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: MIT
+"""Fakes for every backend of the host pipeline (the orchestrator is the component under test)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.backends.staging import CleanReport
+from airlock.config import HostConfig
+from airlock.errors import AirlockError
+from airlock.events import ListReporter, Reporter
+from airlock.pipeline.context import Installed, ProgressFn, RunContext
+from airlock.state import State
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeSigner:
+    fingerprint: str = "A" * 40
+    created: datetime = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeRelease:
+    version: str | None = "2"
+    newer: bool = True
+    signers: tuple[FakeSigner, ...] = (FakeSigner(),)
+    manifest_sha256: str = "0" * 64
+    bytes_hashed: int = 0
+    best_before: date | None = None
+
+
+@dataclass
+class Journal:
+    """Every backend call, in order, plus failures to inject by call name."""
+
+    calls: list[str] = field(default_factory=list)
+    fail: dict[str, AirlockError] = field(default_factory=dict)
+
+    def hit(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail:
+            raise self.fail[name]
+
+
+class FakeStaging:
+    def __init__(self, journal: Journal, root: Path) -> None:
+        self.j = journal
+        self.root = root
+        self.snapshot_exists = False
+
+    @property
+    def share(self) -> Path:
+        return self.root / "shared"
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.root / "snapshot"
+
+    def prepare(self) -> None:
+        self.j.hit("prepare")
+        self.share.mkdir(parents=True, exist_ok=True)
+
+    def remove_stale(self) -> int:
+        self.j.hit("remove_stale")
+        return 0
+
+    def clean_share(self) -> CleanReport:
+        self.j.hit("clean_share")
+        return CleanReport(removed=0, kept=0)
+
+    def snapshot(self) -> Path:
+        self.j.hit("snapshot")
+        self.snapshot_path.mkdir()
+        self.snapshot_exists = True
+        return self.snapshot_path
+
+    def drop(self, snapshot: Path, names: Sequence[str]) -> int:
+        self.j.hit("drop")
+        return len(names)
+
+    def make_read_only(self, snapshot: Path) -> None:
+        self.j.hit("make_read_only")
+
+    def sync(self, snapshot: Path) -> None:
+        self.j.hit("sync")
+
+    def delete_snapshot(self) -> bool:
+        self.j.hit("delete_snapshot")
+        existed = self.snapshot_exists
+        if existed:
+            self.snapshot_path.rmdir()
+        self.snapshot_exists = False
+        return existed
+
+
+class FakeFetcher:
+    def __init__(self, journal: Journal) -> None:
+        self.j = journal
+        self.requests: list[FetchRequest] = []
+
+    def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
+        self.requests.append(request)
+        self.j.hit("fetch")
+        return FetchResult(exit_status=0, duration_s=0.0)
+
+
+class FakeInspector:
+    def __init__(self, journal: Journal, release: FakeRelease) -> None:
+        self.j = journal
+        self.release = release
+        self.states: list[tuple[State, str | None]] = []
+
+    def droppable(self, dir_fd: int) -> tuple[str, ...]:
+        self.j.hit("droppable")
+        return (".#partial",)
+
+    def judge(self, dir_fd: int, *, state: State, installed: str | None,
+              now: datetime) -> FakeRelease:
+        self.states.append((state, installed))
+        self.j.hit("judge")
+        return self.release
+
+
+class FakeApplier:
+    def __init__(self, journal: Journal, current: str | None = "1") -> None:
+        self.j = journal
+        self.current = current
+        self.applied: list[str] = []
+
+    def installed(self) -> Installed:
+        self.j.hit("installed")
+        return Installed(current=self.current, versions=(self.current,) if self.current else ())
+
+    def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
+        self.j.hit("apply")
+        progress(50, 100)
+        self.applied.append(version)
+
+
+@dataclass
+class World:
+    ctx: RunContext
+    journal: Journal
+    reporter: ListReporter
+    staging: FakeStaging
+    applier: FakeApplier
+    inspector: FakeInspector
+    config: HostConfig
+
+
+def make_world(tmp_path: Path, *, release: FakeRelease | None = None,
+               current: str | None = "1") -> World:
+    keyring = tmp_path / "pubring.gpg"
+    keyring.write_bytes(b"k")
+    config = HostConfig(
+        lock_path=tmp_path / "lock",
+        state_file=tmp_path / "state" / "state.json",
+        keyring=keyring,
+        vm_definitions_dir=tmp_path / "vm-defs",
+        update_url_file=tmp_path / "update-url",
+    )
+    journal = Journal()
+    reporter = ListReporter()
+    staging = FakeStaging(journal, tmp_path / "staging")
+    inspector = FakeInspector(journal, release or FakeRelease())
+    applier = FakeApplier(journal, current)
+    ctx = RunContext(
+        config=config, staging_dir=tmp_path / "staging", staging=staging,
+        fetcher=FakeFetcher(journal), inspector=inspector, applier=applier,
+        reporter=reporter, now=NOW,
+    )
+    return World(ctx=ctx, journal=journal, reporter=reporter, staging=staging,
+                 applier=applier, inspector=inspector, config=config)

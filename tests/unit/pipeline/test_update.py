@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: MIT
+"""The orchestrator with a fake for every backend: order, nothing applied after a rejection,
+cleanup after a failure at each step, the state written last."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airlock import lock, state
+from airlock.errors import (
+    AirlockError,
+    ApplyError,
+    BusyError,
+    FetchError,
+    HostError,
+    SignatureError,
+)
+from airlock.events import Failed, Step, StepFinished, StepProgress, StepStarted
+from airlock.pipeline.context import Outcome
+from airlock.pipeline.update import run_check, run_update
+
+from .fakes import NOW, FakeRelease, FakeSigner, make_world
+
+ALL_STEPS = [Step.LOCK, Step.PREPARE, Step.CLEAN, Step.FETCH, Step.FREEZE, Step.INSPECT,
+             Step.APPLY, Step.RECORD, Step.CLEANUP]
+
+
+def started(events: list[object]) -> list[Step]:
+    return [e.step for e in events if isinstance(e, StepStarted)]
+
+
+def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    assert run_update(w.ctx) is Outcome.UPDATED
+    assert started(w.reporter.events) == ALL_STEPS
+    finished = [e.step for e in w.reporter.events if isinstance(e, StepFinished)]
+    assert finished == ALL_STEPS
+    assert w.journal.calls == [
+        "prepare", "remove_stale", "clean_share", "fetch", "snapshot", "droppable", "drop",
+        "make_read_only", "sync", "installed", "judge", "apply", "delete_snapshot",
+    ]
+    assert w.applier.applied == ["2"]
+    assert any(isinstance(e, StepProgress) and e.step is Step.APPLY for e in w.reporter.events)
+    saved = state.load(w.config.state_file)
+    assert saved.pending == "2"
+    assert saved.floor == "2"
+    assert saved.last_check == NOW
+    assert saved.newest_signature == FakeSigner().created
+
+
+def test_inspection_gets_the_persisted_floor_and_signature_time(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    run_update(w.ctx)
+    w2 = make_world(tmp_path, release=FakeRelease(newer=False))
+    assert run_update(w2.ctx) is Outcome.UP_TO_DATE
+    seen, installed = w2.inspector.states[0]
+    assert seen.floor == "2"
+    assert seen.newest_signature == FakeSigner().created
+    assert installed == "1"
+
+
+def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> None:
+    w = make_world(tmp_path, release=FakeRelease(newer=False, version="1"))
+    assert run_update(w.ctx) is Outcome.UP_TO_DATE
+    assert "apply" not in w.journal.calls
+    assert Step.APPLY not in started(w.reporter.events)
+    assert w.journal.calls[-1] == "delete_snapshot"
+    saved = state.load(w.config.state_file)
+    assert saved.last_check == NOW
+    assert saved.floor == "1"  # the floor follows what sysupdate reports installed
+    assert saved.installed == "1"
+
+
+def test_newest_signature_time_never_goes_back(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    run_update(w.ctx)
+    older = FakeSigner(created=FakeSigner().created.replace(year=2020))
+    w2 = make_world(tmp_path, release=FakeRelease(newer=False, signers=(older,)))
+    run_update(w2.ctx)
+    assert state.load(w.config.state_file).newest_signature == FakeSigner().created
+
+
+def test_rejection_applies_nothing_and_keeps_state(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail["judge"] = SignatureError("Refusing SHA256SUMS: bad signature")
+    with pytest.raises(SignatureError):
+        run_update(w.ctx)
+    assert w.applier.applied == []
+    assert "apply" not in w.journal.calls
+    assert not w.config.state_file.exists()
+    assert w.journal.calls[-1] == "delete_snapshot"
+    failed = [e for e in w.reporter.events if isinstance(e, Failed)]
+    assert [(f.step, f.code) for f in failed] == [(Step.INSPECT, "reject.signature")]
+
+
+FAILURES: list[tuple[str, AirlockError]] = [
+    ("prepare", HostError("not btrfs", code="host.not-btrfs")),
+    ("remove_stale", HostError("x")),
+    ("clean_share", HostError("x")),
+    ("fetch", FetchError("timed out", code="fetch.timeout")),
+    ("snapshot", HostError("x")),
+    ("droppable", HostError("x")),
+    ("drop", HostError("x")),
+    ("make_read_only", HostError("x")),
+    ("sync", HostError("x")),
+    ("installed", ApplyError("x")),
+    ("judge", SignatureError("x")),
+    ("apply", ApplyError("sysupdate failed", code="apply.sysupdate")),
+]
+
+
+@pytest.mark.parametrize(("where", "error"), FAILURES, ids=[f[0] for f in FAILURES])
+def test_failure_at_each_step_cleans_up_and_releases_the_lock(
+    tmp_path: Path, where: str, error: AirlockError
+) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail[where] = error
+    with pytest.raises(type(error)):
+        run_update(w.ctx)
+    calls = w.journal.calls
+    # Nothing after the failing call except the snapshot deletion.
+    after = calls[calls.index(where) + 1:]
+    assert set(after) <= {"delete_snapshot"}
+    if "snapshot" in calls:
+        assert after == ["delete_snapshot"] or where == "delete_snapshot"
+    assert not w.staging.snapshot_exists
+    assert not w.config.state_file.exists()
+    if where != "apply":
+        assert w.applier.applied == []
+    # The lock is free again.
+    with lock.hold(w.config.lock_path):
+        pass
+    failed = [e for e in w.reporter.events if isinstance(e, Failed)]
+    assert len(failed) == 1
+    assert failed[0].code == error.code
+
+
+def test_check_never_applies_and_reports_available(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    assert run_check(w.ctx) is Outcome.AVAILABLE
+    assert "apply" not in w.journal.calls
+    assert Step.APPLY not in started(w.reporter.events)
+    saved = state.load(w.config.state_file)
+    assert saved.last_check == NOW
+    assert saved.pending is None
+
+
+def test_check_up_to_date(tmp_path: Path) -> None:
+    w = make_world(tmp_path, release=FakeRelease(newer=False))
+    assert run_check(w.ctx) is Outcome.UP_TO_DATE
+
+
+def test_busy_lock_fails_fast_before_any_backend_call(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    with lock.hold(w.config.lock_path), pytest.raises(BusyError) as info:
+        run_update(w.ctx)
+    assert w.journal.calls == []
+    assert info.value.exit_status == 4
+    failed = [e for e in w.reporter.events if isinstance(e, Failed)]
+    assert failed[0].step is Step.LOCK
+
+
+def test_fetch_request_carries_share_config_and_timeout(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    (tmp_path / "vm-defs").mkdir()
+    (tmp_path / "vm-defs" / "50-a.transfer").write_text("[Transfer]\n")
+    (tmp_path / "vm-defs" / "60-masked.transfer").symlink_to("/dev/null")
+    (tmp_path / "update-url").write_text("http://127.0.0.1:1/\n")
+    run_update(w.ctx)
+    fetcher = w.ctx.fetcher
+    req = fetcher.requests[0]  # type: ignore[attr-defined]  # FakeFetcher
+    assert req.share == w.staging.share
+    assert req.timeout_s == w.config.vm_timeout_s
+    assert (req.config_dir / "vm-sysupdate.d" / "50-a.transfer").is_file()
+    masked = req.config_dir / "vm-sysupdate.d" / "60-masked.transfer"
+    assert os.readlink(masked) == "/dev/null"
+    assert oct(req.config_dir.stat().st_mode & 0o777) == "0o755"
+    assert (req.config_dir / "update-url").read_text() == "http://127.0.0.1:1/\n"
+    assert (req.config_dir / "systemd" / "import-pubring.gpg").read_bytes() == b"k"
+
+
+def test_a_cleanup_failure_does_not_hide_the_rejection(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail["judge"] = SignatureError("bad signature")
+    w.journal.fail["delete_snapshot"] = HostError("btrfs failed", code="host.btrfs")
+    with pytest.raises(SignatureError):
+        run_update(w.ctx)
+    codes = [e.code for e in w.reporter.events if isinstance(e, Failed)]
+    assert codes == ["reject.signature", "host.btrfs"]
+
+
+def test_a_cleanup_failure_after_success_is_reported(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail["delete_snapshot"] = HostError("btrfs failed", code="host.btrfs")
+    with pytest.raises(HostError):
+        run_update(w.ctx)
+    assert w.applier.applied == ["2"]
+
+
+@pytest.mark.parametrize("bad", ["-rf", "1 2", "a/b", ""])
+def test_an_invalid_version_never_reaches_sysupdate(tmp_path: Path, bad: str) -> None:
+    w = make_world(tmp_path, release=FakeRelease(version=bad))
+    with pytest.raises(ApplyError) as info:
+        run_update(w.ctx)
+    assert info.value.code == "apply.version"
+    assert w.applier.applied == []
