@@ -38,7 +38,6 @@ done
 mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-chmod 0755 "$work"  # apt-get download drops to _apt
 
 # 1. The kernel: the newest bookworm 6.1 ABI, unpacked once per version.
 kpkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1)
@@ -52,7 +51,7 @@ kdir="$out/kernel-$kver"
 if [ ! -f "$kdir/.complete" ]; then
   echo "make-guest: downloading $kpkg"
   rm -rf "$kdir" && mkdir -p "$kdir"
-  (cd "$work" && apt-get download -q "$kpkg" >/dev/null)
+  (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >/dev/null)
   dpkg -x "$work"/"$kpkg"_*.deb "$kdir/tree"
   rm -f "$work"/"$kpkg"_*.deb
   depmod -b "$kdir/tree" "$kver"
