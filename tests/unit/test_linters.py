@@ -18,7 +18,9 @@ BIN = Path(sys.executable).parent
     "argv",
     [
         pytest.param([str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "bench"], id="ruff"),
-        pytest.param([str(BIN / "mypy"), "--no-incremental", "--cache-dir=/dev/null"], id="mypy"),
+        pytest.param(
+            [str(BIN / "mypy"), "--no-incremental", "--cache-dir=/dev/null"], id="mypy"
+        ),
     ],
 )
 def test_linter_is_clean(argv: list[str]) -> None:
