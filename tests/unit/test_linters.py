@@ -13,16 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+RUFF = [str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "bench"]
+MYPY = [str(BIN / "mypy"), "--no-incremental", "--cache-dir=/dev/null"]
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    "argv",
-    [
-        pytest.param([str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "bench"], id="ruff"),
-        pytest.param(
-            [str(BIN / "mypy"), "--no-incremental", "--cache-dir=/dev/null"], id="mypy"
-        ),
-    ],
-)
+@pytest.mark.parametrize("argv", [pytest.param(RUFF, id="ruff"), pytest.param(MYPY, id="mypy")])
 def test_linter_is_clean(argv: list[str]) -> None:
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
                             check=False)
