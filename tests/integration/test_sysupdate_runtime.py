@@ -351,3 +351,50 @@ def test_mount_flags_inside_the_namespace(runtime: Runtime, tmp_path: Path) -> N
     assert b"Read-only file system" in res.stderr
     assert (rw / "ok").exists()
     assert not (ro / "refused").exists()
+
+
+_HANG = """
+import sys
+from pathlib import Path
+from airlock.backends.apply.runtime import Bind, locate
+from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier
+inv = Invocation(definitions=Path(sys.argv[1]), keyring=Path(sys.argv[2]), binds=(
+    Bind(source=Path(sys.argv[3]), target=sys.argv[4], read_only=True),
+    Bind(source=Path(sys.argv[5]), target="/srv/dst", read_only=False)))
+print("started", flush=True)
+SysupdateApplier(locate(), timeout_s=600).update(inv)
+"""
+
+
+def _sysupdate_of(token: str) -> str:
+    return subprocess.run(["pgrep", "-f", f"updates-{token}"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+
+
+def test_sysupdate_dies_with_a_sigkilled_airlock(runtime: Runtime, site: Site) -> None:
+    site.updates.mkdir()
+    os.mkfifo(site.updates / "SHA256SUMS")  # sysupdate blocks reading it
+    inv = site.invocation()
+    assert inv.keyring is not None
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HANG, str(inv.definitions), str(inv.keyring),
+         str(site.updates), f"/srv/updates-{site.token}", str(site.dst)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        while not _sysupdate_of(site.token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Negative control: sysupdate really is running (blocked on the FIFO) before the kill.
+        assert _sysupdate_of(site.token) != ""
+        time.sleep(1)
+        assert _sysupdate_of(site.token) != ""
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _sysupdate_of(site.token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sysupdate_of(site.token) == "", "sysupdate outlived the killed airlock process"

@@ -20,16 +20,19 @@ from airlock import __version__
 from airlock.errors import EXIT_STATUS_MEANING, AirlockError, ExitStatus, UsageError
 from airlock.text import display
 
-# Verb modules, in --help order.  Each has register(subparsers) -> None.
-VERB_MODULES = (
-    "airlock.cli.host",
-    "airlock.cli.inspection",
-    "airlock.cli.release",
-    "airlock.cli.agent",
-    "airlock.cli.tools",
-    "airlock.cli.manifest",
-    "airlock.cli.lab",
-)
+# Verb modules, in --help order, with the verbs each registers (register(subparsers) -> None).
+# Only the module of the verb being run is imported: the agent inside the VM never loads host
+# code, and a short command does not pay for HTTP or terminal libraries it does not use.
+VERBS: dict[str, tuple[str, ...]] = {
+    "airlock.cli.host": ("update", "check", "status"),
+    "airlock.cli.inspection": ("inspect",),
+    "airlock.cli.release": ("publish", "render", "keygen", "serve"),
+    "airlock.cli.agent": ("agent",),
+    "airlock.cli.tools": ("version-compare", "pattern"),
+    "airlock.cli.manifest": ("manifest",),
+    "airlock.cli.lab": ("demo",),
+}
+VERB_MODULES = tuple(VERBS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,8 +42,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", code="usage.invalid")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser."""
+def _module_for(argv: Sequence[str]) -> str | None:
+    """The verb module for ``argv``'s verb, or None (help, unknown verb: load them all)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return next((mod for mod, verbs in VERBS.items() if arg in verbs), None)
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser (only the verb module ``argv`` needs, or all of them)."""
     parser = _Parser(
         prog="airlock",
         description="A secure OS updater: an untrusted VM downloads, the host judges and applies.",
@@ -51,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-codes", action="store_true", help="print the exit-status table and exit"
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    only = _module_for(argv)
     for name in VERB_MODULES:
-        importlib.import_module(name).register(sub)
+        if only is None or name == only:
+            importlib.import_module(name).register(sub)
     return parser
 
 
@@ -105,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in args_list
     _setup_logging(debug)
     try:
-        parser = build_parser()
+        parser = build_parser(args_list)
         args = parser.parse_args(args_list)
         if args.exit_codes:
             print(exit_code_table())

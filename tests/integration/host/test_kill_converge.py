@@ -76,9 +76,9 @@ def _kill_after(w: World, step: str) -> bool:
 def test_sigkill_at_each_step_then_rerun_converges(world: World, step: str) -> None:
     w = world
     assert _kill_after(w, step)
-    # A child started by the killed run (sysupdate during apply) may outlive it; wait for it
-    # rather than race it (see docs/adr/0060: the runtime has no die-with-parent yet).
-    deadline = time.monotonic() + 120
+    # A child started by the killed run (sysupdate during apply) dies with it (setpriv
+    # --pdeathsig + unshare --kill-child); allow only the kernel's reaping delay.
+    deadline = time.monotonic() + 10
     while _orphans(w) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _orphans(w) == []

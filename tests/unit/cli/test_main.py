@@ -26,3 +26,35 @@ def test_exit_code_table_lists_every_status() -> None:
     table = exit_code_table()
     for status in ExitStatus:
         assert f"| {status.value} |" in table
+
+
+_LOADED = """
+import sys
+from airlock.cli import build_parser
+build_parser(sys.argv[1:])
+print(" ".join(sorted(m for m in sys.modules if m.startswith("airlock."))))
+"""
+HOST_ONLY = ("airlock.pipeline", "airlock.trusted", "airlock.untrusted", "airlock.backends.staging",
+             "airlock.backends.fetcher", "airlock.backends.apply", "airlock.release", "airlock.lab")
+
+
+def _loaded(*argv: str) -> set[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    return set(out.split())
+
+
+def test_the_agent_verb_loads_no_host_code() -> None:
+    loaded = _loaded("agent", "--share", "/host")
+    assert "airlock.agent.main" in loaded
+    assert not [m for m in loaded if m.startswith(HOST_ONLY)]
+
+
+def test_help_loads_every_verb_module() -> None:
+    # Negative control for the test above: the detector does see host modules when loaded.
+    loaded = _loaded()
+    assert "airlock.pipeline.update" in loaded
+    assert "airlock.agent.main" in loaded

@@ -213,7 +213,13 @@ class Runtime:
                     ],
                 }
                 res = proc.run(
-                    ["unshare", "--mount", "--propagation", "private", "--fork", "--kill-child",
+                    # setpriv --pdeathsig: if airlock itself is killed (even SIGKILL), unshare
+                    # dies with it; --kill-child then kills sysupdate, the init of a new PID
+                    # namespace, and with it the kernel kills every callout (systemd-pull,
+                    # systemd-import): no orphan keeps writing after the lock is gone.
+                    ["setpriv", "--pdeathsig", "KILL",
+                     "unshare", "--mount", "--pid", "--propagation", "private", "--fork",
+                     "--kill-child",
                      "--", sys.executable, "-I", "-S", ENTER, json.dumps(spec)],
                     timeout=timeout, check=False, max_output=4 << 20,
                 )

@@ -3,7 +3,8 @@
 
 The host gives the VM read-only config, shares the ``shared`` subvolume writable, starts it, waits
 with a timeout and guarantees on every exit path that it is stopped and can no longer write.
-Nothing the VM says is trusted: its exit status decides only whether there is anything worth inspecting.
+Nothing the VM says is trusted: its exit status decides only whether there is anything worth
+inspecting.
 """
 
 from __future__ import annotations
