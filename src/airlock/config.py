@@ -77,6 +77,17 @@ class HostConfig:
     threshold: int = 1
     require_fresh: bool = False
     verifier: str = "auto"
+    # Spectrum fetcher (docs/vm.md): None means Spectrum's own paths and commands.
+    spectrum_run_dir: Path | None = None
+    spectrum_vm_start: tuple[str, ...] | None = None
+    spectrum_vm_stop: tuple[str, ...] | None = None
+    spectrum_stop_timeout_s: float | None = None
+    # QEMU fetcher (docs/vm.md): None means the fetcher's defaults.
+    qemu_guest_dir: Path | None = None
+    qemu_accel: str | None = None
+    qemu_server: str | None = None
+    qemu_memory_mib: int | None = None
+    qemu_cpus: int | None = None
     limits: Limits = dataclasses.field(default_factory=Limits)
 
 
@@ -84,10 +95,12 @@ _PATH_FIELDS = {
     "lock_path", "definitions_dir", "vm_definitions_dir", "update_url_file", "keyring",
     "sysupdate_path", "os_release", "state_file",
 }
-_OPT_PATH_FIELDS = {"sysupdate_runtime_cache", "esp_path"}
+_OPT_PATH_FIELDS = {"sysupdate_runtime_cache", "esp_path", "spectrum_run_dir", "qemu_guest_dir"}
 _PATH_TUPLE_FIELDS = {"sandbox_ro_binds", "apply_binds"}
 _STR_FIELDS = {"vm_name", "mount_point", "fetcher", "sandbox_root", "verifier"}
-_FLOAT_FIELDS = {"vm_timeout_s", "apply_timeout_s"}
+_FLOAT_FIELDS = {"vm_timeout_s", "apply_timeout_s", "spectrum_stop_timeout_s"}
+_ARGV_FIELDS = {"fetch_command", "spectrum_vm_start", "spectrum_vm_stop"}
+_SMALL_INT_FIELDS = {"qemu_memory_mib": (64, 65536), "qemu_cpus": (1, 64)}
 
 
 def _bad(key: str, why: str) -> ConfigError:
@@ -123,10 +136,23 @@ def _convert(key: str, value: object) -> object:
         if not isinstance(value, str) or not value.replace("-", "").replace("_", "").isalnum():
             raise _bad(key, "must be a network namespace name")
         return value
-    if key == "fetch_command":
+    if key in _ARGV_FIELDS:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise _bad(key, "must be a non-empty list of strings")
         return tuple(value)
+    if key in _SMALL_INT_FIELDS:
+        low, high = _SMALL_INT_FIELDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _bad(key, f"must be an integer from {low} to {high}")
+        return value
+    if key == "qemu_accel":
+        if value not in ("tcg", "kvm", "auto"):
+            raise _bad(key, "must be tcg, kvm or auto")
+        return value
+    if key == "qemu_server":
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+            raise _bad(key, "must be HOST:PORT on loopback")
+        return value
     if key == "qgroup_limit_bytes":
         if value in (0, None):
             return None
