@@ -116,3 +116,25 @@ print(json.dumps(out))
         assert unchanged, name
     # Negative control: after the attacks the genuine update still goes through.
     assert out["last"] == [0, "updated"]
+
+
+@pytest.mark.vm
+def test_demo_with_the_agent_in_a_qemu_vm(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airlock", "demo", "--workdir", str(tmp_path / "demo"), "--json",
+         "--fetcher", "qemu"],
+        capture_output=True, text=True, timeout=850, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    h = report["roothashes"]
+    final = report["states"][-1]
+    assert _slots(final) == [
+        ("Spectrum_3.0.verity", format_uuid(h["3.0"][32:]), "verity 3.0"),
+        ("Spectrum_3.0", format_uuid(h["3.0"][:32]), "root 3.0"),
+        ("Spectrum_2.0.verity", format_uuid(h["2.0"][32:]), "verity 2.0"),
+        ("Spectrum_2.0", format_uuid(h["2.0"][:32]), "root 2.0"),
+    ]
+    runs = {r["label"]: r for r in report["runs"]}
+    assert runs["no-op rerun"]["payload_bytes"] == 0
+    assert runs["update 1.0 → 2.0"]["payload_bytes"] > 2_000_000

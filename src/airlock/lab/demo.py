@@ -80,7 +80,8 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool) -> int:
+def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool,
+        fetcher: str = "sandbox") -> int:
     """Run the demo; return the exit status."""
     console = Console(stderr=as_json, highlight=False, width=max(120, _width()))
     signal.signal(signal.SIGTERM, _interrupt)
@@ -88,7 +89,10 @@ def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool) 
     base = workdir or Path(tempfile.mkdtemp(prefix="airlock-demo-", dir="/var/tmp"))
     if workdir is None:
         os.rmdir(base)  # the lab creates it and removes it again unless --keep
-    with Lab(base, keep=keep, log=lambda m: console.print(f"[dim]·[/dim] {escape(m)}")) as world:
+    def log(message: str) -> None:
+        console.print(f"[dim]·[/dim] {escape(message)}")
+
+    with Lab(base, keep=keep, fetcher=fetcher, log=log) as world:
         report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:

@@ -131,7 +131,11 @@ class Lab:
     """A lab world under ``workdir``; use as a context manager (see the module docstring)."""
 
     def __init__(self, workdir: Path, *, keep: bool = False, vm_timeout_s: float = 300.0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 fetcher: str = "sandbox", log: Callable[[str], None] | None = None) -> None:
+        if fetcher not in ("sandbox", "qemu"):
+            raise HostError(f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}",
+                            code="host.lab")
+        self.fetcher = fetcher
         self.w = workdir
         self.keep = keep
         self.vm_timeout_s = vm_timeout_s
@@ -248,6 +252,11 @@ class Lab:
                 proc.run(["umount", target], timeout=60)
 
     def _start_server(self) -> None:
+        if self.fetcher == "qemu":
+            # The guest's one network path is QEMU's forward to a server on host loopback.
+            self.log(f"starting the update server on 127.0.0.1:{PORT} (the guest's only route)")
+            self._spawn_server([])
+            return
         self.log(f"starting the update server in network namespace {NETNS} (no default route)")
         run_netns = Path("/run/netns")
         run_netns.mkdir(parents=True, exist_ok=True)
@@ -257,11 +266,14 @@ class Lab:
         proc.run(["ip", "netns", "add", NETNS], timeout=30)
         self._stack.callback(proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False)
         proc.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], timeout=30)
+        self._spawn_server(["ip", "netns", "exec", NETNS])
+
+    def _spawn_server(self, prefix: list[str]) -> None:
         self.server_dir.mkdir(exist_ok=True)
         self.serve_log = self.w / "serve.log"
         logfile = self._stack.enter_context(open(self.w / "serve.out", "wb"))
         server = self._stack.enter_context(proc.spawn(
-            ["ip", "netns", "exec", NETNS, sys.executable, "-m", "airlock", "serve",
+            [*prefix, sys.executable, "-m", "airlock", "serve",
              self.server_dir, "--bind", "127.0.0.1", "--port", str(PORT), "--log", self.serve_log],
             inherit_env=True, stdout=logfile, stderr=logfile,
         ))  # fmt: skip
@@ -273,12 +285,20 @@ class Lab:
 
     def write_config(self, command: Sequence[str] | None = None, *, ro_binds: Sequence[Path] = (),
                      vm_timeout_s: float | None = None) -> None:
-        """(Re)write the host config; ``command`` replaces the agent as the fetch command."""
+        """(Re)write the host config; ``command`` replaces the agent as the fetch command.
+
+        A replaced command (the hostile VMs) always runs in the sandbox, without network.
+        """
         src = Path(sys.modules["airlock"].__file__ or "").resolve().parents[1]
         binds = [Path(sys.prefix), Path(sys.base_prefix), src, *ro_binds]
-        agent = [sys.executable, "-m", "airlock", "agent", "--share", "/host"]
-        # The sandbox starts with an empty environment: say where this airlock lives.
-        fetch = ["/usr/bin/env", f"PYTHONPATH={src}", *(command or agent)]
+        fetcher = "sandbox" if command else self.fetcher
+        if fetcher == "qemu":
+            # The QEMU fetcher runs the guest's own python3 with this airlock shared read-only.
+            fetch = ["airlock", "agent", "--share", "/host"]
+        else:
+            agent = [sys.executable, "-m", "airlock", "agent", "--share", "/host"]
+            # The sandbox starts with an empty environment: say where this airlock lives.
+            fetch = ["/usr/bin/env", f"PYTHONPATH={src}", *(command or agent)]
         values: dict[str, object] = {
             "lock_path": os.fspath(self.w / "update-lock"),
             "definitions_dir": os.fspath(self.etc / "sysupdate.d"),
@@ -289,8 +309,8 @@ class Lab:
             "state_file": os.fspath(self.w / "state/state.json"),
             "esp_path": os.fspath(self.esp),
             "apply_binds": [os.fspath(self.disk)],
-            "fetcher": "sandbox",
-            "sandbox_netns": NETNS,
+            "fetcher": fetcher,
+            **({"sandbox_netns": NETNS} if self.fetcher == "sandbox" else {}),
             "sandbox_ro_binds": sorted({os.fspath(b) for b in binds}),
             "vm_timeout_s": vm_timeout_s or self.vm_timeout_s,
             "fetch_command": fetch,
