@@ -75,7 +75,7 @@ class World:
             f'esp_path = "{self.esp}"',
             f'apply_binds = ["{self.image}"]',
             'fetcher = "sandbox"',
-            "vm_timeout_s = 60",
+            *([] if "vm_timeout_s" in extra else ["vm_timeout_s = 60"]),
             f"fetch_command = {json.dumps(list(command))}",
         ]
         settings: dict[str, object] = {"sandbox_ro_binds": [str(self.release)], **extra}

@@ -1,29 +1,21 @@
 # SPDX-License-Identifier: MIT
-"""The host pipeline with ``SpectrumFetcher``: Spectrum's protocol (s6, the VM's mount namespace)
+"""``airlock update --fetcher spectrum`` (the real CLI): Spectrum's protocol (s6, the VM's mount namespace)
 driving a real TCG guest that runs the real agent; v1 → v2 into the A/B image, then a no-op."""
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import airlock
-from airlock.backends.fetcher.spectrum import SpectrumFetcher
-from airlock.config import load_host_config
-from airlock.events import ListReporter
-from airlock.pipeline.context import Outcome
-from airlock.pipeline.update import run_update
-from airlock.pipeline.wiring import build_context
 from airlock.release.serve import ServeConfig, serving
 from tests.integration.host.conftest import btrfs_dir  # noqa: F401 - the fixture
 from tests.integration.host.test_update_e2e import assert_no_leftovers, assert_v2_installed
-from tests.integration.host.world import World, build
+from tests.integration.host.world import World, build, events
 from tests.integration.vm.conftest import write_vm_transfers
 from tests.integration.vm.spectrum_world import spectrum_world
 
@@ -41,10 +33,11 @@ def world(tmp_path: Path, btrfs_dir: Path, guest_dir: Path) -> Iterator[World]: 
         w.key.close()
 
 
-def _update(w: World, fetcher: SpectrumFetcher) -> Outcome:
-    ctx = build_context(load_host_config(w.config), w.staging, reporter=ListReporter(),
-                        now=datetime.now(UTC))
-    return run_update(dataclasses.replace(ctx, fetcher=fetcher))
+def _update(w: World) -> str:
+    """``airlock update --fetcher spectrum`` through the real CLI; the final outcome."""
+    result = w.update("--fetcher", "spectrum", timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return str(events(result.stdout)[-1]["outcome"])
 
 
 def test_spectrum_fetcher_v1_to_v2_then_noop(world: World, guest_dir: Path, tmp_path: Path) -> None:
@@ -54,7 +47,13 @@ def test_spectrum_fetcher_v1_to_v2_then_noop(world: World, guest_dir: Path, tmp_
     with serving(ServeConfig(root=w.release, port=0)) as server, \
             spectrum_world(tmp_path / "spectrum") as sw:
         (w.root / "etc/update-url").write_text(server.url + "\n")
-        w.write_config(["/usr/bin/airlock"])  # unused: Spectrum's VM decides what it runs
+        spectrum = sw.config()
+        # fetch_command is unused: Spectrum's VM decides what it runs.
+        w.write_config(
+            ["/usr/bin/airlock"], spectrum_run_dir=str(spectrum.run_dir), vm_name=spectrum.vm_name,
+            spectrum_vm_start=list(spectrum.vm_start), spectrum_vm_stop=list(spectrum.vm_stop),
+            spectrum_stop_timeout_s=spectrum.stop_timeout_s, vm_timeout_s=300,
+        )
         # The VMM boots the real guest on <run>/fs/<id>, which runs the real agent.
         sw.set_guest(
             f"cd {shlex.quote(str(tests_root))}\n"
@@ -62,14 +61,13 @@ def test_spectrum_fetcher_v1_to_v2_then_noop(world: World, guest_dir: Path, tmp_
             f"-m tests.integration.vm.vmm_qemu {sw.fs} {guest_dir} 240 "
             "/usr/bin/airlock agent --share /host --timeout 200"
         )
-        fetcher = SpectrumFetcher(sw.config())
         sw.wait_up()
-        assert _update(w, fetcher) is Outcome.UPDATED
+        assert _update(w) == "updated"
         assert_v2_installed(w)
         assert_no_leftovers(w)
         assert sw.vm_mounts() == [str(sw.fs)]
         disk_before = w.disk_digest()
         sw.wait_up()
-        assert _update(w, fetcher) is Outcome.UP_TO_DATE
+        assert _update(w) == "up-to-date"
         assert w.disk_digest() == disk_before
         assert sw.vm_mounts() == [str(sw.fs)]
