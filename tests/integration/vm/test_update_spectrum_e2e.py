@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""``airlock update --fetcher spectrum`` (the real CLI): Spectrum's protocol (s6, the VM's mount namespace)
-driving a real TCG guest that runs the real agent; v1 → v2 into the A/B image, then a no-op."""
+"""``airlock update --fetcher spectrum`` (the real CLI): Spectrum's protocol (s6, the VM's mount
+namespace) driving a real TCG guest that runs the real agent; v1 → v2 into the A/B image, then a
+no-op."""
 
 from __future__ import annotations
 
