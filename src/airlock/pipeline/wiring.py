@@ -9,6 +9,8 @@ snapshot bind-mounted read-only at the configured mount point.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -179,12 +181,13 @@ def build_context(
     wait_lock: bool = False,
     fetch_timeout_s: float | None = None,
 ) -> RunContext:
-    """A RunContext with the real backends."""
+    """A RunContext with the real backends (``fetcher`` overrides the configured one)."""
+    config = dataclasses.replace(config, fetcher=fetcher or config.fetcher)
     return RunContext(
         config=config,
         staging_dir=staging_dir,
         staging=BtrfsStaging(staging_dir, qgroup_limit_bytes=config.qgroup_limit_bytes),
-        fetcher=make_fetcher(config, fetcher or config.fetcher),
+        fetcher=make_fetcher(config, config.fetcher),
         inspector=HostInspector(config),
         applier=SysupdateHostApplier(config),
         reporter=reporter,

@@ -202,9 +202,19 @@ def test_check_reports_available_then_nothing_after_update(world: World) -> None
     assert events(again.stdout)[-1]["outcome"] == "up-to-date"
 
 
-def test_spectrum_fetcher_missing_is_a_config_error(world: World) -> None:
-    out = world.airlock("update", str(world.staging), "--fetcher", "spectrum")
-    assert out.returncode == 3, out.stderr
+def test_spectrum_fetcher_without_spectrum_fails_clearly_before_touching_anything(
+    world: World,
+) -> None:
+    digest = world.disk_digest()
+    out = world.update("--fetcher", "spectrum")
+    assert out.returncode == 5, out.stderr
+    final = events(out.stdout)[-1]
+    assert final["code"] == "host.executable"
+    assert "vm-start" in str(final["message"])
+    started = [e for e in events(out.stdout) if e.get("event") == "step-started"]
+    assert [e["step"] for e in started][-1] == "fetch"
+    assert "spectrum" in str(started[-1]["detail"])
+    assert world.disk_digest() == digest
 
 
 def test_an_orphan_of_a_killed_run_using_the_snapshot_makes_the_run_busy(world: World) -> None:

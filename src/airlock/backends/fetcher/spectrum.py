@@ -305,7 +305,10 @@ def _check_executable(path: Path) -> None:
     try:
         st = path.stat()
     except OSError as exc:
-        raise HostError(f"Failed to find {path}: {exc.strerror}", code="host.executable") from exc
+        raise HostError(
+            f"Failed to find {path}: {exc.strerror}", code="host.executable",
+            hint="the spectrum fetcher needs Spectrum's VM tools; elsewhere use --fetcher qemu",
+        ) from exc
     if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
         raise HostError(f"Refusing {path}: not an absolute executable file", code="host.executable")
     if st.st_uid != 0 or st.st_mode & 0o022:
