@@ -10,7 +10,6 @@ snapshot bind-mounted read-only at the configured mount point.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import os
