@@ -55,6 +55,16 @@ class HostInspector:
             raise ConfigError(f"Keyring {config.keyring} is missing", code="config.keyring")
         self._verifier = openpgp.verifier(config.verifier)
 
+    def _required_signatures(self) -> tuple[str, ...]:
+        """systemd-sysupdate 257 reads only ``SHA256SUMS.gpg`` (258+ also ``.sha256.asc``)."""
+        from airlock.backends.apply import runtime
+
+        try:
+            major = runtime.locate(self._config.sysupdate_runtime_cache).version
+        except HostError:
+            return ("SHA256SUMS.gpg",)  # apply will fail clearly anyway; stay strict
+        return ("SHA256SUMS.gpg",) if major < 258 else ()
+
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Dot-temporaries and stale versions the host may unlink before freezing."""
         from airlock.untrusted import candidate
@@ -80,6 +90,7 @@ class HostInspector:
             installed=installed or state.installed,
             not_before=state.newest_signature,
             require_fresh=cfg.require_fresh,
+            required_signature_files=self._required_signatures(),
         )
         release: Judged = verify.judge(
             dir_fd, transfers=self._transfers, keyring=cfg.keyring, policy=policy,

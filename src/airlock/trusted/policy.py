@@ -48,6 +48,9 @@ class Policy:
             result says whether the release is newer.
         not_before: a counted signature created before this instant is a replay.
         require_fresh: a manifest without ``BEST-BEFORE`` is refused.
+        required_signature_files: signature file names that must be present (the host sets
+            ``SHA256SUMS.gpg`` when it applies with systemd-sysupdate 257, which reads no other
+            name: without it sysupdate would vacuum a slot and then fail, on every run).
     """
 
     trusted_fingerprints: frozenset[str] = field(default_factory=frozenset)
@@ -56,6 +59,7 @@ class Policy:
     installed: str | None = None
     not_before: datetime.datetime | None = None
     require_fresh: bool = False
+    required_signature_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse inconsistent policies (programmer or usage errors, never untrusted input)."""

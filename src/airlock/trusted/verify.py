@@ -287,6 +287,14 @@ def judge(
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
     raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
+    present = {f.name for f in classified.signatures}
+    for name in policy.required_signature_files:
+        if name not in present:
+            raise SignatureError(
+                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
+                " that signature name)",
+                code="reject.signature",
+            )
     signatures = _verify_signatures(
         dir_fd,
         classified.signatures,
