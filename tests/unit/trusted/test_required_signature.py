@@ -33,7 +33,7 @@ def armoured_only(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
     raw = s.release(sign=False)
     s.sign(raw, name="SHA256SUMS.sha256.asc", armor=True)
     s.close()
-    yield s
+    return s
 
 
 def _judge(s: Staging, keys: KeySet, transfers: tuple[definitions.Transfer, ...],
