@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -40,6 +41,25 @@ class Completed:
     returncode: int
     stdout: bytes
     stderr: bytes
+
+
+def check_executable(path: Path, *, hint: str | None = None) -> None:
+    """An executable from config: absolute, a regular file, root-owned, not writable by others.
+
+    Raises:
+        HostError: ``host.executable``.
+    """
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise HostError(f"Failed to find {path}: {exc.strerror}", code="host.executable",
+                        hint=hint) from exc
+    if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise HostError(f"Refusing {path}: not an absolute executable file",
+                        code="host.executable")
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise HostError(f"Refusing {path}: not owned by root or writable by others",
+                        code="host.executable")
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

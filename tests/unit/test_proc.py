@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,20 @@ def test_environment_is_rebuilt() -> None:
 def test_missing_program_is_a_host_error() -> None:
     with pytest.raises(HostError):
         proc.run(["/nonexistent/tool"], timeout=5)
+
+
+def test_check_executable_accepts_a_root_owned_binary() -> None:
+    proc.check_executable(Path("/bin/sh"))
+
+
+@pytest.mark.parametrize("case", ["missing", "relative", "not-executable", "world-writable"])
+def test_check_executable_refuses(tmp_path: Path, case: str) -> None:
+    target = tmp_path / "tool"
+    if case != "missing":
+        target.write_text("#!/bin/sh\n")
+        target.chmod({"relative": 0o755, "not-executable": 0o644, "world-writable": 0o777}[case])
+    if case == "relative":
+        target = Path(os.path.relpath(target))
+    with pytest.raises(HostError) as info:
+        proc.check_executable(target, hint="h")
+    assert info.value.code == "host.executable"

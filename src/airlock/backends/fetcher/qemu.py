@@ -30,7 +30,6 @@ import os
 import re
 import shlex
 import shutil
-import stat
 import tempfile
 import threading
 import time
@@ -134,7 +133,7 @@ class QemuFetcher:
         cfg = self.config
         kernel, initrd, root = _guest_files(cfg.guest_dir)
         for exe in (cfg.qemu, Path(cfg.forwarder[0])):
-            _check_executable(exe)
+            proc.check_executable(exe)
         route = _route(request.config_dir, cfg.server)
         accel = _choose_accel(cfg, kernel, initrd)
         if accel is Accel.TCG:
@@ -182,20 +181,6 @@ def _guest_files(guest_dir: Path) -> tuple[Path, Path, Path]:
                 hint="build it with `make guest` (scripts/make-guest.sh)",
             )
     return kernel, initrd, root.resolve()
-
-
-def _check_executable(path: Path) -> None:
-    """An executable from config: absolute, a regular file, root-owned, not writable by others."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise HostError(f"Failed to find {path}: {exc.strerror}", code="host.executable") from exc
-    if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
-        raise HostError(f"Refusing {path}: not an absolute executable file", code="host.executable")
-    if st.st_uid != 0 or st.st_mode & 0o022:
-        raise HostError(
-            f"Refusing {path}: not owned by root or writable by others", code="host.executable"
-        )
 
 
 def _route(config_dir: Path, server: str | None) -> ServerRoute:

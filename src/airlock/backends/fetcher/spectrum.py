@@ -128,7 +128,10 @@ class SpectrumFetcher:
         cfg = self.config
         for exe in (cfg.s6_svlisten1, cfg.s6_svc, cfg.s6_svstat, cfg.nsenter, cfg.mount,
                     cfg.umount, cfg.echo, Path(cfg.vm_start[0]), Path(cfg.vm_stop[0])):
-            _check_executable(exe)
+            proc.check_executable(
+                exe,
+                hint="the spectrum fetcher needs Spectrum's VM tools; elsewhere use --fetcher qemu",
+            )
         vm = resolve(cfg)
         provide_config(request.config_dir, vm.etc)
         vmm_pid = self._vmm_pid(vm)
@@ -299,21 +302,6 @@ def provide_config(config_dir: Path, etc: Path) -> None:
     except (OSError, shutil.Error) as exc:
         raise ConfigError(f"Failed to provide the VM's config in {etc}: {exc}",
                           code="config.vm") from exc
-
-
-def _check_executable(path: Path) -> None:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise HostError(
-            f"Failed to find {path}: {exc.strerror}", code="host.executable",
-            hint="the spectrum fetcher needs Spectrum's VM tools; elsewhere use --fetcher qemu",
-        ) from exc
-    if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
-        raise HostError(f"Refusing {path}: not an absolute executable file", code="host.executable")
-    if st.st_uid != 0 or st.st_mode & 0o022:
-        raise HostError(f"Refusing {path}: not owned by root or writable by others",
-                        code="host.executable")
 
 
 def _serial_tail(serial: Path, log_path: Path | None) -> str:
