@@ -30,7 +30,7 @@ guest: deps runtime venv
 setup: deps venv runtime guest
 
 test: setup
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
