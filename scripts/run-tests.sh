@@ -11,6 +11,6 @@ if [ "$#" -gt 0 ]; then
   exec "$py" -m pytest -p no:cacheprovider "$@"
 fi
 "$py" -m pytest -p no:cacheprovider tests/e2e tests/integration
-echo "== unit and property tests again, unprivileged and without network =="
+echo "== unit and property tests, unprivileged and without network =="
 exec unshare --user --map-root-user --net -- bash -c \
   'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider tests/unit tests/property' "$py"
