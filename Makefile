@@ -41,8 +41,10 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 bench: setup
-	$(PY) bench/inspect.py
-	$(PY) bench/update.py
+	$(PY) -P bench/inspect.py
+	$(PY) -P bench/agent.py
+	$(PY) -P bench/fetchers.py
+	$(PY) -P bench/update.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

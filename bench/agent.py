@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,28 +25,10 @@ from pathlib import Path
 
 from airlock.backends.openpgp import gpg
 from airlock.formats import manifest
+from airlock.release import render
 from airlock.release.serve import Faults, ServeConfig, Server, serving
 
 MIB = 1 << 20
-TRANSFER = """[Transfer]
-Verify=yes
-
-[Source]
-Type=url-file
-Path=@UPDATE_URL@
-MatchPattern={p}
-
-[Target]
-Type=regular-file
-Path=/host/updates
-MatchPattern={p}
-Mode=0644
-"""
-PATTERNS = {
-    "50-verity": "Spectrum_@v_@u.verity",
-    "60-root": "Spectrum_@v_@u.root",
-    "70-kernel": "Spectrum_@v.efi",
-}
 UUID = "0123456789abcdef0123456789abcdef"
 
 
@@ -74,10 +57,8 @@ def make_share(root: Path, pubring: bytes, url: str) -> Path:
     (share / "etc" / "vm-sysupdate.d").mkdir(parents=True)
     (share / "etc" / "systemd").mkdir()
     (share / "updates").mkdir()
-    for name, pattern in PATTERNS.items():
-        (share / "etc" / "vm-sysupdate.d" / f"{name}.transfer").write_text(
-            TRANSFER.format(p=pattern)
-        )
+    for src in sorted((render.default_templates() / "vm-sysupdate.d").glob("*.transfer")):
+        shutil.copyfile(src, share / "etc" / "vm-sysupdate.d" / src.name)
     (share / "etc" / "systemd" / "import-pubring.gpg").write_bytes(pubring)
     (share / "etc" / "update-url").write_text(url + "\n")
     return share

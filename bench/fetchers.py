@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,26 +37,11 @@ from airlock.backends.fetcher.sandbox import SandboxFetcher
 from airlock.backends.openpgp import gpg
 from airlock.events import NullReporter
 from airlock.formats import manifest
+from airlock.release import render
 from airlock.release.serve import ServeConfig, serving
 
 MIB = 1 << 20
 UUID = "0123456789abcdef0123456789abcdef"
-TRANSFER = """[Transfer]
-Verify=yes
-
-[Source]
-Type=url-file
-Path=@UPDATE_URL@
-MatchPattern={p}
-
-[Target]
-Type=regular-file
-Path=/host/updates
-MatchPattern={p}
-Mode=0644
-"""
-PATTERNS = {"50-verity": "Spectrum_@v_@u.verity", "60-root": "Spectrum_@v_@u.root",
-            "70-kernel": "Spectrum_@v.efi"}
 SRC = Path(__file__).resolve().parents[1] / "src"
 # The sandbox runs as nobody: Debian's python3 plus the venv's pure-Python httpx (read-only binds).
 PYVER = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -90,8 +76,8 @@ def make_share(root: Path, pubring: bytes, url: str) -> tuple[Path, Path]:
     (etc / "vm-sysupdate.d").mkdir(parents=True)
     (etc / "systemd").mkdir()
     updates.mkdir()
-    for name, pattern in PATTERNS.items():
-        (etc / "vm-sysupdate.d" / f"{name}.transfer").write_text(TRANSFER.format(p=pattern))
+    for src in sorted((render.default_templates() / "vm-sysupdate.d").glob("*.transfer")):
+        shutil.copyfile(src, etc / "vm-sysupdate.d" / src.name)
     (etc / "systemd" / "import-pubring.gpg").write_bytes(pubring)
     (etc / "update-url").write_text(url + "\n")
     for p in (root, *root.rglob("*")):

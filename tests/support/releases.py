@@ -130,3 +130,15 @@ def make_release(directory: Path, version: str,
                                signers=tuple(signers) or (key.fingerprint,),
                                transfers=transfers, valid_for_days=valid_for_days, keep=keep,
                                force=force, today=today)
+
+
+def write_vm_transfers(directory: Path) -> Path:
+    """Spectrum's VM transfer files as airlock ships them (release/templates/vm-sysupdate.d,
+    with the literal ``@UPDATE_URL@`` the VM replaces), copied into ``directory``."""
+    from airlock.release import render
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for src in sorted((render.default_templates() / "vm-sysupdate.d").glob("*.transfer")):
+        (directory / src.name).write_text(src.read_text())
+    return directory
+

@@ -71,30 +71,3 @@ def qemu_pids_for(marker: str) -> list[int]:
     return found
 
 
-VM_TRANSFER = """[Transfer]
-Verify=yes
-
-[Source]
-Type=url-file
-Path=@UPDATE_URL@
-MatchPattern={pattern}
-
-[Target]
-Type=regular-file
-Path=/host/updates
-MatchPattern={pattern}
-Mode=0644
-"""
-# Spectrum's VM transfers, verbatim (design §6.2).
-VM_TRANSFERS = {
-    "50-verity.transfer": "Spectrum_@v_@u.verity",
-    "60-root.transfer": "Spectrum_@v_@u.root",
-    "70-kernel.transfer": "Spectrum_@v.efi",
-}
-
-
-def write_vm_transfers(directory: Path) -> None:
-    """Spectrum's three VM transfer files into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, pattern in VM_TRANSFERS.items():
-        (directory / name).write_text(VM_TRANSFER.format(pattern=pattern))

@@ -19,8 +19,8 @@ from airlock.errors import FetchError
 from airlock.events import ListReporter
 from airlock.formats import manifest
 from airlock.release.serve import ServeConfig, serving
-from tests.integration.vm.conftest import write_vm_transfers
 from tests.support import keys
+from tests.support.releases import write_vm_transfers
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 

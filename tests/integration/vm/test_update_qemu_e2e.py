@@ -17,7 +17,7 @@ from airlock.release.serve import ServeConfig, serving
 from tests.integration.host.conftest import btrfs_dir  # noqa: F401 - the fixture
 from tests.integration.host.test_update_e2e import assert_no_leftovers, assert_v2_installed
 from tests.integration.host.world import World, build, events
-from tests.integration.vm.conftest import write_vm_transfers
+from tests.support.releases import write_vm_transfers
 
 pytestmark = [pytest.mark.vm, pytest.mark.btrfs, pytest.mark.sysupdate, pytest.mark.slow]
 

@@ -20,26 +20,8 @@ from airlock.backends.openpgp import gpg
 from airlock.formats import manifest
 from airlock.release.serve import ServeConfig, Server, serving
 from tests.support import keys
+from tests.support.releases import write_vm_transfers
 
-TRANSFER = """[Transfer]
-Verify=yes
-
-[Source]
-Type=url-file
-Path=@UPDATE_URL@
-MatchPattern={pattern}
-
-[Target]
-Type=regular-file
-Path=/host/updates
-MatchPattern={pattern}
-Mode=0644
-"""
-SPECTRUM_TRANSFERS = {
-    "50-verity.transfer": TRANSFER.format(pattern="Spectrum_@v_@u.verity"),
-    "60-root.transfer": TRANSFER.format(pattern="Spectrum_@v_@u.root"),
-    "70-kernel.transfer": TRANSFER.format(pattern="Spectrum_@v.efi"),
-}
 BOTH = ("SHA256SUMS.sha256.asc", "SHA256SUMS.gpg")
 KIB = 1024
 MIB = 1024 * KIB
@@ -96,8 +78,7 @@ class World:
         (etc / "systemd").mkdir()
         self.updates.mkdir()
         self.origin.mkdir()
-        for name, text in SPECTRUM_TRANSFERS.items():
-            (etc / "vm-sysupdate.d" / name).write_text(text)
+        write_vm_transfers(etc / "vm-sysupdate.d")
         (etc / "systemd" / "import-pubring.gpg").write_bytes(self.key.pubring.read_bytes())
 
     def set_url(self, url: str) -> None:
