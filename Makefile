@@ -3,10 +3,11 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-CACHE ?= /var/cache/airlock
+include src/airlock/layout.env
+CACHE ?= $(AIRLOCK_CACHE_DEFAULT)
 export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.airlock-installed
+STAMP := $(VENV)/$(VENV_STAMP)
 
 .PHONY: test demo lint deps venv runtime guest clean bench
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Install, idempotently, the Debian packages airlock's tests and demo need (Debian 12, as root).
-# A stamp file keyed on this script's content skips the apt work on later runs.
+# dpkg's own record is the stamp: only packages it does not list as installed are installed.
 set -euo pipefail
 
 PACKAGES=(
@@ -9,9 +9,6 @@ PACKAGES=(
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
   qemu-system-x86 qemu-utils dosfstools mtools kmod
 )
-
-stamp_dir=${AIRLOCK_CACHE:-/var/cache/airlock}
-stamp="$stamp_dir/apt-$(sha256sum "$0" | cut -c1-16).stamp"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: must run as root (apt-get install)" >&2
@@ -26,13 +23,8 @@ done
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
-if [ -f "$stamp" ] && [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
-fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-mkdir -p "$stamp_dir"
-touch "$stamp"

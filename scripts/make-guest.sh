@@ -11,14 +11,15 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-cache=${AIRLOCK_CACHE:-/var/cache/airlock}
-out="$cache/guest"
-runtime="$cache/trixie"
+. "$here/src/airlock/layout.env"
+cache=${AIRLOCK_CACHE:-$AIRLOCK_CACHE_DEFAULT}
+out="$cache/$GUEST_DIR"
+runtime="$cache/$RUNTIME_DIR"
 init_src="$here/src/airlock/lab/guest/init"
 modules=(virtio_pci 9p 9pnet_virtio virtio_net)
 
-key=$(cat "$0" "$init_src" | sha256sum | cut -c1-16)
-stamp="$out/.airlock-guest-$key"
+key=$(cat "$0" "$init_src" "$here/src/airlock/layout.env" | sha256sum | cut -c1-16)
+stamp="$out/$GUEST_STAMP_PREFIX$key"
 if [ -f "$stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ]; then
   exit 0
 fi
@@ -26,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "make-guest: must run as root" >&2
   exit 1
 fi
-if [ ! -f "$runtime/.airlock-runtime-v1" ] || [ ! -x "$runtime/usr/bin/python3" ]; then
+if [ ! -f "$runtime/$RUNTIME_STAMP" ] || [ ! -x "$runtime/usr/bin/python3" ]; then
   echo "make-guest: the trixie runtime is missing; run scripts/make-runtime.sh first" >&2
   exit 1
 fi
@@ -85,6 +86,6 @@ mv -f "$work/vmlinuz" "$out/vmlinuz"
 mv -f "$work/initrd.img" "$out/initrd.img"
 echo "$kver" >"$out/kernel-version"
 ln -sfn "$runtime" "$out/root"
-rm -f "$out"/.airlock-guest-*
+rm -f "$out/$GUEST_STAMP_PREFIX"*
 touch "$stamp"
 echo "make-guest: guest ready in $out (kernel $kver, $(wc -l <"$ird/modules/order") modules)"

@@ -3,9 +3,11 @@
 # Build, idempotently, the systemd-sysupdate 257 runtime: a Debian trixie root made with debootstrap
 # under $AIRLOCK_CACHE/trixie. Used only when the host has no systemd-sysupdate >= 257.
 set -euo pipefail
-cache=${AIRLOCK_CACHE:-/var/cache/airlock}
-root="$cache/trixie"
-stamp="$root/.airlock-runtime-v2"
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/src/airlock/layout.env"
+cache=${AIRLOCK_CACHE:-$AIRLOCK_CACHE_DEFAULT}
+root="$cache/$RUNTIME_DIR"
+stamp="$root/$RUNTIME_STAMP"
 
 host_sysupdate=/usr/lib/systemd/systemd-sysupdate
 if [ -x "$host_sysupdate" ]; then

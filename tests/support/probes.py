@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-CACHE = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
+from airlock.layout import Layout
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -69,7 +69,7 @@ def sandbox() -> str | None:
 
 def sysupdate_runtime() -> Path | None:
     """The trixie root holding systemd-sysupdate 257, if built."""
-    root_dir = CACHE / "trixie"
+    root_dir = Layout.load().runtime
     if (root_dir / "usr/lib/systemd/systemd-sysupdate").exists():
         return root_dir
     return None

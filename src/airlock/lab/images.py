@@ -18,6 +18,7 @@ from pathlib import Path
 
 from airlock import proc
 from airlock.errors import HostError
+from airlock.layout import Layout
 
 _ROOT_HASH = re.compile(rb"Root hash:\s+([0-9a-f]{64})")
 _ZERO_SALT = "0" * 64
@@ -119,9 +120,8 @@ def _can_build_uki(runtime: Path) -> bool:
 
 
 def _guest_kernel() -> Path | None:
-    cache = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
     # The QEMU guest's Debian kernel (scripts/make-guest.sh) doubles as the UKI's kernel.
-    kernel = cache / "guest" / "vmlinuz"
+    kernel = Layout.load().guest / "vmlinuz"
     return kernel if kernel.is_file() else None
 
 

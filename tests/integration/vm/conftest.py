@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from airlock.layout import Layout
 from airlock.release.serve import ServeConfig, Server, serving
 
-CACHE = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
-GUEST = CACHE / "guest"
+GUEST = Layout.load().guest
 
 
 @pytest.fixture(scope="session")

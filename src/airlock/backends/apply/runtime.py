@@ -36,12 +36,12 @@ from pathlib import Path, PurePosixPath
 
 from airlock import proc
 from airlock.errors import AirlockError, HostError
+from airlock.layout import Layout
 from airlock.text import tail
 
 logger = logging.getLogger(__name__)
 
 SYSUPDATE = "/usr/lib/systemd/systemd-sysupdate"
-STAMP = ".airlock-runtime-v2"
 MIN_VERSION = 257
 NOTIFY_DIR = "/run/airlock-notify"
 MAX_NOTIFY_BYTES = 4096
@@ -58,11 +58,6 @@ class Bind:
     source: Path
     target: str
     read_only: bool
-
-
-def default_cache() -> Path:
-    """``$AIRLOCK_CACHE`` or ``/var/cache/airlock``."""
-    return Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
 
 
 def _major(binary: Path, *, chroot: Path | None) -> int | None:
@@ -86,10 +81,11 @@ def locate(cache: Path | None = None) -> Runtime:
     host = Path(SYSUPDATE)
     if host.exists() and (v := _major(host, chroot=None)) is not None and v >= MIN_VERSION:
         return Runtime(root=Path("/"), version=v)
-    root = (cache or default_cache()) / "trixie"
+    layout = Layout.load(cache)
+    root = layout.runtime
     if any(c in os.fspath(root) for c in ",:\\\n"):
         raise HostError(f"Unusable runtime path {root!r} (overlay options)", code="host.sysupdate")
-    if not (root / STAMP).exists() or not (root / SYSUPDATE.lstrip("/")).exists():
+    if not layout.runtime_stamp.exists() or not (root / SYSUPDATE.lstrip("/")).exists():
         raise HostError(
             f"No systemd-sysupdate >= {MIN_VERSION}: the runtime {root} is not built",
             code="host.sysupdate", hint="run scripts/make-runtime.sh (make runtime)",

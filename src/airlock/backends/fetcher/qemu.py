@@ -42,11 +42,11 @@ from airlock import proc
 from airlock.backends.fetcher import FetchRequest, FetchResult
 from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
+from airlock.layout import Layout
 from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path(os.environ.get("AIRLOCK_CACHE", "/var/cache/airlock"))
 GUEST_SERVER_IP = "10.0.2.100"  # inside QEMU's user network 10.0.2.0/24; the guest is 10.0.2.15
 _STATUS_RE = re.compile(rb"airlock-guest: status (\d{1,3})\r?$", re.MULTILINE)
 _PROBE_OK = b"airlock-guest: probe ok"
@@ -68,7 +68,7 @@ class QemuConfig:
     """Settings of the QEMU fetcher (all paths absolute; every executable is checked at start)."""
 
     qemu: Path = Path("/usr/bin/qemu-system-x86_64")
-    guest_dir: Path = field(default_factory=lambda: DEFAULT_CACHE / "guest")
+    guest_dir: Path = field(default_factory=lambda: Layout.load().guest)
     accel: Accel = Accel.TCG
     memory_mib: int = 512
     cpus: int = 1

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: MIT
+"""Where the setup caches live and how their stamps are named: one file, ``layout.env``.
+
+The shell scripts source ``layout.env``, the Makefile includes it, and this module parses it, so
+a stamp name cannot differ between the script that writes it and the code that reads it
+(``tests/unit/test_layout.py`` checks that all three agree).  Trusts: the installed package only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+_LINE = re.compile(r"([A-Z][A-Z0-9_]*)=([^\s'\"$`]*)")
+
+
+def parse(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of ``layout.env`` (comments and blank lines skipped).
+
+    Raises:
+        ValueError: a line that is neither (the file ships with the package: a bug).
+    """
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _LINE.fullmatch(line)
+        if m is None:
+            raise ValueError(f"layout.env line {number}: not KEY=VALUE")
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def values() -> dict[str, str]:
+    """The parsed ``layout.env`` shipped with the package."""
+    return parse(resources.files("airlock").joinpath("layout.env").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """The setup caches under one cache directory."""
+
+    cache: Path
+    runtime: Path
+    runtime_stamp: Path
+    guest: Path
+    guest_stamp_prefix: str
+
+    @classmethod
+    def load(cls, cache: Path | None = None) -> Layout:
+        """The layout under ``cache``, else ``$AIRLOCK_CACHE``, else the default."""
+        v = values()
+        base = cache or Path(os.environ.get("AIRLOCK_CACHE") or v["AIRLOCK_CACHE_DEFAULT"])
+        runtime = base / v["RUNTIME_DIR"]
+        return cls(
+            cache=base,
+            runtime=runtime,
+            runtime_stamp=runtime / v["RUNTIME_STAMP"],
+            guest=base / v["GUEST_DIR"],
+            guest_stamp_prefix=v["GUEST_STAMP_PREFIX"],
+        )

@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: MIT
+"""tests for airlock/layout.py: the setup scripts, the Makefile and Python agree on every stamp."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from airlock import layout
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = ROOT / "src/airlock/layout.env"
+# Literals that may appear only in layout.env: a second copy is how a stamp name drifted before.
+_LITERALS = (".airlock-runtime-", ".airlock-guest-", ".airlock-installed", "/var/cache/airlock")
+_SCANNED = ("scripts", "src", "tests", "bench", "Makefile", ".ci")
+
+
+def test_bash_and_python_read_the_same_values() -> None:
+    names = sorted(layout.values())
+    script = f'set -eu; . "{ENV}"; ' + " ".join(f'printf "%s\\n" "${n}";' for n in names)
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                         timeout=30)
+    assert dict(zip(names, out.stdout.splitlines(), strict=True)) == layout.values()
+
+
+def test_make_reads_the_same_values() -> None:
+    names = sorted(layout.values())
+    rule = "show:\n\t@printf '%s\\n' " + " ".join(f"'$({n})'" for n in names) + "\n"
+    out = subprocess.run(
+        ["make", "-s", "-f", "-", "-f", "Makefile", "show"],
+        input=f"include src/airlock/layout.env\n{rule}", cwd=ROOT, capture_output=True,
+        text=True, check=True, timeout=30,
+    )
+    assert dict(zip(names, out.stdout.splitlines(), strict=True)) == layout.values()
+
+
+def test_every_script_sources_the_layout() -> None:
+    for script in ("make-runtime.sh", "make-guest.sh"):
+        text = (ROOT / "scripts" / script).read_text()
+        assert '. "$here/src/airlock/layout.env"' in text, script
+    assert "include src/airlock/layout.env" in (ROOT / "Makefile").read_text()
+
+
+def test_no_second_copy_of_a_stamp_or_cache_path() -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *_SCANNED],
+        cwd=ROOT, capture_output=True, check=True, timeout=30,
+    ).stdout.decode().split("\0")
+    offenders = []
+    for name in filter(None, listed):
+        path = ROOT / name
+        if path in (ENV, Path(__file__)) or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        offenders += [f"{name}: {lit}" for lit in _LITERALS if lit in text]
+    assert len(listed) > 100
+    assert offenders == []
+
+
+def test_layout_follows_the_cache_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIRLOCK_CACHE", str(tmp_path))
+    lay = layout.Layout.load()
+    v = layout.values()
+    assert lay.runtime_stamp == tmp_path / v["RUNTIME_DIR"] / v["RUNTIME_STAMP"]
+    assert lay.guest == tmp_path / v["GUEST_DIR"]
+    monkeypatch.delenv("AIRLOCK_CACHE")
+    assert layout.Layout.load().cache == Path(v["AIRLOCK_CACHE_DEFAULT"])
+
+
+@pytest.mark.parametrize("line", ["X='a'", "x=1", "X=$HOME", "X=a b", "X"])
+def test_a_line_that_is_not_key_value_is_refused(line: str) -> None:
+    with pytest.raises(ValueError, match="line 1"):
+        layout.parse(line)
+
+
+def test_comments_and_blank_lines_are_skipped() -> None:
+    assert layout.parse("# c\n\nA=b\n") == {"A": "b"}
+    assert re.fullmatch(r"\.airlock-runtime-v\d+", layout.values()["RUNTIME_STAMP"])
