@@ -37,6 +37,7 @@ demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
 
 lint: venv
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports

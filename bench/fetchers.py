@@ -46,23 +46,31 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # The sandbox runs as nobody: Debian's python3 plus the venv's pure-Python httpx (read-only binds).
 PYVER = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 SITE = Path(sys.prefix) / "lib" / PYVER / "site-packages"
-BOOT = ("import sys; sys.path[:0] = sys.argv[1:3]; from airlock.cli import main; "
-        "sys.exit(main(['agent', '--share', '/host', '--timeout', '120']))")
-_SERVE = ("import sys, time\nfrom pathlib import Path\n"
-          "from airlock.release.serve import ServeConfig, serving\n"
-          "with serving(ServeConfig(root=Path(sys.argv[1]), port=8080)) as s:\n"
-          "    print(s.url, flush=True)\n    time.sleep(3600)\n")
+BOOT = (
+    "import sys; sys.path[:0] = sys.argv[1:3]; from airlock.cli import main; "
+    "sys.exit(main(['agent', '--share', '/host', '--timeout', '120']))"
+)
+_SERVE = (
+    "import sys, time\nfrom pathlib import Path\n"
+    "from airlock.release.serve import ServeConfig, serving\n"
+    "with serving(ServeConfig(root=Path(sys.argv[1]), port=8080)) as s:\n"
+    "    print(s.url, flush=True)\n    time.sleep(3600)\n"
+)
 
 
 def publish(origin: Path, home: Path, fpr: str, root_bytes: int) -> None:
-    files = {f"Spectrum_1_{UUID}.verity": root_bytes // 64, f"Spectrum_1_{UUID}.root": root_bytes,
-             "Spectrum_1.efi": MIB}
+    files = {
+        f"Spectrum_1_{UUID}.verity": root_bytes // 64,
+        f"Spectrum_1_{UUID}.root": root_bytes,
+        "Spectrum_1.efi": MIB,
+    }
     entries = []
     for name, size in files.items():
         data = os.urandom(size)
         (origin / name).write_bytes(data)
-        entries.append(manifest.Entry(name=name, sha256=hashlib.sha256(data).hexdigest(),
-                                      binary=True))
+        entries.append(
+            manifest.Entry(name=name, sha256=hashlib.sha256(data).hexdigest(), binary=True)
+        )
     raw = manifest.format(entries)
     (origin / "SHA256SUMS").write_bytes(raw)
     for name, armor in (("SHA256SUMS.sha256.asc", True), ("SHA256SUMS.gpg", False)):
@@ -95,8 +103,12 @@ def netns_server(origin: Path) -> Iterator[tuple[str, str]]:
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         env = dict(os.environ, PYTHONPATH=os.fspath(SRC))
-        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", _SERVE,
-                                   os.fspath(origin)], stdout=subprocess.PIPE, text=True, env=env)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", _SERVE, os.fspath(origin)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert server.stdout is not None
         yield name, server.stdout.readline().strip()
     finally:
@@ -106,10 +118,12 @@ def netns_server(origin: Path) -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-def timed(fetcher: object, etc: Path, updates: Path, command: tuple[str, ...], log: Path,
-          runs: int) -> list[float]:
-    request = FetchRequest(config_dir=etc, share=updates, timeout_s=300, command=command,
-                           log_path=log)
+def timed(
+    fetcher: object, etc: Path, updates: Path, command: tuple[str, ...], log: Path, runs: int
+) -> list[float]:
+    request = FetchRequest(
+        config_dir=etc, share=updates, timeout_s=300, command=command, log_path=log
+    )
     fetcher.fetch(request, NullReporter())  # type: ignore[attr-defined]  # the download
     times = []
     for _ in range(runs):
@@ -141,17 +155,24 @@ def main() -> int:
                 etc, updates = make_share(t / "sandbox", pubring, ns_url)
                 sandbox = SandboxFetcher(netns=ns, ro_binds=(SRC, SITE))
                 cmd = ("/usr/bin/python3", "-c", BOOT, os.fspath(SRC), os.fspath(SITE))
-                rows.append(("sandbox", timed(sandbox, etc, updates, cmd, t / "sandbox.log",
-                                              args.runs)))
+                rows.append(
+                    ("sandbox", timed(sandbox, etc, updates, cmd, t / "sandbox.log", args.runs))
+                )
             with serving(ServeConfig(root=origin)) as srv:
                 etc, updates = make_share(t / "qemu", pubring, srv.url)
                 cmd = ("/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "120")
-                rows.append(("qemu (TCG)", timed(QemuFetcher(), etc, updates, cmd,
-                                                 t / "qemu.log", args.runs)))
+                rows.append(
+                    (
+                        "qemu (TCG)",
+                        timed(QemuFetcher(), etc, updates, cmd, t / "qemu.log", args.runs),
+                    )
+                )
         finally:
             gpg.kill_agent(home)
-    print(f"no-op fetch of a {args.root_mib} MiB release, {args.runs} runs each, "
-          f"wall time around Fetcher.fetch()")
+    print(
+        f"no-op fetch of a {args.root_mib} MiB release, {args.runs} runs each, "
+        f"wall time around Fetcher.fetch()"
+    )
     print("| backend | median s | min s | max s |")
     print("|---|---|---|---|")
     for name, times in rows:

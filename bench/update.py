@@ -68,8 +68,15 @@ def fresh_disk(work: Path, root_mib: int, verity_mib: int) -> tuple[Path, Path]:
         v1r.write_bytes(b"\0" * 512 + b"v1-root" * 1000)
         v1v.write_bytes(b"\0" * 512 + b"v1-verity" * 100)
     image.unlink(missing_ok=True)
-    disk.create(image, roothash=V1, version="1", root_image=v1r, verity_image=v1v,
-                root_mib=root_mib, verity_mib=verity_mib)
+    disk.create(
+        image,
+        roothash=V1,
+        version="1",
+        root_image=v1r,
+        verity_image=v1v,
+        root_mib=root_mib,
+        verity_mib=verity_mib,
+    )
     return image, esp
 
 
@@ -97,8 +104,12 @@ def main() -> int:
         for name, size in zip(names, (root_size, verity_size, efi_size), strict=True):
             write_payload(src / name, size)
         release = work / "release"
-        publish.publish(release, [publish.Artifact(name=n, source=src / n) for n in names],
-                        gnupghome=key.gnupghome, signers=(key.fingerprint,))
+        publish.publish(
+            release,
+            [publish.Artifact(name=n, source=src / n) for n in names],
+            gnupghome=key.gnupghome,
+            signers=(key.fingerprint,),
+        )
         os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
         total = sum(p.stat().st_size for p in release.iterdir())
         etc = work / "etc"
@@ -107,24 +118,40 @@ def main() -> int:
         image = work / "disk.img"
         defs = host_transfers(etc / "sysupdate.d", image)
         config = work / "host.toml"
-        config.write_text("\n".join([
-            f'lock_path = "{work / "lock"}"', f'definitions_dir = "{defs}"',
-            f'vm_definitions_dir = "{etc / "vm-sysupdate.d"}"', f'keyring = "{key.pubring}"',
-            f'update_url_file = "{etc / "update-url"}"', f'os_release = "{etc / "os-release"}"',
-            f'state_file = "{work / "state.json"}"', f'esp_path = "{work / "esp"}"',
-            f'apply_binds = ["{image}"]', 'fetcher = "sandbox"', "vm_timeout_s = 600",
-            f'fetch_command = ["/bin/sh", "-c", "cp {release}/* /host/updates/"]',
-            f'sandbox_ro_binds = ["{release}"]',
-        ]) + "\n")
+        config.write_text(
+            "\n".join(
+                [
+                    f'lock_path = "{work / "lock"}"',
+                    f'definitions_dir = "{defs}"',
+                    f'vm_definitions_dir = "{etc / "vm-sysupdate.d"}"',
+                    f'keyring = "{key.pubring}"',
+                    f'update_url_file = "{etc / "update-url"}"',
+                    f'os_release = "{etc / "os-release"}"',
+                    f'state_file = "{work / "state.json"}"',
+                    f'esp_path = "{work / "esp"}"',
+                    f'apply_binds = ["{image}"]',
+                    'fetcher = "sandbox"',
+                    "vm_timeout_s = 600",
+                    f'fetch_command = ["/bin/sh", "-c", "cp {release}/* /host/updates/"]',
+                    f'sandbox_ro_binds = ["{release}"]',
+                ]
+            )
+            + "\n"
+        )
         applier = SysupdateApplier(runtime_mod.locate(), timeout_s=1800)
         bare_times, host_times, steps_seen = [], [], {}
         for _ in range(ns.rounds):
             image, esp = fresh_disk(work, root_mib, verity_mib)
-            inv = Invocation(definitions=defs, keyring=key.pubring, esp=esp, binds=(
-                Bind(source=release, target="/run/updater", read_only=True),
-                Bind(source=image, target=os.fspath(image), read_only=False),
-                Bind(source=etc / "os-release", target="/usr/lib/os-release", read_only=True),
-            ))
+            inv = Invocation(
+                definitions=defs,
+                keyring=key.pubring,
+                esp=esp,
+                binds=(
+                    Bind(source=release, target="/run/updater", read_only=True),
+                    Bind(source=image, target=os.fspath(image), read_only=False),
+                    Bind(source=etc / "os-release", target="/usr/lib/os-release", read_only=True),
+                ),
+            )
             start = time.monotonic()
             applier.update(inv, version="2")
             bare_times.append(time.monotonic() - start)
@@ -133,11 +160,18 @@ def main() -> int:
             (work / "state.json").unlink(missing_ok=True)
             staging = mnt / "staging"
             if (staging / "shared").exists():
-                subprocess.run(["btrfs", "subvolume", "delete", staging / "shared"], check=True,
-                               capture_output=True)
+                subprocess.run(
+                    ["btrfs", "subvolume", "delete", staging / "shared"],
+                    check=True,
+                    capture_output=True,
+                )
             start = time.monotonic()
-            out = subprocess.run([sys.executable, "-m", "airlock", "update", staging, "--json",
-                                  "--config", config], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "airlock", "update", staging, "--json", "--config", config],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             wall = time.monotonic() - start
             evs = [json.loads(line) for line in out.stdout.splitlines()]
             durations = {e["step"]: e["duration_s"] for e in evs if e["event"] == "step-finished"}
@@ -145,12 +179,18 @@ def main() -> int:
             steps_seen = durations
         bare, host = min(bare_times), min(host_times)
         print(f"release: {total / MIB:.0f} MiB in {len(names)} files; rounds: {ns.rounds}")
-        print(f"bare systemd-sysupdate update: {bare:.2f} s (all: "
-              f"{', '.join(f'{t:.2f}' for t in bare_times)})")
-        print(f"airlock update, host side:     {host:.2f} s (all: "
-              f"{', '.join(f'{t:.2f}' for t in host_times)})")
-        print("last airlock run, per step: " + ", ".join(
-            f"{k} {v:.2f} s" for k, v in steps_seen.items()))
+        print(
+            f"bare systemd-sysupdate update: {bare:.2f} s (all: "
+            f"{', '.join(f'{t:.2f}' for t in bare_times)})"
+        )
+        print(
+            f"airlock update, host side:     {host:.2f} s (all: "
+            f"{', '.join(f'{t:.2f}' for t in host_times)})"
+        )
+        print(
+            "last airlock run, per step: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in steps_seen.items())
+        )
         print(f"ratio: {host / bare:.3f}x (target <= 1.10x)")
         return 0
     finally:

@@ -22,7 +22,10 @@ PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "s6", "e2e")
 
 settings.register_profile("dev", max_examples=200)
 settings.register_profile(
-    "ci", max_examples=600, print_blob=True, deadline=None,
+    "ci",
+    max_examples=600,
+    print_blob=True,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("fuzz", max_examples=20000, deadline=None)

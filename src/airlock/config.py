@@ -92,8 +92,14 @@ class HostConfig:
 
 
 _PATH_FIELDS = {
-    "lock_path", "definitions_dir", "vm_definitions_dir", "update_url_file", "keyring",
-    "sysupdate_path", "os_release", "state_file",
+    "lock_path",
+    "definitions_dir",
+    "vm_definitions_dir",
+    "update_url_file",
+    "keyring",
+    "sysupdate_path",
+    "os_release",
+    "state_file",
 }
 _OPT_PATH_FIELDS = {"sysupdate_runtime_cache", "esp_path", "spectrum_run_dir", "qemu_guest_dir"}
 _PATH_TUPLE_FIELDS = {"sandbox_ro_binds", "apply_binds"}

@@ -152,7 +152,11 @@ class ManifestError(RejectedError):
     default_code = "reject.manifest"
 
     def __init__(
-        self, message: str, *, line: int | None = None, code: str | None = None,
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        code: str | None = None,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, code=code, hint=hint)

@@ -52,14 +52,15 @@ def check_executable(path: Path, *, hint: str | None = None) -> None:
     try:
         st = path.stat()
     except OSError as exc:
-        raise HostError(f"Failed to find {path}: {exc.strerror}", code="host.executable",
-                        hint=hint) from exc
+        raise HostError(
+            f"Failed to find {path}: {exc.strerror}", code="host.executable", hint=hint
+        ) from exc
     if not path.is_absolute() or not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
-        raise HostError(f"Refusing {path}: not an absolute executable file",
-                        code="host.executable")
+        raise HostError(f"Refusing {path}: not an absolute executable file", code="host.executable")
     if st.st_uid != 0 or st.st_mode & 0o022:
-        raise HostError(f"Refusing {path}: not owned by root or writable by others",
-                        code="host.executable")
+        raise HostError(
+            f"Refusing {path}: not owned by root or writable by others", code="host.executable"
+        )
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

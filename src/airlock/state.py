@@ -61,8 +61,9 @@ def _time(raw: object, key: str) -> datetime | None:
 
 
 def _text(raw: object, key: str) -> str | None:
-    if raw is None or (isinstance(raw, str) and raw.isascii() and raw.isprintable()
-                       and 0 < len(raw) <= 255):
+    if raw is None or (
+        isinstance(raw, str) and raw.isascii() and raw.isprintable() and 0 < len(raw) <= 255
+    ):
         return raw
     raise ConfigError(f"State file: {key} is not a short printable string", code="config.state")
 
@@ -91,12 +92,14 @@ def load(path: Path) -> State:
         data = json.loads(raw.decode("utf-8", errors="strict"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(
-            f"State file {os.fspath(path)} is corrupt", code="config.state",
+            f"State file {os.fspath(path)} is corrupt",
+            code="config.state",
             hint="inspect it by hand; it holds the rollback floor, so it is never reset silently",
         ) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-        raise ConfigError(f"State file {os.fspath(path)} has an unknown format",
-                          code="config.state")
+        raise ConfigError(
+            f"State file {os.fspath(path)} has an unknown format", code="config.state"
+        )
     return State(
         installed=_text(data.get("installed"), "installed"),
         pending=_text(data.get("pending"), "pending"),

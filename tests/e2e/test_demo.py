@@ -18,8 +18,14 @@ import pytest
 
 from airlock.lab.disk import EMPTY_ROOT_UUID, EMPTY_VERITY_UUID, format_uuid
 
-pytestmark = [pytest.mark.e2e, pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate,
-              pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.btrfs,
+    pytest.mark.sandbox,
+    pytest.mark.sysupdate,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 
 def _slots(state: dict[str, object]) -> list[tuple[str, str, str]]:
@@ -29,9 +35,21 @@ def _slots(state: dict[str, object]) -> list[tuple[str, str, str]]:
 def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "airlock", "demo", "--workdir", str(work), "--json",
-         "--attack", "tampered"],
-        capture_output=True, text=True, timeout=850, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "demo",
+            "--workdir",
+            str(work),
+            "--json",
+            "--attack",
+            "tampered",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=850,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
@@ -68,8 +86,12 @@ def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -
     assert noop["outcome"] == "up-to-date"
     assert noop["payload_bytes"] == 0
     assert "apply" not in noop["steps"]
-    assert report["attack"] == {"name": "tampered", "exit_status": 21, "code": "reject.digest",
-                                "disk_unchanged": True}
+    assert report["attack"] == {
+        "name": "tampered",
+        "exit_status": 21,
+        "code": "reject.digest",
+        "disk_unchanged": True,
+    }
     assert not work.exists(), "the demo removes its work directory"
 
 
@@ -103,8 +125,14 @@ with Lab(Path({str(tmp_path / 'lab')!r})) as lab:
     out["last"] = [last.exit_status, last.outcome]
 print(json.dumps(out))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=850, check=False, env={**os.environ})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=850,
+        check=False,
+        env={**os.environ},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.splitlines()[-1])
     assert out["first"] == [0, "updated"]
@@ -121,9 +149,21 @@ print(json.dumps(out))
 @pytest.mark.vm
 def test_demo_with_the_agent_in_a_qemu_vm(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "airlock", "demo", "--workdir", str(tmp_path / "demo"), "--json",
-         "--fetcher", "qemu"],
-        capture_output=True, text=True, timeout=850, check=False,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "demo",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--json",
+            "--fetcher",
+            "qemu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=850,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)

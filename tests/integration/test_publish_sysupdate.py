@@ -57,8 +57,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SigningKey,
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory,
-            keys: tuple[SigningKey, SigningKey]) -> Path:
+def release(tmp_path_factory: pytest.TempPathFactory, keys: tuple[SigningKey, SigningKey]) -> Path:
     """Two published versions; sysupdate must pick 1.1."""
     rel = tmp_path_factory.mktemp("release") / "rel"
     make_release(rel, "1.0", None, keys[0])
@@ -82,16 +81,21 @@ def tamper(case: str, src: Path, dst: Path) -> None:
         raw = (dst / "SHA256SUMS").read_bytes()
         old = manifest.parse(raw).get(efi.name)
         assert old is not None
-        (dst / "SHA256SUMS").write_bytes(raw.replace(old.sha256.encode(),
-                                                     hashlib.sha256(evil).hexdigest().encode()))
+        (dst / "SHA256SUMS").write_bytes(
+            raw.replace(old.sha256.encode(), hashlib.sha256(evil).hexdigest().encode())
+        )
     elif case == "missing-signature":
         (dst / "SHA256SUMS.gpg").unlink()
 
 
 def definitions(out: Path, url: str, key: Path) -> Path:
     """Spectrum's VM transfer files from ``airlock render``, URL substituted as the VM does."""
-    files = render.plan(ver="1.0", update_url="https://placeholder.invalid/x", key=key.read_bytes(),
-                        templates=render.default_templates())
+    files = render.plan(
+        ver="1.0",
+        update_url="https://placeholder.invalid/x",
+        key=key.read_bytes(),
+        templates=render.default_templates(),
+    )
     defs = out / "defs"
     defs.mkdir(parents=True)
     for rel, data in files.items():
@@ -103,8 +107,9 @@ def definitions(out: Path, url: str, key: Path) -> Path:
     return defs
 
 
-def sysupdate(args: list[str], binds: list[tuple[str, str, bool]],
-              netns: str | None = None) -> dict[str, object]:
+def sysupdate(
+    args: list[str], binds: list[tuple[str, str, bool]], netns: str | None = None
+) -> dict[str, object]:
     spec = json.dumps({"args": args, "binds": binds, "timeout": 120})
     argv = [sys.executable, "-c", DRIVER, spec]
     if netns is not None:
@@ -122,8 +127,13 @@ def netns() -> Iterator[str]:
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=30)
-        routes = subprocess.run(["ip", "-n", name, "route", "show", "default"], check=True,
-                                capture_output=True, text=True, timeout=30).stdout
+        routes = subprocess.run(
+            ["ip", "-n", name, "route", "show", "default"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         assert routes.strip() == ""  # loopback only: no default route
         yield name
     finally:
@@ -132,9 +142,26 @@ def netns() -> Iterator[str]:
 
 def start_server(netns: str, root: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
-        ["ip", "netns", "exec", netns, sys.executable, "-m", "airlock", "serve", os.fspath(root),
-         "--bind", "127.0.0.1", "--port", "0", "--log", os.fspath(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "airlock",
+            "serve",
+            os.fspath(root),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log",
+            os.fspath(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     assert server.stdout is not None
@@ -151,8 +178,12 @@ def start_server(netns: str, root: Path, log: Path) -> tuple[subprocess.Popen[st
 @pytest.mark.parametrize("transport", ["file", "http"])
 @pytest.mark.parametrize("case", CASES)
 def test_sysupdate_installs_published_release_and_refuses_tampering(
-    tmp_path: Path, release: Path, keys: tuple[SigningKey, SigningKey], case: str,
-    transport: str, request: pytest.FixtureRequest,
+    tmp_path: Path,
+    release: Path,
+    keys: tuple[SigningKey, SigningKey],
+    case: str,
+    transport: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     served = tmp_path / "served"
     tamper(case, release, served)
@@ -170,9 +201,12 @@ def test_sysupdate_installs_published_release_and_refuses_tampering(
         else:
             url = f"file://{base}/rel"
         defs = definitions(tmp_path, url, keyring)
-        binds = [(os.fspath(served), f"{base}/rel", True), (os.fspath(defs), f"{base}/defs", True),
-                 (os.fspath(keyring), "/etc/systemd/import-pubring.gpg", True),
-                 (os.fspath(dst), "/host/updates", False)]
+        binds = [
+            (os.fspath(served), f"{base}/rel", True),
+            (os.fspath(defs), f"{base}/defs", True),
+            (os.fspath(keyring), "/etc/systemd/import-pubring.gpg", True),
+            (os.fspath(dst), "/host/updates", False),
+        ]
         res = sysupdate([f"--definitions={base}/defs", "update"], binds, netns=ns)
     finally:
         if server is not None:
@@ -203,9 +237,9 @@ def test_sysupdate_installs_published_release_and_refuses_tampering(
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_sqv_and_gpgv_agree_on_the_same_releases(tmp_path: Path, release: Path,
-                                                 keys: tuple[SigningKey, SigningKey],
-                                                 case: str) -> None:
+def test_sqv_and_gpgv_agree_on_the_same_releases(
+    tmp_path: Path, release: Path, keys: tuple[SigningKey, SigningKey], case: str
+) -> None:
     """The signature verdicts behind the sysupdate results, from sqv and gpgv directly.
 
     A flipped payload byte leaves the signature valid: only the digest check (sysupdate's, or the
@@ -221,18 +255,41 @@ def test_sqv_and_gpgv_agree_on_the_same_releases(tmp_path: Path, release: Path,
         if not (served / sig).exists():
             verdicts.append(None)
             continue
-        s = subprocess.run(["sqv", "--keyring", os.fspath(keyring), os.fspath(served / sig),
-                            os.fspath(served / "SHA256SUMS")], capture_output=True, timeout=60,
-                           check=False)
-        g = subprocess.run(["gpgv", "--homedir", os.fspath(home), "--keyring",
-                            os.fspath(keyring), os.fspath(served / sig),
-                            os.fspath(served / "SHA256SUMS")], capture_output=True, timeout=60,
-                           check=False)
+        s = subprocess.run(
+            [
+                "sqv",
+                "--keyring",
+                os.fspath(keyring),
+                os.fspath(served / sig),
+                os.fspath(served / "SHA256SUMS"),
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        g = subprocess.run(
+            [
+                "gpgv",
+                "--homedir",
+                os.fspath(home),
+                "--keyring",
+                os.fspath(keyring),
+                os.fspath(served / sig),
+                os.fspath(served / "SHA256SUMS"),
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert (s.returncode == 0) == (g.returncode == 0), (s.stderr, g.stderr)
         verdicts.append(s.returncode == 0)
-    expected = {"good": [True, True], "payload-byte": [True, True],
-                "manifest-line": [False, False], "wrong-key": [False, False],
-                "missing-signature": [None, True]}[case]
+    expected = {
+        "good": [True, True],
+        "payload-byte": [True, True],
+        "manifest-line": [False, False],
+        "wrong-key": [False, False],
+        "missing-signature": [None, True],
+    }[case]
     assert verdicts == expected
 
 
@@ -259,9 +316,12 @@ def test_two_signers_need_every_key_in_sysupdates_keyring(tmp_path: Path) -> Non
         dst = tmp_path / f"dst-{label}"
         dst.mkdir()
         defs = definitions(tmp_path / label, f"file://{base}/rel", ring)
-        binds = [(os.fspath(rel), f"{base}/rel", True), (os.fspath(defs), f"{base}/defs", True),
-                 (os.fspath(ring), "/etc/systemd/import-pubring.gpg", True),
-                 (os.fspath(dst), "/host/updates", False)]
+        binds = [
+            (os.fspath(rel), f"{base}/rel", True),
+            (os.fspath(defs), f"{base}/defs", True),
+            (os.fspath(ring), "/etc/systemd/import-pubring.gpg", True),
+            (os.fspath(dst), "/host/updates", False),
+        ]
         res = sysupdate([f"--definitions={base}/defs", "update"], binds)
         results[label] = (res["rc"], sorted(os.listdir(dst)))
     assert results["both"] == (0, sorted(spectrum_names("2.0")))

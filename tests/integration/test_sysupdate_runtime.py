@@ -60,7 +60,8 @@ def _mounts(*prefixes: Path) -> frozenset[str]:
     """Mount points under ``prefixes`` (other suites may mount elsewhere concurrently)."""
     points = (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
     return frozenset(
-        p for p in points
+        p
+        for p in points
         if any(p == os.fspath(x) or p.startswith(os.fspath(x) + "/") for x in prefixes)
     )
 
@@ -164,9 +165,12 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
         seen_in_root.update(_ours(runtime.root))
 
     res = applier.apply(
-        site.updates, definitions=inv.definitions, mount_point=f"/srv/updates-{site.token}",
-        esp=None, keyring=site.keyring, binds=[Bind(source=site.dst, target="/srv/dst",
-                                                     read_only=False)],
+        site.updates,
+        definitions=inv.definitions,
+        mount_point=f"/srv/updates-{site.token}",
+        esp=None,
+        keyring=site.keyring,
+        binds=[Bind(source=site.dst, target="/srv/dst", read_only=False)],
         notify=on_notify,
     )
     assert b"Signature verification succeeded" in res.stderr
@@ -241,8 +245,9 @@ def test_timeout_kills_and_unmounts(runtime: Runtime, site: Site) -> None:
         SysupdateApplier(runtime, timeout_s=3).update(inv)
     deadline = time.monotonic() + 5  # children die by PDEATHSIG, a moment after sysupdate
     while True:
-        out = subprocess.run(["pgrep", "-f", f"updates-{site.token}"],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["pgrep", "-f", f"updates-{site.token}"], capture_output=True, text=True, check=False
+        ).stdout
         if not out.strip() or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -251,16 +256,20 @@ def test_timeout_kills_and_unmounts(runtime: Runtime, site: Site) -> None:
 
 def test_bad_bind_source_is_a_setup_failure(runtime: Runtime, tmp_path: Path) -> None:
     with pytest.raises(HostError) as info:
-        runtime.run(["--version"], binds=[Bind(source=tmp_path / "missing", target="/srv/x",
-                                               read_only=True)], timeout=30)
+        runtime.run(
+            ["--version"],
+            binds=[Bind(source=tmp_path / "missing", target="/srv/x", read_only=True)],
+            timeout=30,
+        )
     assert info.value.code == "host.sysupdate"
 
 
 @pytest.mark.parametrize("target", ["srv/rel", "/srv/../etc", "/", "/srv//x"])
 def test_bad_bind_target_refused(runtime: Runtime, tmp_path: Path, target: str) -> None:
     with pytest.raises(HostError):
-        runtime.run(["--version"], binds=[Bind(source=tmp_path, target=target, read_only=True)],
-                    timeout=30)
+        runtime.run(
+            ["--version"], binds=[Bind(source=tmp_path, target=target, read_only=True)], timeout=30
+        )
 
 
 def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) -> None:
@@ -268,11 +277,12 @@ def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) ->
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as fh:
         fh.truncate(64 << 20)
-    table = ('label: gpt\n'
-             'size=16MiB, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="_empty"\n'
-             'size=16MiB, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="_empty"\n')
-    subprocess.run(["sfdisk", "-q", os.fspath(disk)], input=table.encode(), check=True,
-                   timeout=30)
+    table = (
+        "label: gpt\n"
+        'size=16MiB, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="_empty"\n'
+        'size=16MiB, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="_empty"\n'
+    )
+    subprocess.run(["sfdisk", "-q", os.fspath(disk)], input=table.encode(), check=True, timeout=30)
     src = tmp_path / "rootsrc"
     src.mkdir()
     images = {v: payload(4 << 20, f"root{v}") for v in ("2", "3")}
@@ -285,16 +295,22 @@ def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) ->
         "[Target]\nType=partition\nPath=/srv/disk.img\nMatchPattern=root_@v\n"
         "MatchPartitionType=root\nInstancesMax=2\n"
     )
-    inv = Invocation(definitions=defs, binds=(
-        Bind(source=src, target="/srv/rootsrc", read_only=True),
-        Bind(source=disk, target="/srv/disk.img", read_only=False),
-    ))
+    inv = Invocation(
+        definitions=defs,
+        binds=(
+            Bind(source=src, target="/srv/rootsrc", read_only=True),
+            Bind(source=disk, target="/srv/disk.img", read_only=False),
+        ),
+    )
     applier = SysupdateApplier(runtime)
     messages: list[dict[str, str]] = []
     applier.update(inv, version="2", verify=False, notify=messages.append)
     applier.update(inv, version="3", verify=False)
-    parts = json.loads(subprocess.run(["sfdisk", "-J", os.fspath(disk)], capture_output=True,
-                                      check=True, timeout=30).stdout)["partitiontable"]
+    parts = json.loads(
+        subprocess.run(
+            ["sfdisk", "-J", os.fspath(disk)], capture_output=True, check=True, timeout=30
+        ).stdout
+    )["partitiontable"]
     names = [p["name"] for p in parts["partitions"]]
     assert names == ["root_2", "root_3"]
     with open(disk, "rb") as fh:
@@ -305,20 +321,41 @@ def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) ->
     assert applier.list_versions(inv).current == "3"
 
 
-def _enter(runtime: Runtime, tmp_path: Path, binary: str, args: list[str],
-           binds: list[dict[str, object]]) -> subprocess.CompletedProcess[bytes]:
+def _enter(
+    runtime: Runtime, tmp_path: Path, binary: str, args: list[str], binds: list[dict[str, object]]
+) -> subprocess.CompletedProcess[bytes]:
     """Run enter.py exactly as Runtime.run does, but exec ``binary`` instead of sysupdate."""
     notify_dir, scratch = tmp_path / "notify", tmp_path / "scratch"
     notify_dir.mkdir()
     scratch.mkdir()
-    spec = {"root": os.fspath(runtime.root), "binary": binary, "args": args,
-            "env": {"PATH": "/usr/bin:/bin"}, "notify_dir": "/run/airlock-notify",
-            "notify_host_dir": os.fspath(notify_dir), "binds": binds,
-            "scratch": os.fspath(scratch)}
+    spec = {
+        "root": os.fspath(runtime.root),
+        "binary": binary,
+        "args": args,
+        "env": {"PATH": "/usr/bin:/bin"},
+        "notify_dir": "/run/airlock-notify",
+        "notify_host_dir": os.fspath(notify_dir),
+        "binds": binds,
+        "scratch": os.fspath(scratch),
+    }
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--fork", "--kill-child", "--",
-         sys.executable, "-I", "-S", os.fspath(ENTER), json.dumps(spec)],
-        capture_output=True, timeout=60, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "--kill-child",
+            "--",
+            sys.executable,
+            "-I",
+            "-S",
+            os.fspath(ENTER),
+            json.dumps(spec),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -345,8 +382,13 @@ def test_mount_flags_inside_the_namespace(runtime: Runtime, tmp_path: Path) -> N
     assert " - overlay " in table["/"]  # the shared runtime root is only the lower layer
     # and the kernel enforces it
     (tmp_path / "again").mkdir()
-    res = _enter(runtime, tmp_path / "again", "/usr/bin/touch",
-                 ["/run/airlock/rw/ok", "/run/airlock/ro/refused"], binds)
+    res = _enter(
+        runtime,
+        tmp_path / "again",
+        "/usr/bin/touch",
+        ["/run/airlock/rw/ok", "/run/airlock/ro/refused"],
+        binds,
+    )
     assert res.returncode != 0
     assert b"Read-only file system" in res.stderr
     assert (rw / "ok").exists()
@@ -367,8 +409,9 @@ SysupdateApplier(locate(), timeout_s=600).update(inv)
 
 
 def _sysupdate_of(token: str) -> str:
-    return subprocess.run(["pgrep", "-f", f"updates-{token}"], capture_output=True, text=True,
-                          check=False).stdout.strip()
+    return subprocess.run(
+        ["pgrep", "-f", f"updates-{token}"], capture_output=True, text=True, check=False
+    ).stdout.strip()
 
 
 def test_sysupdate_dies_with_a_sigkilled_airlock(runtime: Runtime, site: Site) -> None:
@@ -377,9 +420,18 @@ def test_sysupdate_dies_with_a_sigkilled_airlock(runtime: Runtime, site: Site) -
     inv = site.invocation()
     assert inv.keyring is not None
     child = subprocess.Popen(
-        [sys.executable, "-c", _HANG, str(inv.definitions), str(inv.keyring),
-         str(site.updates), f"/srv/updates-{site.token}", str(site.dst)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            _HANG,
+            str(inv.definitions),
+            str(inv.keyring),
+            str(site.updates),
+            f"/srv/updates-{site.token}",
+            str(site.dst),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout is not None

@@ -42,7 +42,10 @@ def _revoke(home: Path, fpr: str) -> None:
     cert = cert.replace(":-----BEGIN", "-----BEGIN")
     subprocess.run(
         ["gpg", "--homedir", os.fspath(home), "--batch", "--quiet", "--import"],
-        input=cert.encode(), check=True, capture_output=True, timeout=60,
+        input=cert.encode(),
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
 
 
@@ -70,39 +73,90 @@ class KeySet:
         second = gpg.generate_key(home, "Second <second@example.invalid>")
         subkeyed = gpg.generate_key(home, "Sub <sub@example.invalid>", usage="cert")
         gpg.add_subkey(home, subkeyed)
-        expired = gpg.generate_key(home, "Old <old@example.invalid>", expire="1d",
-                                   faked_time="20200101T120000")
+        expired = gpg.generate_key(
+            home, "Old <old@example.invalid>", expire="1d", faked_time="20200101T120000"
+        )
         revoked = gpg.generate_key(home, "Rev <rev@example.invalid>")
         revoked_signature = gpg.sign(DATA, gnupghome=home, signer=revoked, armor=False)
         _revoke(home, revoked)
         stranger = gpg.generate_key(home, "Stranger <stranger@example.invalid>")
         listing = subprocess.run(
-            ["gpg", "--homedir", os.fspath(home), "--batch", "--with-colons",
-             "--with-subkey-fingerprint", "--list-keys", subkeyed],
-            check=True, capture_output=True, text=True, timeout=60,
+            [
+                "gpg",
+                "--homedir",
+                os.fspath(home),
+                "--batch",
+                "--with-colons",
+                "--with-subkey-fingerprint",
+                "--list-keys",
+                subkeyed,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout.splitlines()
         subfprs = [
-            line.split(":")[9] for i, line in enumerate(listing)
+            line.split(":")[9]
+            for i, line in enumerate(listing)
             if line.startswith("fpr:") and i > 0 and listing[i - 1].startswith("sub:")
         ]
         ring = gpg.export_public(home, [good, second, subkeyed, expired, revoked])
         keyring = tmp / "keyring.gpg"
         keyring.write_bytes(ring)
         armored = tmp / "keyring.asc"
-        armored.write_bytes(subprocess.run(
-            ["gpg", "--homedir", os.fspath(home), "--batch", "--armor", "--export",
-             good, second, subkeyed, expired, revoked],
-            check=True, capture_output=True, timeout=60,
-        ).stdout)
-        return cls(home=home, good=good, second=second, subkeyed=subkeyed, subkey=subfprs[0],
-                   expired=expired, revoked=revoked, stranger=stranger, keyring=keyring,
-                   keyring_armored=armored, revoked_signature=revoked_signature)
+        armored.write_bytes(
+            subprocess.run(
+                [
+                    "gpg",
+                    "--homedir",
+                    os.fspath(home),
+                    "--batch",
+                    "--armor",
+                    "--export",
+                    good,
+                    second,
+                    subkeyed,
+                    expired,
+                    revoked,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            ).stdout
+        )
+        return cls(
+            home=home,
+            good=good,
+            second=second,
+            subkeyed=subkeyed,
+            subkey=subfprs[0],
+            expired=expired,
+            revoked=revoked,
+            stranger=stranger,
+            keyring=keyring,
+            keyring_armored=armored,
+            revoked_signature=revoked_signature,
+        )
 
-    def sign(self, data: bytes, signer: str, *, armor: bool = False,
-             digest_algo: str | None = None, faked_time: str | None = None) -> bytes:
+    def sign(
+        self,
+        data: bytes,
+        signer: str,
+        *,
+        armor: bool = False,
+        digest_algo: str | None = None,
+        faked_time: str | None = None,
+    ) -> bytes:
         """A detached signature by ``signer`` (a fingerprint; append ``!`` to force a subkey)."""
-        return gpg.sign(data, gnupghome=self.home, signer=signer, armor=armor,
-                        digest_algo=digest_algo, faked_time=faked_time)
+        return gpg.sign(
+            data,
+            gnupghome=self.home,
+            signer=signer,
+            armor=armor,
+            digest_algo=digest_algo,
+            faked_time=faked_time,
+        )
 
 
 @pytest.fixture(scope="session")

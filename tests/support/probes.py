@@ -47,9 +47,16 @@ def btrfs() -> str | None:
             ok = (
                 _run(["btrfs", "subvolume", "create", os.fspath(mnt / "a")]).returncode == 0
                 and _run(
-                    ["btrfs", "subvolume", "snapshot", "-r", os.fspath(mnt / "a"),
-                     os.fspath(mnt / "b")]
-                ).returncode == 0
+                    [
+                        "btrfs",
+                        "subvolume",
+                        "snapshot",
+                        "-r",
+                        os.fspath(mnt / "a"),
+                        os.fspath(mnt / "b"),
+                    ]
+                ).returncode
+                == 0
                 and _run(["btrfs", "subvolume", "delete", os.fspath(mnt / "b")]).returncode == 0
             )
         finally:
@@ -62,8 +69,21 @@ def sandbox() -> str | None:
     """bubblewrap with user, mount, pid and net namespaces."""
     if shutil.which("bwrap") is None:
         return "bwrap missing"
-    r = _run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-              "--unshare-all", "--die-with-parent", "true"])
+    r = _run(
+        [
+            "bwrap",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-all",
+            "--die-with-parent",
+            "true",
+        ]
+    )
     return None if r.returncode == 0 else "bwrap cannot create namespaces"
 
 

@@ -75,9 +75,11 @@ def payload(size: int, *, seed: str = "") -> bytes:
 
 def spectrum_names(version: str, roothash: str = ROOTHASH) -> tuple[str, str, str]:
     """(root, verity, efi) names as Spectrum publishes them (design §8.1)."""
-    return (f"Spectrum_{version}_{roothash[:32]}.root",
-            f"Spectrum_{version}_{roothash[32:]}.verity",
-            f"Spectrum_{version}.efi")
+    return (
+        f"Spectrum_{version}_{roothash[:32]}.root",
+        f"Spectrum_{version}_{roothash[32:]}.verity",
+        f"Spectrum_{version}.efi",
+    )
 
 
 def spectrum_files(version: str, *, size: int = 4096, roothash: str = ROOTHASH) -> dict[str, int]:
@@ -85,9 +87,14 @@ def spectrum_files(version: str, *, size: int = 4096, roothash: str = ROOTHASH) 
     return dict.fromkeys(spectrum_names(version, roothash), size)
 
 
-def write_definitions(directory: Path, *, source_path: str = "file:///srv/release",
-                      patterns: Mapping[str, str] | None = None,
-                      target_path: str = "/srv/installed", verify: bool = True) -> Path:
+def write_definitions(
+    directory: Path,
+    *,
+    source_path: str = "file:///srv/release",
+    patterns: Mapping[str, str] | None = None,
+    target_path: str = "/srv/installed",
+    verify: bool = True,
+) -> Path:
     """Write one url-file → regular-file ``.transfer`` per (stem → pattern) into ``directory``.
 
     Default: ``50-foo.transfer`` with ``MatchPattern=foo_@v.img``.  Returns ``directory``.
@@ -105,11 +112,19 @@ def write_definitions(directory: Path, *, source_path: str = "file:///srv/releas
     return directory
 
 
-def make_release(directory: Path, version: str,
-                 files: Mapping[str, bytes] | Mapping[str, int] | None, key: SigningKey, *,
-                 definitions: Path | None = None, signers: Sequence[str] = (),
-                 valid_for_days: int | None = None, keep: int | None = None,
-                 force: bool = False, today: dt.date | None = None) -> publish.Published:
+def make_release(
+    directory: Path,
+    version: str,
+    files: Mapping[str, bytes] | Mapping[str, int] | None,
+    key: SigningKey,
+    *,
+    definitions: Path | None = None,
+    signers: Sequence[str] = (),
+    valid_for_days: int | None = None,
+    keep: int | None = None,
+    force: bool = False,
+    today: dt.date | None = None,
+) -> publish.Published:
     """Publish ``files`` (name → bytes, or name → size) as ``version`` into ``directory``.
 
     ``files=None`` means Spectrum's three files of 4096 bytes.  ``definitions`` is a directory of
@@ -126,10 +141,17 @@ def make_release(directory: Path, version: str,
             src = Path(tmp, name)
             src.write_bytes(data)
             artifacts.append(publish.Artifact(name=name, source=src))
-        return publish.publish(directory, artifacts, gnupghome=key.gnupghome,
-                               signers=tuple(signers) or (key.fingerprint,),
-                               transfers=transfers, valid_for_days=valid_for_days, keep=keep,
-                               force=force, today=today)
+        return publish.publish(
+            directory,
+            artifacts,
+            gnupghome=key.gnupghome,
+            signers=tuple(signers) or (key.fingerprint,),
+            transfers=transfers,
+            valid_for_days=valid_for_days,
+            keep=keep,
+            force=force,
+            today=today,
+        )
 
 
 def write_vm_transfers(directory: Path) -> Path:
@@ -141,4 +163,3 @@ def write_vm_transfers(directory: Path) -> Path:
     for src in sorted((render.default_templates() / "vm-sysupdate.d").glob("*.transfer")):
         (directory / src.name).write_text(src.read_text())
     return directory
-

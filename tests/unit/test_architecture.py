@@ -71,7 +71,11 @@ def test_import_contracts_hold() -> None:
     assert exe is not None, "import-linter is installed by make test"
     result = subprocess.run(
         [exe, "--config", str(SRC.parents[1] / "pyproject.toml")],
-        capture_output=True, text=True, cwd=SRC.parents[1], timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=SRC.parents[1],
+        timeout=120,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC.parent)},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

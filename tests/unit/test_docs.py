@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_error_code_table_is_current() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts/error-codes.py"), "--check"],
-                            capture_output=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/error-codes.py"), "--check"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, "run: python3 scripts/error-codes.py"
 
 

@@ -21,8 +21,9 @@ _SCANNED = ("scripts", "src", "tests", "bench", "Makefile", ".ci")
 def test_bash_and_python_read_the_same_values() -> None:
     names = sorted(layout.values())
     script = f'set -eu; . "{ENV}"; ' + " ".join(f'printf "%s\\n" "${n}";' for n in names)
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
-                         timeout=30)
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
     assert dict(zip(names, out.stdout.splitlines(), strict=True)) == layout.values()
 
 
@@ -31,8 +32,12 @@ def test_make_reads_the_same_values() -> None:
     rule = "show:\n\t@printf '%s\\n' " + " ".join(f"'$({n})'" for n in names) + "\n"
     out = subprocess.run(
         ["make", "-s", "-f", "-", "-f", "Makefile", "show"],
-        input=f"include src/airlock/layout.env\n{rule}", cwd=ROOT, capture_output=True,
-        text=True, check=True, timeout=30,
+        input=f"include src/airlock/layout.env\n{rule}",
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     assert dict(zip(names, out.stdout.splitlines(), strict=True)) == layout.values()
 
@@ -45,10 +50,26 @@ def test_every_script_sources_the_layout() -> None:
 
 
 def test_no_second_copy_of_a_stamp_or_cache_path() -> None:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *_SCANNED],
-        cwd=ROOT, capture_output=True, check=True, timeout=30,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            [
+                "git",
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+                *_SCANNED,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     offenders = []
     for name in filter(None, listed):
         path = ROOT / name

@@ -39,8 +39,12 @@ def _staging(raw: str) -> Path:
 
 def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> int:
     if args.json:
-        print(json.dumps({"v": 1, "event": "result", "outcome": str(outcome),
-                          "exit_status": int(status)}), flush=True)
+        print(
+            json.dumps(
+                {"v": 1, "event": "result", "outcome": str(outcome), "exit_status": int(status)}
+            ),
+            flush=True,
+        )
     else:
         text = {
             Outcome.UPDATED: "Updated; the new version is used after a reboot.",
@@ -55,8 +59,13 @@ def _run(args: argparse.Namespace, *, check: bool) -> int:
     config = _config(args)
     reporter = make_reporter(json_lines=args.json)
     ctx = build_context(
-        config, _staging(args.staging_dir), reporter=reporter, now=datetime.now(UTC),
-        fetcher=args.fetcher, wait_lock=args.wait, fetch_timeout_s=args.timeout,
+        config,
+        _staging(args.staging_dir),
+        reporter=reporter,
+        now=datetime.now(UTC),
+        fetcher=args.fetcher,
+        wait_lock=args.wait,
+        fetch_timeout_s=args.timeout,
     )
     if check:
         outcome = run_check(ctx)
@@ -123,25 +132,34 @@ def _common(p: argparse.ArgumentParser, *, staging: bool) -> None:
         return
     p.add_argument("staging_dir", metavar="STAGING_DIR", help="staging directory on btrfs")
     p.add_argument("--fetcher", default=None, help="fetcher backend: sandbox, qemu, spectrum")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="kill the fetcher after S seconds (default from config)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="kill the fetcher after S seconds (default from config)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the lock instead of failing")
     p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's verbs to the parser."""
-    p = sub.add_parser("update", help="fetch, judge and install the newest verified release",
-                       epilog="exit: 0 updated/up to date, 20 fetch, 21 rejected, 22 apply, "
-                              "4 busy, 3 config, 2 usage")
+    p = sub.add_parser(
+        "update",
+        help="fetch, judge and install the newest verified release",
+        epilog="exit: 0 updated/up to date, 20 fetch, 21 rejected, 22 apply, "
+        "4 busy, 3 config, 2 usage",
+    )
     _common(p, staging=True)
     p.set_defaults(func=_update)
-    p = sub.add_parser("check", help="everything but apply; exit 100 when a newer one exists",
-                       epilog="exit: 0 up to date, 100 newer available, 20, 21, 4, 3, 2")
+    p = sub.add_parser(
+        "check",
+        help="everything but apply; exit 100 when a newer one exists",
+        epilog="exit: 0 up to date, 100 newer available, 20, 21, 4, 3, 2",
+    )
     _common(p, staging=True)
     p.set_defaults(func=_check)
     p = sub.add_parser("status", help="installed versions, pending reboot, last check")
     _common(p, staging=False)
     p.set_defaults(func=_status)
-
-

@@ -12,8 +12,9 @@ from airlock.lab.hostile import ATTACKS
 def _demo(args: argparse.Namespace) -> int:
     from airlock.lab import demo  # imported lazily: the lab is not needed by other verbs
 
-    return demo.run(args.workdir, attack=args.attack, keep=args.keep, as_json=args.json,
-                    fetcher=args.fetcher)
+    return demo.run(
+        args.workdir, attack=args.attack, keep=args.keep, as_json=args.json, fetcher=args.fetcher
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,10 +27,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "2.0 -> 3.0, optionally replay an attack, and show the disk before and after.",
     )
     p.add_argument("--workdir", type=Path, help="work directory (default: a new one in /var/tmp)")
-    p.add_argument("--fetcher", choices=["sandbox", "qemu"], default="sandbox",
-                   help="where the untrusted agent runs: bubblewrap sandbox (default) or a QEMU VM")
+    p.add_argument(
+        "--fetcher",
+        choices=["sandbox", "qemu"],
+        default="sandbox",
+        help="where the untrusted agent runs: bubblewrap sandbox (default) or a QEMU VM",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
-    p.add_argument("--attack", choices=sorted(ATTACKS),
-                   help="replay one hostile VM behaviour before the last update")
+    p.add_argument(
+        "--attack",
+        choices=sorted(ATTACKS),
+        help="replay one hostile VM behaviour before the last update",
+    )
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.set_defaults(func=_demo)

@@ -65,8 +65,12 @@ class RichTerminalReporter:
         self._console = Console(file=stream or sys.stderr, markup=False, highlight=False)
         self._plain = TerminalReporter(stream or sys.stderr)
         self._progress_cls = Progress
-        self._columns = (TextColumn("    {task.description}"), BarColumn(),
-                         TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn())
+        self._columns = (
+            TextColumn("    {task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+        )
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
@@ -80,8 +84,9 @@ class RichTerminalReporter:
         """Render ``event``: bars for StepProgress, plain lines for the rest."""
         if isinstance(event, StepProgress) and event.total > 0:
             if self._progress is None:
-                self._progress = self._progress_cls(*self._columns, console=self._console,
-                                                    transient=True)
+                self._progress = self._progress_cls(
+                    *self._columns, console=self._console, transient=True
+                )
                 self._progress.start()
                 self._task = self._progress.add_task(str(event.step), total=event.total)
             assert self._task is not None  # noqa: S101 - set together with _progress

@@ -56,11 +56,16 @@ class Report:
         return {
             "states": [{"when": when, **state.as_json()} for when, state in self.states],
             "runs": [
-                {"label": r.label, "exit_status": r.exit_status, "outcome": r.outcome,
-                 "code": r.code, "bytes_downloaded": r.bytes_downloaded,
-                 "payload_bytes": r.payload_bytes,
-                 "duration_s": round(r.duration_s, 2),
-                 "steps": {step: round(d, 3) for step, d in r.steps}}
+                {
+                    "label": r.label,
+                    "exit_status": r.exit_status,
+                    "outcome": r.outcome,
+                    "code": r.code,
+                    "bytes_downloaded": r.bytes_downloaded,
+                    "payload_bytes": r.payload_bytes,
+                    "duration_s": round(r.duration_s, 2),
+                    "steps": {step: round(d, 3) for step, d in r.steps},
+                }
                 for r in self.runs
             ],
             "attack": self.attack,
@@ -80,8 +85,9 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool,
-        fetcher: str = "sandbox") -> int:
+def run(
+    workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool, fetcher: str = "sandbox"
+) -> int:
     """Run the demo; return the exit status."""
     console = Console(stderr=as_json, highlight=False, width=max(120, _width()))
     signal.signal(signal.SIGTERM, _interrupt)
@@ -89,6 +95,7 @@ def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool,
     base = workdir or Path(tempfile.mkdtemp(prefix="airlock-demo-", dir="/var/tmp"))
     if workdir is None:
         os.rmdir(base)  # the lab creates it and removes it again unless --keep
+
     def log(message: str) -> None:
         console.print(f"[dim]·[/dim] {escape(message)}")
 
@@ -96,21 +103,21 @@ def run(workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool,
         report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:
-            console.print("[yellow]note:[/yellow] kernels are labelled stand-in files "
-                          "(no ukify/EFI stub in the runtime); roots and verity trees are real")
+            console.print(
+                "[yellow]note:[/yellow] kernels are labelled stand-in files "
+                "(no ukify/EFI stub in the runtime); roots and verity trees are real"
+            )
         report.states.append(("initial", world.state()))
         world.publish(VERSIONS[0])
         world.publish(VERSIONS[1])
-        _update(console, world, report, f"update {VERSIONS[0]} → {VERSIONS[1]}",
-                expect="updated")
+        _update(console, world, report, f"update {VERSIONS[0]} → {VERSIONS[1]}", expect="updated")
         _update(console, world, report, "no-op rerun", expect="up-to-date")
         world.boot(VERSIONS[1])
         console.print(f"[dim]·[/dim] rebooted into {VERSIONS[1]} (os-release IMAGE_VERSION)")
         world.publish(VERSIONS[2])
         if attack is not None:
             report.attack = _attack(console, world, report, attack)
-        _update(console, world, report, f"update {VERSIONS[1]} → {VERSIONS[2]}",
-                expect="updated")
+        _update(console, world, report, f"update {VERSIONS[1]} → {VERSIONS[2]}", expect="updated")
         _show(console, report, world)
         if keep:
             console.print(f"kept the work directory: {escape(os.fspath(base))}")
@@ -128,7 +135,8 @@ def _update(console: Console, world: Lab, report: Report, label: str, *, expect:
     if result.exit_status != 0 or result.outcome != expect:
         raise HostError(
             f"demo: {label} ended with status {result.exit_status} ({result.outcome or result.code}"
-            f"), expected {expect}: {result.message}", code="host.demo",
+            f"), expected {expect}: {result.message}",
+            code="host.demo",
             hint=f"rerun with --keep and read {world.w}/serve.log and the JSON events",
         )
     return result
@@ -144,19 +152,27 @@ def _attack(console: Console, world: Lab, report: Report, name: str) -> dict[str
     refused = result.exit_status == EXPECTED_ATTACK_STATUS[name]
     unchanged = before == after
     verdict = "[green]refused[/green]" if refused else "[red]NOT refused[/red]"
-    console.print(f"{verdict} with status {result.exit_status} ({escape(result.code)}); disk "
-                  + ("[green]unchanged[/green]" if unchanged else "[red]CHANGED[/red]"))
+    console.print(
+        f"{verdict} with status {result.exit_status} ({escape(result.code)}); disk "
+        + ("[green]unchanged[/green]" if unchanged else "[red]CHANGED[/red]")
+    )
     if not (refused and unchanged):
         raise HostError(f"demo: attack {name} was not refused cleanly", code="host.demo")
-    return {"name": name, "exit_status": result.exit_status, "code": result.code,
-            "disk_unchanged": unchanged}
+    return {
+        "name": name,
+        "exit_status": result.exit_status,
+        "code": result.code,
+        "disk_unchanged": unchanged,
+    }
 
 
 def _print_run(console: Console, result: Run) -> None:
     steps = "  ".join(f"{s} {d:.2f}s" for s, d in result.steps)
-    console.print(f"status {result.exit_status}, outcome {escape(result.outcome or result.code)}, "
-                  f"{result.payload_bytes} payload bytes downloaded "
-                  f"({result.bytes_downloaded} in all), {result.duration_s:.1f} s")
+    console.print(
+        f"status {result.exit_status}, outcome {escape(result.outcome or result.code)}, "
+        f"{result.payload_bytes} payload bytes downloaded "
+        f"({result.bytes_downloaded} in all), {result.duration_s:.1f} s"
+    )
     console.print(f"[dim]steps: {steps}[/dim]")
     if result.message:
         # Text from airlock is escaped already; rich markup in it must not be interpreted either.
@@ -179,8 +195,14 @@ def _show(console: Console, report: Report, world: Lab) -> None:
     for r in report.runs:
         steps = " ".join(f"{s}={d:.2f}" for s, d in r.steps)
         result = escape(f"{r.exit_status} {r.outcome or r.code}")
-        runs.add_row(r.label, result, str(r.payload_bytes), str(r.bytes_downloaded), steps,
-                     f"{r.duration_s:.1f}")
+        runs.add_row(
+            r.label,
+            result,
+            str(r.payload_bytes),
+            str(r.bytes_downloaded),
+            steps,
+            f"{r.duration_s:.1f}",
+        )
     console.print(runs)
 
 

@@ -47,8 +47,16 @@ class Slot:
     measured: int
 
 
-def create(path: Path, *, roothash: str, version: str, root_image: Path, verity_image: Path,
-           root_mib: int = 8, verity_mib: int = 1) -> None:
+def create(
+    path: Path,
+    *,
+    roothash: str,
+    version: str,
+    root_image: Path,
+    verity_image: Path,
+    root_mib: int = 8,
+    verity_mib: int = 1,
+) -> None:
     """Create the disk image with slot A holding ``version``."""
     size = (2 + 2 * (root_mib + verity_mib) + 1) * MIB
     with open(path, "wb") as fh:
@@ -56,9 +64,9 @@ def create(path: Path, *, roothash: str, version: str, root_image: Path, verity_
     layout = "\n".join(
         [
             "label: gpt",
-            f'size={verity_mib}MiB, type={VERITY_TYPE}, uuid={format_uuid(roothash[32:64])}, '
+            f"size={verity_mib}MiB, type={VERITY_TYPE}, uuid={format_uuid(roothash[32:64])}, "
             f'name="Spectrum_{version}.verity"',
-            f'size={root_mib}MiB, type={ROOT_TYPE}, uuid={format_uuid(roothash[0:32])}, '
+            f"size={root_mib}MiB, type={ROOT_TYPE}, uuid={format_uuid(roothash[0:32])}, "
             f'name="Spectrum_{version}"',
             f'size={verity_mib}MiB, type={VERITY_TYPE}, uuid={EMPTY_VERITY_UUID}, name="_empty"',
             f'size={root_mib}MiB, type={ROOT_TYPE}, uuid={EMPTY_ROOT_UUID}, name="_empty"',
@@ -96,9 +104,15 @@ def state(path: Path, *, measure: dict[int, int] | None = None) -> tuple[Slot, .
             digest = hashlib.sha256(fh.read(length)).hexdigest()
             slots.append(
                 Slot(
-                    number=n, label=str(part.get("name", "")), partuuid=str(part.get("uuid", "")),
-                    type=str(part.get("type", "")), attrs=str(part.get("attrs", "")),
-                    start=start, size=size * SECTOR, sha256_prefix=digest, measured=length,
+                    number=n,
+                    label=str(part.get("name", "")),
+                    partuuid=str(part.get("uuid", "")),
+                    type=str(part.get("type", "")),
+                    attrs=str(part.get("attrs", "")),
+                    start=start,
+                    size=size * SECTOR,
+                    sha256_prefix=digest,
+                    measured=length,
                 )
             )
     return tuple(slots)

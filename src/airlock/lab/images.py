@@ -166,6 +166,10 @@ def build(workdir: Path, version: str, *, runtime: Path | None = None) -> Images
     roothash = build_verity(root, verity)
     kernel, is_uki = build_kernel(workdir, version, roothash, runtime=runtime)
     return Images(
-        version=version, root=root, verity=verity, roothash=roothash, kernel=kernel,
+        version=version,
+        root=root,
+        verity=verity,
+        roothash=roothash,
+        kernel=kernel,
         kernel_is_uki=is_uki,
     )

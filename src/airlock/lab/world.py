@@ -42,9 +42,16 @@ NETNS = "airlock-lab"
 PORT = 8080
 VERSIONS = ("1.0", "2.0", "3.0")
 REQUIRED_TOOLS = {
-    "mkfs.btrfs": "btrfs-progs", "btrfs": "btrfs-progs", "bwrap": "bubblewrap",
-    "veritysetup": "cryptsetup-bin", "mkfs.erofs": "erofs-utils", "sfdisk": "fdisk",
-    "ip": "iproute2", "losetup": "util-linux", "gpg": "gpg", "sqv": "sqv",
+    "mkfs.btrfs": "btrfs-progs",
+    "btrfs": "btrfs-progs",
+    "bwrap": "bubblewrap",
+    "veritysetup": "cryptsetup-bin",
+    "mkfs.erofs": "erofs-utils",
+    "sfdisk": "fdisk",
+    "ip": "iproute2",
+    "losetup": "util-linux",
+    "gpg": "gpg",
+    "sqv": "sqv",
 }
 
 
@@ -90,18 +97,28 @@ def check_prerequisites() -> None:
     """
     hint = "run `make demo` as root: it installs everything (scripts/install-deps.sh, make runtime)"
     if os.geteuid() != 0:
-        raise HostError("The lab needs root (loop devices, btrfs, namespaces)", code="host.root",
-                        hint=hint)
+        raise HostError(
+            "The lab needs root (loop devices, btrfs, namespaces)", code="host.root", hint=hint
+        )
     missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
     if missing:
-        raise HostError(f"Missing tools from Debian packages: {', '.join(missing)}",
-                        code="host.tools", hint=hint)
+        raise HostError(
+            f"Missing tools from Debian packages: {', '.join(missing)}",
+            code="host.tools",
+            hint=hint,
+        )
     if not Path("/dev/loop-control").exists():
-        raise HostError("No loop device support (/dev/loop-control missing)", code="host.loop",
-                        hint="load the loop module (modprobe loop)")
+        raise HostError(
+            "No loop device support (/dev/loop-control missing)",
+            code="host.loop",
+            hint="load the loop module (modprobe loop)",
+        )
     if "btrfs" not in Path("/proc/filesystems").read_text() and not _can_modprobe("btrfs"):
-        raise HostError("The kernel has no btrfs support", code="host.btrfs",
-                        hint="load the btrfs module (modprobe btrfs)")
+        raise HostError(
+            "The kernel has no btrfs support",
+            code="host.btrfs",
+            hint="load the btrfs module (modprobe btrfs)",
+        )
     sysupdate_runtime.locate()
 
 
@@ -122,19 +139,28 @@ def enter_private_mount_namespace() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
-        raise HostError(f"Failed to unshare the mount namespace: {os.strerror(err)}",
-                        code="host.namespace")
+        raise HostError(
+            f"Failed to unshare the mount namespace: {os.strerror(err)}", code="host.namespace"
+        )
     proc.run(["mount", "--make-rprivate", "/"], timeout=30)
 
 
 class Lab:
     """A lab world under ``workdir``; use as a context manager (see the module docstring)."""
 
-    def __init__(self, workdir: Path, *, keep: bool = False, vm_timeout_s: float = 300.0,
-                 fetcher: str = "sandbox", log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        keep: bool = False,
+        vm_timeout_s: float = 300.0,
+        fetcher: str = "sandbox",
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         if fetcher not in ("sandbox", "qemu"):
-            raise HostError(f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}",
-                            code="host.lab")
+            raise HostError(
+                f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}", code="host.lab"
+            )
         self.fetcher = fetcher
         self.w = workdir
         self.keep = keep
@@ -199,10 +225,12 @@ class Lab:
         self._start_server()
         self.write_config()
 
-    def _airlock(self, *args: str | os.PathLike[str], timeout: float = 300,
-                 check: bool = True) -> proc.Completed:
-        return proc.run([sys.executable, "-m", "airlock", *args], timeout=timeout, check=check,
-                        inherit_env=True)
+    def _airlock(
+        self, *args: str | os.PathLike[str], timeout: float = 300, check: bool = True
+    ) -> proc.Completed:
+        return proc.run(
+            [sys.executable, "-m", "airlock", *args], timeout=timeout, check=check, inherit_env=True
+        )
 
     def _keygen(self) -> None:
         self.log("making a signing key (airlock keygen)")
@@ -221,16 +249,30 @@ class Lab:
     def _make_disk(self) -> None:
         first = self.images[VERSIONS[0]]
         self.log("creating a GPT disk image with Spectrum's A/B layout (slot A = 1.0)")
-        disk.create(self.disk, roothash=first.roothash, version=first.version,
-                    root_image=first.root, verity_image=first.verity)
+        disk.create(
+            self.disk,
+            roothash=first.roothash,
+            version=first.version,
+            root_image=first.root,
+            verity_image=first.verity,
+        )
         (self.esp / "EFI/Linux").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(first.kernel, self.esp / f"EFI/Linux/Spectrum_{first.version}.efi")
 
     def _render(self) -> None:
         self.log("rendering Spectrum's build-time files (airlock render)")
         out = self.w / "rootfs"
-        self._airlock("render", "--version", VERSIONS[0], "--update-url",
-                      f"http://127.0.0.1:{PORT}", "--signing-key", self.pubring, "--out", out)
+        self._airlock(
+            "render",
+            "--version",
+            VERSIONS[0],
+            "--update-url",
+            f"http://127.0.0.1:{PORT}",
+            "--signing-key",
+            self.pubring,
+            "--out",
+            out,
+        )
         for transfer in sorted((self.etc / "sysupdate.d").glob("*.transfer")):
             text = transfer.read_text().replace("Path=auto", f"Path={self.disk}")
             transfer.write_text(text)
@@ -260,8 +302,9 @@ class Lab:
         self.log(f"starting the update server in network namespace {NETNS} (no default route)")
         run_netns = Path("/run/netns")
         run_netns.mkdir(parents=True, exist_ok=True)
-        proc.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns],
-                 timeout=30)
+        proc.run(
+            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns], timeout=30
+        )
         self._stack.callback(self._umount, run_netns)
         proc.run(["ip", "netns", "add", NETNS], timeout=30)
         self._stack.callback(proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False)
@@ -283,8 +326,13 @@ class Lab:
                 raise HostError("airlock serve did not start", code="host.lab")
             time.sleep(0.1)
 
-    def write_config(self, command: Sequence[str] | None = None, *, ro_binds: Sequence[Path] = (),
-                     vm_timeout_s: float | None = None) -> None:
+    def write_config(
+        self,
+        command: Sequence[str] | None = None,
+        *,
+        ro_binds: Sequence[Path] = (),
+        vm_timeout_s: float | None = None,
+    ) -> None:
         """(Re)write the host config; ``command`` replaces the agent as the fetch command.
 
         A replaced command (the hostile VMs) always runs in the sandbox, without network.
@@ -321,9 +369,25 @@ class Lab:
     def publish(self, version: str) -> None:
         """Publish ``version`` to the server (``airlock publish --spectrum``), keeping two."""
         img = self.images[version]
-        self._airlock("publish", self.server_dir, "--spectrum", "--version", version,
-                      "--roothash", img.roothash, "--root", img.root, "--verity", img.verity,
-                      "--uki", img.kernel, "--gnupghome", self.gnupghome, "--keep", "2")
+        self._airlock(
+            "publish",
+            self.server_dir,
+            "--spectrum",
+            "--version",
+            version,
+            "--roothash",
+            img.roothash,
+            "--root",
+            img.root,
+            "--verity",
+            img.verity,
+            "--uki",
+            img.kernel,
+            "--gnupghome",
+            self.gnupghome,
+            "--keep",
+            "2",
+        )
         archive = self.w / "archive" / version
         shutil.rmtree(archive, ignore_errors=True)
         shutil.copytree(self.server_dir, archive)
@@ -342,26 +406,39 @@ class Lab:
         """Run ``airlock update STAGING --json`` and collect what it reported."""
         start = time.monotonic()
         before, payload_before = self._served(), self._served(payload_only=True)
-        result = self._airlock("update", self.staging, "--config", self.config, "--json",
-                               timeout=self.vm_timeout_s + 900, check=False)
+        result = self._airlock(
+            "update",
+            self.staging,
+            "--config",
+            self.config,
+            "--json",
+            timeout=self.vm_timeout_s + 900,
+            check=False,
+        )
         events = tuple(
-            json.loads(line) for line in result.stdout.decode("utf-8", "replace").splitlines()
+            json.loads(line)
+            for line in result.stdout.decode("utf-8", "replace").splitlines()
             if line.startswith("{")
         )
         steps = tuple(
             (str(e.get("step")), float(str(e.get("duration_s", 0.0))))
-            for e in events if e.get("event") == "step-finished"
+            for e in events
+            if e.get("event") == "step-finished"
         )
         final: dict[str, object] = next(
             (e for e in reversed(events) if e.get("event") in ("result", "error")), {}
         )
         return Run(
-            label=label, exit_status=result.returncode, outcome=str(final.get("outcome", "")),
+            label=label,
+            exit_status=result.returncode,
+            outcome=str(final.get("outcome", "")),
             code=str(final.get("code", "")),
             message=str(final.get("message", "")) or text.tail(result.stderr, lines=8, limit=400),
-            steps=steps, bytes_downloaded=self._served() - before,
+            steps=steps,
+            bytes_downloaded=self._served() - before,
             payload_bytes=self._served(payload_only=True) - payload_before,
-            duration_s=time.monotonic() - start, events=events,
+            duration_s=time.monotonic() - start,
+            events=events,
         )
 
     def _served(self, *, payload_only: bool = False) -> int:
@@ -385,9 +462,18 @@ class Lab:
         shutil.copytree(self.w / "archive" / VERSIONS[0], evidence / "old")
         self._expired_release(evidence / "next", evidence / "expired")
         self.write_config(
-            [sys.executable, "-m", "airlock.lab.hostile", name, "--share", "/host",
-             "--evidence", os.fspath(evidence)],
-            ro_binds=[evidence], vm_timeout_s=8.0 if name == "never-exits" else None,
+            [
+                sys.executable,
+                "-m",
+                "airlock.lab.hostile",
+                name,
+                "--share",
+                "/host",
+                "--evidence",
+                os.fspath(evidence),
+            ],
+            ro_binds=[evidence],
+            vm_timeout_s=8.0 if name == "never-exits" else None,
         )
         try:
             return self.update(f"attack: {name}")
@@ -402,8 +488,9 @@ class Lab:
         raw = manifest.format(current.entries, best_before=yesterday)
         (out / "SHA256SUMS").write_bytes(raw)
         for sig, armor in (("SHA256SUMS.gpg", False), ("SHA256SUMS.sha256.asc", True)):
-            (out / sig).write_bytes(gpg.sign(raw, gnupghome=self.gnupghome, signer=None,
-                                             armor=armor))
+            (out / sig).write_bytes(
+                gpg.sign(raw, gnupghome=self.gnupghome, signer=None, armor=armor)
+            )
 
     def state(self) -> DiskState:
         """What is on the disk now: labels, PARTUUIDs and which image each slot holds."""
@@ -413,7 +500,8 @@ class Lab:
             known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
             known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
         sizes = {img.root.stat().st_size for img in self.images.values()} | {
-            img.verity.stat().st_size for img in self.images.values()}
+            img.verity.stat().st_size for img in self.images.values()
+        }
         slots = []
         for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 5), 0)):
             content = "empty"

@@ -70,8 +70,7 @@ class Inspector(Protocol):
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Names the host may unlink from the writable snapshot before it is made read-only."""
 
-    def judge(self, dir_fd: int, *, state: State, installed: str | None,
-              now: datetime) -> Judged:
+    def judge(self, dir_fd: int, *, state: State, installed: str | None, now: datetime) -> Judged:
         """Verify the frozen snapshot; raise a ``RejectedError`` subclass or return the release."""
 
 

@@ -81,7 +81,8 @@ def prepare_staging(ctx: RunContext) -> None:
         if holders:
             raise BusyError(
                 f"A process of an interrupted run still uses the snapshot (pid {holders[0]})",
-                code="busy.orphan", hint="wait for it to finish, then run again",
+                code="busy.orphan",
+                hint="wait for it to finish, then run again",
             )
         ctx.staging.prepare()
         stale = ctx.staging.remove_stale()
@@ -144,8 +145,9 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
         with step(ctx, Step.FREEZE) as detail:
             leftover = mounts_below(ctx.staging.share)
             if leftover:
-                raise HostError("Refusing to snapshot: the share is still mounted",
-                                code="host.share-mounted")
+                raise HostError(
+                    "Refusing to snapshot: the share is still mounted", code="host.share-mounted"
+                )
             snap = ctx.staging.snapshot()
             with fsutil.open_dir_nofollow(snap) as fd:
                 names = ctx.inspector.droppable(fd)
@@ -179,8 +181,10 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> tuple[Judged, str | Non
         with fsutil.open_dir_nofollow(snapshot) as fd:
             release = ctx.inspector.judge(fd, state=current, installed=installed, now=ctx.now)
         version = display(release.version) if release.version else "none"
-        detail.append(f"verified {version}, {'newer' if release.newer else 'not newer'} than "
-                      f"{installed or 'nothing'}; {len(release.signers)} signature(s)")
+        detail.append(
+            f"verified {version}, {'newer' if release.newer else 'not newer'} than "
+            f"{installed or 'nothing'}; {len(release.signers)} signature(s)"
+        )
     return release, installed
 
 
@@ -192,12 +196,13 @@ def apply(ctx: RunContext, snapshot: Path, release: Judged) -> None:
     with step(ctx, Step.APPLY, display(wanted)):
         if not version.is_valid(wanted) or wanted.startswith("-"):
             # The judge guarantees this; it reaches sysupdate's argv, so check once more.
-            raise ApplyError(f"Refusing to pass version {display(wanted)} to systemd-sysupdate",
-                             code="apply.version")
+            raise ApplyError(
+                f"Refusing to pass version {display(wanted)} to systemd-sysupdate",
+                code="apply.version",
+            )
 
         def progress(done: int, total: int) -> None:
-            ctx.reporter.emit(StepProgress(step=Step.APPLY, done=done, total=total,
-                                           unit="percent"))
+            ctx.reporter.emit(StepProgress(step=Step.APPLY, done=done, total=total, unit="percent"))
 
         ctx.applier.apply(snapshot, version=wanted, progress=progress)
 

@@ -44,13 +44,15 @@ class HostInspector:
         try:
             os_release = config.os_release.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"Failed to read {config.os_release}: {exc.strerror}",
-                              code="config.os-release") from exc
+            raise ConfigError(
+                f"Failed to read {config.os_release}: {exc.strerror}", code="config.os-release"
+            ) from exc
         specifiers = definitions.Specifiers.from_os_release(os_release)
         self._transfers = definitions.load_dir(config.definitions_dir, specifiers=specifiers)
         if not self._transfers:
-            raise ConfigError(f"No transfer definitions in {config.definitions_dir}",
-                              code="config.definition")
+            raise ConfigError(
+                f"No transfer definitions in {config.definitions_dir}", code="config.definition"
+            )
         if not config.keyring.is_file():
             raise ConfigError(f"Keyring {config.keyring} is missing", code="config.keyring")
         self._verifier = openpgp.verifier(config.verifier)
@@ -70,14 +72,15 @@ class HostInspector:
         from airlock.untrusted import candidate
 
         try:
-            return tuple(candidate.droppable(dir_fd, transfers=self._transfers,
-                                             limits=self._config.limits))
+            return tuple(
+                candidate.droppable(dir_fd, transfers=self._transfers, limits=self._config.limits)
+            )
         except OSError as exc:
-            raise HostError(f"Failed to read the snapshot: {exc.strerror}",
-                            code="host.snapshot") from exc
+            raise HostError(
+                f"Failed to read the snapshot: {exc.strerror}", code="host.snapshot"
+            ) from exc
 
-    def judge(self, dir_fd: int, *, state: State, installed: str | None,
-              now: datetime) -> Judged:
+    def judge(self, dir_fd: int, *, state: State, installed: str | None, now: datetime) -> Judged:
         """Run ``trusted.verify.judge`` with the host policy."""
         from airlock.trusted import verify
         from airlock.trusted.policy import Policy
@@ -93,8 +96,13 @@ class HostInspector:
             required_signature_files=self._required_signatures(),
         )
         release: Judged = verify.judge(
-            dir_fd, transfers=self._transfers, keyring=cfg.keyring, policy=policy,
-            limits=cfg.limits, verifier=self._verifier, now=now,
+            dir_fd,
+            transfers=self._transfers,
+            keyring=cfg.keyring,
+            policy=policy,
+            limits=cfg.limits,
+            verifier=self._verifier,
+            now=now,
         )
         return release
 
@@ -112,7 +120,8 @@ class SysupdateHostApplier:
 
         self._config = config
         self._sysupdate = sysupdate.SysupdateApplier(
-            runtime.locate(config.sysupdate_runtime_cache), timeout_s=config.apply_timeout_s)
+            runtime.locate(config.sysupdate_runtime_cache), timeout_s=config.apply_timeout_s
+        )
 
     def _invocation(self, snapshot: Path | None) -> Invocation:
         cfg = self._config
@@ -120,8 +129,12 @@ class SysupdateHostApplier:
         binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.apply_binds]
         if snapshot is not None:
             binds.append(Bind(source=snapshot, target=cfg.mount_point, read_only=True))
-        return Invocation(definitions=cfg.definitions_dir, keyring=cfg.keyring,
-                          esp=cfg.esp_path, binds=tuple(binds))
+        return Invocation(
+            definitions=cfg.definitions_dir,
+            keyring=cfg.keyring,
+            esp=cfg.esp_path,
+            binds=tuple(binds),
+        )
 
     def installed(self) -> Installed:
         """``systemd-sysupdate --offline --json=short list``: installed versions only.
@@ -133,11 +146,14 @@ class SysupdateHostApplier:
         try:
             res = self._sysupdate.runtime.run(
                 [f"--definitions={DEFINITIONS}", "--offline", "--json=short", "list"],
-                binds=inv.all_binds(), env=inv.all_env(), timeout=120.0,
+                binds=inv.all_binds(),
+                env=inv.all_env(),
+                timeout=120.0,
             )
         except HostError as exc:
-            raise ApplyError(f"Failed to list installed versions: {exc.message}",
-                             code="apply.list") from exc
+            raise ApplyError(
+                f"Failed to list installed versions: {exc.message}", code="apply.list"
+            ) from exc
         try:
             doc = json.loads(res.stdout) if res.returncode == 0 else None
             current = doc.get("current") if isinstance(doc, dict) else None
@@ -145,10 +161,10 @@ class SysupdateHostApplier:
         except ValueError:
             doc = None
         if not isinstance(doc, dict):
-            raise ApplyError(f"systemd-sysupdate list failed: {tail(res.stderr)}",
-                             code="apply.list")
-        return Installed(current=str(current) if current is not None else None,
-                         versions=versions)
+            raise ApplyError(
+                f"systemd-sysupdate list failed: {tail(res.stderr)}", code="apply.list"
+            )
+        return Installed(current=str(current) if current is not None else None, versions=versions)
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot."""
@@ -161,8 +177,10 @@ class SysupdateHostApplier:
         try:
             self._sysupdate.update(self._invocation(snapshot), version=version, notify=notify)
         except HostError as exc:
-            raise ApplyError(f"systemd-sysupdate failed to install {display(version)}: "
-                             f"{exc.message}", code="apply.sysupdate") from exc
+            raise ApplyError(
+                f"systemd-sysupdate failed to install {display(version)}: " f"{exc.message}",
+                code="apply.sysupdate",
+            ) from exc
         progress(100, 100)
 
 
@@ -171,11 +189,15 @@ def make_fetcher(config: HostConfig, name: str) -> Fetcher:
     try:
         cls = fetcher_pkg.load(name)
     except ImportError as exc:
-        raise ConfigError(f"Fetcher {display(name)} is not available in this build",
-                          code="config.fetcher", hint="use --fetcher sandbox") from exc
+        raise ConfigError(
+            f"Fetcher {display(name)} is not available in this build",
+            code="config.fetcher",
+            hint="use --fetcher sandbox",
+        ) from exc
     if name == fetcher_pkg.FetcherName.SANDBOX:
-        fetcher: Fetcher = cls(root=config.sandbox_root, netns=config.sandbox_netns,
-                               ro_binds=config.sandbox_ro_binds)
+        fetcher: Fetcher = cls(
+            root=config.sandbox_root, netns=config.sandbox_netns, ro_binds=config.sandbox_ro_binds
+        )
         return fetcher
     made: Fetcher = cls(config=config)
     return made

@@ -29,8 +29,16 @@ def crc24(data: bytes) -> int:
 def armor_signature(packets: bytes) -> bytes:
     """``-----BEGIN PGP SIGNATURE-----`` armour around binary signature packets."""
     body = base64.b64encode(packets).decode("ascii")
-    lines = [body[i:i + LINE_CHARS] for i in range(0, len(body), LINE_CHARS)]
+    lines = [body[i : i + LINE_CHARS] for i in range(0, len(body), LINE_CHARS)]
     checksum = base64.b64encode(crc24(packets).to_bytes(3, "big")).decode("ascii")
-    text = "\n".join(["-----BEGIN PGP SIGNATURE-----", "", *lines, f"={checksum}",
-                      "-----END PGP SIGNATURE-----", ""])
+    text = "\n".join(
+        [
+            "-----BEGIN PGP SIGNATURE-----",
+            "",
+            *lines,
+            f"={checksum}",
+            "-----END PGP SIGNATURE-----",
+            "",
+        ]
+    )
     return text.encode("ascii")

@@ -43,13 +43,17 @@ class Transaction:
     def stage_bytes(self, name: str, data: bytes, *, mode: int = 0o644) -> None:
         """Write ``data`` to a temporary name that ``commit`` renames to ``name``."""
         tmp = self._tmp_name("new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o600, dir_fd=self.dir_fd)
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+            dir_fd=self.dir_fd,
+        )
         self._staged[name] = tmp
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
@@ -62,8 +66,12 @@ class Transaction:
         make the manifest disagree with the published file.
         """
         tmp = self._tmp_name("new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o600, dir_fd=self.dir_fd)
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+            dir_fd=self.dir_fd,
+        )
         self._staged[name] = tmp
         digest = hashlib.sha256()
         size = 0
@@ -74,7 +82,7 @@ class Transaction:
                 digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 size += len(chunk)
             os.fchmod(fd, mode)
             os.fsync(fd)
@@ -109,8 +117,13 @@ class Transaction:
             for name in [*self._staged, *self._remove]:
                 if self._exists(name) and name not in backups:
                     backup = self._tmp_name("old")
-                    os.link(name, backup, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd,
-                            follow_symlinks=False)
+                    os.link(
+                        name,
+                        backup,
+                        src_dir_fd=self.dir_fd,
+                        dst_dir_fd=self.dir_fd,
+                        follow_symlinks=False,
+                    )
                     backups[name] = backup
             os.fsync(self.dir_fd)
             for name, tmp in self._staged.items():

@@ -44,14 +44,18 @@ def generate(directory: Path, *, uid: str = DEFAULT_UID) -> GeneratedKey:
         ConfigError, HostError: gpg failed.
     """
     if directory.is_symlink() or (directory.exists() and any(directory.iterdir())):
-        raise UsageError(f"Refusing to create a key in {display(os.fspath(directory))}: "
-                         "it exists and is not empty", code="usage.keygen")
+        raise UsageError(
+            f"Refusing to create a key in {display(os.fspath(directory))}: "
+            "it exists and is not empty",
+            code="usage.keygen",
+        )
     created = not directory.exists()
     try:
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as exc:
-        raise HostError(f"Failed to create {display(os.fspath(directory))}: {exc.strerror}",
-                        code="host.keygen") from exc
+        raise HostError(
+            f"Failed to create {display(os.fspath(directory))}: {exc.strerror}", code="host.keygen"
+        ) from exc
     home = directory / GNUPGHOME
     try:
         try:
@@ -62,15 +66,17 @@ def generate(directory: Path, *, uid: str = DEFAULT_UID) -> GeneratedKey:
                 gpg.kill_agent(home)
         ring = pubring.parse(public)
         if ring.fingerprints != (fpr,):
-            raise ConfigError("gpg exported a keyring that does not hold exactly the new key",
-                              code="config.key")
+            raise ConfigError(
+                "gpg exported a keyring that does not hold exactly the new key", code="config.key"
+            )
         fsutil.atomic_write(directory / PUBRING, public, mode=0o644)
     except (AirlockError, OSError) as exc:
         shutil.rmtree(home, ignore_errors=True)
         if created:
             shutil.rmtree(directory, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise HostError(f"Failed to write the public keyring: {exc.strerror}",
-                            code="host.keygen") from exc
+            raise HostError(
+                f"Failed to write the public keyring: {exc.strerror}", code="host.keygen"
+            ) from exc
         raise
     return GeneratedKey(fingerprint=fpr, gnupghome=home, pubring=directory / PUBRING)

@@ -44,8 +44,12 @@ SIGNATURE_BINARY = "SHA256SUMS.gpg"
 SIGNATURE_ARMORED = "SHA256SUMS.sha256.asc"
 RESERVED = frozenset({MANIFEST, SIGNATURE_BINARY, SIGNATURE_ARMORED})
 MIN_PAYLOAD_BYTES = 6
-COMPRESSION_MAGIC = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip", b"BZh": "bzip2",
-                     b"\x28\xb5\x2f\xfd": "zstd"}
+COMPRESSION_MAGIC = {
+    b"\xfd7zXZ\x00": "xz",
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
 _SPECIFIERS_OS_RELEASE = "ID=airlock-publish\nIMAGE_VERSION=0\n"
 
 
@@ -90,18 +94,22 @@ def load_transfers(directory: Path) -> tuple[definitions.Transfer, ...]:
     specs = definitions.Specifiers.from_os_release(_SPECIFIERS_OS_RELEASE)
     transfers = tuple(t for t in definitions.load_dir(directory, specifiers=specs) if t.enabled)
     if not transfers:
-        raise ConfigError(f"No enabled transfers in {display(os.fspath(directory))}",
-                          code="config.definition")
+        raise ConfigError(
+            f"No enabled transfers in {display(os.fspath(directory))}", code="config.definition"
+        )
     return transfers
 
 
-def spectrum_artifacts(*, ver: str, roothash: str, root: Path, verity: Path,
-                       uki: Path) -> tuple[Artifact, ...]:
+def spectrum_artifacts(
+    *, ver: str, roothash: str, root: Path, verity: Path, uki: Path
+) -> tuple[Artifact, ...]:
     """Spectrum's names (design §8.1): the root hash halves become the partition UUIDs."""
     render.check_version(ver)
     if len(roothash) != 64 or any(c not in "0123456789abcdef" for c in roothash):
-        raise UsageError(f"Refusing root hash {display(roothash)}: need 64 lowercase hex digits",
-                         code="usage.roothash")
+        raise UsageError(
+            f"Refusing root hash {display(roothash)}: need 64 lowercase hex digits",
+            code="usage.roothash",
+        )
     return (
         Artifact(name=f"Spectrum_{ver}_{roothash[:32]}.root", source=root),
         Artifact(name=f"Spectrum_{ver}_{roothash[32:]}.verity", source=verity),
@@ -124,42 +132,61 @@ def classify(name: str, transfers: Sequence[definitions.Transfer]) -> _Payload |
     if not hits:
         return None
     if len(hits) > 1:
-        raise UsageError(f"Refusing {display(name)}: it matches the source patterns of "
-                         f"{', '.join(sorted(h[0].name for h in hits))}", code="usage.artifact")
+        raise UsageError(
+            f"Refusing {display(name)}: it matches the source patterns of "
+            f"{', '.join(sorted(h[0].name for h in hits))}",
+            code="usage.artifact",
+        )
     transfer, fields = hits[0]
     if fields.version is None or not version.is_valid(fields.version):
-        raise UsageError(f"Refusing {display(name)}: no valid version in it for transfer "
-                         f"{display(transfer.name)}", code="usage.artifact")
+        raise UsageError(
+            f"Refusing {display(name)}: no valid version in it for transfer "
+            f"{display(transfer.name)}",
+            code="usage.artifact",
+        )
     url_file = transfer.source.type == definitions.ResourceType.URL_FILE
     return _Payload(name=name, version=fields.version, transfer=transfer.name, url_file=url_file)
 
 
-def _check_artifacts(artifacts: Sequence[Artifact],
-                     transfers: Sequence[definitions.Transfer]) -> tuple[str, list[_Payload]]:
+def _check_artifacts(
+    artifacts: Sequence[Artifact], transfers: Sequence[definitions.Transfer]
+) -> tuple[str, list[_Payload]]:
     if not artifacts:
         raise UsageError("Nothing to publish: no artefacts given", code="usage.artifact")
     payloads: list[_Payload] = []
     for art in artifacts:
-        if (not names.is_safe(art.name) or art.name in RESERVED
-                or art.name.startswith(manifest.BEST_BEFORE_PREFIX)):
-            raise UsageError(f"Refusing artefact name {display(art.name)}: not a safe file name",
-                             code="usage.artifact")
+        if (
+            not names.is_safe(art.name)
+            or art.name in RESERVED
+            or art.name.startswith(manifest.BEST_BEFORE_PREFIX)
+        ):
+            raise UsageError(
+                f"Refusing artefact name {display(art.name)}: not a safe file name",
+                code="usage.artifact",
+            )
         found = classify(art.name, transfers)
         if found is None:
-            raise UsageError(f"Refusing {display(art.name)}: it matches no source pattern "
-                             "of the transfer definitions", code="usage.artifact")
+            raise UsageError(
+                f"Refusing {display(art.name)}: it matches no source pattern "
+                "of the transfer definitions",
+                code="usage.artifact",
+            )
         payloads.append(found)
     versions = sorted({p.version for p in payloads})
     if len(versions) != 1:
-        raise UsageError(f"Refusing to mix versions in one publish: {display(', '.join(versions))}",
-                         code="usage.artifact")
+        raise UsageError(
+            f"Refusing to mix versions in one publish: {display(', '.join(versions))}",
+            code="usage.artifact",
+        )
     per_transfer = {t.name: [p.name for p in payloads if p.transfer == t.name] for t in transfers}
     for tname, got in per_transfer.items():
         if len(got) != 1:
             raise UsageError(
                 f"Refusing an incomplete release: transfer {display(tname)} has {len(got)} "
                 "artefacts, needs exactly 1 (sysupdate offers a version only when every "
-                "transfer has it)", code="usage.artifact")
+                "transfer has it)",
+                code="usage.artifact",
+            )
     return versions[0], payloads
 
 
@@ -167,27 +194,37 @@ def _open_source(art: Artifact, payload: _Payload) -> int:
     try:
         fd = os.open(art.source, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise UsageError(f"Failed to read artefact {display(os.fspath(art.source))}: "
-                         f"{exc.strerror}", code="usage.artifact") from exc
+        raise UsageError(
+            f"Failed to read artefact {display(os.fspath(art.source))}: " f"{exc.strerror}",
+            code="usage.artifact",
+        ) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"Artefact {display(os.fspath(art.source))} is not a regular file",
-                             code="usage.artifact")
+            raise UsageError(
+                f"Artefact {display(os.fspath(art.source))} is not a regular file",
+                code="usage.artifact",
+            )
         head = os.pread(fd, 8, 0)
         if payload.url_file and st.st_size < MIN_PAYLOAD_BYTES:
-            raise UsageError(f"Refusing {display(art.name)}: url-file payloads need at least "
-                             f"{MIN_PAYLOAD_BYTES} bytes (systemd 257 fails on shorter ones)",
-                             code="usage.artifact")
+            raise UsageError(
+                f"Refusing {display(art.name)}: url-file payloads need at least "
+                f"{MIN_PAYLOAD_BYTES} bytes (systemd 257 fails on shorter ones)",
+                code="usage.artifact",
+            )
         for magic, kind in COMPRESSION_MAGIC.items():
             if payload.url_file and head.startswith(magic):
                 raise UsageError(
                     f"Refusing {display(art.name)}: it starts with {kind} magic, and sysupdate "
-                    "would decompress it (publish images uncompressed)", code="usage.artifact")
+                    "would decompress it (publish images uncompressed)",
+                    code="usage.artifact",
+                )
     except OSError as exc:
         os.close(fd)
-        raise UsageError(f"Failed to read artefact {display(os.fspath(art.source))}: "
-                         f"{exc.strerror}", code="usage.artifact") from exc
+        raise UsageError(
+            f"Failed to read artefact {display(os.fspath(art.source))}: " f"{exc.strerror}",
+            code="usage.artifact",
+        ) from exc
     except BaseException:
         os.close(fd)
         raise
@@ -205,8 +242,10 @@ def _existing(dir_fd: int, transfers: Sequence[definitions.Transfer]) -> dict[st
             continue
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"Refusing release directory: {display(name)} is not a regular "
-                              "file", code="config.release-dir")
+            raise ConfigError(
+                f"Refusing release directory: {display(name)} is not a regular " "file",
+                code="config.release-dir",
+            )
         found[name] = payload
     return found
 
@@ -226,13 +265,16 @@ def _hash_existing(dir_fd: int, name: str) -> str:
 def resolve_signers(gnupghome: Path, signers: Sequence[str]) -> tuple[str, ...]:
     """Primary fingerprints of the requested secret keys (the only key when none is named)."""
     if not gnupghome.is_dir():
-        raise ConfigError(f"GnuPG home {display(os.fspath(gnupghome))} does not exist",
-                          code="config.signer")
+        raise ConfigError(
+            f"GnuPG home {display(os.fspath(gnupghome))} does not exist", code="config.signer"
+        )
     if not signers:
         every = gpg.fingerprints(gnupghome)
         if len(every) != 1:
-            raise ConfigError(f"{len(every)} secret keys in the GnuPG home; name one with "
-                              "--signer", code="config.signer")
+            raise ConfigError(
+                f"{len(every)} secret keys in the GnuPG home; name one with " "--signer",
+                code="config.signer",
+            )
         return every
     out: list[str] = []
     for wanted in signers:
@@ -241,25 +283,27 @@ def resolve_signers(gnupghome: Path, signers: Sequence[str]) -> tuple[str, ...]:
         except AirlockError:
             got = ()
         if len(got) != 1:
-            raise ConfigError(f"Signer {display(wanted)}: {len(got)} matching secret keys in "
-                              f"{display(os.fspath(gnupghome))}", code="config.signer")
+            raise ConfigError(
+                f"Signer {display(wanted)}: {len(got)} matching secret keys in "
+                f"{display(os.fspath(gnupghome))}",
+                code="config.signer",
+            )
         if got[0] not in out:
             out.append(got[0])
     return tuple(out)
 
 
-def sign_manifest(data: bytes, *, gnupghome: Path,
-                  signers: Sequence[str]) -> tuple[bytes, bytes]:
+def sign_manifest(data: bytes, *, gnupghome: Path, signers: Sequence[str]) -> tuple[bytes, bytes]:
     """(binary, armoured) detached signatures by every signer, checked by the verifier."""
-    binary = b"".join(gpg.sign(data, gnupghome=gnupghome, signer=f, armor=False)
-                      for f in signers)
+    binary = b"".join(gpg.sign(data, gnupghome=gnupghome, signer=f, armor=False) for f in signers)
     with tempfile.TemporaryDirectory(prefix="airlock-publish-") as tmp:
         keyring = Path(tmp, "signers.gpg")
         keyring.write_bytes(gpg.export_public(gnupghome, list(signers)))
         valid = openpgp.verifier().verify(binary, data, keyring)
     if sorted({v.fingerprint for v in valid}) != sorted(signers):
-        raise ConfigError("The fresh signatures do not verify as the requested signers",
-                          code="config.signer")
+        raise ConfigError(
+            "The fresh signatures do not verify as the requested signers", code="config.signer"
+        )
     return binary, armor.armor_signature(binary)
 
 
@@ -270,34 +314,52 @@ class _Plan:
     versions: tuple[str, ...]
 
 
-def _plan(existing: dict[str, _Payload], new: list[_Payload], ver: str, *, force: bool,
-          keep: int | None) -> _Plan:
+def _plan(
+    existing: dict[str, _Payload], new: list[_Payload], ver: str, *, force: bool, keep: int | None
+) -> _Plan:
     old_versions = sorted({p.version for p in existing.values()}, key=version.key, reverse=True)
     if old_versions and version.compare(ver, old_versions[0]) <= 0 and not force:
-        raise UsageError(f"Refusing to publish {display(ver)}: the release directory already "
-                         f"has {display(old_versions[0])}", code="usage.version",
-                         hint="use --force to publish an older or equal version")
+        raise UsageError(
+            f"Refusing to publish {display(ver)}: the release directory already "
+            f"has {display(old_versions[0])}",
+            code="usage.version",
+            hint="use --force to publish an older or equal version",
+        )
     new_names = {p.name for p in new}
-    survivors = {n: p for n, p in existing.items()
-                 if version.compare(p.version, ver) != 0 and n not in new_names}
+    survivors = {
+        n: p
+        for n, p in existing.items()
+        if version.compare(p.version, ver) != 0 and n not in new_names
+    }
     replaced = [n for n, p in existing.items() if n not in survivors and n not in new_names]
-    all_versions = sorted({ver, *(p.version for p in survivors.values())}, key=version.key,
-                          reverse=True)
+    all_versions = sorted(
+        {ver, *(p.version for p in survivors.values())}, key=version.key, reverse=True
+    )
     kept_versions = all_versions if keep is None else all_versions[:keep]
     if ver not in kept_versions:
-        raise UsageError(f"Refusing to publish {display(ver)}: --keep {keep} would drop it",
-                         code="usage.keep")
+        raise UsageError(
+            f"Refusing to publish {display(ver)}: --keep {keep} would drop it", code="usage.keep"
+        )
     kept = {v for v in kept_versions}
     dropped = sorted([*replaced, *(n for n, p in survivors.items() if p.version not in kept)])
     keep_names = sorted(n for n, p in survivors.items() if p.version in kept)
-    return _Plan(keep_names=tuple(keep_names), drop_names=tuple(dropped),
-                 versions=tuple(kept_versions))
+    return _Plan(
+        keep_names=tuple(keep_names), drop_names=tuple(dropped), versions=tuple(kept_versions)
+    )
 
 
-def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path,
-            signers: Sequence[str] = (), transfers: Sequence[definitions.Transfer] | None = None,
-            valid_for_days: int | None = None, keep: int | None = None, force: bool = False,
-            today: dt.date | None = None) -> Published:
+def publish(
+    release_dir: Path,
+    artifacts: Sequence[Artifact],
+    *,
+    gnupghome: Path,
+    signers: Sequence[str] = (),
+    transfers: Sequence[definitions.Transfer] | None = None,
+    valid_for_days: int | None = None,
+    keep: int | None = None,
+    force: bool = False,
+    today: dt.date | None = None,
+) -> Published:
     """Publish one version into ``release_dir`` (see the module docstring).
 
     Raises:
@@ -322,27 +384,42 @@ def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path
             created = True
         dir_fd = os.open(release_dir, fsutil.DIR_FLAGS)
     except OSError as exc:
-        raise ConfigError(f"Failed to open release directory {display(os.fspath(release_dir))}:"
-                          f" {exc.strerror}", code="config.release-dir") from exc
+        raise ConfigError(
+            f"Failed to open release directory {display(os.fspath(release_dir))}:"
+            f" {exc.strerror}",
+            code="config.release-dir",
+        ) from exc
     sources: list[int] = []
     ok = False
     try:
         try:
             fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise BusyError("Another publish holds the release directory",
-                            code="busy.publish") from exc
+            raise BusyError(
+                "Another publish holds the release directory", code="busy.publish"
+            ) from exc
         for art, payload in zip(artifacts, payloads, strict=True):
             sources.append(_open_source(art, payload))  # appended one by one: closed on error
         existing = _existing(dir_fd, transfers)
         plan = _plan(existing, payloads, ver, force=force, keep=keep)
-        result = _write(release_dir, dir_fd, artifacts, sources, plan, ver=ver, fprs=fprs,
-                        gnupghome=gnupghome, best_before=best_before)
+        result = _write(
+            release_dir,
+            dir_fd,
+            artifacts,
+            sources,
+            plan,
+            ver=ver,
+            fprs=fprs,
+            gnupghome=gnupghome,
+            best_before=best_before,
+        )
         ok = True
         return result
     except OSError as exc:
-        raise ConfigError(f"Failed to publish into {display(os.fspath(release_dir))}: "
-                          f"{exc.strerror}", code="config.release-dir") from exc
+        raise ConfigError(
+            f"Failed to publish into {display(os.fspath(release_dir))}: " f"{exc.strerror}",
+            code="config.release-dir",
+        ) from exc
     finally:
         for fd in sources:
             os.close(fd)
@@ -352,13 +429,23 @@ def publish(release_dir: Path, artifacts: Sequence[Artifact], *, gnupghome: Path
                 release_dir.rmdir()
 
 
-def _write(release_dir: Path, dir_fd: int, artifacts: Sequence[Artifact], sources: list[int],
-           plan: _Plan, *, ver: str, fprs: tuple[str, ...], gnupghome: Path,
-           best_before: dt.date | None) -> Published:
+def _write(
+    release_dir: Path,
+    dir_fd: int,
+    artifacts: Sequence[Artifact],
+    sources: list[int],
+    plan: _Plan,
+    *,
+    ver: str,
+    fprs: tuple[str, ...],
+    gnupghome: Path,
+    best_before: dt.date | None,
+) -> Published:
     txn = commit.Transaction(dir_fd=dir_fd)
     try:
-        digests = {a.name: txn.stage_copy(a.name, fd)[0]
-                   for a, fd in zip(artifacts, sources, strict=True)}
+        digests = {
+            a.name: txn.stage_copy(a.name, fd)[0] for a, fd in zip(artifacts, sources, strict=True)
+        }
         digests |= {n: _hash_existing(dir_fd, n) for n in plan.keep_names}
         entries = [manifest.Entry(name=n, sha256=d, binary=True) for n, d in digests.items()]
         raw = manifest.format(entries, best_before=best_before)
@@ -377,7 +464,13 @@ def _write(release_dir: Path, dir_fd: int, artifacts: Sequence[Artifact], source
         logger.debug("removing a leftover of an interrupted publish: %s", display(stale))
         os.unlink(stale, dir_fd=dir_fd)
     return Published(
-        release_dir=release_dir, version=ver, added=tuple(sorted(a.name for a in artifacts)),
-        removed=plan.drop_names, versions=plan.versions, manifest=raw,
-        manifest_sha256=hashlib.sha256(raw).hexdigest(), signers=fprs, best_before=best_before,
+        release_dir=release_dir,
+        version=ver,
+        added=tuple(sorted(a.name for a in artifacts)),
+        removed=plan.drop_names,
+        versions=plan.versions,
+        manifest=raw,
+        manifest_sha256=hashlib.sha256(raw).hexdigest(),
+        signers=fprs,
+        best_before=best_before,
     )

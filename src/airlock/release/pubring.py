@@ -49,8 +49,11 @@ class PublicKeyring:
 
 
 def _bad(why: str) -> ConfigError:
-    return ConfigError(f"Refusing signing key: {why}", code="config.key",
-                       hint="give a binary public keyring, e.g. `gpg --export FPR > pubring.gpg`")
+    return ConfigError(
+        f"Refusing signing key: {why}",
+        code="config.key",
+        hint="give a binary public keyring, e.g. `gpg --export FPR > pubring.gpg`",
+    )
 
 
 def _length(data: bytes, pos: int, first: int) -> tuple[int, int]:
@@ -64,7 +67,7 @@ def _length(data: bytes, pos: int, first: int) -> tuple[int, int]:
     if first == 255:
         if pos + 4 >= len(data):
             raise _bad("truncated packet length")
-        return int.from_bytes(data[pos + 1:pos + 5], "big"), 5
+        return int.from_bytes(data[pos + 1 : pos + 5], "big"), 5
     raise _bad("partial body lengths do not belong in a keyring")
 
 
@@ -90,7 +93,7 @@ def packets(data: bytes) -> tuple[Packet, ...]:
             size = (1, 2, 4)[kind]
             if pos + 1 + size > len(data):
                 raise _bad("truncated packet header")
-            length = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+            length = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
             start = pos + 1 + size
         end = start + length
         if end > len(data):
@@ -105,9 +108,13 @@ def fingerprint(body: bytes) -> str:
     if not body:
         raise _bad("empty public-key packet")
     if body[0] == 4:
-        return hashlib.sha1(  # noqa: S324 - the v4 fingerprint is defined as SHA-1
-            b"\x99" + len(body).to_bytes(2, "big") + body
-        ).hexdigest().upper()
+        return (
+            hashlib.sha1(  # noqa: S324 - the v4 fingerprint is defined as SHA-1
+                b"\x99" + len(body).to_bytes(2, "big") + body
+            )
+            .hexdigest()
+            .upper()
+        )
     if body[0] == 6:
         return hashlib.sha256(b"\x9b" + len(body).to_bytes(4, "big") + body).hexdigest().upper()
     raise _bad(f"unsupported key version {body[0]}")

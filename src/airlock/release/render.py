@@ -63,6 +63,7 @@ def default_templates() -> Path:
 
 def check_url(url: str) -> str:
     """Return ``url`` if it is a plain http(s) base URL sysupdate can use, else raise."""
+
     def bad(why: str) -> UsageError:
         return UsageError(f"Refusing update URL {display(url)}: {why}", code="usage.url")
 
@@ -74,8 +75,11 @@ def check_url(url: str) -> str:
         raise bad("it contains whitespace")
     if not url.isascii() or not url.isprintable():
         raise bad("it contains control or non-ASCII characters")
-    for char, why in (("?", "a query"), ("#", "a fragment"),
-                      ("%", "'%' (sysupdate expands % specifiers in Path=)")):
+    for char, why in (
+        ("?", "a query"),
+        ("#", "a fragment"),
+        ("%", "'%' (sysupdate expands % specifiers in Path=)"),
+    ):
         if char in url:
             raise bad(f"it contains {why}")
     if url.endswith("/"):
@@ -111,8 +115,9 @@ def check_version(text: str) -> str:
             code="usage.version",
         )
     if text.startswith("-"):
-        raise UsageError(f"Refusing version {display(text)}: it starts with '-'",
-                         code="usage.version")
+        raise UsageError(
+            f"Refusing version {display(text)}: it starts with '-'", code="usage.version"
+        )
     return text
 
 
@@ -121,16 +126,19 @@ def check_key(path: Path) -> pubring.PublicKeyring:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"Failed to read signing key {display(os.fspath(path))}: "
-                          f"{exc.strerror}", code="config.key") from exc
+        raise ConfigError(
+            f"Failed to read signing key {display(os.fspath(path))}: " f"{exc.strerror}",
+            code="config.key",
+        ) from exc
     ring = pubring.parse(data)
     from airlock.backends import openpgp  # the verifier's own reading of the same bytes
 
     try:
         seen = openpgp.keyring_fingerprints(path)
     except AirlockError as exc:
-        raise ConfigError(f"Refusing signing key: the verifier cannot read it: {exc.message}",
-                          code="config.key") from exc
+        raise ConfigError(
+            f"Refusing signing key: the verifier cannot read it: {exc.message}", code="config.key"
+        ) from exc
     if tuple(seen) != ring.fingerprints:
         raise ConfigError(
             "Refusing signing key: the verifier reads different keys than the file holds "
@@ -143,20 +151,25 @@ def check_key(path: Path) -> pubring.PublicKeyring:
 def _read_template(path: Path) -> str:
     try:
         if path.is_symlink() or not path.is_file():
-            raise ConfigError(f"Template {display(os.fspath(path))} is not a regular file",
-                              code="config.template")
+            raise ConfigError(
+                f"Template {display(os.fspath(path))} is not a regular file", code="config.template"
+            )
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"Failed to read template {display(os.fspath(path))}: "
-                          f"{exc.strerror}", code="config.template") from exc
+        raise ConfigError(
+            f"Failed to read template {display(os.fspath(path))}: " f"{exc.strerror}",
+            code="config.template",
+        ) from exc
     if len(raw) > MAX_TEMPLATE_BYTES:
-        raise ConfigError(f"Template {display(os.fspath(path))} is too large",
-                          code="config.template")
+        raise ConfigError(
+            f"Template {display(os.fspath(path))} is too large", code="config.template"
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"Template {display(os.fspath(path))} is not UTF-8",
-                          code="config.template") from exc
+        raise ConfigError(
+            f"Template {display(os.fspath(path))} is not UTF-8", code="config.template"
+        ) from exc
 
 
 def _instantiate(path: Path, *, ver: str, url: str) -> tuple[str, str]:
@@ -166,25 +179,31 @@ def _instantiate(path: Path, *, ver: str, url: str) -> tuple[str, str]:
         return path.name, text
     text = text.replace("@VERSION@", ver).replace("@UPDATE_URL@", url)
     if (left := _LEFTOVER.search(text)) is not None:
-        raise ConfigError(f"Template {display(os.fspath(path))} uses unknown placeholder "
-                          f"{display(left.group(0))}", code="config.template")
+        raise ConfigError(
+            f"Template {display(os.fspath(path))} uses unknown placeholder "
+            f"{display(left.group(0))}",
+            code="config.template",
+        )
     return path.name[:-3], text
 
 
 def _transfers(directory: Path, *, ver: str, url: str) -> dict[str, str]:
     if not directory.is_dir():
-        raise ConfigError(f"Template directory {display(os.fspath(directory))} is missing",
-                          code="config.template")
+        raise ConfigError(
+            f"Template directory {display(os.fspath(directory))} is missing", code="config.template"
+        )
     out: dict[str, str] = {}
     for path in sorted(directory.iterdir()):
         name, text = _instantiate(path, ver=ver, url=url)
         if not name.endswith(".transfer"):
-            raise ConfigError(f"Unexpected template {display(os.fspath(path))}",
-                              code="config.template")
+            raise ConfigError(
+                f"Unexpected template {display(os.fspath(path))}", code="config.template"
+            )
         out[name] = text
     if not out:
-        raise ConfigError(f"No transfer templates in {display(os.fspath(directory))}",
-                          code="config.template")
+        raise ConfigError(
+            f"No transfer templates in {display(os.fspath(directory))}", code="config.template"
+        )
     return out
 
 
@@ -196,8 +215,9 @@ def _validate(host: dict[str, str], vm: dict[str, str], *, os_release: str, url:
     for side, files in (("host", host), ("VM", vm)):
         for name, text in files.items():
             concrete = text.replace("@UPDATE_URL@", url) if side == "VM" else text
-            transfer = definitions.parse(concrete, origin=f"{side} template {name}",
-                                         specifiers=specs)
+            transfer = definitions.parse(
+                concrete, origin=f"{side} template {name}", specifiers=specs
+            )
             if side == "host":
                 host_sources += [p.text for p in transfer.source.match_patterns]
             else:
@@ -215,8 +235,9 @@ def plan(*, ver: str, update_url: str, key: bytes, templates: Path) -> dict[str,
     """The files to write, relative path → bytes (pure apart from reading templates)."""
     os_name, os_release = _instantiate(templates / OS_RELEASE, ver=ver, url=update_url)
     if not re.search(rf"^IMAGE_VERSION={re.escape(ver)}$", os_release, re.MULTILINE):
-        raise ConfigError("The os-release template does not set IMAGE_VERSION=@VERSION@",
-                          code="config.template")
+        raise ConfigError(
+            "The os-release template does not set IMAGE_VERSION=@VERSION@", code="config.template"
+        )
     host = _transfers(templates / HOST_DIR, ver=ver, url=update_url)
     vm = _transfers(templates / VM_DIR, ver=ver, url=update_url)
     _validate(host, vm, os_release=os_release, url=update_url)
@@ -230,8 +251,9 @@ def plan(*, ver: str, update_url: str, key: bytes, templates: Path) -> dict[str,
     return files
 
 
-def render(*, ver: str, update_url: str, signing_key: Path, out: Path,
-           templates: Path | None = None) -> Rendered:
+def render(
+    *, ver: str, update_url: str, signing_key: Path, out: Path, templates: Path | None = None
+) -> Rendered:
     """Validate everything, then write the files atomically under ``out``.
 
     Raises:
@@ -241,15 +263,18 @@ def render(*, ver: str, update_url: str, signing_key: Path, out: Path,
     check_version(ver)
     check_url(update_url)
     ring = check_key(signing_key)
-    files = plan(ver=ver, update_url=update_url, key=ring.raw,
-                 templates=templates or default_templates())
+    files = plan(
+        ver=ver, update_url=update_url, key=ring.raw, templates=templates or default_templates()
+    )
     for rel, data in sorted(files.items()):
         target = out / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fsutil.atomic_write(target, data, mode=0o644)
         except OSError as exc:
-            raise ConfigError(f"Failed to write {display(os.fspath(target))}: {exc.strerror}",
-                              code="config.render") from exc
+            raise ConfigError(
+                f"Failed to write {display(os.fspath(target))}: {exc.strerror}",
+                code="config.render",
+            ) from exc
         logger.debug("wrote %s", display(os.fspath(target)))
     return Rendered(out=out, files=tuple(sorted(files)), fingerprints=ring.fingerprints)

@@ -103,8 +103,9 @@ class FileServer(http.server.ThreadingHTTPServer):
         self.address_family = family
         super().__init__((config.bind, config.port), _Handler)
 
-    def process_request(self, request: socket.socket | tuple[bytes, socket.socket],
-                        client_address: Any) -> None:
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         """Refuse a connection beyond ``max_connections`` by closing it unanswered."""
         if not self.slots.acquire(blocking=False):
             logger.debug("connection limit reached; closing a new connection")
@@ -112,8 +113,9 @@ class FileServer(http.server.ThreadingHTTPServer):
             return
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request: socket.socket | tuple[bytes, socket.socket],
-                               client_address: Any) -> None:
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -258,10 +260,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.server.record(entry)
 
-    def _send_file(self, target: _Target, name: str, entry: dict[str, object], *,
-                   body: bool) -> None:
-        validators = {"ETag": target.etag, "Last-Modified": target.last_modified,
-                      "Accept-Ranges": "bytes"}
+    def _send_file(
+        self, target: _Target, name: str, entry: dict[str, object], *, body: bool
+    ) -> None:
+        validators = {
+            "ETag": target.etag,
+            "Last-Modified": target.last_modified,
+            "Accept-Ranges": "bytes",
+        }
         inm = self.headers.get("If-None-Match")
         if inm is not None and target.etag in [t.strip() for t in inm.split(",")]:
             entry["status"] = 304
@@ -352,8 +358,10 @@ class Server:
             except OSError as exc:
                 self.httpd.server_close()
                 os.close(self._root_fd)
-                raise UsageError(f"Failed to open log {display(os.fspath(config.log_path))}: "
-                                 f"{exc.strerror}", code="usage.serve-log") from exc
+                raise UsageError(
+                    f"Failed to open log {display(os.fspath(config.log_path))}: " f"{exc.strerror}",
+                    code="usage.serve-log",
+                ) from exc
         self._thread: threading.Thread | None = None
 
     @property
@@ -385,8 +393,9 @@ class Server:
         self.httpd.serve_forever(poll_interval=0.2)
 
     def start(self) -> Server:
-        self._thread = threading.Thread(target=self.serve_forever, name="airlock-serve",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="airlock-serve", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -25,7 +25,8 @@ def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
     finally:
         # Unmount anything a failing test left below the mount point, deepest first.
         targets = [
-            line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            line.split()[4]
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
             if line.split()[4].startswith(str(mnt))
         ]
         for target in sorted(targets, key=len, reverse=True):

@@ -42,16 +42,39 @@ def served(tmp_path: Path, btrfs_dir: Path, netns: str) -> Iterator[World]:
     w = build(tmp_path / "w", btrfs_dir)
     port = 8080  # the namespace is ours alone
     server = subprocess.Popen(
-        ["ip", "netns", "exec", netns, sys.executable, "-m", "airlock", "serve",
-         str(w.release), "--bind", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "airlock",
+            "serve",
+            str(w.release),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(100):
             probe = subprocess.run(
-                ["ip", "netns", "exec", netns, "python3", "-c",
-                 f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)"],
-                capture_output=True, check=False)
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    netns,
+                    "python3",
+                    "-c",
+                    f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)",
+                ],
+                capture_output=True,
+                check=False,
+            )
             if probe.returncode == 0:
                 break
             time.sleep(0.1)
@@ -61,8 +84,16 @@ def served(tmp_path: Path, btrfs_dir: Path, netns: str) -> Iterator[World]:
         (w.root / "etc/update-url").write_text(f"http://127.0.0.1:{port}/\n")
         prefix = Path(os.path.realpath(sys.executable)).parent.parent
         w.write_config(
-            ["/usr/bin/env", f"PYTHONPATH={SRC}", sys.executable, "-m", "airlock", "agent",
-             "--share", "/host"],
+            [
+                "/usr/bin/env",
+                f"PYTHONPATH={SRC}",
+                sys.executable,
+                "-m",
+                "airlock",
+                "agent",
+                "--share",
+                "/host",
+            ],
             sandbox_netns=netns,
             sandbox_ro_binds=sorted({str(SRC), str(Path(sys.prefix)), str(prefix)}),
         )

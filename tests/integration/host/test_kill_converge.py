@@ -55,9 +55,19 @@ def _orphans(w: World) -> list[int]:
 def _kill_after(w: World, step: str) -> bool:
     """Run update, SIGKILL it right after step-started(step); True if the kill happened."""
     p = subprocess.Popen(
-        [sys.executable, "-m", "airlock", "update", str(w.staging), "--json",
-         "--config", str(w.config)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "update",
+            str(w.staging),
+            "--json",
+            "--config",
+            str(w.config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert p.stdout is not None
     killed = False

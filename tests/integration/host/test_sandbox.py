@@ -25,8 +25,13 @@ def _request(tmp_path: Path, script: str, timeout: float = 20) -> FetchRequest:
     cfg.mkdir(exist_ok=True)
     share.mkdir(exist_ok=True)
     (cfg / "update-url").write_text("http://127.0.0.1:1/\n")
-    return FetchRequest(config_dir=cfg, share=share, timeout_s=timeout,
-                        command=("/bin/sh", "-c", script), log_path=tmp_path / "fetch.log")
+    return FetchRequest(
+        config_dir=cfg,
+        share=share,
+        timeout_s=timeout,
+        command=("/bin/sh", "-c", script),
+        log_path=tmp_path / "fetch.log",
+    )
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -94,8 +99,10 @@ def test_timeout_kills_everything_including_detached_children(tmp_path: Path) ->
 
 
 def test_lingering_child_cannot_write_after_fetch_returns(tmp_path: Path) -> None:
-    script = ("(trap '' TERM HUP; sleep 1; echo late > /host/updates/late) & "
-              "echo done > /host/updates/early; exit 0")
+    script = (
+        "(trap '' TERM HUP; sleep 1; echo late > /host/updates/late) & "
+        "echo done > /host/updates/early; exit 0"
+    )
     SandboxFetcher().fetch(_request(tmp_path, script), ListReporter())
     time.sleep(2.0)
     assert (tmp_path / "shared" / "early").exists()
@@ -125,14 +132,29 @@ def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "-n", ns, "link", "add", "airlockv0", "type", "veth", "peer",
-                        "name", "airlockv1"], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "airlockv0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "airlockv1",
+            ],
+            check=True,
+        )
         script = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /host/updates/if"
         SandboxFetcher(netns=ns).fetch(_request(tmp_path, script), ListReporter())
         seen = sorted((tmp_path / "shared" / "if").read_text().split())
         assert seen == ["airlockv0", "airlockv1", "lo"]
-        routes = subprocess.run(["ip", "-n", ns, "route", "show", "default"],
-                                capture_output=True, text=True, check=True)
+        routes = subprocess.run(
+            ["ip", "-n", ns, "route", "show", "default"], capture_output=True, text=True, check=True
+        )
         assert routes.stdout.strip() == ""
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
@@ -140,9 +162,28 @@ def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
 
 def test_negative_control_userns_detector_fires_without_disable_userns(tmp_path: Path) -> None:
     out = subprocess.run(
-        ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
-         "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--",
-         "/bin/sh", "-c", "unshare -U true 2>/dev/null && echo userns-allowed"],
-        capture_output=True, text=True, check=False,
+        [
+            "bwrap",
+            "--unshare-all",
+            "--unshare-user",
+            "--uid",
+            "65534",
+            "--gid",
+            "65534",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--",
+            "/bin/sh",
+            "-c",
+            "unshare -U true 2>/dev/null && echo userns-allowed",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.stdout.strip() == "userns-allowed"

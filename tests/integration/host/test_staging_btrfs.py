@@ -18,8 +18,12 @@ pytestmark = pytest.mark.btrfs
 
 
 def _ro_property(path: Path) -> str:
-    out = subprocess.run(["btrfs", "property", "get", "-ts", str(path), "ro"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["btrfs", "property", "get", "-ts", str(path), "ro"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -62,9 +66,9 @@ def test_clean_share_removes_leftovers_without_following(btrfs_dir: Path) -> Non
     canary.write_text("keep me")
     (btrfs_dir / "outside").mkdir()
     (btrfs_dir / "outside" / "f").write_text("keep me too")
-    (s / "Spectrum_1_0123.root").write_bytes(b"r")         # kept: cached download
-    (s / "Spectrum_1.efi").write_bytes(b"k")                 # kept
-    (s / ".#sysupdateSpectrum_2.efi").write_bytes(b"tmp")   # dot-temporary
+    (s / "Spectrum_1_0123.root").write_bytes(b"r")  # kept: cached download
+    (s / "Spectrum_1.efi").write_bytes(b"k")  # kept
+    (s / ".#sysupdateSpectrum_2.efi").write_bytes(b"tmp")  # dot-temporary
     (s / "SHA256SUMS").write_bytes(b"old")
     (s / "SHA256SUMS.gpg").write_bytes(b"old")
     (s / "link").symlink_to(canary)
@@ -77,8 +81,9 @@ def test_clean_share_removes_leftovers_without_following(btrfs_dir: Path) -> Non
     os.link(s / "hard", s / "hard2")  # a second name: refused (threat A2)
     (s / "dir").mkdir()
     (s / "dir" / "escape").symlink_to(btrfs_dir / "outside")
-    subprocess.run(["btrfs", "subvolume", "create", str(s / "nested")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["btrfs", "subvolume", "create", str(s / "nested")], check=True, capture_output=True
+    )
     (s / "nested" / "x").write_bytes(b"x")
     report = staging.clean_share()
     assert sorted(os.listdir(s)) == ["Spectrum_1.efi", "Spectrum_1_0123.root"]
@@ -153,10 +158,13 @@ def test_remove_stale_unmounts_leftover_mounts(btrfs_dir: Path) -> None:
     staging.prepare()
     staging.snapshot()
     (btrfs_dir / "elsewhere").mkdir()
-    subprocess.run(["mount", "--bind", str(btrfs_dir / "elsewhere"), str(staging.share)],
-                   check=True)
-    subprocess.run(["mount", "--bind", "-o", "ro", str(btrfs_dir / "elsewhere"),
-                    str(staging.snapshot_path)], check=True)
+    subprocess.run(
+        ["mount", "--bind", str(btrfs_dir / "elsewhere"), str(staging.share)], check=True
+    )
+    subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(btrfs_dir / "elsewhere"), str(staging.snapshot_path)],
+        check=True,
+    )
     assert mounts_below(staging.share)
     assert staging.remove_stale() == 3
     assert not mounts_below(staging.share)

@@ -62,8 +62,17 @@ def test_v1_to_v2_then_noop(world: World) -> None:
     assert first.returncode == 0, first.stderr
     evs = events(first.stdout)
     started = [e["step"] for e in evs if e["event"] == "step-started"]
-    assert started == ["lock", "prepare", "clean", "fetch", "freeze", "inspect", "apply",
-                       "record", "cleanup"]
+    assert started == [
+        "lock",
+        "prepare",
+        "clean",
+        "fetch",
+        "freeze",
+        "inspect",
+        "apply",
+        "record",
+        "cleanup",
+    ]
     assert evs[-1] == {"v": 1, "event": "result", "outcome": "updated", "exit_status": 0}
     assert_v2_installed(w)
     assert_no_leftovers(w)
@@ -112,9 +121,14 @@ def _assert_untouched(w: World, digest: str, esp: dict[str, str]) -> None:
 
 def test_planted_symlink_is_rejected(pristine: tuple[World, str, dict[str, str]]) -> None:
     w, digest, esp = pristine
-    w.write_config(["/bin/sh", "-c",
-                    f"cp {w.release}/* /host/updates/ && rm /host/updates/Spectrum_2.efi && "
-                    "ln -s /etc/passwd /host/updates/Spectrum_2.efi"])
+    w.write_config(
+        [
+            "/bin/sh",
+            "-c",
+            f"cp {w.release}/* /host/updates/ && rm /host/updates/Spectrum_2.efi && "
+            "ln -s /etc/passwd /host/updates/Spectrum_2.efi",
+        ]
+    )
     out = w.update()
     assert out.returncode == 21, out.stderr
     assert events(out.stdout)[-1]["code"].startswith("reject.")
@@ -124,9 +138,14 @@ def test_planted_symlink_is_rejected(pristine: tuple[World, str, dict[str, str]]
 def test_tampered_payload_is_rejected(pristine: tuple[World, str, dict[str, str]]) -> None:
     w, digest, esp = pristine
     root_name = next(n for n in w.files if n.endswith(".root"))
-    w.write_config(["/bin/sh", "-c",
-                    f"cp {w.release}/* /host/updates/ && "
-                    f"printf X | dd of=/host/updates/{root_name} bs=1 seek=9000 conv=notrunc"])
+    w.write_config(
+        [
+            "/bin/sh",
+            "-c",
+            f"cp {w.release}/* /host/updates/ && "
+            f"printf X | dd of=/host/updates/{root_name} bs=1 seek=9000 conv=notrunc",
+        ]
+    )
     out = w.update()
     assert out.returncode == 21, out.stderr
     assert events(out.stdout)[-1]["code"] == "reject.digest"
@@ -136,25 +155,31 @@ def test_tampered_payload_is_rejected(pristine: tuple[World, str, dict[str, str]
 def test_lingering_writer_cannot_change_what_is_installed(world: World) -> None:
     w = world
     root_name = next(n for n in w.files if n.endswith(".root"))
-    w.write_config(["/bin/sh", "-c",
-                    f"cp {w.release}/* /host/updates/; "
-                    f"(trap '' TERM HUP; sleep 2; head -c 4096 /dev/urandom > "
-                    f"/host/updates/{root_name}) & exit 0"])
+    w.write_config(
+        [
+            "/bin/sh",
+            "-c",
+            f"cp {w.release}/* /host/updates/; "
+            f"(trap '' TERM HUP; sleep 2; head -c 4096 /dev/urandom > "
+            f"/host/updates/{root_name}) & exit 0",
+        ]
+    )
     out = w.update()
     assert out.returncode == 0, out.stderr
     assert_v2_installed(w)  # the verified bytes, not the late garbage
 
 
 def test_never_exiting_fetcher_is_killed_at_the_timeout(
-    pristine: tuple[World, str, dict[str, str]]
+    pristine: tuple[World, str, dict[str, str]],
 ) -> None:
     w, digest, esp = pristine
     w.write_config(["/bin/sh", "-c", f"cp {w.release}/* /host/updates/; exec sleep 100000"])
     out = w.update("--timeout", "2")
     assert out.returncode == 20, out.stderr
     assert events(out.stdout)[-1]["code"] == "fetch.timeout"
-    sleepers = [p for p in os.listdir("/proc")
-                if p.isdigit() and _cmdline(p) == b"sleep\x00100000\x00"]
+    sleepers = [
+        p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == b"sleep\x00100000\x00"
+    ]
     assert sleepers == []
     _assert_untouched(w, digest, esp)
 
@@ -168,9 +193,14 @@ def _cmdline(pid: str) -> bytes:
 
 def test_disk_filling_fetcher_is_capped(pristine: tuple[World, str, dict[str, str]]) -> None:
     w, digest, esp = pristine
-    w.write_config(["/bin/sh", "-c",
-                    "dd if=/dev/zero of=/host/updates/Spectrum_9.efi bs=1M count=400; exit 0"],
-                   qgroup_limit_bytes=32 << 20)
+    w.write_config(
+        [
+            "/bin/sh",
+            "-c",
+            "dd if=/dev/zero of=/host/updates/Spectrum_9.efi bs=1M count=400; exit 0",
+        ],
+        qgroup_limit_bytes=32 << 20,
+    )
     out = w.update()
     assert out.returncode in (20, 21), out.stderr
     used = os.statvfs(w.staging)

@@ -89,7 +89,10 @@ class World:
     def airlock(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "airlock", *args, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def update(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -116,8 +119,15 @@ def build(root: Path, btrfs: Path) -> World:
     v1_root, v1_verity = root / "v1.root", root / "v1.verity"
     v1_root.write_bytes(releases.payload(3 << 20, seed="v1-root"))
     v1_verity.write_bytes(releases.payload(64 << 10, seed="v1-verity"))
-    disk.create(image, roothash=V1_HASH, version="1", root_image=v1_root,
-                verity_image=v1_verity, root_mib=ROOT_MIB, verity_mib=VERITY_MIB)
+    disk.create(
+        image,
+        roothash=V1_HASH,
+        version="1",
+        root_image=v1_root,
+        verity_image=v1_verity,
+        root_mib=ROOT_MIB,
+        verity_mib=VERITY_MIB,
+    )
     host_transfers(etc / "sysupdate.d", image)
     esp = root / "esp"
     (esp / "EFI/Linux").mkdir(parents=True)
@@ -134,9 +144,18 @@ def build(root: Path, btrfs: Path) -> World:
     os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
     for p in release.iterdir():
         os.chmod(p, 0o644)
-    world = World(root=root, staging=btrfs / "staging", image=image, esp=esp, release=release,
-                  config=root / "host.toml", state_file=root / "state/state.json",
-                  lock=root / "update-lock", files=files, key=key)
+    world = World(
+        root=root,
+        staging=btrfs / "staging",
+        image=image,
+        esp=esp,
+        release=release,
+        config=root / "host.toml",
+        state_file=root / "state/state.json",
+        lock=root / "update-lock",
+        files=files,
+        key=key,
+    )
     world.write_config(world.copy_in())
     return world
 

@@ -69,5 +69,3 @@ def qemu_pids_for(marker: str) -> list[int]:
         if marker.encode() in cmd:
             found.append(int(entry))
     return found
-
-

@@ -34,8 +34,11 @@ class World:
 
     def config(self, **overrides: object) -> SpectrumConfig:
         values: dict[str, object] = {
-            "run_dir": self.run, "vm_name": VM_NAME, "vm_start": (os.fspath(self.vm_start),),
-            "vm_stop": (os.fspath(self.vm_stop),), "stop_timeout_s": 10.0,
+            "run_dir": self.run,
+            "vm_name": VM_NAME,
+            "vm_start": (os.fspath(self.vm_start),),
+            "vm_stop": (os.fspath(self.vm_stop),),
+            "stop_timeout_s": 10.0,
         }
         values.update(overrides)
         return SpectrumConfig(**values)  # type: ignore[arg-type]
@@ -44,8 +47,9 @@ class World:
         self.guest.write_text("#!/bin/sh\n" + body + "\n")
 
     def svstat(self) -> tuple[bool, int | None]:
-        out = subprocess.run(["s6-svstat", "-o", "up,pid", self.service], capture_output=True,
-                             text=True, check=False).stdout.split()
+        out = subprocess.run(
+            ["s6-svstat", "-o", "up,pid", self.service], capture_output=True, text=True, check=False
+        ).stdout.split()
         if len(out) != 2:  # s6-supervise not started yet
             return False, None
         return out[0] == "true", (int(out[1]) if out[1].isdigit() and out[1] != "-1" else None)
@@ -61,11 +65,17 @@ class World:
 
     def vm_mounts(self) -> list[str]:
         """Mount points inside the VM's mount namespace at or below <run>/fs/<id>."""
-        info = subprocess.run(["nsenter", f"--mount={self.ns_mnt}", "--", "cat",
-                               "/proc/self/mountinfo"], capture_output=True, text=True,
-                              check=True).stdout
-        return [line.split()[4] for line in info.splitlines()
-                if line.split()[4].startswith(os.fspath(self.fs))]
+        info = subprocess.run(
+            ["nsenter", f"--mount={self.ns_mnt}", "--", "cat", "/proc/self/mountinfo"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [
+            line.split()[4]
+            for line in info.splitlines()
+            if line.split()[4].startswith(os.fspath(self.fs))
+        ]
 
 
 def _script(path: Path, body: str) -> Path:
@@ -102,8 +112,14 @@ def spectrum_world(tmp_path: Path) -> Iterator[World]:
     service.mkdir(parents=True)
     guest = tmp_path / "guest.sh"
     world = World(
-        root=tmp_path, run=run, service=service, ns_mnt=ns_mnt, fs=fs, share=share,
-        config_dir=config_dir, guest=guest,
+        root=tmp_path,
+        run=run,
+        service=service,
+        ns_mnt=ns_mnt,
+        fs=fs,
+        share=share,
+        config_dir=config_dir,
+        guest=guest,
         # vm-start: boot the idle VMM (ch-remote boot), then return 2 s later, so a quick guest
         # is gone and s6 has restarted an idle VMM before a naive `s6-svwait -D` (design §9.6).
         vm_start=_script(tmp_path / "vm-start", f"echo boot > {boot}\nsleep 2\n"),
@@ -113,8 +129,10 @@ def spectrum_world(tmp_path: Path) -> Iterator[World]:
     world.set_guest("exit 0")
     # The stand-in VMM: idle until booted, then the guest runs inside the VM's mount namespace
     # (as virtiofsd does), and the service goes down when the guest "powers off".
-    _script(service / "run", f"exec 2>&1\nread cmd < {boot}\n"
-            f"exec nsenter --mount={ns_mnt} -- /bin/sh {guest}\n")
+    _script(
+        service / "run",
+        f"exec 2>&1\nread cmd < {boot}\n" f"exec nsenter --mount={ns_mnt} -- /bin/sh {guest}\n",
+    )
     _script(service / "finish", "exec sleep 0.3\n")
     svscan: subprocess.Popen[bytes] | None = None
     host_mounts: list[Path] = []
@@ -129,8 +147,9 @@ def spectrum_world(tmp_path: Path) -> Iterator[World]:
         # Inside it the share root is read-only; bind mounts below it may be writable (§9.2).
         _sh("nsenter", f"--mount={ns_mnt}", "--", "mount", "--bind", fs, fs)
         _sh("nsenter", f"--mount={ns_mnt}", "--", "mount", "-o", "remount,bind,ro", fs)
-        svscan = subprocess.Popen(["s6-svscan", os.fspath(scan)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        svscan = subprocess.Popen(
+            ["s6-svscan", os.fspath(scan)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         world.wait_up()
         yield world
     finally:

@@ -36,14 +36,17 @@ def signer(tmp_path: Path) -> Iterator[tuple[Path, str, Path]]:
 
 
 def publish(origin: Path, version: str, home: Path, fpr: str) -> dict[str, bytes]:
-    files = {f"Spectrum_{version}_{UUID}.verity": os.urandom(16 << 10),
-             f"Spectrum_{version}_{UUID}.root": os.urandom(300 << 10),
-             f"Spectrum_{version}.efi": os.urandom(20 << 10)}
+    files = {
+        f"Spectrum_{version}_{UUID}.verity": os.urandom(16 << 10),
+        f"Spectrum_{version}_{UUID}.root": os.urandom(300 << 10),
+        f"Spectrum_{version}.efi": os.urandom(20 << 10),
+    }
     for name, data in files.items():
         (origin / name).write_bytes(data)
     raw = manifest.format(
         manifest.Entry(name=n, sha256=hashlib.sha256(d).hexdigest(), binary=True)
-        for n, d in files.items())
+        for n, d in files.items()
+    )
     (origin / "SHA256SUMS").write_bytes(raw)
     for name, armor in (("SHA256SUMS.sha256.asc", True), ("SHA256SUMS.gpg", False)):
         (origin / name).write_bytes(gpg.sign(raw, gnupghome=home, signer=fpr, armor=armor))
@@ -69,8 +72,13 @@ def test_agent_in_the_guest_downloads_then_finds_nothing_new(
     files = publish(origin, "2", home, fpr)
     fetcher = QemuFetcher(QemuConfig(guest_dir=guest_dir))
     with serving(ServeConfig(root=origin, port=0)) as server:
-        request = FetchRequest(config_dir=vm_etc(tmp_path, pubring, server.url), share=share,
-                               timeout_s=300, command=AGENT, log_path=tmp_path / "console.log")
+        request = FetchRequest(
+            config_dir=vm_etc(tmp_path, pubring, server.url),
+            share=share,
+            timeout_s=300,
+            command=AGENT,
+            log_path=tmp_path / "console.log",
+        )
         first = fetcher.fetch(request, ListReporter())
         assert first.exit_status == 0
         for name, data in files.items():
@@ -99,8 +107,13 @@ def test_release_signed_by_a_stranger_is_refused_in_the_guest(
     finally:
         keys.kill_agent(s_home)
     with serving(ServeConfig(root=origin, port=0)) as server:
-        request = FetchRequest(config_dir=vm_etc(tmp_path, pubring, server.url), share=share,
-                               timeout_s=300, command=AGENT, log_path=tmp_path / "console.log")
+        request = FetchRequest(
+            config_dir=vm_etc(tmp_path, pubring, server.url),
+            share=share,
+            timeout_s=300,
+            command=AGENT,
+            log_path=tmp_path / "console.log",
+        )
         with pytest.raises(FetchError) as info:
             QemuFetcher(QemuConfig(guest_dir=guest_dir)).fetch(request, ListReporter())
         assert info.value.code == "fetch.failed"

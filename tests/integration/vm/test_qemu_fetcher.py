@@ -64,8 +64,13 @@ print("guest url", url)
 def _request(tmp_path: Path, cfg: Path, command: tuple[str, ...], timeout_s: float) -> FetchRequest:
     share = tmp_path / "share"
     share.mkdir(exist_ok=True)
-    return FetchRequest(config_dir=cfg, share=share, timeout_s=timeout_s, command=command,
-                        log_path=tmp_path / "console.log")
+    return FetchRequest(
+        config_dir=cfg,
+        share=share,
+        timeout_s=timeout_s,
+        command=command,
+        log_path=tmp_path / "console.log",
+    )
 
 
 def test_guest_downloads_release_through_the_one_forward(
@@ -148,14 +153,14 @@ def test_hostile_console_output_is_bounded_and_escaped(
     assert log.endswith(b"[airlock: console log truncated]\n")
 
 
-
 def test_auto_accel_uses_kvm_only_if_a_probe_boot_reaches_init(guest_dir: Path) -> None:
     """`/dev/kvm` may exist and hang (nested PVM): `auto` decides by booting, within its bound."""
     kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
     cfg = QemuConfig(guest_dir=guest_dir, accel=qemu.Accel.AUTO, probe_timeout_s=10)
     # Positive control: the probe recognises a guest that does boot (TCG always does).
     assert qemu._probe_boot(
-        QemuConfig(guest_dir=guest_dir, probe_timeout_s=120), qemu.Accel.TCG, kernel, initrd)
+        QemuConfig(guest_dir=guest_dir, probe_timeout_s=120), qemu.Accel.TCG, kernel, initrd
+    )
     start = time.monotonic()
     kvm_works = qemu._probe_kvm(cfg, kernel, initrd)
     assert time.monotonic() - start < 10 + 10

@@ -37,8 +37,13 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 def _request(world: World, timeout_s: float = 30) -> FetchRequest:
-    return FetchRequest(config_dir=world.config_dir, share=world.share, timeout_s=timeout_s,
-                        command=(), log_path=world.root / "fetch.log")
+    return FetchRequest(
+        config_dir=world.config_dir,
+        share=world.share,
+        timeout_s=timeout_s,
+        command=(),
+        log_path=world.root / "fetch.log",
+    )
 
 
 WRITER = """
@@ -123,7 +128,8 @@ def test_failing_vm_start_is_reported_and_nothing_stays_mounted(
     world.wait_up()
     with pytest.raises(FetchError) as info:
         SpectrumFetcher(world.config(vm_start=(str(broken),))).fetch(
-            _request(world), ListReporter())
+            _request(world), ListReporter()
+        )
     assert info.value.code == "fetch.vm-start"
     assert "\x1b" not in info.value.message
     assert world.vm_mounts() == [str(world.fs)]

@@ -21,6 +21,7 @@ from tests.support.releases import write_vm_transfers
 
 pytestmark = [pytest.mark.vm, pytest.mark.btrfs, pytest.mark.sysupdate, pytest.mark.slow]
 
+
 @pytest.fixture
 def world(tmp_path: Path, btrfs_dir: Path, guest_dir: Path) -> Iterator[World]:  # noqa: F811
     w = build(tmp_path / "w", btrfs_dir)

@@ -20,8 +20,13 @@ from tests.integration.host.world import World, build, events
 from tests.integration.vm.spectrum_world import spectrum_world
 from tests.support.releases import write_vm_transfers
 
-pytestmark = [pytest.mark.vm, pytest.mark.s6, pytest.mark.btrfs, pytest.mark.sysupdate,
-              pytest.mark.slow]
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.s6,
+    pytest.mark.btrfs,
+    pytest.mark.sysupdate,
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture
@@ -45,15 +50,21 @@ def test_spectrum_fetcher_v1_to_v2_then_noop(world: World, guest_dir: Path, tmp_
     w = world
     src = Path(airlock.__file__).resolve().parents[1]
     tests_root = Path(__file__).resolve().parents[3]
-    with serving(ServeConfig(root=w.release, port=0)) as server, \
-            spectrum_world(tmp_path / "spectrum") as sw:
+    with (
+        serving(ServeConfig(root=w.release, port=0)) as server,
+        spectrum_world(tmp_path / "spectrum") as sw,
+    ):
         (w.root / "etc/update-url").write_text(server.url + "\n")
         spectrum = sw.config()
         # fetch_command is unused: Spectrum's VM decides what it runs.
         w.write_config(
-            ["/usr/bin/airlock"], spectrum_run_dir=str(spectrum.run_dir), vm_name=spectrum.vm_name,
-            spectrum_vm_start=list(spectrum.vm_start), spectrum_vm_stop=list(spectrum.vm_stop),
-            spectrum_stop_timeout_s=spectrum.stop_timeout_s, vm_timeout_s=300,
+            ["/usr/bin/airlock"],
+            spectrum_run_dir=str(spectrum.run_dir),
+            vm_name=spectrum.vm_name,
+            spectrum_vm_start=list(spectrum.vm_start),
+            spectrum_vm_stop=list(spectrum.vm_stop),
+            spectrum_stop_timeout_s=spectrum.stop_timeout_s,
+            vm_timeout_s=300,
         )
         # The VMM boots the real guest on <run>/fs/<id>, which runs the real agent.
         sw.set_guest(

@@ -19,8 +19,13 @@ from airlock.events import NullReporter
 
 def main(argv: list[str]) -> int:
     fs, guest_dir, timeout_s, command = Path(argv[0]), Path(argv[1]), float(argv[2]), argv[3:]
-    request = FetchRequest(config_dir=fs / "etc", share=fs / "updates", timeout_s=timeout_s,
-                           command=tuple(command), log_path=None)
+    request = FetchRequest(
+        config_dir=fs / "etc",
+        share=fs / "updates",
+        timeout_s=timeout_s,
+        command=tuple(command),
+        log_path=None,
+    )
     try:
         QemuFetcher(QemuConfig(guest_dir=guest_dir)).fetch(request, NullReporter())
     except AirlockError as exc:

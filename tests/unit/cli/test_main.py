@@ -34,16 +34,29 @@ from airlock.cli import build_parser
 build_parser(sys.argv[1:])
 print(" ".join(sorted(m for m in sys.modules if m.startswith("airlock."))))
 """
-HOST_ONLY = ("airlock.pipeline", "airlock.trusted", "airlock.untrusted", "airlock.backends.staging",
-             "airlock.backends.fetcher", "airlock.backends.apply", "airlock.release", "airlock.lab")
+HOST_ONLY = (
+    "airlock.pipeline",
+    "airlock.trusted",
+    "airlock.untrusted",
+    "airlock.backends.staging",
+    "airlock.backends.fetcher",
+    "airlock.backends.apply",
+    "airlock.release",
+    "airlock.lab",
+)
 
 
 def _loaded(*argv: str) -> set[str]:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADED, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return set(out.split())
 
 

@@ -35,8 +35,12 @@ def test_json_lines_are_versioned_ascii_objects() -> None:
     r.emit(StepFinished(step=Step.FETCH, duration_s=1.5))
     r.emit(Failed(step=Step.INSPECT, code="reject.type", message="Refusing 'x\\u202e'"))
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [ln["event"] for ln in lines] == ["step-started", "step-progress", "step-finished",
-                                             "failed"]
+    assert [ln["event"] for ln in lines] == [
+        "step-started",
+        "step-progress",
+        "step-finished",
+        "failed",
+    ]
     assert all(ln["v"] == 1 for ln in lines)
     assert lines[0]["step"] == "fetch"
     assert out.getvalue().isascii()

@@ -27,8 +27,9 @@ with lock.hold(Path(sys.argv[1])):
 
 
 def _holder(path: Path, seconds: float) -> subprocess.Popen[str]:
-    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout is not None
     assert p.stdout.readline().strip() == "held"
     return p
@@ -89,20 +90,32 @@ def test_lock_refuses_a_symlink(tmp_path: Path) -> None:
 def test_state_round_trip_and_atomic_mode(tmp_path: Path) -> None:
     path = tmp_path / "s" / "state.json"
     assert state.load(path) == state.State()
-    s = state.State(installed="1", pending="2", floor="2",
-                    last_check=datetime(2026, 1, 2, tzinfo=UTC),
-                    newest_signature=datetime(2026, 1, 1, tzinfo=UTC), manifest_sha256="a" * 64)
+    s = state.State(
+        installed="1",
+        pending="2",
+        floor="2",
+        last_check=datetime(2026, 1, 2, tzinfo=UTC),
+        newest_signature=datetime(2026, 1, 1, tzinfo=UTC),
+        manifest_sha256="a" * 64,
+    )
     state.save(path, s)
     assert state.load(path) == s
     assert path.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]
 
 
-@pytest.mark.parametrize("raw", [
-    b"{", b"[]", b'{"format": 2}', b'{"format": 1, "floor": 3}',
-    b'{"format": 1, "last_check": "2026-01-01T00:00:00"}', b'{"format": 1, "floor": "a\\u001b"}',
-    b"\xff",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",
+        b"[]",
+        b'{"format": 2}',
+        b'{"format": 1, "floor": 3}',
+        b'{"format": 1, "last_check": "2026-01-01T00:00:00"}',
+        b'{"format": 1, "floor": "a\\u001b"}',
+        b"\xff",
+    ],
+)
 def test_corrupt_state_is_refused_not_reset(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "state.json"
     path.write_bytes(raw)
@@ -143,12 +156,23 @@ def test_toml_overrides(tmp_path: Path) -> None:
     assert c.limits == Limits(max_entries=10)
 
 
-@pytest.mark.parametrize("text", [
-    'nonsense = 1\n', 'lock_path = "relative"\n', 'vm_timeout_s = -1\n', 'vm_timeout_s = true\n',
-    'fetch_command = []\n', 'qgroup_limit_bytes = 12\n', 'sandbox_netns = "a b"\n',
-    'trusted_fingerprints = ["abc"]\n', '[limits]\nmax_entries = 0\n', '[limits]\nbogus = 1\n',
-    'threshold = 2\ntrusted_fingerprints = ["' + "A" * 40 + '"]\n', "lock_path = \n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nonsense = 1\n",
+        'lock_path = "relative"\n',
+        "vm_timeout_s = -1\n",
+        "vm_timeout_s = true\n",
+        "fetch_command = []\n",
+        "qgroup_limit_bytes = 12\n",
+        'sandbox_netns = "a b"\n',
+        'trusted_fingerprints = ["abc"]\n',
+        "[limits]\nmax_entries = 0\n",
+        "[limits]\nbogus = 1\n",
+        'threshold = 2\ntrusted_fingerprints = ["' + "A" * 40 + '"]\n',
+        "lock_path = \n",
+    ],
+)
 def test_bad_config_is_a_config_error(tmp_path: Path, text: str) -> None:
     f = tmp_path / "host.toml"
     f.write_text(text)

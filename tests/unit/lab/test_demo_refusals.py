@@ -11,9 +11,23 @@ from pathlib import Path
 def test_demo_as_non_root_says_so_in_one_line_and_exits_5(tmp_path: Path) -> None:
     # A user namespace where we are uid 65534: the lab must refuse before touching anything.
     result = subprocess.run(
-        ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--",
-         sys.executable, "-m", "airlock", "demo", "--workdir", f"{tmp_path}/w"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            "unshare",
+            "--user",
+            "--map-user=65534",
+            "--map-group=65534",
+            "--",
+            sys.executable,
+            "-m",
+            "airlock",
+            "demo",
+            "--workdir",
+            f"{tmp_path}/w",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 5, result.stderr
     lines = result.stderr.strip().splitlines()

@@ -23,8 +23,9 @@ def test_images_are_reproducible_and_carry_the_version(tmp_path: Path) -> None:
 def test_disk_has_spectrums_layout_with_slot_a_written(tmp_path: Path) -> None:
     img = images.build(tmp_path, "1.0")
     path = tmp_path / "disk.img"
-    disk.create(path, roothash=img.roothash, version="1.0", root_image=img.root,
-                verity_image=img.verity)
+    disk.create(
+        path, roothash=img.roothash, version="1.0", root_image=img.root, verity_image=img.verity
+    )
     slots = disk.state(path, measure={1: img.verity.stat().st_size, 2: img.root.stat().st_size})
     assert [s.label for s in slots] == ["Spectrum_1.0.verity", "Spectrum_1.0", "_empty", "_empty"]
     assert slots[0].partuuid == disk.format_uuid(img.roothash[32:64])

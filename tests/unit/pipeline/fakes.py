@@ -120,8 +120,9 @@ class FakeInspector:
         self.j.hit("droppable")
         return (".#partial",)
 
-    def judge(self, dir_fd: int, *, state: State, installed: str | None,
-              now: datetime) -> FakeRelease:
+    def judge(
+        self, dir_fd: int, *, state: State, installed: str | None, now: datetime
+    ) -> FakeRelease:
         self.states.append((state, installed))
         self.j.hit("judge")
         return self.release
@@ -154,8 +155,9 @@ class World:
     config: HostConfig
 
 
-def make_world(tmp_path: Path, *, release: FakeRelease | None = None,
-               current: str | None = "1") -> World:
+def make_world(
+    tmp_path: Path, *, release: FakeRelease | None = None, current: str | None = "1"
+) -> World:
     keyring = tmp_path / "pubring.gpg"
     keyring.write_bytes(b"k")
     config = HostConfig(
@@ -171,9 +173,21 @@ def make_world(tmp_path: Path, *, release: FakeRelease | None = None,
     inspector = FakeInspector(journal, release or FakeRelease())
     applier = FakeApplier(journal, current)
     ctx = RunContext(
-        config=config, staging_dir=tmp_path / "staging", staging=staging,
-        fetcher=FakeFetcher(journal), inspector=inspector, applier=applier,
-        reporter=reporter, now=NOW,
+        config=config,
+        staging_dir=tmp_path / "staging",
+        staging=staging,
+        fetcher=FakeFetcher(journal),
+        inspector=inspector,
+        applier=applier,
+        reporter=reporter,
+        now=NOW,
     )
-    return World(ctx=ctx, journal=journal, reporter=reporter, staging=staging,
-                 applier=applier, inspector=inspector, config=config)
+    return World(
+        ctx=ctx,
+        journal=journal,
+        reporter=reporter,
+        staging=staging,
+        applier=applier,
+        inspector=inspector,
+        config=config,
+    )

@@ -24,8 +24,17 @@ from airlock.pipeline.update import run_check, run_update
 
 from .fakes import NOW, FakeRelease, FakeSigner, make_world
 
-ALL_STEPS = [Step.LOCK, Step.PREPARE, Step.CLEAN, Step.FETCH, Step.FREEZE, Step.INSPECT,
-             Step.APPLY, Step.RECORD, Step.CLEANUP]
+ALL_STEPS = [
+    Step.LOCK,
+    Step.PREPARE,
+    Step.CLEAN,
+    Step.FETCH,
+    Step.FREEZE,
+    Step.INSPECT,
+    Step.APPLY,
+    Step.RECORD,
+    Step.CLEANUP,
+]
 
 
 def started(events: list[object]) -> list[Step]:
@@ -39,8 +48,19 @@ def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
     finished = [e.step for e in w.reporter.events if isinstance(e, StepFinished)]
     assert finished == ALL_STEPS
     assert w.journal.calls == [
-        "prepare", "remove_stale", "clean_share", "fetch", "snapshot", "droppable", "drop",
-        "make_read_only", "sync", "installed", "judge", "apply", "delete_snapshot",
+        "prepare",
+        "remove_stale",
+        "clean_share",
+        "fetch",
+        "snapshot",
+        "droppable",
+        "drop",
+        "make_read_only",
+        "sync",
+        "installed",
+        "judge",
+        "apply",
+        "delete_snapshot",
     ]
     assert w.applier.applied == ["2"]
     assert any(isinstance(e, StepProgress) and e.step is Step.APPLY for e in w.reporter.events)
@@ -122,7 +142,7 @@ def test_failure_at_each_step_cleans_up_and_releases_the_lock(
         run_update(w.ctx)
     calls = w.journal.calls
     # Nothing after the failing call except the snapshot deletion.
-    after = calls[calls.index(where) + 1:]
+    after = calls[calls.index(where) + 1 :]
     assert set(after) <= {"delete_snapshot"}
     if "snapshot" in calls:
         assert after == ["delete_snapshot"] or where == "delete_snapshot"

@@ -18,8 +18,21 @@ from airlock.pipeline.update import run_check, run_update
 
 from .fakes import FakeRelease, make_world
 
-CALLS = ["prepare", "remove_stale", "clean_share", "fetch", "snapshot", "droppable", "drop",
-         "make_read_only", "sync", "installed", "judge", "apply", "delete_snapshot"]
+CALLS = [
+    "prepare",
+    "remove_stale",
+    "clean_share",
+    "fetch",
+    "snapshot",
+    "droppable",
+    "drop",
+    "make_read_only",
+    "sync",
+    "installed",
+    "judge",
+    "apply",
+    "delete_snapshot",
+]
 
 
 @given(

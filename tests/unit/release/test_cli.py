@@ -17,8 +17,13 @@ from tests.support.releases import ROOTHASH, SigningKey, payload, spectrum_names
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airlock", *args], capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "airlock", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def one_line_error(r: subprocess.CompletedProcess[str]) -> None:
@@ -36,8 +41,21 @@ def _images(tmp: Path) -> list[str]:
 def test_publish_spectrum_mode_json(tmp_path: Path, key: SigningKey) -> None:
     rel = tmp_path / "rel"
     rel.mkdir()
-    r = cli("publish", str(rel), "--gnupghome", str(key.gnupghome), "--spectrum", "--version",
-            "3.1", "--roothash", ROOTHASH, *_images(tmp_path), "--valid-for", "5", "--json")
+    r = cli(
+        "publish",
+        str(rel),
+        "--gnupghome",
+        str(key.gnupghome),
+        "--spectrum",
+        "--version",
+        "3.1",
+        "--roothash",
+        ROOTHASH,
+        *_images(tmp_path),
+        "--valid-for",
+        "5",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["version"] == "3.1"
@@ -46,8 +64,18 @@ def test_publish_spectrum_mode_json(tmp_path: Path, key: SigningKey) -> None:
     assert out["best_before"] is not None
     # Again: equal version → refused, exit 2, directory untouched.
     before = {n: (rel / n).read_bytes() for n in os.listdir(rel)}
-    r = cli("publish", str(rel), "--gnupghome", str(key.gnupghome), "--spectrum", "--version",
-            "3.1", "--roothash", ROOTHASH, *_images(tmp_path))
+    r = cli(
+        "publish",
+        str(rel),
+        "--gnupghome",
+        str(key.gnupghome),
+        "--spectrum",
+        "--version",
+        "3.1",
+        "--roothash",
+        ROOTHASH,
+        *_images(tmp_path),
+    )
     assert r.returncode == 2
     one_line_error(r)
     assert {n: (rel / n).read_bytes() for n in os.listdir(rel)} == before
@@ -72,10 +100,38 @@ def test_publish_errors_are_one_line(tmp_path: Path, key: SigningKey) -> None:
     cases = [
         (["publish", str(rel), str(tmp_path / "x.bin"), "--gnupghome", str(key.gnupghome)], 2),
         (["publish", str(rel), "--gnupghome", str(key.gnupghome), "--spectrum"], 2),
-        (["publish", str(rel), "--gnupghome", str(tmp_path / "nohome"), "--spectrum",
-          "--version", "1", "--roothash", ROOTHASH, *_images(tmp_path)], 3),
-        (["publish", str(rel), "--gnupghome", str(key.gnupghome), "--signer", "nobody",
-          "--spectrum", "--version", "1", "--roothash", ROOTHASH, *_images(tmp_path)], 3),
+        (
+            [
+                "publish",
+                str(rel),
+                "--gnupghome",
+                str(tmp_path / "nohome"),
+                "--spectrum",
+                "--version",
+                "1",
+                "--roothash",
+                ROOTHASH,
+                *_images(tmp_path),
+            ],
+            3,
+        ),
+        (
+            [
+                "publish",
+                str(rel),
+                "--gnupghome",
+                str(key.gnupghome),
+                "--signer",
+                "nobody",
+                "--spectrum",
+                "--version",
+                "1",
+                "--roothash",
+                ROOTHASH,
+                *_images(tmp_path),
+            ],
+            3,
+        ),
         (["publish", str(rel), "--gnupghome", str(key.gnupghome), "--keep", "0"], 2),
     ]
     for args, status in cases:
@@ -90,18 +146,40 @@ def test_render_and_keygen_cli(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     try:
-        r = cli("render", "--version", "2", "--update-url", "https://u.example.invalid/x",
-                "--signing-key", info["pubring"], "--out", str(tmp_path / "o"))
+        r = cli(
+            "render",
+            "--version",
+            "2",
+            "--update-url",
+            "https://u.example.invalid/x",
+            "--signing-key",
+            info["pubring"],
+            "--out",
+            str(tmp_path / "o"),
+        )
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "o/etc/update-url").read_text() == "https://u.example.invalid/x\n"
-        r = cli("render", "--version", "2", "--update-url", "https://u.example.invalid/x?",
-                "--signing-key", info["pubring"], "--out", str(tmp_path / "o2"))
+        r = cli(
+            "render",
+            "--version",
+            "2",
+            "--update-url",
+            "https://u.example.invalid/x?",
+            "--signing-key",
+            info["pubring"],
+            "--out",
+            str(tmp_path / "o2"),
+        )
         assert r.returncode == 2
         one_line_error(r)
         assert not (tmp_path / "o2").exists()
     finally:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, timeout=30,
-                       env={**os.environ, "GNUPGHOME": info["gnupghome"]})
+        subprocess.run(
+            ["gpgconf", "--kill", "gpg-agent"],
+            check=False,
+            timeout=30,
+            env={**os.environ, "GNUPGHOME": info["gnupghome"]},
+        )
 
 
 def test_serve_cli_with_faults(tmp_path: Path) -> None:
@@ -110,9 +188,23 @@ def test_serve_cli_with_faults(tmp_path: Path) -> None:
     (root / "a").write_bytes(b"a" * 1000)
     (root / "b").write_bytes(b"b" * 10)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airlock", "serve", str(root), "--port", "0", "--fail", "b=500",
-         "--log", str(tmp_path / "log")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "airlock",
+            "serve",
+            str(root),
+            "--port",
+            "0",
+            "--fail",
+            "b=500",
+            "--log",
+            str(tmp_path / "log"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert select.select([proc.stdout], [], [], 20)[0]

@@ -32,8 +32,9 @@ def test_keygen_refuses_non_empty_dir(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "k").iterdir()] == ["precious"]
 
 
-def test_pubring_fingerprints_agree_with_gpg(tmp_path: Path, key: SigningKey,
-                                             key2: SigningKey) -> None:
+def test_pubring_fingerprints_agree_with_gpg(
+    tmp_path: Path, key: SigningKey, key2: SigningKey
+) -> None:
     both = key.pubring.read_bytes() + key2.pubring.read_bytes()
     assert pubring.parse(both).fingerprints == (key.fingerprint, key2.fingerprint)
 
@@ -49,8 +50,13 @@ def test_pubring_refuses_duplicates_and_trailing_garbage(key: SigningKey) -> Non
 
 
 def test_pubring_refuses_signature_first(tmp_path: Path, key: SigningKey) -> None:
-    sig = subprocess.run(["gpg", "--homedir", str(key.gnupghome), "--batch", "--detach-sign"],
-                         input=b"x", capture_output=True, check=True, timeout=60).stdout
+    sig = subprocess.run(
+        ["gpg", "--homedir", str(key.gnupghome), "--batch", "--detach-sign"],
+        input=b"x",
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     with pytest.raises(ConfigError, match="first packet"):
         pubring.parse(sig)
 
@@ -65,9 +71,13 @@ def test_armor_roundtrip_with_gpg(tmp_path: Path) -> None:
     data = bytes(range(256)) * 3
     home = tmp_path / "h"
     home.mkdir(mode=0o700)
-    out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--dearmor"],
-                         input=armor.armor_signature(data), capture_output=True, check=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--dearmor"],
+        input=armor.armor_signature(data),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert out == data
 
 

@@ -40,35 +40,61 @@ def tree(directory: Path) -> dict[str, tuple[bytes, int, int]]:
 
 
 def sqv(keyring: Path, sig: Path, data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sqv", *extra, "--keyring", str(keyring), str(sig), str(data)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["sqv", *extra, "--keyring", str(keyring), str(sig), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def gpgv(keyring: Path, sig: Path, data: Path, home: Path) -> subprocess.CompletedProcess[str]:
     home.mkdir(mode=0o700, exist_ok=True)
-    return subprocess.run(["gpgv", "--homedir", str(home), "--status-fd", "1", "--keyring",
-                           str(keyring.absolute()), str(sig), str(data)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [
+            "gpgv",
+            "--homedir",
+            str(home),
+            "--status-fd",
+            "1",
+            "--keyring",
+            str(keyring.absolute()),
+            str(sig),
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_spectrum_names_from_root_hash(tmp_path: Path) -> None:
-    arts = publish.spectrum_artifacts(ver="1.2", roothash=ROOTHASH, root=tmp_path / "r",
-                                      verity=tmp_path / "v", uki=tmp_path / "u")
-    assert [a.name for a in arts] == [f"Spectrum_1.2_{ROOTHASH[:32]}.root",
-                                      f"Spectrum_1.2_{ROOTHASH[32:]}.verity", "Spectrum_1.2.efi"]
+    arts = publish.spectrum_artifacts(
+        ver="1.2", roothash=ROOTHASH, root=tmp_path / "r", verity=tmp_path / "v", uki=tmp_path / "u"
+    )
+    assert [a.name for a in arts] == [
+        f"Spectrum_1.2_{ROOTHASH[:32]}.root",
+        f"Spectrum_1.2_{ROOTHASH[32:]}.verity",
+        "Spectrum_1.2.efi",
+    ]
     with pytest.raises(UsageError):
-        publish.spectrum_artifacts(ver="1.2", roothash=ROOTHASH.upper(), root=tmp_path,
-                                   verity=tmp_path, uki=tmp_path)
+        publish.spectrum_artifacts(
+            ver="1.2", roothash=ROOTHASH.upper(), root=tmp_path, verity=tmp_path, uki=tmp_path
+        )
     with pytest.raises(UsageError):
-        publish.spectrum_artifacts(ver="1_2", roothash=ROOTHASH, root=tmp_path,
-                                   verity=tmp_path, uki=tmp_path)
+        publish.spectrum_artifacts(
+            ver="1_2", roothash=ROOTHASH, root=tmp_path, verity=tmp_path, uki=tmp_path
+        )
 
 
 def test_publish_spectrum_release(tmp_path: Path, key: SigningKey) -> None:
     rel = tmp_path / "rel"
     res = make_release(rel, "1.0", None, key, valid_for_days=30, today=TODAY)
-    assert sorted(os.listdir(rel)) == sorted([*spectrum_names("1.0"), "SHA256SUMS",
-                                             "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"])
+    assert sorted(os.listdir(rel)) == sorted(
+        [*spectrum_names("1.0"), "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
+    )
     raw = (rel / "SHA256SUMS").read_bytes()
     assert raw == res.manifest
     parsed = manifest.parse(raw)
@@ -105,8 +131,10 @@ def test_signature_negative_controls(tmp_path: Path, key: SigningKey, key2: Sign
         assert sqv(key.pubring, rel / sig, rel / "SHA256SUMS").returncode != 0
         assert gpgv(key.pubring, rel / sig, rel / "SHA256SUMS", tmp_path / "gh").returncode != 0
     make_release(tmp_path / "r2", "1.0", None, key)
-    assert sqv(key2.pubring, tmp_path / "r2/SHA256SUMS.gpg", tmp_path / "r2/SHA256SUMS"
-               ).returncode != 0
+    assert (
+        sqv(key2.pubring, tmp_path / "r2/SHA256SUMS.gpg", tmp_path / "r2/SHA256SUMS").returncode
+        != 0
+    )
 
 
 def test_armoured_and_binary_carry_the_same_packets(tmp_path: Path, key: SigningKey) -> None:
@@ -114,9 +142,13 @@ def test_armoured_and_binary_carry_the_same_packets(tmp_path: Path, key: Signing
     make_release(rel, "1.0", None, key)
     home = tmp_path / "gh"
     home.mkdir(mode=0o700)
-    out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--dearmor"],
-                         input=(rel / "SHA256SUMS.sha256.asc").read_bytes(), capture_output=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--dearmor"],
+        input=(rel / "SHA256SUMS.sha256.asc").read_bytes(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert out == (rel / "SHA256SUMS.gpg").read_bytes()
 
 
@@ -143,8 +175,7 @@ def test_several_signers(tmp_path: Path) -> None:
     # Negative control: one key alone does not reach a threshold of 2.
     one = tmp_path / "one.gpg"
     one.write_bytes(gpg.export_public(home, [f1]))
-    assert sqv(one, rel / "SHA256SUMS.gpg", rel / "SHA256SUMS", "--signatures", "2"
-               ).returncode != 0
+    assert sqv(one, rel / "SHA256SUMS.gpg", rel / "SHA256SUMS", "--signatures", "2").returncode != 0
 
 
 def test_missing_signer_changes_nothing(tmp_path: Path, key: SigningKey) -> None:
@@ -157,8 +188,9 @@ def test_missing_signer_changes_nothing(tmp_path: Path, key: SigningKey) -> None
     assert tree(rel) == before
 
 
-def test_same_inputs_are_byte_identical_apart_from_signatures(tmp_path: Path,
-                                                             key: SigningKey) -> None:
+def test_same_inputs_are_byte_identical_apart_from_signatures(
+    tmp_path: Path, key: SigningKey
+) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):
         make_release(d, "1.0", None, key, valid_for_days=9, today=TODAY)
@@ -171,8 +203,9 @@ def test_same_inputs_are_byte_identical_apart_from_signatures(tmp_path: Path,
     # Republishing the same version with --force leaves the payloads and manifest identical.
     snap = {n: (a / n).read_bytes() for n in os.listdir(a) if not n.startswith("SHA256SUMS.")}
     make_release(a, "1.1", None, key, valid_for_days=9, today=TODAY, force=True)
-    assert {n: (a / n).read_bytes() for n in os.listdir(a)
-            if not n.startswith("SHA256SUMS.")} == snap
+    assert {
+        n: (a / n).read_bytes() for n in os.listdir(a) if not n.startswith("SHA256SUMS.")
+    } == snap
 
 
 def test_refuses_older_or_equal_unless_forced(tmp_path: Path, key: SigningKey) -> None:
@@ -208,11 +241,13 @@ def test_keep_drops_oldest(tmp_path: Path, key: SigningKey) -> None:
     listed = {e.name for e in manifest.parse((rel / "SHA256SUMS").read_bytes()).entries}
     assert listed == {*spectrum_names("2.0"), *spectrum_names("1.11")}
     assert listed | {"SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"} == set(
-        os.listdir(rel))
+        os.listdir(rel)
+    )
 
 
-def test_manifest_covers_older_payloads_and_ignores_strangers(tmp_path: Path,
-                                                              key: SigningKey) -> None:
+def test_manifest_covers_older_payloads_and_ignores_strangers(
+    tmp_path: Path, key: SigningKey
+) -> None:
     rel = tmp_path / "rel"
     make_release(rel, "1.0", None, key)
     (rel / "README").write_text("not a payload\n")
@@ -240,16 +275,24 @@ def test_existing_payload_is_rehashed_not_trusted(tmp_path: Path, key: SigningKe
         ({"Spectrum_2.0.efi": 100, "random.bin": 100}, "usage.artifact"),  # no pattern
         ({**spectrum_files("2.0"), "Spectrum_2.1.efi": 100}, "usage.artifact"),  # mixed + 2 efi
         ({n: 100 for n in spectrum_names("2.0")[:2]}, "usage.artifact"),  # incomplete
-        ({**dict.fromkeys(spectrum_names("2.0")[:2], 100), "Spectrum_2.0.efi": b"\0" * 5},
-         "usage.artifact"),  # too short
-        ({**dict.fromkeys(spectrum_names("2.0")[:2], 100),
-          "Spectrum_2.0.efi": gzip.compress(b"x" * 100)}, "usage.artifact"),  # compressed
+        (
+            {**dict.fromkeys(spectrum_names("2.0")[:2], 100), "Spectrum_2.0.efi": b"\0" * 5},
+            "usage.artifact",
+        ),  # too short
+        (
+            {
+                **dict.fromkeys(spectrum_names("2.0")[:2], 100),
+                "Spectrum_2.0.efi": gzip.compress(b"x" * 100),
+            },
+            "usage.artifact",
+        ),  # compressed
         ({"-Spectrum_2.0.efi": 100}, "usage.artifact"),  # unsafe name
         ({"SHA256SUMS": 100}, "usage.artifact"),
     ],
 )
-def test_bad_artefacts_change_nothing(tmp_path: Path, key: SigningKey,
-                                      files: dict[str, int | bytes], code: str) -> None:
+def test_bad_artefacts_change_nothing(
+    tmp_path: Path, key: SigningKey, files: dict[str, int | bytes], code: str
+) -> None:
     rel = tmp_path / "rel"
     make_release(rel, "1.0", None, key)
     before = tree(rel)
@@ -271,8 +314,13 @@ def test_mixed_versions_refused(tmp_path: Path, key: SigningKey) -> None:
 def test_unreadable_artefact(tmp_path: Path, key: SigningKey) -> None:
     rel = tmp_path / "rel"
     rel.mkdir()
-    arts = publish.spectrum_artifacts(ver="1.0", roothash=ROOTHASH, root=tmp_path / "missing",
-                                      verity=tmp_path / "missing", uki=tmp_path / "missing")
+    arts = publish.spectrum_artifacts(
+        ver="1.0",
+        roothash=ROOTHASH,
+        root=tmp_path / "missing",
+        verity=tmp_path / "missing",
+        uki=tmp_path / "missing",
+    )
     with pytest.raises(UsageError, match="Failed to read artefact"):
         publish.publish(rel, arts, gnupghome=key.gnupghome)
     assert os.listdir(rel) == []
@@ -310,6 +358,7 @@ def test_negative_control_commit_failure_is_reached(tmp_path: Path, key: Signing
 
 def test_concurrent_publish_is_busy(tmp_path: Path, key: SigningKey) -> None:
     import fcntl
+
     rel = tmp_path / "rel"
     rel.mkdir()
     fd = os.open(rel, os.O_RDONLY | os.O_DIRECTORY)
@@ -340,8 +389,9 @@ def test_option_bounds(tmp_path: Path, key: SigningKey) -> None:
         make_release(tmp_path / "r", "1", None, key, valid_for_days=0)
 
 
-def test_leftovers_of_a_killed_publish_are_ignored_then_removed(tmp_path: Path,
-                                                                 key: SigningKey) -> None:
+def test_leftovers_of_a_killed_publish_are_ignored_then_removed(
+    tmp_path: Path, key: SigningKey
+) -> None:
     rel = tmp_path / "rel"
     make_release(rel, "1.0", None, key)
     stale = rel / f"{commit.PREFIX}dead-new1"
@@ -354,14 +404,20 @@ def test_leftovers_of_a_killed_publish_are_ignored_then_removed(tmp_path: Path,
     assert {e.name for e in listed_before.entries} < listed
 
 
-def test_missing_release_dir_is_created_and_removed_on_failure(tmp_path: Path,
-                                                               key: SigningKey) -> None:
+def test_missing_release_dir_is_created_and_removed_on_failure(
+    tmp_path: Path, key: SigningKey
+) -> None:
     with pytest.raises(UsageError):
         make_release(tmp_path / "x" / "rel", "1", {"nomatch": 64}, key)  # helper makes parents
     assert os.listdir(tmp_path / "x" / "rel") == []
     # Fails after the directory was created (the sources are opened under the lock).
-    arts = publish.spectrum_artifacts(ver="1", roothash=ROOTHASH, root=tmp_path / "missing",
-                                      verity=tmp_path / "missing", uki=tmp_path / "missing")
+    arts = publish.spectrum_artifacts(
+        ver="1",
+        roothash=ROOTHASH,
+        root=tmp_path / "missing",
+        verity=tmp_path / "missing",
+        uki=tmp_path / "missing",
+    )
     with pytest.raises(UsageError, match="Failed to read artefact"):
         publish.publish(tmp_path / "new", arts, gnupghome=key.gnupghome)
     assert not (tmp_path / "new").exists()

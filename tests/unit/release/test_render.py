@@ -15,19 +15,45 @@ from tests.support.releases import SigningKey
 URL = "https://updates.example.invalid/spectrum"
 
 
-@pytest.mark.parametrize("url", [
-    URL, "http://127.0.0.1:8080", "http://[::1]:8080/a/b", "https://h.example/~u/x-y_z.1",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        URL,
+        "http://127.0.0.1:8080",
+        "http://[::1]:8080/a/b",
+        "https://h.example/~u/x-y_z.1",
+    ],
+)
 def test_good_urls(url: str) -> None:
     assert render.check_url(url) == url
 
 
-@pytest.mark.parametrize("url", [
-    "", "ftp://h/x", "file:///srv/x", "HTTP://h/x", "https://h/x/", "https://h/x?y=1",
-    "https://h/x#frag", "https://h/a b", "https://h/a\tb", "https://h/a\nb", "https://h/\x1b[31m",
-    "https://h/caf\u00e9", "https://h/a%20b", "https://user:pw@h/x", "https:///x", "https://",
-    "https://h/a\"b", "https://h/a\\b", "https://h:99999/x", "h/x", "https://h/" + "a" * 3000,
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "ftp://h/x",
+        "file:///srv/x",
+        "HTTP://h/x",
+        "https://h/x/",
+        "https://h/x?y=1",
+        "https://h/x#frag",
+        "https://h/a b",
+        "https://h/a\tb",
+        "https://h/a\nb",
+        "https://h/\x1b[31m",
+        "https://h/caf\u00e9",
+        "https://h/a%20b",
+        "https://user:pw@h/x",
+        "https:///x",
+        "https://",
+        'https://h/a"b',
+        "https://h/a\\b",
+        "https://h:99999/x",
+        "h/x",
+        "https://h/" + "a" * 3000,
+    ],
+)
 def test_bad_urls(url: str) -> None:
     with pytest.raises(UsageError) as info:
         render.check_url(url)
@@ -40,8 +66,7 @@ def test_good_versions(ver: str) -> None:
     assert render.check_version(ver) == ver
 
 
-@pytest.mark.parametrize("ver", ["", "1_0", "1.0~rc1", "1.0^x", "1/0", "-1", "1 0", "é",
-                                 "v" * 256])
+@pytest.mark.parametrize("ver", ["", "1_0", "1.0~rc1", "1.0^x", "1/0", "-1", "1 0", "é", "v" * 256])
 def test_bad_versions(ver: str) -> None:
     with pytest.raises(UsageError) as info:
         render.check_version(ver)
@@ -53,7 +78,9 @@ def test_renders_spectrum_files(tmp_path: Path, key: SigningKey) -> None:
     res = render.render(ver="1.2.3", update_url=URL, signing_key=key.pubring, out=out)
     assert res.fingerprints == (key.fingerprint,)
     assert set(res.files) == {
-        "etc/os-release", "etc/update-url", "etc/systemd/import-pubring.gpg",
+        "etc/os-release",
+        "etc/update-url",
+        "etc/systemd/import-pubring.gpg",
         *(f"etc/sysupdate.d/{n}.transfer" for n in ("50-verity", "60-root", "70-kernel")),
         *(f"etc/vm-sysupdate.d/{n}.transfer" for n in ("50-verity", "60-root", "70-kernel")),
     }
@@ -73,38 +100,90 @@ def test_host_transfers_match_spectrum_design(tmp_path: Path, key: SigningKey) -
     """Design §6.1, key for key."""
     render.render(ver="1", update_url=URL, signing_key=key.pubring, out=tmp_path)
     d = tmp_path / "etc/sysupdate.d"
-    common = ["[Transfer]", "ProtectVersion=%A", "[Source]", "Type=url-file",
-              "Path=file:///run/updater"]
+    common = [
+        "[Transfer]",
+        "ProtectVersion=%A",
+        "[Source]",
+        "Type=url-file",
+        "Path=file:///run/updater",
+    ]
     assert _keys((d / "50-verity.transfer").read_text()) == [
-        *common, "MatchPattern=Spectrum_@v_@u.verity", "[Target]", "Type=partition", "Path=auto",
-        "MatchPattern=Spectrum_@v.verity", "MatchPartitionType=root-verity", "PartitionFlags=0",
-        "ReadOnly=1"]
+        *common,
+        "MatchPattern=Spectrum_@v_@u.verity",
+        "[Target]",
+        "Type=partition",
+        "Path=auto",
+        "MatchPattern=Spectrum_@v.verity",
+        "MatchPartitionType=root-verity",
+        "PartitionFlags=0",
+        "ReadOnly=1",
+    ]
     assert _keys((d / "60-root.transfer").read_text()) == [
-        *common, "MatchPattern=Spectrum_@v_@u.root", "[Target]", "Type=partition", "Path=auto",
-        "MatchPattern=Spectrum_@v", "MatchPartitionType=root", "PartitionFlags=0", "ReadOnly=1"]
+        *common,
+        "MatchPattern=Spectrum_@v_@u.root",
+        "[Target]",
+        "Type=partition",
+        "Path=auto",
+        "MatchPattern=Spectrum_@v",
+        "MatchPartitionType=root",
+        "PartitionFlags=0",
+        "ReadOnly=1",
+    ]
     assert _keys((d / "70-kernel.transfer").read_text()) == [
-        *common, "MatchPattern=Spectrum_@v.efi", "[Target]", "Type=regular-file",
-        "Path=/EFI/Linux", "PathRelativeTo=boot", "MatchPattern=Spectrum_@v.efi", "Mode=0644",
-        "InstancesMax=2"]
+        *common,
+        "MatchPattern=Spectrum_@v.efi",
+        "[Target]",
+        "Type=regular-file",
+        "Path=/EFI/Linux",
+        "PathRelativeTo=boot",
+        "MatchPattern=Spectrum_@v.efi",
+        "Mode=0644",
+        "InstancesMax=2",
+    ]
 
 
 def test_vm_transfers_match_spectrum_design(tmp_path: Path, key: SigningKey) -> None:
     """Design §6.2: @UPDATE_URL@ stays literal for the VM to replace at run time."""
     render.render(ver="1", update_url=URL, signing_key=key.pubring, out=tmp_path)
     d = tmp_path / "etc/vm-sysupdate.d"
-    for stem, pat in (("50-verity", "Spectrum_@v_@u.verity"), ("60-root", "Spectrum_@v_@u.root"),
-                      ("70-kernel", "Spectrum_@v.efi")):
+    for stem, pat in (
+        ("50-verity", "Spectrum_@v_@u.verity"),
+        ("60-root", "Spectrum_@v_@u.root"),
+        ("70-kernel", "Spectrum_@v.efi"),
+    ):
         assert _keys((d / f"{stem}.transfer").read_text()) == [
-            "[Transfer]", "Verify=yes", "[Source]", "Type=url-file", "Path=@UPDATE_URL@",
-            f"MatchPattern={pat}", "[Target]", "Type=regular-file", "Path=/host/updates",
-            f"MatchPattern={pat}", "Mode=0644"]
+            "[Transfer]",
+            "Verify=yes",
+            "[Source]",
+            "Type=url-file",
+            "Path=@UPDATE_URL@",
+            f"MatchPattern={pat}",
+            "[Target]",
+            "Type=regular-file",
+            "Path=/host/updates",
+            f"MatchPattern={pat}",
+            "Mode=0644",
+        ]
 
 
 def test_armoured_key_refused(tmp_path: Path, key: SigningKey) -> None:
     armoured = tmp_path / "k.asc"
-    armoured.write_bytes(subprocess.run(
-        ["gpg", "--homedir", str(key.gnupghome), "--batch", "--armor", "--export",
-         key.fingerprint], capture_output=True, check=True, timeout=60).stdout)
+    armoured.write_bytes(
+        subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                str(key.gnupghome),
+                "--batch",
+                "--armor",
+                "--export",
+                key.fingerprint,
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )
     with pytest.raises(ConfigError, match="armoured"):
         render.render(ver="1", update_url=URL, signing_key=armoured, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
@@ -112,17 +191,34 @@ def test_armoured_key_refused(tmp_path: Path, key: SigningKey) -> None:
 
 def test_secret_key_refused(tmp_path: Path, key: SigningKey) -> None:
     secret = tmp_path / "secret.gpg"
-    secret.write_bytes(subprocess.run(
-        ["gpg", "--homedir", str(key.gnupghome), "--batch", "--pinentry-mode", "loopback",
-         "--passphrase", "", "--export-secret-keys", key.fingerprint],
-        capture_output=True, check=True, timeout=60).stdout)
+    secret.write_bytes(
+        subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                str(key.gnupghome),
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--export-secret-keys",
+                key.fingerprint,
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )
     with pytest.raises(ConfigError, match="SECRET"):
         render.render(ver="1", update_url=URL, signing_key=secret, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"NOT A VALID KEY - UPDATES WILL NOT WORK\n",
-                                     b"\x99\x00\x10short", b"\xff" * 40])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"NOT A VALID KEY - UPDATES WILL NOT WORK\n", b"\x99\x00\x10short", b"\xff" * 40],
+)
 def test_garbage_key_refused(tmp_path: Path, content: bytes) -> None:
     bad = tmp_path / "bad.gpg"
     bad.write_bytes(content)
@@ -139,6 +235,7 @@ def test_missing_key_file(tmp_path: Path) -> None:
 
 def _copy_templates(dst: Path) -> Path:
     import shutil
+
     shutil.copytree(render.default_templates(), dst)
     return dst
 
@@ -148,8 +245,9 @@ def test_custom_templates_and_in_files(tmp_path: Path, key: SigningKey) -> None:
     vm = t / "vm-sysupdate.d" / "60-root.transfer"
     (t / "vm-sysupdate.d" / "60-root.transfer.in").write_text(vm.read_text())  # baked-in URL
     vm.unlink()
-    res = render.render(ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o",
-                        templates=t)
+    res = render.render(
+        ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", templates=t
+    )
     assert "etc/vm-sysupdate.d/60-root.transfer" in res.files
     text = (tmp_path / "o/etc/vm-sysupdate.d/60-root.transfer").read_text()
     assert f"Path={URL}\n" in text
@@ -159,19 +257,22 @@ def test_unknown_placeholder_refused(tmp_path: Path, key: SigningKey) -> None:
     t = _copy_templates(tmp_path / "t")
     (t / "os-release.in").write_text((t / "os-release.in").read_text() + "X=@BUILD_ID@\n")
     with pytest.raises(ConfigError, match="BUILD_ID"):
-        render.render(ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o",
-                      templates=t)
+        render.render(
+            ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", templates=t
+        )
     assert not (tmp_path / "o").exists()
 
 
 def test_broken_transfer_template_refused(tmp_path: Path, key: SigningKey) -> None:
     t = _copy_templates(tmp_path / "t")
     p = t / "sysupdate.d" / "60-root.transfer"
-    p.write_text(p.read_text().replace("MatchPattern=Spectrum_@v_@u.root",
-                                       "MatchPattern=Spectrum_@v/x"))
+    p.write_text(
+        p.read_text().replace("MatchPattern=Spectrum_@v_@u.root", "MatchPattern=Spectrum_@v/x")
+    )
     with pytest.raises(ConfigError):
-        render.render(ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o",
-                      templates=t)
+        render.render(
+            ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", templates=t
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -180,8 +281,9 @@ def test_host_vm_pattern_mismatch_refused(tmp_path: Path, key: SigningKey) -> No
     p = t / "vm-sysupdate.d" / "70-kernel.transfer"
     p.write_text(p.read_text().replace("Spectrum_@v.efi", "Spectrum-@v.efi"))
     with pytest.raises(ConfigError, match="never find"):
-        render.render(ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o",
-                      templates=t)
+        render.render(
+            ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", templates=t
+        )
 
 
 def test_os_release_without_image_version_refused(tmp_path: Path, key: SigningKey) -> None:
@@ -189,5 +291,6 @@ def test_os_release_without_image_version_refused(tmp_path: Path, key: SigningKe
     p = t / "os-release.in"
     p.write_text(p.read_text().replace("IMAGE_VERSION=@VERSION@\n", ""))
     with pytest.raises(ConfigError, match="IMAGE_VERSION"):
-        render.render(ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o",
-                      templates=t)
+        render.render(
+            ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", templates=t
+        )

@@ -40,8 +40,9 @@ def server(root: Path, tmp_path: Path) -> Iterator[serve.Server]:
         yield s
 
 
-def get(s: serve.Server, path: str, headers: dict[str, str] | None = None,
-        method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def get(
+    s: serve.Server, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
     try:
         conn.request(method, path, headers=headers or {})
@@ -75,13 +76,17 @@ def test_head_has_no_body(server: serve.Server) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "first", "last"),
-    [("bytes=0-9", 0, 9), ("bytes=100-", 100, len(DATA) - 1), ("bytes=-16", len(DATA) - 16,
-     len(DATA) - 1), ("bytes=10000-99999", 10000, len(DATA) - 1)],
+    [
+        ("bytes=0-9", 0, 9),
+        ("bytes=100-", 100, len(DATA) - 1),
+        ("bytes=-16", len(DATA) - 16, len(DATA) - 1),
+        ("bytes=10000-99999", 10000, len(DATA) - 1),
+    ],
 )
 def test_range(server: serve.Server, spec: str, first: int, last: int) -> None:
     status, headers, body = get(server, "/a.img", {"Range": spec})
     assert status == 206
-    assert body == DATA[first:last + 1]
+    assert body == DATA[first : last + 1]
     assert headers["content-range"] == f"bytes {first}-{last}/{len(DATA)}"
 
 
@@ -102,8 +107,9 @@ def test_if_range(server: serve.Server) -> None:
     status, _, body = get(server, "/a.img", {"Range": "bytes=5-", "If-Range": headers["etag"]})
     assert status == 206
     assert body == DATA[5:]
-    status, _, body = get(server, "/a.img", {"Range": "bytes=5-",
-                                             "If-Range": headers["last-modified"]})
+    status, _, body = get(
+        server, "/a.img", {"Range": "bytes=5-", "If-Range": headers["last-modified"]}
+    )
     assert status == 206
     # A changed validator (the file was replaced) means the whole new file.
     status, _, body = get(server, "/a.img", {"Range": "bytes=5-", "If-Range": '"other"'})
@@ -125,9 +131,22 @@ def test_subdirectory_file(server: serve.Server) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/../secret", "/sub/../../secret", "/%2e%2e/secret", "/link-out", "/link-in",
-     "/dirlink/secret", "/sub", "/", "/missing", "/a.img%00", "/%ff", "/..%2fsecret",
-     "/sub%2f..%2f..%2fsecret", "/sub/%2e%2e/%2e%2e/secret"],
+    [
+        "/../secret",
+        "/sub/../../secret",
+        "/%2e%2e/secret",
+        "/link-out",
+        "/link-in",
+        "/dirlink/secret",
+        "/sub",
+        "/",
+        "/missing",
+        "/a.img%00",
+        "/%ff",
+        "/..%2fsecret",
+        "/sub%2f..%2f..%2fsecret",
+        "/sub/%2e%2e/%2e%2e/secret",
+    ],
 )
 def test_refuses_outside_root_symlinks_and_directories(server: serve.Server, path: str) -> None:
     status, _, body = get(server, path)
@@ -153,7 +172,10 @@ def test_log_counts_bytes(server: serve.Server, tmp_path: Path) -> None:
     assert server.bytes_served()["a.img"] == len(DATA) + 100
     lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [(e["path"], e["status"], e["bytes"]) for e in lines] == [
-        ("a.img", 200, len(DATA)), ("a.img", 206, 100), ("missing", 404, 0)]
+        ("a.img", 200, len(DATA)),
+        ("a.img", 206, 100),
+        ("missing", 404, 0),
+    ]
 
 
 def test_log_escapes_hostile_names(server: serve.Server, tmp_path: Path) -> None:
@@ -184,6 +206,7 @@ def test_fault_status_and_delay(root: Path) -> None:
     faults = serve.Faults(status={"a.img": 500, "b.txt": 404}, delay_s={"*": 0.2})
     with serve.serving(serve.ServeConfig(root=root, faults=faults)) as s:
         import time
+
         t0 = time.monotonic()
         assert get(s, "/a.img")[0] == 500
         assert time.monotonic() - t0 >= 0.2
@@ -206,6 +229,7 @@ def test_connection_limit(root: Path) -> None:
         try:
             hog.sendall(b"GET /a.img HTTP/1.1\r\nHost: x\r\n")  # incomplete: holds the slot
             import time
+
             time.sleep(0.2)
             extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
             extra.sendall(b"GET /sub/b.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -217,6 +241,7 @@ def test_connection_limit(root: Path) -> None:
 
 def test_missing_root_is_one_line_error(tmp_path: Path) -> None:
     from airlock.errors import UsageError
+
     with pytest.raises(UsageError):
         serve.Server(serve.ServeConfig(root=tmp_path / "nope"))
 

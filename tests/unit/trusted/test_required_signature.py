@@ -36,13 +36,20 @@ def armoured_only(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
     return s
 
 
-def _judge(s: Staging, keys: KeySet, transfers: tuple[definitions.Transfer, ...],
-           policy: Policy) -> VerifiedRelease:
+def _judge(
+    s: Staging, keys: KeySet, transfers: tuple[definitions.Transfer, ...], policy: Policy
+) -> VerifiedRelease:
     fd = os.open(s.dir, fsutil.DIR_FLAGS)
     try:
-        return verify.judge(fd, transfers=transfers, keyring=keys.keyring, policy=policy,
-                            limits=Limits(), verifier=openpgp.verifier(),
-                            now=datetime.datetime.now(datetime.UTC))
+        return verify.judge(
+            fd,
+            transfers=transfers,
+            keyring=keys.keyring,
+            policy=policy,
+            limits=Limits(),
+            verifier=openpgp.verifier(),
+            now=datetime.datetime.now(datetime.UTC),
+        )
     finally:
         os.close(fd)
 

@@ -30,23 +30,34 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
+_libc.mount.argtypes = (
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+)
 
 
 def mount(
     source: str, target: str, fstype: str | None, flags: int, data: str | None = None
 ) -> None:
     """mount(2), raising OSError."""
-    rc = _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
-                     flags, data.encode() if data else None)
+    rc = _libc.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        flags,
+        data.encode() if data else None,
+    )
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
-def bind(source: str, target: str, *, read_only: bool, recursive: bool = False,
-         extra: int = 0) -> None:
+def bind(
+    source: str, target: str, *, read_only: bool, recursive: bool = False, extra: int = 0
+) -> None:
     """Bind ``source`` on ``target``, then remount with the wanted flags (a bind ignores them)."""
     mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
     flags = MS_REMOUNT | MS_BIND | extra | (MS_RDONLY if read_only else 0)
@@ -64,8 +75,13 @@ def _overlay(lower: str, scratch: str) -> str:
     for d in ("upper", "work", "root"):
         os.mkdir(os.path.join(scratch, d), 0o755)
     merged = os.path.join(scratch, "root")
-    mount("overlay", merged, "overlay", 0,
-          f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work")
+    mount(
+        "overlay",
+        merged,
+        "overlay",
+        0,
+        f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work",
+    )
     return merged
 
 
@@ -95,8 +111,12 @@ def main(argv: list[str]) -> int:  # returns only on failure; success replaces t
                 mount("tmpfs", root + tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
         if root != "/":  # on the host, NOTIFY_SOCKET already names the host-side socket
             os.makedirs(root + spec["notify_dir"], mode=0o700, exist_ok=True)
-            bind(spec["notify_host_dir"], root + spec["notify_dir"], read_only=False,
-                 extra=MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            bind(
+                spec["notify_host_dir"],
+                root + spec["notify_dir"],
+                read_only=False,
+                extra=MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            )
         for b in spec["binds"]:
             target = root + b["target"] if root != "/" else b["target"]
             _ensure_target(target, is_dir=os.path.isdir(b["source"]))

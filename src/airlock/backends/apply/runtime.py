@@ -88,12 +88,14 @@ def locate(cache: Path | None = None) -> Runtime:
     if not layout.runtime_stamp.exists() or not (root / SYSUPDATE.lstrip("/")).exists():
         raise HostError(
             f"No systemd-sysupdate >= {MIN_VERSION}: the runtime {root} is not built",
-            code="host.sysupdate", hint="run scripts/make-runtime.sh (make runtime)",
+            code="host.sysupdate",
+            hint="run scripts/make-runtime.sh (make runtime)",
         )
     v = _major(root, chroot=root)
     if v is None or v < MIN_VERSION:
-        raise HostError(f"The runtime in {root} has no working systemd-sysupdate >= 257",
-                        code="host.sysupdate")
+        raise HostError(
+            f"The runtime in {root} has no working systemd-sysupdate >= 257", code="host.sysupdate"
+        )
     return Runtime(root=root, version=v)
 
 
@@ -204,8 +206,12 @@ class Runtime:
                     "notify_host_dir": os.fspath(sock_dir),
                     "scratch": os.fspath(scratch),
                     "binds": [
-                        {"source": os.fspath(b.source.absolute()), "target": b.target,
-                         "read_only": b.read_only} for b in binds
+                        {
+                            "source": os.fspath(b.source.absolute()),
+                            "target": b.target,
+                            "read_only": b.read_only,
+                        }
+                        for b in binds
                     ],
                 }
                 res = proc.run(
@@ -213,19 +219,39 @@ class Runtime:
                     # dies with it; --kill-child then kills sysupdate, the init of a new PID
                     # namespace, and with it the kernel kills every callout (systemd-pull,
                     # systemd-import): no orphan keeps writing after the lock is gone.
-                    ["setpriv", "--pdeathsig", "KILL",
-                     "unshare", "--mount", "--pid", "--propagation", "private", "--fork",
-                     "--kill-child",
-                     "--", sys.executable, "-I", "-S", ENTER, json.dumps(spec)],
-                    timeout=timeout, check=False, max_output=4 << 20,
+                    [
+                        "setpriv",
+                        "--pdeathsig",
+                        "KILL",
+                        "unshare",
+                        "--mount",
+                        "--pid",
+                        "--propagation",
+                        "private",
+                        "--fork",
+                        "--kill-child",
+                        "--",
+                        sys.executable,
+                        "-I",
+                        "-S",
+                        ENTER,
+                        json.dumps(spec),
+                    ],
+                    timeout=timeout,
+                    check=False,
+                    max_output=4 << 20,
                 )
         finally:
             # only ever a mount point inside the dead namespace: empty on the host
             shutil.rmtree(scratch, ignore_errors=True)
         if res.returncode == 125:
-            raise HostError(f"Setting up the sysupdate namespace failed: {tail(res.stderr)}",
-                            code="host.sysupdate")
+            raise HostError(
+                f"Setting up the sysupdate namespace failed: {tail(res.stderr)}",
+                code="host.sysupdate",
+            )
         if check and res.returncode != 0:
-            raise HostError(f"systemd-sysupdate {' '.join(args)} failed ({res.returncode})",
-                            code="host.sysupdate")
+            raise HostError(
+                f"systemd-sysupdate {' '.join(args)} failed ({res.returncode})",
+                code="host.sysupdate",
+            )
         return res

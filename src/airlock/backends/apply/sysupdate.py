@@ -77,21 +77,32 @@ class SysupdateApplier:
         query_timeout_s: for ``list`` and ``check-new``.
     """
 
-    def __init__(self, runtime: Runtime, *, timeout_s: float = 3600.0,
-                 query_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, runtime: Runtime, *, timeout_s: float = 3600.0, query_timeout_s: float = 120.0
+    ) -> None:
         self.runtime = runtime
         self.timeout_s = timeout_s
         self.query_timeout_s = query_timeout_s
 
-    def _run(self, inv: Invocation, args: Sequence[str], *, timeout: float,
-             notify: Notify | None = None) -> proc.Completed:
+    def _run(
+        self, inv: Invocation, args: Sequence[str], *, timeout: float, notify: Notify | None = None
+    ) -> proc.Completed:
         return self.runtime.run(
-            [f"--definitions={DEFINITIONS}", *args], binds=inv.all_binds(), env=inv.all_env(),
-            timeout=timeout, notify=notify,
+            [f"--definitions={DEFINITIONS}", *args],
+            binds=inv.all_binds(),
+            env=inv.all_env(),
+            timeout=timeout,
+            notify=notify,
         )
 
-    def update(self, inv: Invocation, *, version: str | None = None, verify: bool = True,
-               notify: Notify | None = None) -> proc.Completed:
+    def update(
+        self,
+        inv: Invocation,
+        *,
+        version: str | None = None,
+        verify: bool = True,
+        notify: Notify | None = None,
+    ) -> proc.Completed:
         """``update [VERSION]``; raises ``ApplyError`` unless sysupdate exits 0."""
         args = [f"--verify={'yes' if verify else 'no'}", "update", *([version] if version else [])]
         res = self._run(inv, args, timeout=self.timeout_s, notify=notify)
@@ -103,10 +114,19 @@ class SysupdateApplier:
             )
         return res
 
-    def apply(self, snapshot: Path, *, definitions: Path, mount_point: str, esp: Path | None,
-              keyring: Path, binds: Sequence[Bind] = (), version: str | None = None,
-              env: Mapping[str, str] | None = None, notify: Notify | None = None,
-              ) -> proc.Completed:
+    def apply(
+        self,
+        snapshot: Path,
+        *,
+        definitions: Path,
+        mount_point: str,
+        esp: Path | None,
+        keyring: Path,
+        binds: Sequence[Bind] = (),
+        version: str | None = None,
+        env: Mapping[str, str] | None = None,
+        notify: Notify | None = None,
+    ) -> proc.Completed:
         """Install from a verified, read-only snapshot (the host pipeline's entry point).
 
         ``snapshot`` is bound read-only (``ro,nosuid,nodev,noexec``) at ``mount_point``, where the
@@ -115,7 +135,10 @@ class SysupdateApplier:
         sysupdate verifies again (``--verify=yes``): our judgement and its own must both pass.
         """
         inv = Invocation(
-            definitions=definitions, keyring=keyring, esp=esp, env=dict(env or {}),
+            definitions=definitions,
+            keyring=keyring,
+            esp=esp,
+            env=dict(env or {}),
             binds=(Bind(source=snapshot, target=mount_point, read_only=True), *binds),
         )
         return self.update(inv, version=version, verify=True, notify=notify)
@@ -124,15 +147,17 @@ class SysupdateApplier:
         """``list --json=short`` → ``Listing``."""
         res = self._run(inv, ["--json=short", "list"], timeout=self.query_timeout_s)
         if res.returncode != 0:
-            raise ApplyError(f"systemd-sysupdate list failed: {tail(res.stderr)}",
-                             code="apply.sysupdate")
+            raise ApplyError(
+                f"systemd-sysupdate list failed: {tail(res.stderr)}", code="apply.sysupdate"
+            )
         try:
             doc = json.loads(res.stdout)
             current = doc.get("current")
             versions = tuple(str(v) for v in doc.get("all", ()))
         except (ValueError, AttributeError, TypeError):
-            raise ApplyError(f"systemd-sysupdate list printed {display(res.stdout)}",
-                             code="apply.sysupdate") from None
+            raise ApplyError(
+                f"systemd-sysupdate list printed {display(res.stdout)}", code="apply.sysupdate"
+            ) from None
         return Listing(current=str(current) if current is not None else None, all=versions)
 
     def check_new(self, inv: Invocation) -> str | None:
@@ -147,7 +172,8 @@ class SysupdateApplier:
         except ValueError:
             doc = None
         if res.returncode != 0 or not isinstance(doc, dict) or "available" not in doc:
-            raise ApplyError(f"systemd-sysupdate check-new failed: {tail(res.stderr)}",
-                             code="apply.sysupdate")
+            raise ApplyError(
+                f"systemd-sysupdate check-new failed: {tail(res.stderr)}", code="apply.sysupdate"
+            )
         available = doc["available"]
         return available if isinstance(available, str) else None

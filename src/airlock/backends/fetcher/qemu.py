@@ -87,8 +87,13 @@ class QemuConfig:
             ConfigError: a ``qemu_*`` value of the wrong kind.
         """
         values: dict[str, object] = {}
-        for name, kind in (("guest_dir", Path), ("accel", Accel), ("server", str),
-                           ("memory_mib", int), ("cpus", int)):
+        for name, kind in (
+            ("guest_dir", Path),
+            ("accel", Accel),
+            ("server", str),
+            ("memory_mib", int),
+            ("cpus", int),
+        ):
             value = getattr(host, f"qemu_{name}", None)
             if value is None:
                 continue
@@ -161,8 +166,11 @@ class QemuFetcher:
                 code="fetch.failed",
             )
         if status != 0:
-            what = ("the update VM's init failed to mount its shares"
-                    if status in _INIT_FAILURES else "the update VM's command exited")
+            what = (
+                "the update VM's init failed to mount its shares"
+                if status in _INIT_FAILURES
+                else "the update VM's command exited"
+            )
             raise FetchError(
                 f"Failed to fetch: {what} with status {status}"
                 + (f"; console: {detail}" if detail else ""),
@@ -229,8 +237,11 @@ def _route(config_dir: Path, server: str | None) -> ServerRoute:
     else:
         guest_url, hosts_name = url, name  # the guest's /etc/hosts maps the name to the alias
     return ServerRoute(
-        host_addr=str(addr), host_port=target_port, guest_port=guest_port,
-        guest_url=guest_url, hosts_name=hosts_name,
+        host_addr=str(addr),
+        host_port=target_port,
+        guest_port=guest_port,
+        guest_url=guest_url,
+        hosts_name=hosts_name,
     )
 
 
@@ -271,8 +282,11 @@ def _probe_kvm(cfg: QemuConfig, kernel: Path, initrd: Path) -> bool:
 
 def _probe_boot(cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path) -> bool:
     """Boot the guest with ``airlock.probe``: True if its init reports within the bound."""
-    argv = [*_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet airlock.probe"),
-            "-nic", "none"]
+    argv = [
+        *_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet airlock.probe"),
+        "-nic",
+        "none",
+    ]
     try:
         done = proc.run(argv, timeout=cfg.probe_timeout_s, check=False, max_output=1 << 16)
     except CommandTimedOut:
@@ -324,8 +338,7 @@ def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
     # connection (a tcp: chardev would connect once, at start, and serve a single connection).
     cmd = shlex.join([*cfg.forwarder, route.host_addr, str(route.host_port)])
     fwd = f"guestfwd=tcp:{GUEST_SERVER_IP}:{route.guest_port}-cmd:{_opt(cmd)}"
-    return ["-netdev", f"user,id=n0,restrict=on,{fwd}",
-            "-device", "virtio-net-pci,netdev=n0"]
+    return ["-netdev", f"user,id=n0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=n0"]
 
 
 def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:

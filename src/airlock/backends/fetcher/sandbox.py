@@ -39,10 +39,24 @@ logger = logging.getLogger(__name__)
 BWRAP = "/usr/bin/bwrap"
 IP = "/usr/sbin/ip"
 SYSTEM_RO = (
-    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
-    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-    "/etc/ssl", "/etc/ca-certificates", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
-    "/etc/hosts", "/etc/localtime",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/libx32",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/localtime",
 )
 MAX_LOG_BYTES = 1 << 20
 _TAIL_BYTES = 16 * 1024
@@ -75,7 +89,7 @@ def _alive(pid: int) -> bool:
         stat_line = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return False
-    return stat_line[stat_line.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+    return stat_line[stat_line.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def pids_in_ns(ns: str) -> list[int]:
@@ -99,8 +113,10 @@ class SandboxFetcher:
         bwrap: str = BWRAP,
     ) -> None:
         if not root.startswith("/") or root == "/" or ".." in root.split("/"):
-            raise HostError(f"Sandbox root must be an absolute directory, not {display(root)}",
-                            code="config.sandbox")
+            raise HostError(
+                f"Sandbox root must be an absolute directory, not {display(root)}",
+                code="config.sandbox",
+            )
         self._root = root.rstrip("/")
         self._netns = netns
         self._ro_binds = tuple(ro_binds)
@@ -163,8 +179,9 @@ class SandboxFetcher:
         status: int | None = None
         drain = threading.Thread(target=_drain, args=(out_r, request.log_path, keep), daemon=True)
         try:
-            with proc.spawn(self.argv(request, info_w), stdout=out_w, stderr=out_w,
-                            pass_fds=(info_w,)) as child:
+            with proc.spawn(
+                self.argv(request, info_w), stdout=out_w, stderr=out_w, pass_fds=(info_w,)
+            ) as child:
                 os.close(info_w)
                 info_w = -1
                 os.close(out_w)
@@ -173,9 +190,13 @@ class SandboxFetcher:
                 ns = self._read_info(info_r)
                 status = proc.wait(child, timeout=max(0.0, request.timeout_s))
                 if status is None:
-                    reporter.emit(Notice(step=Step.FETCH,
-                                         message=f"fetcher timed out after {request.timeout_s:g} s;"
-                                                 " killing it"))
+                    reporter.emit(
+                        Notice(
+                            step=Step.FETCH,
+                            message=f"fetcher timed out after {request.timeout_s:g} s;"
+                            " killing it",
+                        )
+                    )
                     proc.kill(child)
         finally:
             for fd in (info_w, out_w, info_r):
@@ -191,11 +212,16 @@ class SandboxFetcher:
         duration = time.monotonic() - start
         log_tail = tail(bytes(keep))
         if status is None:
-            raise FetchError(f"The fetcher did not finish within {request.timeout_s:g} s and was"
-                             " killed", code="fetch.timeout")
+            raise FetchError(
+                f"The fetcher did not finish within {request.timeout_s:g} s and was" " killed",
+                code="fetch.timeout",
+            )
         if status != 0:
-            raise FetchError(f"The fetcher failed (exit status {status})"
-                             + (f": {log_tail}" if log_tail else ""), code="fetch.failed")
+            raise FetchError(
+                f"The fetcher failed (exit status {status})"
+                + (f": {log_tail}" if log_tail else ""),
+                code="fetch.failed",
+            )
         return FetchResult(exit_status=status, duration_s=duration, log_tail=log_tail)
 
     @staticmethod
@@ -220,7 +246,6 @@ class SandboxFetcher:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             if time.monotonic() > deadline:
-                raise HostError(f"Sandbox processes survived killing: {pids}",
-                                code="host.sandbox")
+                raise HostError(f"Sandbox processes survived killing: {pids}", code="host.sandbox")
             time.sleep(0.05)
         logger.debug("sandbox pid namespace %s is empty", ns)

@@ -78,8 +78,12 @@ class SpectrumConfig:
         values: dict[str, object] = {}
         if isinstance(name := getattr(host, "vm_name", None), str):
             values["vm_name"] = name
-        for key, kind in (("run_dir", Path), ("vm_start", tuple), ("vm_stop", tuple),
-                          ("stop_timeout_s", float)):
+        for key, kind in (
+            ("run_dir", Path),
+            ("vm_start", tuple),
+            ("vm_stop", tuple),
+            ("stop_timeout_s", float),
+        ):
             value = getattr(host, f"spectrum_{key}", None)
             if value is None:
                 continue
@@ -126,8 +130,17 @@ class SpectrumFetcher:
             ConfigError: the VM is unknown or its id malformed.
         """
         cfg = self.config
-        for exe in (cfg.s6_svlisten1, cfg.s6_svc, cfg.s6_svstat, cfg.nsenter, cfg.mount,
-                    cfg.umount, cfg.echo, Path(cfg.vm_start[0]), Path(cfg.vm_stop[0])):
+        for exe in (
+            cfg.s6_svlisten1,
+            cfg.s6_svc,
+            cfg.s6_svstat,
+            cfg.nsenter,
+            cfg.mount,
+            cfg.umount,
+            cfg.echo,
+            Path(cfg.vm_start[0]),
+            Path(cfg.vm_stop[0]),
+        ):
             proc.check_executable(
                 exe,
                 hint="the spectrum fetcher needs Spectrum's VM tools; elsewhere use --fetcher qemu",
@@ -141,9 +154,13 @@ class SpectrumFetcher:
         try:
             finished = self._listen_down(vm, cfg.vm_start, request.timeout_s, "start")
             if not finished:
-                reporter.emit(Notice(
-                    message=f"update VM did not power off within {request.timeout_s:g} s; "
-                            "stopping it", step=Step.FETCH))
+                reporter.emit(
+                    Notice(
+                        message=f"update VM did not power off within {request.timeout_s:g} s; "
+                        "stopping it",
+                        step=Step.FETCH,
+                    )
+                )
                 self._stop(vm)
             self._check_gone(vm, vmm_pid)
         finally:
@@ -153,15 +170,22 @@ class SpectrumFetcher:
         if not finished:
             raise FetchError(
                 f"Failed to fetch: the update VM did not power off within {request.timeout_s:g} s "
-                "and was stopped", code="fetch.timeout")
+                "and was stopped",
+                code="fetch.timeout",
+            )
         return FetchResult(exit_status=None, duration_s=duration, log_tail=log_tail)
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _nsenter(self, vm: VmPaths, argv: Sequence[str | os.PathLike[str]], *,
-                 check: bool = True) -> None:
+    def _nsenter(
+        self, vm: VmPaths, argv: Sequence[str | os.PathLike[str]], *, check: bool = True
+    ) -> None:
         full: list[str | os.PathLike[str]] = [
-            self.config.nsenter, f"--mount={vm.ns_mnt}", "--", *argv]
+            self.config.nsenter,
+            f"--mount={vm.ns_mnt}",
+            "--",
+            *argv,
+        ]
         try:
             proc.run(full, timeout=_TOOL_TIMEOUT_S, check=check)
         except (CommandFailed, CommandTimedOut) as exc:
@@ -172,8 +196,9 @@ class SpectrumFetcher:
     def _vmm_pid(self, vm: VmPaths) -> int:
         """The idle VMM must be up before the boot (Spectrum keeps one per VM, §9.4)."""
         try:
-            out = proc.run([self.config.s6_svstat, "-o", "up,pid", vm.service],
-                           timeout=_TOOL_TIMEOUT_S).stdout.split()
+            out = proc.run(
+                [self.config.s6_svstat, "-o", "up,pid", vm.service], timeout=_TOOL_TIMEOUT_S
+            ).stdout.split()
         except HostError as exc:
             raise FetchError(
                 f"Failed to query the VMM service of VM {vm.vm_id}: {exc.message}",
@@ -181,7 +206,8 @@ class SpectrumFetcher:
             ) from exc
         if len(out) != 2 or out[0] != b"true" or not out[1].isdigit():
             raise FetchError(
-                f"Failed to start VM {vm.vm_id}: its VMM service is not up", code="fetch.vmm",
+                f"Failed to start VM {vm.vm_id}: its VMM service is not up",
+                code="fetch.vmm",
                 hint="the VMM service must be up (idle) before the update VM is booted",
             )
         return int(out[1])
@@ -199,15 +225,22 @@ class SpectrumFetcher:
         # s6-svlisten1 reads the initial state, subscribes, then spawns its prog: echo writes one
         # line on our pipe, so when we read it the subscription is in place (no race, §9.6).
         argv: list[str | os.PathLike[str]] = [
-            cfg.s6_svlisten1, "-D", "-t", str(max(1, int(timeout_s * 1000))), vm.service,
-            cfg.echo, "subscribed"]
+            cfg.s6_svlisten1,
+            "-D",
+            "-t",
+            str(max(1, int(timeout_s * 1000))),
+            vm.service,
+            cfg.echo,
+            "subscribed",
+        ]
         try:
             with proc.spawn(argv, stdout=w) as listener:
                 os.close(w)
                 w = -1
                 if os.read(r, 64) != b"subscribed\n":
-                    raise HostError("Failed to subscribe to the VMM service's events",
-                                    code="host.s6")
+                    raise HostError(
+                        "Failed to subscribe to the VMM service's events", code="host.s6"
+                    )
                 try:
                     proc.run([*command, vm.vm_id], timeout=cfg.command_timeout_s)
                 except HostError as exc:
@@ -228,8 +261,10 @@ class SpectrumFetcher:
             return True
         if status in (99, None):
             return False
-        raise HostError(f"Failed to wait for VM {vm.vm_id}: s6-svlisten1 exited with status "
-                        f"{status}", code="host.s6")
+        raise HostError(
+            f"Failed to wait for VM {vm.vm_id}: s6-svlisten1 exited with status " f"{status}",
+            code="host.s6",
+        )
 
     def _stop(self, vm: VmPaths) -> None:
         """vm-stop, then the supervisor's own ``down`` (and an idle VMM back up) as last resort.
@@ -243,19 +278,29 @@ class SpectrumFetcher:
                 return
         except (FetchError, HostError) as exc:
             logger.debug("vm-stop failed: %s", exc.message)
-        if not self._listen_down(vm, (os.fspath(cfg.s6_svc), "-d", os.fspath(vm.service)),
-                                 cfg.stop_timeout_s, "force down"):
-            raise HostError(f"Failed to stop VM {vm.vm_id}: it is still running",
-                            code="host.vm-stop")
+        if not self._listen_down(
+            vm,
+            (os.fspath(cfg.s6_svc), "-d", os.fspath(vm.service)),
+            cfg.stop_timeout_s,
+            "force down",
+        ):
+            raise HostError(
+                f"Failed to stop VM {vm.vm_id}: it is still running", code="host.vm-stop"
+            )
         if cfg.restore_vmm:
             proc.run([cfg.s6_svc, "-u", vm.service], timeout=_TOOL_TIMEOUT_S, check=False)
 
     def _check_gone(self, vm: VmPaths, vmm_pid: int) -> None:
-        out = proc.run([self.config.s6_svstat, "-o", "up,pid", vm.service],
-                       timeout=_TOOL_TIMEOUT_S, check=False).stdout.split()
+        out = proc.run(
+            [self.config.s6_svstat, "-o", "up,pid", vm.service],
+            timeout=_TOOL_TIMEOUT_S,
+            check=False,
+        ).stdout.split()
         if len(out) == 2 and out[0] == b"true" and out[1] == str(vmm_pid).encode():
-            raise HostError(f"Refusing to go on: the VMM of VM {vm.vm_id} (pid {vmm_pid}) is "
-                            "still running", code="host.vm-stop")
+            raise HostError(
+                f"Refusing to go on: the VMM of VM {vm.vm_id} (pid {vmm_pid}) is " "still running",
+                code="host.vm-stop",
+            )
 
 
 def resolve(cfg: SpectrumConfig) -> VmPaths:
@@ -268,16 +313,21 @@ def resolve(cfg: SpectrumConfig) -> VmPaths:
     try:
         target = os.readlink(link)
     except OSError as exc:
-        raise ConfigError(f"Failed to resolve VM {display(cfg.vm_name)}: {link}: {exc.strerror}",
-                          code="config.vm") from exc
+        raise ConfigError(
+            f"Failed to resolve VM {display(cfg.vm_name)}: {link}: {exc.strerror}", code="config.vm"
+        ) from exc
     vm_id = os.path.basename(target.rstrip("/"))
     if not _VM_ID_RE.fullmatch(vm_id):
         raise ConfigError(f"Refusing VM id {display(vm_id)} from {link}", code="config.vm")
     by_id = cfg.run_dir / "vm" / "by-id" / vm_id
     fs = cfg.run_dir / "fs" / vm_id
     return VmPaths(
-        vm_id=vm_id, etc=fs / "etc", updates=fs / "updates", ns_mnt=by_id / "ns" / "mnt",
-        service=cfg.run_dir / "service" / "vmm" / "instance" / vm_id, serial=by_id / "serial",
+        vm_id=vm_id,
+        etc=fs / "etc",
+        updates=fs / "updates",
+        ns_mnt=by_id / "ns" / "mnt",
+        service=cfg.run_dir / "service" / "vmm" / "instance" / vm_id,
+        serial=by_id / "serial",
     )
 
 
@@ -300,8 +350,9 @@ def provide_config(config_dir: Path, etc: Path) -> None:
             if not path.is_symlink():
                 path.chmod(0o755 if path.is_dir() else 0o644)
     except (OSError, shutil.Error) as exc:
-        raise ConfigError(f"Failed to provide the VM's config in {etc}: {exc}",
-                          code="config.vm") from exc
+        raise ConfigError(
+            f"Failed to provide the VM's config in {etc}: {exc}", code="config.vm"
+        ) from exc
 
 
 def _serial_tail(serial: Path, log_path: Path | None) -> str:

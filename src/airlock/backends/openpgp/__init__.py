@@ -89,9 +89,7 @@ class BaseVerifier(abc.ABC):
             raise SignatureError(f"Signature verification failed: {exc.message}") from None
         except Exception as exc:  # noqa: BLE001 - the template's job is to normalise failures
             logger.debug("verifier failure", exc_info=True)
-            raise SignatureError(
-                f"Signature verification failed: {type(exc).__name__}"
-            ) from None
+            raise SignatureError(f"Signature verification failed: {type(exc).__name__}") from None
 
     def _checked(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
         if len(signature) > self.limits.max_signature_bytes:
@@ -107,15 +105,19 @@ class BaseVerifier(abc.ABC):
             if sig.sig_type not in ACCEPTED_SIG_TYPES:
                 raise SignatureError(f"Signature type 0x{sig.sig_type:02x} is not a document one")
         ring = keyring_mod.load(
-            keyring.absolute(), max_bytes=self.limits.max_keyring_bytes,
+            keyring.absolute(),
+            max_bytes=self.limits.max_keyring_bytes,
             timeout=self.limits.signature_timeout_s,
         )
         expected = self._expected(sigs, ring)
         work_dir = Path(tempfile.mkdtemp(prefix="airlock-verify-"))
         try:
             work = Work(
-                signature_file=work_dir / "signature", data_file=work_dir / "data",
-                keyring_file=work_dir / "keyring.gpg", keyring=ring, sigs=sigs,
+                signature_file=work_dir / "signature",
+                data_file=work_dir / "data",
+                keyring_file=work_dir / "keyring.gpg",
+                keyring=ring,
+                sigs=sigs,
                 timeout_s=self.limits.signature_timeout_s,
             )
             work.signature_file.write_bytes(signature)

@@ -20,16 +20,30 @@ GPG = "gpg"
 TIMEOUT_S = 60.0
 
 
-def _gpg(gnupghome: Path, args: Sequence[str | os.PathLike[str]], *, input: bytes | None = None,
-         faked_time: str | None = None) -> proc.Completed:
+def _gpg(
+    gnupghome: Path,
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    input: bytes | None = None,
+    faked_time: str | None = None,
+) -> proc.Completed:
     argv: list[str | os.PathLike[str]] = [
-        GPG, "--homedir", gnupghome, "--batch", "--no-tty", "--quiet",
-        "--pinentry-mode", "loopback", "--passphrase", "",
+        GPG,
+        "--homedir",
+        gnupghome,
+        "--batch",
+        "--no-tty",
+        "--quiet",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
     ]
     if faked_time is not None:
         argv += ["--faked-system-time", faked_time]
-    return proc.run([*argv, *args], timeout=TIMEOUT_S, input=input,
-                    env={"GNUPGHOME": os.fspath(gnupghome)})
+    return proc.run(
+        [*argv, *args], timeout=TIMEOUT_S, input=input, env={"GNUPGHOME": os.fspath(gnupghome)}
+    )
 
 
 def _ensure_home(gnupghome: Path) -> None:
@@ -55,8 +69,15 @@ def fingerprints(gnupghome: Path, selector: str | None = None) -> tuple[str, ...
     return tuple(fprs)
 
 
-def generate_key(gnupghome: Path, uid: str, *, algo: str = "ed25519", usage: str = "sign",
-                 expire: str = "never", faked_time: str | None = None) -> str:
+def generate_key(
+    gnupghome: Path,
+    uid: str,
+    *,
+    algo: str = "ed25519",
+    usage: str = "sign",
+    expire: str = "never",
+    faked_time: str | None = None,
+) -> str:
     """Create a key (no passphrase) and return its primary fingerprint (40 uppercase hex).
 
     ``usage="cert"`` makes a certify-only primary; add a signing subkey with ``add_subkey``.
@@ -71,8 +92,14 @@ def generate_key(gnupghome: Path, uid: str, *, algo: str = "ed25519", usage: str
     return new[0]
 
 
-def add_subkey(gnupghome: Path, fingerprint: str, *, algo: str = "ed25519",
-               usage: str = "sign", expire: str = "never") -> None:
+def add_subkey(
+    gnupghome: Path,
+    fingerprint: str,
+    *,
+    algo: str = "ed25519",
+    usage: str = "sign",
+    expire: str = "never",
+) -> None:
     """Add a subkey to the key ``fingerprint``."""
     _gpg(gnupghome, ["--quick-add-key", fingerprint, algo, usage, expire])
 
@@ -87,8 +114,15 @@ def export_public(gnupghome: Path, fingerprints: Sequence[str]) -> bytes:
     return out
 
 
-def sign(data: bytes, *, gnupghome: Path, signer: str | None, armor: bool,
-         digest_algo: str | None = None, faked_time: str | None = None) -> bytes:
+def sign(
+    data: bytes,
+    *,
+    gnupghome: Path,
+    signer: str | None,
+    armor: bool,
+    digest_algo: str | None = None,
+    faked_time: str | None = None,
+) -> bytes:
     """A detached signature over ``data``: binary (``.gpg``) or armoured (``.asc``)."""
     args: list[str] = ["--detach-sign", "--output", "-"]
     if signer is not None:
@@ -102,5 +136,9 @@ def sign(data: bytes, *, gnupghome: Path, signer: str | None, armor: bool,
 
 def kill_agent(gnupghome: Path) -> None:
     """Stop the gpg-agent of ``gnupghome`` (if one runs)."""
-    proc.run(["gpgconf", "--kill", "gpg-agent"], timeout=TIMEOUT_S, check=False,
-             env={"GNUPGHOME": os.fspath(gnupghome)})
+    proc.run(
+        ["gpgconf", "--kill", "gpg-agent"],
+        timeout=TIMEOUT_S,
+        check=False,
+        env={"GNUPGHOME": os.fspath(gnupghome)},
+    )

@@ -27,10 +27,24 @@ from airlock.text import display, tail
 
 GPGV = "gpgv"
 PREFIX = "[GNUPG:] "
-REFUSED = frozenset({
-    "BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY", "BADARMOR", "NODATA",
-    "UNEXPECTED", "FAILURE", "BADMDC", "DECRYPTION_FAILED", "KEYREVOKED", "KEYEXPIRED",
-})
+REFUSED = frozenset(
+    {
+        "BADSIG",
+        "ERRSIG",
+        "EXPSIG",
+        "EXPKEYSIG",
+        "REVKEYSIG",
+        "NO_PUBKEY",
+        "BADARMOR",
+        "NODATA",
+        "UNEXPECTED",
+        "FAILURE",
+        "BADMDC",
+        "DECRYPTION_FAILED",
+        "KEYREVOKED",
+        "KEYEXPIRED",
+    }
+)
 
 
 @functools.cache
@@ -58,7 +72,7 @@ def parse_status(out: bytes, *, expected: int) -> list[ValidSignature]:
     for raw_line in out.decode("utf-8", errors="replace").splitlines():
         if not raw_line.startswith(PREFIX):
             continue
-        words = raw_line[len(PREFIX):].split(" ")
+        words = raw_line[len(PREFIX) :].split(" ")
         keyword = words[0]
         if keyword in REFUSED:
             raise SignatureError(f"Signature refused (gpgv: {display(' '.join(words[:2]))})")
@@ -76,9 +90,13 @@ def parse_status(out: bytes, *, expected: int) -> list[ValidSignature]:
                 )
             if sig_class not in ("00", "01"):
                 raise SignatureError(f"Signature class {display(sig_class)} is not a document one")
-            found.append(ValidSignature(
-                fingerprint=primary, created=_timestamp(words[3]), hash_algo=hash_algo,
-            ))
+            found.append(
+                ValidSignature(
+                    fingerprint=primary,
+                    created=_timestamp(words[3]),
+                    hash_algo=hash_algo,
+                )
+            )
     if not newsig == goodsig == len(found) == expected:
         raise SignatureError(
             f"gpgv validated {len(found)} of {expected} signatures "
@@ -100,9 +118,20 @@ class GpgvVerifier(BaseVerifier):
         home = Path(tempfile.mkdtemp(prefix="airlock-gpgv-"))
         try:
             res = proc.run(
-                [GPGV, "--homedir", home, "--status-fd", "1", "--keyring",
-                 work.keyring_file.absolute(), work.signature_file, work.data_file],
-                timeout=work.timeout_s, check=False, max_output=256 * 1024,
+                [
+                    GPGV,
+                    "--homedir",
+                    home,
+                    "--status-fd",
+                    "1",
+                    "--keyring",
+                    work.keyring_file.absolute(),
+                    work.signature_file,
+                    work.data_file,
+                ],
+                timeout=work.timeout_s,
+                check=False,
+                max_output=256 * 1024,
                 env={"GNUPGHOME": str(home)},
             )
         finally:

@@ -120,9 +120,21 @@ def load(keyring: Path, *, max_bytes: int, timeout: float) -> Keyring:
         (home / "keyring.gpg").write_bytes(binary)
         try:
             res = proc.run(
-                [GPG, "--homedir", home, "--no-options", "--batch", "--no-tty", "--quiet",
-                 "--no-auto-check-trustdb", "--with-colons", "--fixed-list-mode",
-                 "--with-subkey-fingerprint", "--show-keys", home / "keyring.gpg"],
+                [
+                    GPG,
+                    "--homedir",
+                    home,
+                    "--no-options",
+                    "--batch",
+                    "--no-tty",
+                    "--quiet",
+                    "--no-auto-check-trustdb",
+                    "--with-colons",
+                    "--fixed-list-mode",
+                    "--with-subkey-fingerprint",
+                    "--show-keys",
+                    home / "keyring.gpg",
+                ],
                 timeout=timeout,
             )
         except AirlockError as exc:

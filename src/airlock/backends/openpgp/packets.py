@@ -172,8 +172,12 @@ def _parse_v4(body: bytes) -> SignaturePacket:
     if created is None:
         raise SignatureError("OpenPGP signature has no hashed creation time")
     return SignaturePacket(
-        sig_type=sig_type, pubkey_algo=pubkey_algo, hash_algo=hash_algo, created=created,
-        issuer_fingerprint=fpr, issuer_key_id=keyid,
+        sig_type=sig_type,
+        pubkey_algo=pubkey_algo,
+        hash_algo=hash_algo,
+        created=created,
+        issuer_fingerprint=fpr,
+        issuer_key_id=keyid,
     )
 
 

@@ -51,9 +51,18 @@ class SqvVerifier(BaseVerifier):
 
     def _verify(self, work: Work) -> list[ValidSignature]:
         res = proc.run(
-            [SQV, "--keyring", work.keyring_file, "-n", str(len(work.sigs)),
-             work.signature_file, work.data_file],
-            timeout=work.timeout_s, check=False, max_output=64 * 1024,
+            [
+                SQV,
+                "--keyring",
+                work.keyring_file,
+                "-n",
+                str(len(work.sigs)),
+                work.signature_file,
+                work.data_file,
+            ],
+            timeout=work.timeout_s,
+            check=False,
+            max_output=64 * 1024,
         )
         if res.returncode != 0:
             raise SignatureError(f"Signature verification failed (sqv: {tail(res.stderr)})")

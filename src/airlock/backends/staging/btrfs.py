@@ -44,8 +44,9 @@ def _fs_type(path: Path) -> int:
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86-64
     if _libc.statfs(os.fsencode(path), buf) != 0:
         err = ctypes.get_errno()
-        raise HostError(f"Failed to statfs {os.fspath(path)}: {os.strerror(err)}",
-                        code="host.staging")
+        raise HostError(
+            f"Failed to statfs {os.fspath(path)}: {os.strerror(err)}", code="host.staging"
+        )
     return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFFFFFF
 
 
@@ -106,14 +107,18 @@ class BtrfsStaging:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             st = os.lstat(d)
         except OSError as exc:
-            raise HostError(f"Failed to create staging directory {os.fspath(d)}: {exc.strerror}",
-                            code="host.staging") from exc
+            raise HostError(
+                f"Failed to create staging directory {os.fspath(d)}: {exc.strerror}",
+                code="host.staging",
+            ) from exc
         if not stat.S_ISDIR(st.st_mode):
-            raise HostError(f"Refusing staging directory {os.fspath(d)}: not a directory",
-                            code="host.staging")
+            raise HostError(
+                f"Refusing staging directory {os.fspath(d)}: not a directory", code="host.staging"
+            )
         if st.st_uid != os.geteuid():
-            raise HostError(f"Refusing staging directory {os.fspath(d)}: not owned by us",
-                            code="host.staging")
+            raise HostError(
+                f"Refusing staging directory {os.fspath(d)}: not owned by us", code="host.staging"
+            )
         if _fs_type(d) != BTRFS_SUPER_MAGIC:
             raise HostError(
                 f"Refusing staging directory {os.fspath(d)}: not on btrfs",
@@ -130,7 +135,8 @@ class BtrfsStaging:
             if not stat.S_ISDIR(sst.st_mode) or sst.st_ino != SUBVOL_INO:
                 raise HostError(
                     f"Refusing {os.fspath(self.share)}: exists but is not a btrfs subvolume",
-                    code="host.staging", hint="remove it; it is recreated on the next run",
+                    code="host.staging",
+                    hint="remove it; it is recreated on the next run",
                 )
         os.chmod(self.share, 0o755)  # noqa: S103 - the sandbox uid must enter it
         if self._qgroup_limit_bytes is not None:
@@ -185,11 +191,16 @@ class BtrfsStaging:
             fsutil.syncfs(fd)
             # Decide on one consistent view first, so removing one hard link cannot make its
             # sibling look singly linked.
-            entries = [(e.name, os.stat(e.name, dir_fd=fd, follow_symlinks=False))
-                       for e in os.scandir(fd)]
+            entries = [
+                (e.name, os.stat(e.name, dir_fd=fd, follow_symlinks=False)) for e in os.scandir(fd)
+            ]
             for name, st in entries:
-                keep = (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and is_safe_name(name)
-                        and not _is_manifest_or_signature(name))
+                keep = (
+                    stat.S_ISREG(st.st_mode)
+                    and st.st_nlink == 1
+                    and is_safe_name(name)
+                    and not _is_manifest_or_signature(name)
+                )
                 if keep:
                     kept += 1
                     continue
@@ -219,8 +230,10 @@ class BtrfsStaging:
         try:
             fcntl.ioctl(dir_fd, BTRFS_IOC_SNAP_DESTROY, args, True)
         except OSError as exc:
-            raise HostError(f"Failed to delete nested subvolume {display(name)}: {exc.strerror}",
-                            code="host.btrfs") from exc
+            raise HostError(
+                f"Failed to delete nested subvolume {display(name)}: {exc.strerror}",
+                code="host.btrfs",
+            ) from exc
 
     # -- the snapshot -----------------------------------------------------------------------------
 
@@ -237,8 +250,9 @@ class BtrfsStaging:
         with fsutil.open_dir_nofollow(snapshot) as fd:
             for name in names:
                 if not name or "/" in name or name in (".", "..") or "\0" in name:
-                    raise HostError(f"Refusing to drop {display(name)}: not a single name",
-                                    code="host.staging")
+                    raise HostError(
+                        f"Refusing to drop {display(name)}: not a single name", code="host.staging"
+                    )
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
@@ -257,8 +271,7 @@ class BtrfsStaging:
         _btrfs("property", "set", "-ts", "--", snapshot, "ro", "true")
         out = _btrfs("property", "get", "-ts", "--", snapshot, "ro").stdout.strip()
         if out != b"ro=true":
-            raise HostError(f"Failed to make {os.fspath(snapshot)} read-only",
-                            code="host.btrfs")
+            raise HostError(f"Failed to make {os.fspath(snapshot)} read-only", code="host.btrfs")
 
     def sync(self, snapshot: Path) -> None:
         """``syncfs`` the filesystem of the snapshot (dirty-page loss, threat A9)."""

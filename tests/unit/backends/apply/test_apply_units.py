@@ -16,7 +16,9 @@ from airlock.errors import HostError
 def test_parse_notify() -> None:
     raw = b"X_SYSUPDATE_PROGRESS=42\nSTATUS=Updating to '2' (42% complete).\nREADY=1\n"
     assert runtime.parse_notify(raw) == {
-        "X_SYSUPDATE_PROGRESS": "42", "STATUS": "Updating to '2' (42% complete).", "READY": "1",
+        "X_SYSUPDATE_PROGRESS": "42",
+        "STATUS": "Updating to '2' (42% complete).",
+        "READY": "1",
     }
 
 
@@ -37,8 +39,12 @@ def test_bind_target_must_be_canonical_absolute(target: str) -> None:
 
 
 def test_invocation_binds_keyring_over_both_paths(tmp_path: Path) -> None:
-    inv = Invocation(definitions=tmp_path / "d", keyring=tmp_path / "k.gpg", esp=tmp_path / "esp",
-                     env={"SYSTEMD_LOG_LEVEL": "debug"})
+    inv = Invocation(
+        definitions=tmp_path / "d",
+        keyring=tmp_path / "k.gpg",
+        esp=tmp_path / "esp",
+        env={"SYSTEMD_LOG_LEVEL": "debug"},
+    )
     binds = {b.target: b for b in inv.all_binds()}
     for target in KEYRING_TARGETS:
         assert binds[target] == Bind(source=tmp_path / "k.gpg", target=target, read_only=True)

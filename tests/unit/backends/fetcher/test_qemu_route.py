@@ -23,19 +23,40 @@ def _cfg(tmp_path: Path, url: bytes) -> Path:
         ("http://127.0.0.1:8080/r/", None, "127.0.0.1", 8080, "http://10.0.2.100:8080/r/", None),
         ("http://localhost/r/", None, "127.0.0.1", 80, "http://10.0.2.100:80/r/", None),
         ("https://[::1]:8443/", None, "::1", 8443, "https://10.0.2.100:8443/", None),
-        ("https://updates.example/r/", "127.0.0.1:3128", "127.0.0.1", 3128,
-         "https://updates.example/r/", "updates.example"),
-        ("http://192.0.2.7:81/", "127.0.0.2:9000", "127.0.0.2", 9000,
-         "http://10.0.2.100:81/", None),
+        (
+            "https://updates.example/r/",
+            "127.0.0.1:3128",
+            "127.0.0.1",
+            3128,
+            "https://updates.example/r/",
+            "updates.example",
+        ),
+        (
+            "http://192.0.2.7:81/",
+            "127.0.0.2:9000",
+            "127.0.0.2",
+            9000,
+            "http://10.0.2.100:81/",
+            None,
+        ),
     ],
 )
 def test_route_forwards_only_to_loopback(
-    tmp_path: Path, url: str, server: str | None, host: str, port: int, guest_url: str,
+    tmp_path: Path,
+    url: str,
+    server: str | None,
+    host: str,
+    port: int,
+    guest_url: str,
     name: str | None,
 ) -> None:
     route = qemu._route(_cfg(tmp_path, url.encode() + b"\n"), server)
     assert (route.host_addr, route.host_port, route.guest_url, route.hosts_name) == (
-        host, port, guest_url, name)
+        host,
+        port,
+        guest_url,
+        name,
+    )
 
 
 @pytest.mark.parametrize(
@@ -80,7 +101,8 @@ def test_boot_command_survives_the_guest_shell(tmp_path: Path) -> None:
     qemu._prepare_boot(work, request, route)
     out = subprocess.run(
         ["/bin/busybox", "sh", "-c", '. "$0"; printf "%s\\0" "$@"', work / "boot" / "command"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
     assert out.split(b"\0")[:-1] == [a.encode() for a in NASTY]
     assert (work / "config" / "update-url").read_text() == "http://10.0.2.100:1/\n"
@@ -91,13 +113,18 @@ def test_host_airlock_executable_maps_to_the_shared_package(tmp_path: Path) -> N
     (tmp_path / "cfg").mkdir()
     cfg = _cfg(tmp_path / "cfg", b"http://127.0.0.1:1/\n")
     (cfg / "masked.transfer").symlink_to("/dev/null")
-    request = FetchRequest(config_dir=cfg, share=tmp_path, timeout_s=1,
-                           command=("/usr/bin/airlock", "agent", "--share", "/host"))
+    request = FetchRequest(
+        config_dir=cfg,
+        share=tmp_path,
+        timeout_s=1,
+        command=("/usr/bin/airlock", "agent", "--share", "/host"),
+    )
     work = tmp_path / "work"
     work.mkdir()
     qemu._prepare_boot(work, request, qemu._route(cfg, None))
     assert (work / "boot" / "command").read_text() == (
-        "set -- python3 -m airlock agent --share /host\n")
+        "set -- python3 -m airlock agent --share /host\n"
+    )
     assert (work / "config" / "masked.transfer").readlink() == Path("/dev/null")
 
 

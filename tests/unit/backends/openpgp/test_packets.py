@@ -13,8 +13,9 @@ from tests.support.keys import DATA, KeySet
 
 
 def test_reads_issuer_time_and_hash(openpgp_keys: KeySet) -> None:
-    sig = openpgp_keys.sign(DATA, openpgp_keys.good, faked_time="20250102T030405",
-                            digest_algo="SHA384")
+    sig = openpgp_keys.sign(
+        DATA, openpgp_keys.good, faked_time="20250102T030405", digest_algo="SHA384"
+    )
     [p] = packets.parse_signatures(sig)
     assert p.issuer_fingerprint == openpgp_keys.good
     assert p.issuer_key_id == openpgp_keys.good[-16:]

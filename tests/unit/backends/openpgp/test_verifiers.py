@@ -56,7 +56,8 @@ def test_two_good_signatures(v: BaseVerifier, openpgp_keys: KeySet) -> None:
     )
     res = v.verify(sig, DATA, openpgp_keys.keyring)
     assert {(r.fingerprint, r.hash_algo) for r in res} == {
-        (openpgp_keys.good, 8), (openpgp_keys.second, 10)
+        (openpgp_keys.good, 8),
+        (openpgp_keys.second, 10),
     }
 
 
@@ -156,9 +157,14 @@ def _work(keys: KeySet, sig: bytes, data: bytes, tmp_path: Path) -> Work:
     (tmp_path / "s").write_bytes(sig)
     (tmp_path / "d").write_bytes(data)
     ring = keyring_mod.load(keys.keyring, max_bytes=1 << 20, timeout=30)
-    return Work(signature_file=tmp_path / "s", data_file=tmp_path / "d",
-                keyring_file=keys.keyring.absolute(), keyring=ring,
-                sigs=packets.parse_signatures(sig), timeout_s=30)
+    return Work(
+        signature_file=tmp_path / "s",
+        data_file=tmp_path / "d",
+        keyring_file=keys.keyring.absolute(),
+        keyring=ring,
+        sigs=packets.parse_signatures(sig),
+        timeout_s=30,
+    )
 
 
 @pytest.mark.parametrize(
@@ -176,7 +182,10 @@ def _work(keys: KeySet, sig: bytes, data: bytes, tmp_path: Path) -> Work:
     ],
 )
 def test_tool_layer_alone(
-    v: BaseVerifier, openpgp_keys: KeySet, tmp_path: Path, case: str,
+    v: BaseVerifier,
+    openpgp_keys: KeySet,
+    tmp_path: Path,
+    case: str,
     tool_refuses: dict[str, bool],
 ) -> None:
     """Negative control for the layering: run ``_verify`` without the template's pre-checks."""
@@ -194,8 +203,13 @@ def test_tool_layer_alone(
 
 def test_keyring_fingerprints(openpgp_keys: KeySet) -> None:
     fprs = keyring_fingerprints(openpgp_keys.keyring)
-    assert fprs == (openpgp_keys.good, openpgp_keys.second, openpgp_keys.subkeyed,
-                    openpgp_keys.expired, openpgp_keys.revoked)
+    assert fprs == (
+        openpgp_keys.good,
+        openpgp_keys.second,
+        openpgp_keys.subkeyed,
+        openpgp_keys.expired,
+        openpgp_keys.revoked,
+    )
     assert keyring_fingerprints(openpgp_keys.keyring_armored) == fprs
     assert openpgp_keys.subkey not in fprs
 
@@ -224,8 +238,11 @@ class _Liar(BaseVerifier):
 
     def _verify(self, work: Work) -> list[ValidSignature]:
         return [
-            ValidSignature(fingerprint=work.keyring.keys[0].primary,
-                           created=s.created + dt.timedelta(seconds=1), hash_algo=s.hash_algo)
+            ValidSignature(
+                fingerprint=work.keyring.keys[0].primary,
+                created=s.created + dt.timedelta(seconds=1),
+                hash_algo=s.hash_algo,
+            )
             for s in work.sigs
         ]
 
@@ -234,8 +251,12 @@ class _Echo(BaseVerifier):
     """Returns exactly the expected answer: the positive control for the cross-check."""
 
     def _verify(self, work: Work) -> list[ValidSignature]:
-        return [ValidSignature(fingerprint=work.keyring.keys[0].primary, created=s.created,
-                               hash_algo=s.hash_algo) for s in work.sigs]
+        return [
+            ValidSignature(
+                fingerprint=work.keyring.keys[0].primary, created=s.created, hash_algo=s.hash_algo
+            )
+            for s in work.sigs
+        ]
 
 
 def test_template_wraps_any_exception(openpgp_keys: KeySet) -> None:
@@ -259,4 +280,5 @@ def test_limits_are_honoured(openpgp_keys: KeySet) -> None:
     ring_size = openpgp_keys.keyring.stat().st_size
     with pytest.raises(SignatureError, match="larger"):
         verifier("gpgv", limits=Limits(max_keyring_bytes=ring_size - 1)).verify(
-            sig, DATA, openpgp_keys.keyring)
+            sig, DATA, openpgp_keys.keyring
+        )
