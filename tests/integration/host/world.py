@@ -151,15 +151,17 @@ class World:
         if self.state_file.exists():
             shutil.copy2(self.state_file, keep / "state.json")
 
-    def restore(self) -> None:
-        """Put back what ``save_pristine`` kept (a disk image "restored from backup")."""
+    def restore(self, *, state: bool = True) -> None:
+        """Put back what ``save_pristine`` kept; ``state=False`` keeps the current state file
+        (the disk and ``$BOOT`` "restored from a backup" behind the host's back)."""
         keep = self.root / "pristine"
         shutil.copy2(keep / "disk.img", self.image)
         shutil.rmtree(self.esp)
         shutil.copytree(keep / "esp", self.esp, symlinks=True)
-        self.state_file.unlink(missing_ok=True)
-        if (keep / "state.json").exists():
-            shutil.copy2(keep / "state.json", self.state_file)
+        if state:
+            self.state_file.unlink(missing_ok=True)
+            if (keep / "state.json").exists():
+                shutil.copy2(keep / "state.json", self.state_file)
 
 
 def build(root: Path, btrfs: Path) -> World:
