@@ -98,7 +98,7 @@ def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -
 ATTACK_CODES = {
     "symlink": (21, "reject.type"),
     "tampered": (21, "reject.digest"),
-    "rollback": (21, "reject.rollback"),
+    "rollback": (21, "reject.replay"),  # the older release was also signed earlier
     "expired": (21, "reject.expired"),
     "never-exits": (20, "fetch.timeout"),
 }
