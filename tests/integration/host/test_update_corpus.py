@@ -124,3 +124,21 @@ def test_negative_control_an_accepted_release_changes_disk_boot_and_state(
         assert after[key] != before[key], key
     _assert_nothing_left(w)
     w.restore()
+
+
+def test_negative_control_the_canary_sees_a_follow_of_a_planted_symlink(
+    world: World, keys: KeySet, tmp_path: Path
+) -> None:
+    # The symlink a refused run left in the share points at the canary: following it, as a
+    # careless judge would, is noticed.
+    w = world
+    (case,) = (c for c in CASES if c.name == "symlink_payload_to_host_file")
+    _prepare(w, case, keys)
+    s = Staging(tmp_path, keys, directory=w.staging / "shared")
+    with FifoCanary(s.canary) as canary:
+        run = planting.update(w, _planter(case, s))
+        assert run.final["code"] == "reject.type"
+        assert not canary.breached.is_set()
+        (link,) = (p for p in (w.staging / "shared").iterdir() if p.is_symlink())
+        os.close(os.open(link, os.O_RDONLY | os.O_NONBLOCK))
+        assert canary.breached.wait(5)
