@@ -16,6 +16,7 @@ import os
 import secrets
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ print(json.dumps(out))
 """
 
 
-def _as_host(tmp_path: Path, mode: str) -> dict[str, object]:
+def _as_host(tmp_path: Path, mode: str) -> dict[str, Any]:
     """Run ``_PROGRAM`` where the runtime's systemd-sysupdate is the host's own."""
     root = probes.sysupdate_runtime()
     assert root is not None and root != Path("/")
@@ -102,13 +103,13 @@ def _as_host(tmp_path: Path, mode: str) -> dict[str, object]:
 def test_a_host_sysupdate_of_257_is_used_directly(tmp_path: Path) -> None:
     out = _as_host(tmp_path, "plain")
     assert out["located"] == ["/", 257, False]
-    status, line = out["version"]  # type: ignore[misc]
+    status, line = out["version"]
     assert status == 0
     assert line.startswith("systemd 257 (")
-    status, stdout, stderr = out["list"]  # type: ignore[misc]
+    status, stdout, stderr = out["list"]
     assert status == 0, stderr
     assert json.loads(stdout)["all"] == []
-    status, stdout, stderr, cache_made = out["make_runtime"]  # type: ignore[misc]
+    status, stdout, stderr, cache_made = out["make_runtime"]
     assert status == 0, stderr
     assert "host systemd-sysupdate 257" in stdout
     assert "new enough" in stdout
