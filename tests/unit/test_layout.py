@@ -85,7 +85,12 @@ def test_layout_follows_the_cache_variable(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("AIRLOCK_CACHE", str(tmp_path))
     lay = layout.Layout.load()
     v = layout.values()
-    assert lay.runtime_stamp == tmp_path / v["RUNTIME_DIR"] / v["RUNTIME_STAMP"]
+    for name in v["RUNTIMES"].split(","):
+        build = lay.runtime(name)
+        assert build.stamp == tmp_path / v[f"RUNTIME_{name}_DIR"] / v[f"RUNTIME_{name}_STAMP"]
+        assert build.suite == v[f"RUNTIME_{name}_SUITE"]
+        assert build.major == int(name)
+    assert lay.runtime() == lay.runtime(v["RUNTIME_DEFAULT"])
     assert lay.guest == tmp_path / v["GUEST_DIR"]
     monkeypatch.delenv("AIRLOCK_CACHE")
     assert layout.Layout.load().cache == Path(v["AIRLOCK_CACHE_DEFAULT"])
@@ -99,4 +104,21 @@ def test_a_line_that_is_not_key_value_is_refused(line: str) -> None:
 
 def test_comments_and_blank_lines_are_skipped() -> None:
     assert layout.parse("# c\n\nA=b\n") == {"A": "b"}
-    assert re.fullmatch(r"\.airlock-runtime-v\d+", layout.values()["RUNTIME_STAMP"])
+    assert re.fullmatch(r"\.airlock-runtime-v\d+", layout.values()["RUNTIME_257_STAMP"])
+
+
+def test_every_runtime_is_declared_completely_and_once() -> None:
+    v = layout.values()
+    names = v["RUNTIMES"].split(",")
+    assert len(names) == len(set(names)) >= 2
+    assert v["RUNTIME_DEFAULT"] in names
+    declared = {k for k in v if k.startswith("RUNTIME_") and k != "RUNTIME_DEFAULT"}
+    expected = {f"RUNTIME_{n}_{part}" for n in names for part in ("SUITE", "DIR", "STAMP")}
+    assert declared == expected
+    for n in names:  # a name is the systemd major version the root must hold
+        assert n.isdigit()
+        assert re.fullmatch(r"\.airlock-runtime-v\d+", v[f"RUNTIME_{n}_STAMP"])
+    dirs = [v[f"RUNTIME_{n}_DIR"] for n in names]
+    assert len(set(dirs)) == len(dirs)
+    with pytest.raises(KeyError):
+        layout.Layout.load().runtime("999")

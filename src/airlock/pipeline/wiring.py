@@ -22,8 +22,9 @@ from airlock.backends.apply.sysupdate import DEFINITIONS, Invocation
 from airlock.backends.fetcher import Fetcher
 from airlock.backends.staging.btrfs import BtrfsStaging
 from airlock.config import HostConfig
-from airlock.errors import ApplyError, ConfigError, HostError
+from airlock.errors import AirlockError, ApplyError, ConfigError, HostError
 from airlock.events import Reporter
+from airlock.formats import dialect
 from airlock.pipeline.context import Installed, Judged, ProgressFn, RunContext
 from airlock.state import State
 from airlock.text import display, tail
@@ -57,15 +58,15 @@ class HostInspector:
             raise ConfigError(f"Keyring {config.keyring} is missing", code="config.keyring")
         self._verifier = openpgp.verifier(config.verifier)
 
-    def _required_signatures(self) -> tuple[str, ...]:
-        """systemd-sysupdate 257 reads only ``SHA256SUMS.gpg`` (258+ also ``.sha256.asc``)."""
+    def _appliers(self) -> tuple[dialect.Dialect, ...]:
+        """The rules of the systemd-sysupdate that will apply (``formats.dialect``)."""
         from airlock.backends.apply import runtime
 
         try:
             major = runtime.locate(self._config.sysupdate_runtime_cache).version
-        except HostError:
-            return ("SHA256SUMS.gpg",)  # apply will fail clearly anyway; stay strict
-        return ("SHA256SUMS.gpg",) if major < 258 else ()
+        except AirlockError:
+            return dialect.TABLE  # apply will fail clearly anyway; until then, every rule
+        return (dialect.for_version(major),)
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Dot-temporaries and stale versions the host may unlink before freezing."""
@@ -93,7 +94,7 @@ class HostInspector:
             installed=installed or state.installed,
             not_before=state.newest_signature,
             require_fresh=cfg.require_fresh,
-            required_signature_files=self._required_signatures(),
+            appliers=self._appliers(),
         )
         release: Judged = verify.judge(
             dir_fd,
@@ -146,8 +147,8 @@ class SysupdateHostApplier:
         try:
             res = self._sysupdate.runtime.run(
                 [f"--definitions={DEFINITIONS}", "--offline", "--json=short", "list"],
-                binds=inv.all_binds(),
-                env=inv.all_env(),
+                binds=inv.all_binds(self._sysupdate.runtime),
+                env=inv.all_env(self._sysupdate.runtime),
                 timeout=120.0,
             )
         except HostError as exc:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from airlock.errors import UsageError
-from airlock.formats import version
+from airlock.formats import dialect, version
 
 _FPR = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 
@@ -48,9 +48,12 @@ class Policy:
             result says whether the release is newer.
         not_before: a counted signature created before this instant is a replay.
         require_fresh: a manifest without ``BEST-BEFORE`` is refused.
-        required_signature_files: signature file names that must be present (the host sets
-            ``SHA256SUMS.gpg`` when it applies with systemd-sysupdate 257, which reads no other
-            name: without it sysupdate would vacuum a slot and then fail, on every run).
+        appliers: the rules (``formats.dialect``) of every systemd-sysupdate that may apply the
+            release — the one the host runs, or every known one when it cannot tell: the judge
+            requires a signature file each of them reads and refuses what any would fail on or
+            read otherwise (a version string it does not accept, a manifest name it refuses).
+            Empty (``airlock inspect`` without ``--sysupdate-version``): either signature name is
+            enough.
     """
 
     trusted_fingerprints: frozenset[str] = field(default_factory=frozenset)
@@ -59,7 +62,7 @@ class Policy:
     installed: str | None = None
     not_before: datetime.datetime | None = None
     require_fresh: bool = False
-    required_signature_files: tuple[str, ...] = ()
+    appliers: tuple[dialect.Dialect, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse inconsistent policies (programmer or usage errors, never untrusted input)."""

@@ -45,8 +45,8 @@ from airlock.errors import (
     ManifestError,
     SignatureError,
 )
+from airlock.formats import dialect, version
 from airlock.formats import manifest as manifest_format
-from airlock.formats import version
 from airlock.formats.definitions import ResourceType, Transfer
 from airlock.text import display
 from airlock.trusted.policy import Policy
@@ -60,15 +60,12 @@ logger = logging.getLogger(__name__)
 WEAK_HASH_ALGOS = frozenset({1, 2, 3})
 
 # systemd-sysupdate decompresses url-file payloads by magic (xz, gzip, bzip2 in 257; zstd from
-# 258) and fails on ones shorter than 6 bytes, after it has vacuumed (semantics §0.10, §0.12).
-# The release format is uncompressed (design §8.4; the publisher refuses both, threat model B20).
-MIN_URL_FILE_BYTES = 6
-COMPRESSION_MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
+# 258; lz4 in 262) and fails on ones shorter than 6 bytes, after it has vacuumed (semantics §0.10,
+# §0.12).  The release format is uncompressed (design §8.4; the publisher refuses both, threat
+# model B20).  The magic refused is that of every compression any supported sysupdate undoes
+# (formats.dialect), so a release installs the same bytes under every runtime a host may use.
+MIN_URL_FILE_BYTES = max(d.min_url_file_bytes for d in dialect.TABLE)
+COMPRESSION_MAGIC = dialect.ALL_COMPRESSIONS
 
 
 def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
@@ -188,6 +185,49 @@ def _apply_signer_policy(
     return counted
 
 
+def _check_appliers_read_a_signature(
+    classified: candidate.Classified, appliers: Sequence[dialect.Dialect]
+) -> None:
+    """Refuse a snapshot in which an applying sysupdate would find no signature file it reads.
+
+    It would fail before changing anything (the manifest is loaded first), but on every run: the
+    release could never be installed, so the host refuses it here and says why.
+    """
+    present = {f.name for f in classified.signatures}
+    for applier in appliers:
+        if applier.reads_signature(present) is not None:
+            continue
+        tried = applier.signature_names if applier.file_fallback else applier.signature_names[:1]
+        raise SignatureError(
+            f"Refusing snapshot: no {' or '.join(tried)} (what systemd-sysupdate"
+            f" {applier.major}, which applies it, reads from a file:// source)",
+            code="reject.signature",
+        )
+
+
+def _check_appliers_understand(
+    parsed: manifest_format.Manifest, release_version: str, appliers: Sequence[dialect.Dialect]
+) -> None:
+    """Refuse what an applying sysupdate reads differently: a version or a name it refuses."""
+    for applier in appliers:
+        for entry in parsed.entries:
+            if any(c in applier.manifest_refused_chars for c in entry.name):
+                raise with_subject(
+                    ManifestError(
+                        f"Refusing SHA256SUMS: systemd-sysupdate {applier.major} refuses the"
+                        f" whole manifest for a character in {display(entry.name)}",
+                        code="reject.manifest",
+                    ),
+                    entry.name,
+                )
+        if not applier.version_is_valid(release_version):
+            raise ManifestError(
+                f"Refusing release {display(release_version)}: systemd-sysupdate"
+                f" {applier.major} does not accept it as a version",
+                code="reject.manifest",
+            )
+
+
 def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime.datetime) -> None:
     if parsed.best_before is None:
         if policy.require_fresh:
@@ -287,14 +327,7 @@ def judge(
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
     raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
-    present = {f.name for f in classified.signatures}
-    for name in policy.required_signature_files:
-        if name not in present:
-            raise SignatureError(
-                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
-                " that signature name)",
-                code="reject.signature",
-            )
+    _check_appliers_read_a_signature(classified, policy.appliers)
     signatures = _verify_signatures(
         dir_fd,
         classified.signatures,
@@ -309,6 +342,7 @@ def judge(
     )
     _check_fresh(parsed, policy, now)
     release = candidate.assemble(classified, parsed, transfers)
+    _check_appliers_understand(parsed, release.version, policy.appliers)
     _check_rollback(release.version, policy)
     dropped = [
         Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from airlock import proc
-from airlock.errors import AirlockError, HostError
+from airlock.errors import AirlockError, ConfigError, HostError
 from airlock.layout import Layout
 from airlock.text import tail
 
@@ -72,31 +72,68 @@ def _major(binary: Path, *, chroot: Path | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def locate(cache: Path | None = None) -> Runtime:
-    """The host's systemd-sysupdate if ≥ 257, else the trixie runtime under ``cache``.
+AUTO = "auto"
+HOST = "host"
 
-    Raises:
-        HostError: ``host.sysupdate`` when neither is usable.
-    """
+
+def choices() -> tuple[str, ...]:
+    """What ``--runtime`` and ``[apply] runtime`` accept: ``auto``, ``host`` or a runtime name."""
+    return (AUTO, HOST, *(b.name for b in Layout.load().runtimes))
+
+
+def _host() -> Runtime | None:
     host = Path(SYSUPDATE)
     if host.exists() and (v := _major(host, chroot=None)) is not None and v >= MIN_VERSION:
-        return Runtime(root=Path("/"), version=v)
+        return Runtime(root=Path("/"), version=v, name=HOST)
+    return None
+
+
+def locate(cache: Path | None = None, *, choice: str | None = None) -> Runtime:
+    """The systemd-sysupdate to run: the host's own when it fits, else a runtime root.
+
+    ``choice`` (``--runtime``, ``[apply] runtime``): ``auto`` (the default) takes the host's
+    systemd-sysupdate if it is ≥ 257, else the default runtime (``RUNTIME_DEFAULT``); ``host``
+    only the host's; a runtime name (``257``, ``262``) the host's if it is that very major version,
+    else that runtime's root under ``cache``.
+
+    Raises:
+        HostError: ``host.sysupdate`` when the chosen one is not usable.
+        ConfigError: ``config.runtime`` for a name no runtime has.
+    """
+    wanted = choice or AUTO
     layout = Layout.load(cache)
-    root = layout.runtime
+    if wanted not in (AUTO, HOST) and wanted not in (b.name for b in layout.runtimes):
+        raise ConfigError(
+            f"Unknown systemd-sysupdate runtime {wanted!r}",
+            code="config.runtime",
+            hint=f"choose one of {', '.join(choices())}",
+        )
+    host = _host()
+    if host is not None and (wanted in (AUTO, HOST) or str(host.version) == wanted):
+        return host
+    if wanted == HOST:
+        raise HostError(
+            f"The host has no systemd-sysupdate >= {MIN_VERSION} at {SYSUPDATE}",
+            code="host.sysupdate",
+            hint="choose a runtime with --runtime (make runtime builds them)",
+        )
+    build = layout.runtime(None if wanted == AUTO else wanted)
+    root = build.root
     if any(c in os.fspath(root) for c in ",:\\\n"):
         raise HostError(f"Unusable runtime path {root!r} (overlay options)", code="host.sysupdate")
-    if not layout.runtime_stamp.exists() or not (root / SYSUPDATE.lstrip("/")).exists():
+    if not build.stamp.exists() or not (root / SYSUPDATE.lstrip("/")).exists():
         raise HostError(
-            f"No systemd-sysupdate >= {MIN_VERSION}: the runtime {root} is not built",
+            f"No systemd-sysupdate {build.name}: the runtime {root} is not built",
             code="host.sysupdate",
-            hint="run scripts/make-runtime.sh (make runtime)",
+            hint=f"run scripts/make-runtime.sh {build.name} (make runtime)",
         )
     v = _major(root, chroot=root)
-    if v is None or v < MIN_VERSION:
+    if v is None or v != build.major:
         raise HostError(
-            f"The runtime in {root} has no working systemd-sysupdate >= 257", code="host.sysupdate"
+            f"The runtime in {root} has no working systemd-sysupdate {build.name}",
+            code="host.sysupdate",
         )
-    return Runtime(root=root, version=v)
+    return Runtime(root=root, version=v, name=build.name)
 
 
 def _check_target(target: str) -> str:
@@ -156,10 +193,14 @@ def _notify_socket(notify: Notify | None) -> Iterator[Path]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Runtime:
-    """A usable systemd-sysupdate ≥ 257: ``root`` is ``/`` (host) or the trixie chroot."""
+    """A usable systemd-sysupdate ≥ 257: ``root`` is ``/`` (host) or a runtime root (chroot).
+
+    ``name`` is ``host`` or the runtime's name in ``layout.env`` (``257``, ``262``).
+    """
 
     root: Path
     version: int
+    name: str = HOST
 
     @property
     def chrooted(self) -> bool:

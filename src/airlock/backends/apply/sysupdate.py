@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: MIT
-"""SysupdateApplier: a thin, documented wrapper over ``systemd-sysupdate`` 257 verbs.
+"""SysupdateApplier: a thin, documented wrapper over ``systemd-sysupdate`` verbs (257 and later).
 
 It only assembles the invocation; ``runtime.Runtime.run`` does the isolation.  Every invocation:
 
 * binds the transfer definitions read-only at ``/run/airlock/definitions`` and passes
   ``--definitions=`` (so nothing in the runtime's ``/etc/sysupdate.d`` can leak in);
-* when ``keyring`` is given, binds it read-only over **both** ``/etc/systemd/import-pubring.gpg``
-  and ``/usr/lib/systemd/import-pubring.gpg``: sysupdate 257 silently falls back to the vendor
-  keyring when the first is missing (threat model C6), and trixie ships one;
+* when ``keyring`` is given, binds it read-only over **every** keyring path the runtime's
+  sysupdate may read (``formats.dialect``: 257 falls back to the vendor keyring under
+  ``/usr/lib`` when ``/etc``'s is missing, threat model C6; 258+ reads ``.pgp`` names; 262 trusts
+  the vendor keyring *in addition* to ``/etc``'s, and both runtimes ship one) and, where the
+  version honours it, points ``SYSTEMD_OPENPGP_KEYRING`` at it: only the host's keys count;
 * when ``esp`` is given, binds it writable at ``/run/airlock/esp`` and sets ``SYSTEMD_ESP_PATH``;
 * adds the caller's extra binds (sources, targets, image files) unchanged.
 
@@ -19,18 +21,30 @@ Trusts its caller (the host pipeline) for every argument; the versions that come
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from airlock import proc
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
-from airlock.errors import ApplyError
+from airlock.errors import ApplyError, HostError
+from airlock.formats import dialect
 from airlock.text import display, tail
 
 DEFINITIONS = "/run/airlock/definitions"
 ESP = "/run/airlock/esp"
-KEYRING_TARGETS = ("/etc/systemd/import-pubring.gpg", "/usr/lib/systemd/import-pubring.gpg")
+
+
+def keyring_targets(rt: Runtime) -> tuple[str, ...]:
+    """The keyring paths ``rt``'s sysupdate may read, to bind the host keyring over.
+
+    In a runtime root every one (a missing mount point is made in the run's overlay); on the host,
+    only those that exist: sysupdate reads no keyring path that does not exist, and a bind needs
+    an existing target there.
+    """
+    paths = dialect.for_version(rt.version).keyrings
+    return paths if rt.chrooted else tuple(p for p in paths if os.path.lexists(p))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,20 +57,36 @@ class Invocation:
     binds: tuple[Bind, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
 
-    def all_binds(self) -> tuple[Bind, ...]:
-        """The binds ``Runtime.run`` needs for this invocation."""
+    def all_binds(self, rt: Runtime) -> tuple[Bind, ...]:
+        """The binds ``rt.run`` needs for this invocation.
+
+        Raises:
+            HostError: ``host.sysupdate`` when a keyring is given but ``rt`` (the host's own
+                sysupdate) has no keyring path to bind it over.
+        """
         out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
         if self.keyring is not None:
-            out += [Bind(source=self.keyring, target=t, read_only=True) for t in KEYRING_TARGETS]
+            targets = keyring_targets(rt)
+            if not targets:
+                raise HostError(
+                    "The host's systemd-sysupdate has no keyring file to bind the host keyring"
+                    f" over (looked for {', '.join(dialect.for_version(rt.version).keyrings)})",
+                    code="host.sysupdate",
+                )
+            out += [Bind(source=self.keyring, target=t, read_only=True) for t in targets]
         if self.esp is not None:
             out.append(Bind(source=self.esp, target=ESP, read_only=False))
         return (*out, *self.binds)
 
-    def all_env(self) -> dict[str, str]:
-        """The environment for sysupdate (``SYSTEMD_ESP_PATH`` when an ESP is bound)."""
+    def all_env(self, rt: Runtime) -> dict[str, str]:
+        """The environment for ``rt``'s sysupdate: ``SYSTEMD_ESP_PATH`` when an ESP is bound,
+        the keyring override where the version honours one."""
         env = dict(self.env)
         if self.esp is not None:
             env["SYSTEMD_ESP_PATH"] = ESP
+        rules = dialect.for_version(rt.version)
+        if self.keyring is not None and rules.keyring_env is not None:
+            env[rules.keyring_env] = keyring_targets(rt)[0]
         return env
 
 
@@ -89,8 +119,8 @@ class SysupdateApplier:
     ) -> proc.Completed:
         return self.runtime.run(
             [f"--definitions={DEFINITIONS}", *args],
-            binds=inv.all_binds(),
-            env=inv.all_env(),
+            binds=inv.all_binds(self.runtime),
+            env=inv.all_env(self.runtime),
             timeout=timeout,
             notify=notify,
         )
@@ -131,7 +161,7 @@ class SysupdateApplier:
 
         ``snapshot`` is bound read-only (``ro,nosuid,nodev,noexec``) at ``mount_point``, where the
         definitions' sources point (e.g. ``Path=file:///run/airlock/release``); ``keyring`` replaces
-        both of sysupdate's keyring paths; ``binds`` adds targets (image files, directories).
+        every keyring sysupdate may read; ``binds`` adds targets (image files, directories).
         sysupdate verifies again (``--verify=yes``): our judgement and its own must both pass.
         """
         inv = Invocation(
@@ -163,15 +193,18 @@ class SysupdateApplier:
     def check_new(self, inv: Invocation) -> str | None:
         """``check-new --json=short``: the newest available version, or ``None``.
 
-        sysupdate 257.13 exits 0 and prints ``{"available":"V"}`` or ``{"available":null}``
-        (observed in the trixie runtime).
+        It prints ``{"available":"V"}`` or ``{"available":null}``; 257.13 exits 0 either way, 262
+        exits 1 when nothing is available (both observed in the runtimes).
         """
         res = self._run(inv, ["--json=short", "check-new"], timeout=self.query_timeout_s)
         try:
             doc = json.loads(res.stdout)
         except ValueError:
             doc = None
-        if res.returncode != 0 or not isinstance(doc, dict) or "available" not in doc:
+        ok = isinstance(doc, dict) and "available" in doc
+        if ok and res.returncode == 1 and doc["available"] is None:
+            return None
+        if res.returncode != 0 or not ok:
             raise ApplyError(
                 f"systemd-sysupdate check-new failed: {tail(res.stderr)}", code="apply.sysupdate"
             )
