@@ -118,14 +118,18 @@ def sysupdate(
     work: Path,
     *args: str,
     writable: Sequence[Path] = (),
+    os_release: Path | None = None,
     timeout: float = 60,
 ) -> proc.Completed:
     """``systemd-sysupdate --no-pager ARGS`` exactly as the product runs it (``Runtime.run``).
 
-    ``work`` is bound read-only at ``WORK``; each of ``writable`` read-write at its own path.
+    ``work`` is bound read-only at ``WORK``; each of ``writable`` read-write at its own path;
+    ``os_release`` (as the product binds the host's) over the runtime's ``/usr/lib/os-release``.
     """
     binds = [Bind(source=work, target=WORK, read_only=True)]
     binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in writable]
+    if os_release is not None:
+        binds.append(Bind(source=os_release, target="/usr/lib/os-release", read_only=True))
     return rt.run(list(args), binds=binds, timeout=timeout)
 
 

@@ -66,6 +66,10 @@ class Dialect:
         manifest_subpaths: ``dir/file`` names in ``SHA256SUMS`` are accepted.
         manifest_refused_chars: characters that make it refuse the whole manifest when they
             appear in a name (beyond 257's control characters and leading backslash).
+        prefix_match: a ``MatchPattern=`` that ends in a literal also matches names that go on
+            after it (257: ``foo_@v.raw`` matches ``foo_2.raw.bak``); 262 matches whole names.
+        strtoull_c23: numeric fields (``@t @s @d @l``) accept a second ``0b``/``0x`` after the
+            one systemd strips (glibc's C23 ``strtoull``, as the 257 binary is built); 262 not.
         partial_instances: a failed acquire leaves a *partial* instance in the target
             (``.sysupdate.partial.NAME``, or a partition with the derived "partial" type) that
             ``list`` reports as the current version and that makes ``update`` of that version
@@ -88,6 +92,8 @@ class Dialect:
     best_before: bool
     manifest_subpaths: bool
     manifest_refused_chars: frozenset[str]
+    prefix_match: bool
+    strtoull_c23: bool
     partial_instances: bool
     evidence: str
     major: int = 0
@@ -113,9 +119,7 @@ class Dialect:
 
     def version_is_valid(self, v: str) -> bool:
         """``version_is_valid()`` of this version: 1..255 bytes of ``version_chars``."""
-        return 0 < len(v.encode("utf-8", "surrogateescape")) <= 255 and all(
-            c in self.version_chars for c in v
-        )
+        return all(c in self.version_chars for c in v) and 0 < len(v) <= 255  # ASCII only
 
     def decompresses(self, head: bytes) -> str | None:
         """The compression whose magic ``head`` starts with, if this version undoes it."""
@@ -140,6 +144,8 @@ V257 = Dialect(
     best_before=False,
     manifest_subpaths=False,
     manifest_refused_chars=frozenset(),
+    prefix_match=True,
+    strtoull_c23=True,
     partial_instances=False,
     evidence="v257 70bae7648f (src/import/pull-common.c, src/basic/string-util.c); tested 257.13",
 )
@@ -178,6 +184,8 @@ V262 = replace(
     keyring_env=KEYRING_ENV,
     compressions=(XZ, GZIP, BZIP2, ZSTD, LZ4),
     min_url_file_bytes=0,  # a 3-byte url-file installs (tests/integration/test_dialect_*)
+    prefix_match=False,  # whole-name pattern_match (differential pattern tests)
+    strtoull_c23=False,
     evidence="262 source (src/import/pull-common.c, src/basic/compress.c), NEWS 262; tested 262-1",
 )
 

@@ -140,13 +140,6 @@ def classify(name: str, transfers: Sequence[definitions.Transfer]) -> _Payload |
             f"{display(transfer.name)}",
             code="usage.artifact",
         )
-    refusing = [d.since for d in dialect.TABLE if not d.version_is_valid(fields.version)]
-    if refusing:  # e.g. a ',' (valid in 257, not from 260 on): some hosts could never install it
-        raise UsageError(
-            f"Refusing {display(name)}: systemd-sysupdate {refusing[0]} and later do not accept"
-            f" the version {display(fields.version)}",
-            code="usage.artifact",
-        )
     url_file = transfer.source.type == definitions.ResourceType.URL_FILE
     return _Payload(name=name, version=fields.version, transfer=transfer.name, url_file=url_file)
 

@@ -205,29 +205,6 @@ def _check_appliers_read_a_signature(
         )
 
 
-def _check_appliers_understand(
-    parsed: manifest_format.Manifest, release_version: str, appliers: Sequence[dialect.Dialect]
-) -> None:
-    """Refuse what an applying sysupdate reads differently: a version or a name it refuses."""
-    for applier in appliers:
-        for entry in parsed.entries:
-            if any(c in applier.manifest_refused_chars for c in entry.name):
-                raise with_subject(
-                    ManifestError(
-                        f"Refusing SHA256SUMS: systemd-sysupdate {applier.major} refuses the"
-                        f" whole manifest for a character in {display(entry.name)}",
-                        code="reject.manifest",
-                    ),
-                    entry.name,
-                )
-        if not applier.version_is_valid(release_version):
-            raise ManifestError(
-                f"Refusing release {display(release_version)}: systemd-sysupdate"
-                f" {applier.major} does not accept it as a version",
-                code="reject.manifest",
-            )
-
-
 def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime.datetime) -> None:
     if parsed.best_before is None:
         if policy.require_fresh:
@@ -342,7 +319,6 @@ def judge(
     )
     _check_fresh(parsed, policy, now)
     release = candidate.assemble(classified, parsed, transfers)
-    _check_appliers_understand(parsed, release.version, policy.appliers)
     _check_rollback(release.version, policy)
     dropped = [
         Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
