@@ -185,7 +185,7 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
     assert applier.check_new(inv) is None
     listing = applier.list_versions(inv)
     assert listing.current == "2"
-    assert set(listing.all) == {"1", "2"}
+    assert set(listing.versions) == {"1", "2"}
 
 
 def test_tampered_payload_same_size_refused(runtime: Runtime, site: Site) -> None:

@@ -22,5 +22,15 @@ def test_error_code_table_is_current() -> None:
     assert result.returncode == 0, "run: python3 scripts/error-codes.py"
 
 
+def test_config_reference_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/config-reference.py"), "--check"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, "run: python3 scripts/config-reference.py"
+
+
 def test_readme_carries_the_generated_exit_status_table() -> None:
     assert exit_code_table() in (ROOT / "README.md").read_text()

@@ -24,7 +24,7 @@ from airlock.text import display
 # Only the module of the verb being run is imported: the agent inside the VM never loads host
 # code, and a short command does not pay for HTTP or terminal libraries it does not use.
 VERBS: dict[str, tuple[str, ...]] = {
-    "airlock.cli.host": ("update", "check", "status"),
+    "airlock.cli.host": ("update", "check", "status", "config"),
     "airlock.cli.inspection": ("inspect",),
     "airlock.cli.release": ("publish", "render", "keygen", "serve"),
     "airlock.cli.agent": ("agent",),

@@ -27,9 +27,9 @@ from airlock.agent.options import (
     Result,
 )
 from airlock.cli.report import SCHEMA_VERSION, JsonReporter
-from airlock.config import Limits
 from airlock.errors import UsageError
 from airlock.events import Event, Failed, Notice, StepFinished, StepProgress, StepStarted
+from airlock.limits import Limits
 
 CONSOLE_INTERVAL_S = 5.0
 

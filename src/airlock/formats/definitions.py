@@ -29,7 +29,6 @@ from pathlib import Path
 
 from airlock.formats import sdconf, transfer
 from airlock.formats.features import Feature, parse_feature
-from airlock.formats.sdconf import shown
 from airlock.formats.sdvalues import Specifiers
 from airlock.formats.transfer import (
     DEFAULT_FILE_INSTANCES_MAX,
@@ -39,7 +38,7 @@ from airlock.formats.transfer import (
     ResourceType,
     Transfer,
 )
-from airlock.text import display
+from airlock.text import display, shown
 
 __all__ = [
     "DEFAULT_FILE_INSTANCES_MAX",

@@ -36,7 +36,6 @@ from pathlib import Path
 
 from airlock import fsutil
 from airlock.backends.openpgp import SignatureVerifier, ValidSignature
-from airlock.config import Limits
 from airlock.errors import (
     DigestError,
     FreshnessError,
@@ -48,11 +47,12 @@ from airlock.errors import (
 from airlock.formats import manifest as manifest_format
 from airlock.formats import version
 from airlock.formats.definitions import ResourceType, Transfer
+from airlock.limits import Limits
 from airlock.text import display
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import Dropped, VerifiedFile, VerifiedRelease
 from airlock.untrusted import candidate, hashing, walk
-from airlock.untrusted.walk import ListedFile, with_subject
+from airlock.untrusted.walk import ListedFile
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,11 @@ COMPRESSION_MAGIC = (
 def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
     """Read a manifest or signature file once, capped, from an fd re-checked with ``fstat``."""
     if listed.size > max_bytes:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(listed.name)}: {listed.size} bytes exceeds the {what} cap of"
-                f" {max_bytes}",
-                code="reject.size",
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {display(listed.name)}: {listed.size} bytes exceeds the {what} cap of"
+            f" {max_bytes}",
+            code="reject.size",
+            subject=listed.name,
         )
     fd = hashing.open_checked(dir_fd, listed)
     try:
@@ -90,21 +88,18 @@ def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) ->
             f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
         ) from exc
     except ValueError:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(listed.name)}: it grew past the {what} cap", code="reject.size"
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {display(listed.name)}: it grew past the {what} cap",
+            code="reject.size",
+            subject=listed.name,
         ) from None
     finally:
         os.close(fd)
     if len(raw) != listed.size:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(listed.name)}: its size changed while reading",
-                code="reject.size",
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {display(listed.name)}: its size changed while reading",
+            code="reject.size",
+            subject=listed.name,
         )
     return raw
 
@@ -127,31 +122,29 @@ def _verify_signatures(
     for sig_file in signature_files:
         raw_signature = _read_control(dir_fd, sig_file, limits.max_signature_bytes, "signature")
         if not raw_signature:
-            raise with_subject(
-                SignatureError(f"Refusing {sig_file.name}: it is empty", code="reject.signature"),
-                sig_file.name,
+            raise SignatureError(
+                f"Refusing {sig_file.name}: it is empty",
+                code="reject.signature",
+                subject=sig_file.name,
             )
         try:
             found = verifier.verify(raw_signature, raw_manifest, keyring)
         except SignatureError as exc:
-            raise with_subject(exc, sig_file.name) from None
+            exc.subject = display(sig_file.name)
+            raise exc from None
         if not found:
-            raise with_subject(
-                SignatureError(
-                    f"Refusing {sig_file.name}: it holds no valid signature",
-                    code="reject.signature",
-                ),
-                sig_file.name,
+            raise SignatureError(
+                f"Refusing {sig_file.name}: it holds no valid signature",
+                code="reject.signature",
+                subject=sig_file.name,
             )
         for sig in found:
             if sig.hash_algo is not None and sig.hash_algo in WEAK_HASH_ALGOS:
-                raise with_subject(
-                    SignatureError(
-                        f"Refusing {sig_file.name}: signature by {sig.fingerprint} uses weak hash"
-                        f" algorithm {sig.hash_algo}",
-                        code="reject.signature",
-                    ),
-                    sig_file.name,
+                raise SignatureError(
+                    f"Refusing {sig_file.name}: signature by {sig.fingerprint} uses weak hash"
+                    f" algorithm {sig.hash_algo}",
+                    code="reject.signature",
+                    subject=sig_file.name,
                 )
         logger.debug("%s: %d valid signature(s)", sig_file.name, len(found))
         valid.extend(found)
@@ -216,9 +209,10 @@ def _check_payload(digest: hashing.Digest, transfer: Transfer | None) -> None:
         if digest.head.startswith(magic):
             problem = f"it starts with {kind} magic, so sysupdate would install other bytes"
     if problem is not None:
-        raise with_subject(
-            InspectionError(f"Refusing {display(digest.name)}: {problem}", code="reject.payload"),
-            digest.name,
+        raise InspectionError(
+            f"Refusing {display(digest.name)}: {problem}",
+            code="reject.payload",
+            subject=digest.name,
         )
 
 
@@ -348,12 +342,10 @@ def judge(
     by_name = {t.name: t for t in transfers}
     for cand, digest in zip(release.files, hashed.digests, strict=True):
         if digest.sha256 != cand.claimed_sha256:
-            raise with_subject(
-                DigestError(
-                    f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
-                    code="reject.digest",
-                ),
-                cand.file.name,
+            raise DigestError(
+                f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
+                code="reject.digest",
+                subject=cand.file.name,
             )
         _check_payload(digest, by_name.get(cand.transfer))
         files.append(

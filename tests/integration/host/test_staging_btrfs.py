@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.staging.btrfs import SUBVOL_INO, BtrfsStaging, mounts_below
+from airlock.backends.staging.btrfs import SUBVOL_INO, BtrfsStaging, StagingConfig, mounts_below
 from airlock.errors import HostError
 
 pytestmark = pytest.mark.btrfs
@@ -173,7 +173,7 @@ def test_remove_stale_unmounts_leftover_mounts(btrfs_dir: Path) -> None:
 
 
 def test_qgroup_limit_caps_what_the_vm_can_write(btrfs_dir: Path) -> None:
-    staging = BtrfsStaging(btrfs_dir / "staging", qgroup_limit_bytes=16 << 20)
+    staging = BtrfsStaging(btrfs_dir / "staging", StagingConfig(qgroup_limit_bytes=16 << 20))
     staging.prepare()
     with pytest.raises(OSError, match=r".") as info:  # noqa: PT012 - the write loop is the attack
         with open(staging.share / "fill", "wb") as fh:

@@ -152,6 +152,25 @@ def test_tampered_payload_is_rejected(pristine: tuple[World, str, dict[str, str]
     _assert_untouched(w, digest, esp)
 
 
+def test_limits_from_the_config_reach_the_judge(
+    pristine: tuple[World, str, dict[str, str]],
+) -> None:
+    # [limits] used to be ignored by `airlock update` (its verifier was built without them).
+    w, digest, esp = pristine
+    size = w.key.pubring.stat().st_size
+    w.write_config(w.copy_in(), {"limits.max_keyring_bytes": size - 1})
+    out = w.update()
+    assert out.returncode == 21, out.stderr
+    final = events(out.stdout)[-1]
+    assert final["code"] == "reject.signature"
+    assert f"Keyring is larger than {size - 1} bytes" in str(final["message"])
+    _assert_untouched(w, digest, esp)
+    # Negative control: the same world with the default limit installs v2.
+    w.write_config(w.copy_in())
+    assert w.update().returncode == 0
+    assert_v2_installed(w)
+
+
 def test_lingering_writer_cannot_change_what_is_installed(world: World) -> None:
     w = world
     root_name = next(n for n in w.files if n.endswith(".root"))
@@ -199,7 +218,7 @@ def test_disk_filling_fetcher_is_capped(pristine: tuple[World, str, dict[str, st
             "-c",
             "dd if=/dev/zero of=/host/updates/Spectrum_9.efi bs=1M count=400; exit 0",
         ],
-        qgroup_limit_bytes=32 << 20,
+        {"staging.qgroup_limit_bytes": 32 << 20},
     )
     out = w.update()
     assert out.returncode in (20, 21), out.stderr

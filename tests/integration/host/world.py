@@ -14,10 +14,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from airlock import config
 from airlock.lab import disk
 from tests.support import releases
 
@@ -63,24 +64,28 @@ class World:
     files: dict[str, bytes]
     key: releases.SigningKey
 
-    def write_config(self, command: Sequence[str], **extra: object) -> None:
-        lines = [
-            f'lock_path = "{self.lock}"',
-            f'definitions_dir = "{self.root / "etc/sysupdate.d"}"',
-            f'vm_definitions_dir = "{self.root / "etc/vm-sysupdate.d"}"',
-            f'update_url_file = "{self.root / "etc/update-url"}"',
-            f'keyring = "{self.key.pubring}"',
-            f'os_release = "{self.root / "etc/os-release"}"',
-            f'state_file = "{self.state_file}"',
-            f'esp_path = "{self.esp}"',
-            f'apply_binds = ["{self.image}"]',
-            'fetcher = "sandbox"',
-            *([] if "vm_timeout_s" in extra else ["vm_timeout_s = 60"]),
-            f"fetch_command = {json.dumps(list(command))}",
-        ]
-        settings: dict[str, object] = {"sandbox_ro_binds": [str(self.release)], **extra}
-        lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        self.config.write_text("\n".join(lines) + "\n")
+    def write_config(
+        self, command: Sequence[str], settings: Mapping[str, object] | None = None
+    ) -> None:
+        """Write the host config: this world's paths, the sandbox running ``command``, and
+        ``settings`` (dotted setting names, e.g. ``"limits.max_keyring_bytes"``) on top."""
+        values: dict[str, object] = {
+            "host.definitions_dir": self.root / "etc/sysupdate.d",
+            "host.keyring": self.key.pubring,
+            "host.os_release": self.root / "etc/os-release",
+            "lock.path": self.lock,
+            "fetcher.backend": "sandbox",
+            "fetcher.timeout_s": 60,
+            "fetcher.command": list(command),
+            "fetcher.vm_definitions_dir": self.root / "etc/vm-sysupdate.d",
+            "fetcher.update_url_file": self.root / "etc/update-url",
+            "fetcher.sandbox.ro_binds": [self.release],
+            "apply.esp_path": self.esp,
+            "apply.binds": [self.image],
+            "state.path": self.state_file,
+            **(settings or {}),
+        }
+        self.config.write_text(config.render(values))
 
     def copy_in(self, extra: str = "") -> list[str]:
         """A fetch program that copies the prepared release into the share."""

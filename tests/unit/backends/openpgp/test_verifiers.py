@@ -18,8 +18,8 @@ from airlock.backends.openpgp import (
     verifier,
 )
 from airlock.backends.openpgp import keyring as keyring_mod
-from airlock.config import Limits
 from airlock.errors import SignatureError
+from airlock.limits import Limits
 from tests.support.keys import DATA, KeySet
 
 NAMES = ("sqv", "gpgv")
