@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import stat
 import sys
 
+from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, ManifestError, UsageError
 from airlock.formats import manifest
 from airlock.fsutil import read_bounded
@@ -80,35 +80,25 @@ def run_check(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         message = f"{shown(path)}: {exc.message}"
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "v": 1,
-                        "event": "manifest-check",
-                        "valid": False,
-                        "file_display": shown(path),
-                        "code": exc.code,
-                        "line": exc.line,
-                        "message": message,
-                        "exit_status": int(ExitStatus.REJECTED),
-                    }
-                )
+            print_json(
+                "manifest-check",
+                valid=False,
+                file_display=shown(path),
+                code=exc.code,
+                line=exc.line,
+                message=message,
+                exit_status=int(ExitStatus.REJECTED),
             )
         print(f"error: {message}", file=sys.stderr)
         return int(ExitStatus.REJECTED)
     best = parsed.best_before.isoformat() if parsed.best_before else None
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "v": 1,
-                    "event": "manifest-check",
-                    "valid": True,
-                    "file_display": shown(path),
-                    "entries": len(parsed.entries),
-                    "best_before": best,
-                }
-            )
+        print_json(
+            "manifest-check",
+            valid=True,
+            file_display=shown(path),
+            entries=len(parsed.entries),
+            best_before=best,
         )
     else:
         suffix = f", best before {best}" if best else ", no best-before date"
