@@ -52,7 +52,7 @@ from airlock.text import display
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import Dropped, VerifiedFile, VerifiedRelease
 from airlock.untrusted import candidate, hashing, walk
-from airlock.untrusted.walk import ListedFile
+from airlock.untrusted.walk import ListedFile, Listing
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +226,106 @@ def _check_rollback(release_version: str, policy: Policy) -> None:
             )
 
 
+def _list(dir_fd: int, limits: Limits) -> Listing:
+    """Step 1: ``syncfs`` the snapshot (threat A9), then walk it without following anything."""
+    try:
+        fsutil.syncfs(dir_fd)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
+        ) from exc
+    try:
+        return walk.walk(dir_fd, limits=limits)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to read the snapshot directory: {exc.strerror}", code="host.read"
+        ) from exc
+
+
+def _authenticate(
+    dir_fd: int,
+    classified: candidate.Classified,
+    *,
+    keyring: Path,
+    policy: Policy,
+    limits: Limits,
+    verifier: SignatureVerifier,
+) -> tuple[bytes, tuple[ValidSignature, ...]]:
+    """Steps 2 and 3: the manifest bytes, read once, and the signatures that verify over them."""
+    if classified.manifest is None:
+        raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
+    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
+    present = {f.name for f in classified.signatures}
+    for name in policy.required_signature_files:
+        if name not in present:
+            raise SignatureError(
+                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
+                " that signature name)",
+                code="reject.signature",
+            )
+    signatures = _verify_signatures(
+        dir_fd,
+        classified.signatures,
+        raw_manifest,
+        keyring=keyring,
+        limits=limits,
+        verifier=verifier,
+    )
+    _apply_signer_policy(signatures, policy)
+    return raw_manifest, signatures
+
+
+def _not_newer_but_incomplete(release: candidate.CandidateRelease, policy: Policy) -> list[Dropped]:
+    """Step 5, a release missing files: acceptable only if it is not newer than the installed one.
+
+    Only the installed version makes a release "nothing to install": a floor is a lower bound,
+    not something installed, so a release at the floor but newer than the installed version must
+    be complete (else the VM could hide a signed update by withholding a file).  Returns its files
+    as dropped (nothing to install, nothing to hash).
+    """
+    installed = policy.installed
+    if installed is None or version.compare(release.version, installed) > 0:
+        raise InspectionError(
+            f"Refusing snapshot: release {display(release.version)} lacks the file of"
+            f" transfer(s) {', '.join(display(t) for t in release.missing)}",
+            code="reject.missing",
+        )
+    return [
+        Dropped(
+            name=f.file.name,
+            name_display=display(f.file.name),
+            reason="release not newer than installed",
+        )
+        for f in release.files
+    ]
+
+
+def _hash_and_compare(
+    dir_fd: int,
+    release: candidate.CandidateRelease,
+    transfers: Sequence[Transfer],
+    limits: Limits,
+) -> tuple[tuple[VerifiedFile, ...], int]:
+    """Step 6: hash each release file from an fd opened in the snapshot; compare; check payloads."""
+    hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
+    files: list[VerifiedFile] = []
+    by_name = {t.name: t for t in transfers}
+    for cand, digest in zip(release.files, hashed.digests, strict=True):
+        if digest.sha256 != cand.claimed_sha256:
+            raise DigestError(
+                f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
+                code="reject.digest",
+                subject=cand.file.name,
+            )
+        _check_payload(digest, by_name.get(cand.transfer))
+        files.append(
+            VerifiedFile(
+                name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer
+            )
+        )
+    return tuple(files), hashed.bytes_hashed
+
+
 def judge(
     dir_fd: int,
     *,
@@ -265,39 +365,10 @@ def judge(
     """
     if now.tzinfo is None:
         raise RuntimeError("judge() needs a timezone-aware reference time")
-    try:
-        fsutil.syncfs(dir_fd)
-    except OSError as exc:
-        raise HostError(
-            f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
-        ) from exc
-    try:
-        listing = walk.walk(dir_fd, limits=limits)
-    except OSError as exc:
-        raise HostError(
-            f"Failed to read the snapshot directory: {exc.strerror}", code="host.read"
-        ) from exc
-    classified = candidate.classify(listing, transfers)
-    if classified.manifest is None:
-        raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
-    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
-    present = {f.name for f in classified.signatures}
-    for name in policy.required_signature_files:
-        if name not in present:
-            raise SignatureError(
-                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
-                " that signature name)",
-                code="reject.signature",
-            )
-    signatures = _verify_signatures(
-        dir_fd,
-        classified.signatures,
-        raw_manifest,
-        keyring=keyring,
-        limits=limits,
-        verifier=verifier,
+    classified = candidate.classify(_list(dir_fd, limits), transfers)
+    raw_manifest, signatures = _authenticate(
+        dir_fd, classified, keyring=keyring, policy=policy, limits=limits, verifier=verifier
     )
-    _apply_signer_policy(signatures, policy)
     parsed = manifest_format.parse(
         raw_manifest, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
     )
@@ -308,59 +379,21 @@ def judge(
         Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
     ]
     if release.missing:
-        # Only the installed version makes a release "nothing to install": a floor is a lower
-        # bound, not something installed, so a release at the floor but newer than the installed
-        # version must be complete (else the VM could hide a signed update by withholding a file).
-        installed = policy.installed
-        if installed is None or version.compare(release.version, installed) > 0:
-            raise InspectionError(
-                f"Refusing snapshot: release {display(release.version)} lacks the file of"
-                f" transfer(s) {', '.join(display(t) for t in release.missing)}",
-                code="reject.missing",
-            )
-        # The signed release is not newer than what we have: nothing to install, nothing to hash.
-        dropped += [
-            Dropped(
-                name=f.file.name,
-                name_display=display(f.file.name),
-                reason="release not newer than installed",
-            )
-            for f in release.files
-        ]
-        return VerifiedRelease(
-            version=None,
-            newer=False,
-            files=(),
-            dropped=tuple(dropped),
-            signers=signatures,
-            best_before=parsed.best_before,
-            bytes_hashed=0,
-            manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
-        )
-    hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
-    files: list[VerifiedFile] = []
-    by_name = {t.name: t for t in transfers}
-    for cand, digest in zip(release.files, hashed.digests, strict=True):
-        if digest.sha256 != cand.claimed_sha256:
-            raise DigestError(
-                f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
-                code="reject.digest",
-                subject=cand.file.name,
-            )
-        _check_payload(digest, by_name.get(cand.transfer))
-        files.append(
-            VerifiedFile(
-                name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer
-            )
-        )
-    newer = policy.installed is None or version.compare(release.version, policy.installed) > 0
+        files: tuple[VerifiedFile, ...] = ()
+        bytes_hashed = 0
+        dropped += _not_newer_but_incomplete(release, policy)
+        release_version, newer = None, False
+    else:
+        files, bytes_hashed = _hash_and_compare(dir_fd, release, transfers, limits)
+        release_version = release.version
+        newer = policy.installed is None or version.compare(release.version, policy.installed) > 0
     return VerifiedRelease(
-        version=release.version,
+        version=release_version,
         newer=newer,
-        files=tuple(files),
+        files=files,
         dropped=tuple(dropped),
         signers=signatures,
         best_before=parsed.best_before,
-        bytes_hashed=hashed.bytes_hashed,
+        bytes_hashed=bytes_hashed,
         manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
     )
