@@ -49,6 +49,11 @@ class Assignment:
     origin: str
     line: int
 
+    @property
+    def slot(self) -> str:
+        """``Section.Key``, as transfer and feature tables name it."""
+        return f"{self.section}.{self.key}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parsed:
