@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airlock import proc, text
+from airlock import fsutil, proc, text
 from airlock.backends.apply import runtime as sysupdate_runtime
 from airlock.backends.openpgp import gpg
 from airlock.config import render as render_config
@@ -290,7 +290,7 @@ class Lab:
 
     @staticmethod
     def _umount(path: Path) -> None:
-        for target in sorted(_mounts_below(path), key=len, reverse=True):
+        for target in fsutil.mounts_below(path):
             with contextlib.suppress(HostError):
                 proc.run(["umount", target], timeout=60)
 
@@ -517,16 +517,6 @@ class Lab:
             for p in sorted((self.esp / "EFI/Linux").iterdir())
         )
         return DiskState(slots=tuple(slots), boot=boot)
-
-
-def _mounts_below(path: Path) -> list[str]:
-    prefix = os.fspath(path)
-    targets = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4]
-        if target == prefix or target.startswith(prefix + "/"):
-            targets.append(target)
-    return targets
 
 
 @contextlib.contextmanager

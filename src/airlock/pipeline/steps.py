@@ -20,7 +20,6 @@ from pathlib import Path
 
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
-from airlock.backends.staging.btrfs import mounts_below
 from airlock.errors import AirlockError, ApplyError, BusyError, ConfigError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
@@ -163,7 +162,7 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
     """VM down and share unmounted → snapshot → drop → true read-only → syncfs; delete after."""
     try:
         with step(ctx, Step.FREEZE) as detail:
-            leftover = mounts_below(ctx.staging.share)
+            leftover = fsutil.mounts_below(ctx.staging.share)
             if leftover:
                 raise HostError(
                     "Refusing to snapshot: the share is still mounted", code="host.share-mounted"

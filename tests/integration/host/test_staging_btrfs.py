@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.staging.btrfs import SUBVOL_INO, BtrfsStaging, StagingConfig, mounts_below
+from airlock.backends.staging.btrfs import SUBVOL_INO, BtrfsStaging, StagingConfig
 from airlock.errors import HostError
+from airlock.fsutil import mounts_below
 
 pytestmark = pytest.mark.btrfs
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airlock import state
-from airlock.backends.staging.btrfs import mounts_below
+from airlock.fsutil import mounts_below
 from airlock.lab import disk
 
 from .world import V1_HASH, V2_HASH, World, build, events

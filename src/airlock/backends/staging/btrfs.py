@@ -93,17 +93,6 @@ def _btrfs(*args: str | os.PathLike[str]) -> proc.Completed:
         raise HostError(f"Failed to run btrfs: {exc.message}", code="host.btrfs") from exc
 
 
-def mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    prefix = os.fspath(path)
-    found: list[str] = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4].encode().decode("unicode_escape")
-        if target == prefix or target.startswith(prefix + "/"):
-            found.append(target)
-    return sorted(found, key=len, reverse=True)
-
-
 class BtrfsStaging:
     """The staging directory on btrfs.  Host paths only; see the module docstring."""
 
@@ -174,7 +163,7 @@ class BtrfsStaging:
 
     def _umount_below(self, path: Path) -> int:
         count = 0
-        for target in mounts_below(path):
+        for target in fsutil.mounts_below(path):
             try:
                 proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S)
             except CommandFailed:
