@@ -164,15 +164,16 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
         messages.append(msg)
         seen_in_root.update(_ours(runtime.root))
 
-    res = applier.apply(
-        site.updates,
+    # What the host applier does: the snapshot read-only where the sources point, verify again.
+    install = Invocation(
         definitions=inv.definitions,
-        mount_point=f"/srv/updates-{site.token}",
-        esp=None,
         keyring=site.keyring,
-        binds=[Bind(source=site.dst, target="/srv/dst", read_only=False)],
-        notify=on_notify,
+        binds=(
+            Bind(source=site.updates, target=f"/srv/updates-{site.token}", read_only=True),
+            Bind(source=site.dst, target="/srv/dst", read_only=False),
+        ),
     )
+    res = applier.update(install, verify=True, notify=on_notify)
     assert b"Signature verification succeeded" in res.stderr
     assert seen_in_root == set()
     assert (site.dst / "foo_2.img").read_bytes() == v2

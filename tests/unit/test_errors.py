@@ -123,7 +123,8 @@ def test_a_bad_sandbox_root_is_a_config_error_exiting_3() -> None:
     with pytest.raises(ConfigError) as info:
         SandboxFetcher(SandboxConfig(root="relative"))
     assert info.value.code == "config.sandbox"
-    assert info.value.exit_status == ExitStatus.CONFIG == 3
+    assert info.value.exit_status == ExitStatus.CONFIG
+    assert int(info.value.exit_status) == 3
 
 
 def test_every_class_default_code_and_prefix_table_agree() -> None:

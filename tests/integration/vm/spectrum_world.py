@@ -84,7 +84,7 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
-def _sh(*argv: object) -> None:
+def _sh(*argv: str | os.PathLike[str]) -> None:
     subprocess.run([os.fspath(a) for a in argv], check=True, capture_output=True)
 
 

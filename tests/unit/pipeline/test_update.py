@@ -5,6 +5,7 @@ cleanup after a failure at each step, the state written last."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ ALL_STEPS = [
 ]
 
 
-def started(events: list[object]) -> list[Step]:
+def started(events: Sequence[object]) -> list[Step]:
     return [e.step for e in events if isinstance(e, StepStarted)]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airlock import lock, state
@@ -35,6 +35,7 @@ CALLS = [
 ]
 
 
+@settings(deadline=None)  # each example creates files and takes a lock: I/O, timing varies
 @given(
     failing=st.sets(st.sampled_from(CALLS), max_size=3),
     newer=st.booleans(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ NOW = datetime.datetime.now(datetime.UTC)
 
 
 @pytest.fixture
-def signed(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
+def signed(tmp_path: Path, keys: KeySet) -> Staging:
     s = Staging(tmp_path, keys)
     s.release()
     s.close()

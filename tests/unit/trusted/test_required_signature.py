@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from tests.support.keys import KeySet
 
 
 @pytest.fixture
-def armoured_only(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
+def armoured_only(tmp_path: Path, keys: KeySet) -> Staging:
     s = Staging(tmp_path, keys)
     raw = s.release(sign=False)
     s.sign(raw, name="SHA256SUMS.sha256.asc", armor=True)
