@@ -274,7 +274,7 @@ def test_bad_bind_target_refused(runtime: Runtime, tmp_path: Path, target: str) 
 
 
 def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) -> None:
-    """environment.md §8.5 with Path= the image file itself: no loop device."""
+    """Path= the image file itself: no loop device (design.md#tools-sysupdate-image)."""
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as fh:
         fh.truncate(64 << 20)

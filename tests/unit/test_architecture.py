@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Boundaries that imports alone cannot express, checked over the source tree (STYLE.md §1.4)."""
+"""Boundaries that imports alone cannot express, checked over the source tree (CONTRIBUTING.md,
+"Layout")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Generated documentation stays in step with the code (STYLE.md §3.7)."""
+"""Generated documentation stays in step with the code (CONTRIBUTING.md, "Decisions and
+documentation")."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 """sysupdate.d definitions: ``*.transfer`` (or ``*.conf``) and ``*.feature`` files → ``Transfer``.
 
 Reproduces systemd 257's ``context_read_definitions()`` (``src/sysupdate/sysupdate.c``): search-path
-order, masking, drop-ins, the ``.conf`` fallback and feature gating (sysupdate-semantics.md §1.1);
-each file's keys are read by ``airlock.formats.transfer`` (§1.2–§1.4, specifiers §1.5) and
-``airlock.formats.features`` (§1.6).  This module is the public face: it re-exports ``Transfer``,
+order, masking, drop-ins, the ``.conf`` fallback and feature gating
+(design.md#sysupdate-definitions); each file's keys are read by ``airlock.formats.transfer``
+(design.md#sysupdate-keys, design.md#sysupdate-specifiers) and ``airlock.formats.features``
+(design.md#sysupdate-features).  This module is the public face: it re-exports ``Transfer``,
 ``Resource``, ``ResourceType``, ``PathRelativeTo``, ``Feature`` and ``Specifiers``.
 
 What it trusts: definition files are root-owned host configuration; they decide what airlock will

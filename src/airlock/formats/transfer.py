@@ -2,7 +2,7 @@
 """One transfer: the ``[Transfer]``, ``[Source]`` and ``[Target]`` keys and their defaults.
 
 The Python form of systemd 257's ``transfer_read_definition()`` and ``transfer_finalize()``
-(``src/sysupdate/sysupdate-transfer.c``; sysupdate-semantics.md §1.2–§1.4): every key with its
+(``src/sysupdate/sysupdate-transfer.c``; design.md#sysupdate-keys): every key with its
 default, accumulation and reset rules, target-type inference and source/target compatibility.
 File discovery (search paths, masking, drop-ins, ``.conf`` fallback) is in
 ``airlock.formats.definitions``, which re-exports the types defined here.
@@ -84,10 +84,11 @@ class Transfer:
     """One transfer definition, as systemd 257 would run it.
 
     ``None`` means "not configured": the engine then takes the value from the source pattern
-    (``@u @f @a @r @g @m @l @d``) or the resource, as §1.4 describes; ``tries_left``/``tries_done``
-    fall back to 3/0 only when the first target pattern uses ``@l``/``@d``.  ``size_max`` has no
-    key in systemd 257 and is always ``None`` (kept for docs/dev/interfaces.md).
-    ``current_symlink`` (``CurrentSymlink=``) is an addition to the interface.
+    (``@u @f @a @r @g @m @l @d``) or the resource (design.md#sysupdate-keys);
+    ``tries_left``/``tries_done`` fall back to 3/0 only when the first target pattern uses
+    ``@l``/``@d``.  ``size_max`` has no key in systemd 257 and is always ``None`` (kept for
+    docs/dev/interfaces.md).  ``current_symlink`` (``CurrentSymlink=``) is an addition to the
+    interface.
     """
 
     name: str
@@ -178,7 +179,8 @@ def _add_patterns(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
 
 
 def _min_version(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
-    if "%" in a.value:  # 257 checks validity before expanding, so it drops this (§1.2)
+    # 257 checks validity before expanding specifiers, so it drops this (design.md#sysupdate-keys)
+    if "%" in a.value:
         raise fail(a.origin, a.line, "specifiers are not honoured here by systemd 257", key=a.key)
     if not version.is_valid(a.value):
         raise fail(a.origin, a.line, f"not a valid version: {display(a.value)}", key=a.key)
@@ -343,7 +345,8 @@ _Bad = Callable[[str, "str | None", str], FormatError]
 
 
 def _types_and_paths(d: _Draft, bad: _Bad) -> tuple[ResourceType, str, ResourceType, str]:
-    """Source type and path, target path, and the target type (inferred as in §1.4)."""
+    """Source type and path, target path, and the target type (inferred,
+    design.md#sysupdate-keys)."""
     source_type = d.values.get("Source.Type")
     if not isinstance(source_type, ResourceType):
         raise bad("Source", None, "[Source] lacks Type=")

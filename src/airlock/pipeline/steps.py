@@ -119,7 +119,7 @@ def clean_share(ctx: RunContext) -> None:
 def provide_vm_config(ctx: RunContext) -> Path:
     """Copy the VM's config (transfers, URL, keyring) into a fresh host-owned directory.
 
-    Spectrum copies rather than binds (design §3.1 step 8); the VM sees it read-only.
+    Spectrum copies rather than binds (design.md#spectrum-step-8); the VM sees it read-only.
     """
     cfg, out = ctx.config.fetcher, ctx.vm_config_dir
     if os.path.lexists(out):

@@ -5,8 +5,9 @@
 the keyring, the policy, the limits and the clock; it trusts nothing in the snapshot.  Order of the
 checks (each raises; nothing is returned that did not pass all of them):
 
-1. ``syncfs`` the snapshot (threat model A9), then walk it without following or opening anything
-   (``untrusted.walk``) and apply the allowlist (``untrusted.candidate.classify``).
+1. ``syncfs`` the snapshot (threat A9; identifiers as in design.md#catalogue), then walk it without
+   following or opening anything (``untrusted.walk``) and apply the allowlist
+   (``untrusted.candidate.classify``).
 2. Read ``SHA256SUMS`` once, bounded, from an fd re-checked with ``fstat``; read every signature
    file present (at least one), bounded.  Every one must verify over exactly those manifest bytes
    (C1–C5, C10, C11), none may use a weak hash (C9).
@@ -60,8 +61,10 @@ logger = logging.getLogger(__name__)
 WEAK_HASH_ALGOS = frozenset({1, 2, 3})
 
 # systemd-sysupdate decompresses url-file payloads by magic (xz, gzip, bzip2 in 257; zstd from
-# 258) and fails on ones shorter than 6 bytes, after it has vacuumed (semantics §0.10, §0.12).
-# The release format is uncompressed (design §8.4; the publisher refuses both, threat model B20).
+# 258) and fails on ones shorter than 6 bytes, after it has vacuumed
+# (design.md#sysupdate-vacuum-first, design.md#sysupdate-decompress).
+# The release format is uncompressed (design.md#no-compression; the publisher refuses both, threat
+# B20).
 MIN_URL_FILE_BYTES = 6
 COMPRESSION_MAGIC = (
     (b"\xfd7zXZ\x00", "xz"),

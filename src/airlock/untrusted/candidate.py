@@ -5,7 +5,7 @@ Inputs are the walk's ``Listing`` (untrusted names, already structurally safe), 
 definitions (trusted) and, for assembly, the parsed manifest (parsed but not yet judged: this module
 never decides whether it is authentic or fresh — ``trusted.verify`` does).
 
-Rules (design: threat model A12, B12, B13, B18, D3):
+Rules (threats A12, B12, B13, B18, D3 of design.md#catalogue):
 
 * Allowlist: every listed file is ``SHA256SUMS``, ``SHA256SUMS.gpg``, ``SHA256SUMS.sha256.asc``, or
   matches, in ``exact`` mode (the whole name), the source patterns of exactly one transfer. Anything

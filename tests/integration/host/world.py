@@ -33,7 +33,7 @@ TRANSFERS = {
 
 
 def host_transfers(directory: Path, image: Path) -> Path:
-    """Spectrum's host transfers (design §6.1) with ``Path=`` set to the disk image."""
+    """Spectrum's host transfers (design.md#transfers-host) with ``Path=`` set to the disk image."""
     directory.mkdir(parents=True, exist_ok=True)
     for stem, (src, _kind, target, ptype) in TRANSFERS.items():
         (directory / f"{stem}.transfer").write_text(

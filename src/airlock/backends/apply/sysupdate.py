@@ -8,7 +8,7 @@ Every invocation:
   ``--definitions=`` (so nothing in the runtime's ``/etc/sysupdate.d`` can leak in);
 * when ``keyring`` is given, binds it read-only over **both** ``/etc/systemd/import-pubring.gpg``
   and ``/usr/lib/systemd/import-pubring.gpg``: sysupdate 257 silently falls back to the vendor
-  keyring when the first is missing (threat model C6), and trixie ships one;
+  keyring when the first is missing (threat C6), and trixie ships one;
 * when ``esp`` is given, binds it writable at ``/run/airlock/esp`` and sets ``SYSTEMD_ESP_PATH``;
 * adds the caller's extra binds (sources, targets, image files) unchanged.
 

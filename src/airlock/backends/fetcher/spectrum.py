@@ -1,18 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""``SpectrumFetcher``: Spectrum's own host protocol for the update VM (design §3.1 steps 7-14, §9).
+"""``SpectrumFetcher``: Spectrum's own host protocol for the update VM.
+
+The protocol is Spectrum's host command, steps 7 to 14 (design.md#spectrum), with the VM machinery
+of design.md#vm.
 
 Steps, each from config so tests can point them at a test root:
 
 1. resolve the VM id from ``<run>/vm/by-name/<name>`` (the basename of the link; checked against a
    strict grammar before it becomes part of any path);
-2. copy the config into ``<run>/fs/<id>/etc`` (the share root is read-only to the VM, §9.3);
+2. copy the config into ``<run>/fs/<id>/etc`` (the share root is read-only to the VM,
+   design.md#vm-share);
 3. in the VM's mount namespace (``<run>/vm/by-id/<id>/ns/mnt``, entered with ``nsenter``), bind
    the ``shared`` subvolume at ``<run>/fs/<id>/updates`` — the only path the VM may write;
 4. boot it with ``vm-start <id>`` and wait until the VMM service ``<run>/service/vmm/instance/<id>``
    is *really down* (down and its finish script done).  Spectrum runs ``s6-svwait -D`` after
-   ``vm-start`` returns and misses the event when the guest is quicker (§9.6).  Here
-   ``s6-svlisten1 -D`` subscribes first; ``vm-start`` runs only once the subscription is in place
-   (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
+   ``vm-start`` returns and misses the event when the guest is quicker (design.md#vm-wait-race).
+   Here ``s6-svlisten1 -D`` subscribes first; ``vm-start`` runs only once the subscription is in
+   place (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
 5. at the timeout, ``vm-stop <id>`` (then ``s6-svc -d`` as a last resort), each again subscribed
    before it is sent; afterwards the VMM process that ran the guest must be gone;
 6. unmount the share on every exit path.
@@ -91,7 +95,7 @@ class SpectrumConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VmPaths:
-    """The per-VM paths of design §9.1-§9.4."""
+    """The per-VM paths (design.md#vm-ids to design.md#vm-service)."""
 
     vm_id: str
     etc: Path
@@ -183,7 +187,8 @@ class SpectrumFetcher:
             ) from exc
 
     def _vmm_pid(self, vm: VmPaths) -> int:
-        """The idle VMM must be up before the boot (Spectrum keeps one per VM, §9.4)."""
+        """The idle VMM must be up before the boot (Spectrum keeps one per VM,
+        design.md#vm-service)."""
         try:
             out = proc.run(
                 [self.config.s6_svstat, "-o", "up,pid", vm.service], timeout=_TOOL_TIMEOUT_S
@@ -212,7 +217,8 @@ class SpectrumFetcher:
         cfg = self.config
         r, w = os.pipe2(os.O_CLOEXEC)
         # s6-svlisten1 reads the initial state, subscribes, then spawns its prog: echo writes one
-        # line on our pipe, so when we read it the subscription is in place (no race, §9.6).
+        # line on our pipe, so when we read it the subscription is in place (no race,
+        # design.md#vm-wait-race).
         argv: list[str | os.PathLike[str]] = [
             cfg.s6_svlisten1,
             "-D",

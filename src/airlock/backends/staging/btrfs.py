@@ -6,7 +6,7 @@ on btrfs, a symlink or non-directory where ``shared``/the staging directory shou
 that is not a subvolume.  Everything inside ``shared`` is untrusted: it is touched only relative to
 a directory fd, with ``unlinkat``/fd-based ``rmtree``, never following a link, and names are never
 echoed without ``text.display``.  The snapshot is made a true btrfs read-only subvolume (the
-``ro`` property), not only mounted read-only (Spectrum's weakness §11.9).
+``ro`` property), not only mounted read-only (design.md#weakness-9).
 """
 
 from __future__ import annotations

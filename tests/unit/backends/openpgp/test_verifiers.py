@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Both verifiers, real sqv and gpgv, against the signature tricks of threat-model.md §3."""
+"""Both verifiers, real sqv and gpgv, against the signature tricks C1–C14 (design.md#catalogue)."""
 
 from __future__ import annotations
 
