@@ -162,11 +162,6 @@ def build(section: type[S], raw: Mapping[str, object]) -> S:
     return section(**values)
 
 
-def dump(section: Section) -> dict[str, object]:
-    """Every setting of ``section`` as TOML/JSON values (``None`` for unset optional ones)."""
-    return {key: decl.kind.dump(getattr(section, key)) for key, decl in declarations(section)}
-
-
 # --- kinds -----------------------------------------------------------------------------------
 
 
@@ -222,15 +217,6 @@ def _argv(value: object) -> tuple[str, ...]:
 
 
 ARGV = Kind(parse=_argv, dump=list, metavar="ARG", doc="command (non-empty list of strings)")
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value or not value.isprintable():
-        raise Invalid("must be a non-empty printable string")
-    return value
-
-
-TEXT = Kind(parse=_text, dump=_same, doc="printable string")
 
 
 def _seconds(value: object) -> float:
