@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -65,13 +66,24 @@ class World:
     key: releases.SigningKey
 
     def write_config(
-        self, command: Sequence[str], settings: Mapping[str, object] | None = None
+        self,
+        command: Sequence[str],
+        settings: Mapping[str, object] | None = None,
+        *,
+        keyring: Path | None = None,
+        policy: Mapping[str, object] | None = None,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
-        """Write the host config: this world's paths, the sandbox running ``command``, and
-        ``settings`` (dotted setting names, e.g. ``"limits.max_keyring_bytes"``) on top."""
+        """Write ``host.toml``: every path into this world, the fetch ``command`` in the sandbox.
+
+        The one place tests write a host config: ``keyring`` (default: the world's key),
+        ``policy`` (``[policy]`` keys: ``trusted_fingerprints``, ``threshold``, ``require_fresh``),
+        ``limits`` (``[limits]`` caps) and any other setting in ``settings`` by its dotted name
+        (e.g. ``"staging.qgroup_limit_bytes"``).
+        """
         values: dict[str, object] = {
             "host.definitions_dir": self.root / "etc/sysupdate.d",
-            "host.keyring": self.key.pubring,
+            "host.keyring": keyring or self.key.pubring,
             "host.os_release": self.root / "etc/os-release",
             "lock.path": self.lock,
             "fetcher.backend": "sandbox",
@@ -83,6 +95,8 @@ class World:
             "apply.esp_path": self.esp,
             "apply.binds": [self.image],
             "state.path": self.state_file,
+            **{f"policy.{key}": value for key, value in (policy or {}).items()},
+            **{f"limits.{key}": value for key, value in (limits or {}).items()},
             **(settings or {}),
         }
         self.config.write_text(config.render(values))
@@ -112,6 +126,40 @@ class World:
 
     def slots(self) -> tuple[disk.Slot, ...]:
         return disk.state(self.image)
+
+    def host_state(self) -> dict[str, object]:
+        """What a refused run must leave byte-identical: the disk image, ``$BOOT``, the state."""
+        boot = {
+            os.fspath(p.relative_to(self.esp)): (
+                p.lstat().st_mode,
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None,
+            )
+            for p in sorted(self.esp.rglob("*"))
+        }
+        saved = self.state_file.read_bytes() if self.state_file.exists() else None
+        return {"disk": self.disk_digest(), "boot": boot, "state": saved}
+
+    def save_pristine(self) -> None:
+        """Keep a copy of the disk image, ``$BOOT`` and the state file for ``restore``."""
+        keep = self.root / "pristine"
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir()
+        shutil.copy2(self.image, keep / "disk.img")
+        shutil.copytree(self.esp, keep / "esp", symlinks=True)
+        if self.state_file.exists():
+            shutil.copy2(self.state_file, keep / "state.json")
+
+    def restore(self, *, state: bool = True) -> None:
+        """Put back what ``save_pristine`` kept; ``state=False`` keeps the current state file
+        (the disk and ``$BOOT`` "restored from a backup" behind the host's back)."""
+        keep = self.root / "pristine"
+        shutil.copy2(keep / "disk.img", self.image)
+        shutil.rmtree(self.esp)
+        shutil.copytree(keep / "esp", self.esp, symlinks=True)
+        if state:
+            self.state_file.unlink(missing_ok=True)
+            if (keep / "state.json").exists():
+                shutil.copy2(keep / "state.json", self.state_file)
 
 
 def build(root: Path, btrfs: Path) -> World:
