@@ -34,9 +34,9 @@ from airlock.backends import openpgp
 from airlock.backends.apply.runtime import Bind, Runtime
 from airlock.backends.apply.sysupdate import DEFINITIONS, Invocation, SysupdateApplier
 from airlock.backends.openpgp import gpg
-from airlock.config import Limits
 from airlock.errors import ApplyError, RejectedError
 from airlock.formats import definitions, dialect, manifest
+from airlock.limits import Limits
 from airlock.trusted import verify
 from airlock.trusted.policy import Policy
 from tests.support.keys import kill_agent, make_key
@@ -325,7 +325,7 @@ def test_best_before_the_judge_and_262_agree(
     if rules.best_before:
         assert (error is not None) is stale, error
         if stale:
-            assert "Best before marker" in error or "ESTALE" in error or error, error
+            assert error is not None and "Best before marker" in error, error
             assert site.installed() == sorted(OLD)  # refused while loading the manifest
     else:
         assert error is None, error  # 257: a file name that no pattern matches

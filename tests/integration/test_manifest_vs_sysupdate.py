@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,7 @@ BOTH_REFUSE = {
 }
 
 # name: (manifest, line, does this version refuse it?) — airlock refuses every one of them.
-SOME_REFUSE = {
+SOME_REFUSE: dict[str, tuple[str, int, Callable[[dialect.Dialect], bool]]] = {
     "subdirectory": (f"{H} *os_1.raw\n{H} *sub/os_2.raw\n", 2, lambda r: not r.manifest_subpaths),
     "percent": (f"{H} *os_1.raw\n{H} *os_%32.raw\n", 2, lambda r: "%" in r.manifest_refused_chars),
 }
@@ -134,10 +135,10 @@ def test_both_refuse_at_the_same_line(systemd_runtime: Runtime, tmp_path: Path, 
 def test_empty_manifest_parses_but_257_cannot_download_it(
     systemd_runtime: Runtime, tmp_path: Path
 ) -> None:
-    # 257's parser accepts 0 bytes (semantics §7.3), but systemd-pull refuses any download shorter
-    # than 6 bytes ("Premature connection termination."), so 257 never sees an empty manifest;
-    # 262 downloads it and lists nothing (dialect.min_url_file_bytes).  airlock's parser follows
-    # the parser: no entries, hence nothing to install (ADR 0021).
+    # 257's parser accepts 0 bytes (design.md#sysupdate-manifest), but systemd-pull refuses any
+    # download shorter than 6 bytes ("Premature connection termination."), so 257 never sees an
+    # empty manifest; 262 downloads it and lists nothing (dialect.min_url_file_bytes).  airlock's
+    # parser follows the parser: no entries, hence nothing to install (ADR 0021).
     assert manifest.parse(b"") == manifest.Manifest(entries=())
     result = sysupdate_list(systemd_runtime, tmp_path, b"")
     if dialect.for_version(systemd_runtime.version).min_url_file_bytes == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from airlock.backends.apply import runtime_choices
 from airlock.lab.hostile import ATTACKS
 
 
@@ -13,7 +14,12 @@ def _demo(args: argparse.Namespace) -> int:
     from airlock.lab import demo  # imported lazily: the lab is not needed by other verbs
 
     return demo.run(
-        args.workdir, attack=args.attack, keep=args.keep, as_json=args.json, fetcher=args.fetcher
+        args.workdir,
+        attack=args.attack,
+        keep=args.keep,
+        as_json=args.json,
+        fetcher=args.fetcher,
+        runtime=args.runtime,
     )
 
 
@@ -32,6 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["sandbox", "qemu"],
         default="sandbox",
         help="where the untrusted agent runs: bubblewrap sandbox (default) or a QEMU VM",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=runtime_choices(),
+        default="auto",
+        help="which systemd-sysupdate applies (setting apply.runtime; docs/sysupdate-versions.md)",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     p.add_argument(

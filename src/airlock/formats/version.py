@@ -4,14 +4,14 @@
 Owns:
 
 * ``is_valid``/``parse``: the versions every supported sysupdate's ``version_is_valid()``
-  accepts — 1..255 bytes of ``[A-Za-z0-9._+-]``: 257–259 also take ``,`` (semantics §5), 260+
-  take ``~`` and ``^`` instead (``formats.dialect``), so a version airlock accepts means the same
-  to each of them.
-* ``compare``: a port of systemd's ``strverscmp_improved()`` (semantics §6.1), the ordering every
-  "which version is newer" decision uses.  It is total on every string, valid or not, exactly as
-  ``systemd-analyze compare-versions`` is.
-* ``strverscmp``: a port of glibc's ``strverscmp()`` (semantics §6.4), needed by one step of version
-  assembly (§8.2).
+  accepts — 1..255 bytes of ``[A-Za-z0-9._+-]``: 257–259 also take ``,``
+  (design.md#sysupdate-versions), 260+ take ``~`` and ``^`` instead (``formats.dialect``,
+  docs/sysupdate-versions.md), so a version airlock accepts means the same to each of them.
+* ``compare``: a port of systemd's ``strverscmp_improved()`` (design.md#sysupdate-versions), the
+  ordering every "which version is newer" decision uses.  It is total on every string, valid or not,
+  exactly as ``systemd-analyze compare-versions`` is.
+* ``strverscmp``: a port of glibc's ``strverscmp()`` (design.md#sysupdate-strverscmp), needed by one
+  step of version assembly (design.md#sysupdate-assembly).
 
 Trusts nothing: every function accepts any ``str``.  Non-ASCII code points (and surrogate-escaped
 bytes) are separators for ``compare``, as every byte >= 0x80 is in C.  Pure: no I/O, stdlib only.

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -28,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, HostError
 from airlock.lab.hostile import ATTACKS
 from airlock.lab.world import VERSIONS, DiskState, Lab, Run
@@ -86,7 +86,13 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 def run(
-    workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool, fetcher: str = "sandbox"
+    workdir: Path | None,
+    *,
+    attack: str | None,
+    keep: bool,
+    as_json: bool,
+    fetcher: str = "sandbox",
+    runtime: str = "auto",
 ) -> int:
     """Run the demo; return the exit status."""
     console = Console(stderr=as_json, highlight=False, width=max(120, _width()))
@@ -99,7 +105,7 @@ def run(
     def log(message: str) -> None:
         console.print(f"[dim]·[/dim] {escape(message)}")
 
-    with Lab(base, keep=keep, fetcher=fetcher, log=log) as world:
+    with Lab(base, keep=keep, fetcher=fetcher, runtime=runtime, log=log) as world:
         report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:
@@ -122,7 +128,7 @@ def run(
         if keep:
             console.print(f"kept the work directory: {escape(os.fspath(base))}")
     if as_json:
-        print(json.dumps(report.as_json(), indent=2))
+        print_json("demo", **report.as_json())
     return 0
 
 

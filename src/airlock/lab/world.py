@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airlock import proc, text
+from airlock import fsutil, proc, text
 from airlock.backends.apply import runtime as sysupdate_runtime
 from airlock.backends.openpgp import gpg
+from airlock.config import render as render_config
 from airlock.errors import HostError
 from airlock.formats import manifest
 from airlock.lab import disk, images
@@ -89,8 +90,10 @@ class DiskState:
         }
 
 
-def check_prerequisites() -> None:
+def check_prerequisites(runtime: str = "auto") -> None:
     """Refuse early, in one line, when the machine lacks what the lab needs.
+
+    ``runtime`` is the systemd-sysupdate the lab's host applies with (``[apply] runtime``).
 
     Raises:
         HostError: not root, a tool missing, no loop/btrfs support, no sysupdate runtime.
@@ -119,7 +122,7 @@ def check_prerequisites() -> None:
             code="host.btrfs",
             hint="load the btrfs module (modprobe btrfs)",
         )
-    sysupdate_runtime.locate()
+    sysupdate_runtime.locate(choice=runtime)
 
 
 def _can_modprobe(module: str) -> bool:
@@ -155,6 +158,7 @@ class Lab:
         keep: bool = False,
         vm_timeout_s: float = 300.0,
         fetcher: str = "sandbox",
+        runtime: str = "auto",
         log: Callable[[str], None] | None = None,
     ) -> None:
         if fetcher not in ("sandbox", "qemu"):
@@ -162,6 +166,7 @@ class Lab:
                 f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}", code="host.lab"
             )
         self.fetcher = fetcher
+        self.runtime = runtime  # [apply] runtime: which systemd-sysupdate applies
         self.w = workdir
         self.keep = keep
         self.vm_timeout_s = vm_timeout_s
@@ -211,7 +216,10 @@ class Lab:
         self._stack.close()
 
     def _setup(self) -> None:
-        check_prerequisites()
+        check_prerequisites(self.runtime)
+        rt = sysupdate_runtime.locate(choice=self.runtime)
+        where = "the host's own" if rt.name == "host" else f"runtime {rt.name}, {rt.root}"
+        self.log(f"systemd-sysupdate {rt.version} applies ({where})")
         enter_private_mount_namespace()
         created = not self.w.exists()
         self.w.mkdir(parents=True, exist_ok=True)
@@ -290,7 +298,7 @@ class Lab:
 
     @staticmethod
     def _umount(path: Path) -> None:
-        for target in sorted(_mounts_below(path), key=len, reverse=True):
+        for target in fsutil.mounts_below(path):
             with contextlib.suppress(HostError):
                 proc.run(["umount", target], timeout=60)
 
@@ -349,34 +357,35 @@ class Lab:
             # The sandbox starts with an empty environment: say where this airlock lives.
             fetch = ["/usr/bin/env", f"PYTHONPATH={src}", *(command or agent)]
         values: dict[str, object] = {
-            "lock_path": os.fspath(self.w / "update-lock"),
-            "definitions_dir": os.fspath(self.etc / "sysupdate.d"),
-            "vm_definitions_dir": os.fspath(self.etc / "vm-sysupdate.d"),
-            "update_url_file": os.fspath(self.etc / "update-url"),
-            "keyring": os.fspath(self.etc / "systemd/import-pubring.gpg"),
-            "os_release": os.fspath(self.etc / "os-release"),
-            "state_file": os.fspath(self.w / "state/state.json"),
-            "esp_path": os.fspath(self.esp),
-            "apply_binds": [os.fspath(self.disk)],
-            "fetcher": fetcher,
-            **({"sandbox_netns": NETNS} if self.fetcher == "sandbox" else {}),
-            "sandbox_ro_binds": sorted({os.fspath(b) for b in binds}),
-            "vm_timeout_s": vm_timeout_s or self.vm_timeout_s,
-            "fetch_command": fetch,
+            "host.definitions_dir": self.etc / "sysupdate.d",
+            "host.keyring": self.etc / "systemd/import-pubring.gpg",
+            "host.os_release": self.etc / "os-release",
+            "lock.path": self.w / "update-lock",
+            "fetcher.backend": fetcher,
+            "fetcher.timeout_s": vm_timeout_s or self.vm_timeout_s,
+            "fetcher.command": fetch,
+            "fetcher.vm_definitions_dir": self.etc / "vm-sysupdate.d",
+            "fetcher.update_url_file": self.etc / "update-url",
+            **({"fetcher.sandbox.netns": NETNS} if self.fetcher == "sandbox" else {}),
+            "fetcher.sandbox.ro_binds": sorted({os.fspath(b) for b in binds}),
+            "apply.esp_path": self.esp,
+            "apply.binds": [self.disk],
+            "apply.runtime": self.runtime,
+            "state.path": self.w / "state/state.json",
         }
-        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+        self.config.write_text(render_config(values))
 
     # -- actions -----------------------------------------------------------------------------
     def publish(self, version: str) -> None:
         """Publish ``version`` to the server (``airlock publish --spectrum``), keeping two.
 
-        OpenPGP signature times have a resolution of one second: each publish waits for a new
-        second, so a later release is always signed later (the replay guard compares them).
+        OpenPGP signature times have a resolution of one second: each publish starts in a second
+        after the one the previous publish ENDED in (its signature is made before it ends), so a
+        later release is always signed strictly later (the replay guard compares them).
         """
         img = self.images[version]
         while int(time.time()) <= self._last_publish_s:
             time.sleep(0.05)
-        self._last_publish_s = int(time.time())
         self._airlock(
             "publish",
             self.server_dir,
@@ -396,6 +405,7 @@ class Lab:
             "--keep",
             "2",
         )
+        self._last_publish_s = int(time.time())
         archive = self.w / "archive" / version
         shutil.rmtree(archive, ignore_errors=True)
         shutil.copytree(self.server_dir, archive)
@@ -524,16 +534,6 @@ class Lab:
             for p in sorted((self.esp / "EFI/Linux").iterdir())
         )
         return DiskState(slots=tuple(slots), boot=boot)
-
-
-def _mounts_below(path: Path) -> list[str]:
-    prefix = os.fspath(path)
-    targets = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4]
-        if target == prefix or target.startswith(prefix + "/"):
-            targets.append(target)
-    return targets
 
 
 @contextlib.contextmanager

@@ -19,9 +19,9 @@ import pytest
 
 from airlock import fsutil
 from airlock.backends import openpgp
-from airlock.config import Limits
 from airlock.errors import SignatureError
 from airlock.formats import definitions, dialect
+from airlock.limits import Limits
 from airlock.trusted import verify
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import VerifiedRelease

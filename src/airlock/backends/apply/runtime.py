@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from airlock import proc
+from airlock.backends.apply import runtime_choices
 from airlock.errors import AirlockError, ConfigError, HostError
 from airlock.layout import Layout
 from airlock.text import tail
@@ -76,11 +77,6 @@ AUTO = "auto"
 HOST = "host"
 
 
-def choices() -> tuple[str, ...]:
-    """What ``--runtime`` and ``[apply] runtime`` accept: ``auto``, ``host`` or a runtime name."""
-    return (AUTO, HOST, *(b.name for b in Layout.load().runtimes))
-
-
 def _host() -> Runtime | None:
     host = Path(SYSUPDATE)
     if host.exists() and (v := _major(host, chroot=None)) is not None and v >= MIN_VERSION:
@@ -106,7 +102,7 @@ def locate(cache: Path | None = None, *, choice: str | None = None) -> Runtime:
         raise ConfigError(
             f"Unknown systemd-sysupdate runtime {wanted!r}",
             code="config.runtime",
-            hint=f"choose one of {', '.join(choices())}",
+            hint=f"choose one of {', '.join(runtime_choices())}",
         )
     host = _host()
     if host is not None and (wanted in (AUTO, HOST) or str(host.version) == wanted):
