@@ -70,6 +70,9 @@ class Dialect:
             after it (257: ``foo_@v.raw`` matches ``foo_2.raw.bak``); 262 matches whole names.
         strtoull_c23: numeric fields (``@t @s @d @l``) accept a second ``0b``/``0x`` after the
             one systemd strips (glibc's C23 ``strtoull``, as the 257 binary is built); 262 not.
+        partition_attributes: ``ReadOnly=``, ``NoAuto=`` and ``GrowFileSystem=`` reach the GPT
+            attributes of an installed partition; 262 sets them while the partition still has the
+            temporary "pending" type, which knows none of them, so they are lost (observed).
         partial_instances: a failed acquire leaves a *partial* instance in the target
             (``.sysupdate.partial.NAME``, or a partition with the derived "partial" type) that
             ``list`` reports as the current version and that makes ``update`` of that version
@@ -94,6 +97,7 @@ class Dialect:
     manifest_refused_chars: frozenset[str]
     prefix_match: bool
     strtoull_c23: bool
+    partition_attributes: bool
     partial_instances: bool
     evidence: str
     major: int = 0
@@ -146,6 +150,7 @@ V257 = Dialect(
     manifest_refused_chars=frozenset(),
     prefix_match=True,
     strtoull_c23=True,
+    partition_attributes=True,
     partial_instances=False,
     evidence="v257 70bae7648f (src/import/pull-common.c, src/basic/string-util.c); tested 257.13",
 )
@@ -186,6 +191,7 @@ V262 = replace(
     min_url_file_bytes=0,  # a 3-byte url-file installs (tests/integration/test_dialect_*)
     prefix_match=False,  # whole-name pattern_match (differential pattern tests)
     strtoull_c23=False,
+    partition_attributes=False,  # host pipeline test: the slot keeps no GUID:60
     evidence="262 source (src/import/pull-common.c, src/basic/compress.c), NEWS 262; tested 262-1",
 )
 

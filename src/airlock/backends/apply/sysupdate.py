@@ -36,6 +36,7 @@ from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
 from airlock.errors import ApplyError, HostError
 from airlock.formats import dialect
+from airlock.formats.version import key as version_key
 from airlock.text import display, tail
 
 DEFINITIONS = "/run/airlock/definitions"
@@ -107,7 +108,9 @@ def parse_listing(res: proc.Completed) -> Listing:
     except ValueError:
         doc = None
     versions = doc.get("all") if isinstance(doc, dict) else None
-    current = doc.get("current") if isinstance(doc, dict) else None
+    current = None
+    if isinstance(doc, dict):  # 262 says "current+pending" when that version is only acquired
+        current = doc.get("current", doc.get("current+pending"))
     if not isinstance(versions, list) or not isinstance(current, str | None):
         detail = tail(res.stderr) if res.returncode != 0 else display(res.stdout)
         raise ApplyError(f"systemd-sysupdate list failed: {detail}", code="apply.list")
@@ -159,6 +162,43 @@ class SysupdateApplier:
                 code="apply.sysupdate",
             )
         return res
+
+    def settled(self, inv: Invocation, version: str) -> bool:
+        """Whether ``version`` is installed and neither partial nor pending (``list VERSION``).
+
+        260+ keep what a failed or interrupted acquire left as a *partial* or *pending*
+        instance (``formats.dialect.partial_instances``), list it as installed, and refuse to
+        update that version until ``vacuum`` removes it.
+
+        Raises:
+            ApplyError: ``apply.list`` when sysupdate fails or prints something else.
+        """
+        args = ["--offline", "--json=short", "list", version]
+        res = self._run(inv, args, timeout=self.query_timeout_s)
+        try:
+            doc = json.loads(res.stdout) if res.returncode == 0 else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("version") != version:
+            raise ApplyError(
+                f"systemd-sysupdate list {display(version)} failed: {tail(res.stderr)}",
+                code="apply.list",
+            )
+        return doc.get("installed") is True and not doc.get("partial") and not doc.get("pending")
+
+    def vacuum(self, inv: Invocation) -> None:
+        """``vacuum``: partial and pending instances go, and what exceeds ``InstancesMax``.
+
+        (``update`` removes the same and one more, so it takes nothing ``update`` would keep.)
+
+        Raises:
+            ApplyError: ``apply.sysupdate``.
+        """
+        res = self._run(inv, ["--offline", "vacuum"], timeout=self.query_timeout_s)
+        if res.returncode != 0:
+            raise ApplyError(
+                f"systemd-sysupdate vacuum failed: {tail(res.stderr)}", code="apply.sysupdate"
+            )
 
     def list_versions(self, inv: Invocation, *, offline: bool = False) -> Listing:
         """``list --json=short`` (``--offline``: installed versions only, no source read)."""
@@ -240,12 +280,24 @@ class SysupdateHostApplier:
         Raises:
             ApplyError: ``apply.list``.
         """
+        inv = self._invocation(None)
         try:
-            return self._sysupdate.list_versions(self._invocation(None), offline=True)
+            listing = self._sysupdate.list_versions(inv, offline=True)
+            if not self.dialect.partial_instances or listing.current is None:
+                return listing
+            # 260+ count a partly acquired version as installed: take the newest settled one.
+            newest_first = sorted(listing.versions, key=version_key, reverse=True)
+            current = next((v for v in newest_first if self._sysupdate.settled(inv, v)), None)
         except HostError as exc:
             raise ApplyError(
                 f"Failed to list installed versions: {exc.message}", code="apply.list"
             ) from exc
+        return Listing(current=current, versions=listing.versions)
+
+    def _unsettled(self, inv: Invocation, version: str) -> bool:
+        """``version`` is in the target, but only partly acquired or not yet installed."""
+        listed = self._sysupdate.list_versions(inv, offline=True).versions
+        return version in listed and not self._sysupdate.settled(inv, version)
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot.
@@ -259,8 +311,13 @@ class SysupdateHostApplier:
             if raw.isdigit():
                 progress(min(int(raw), 100), 100)
 
+        inv = self._invocation(snapshot)
         try:
-            self._sysupdate.update(self._invocation(snapshot), version=version, notify=notify)
+            if self.dialect.partial_instances and self._unsettled(inv, version):
+                # A partial or pending instance of this version from an interrupted run would
+                # make `update` refuse it (260+), or install bytes judged in an earlier run.
+                self._sysupdate.vacuum(inv)
+            self._sysupdate.update(inv, version=version, notify=notify)
         except HostError as exc:
             raise ApplyError(
                 f"systemd-sysupdate failed to install {display(version)}: {exc.message}",
