@@ -96,6 +96,12 @@ class QemuConfig:
         help="the guest built by scripts/make-guest.sh (kernel, initrd, root)",
         default_doc="$AIRLOCK_CACHE/guest",
     )
+    guest_root: Path | None = setting(
+        None,
+        kind=optional(PATH),
+        help="the Debian tree the guest boots read-only (unset: the guest's root, the default"
+        " sysupdate runtime; another runtime's root gives the VM that systemd-sysupdate)",
+    )
     accel: Accel = setting(
         Accel.TCG,
         kind=choice(Accel),
@@ -152,7 +158,7 @@ class QemuFetcher:
             HostError: the guest is not built or an executable is unsafe.
         """
         cfg = self.config
-        kernel, initrd, root = _guest_files(cfg.guest_dir)
+        kernel, initrd, root = _guest_files(cfg.guest_dir, cfg.guest_root)
         for exe in (cfg.qemu, Path(cfg.forwarder[0])):
             proc.check_executable(exe)
         route = _route(request.config_dir, cfg.server)
@@ -195,8 +201,9 @@ class QemuFetcher:
         return FetchResult(exit_status=status, duration_s=duration, log_tail=detail)
 
 
-def _guest_files(guest_dir: Path) -> tuple[Path, Path, Path]:
-    kernel, initrd, root = guest_dir / "vmlinuz", guest_dir / "initrd.img", guest_dir / "root"
+def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, Path]:
+    kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
+    root = guest_root or guest_dir / "root"
     for path in (kernel, initrd, root / "usr/bin/python3"):
         if not path.exists():
             raise HostError(
