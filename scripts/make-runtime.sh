@@ -40,18 +40,25 @@ if [ -z "$mirror" ]; then
 fi
 mirror=${mirror:-http://deb.debian.org/debian}
 
-build() {
-  local name=$1 suite_var dir_var stamp_var suite root stamp include v start
+# needed NAME: 0 when NAME must be built (not served by the host, no stamp yet).
+needed() {
+  local name=$1 dir_var stamp_var
   case ",$RUNTIMES," in
     *",$name,"*) ;;
-    *) echo "make-runtime: unknown runtime '$name' (RUNTIMES=$RUNTIMES)" >&2; return 2 ;;
+    *) echo "make-runtime: unknown runtime '$name' (RUNTIMES=$RUNTIMES)" >&2; exit 2 ;;
   esac
+  if [ "$host_major" = "$name" ]; then
+    echo "make-runtime: host systemd-sysupdate $host_major serves runtime $name"; return 1
+  fi
+  dir_var=RUNTIME_${name}_DIR stamp_var=RUNTIME_${name}_STAMP
+  [ ! -f "$cache/${!dir_var}/${!stamp_var}" ]
+}
+
+build() {
+  local name=$1 suite_var dir_var stamp_var suite root stamp include v start
   suite_var=RUNTIME_${name}_SUITE dir_var=RUNTIME_${name}_DIR stamp_var=RUNTIME_${name}_STAMP
   suite=${!suite_var} root="$cache/${!dir_var}" stamp="$cache/${!dir_var}/${!stamp_var}"
-  if [ "$host_major" = "$name" ]; then
-    echo "make-runtime: host systemd-sysupdate $host_major serves runtime $name"; return 0
-  fi
-  [ -f "$stamp" ] && return 0
+  [ -f "$stamp" ] && return 0  # built by a concurrent caller while we waited for the lock
   include=$base
   [ "$name" = "$RUNTIME_DEFAULT" ] && include="$include,$extra_default"
   echo "make-runtime: debootstrap $suite into $root for systemd $name (a minute or two)"
@@ -75,10 +82,15 @@ build() {
   echo "make-runtime: systemd-sysupdate $v ready in $root ($((SECONDS - start)) s)"
 }
 
+todo=()
+for name in "${names[@]}"; do
+  if needed "$name"; then todo+=("$name"); fi
+done
+[ "${#todo[@]}" -eq 0 ] && exit 0
 mkdir -p "$cache"
 # One build at a time: a second caller waits for the first, then finds the stamps.
 exec 9>"$cache/.make-runtime.lock"
 flock 9
-for name in "${names[@]}"; do
+for name in "${todo[@]}"; do
   build "$name"
 done
