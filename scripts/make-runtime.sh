@@ -91,6 +91,14 @@ mkdir -p "$cache"
 # One build at a time: a second caller waits for the first, then finds the stamps.
 exec 9>"$cache/.make-runtime.lock"
 flock 9
+# The roots are bootstrapped side by side: mostly downloads, so they overlap well.
+pids=()
 for name in "${todo[@]}"; do
-  build "$name"
+  build "$name" &
+  pids+=($!)
 done
+status=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || status=1
+done
+exit "$status"

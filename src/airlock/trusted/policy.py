@@ -119,7 +119,7 @@ class Policy:
         appliers: the rules (``formats.dialect``) of every systemd-sysupdate that may apply the
             release — the one the host runs: the judge requires a signature file each of them
             reads from a ``file://`` source (without it sysupdate would fail on every run).
-            Empty (``airlock inspect`` without ``--sysupdate-version``): either name is enough.
+            Empty (``airlock inspect``, which does not know the applier): either name is enough.
     """
 
     trusted_fingerprints: frozenset[str] = field(default_factory=frozenset)
