@@ -1,16 +1,19 @@
 # SPDX-License-Identifier: MIT
-"""Locate systemd-sysupdate 257 and run it in a throwaway private mount namespace.
+"""Locate a systemd-sysupdate and run it in a throwaway private mount namespace.
 
-Trusts: the runtime root (``$AIRLOCK_CACHE/trixie``, built by ``scripts/make-runtime.sh``), the
-caller's ``Bind`` list and environment.  Every run gets a fresh mount namespace
-(``unshare --mount --propagation private --fork --kill-child``) in which ``enter.py`` mounts
-``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the caller's
-binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the notify
-socket's directory, then chroots and execs sysupdate.  The chroot is an overlay whose lower layer
-is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
-sysupdate writes to its own root) live only for the run, so the shared root is never modified and
-concurrent runs cannot see each other.  Nothing is mounted on the host: when the namespace's last
-process exits, its mounts go with it.
+``locate`` picks the host's own systemd-sysupdate (≥ 257) or a runtime root — one per name in
+``layout.env``: 257 (Debian trixie), 262 (Debian testing) — as ``[apply] runtime`` says
+(docs/sysupdate-versions.md).  Trusts: the runtime roots (under ``$AIRLOCK_CACHE``, built by
+``scripts/make-runtime.sh``), the caller's ``Bind`` list and environment.
+
+Every run gets a fresh mount namespace (``unshare --mount --propagation private --fork
+--kill-child``) in which ``enter.py`` mounts ``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs
+``/run``, ``/tmp`` and ``/var/tmp``, the caller's binds (read-only ones ``ro,nosuid,nodev,noexec``;
+writable ones ``nosuid,nodev``) and the notify socket's directory, then chroots and execs
+sysupdate.  The chroot is an overlay whose lower layer is the runtime root and whose upper layer is
+a tmpfs: mount points for the binds (and anything sysupdate writes to its own root) live only for
+the run, so the shared root is never modified and concurrent runs cannot see each other.  Nothing
+is mounted on the host: when the namespace's last process exits, its mounts go with it.
 
 sd_notify messages (``X_SYSUPDATE_PROGRESS=``, ``STATUS=``, …) arrive on a host-side AF_UNIX
 datagram socket and are handed to ``notify`` as ``dict[str, str]``.  Their values can quote
@@ -200,7 +203,7 @@ class Runtime:
 
     @property
     def chrooted(self) -> bool:
-        """True for the trixie runtime."""
+        """True for a runtime root (run chrooted), False for the host's own."""
         return self.root != Path("/")
 
     def _check_binds(self, binds: Sequence[Bind]) -> None:

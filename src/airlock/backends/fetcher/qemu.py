@@ -2,8 +2,8 @@
 """``QemuFetcher``: run the untrusted downloader in a real VM under QEMU (issue #7).
 
 The guest is the one ``scripts/make-guest.sh`` builds (a Debian kernel, a busybox initramfs whose
-init is ``airlock/lab/guest/init``, and the Debian trixie tree as a read-only 9p root).  What the
-host gives the guest, and nothing more:
+init is ``airlock/lab/guest/init``, and the default runtime's Debian tree — or ``guest_root``,
+another runtime's — as a read-only 9p root).  What the host gives the guest, and nothing more:
 
 * read-only 9p shares: the guest root, the airlock package, a boot share holding the command,
   and a private *copy* of the config (``/host/etc``) whose ``update-url`` points at the
