@@ -70,7 +70,14 @@ def take_lock(ctx: RunContext) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         cfg = ctx.config.lock
         with step(ctx, Step.LOCK, os.fspath(cfg.path)):
-            stack.enter_context(lock.hold(cfg.path, wait=cfg.wait))
+
+            def waiting(pid: int | None) -> None:
+                who = f"pid {pid}" if pid is not None else "another process"
+                notice(ctx, f"waiting for the update lock ({who} holds it)", Step.LOCK)
+
+            stack.enter_context(
+                lock.hold(cfg.path, wait=cfg.wait, timeout_s=cfg.wait_timeout_s, on_wait=waiting)
+            )
         yield
 
 
