@@ -13,12 +13,13 @@ verified version is available, 20 could not check (fetcher failed, timed out, se
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from airlock import config, state
 from airlock.cli.report import make_reporter, print_json
-from airlock.errors import ExitStatus, UsageError
+from airlock.errors import ExitStatus
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 from airlock.pipeline.wiring import build_context, make_applier
@@ -28,10 +29,18 @@ RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
 
 
 def effective(args: argparse.Namespace) -> config.Effective:
-    """The effective config of this invocation: defaults, ``--config`` file, then flags."""
-    if getattr(args, "spectrum", False) and args.config is not None:
-        raise UsageError("--spectrum and --config are mutually exclusive")
-    return config.load(args.config, flags=config.given_flags(args))
+    """The effective config of this invocation: defaults, ``--config`` file, then flags.
+
+    With ``--spectrum`` (``spectrum-update``): Spectrum's paths, ``spectrum-update``'s own
+    defaults (it waits for the lock), and ``/etc/airlock/host.toml`` when it exists and no
+    ``--config`` is given.
+    """
+    path, preset = args.config, None
+    if getattr(args, "spectrum", False):
+        preset = config.SPECTRUM_DEFAULTS
+        if path is None and os.path.lexists(config.SPECTRUM_CONFIG):
+            path = config.SPECTRUM_CONFIG
+    return config.load(path, flags=config.given_flags(args), preset=preset)
 
 
 def _staging(raw: str) -> Path:
@@ -91,7 +100,10 @@ def _booted(os_release: Path) -> str | None:
 
 def _status(args: argparse.Namespace) -> int:
     cfg = effective(args).config
-    saved = state.load(cfg.state.path)
+    where: Path | None = cfg.state.path
+    if args.staging_dir is not None:
+        where = cfg.state.file(_staging(args.staging_dir))
+    saved = state.load(where) if where is not None else state.State()
     installed = make_applier(cfg).installed()
     booted = _booted(cfg.host.os_release)
     pending = installed.current if installed.current and installed.current != booted else None
@@ -100,6 +112,7 @@ def _status(args: argparse.Namespace) -> int:
         "newest_installed": installed.current,
         "installed": list(installed.versions),
         "pending_reboot": pending,
+        "state_file": os.fspath(where) if where is not None else None,
         **saved.to_json(),
     }
     body.pop("format", None)
@@ -109,7 +122,9 @@ def _status(args: argparse.Namespace) -> int:
     print(f"booted:          {booted or 'unknown'}")
     print(f"installed:       {', '.join(installed.versions) or 'none'}")
     print(f"pending reboot:  {pending or 'nothing'}")
-    if saved.last_check is None:
+    if where is None:
+        print("last check:      unknown (give STAGING_DIR: the state is kept there)")
+    elif saved.last_check is None:
         print("last check:      never (no fresh, valid manifest seen yet)")
     else:
         print(f"last check:      {saved.last_check.isoformat()} (fresh, valid manifest)")
@@ -157,6 +172,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_check)
     p = sub.add_parser("status", help="installed versions, pending reboot, last check")
     _common(p, staging=False, flags=False)
+    p.add_argument(
+        "staging_dir",
+        metavar="STAGING_DIR",
+        nargs="?",
+        help="the staging directory whose state to show (unless [state] path is set)",
+    )
     p.set_defaults(func=_status)
     p = sub.add_parser("config", help="the effective host config")
     verbs = p.add_subparsers(

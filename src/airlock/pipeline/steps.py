@@ -203,7 +203,7 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
         installed = ctx.applier.installed().current
-        saved = state.load(ctx.config.state.path)
+        saved = state.load(ctx.state_file)
         baseline = Baseline(
             floor=saved.floor,
             installed=installed or saved.installed,
@@ -240,7 +240,7 @@ def apply(ctx: RunContext, inspected: Inspected) -> None:
 
 def record(ctx: RunContext, inspected: Inspected, *, applied: bool) -> None:
     """Write the state file (atomically, last): ``state.advance`` over the state loaded once."""
-    path = ctx.config.state.path
+    path = ctx.state_file
     with step(ctx, Step.RECORD, os.fspath(path)):
         release = inspected.release
         event = state.Verified(
