@@ -20,15 +20,17 @@ from pathlib import Path
 
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
-from airlock.errors import AirlockError, ApplyError, BusyError, ConfigError, HostError
+from airlock.errors import AirlockError, ApplyError, BusyError, ConfigError, FetchError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
 from airlock.pipeline.context import RunContext
 from airlock.text import display
 from airlock.trusted.policy import Baseline
 from airlock.trusted.release import VerifiedRelease
+from airlock.untrusted import candidate
 
 logger = logging.getLogger(__name__)
+LOG_NAME = "fetch.log"  # the VM's console (a copy for the spectrum fetcher), in the staging dir
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,7 +159,7 @@ def fetch(ctx: RunContext) -> None:
                 share=ctx.staging.share,
                 timeout_s=cfg.timeout_s,
                 command=cfg.command,
-                log_path=ctx.staging_dir / "fetch.log",
+                log_path=ctx.staging_dir / LOG_NAME,
             ),
             ctx.reporter,
         )
@@ -199,9 +201,39 @@ def cleanup(ctx: RunContext) -> None:
         ctx.staging.delete_snapshot()
 
 
+def _require_delivery(ctx: RunContext, dir_fd: int) -> None:
+    """The VM must have sent a manifest and a signature file, or there is nothing to check.
+
+    Spectrum's ``updates-dir-check check`` (design.md#spectrum-step-16) fails when no signature
+    arrived, saying the download probably failed and to read the VM's log: a network failure is
+    the usual cause, so it is "could not check" (20) with that hint, not a refusal (21).  Only
+    absence counts here (host-chosen names, never followed); anything present is judged.
+
+    Raises:
+        FetchError: ``fetch.nothing`` (no ``SHA256SUMS``) or ``fetch.unsigned`` (no signature).
+    """
+
+    def present(name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    hint = f"the download probably failed; see the update VM's log, {ctx.staging_dir / LOG_NAME}"
+    if not present(candidate.MANIFEST_NAME):
+        raise FetchError("The update VM sent no SHA256SUMS", code="fetch.nothing", hint=hint)
+    if not any(present(name) for name in candidate.SIGNATURE_NAMES):
+        raise FetchError(
+            "The update VM sent SHA256SUMS but no signature file", code="fetch.unsigned", hint=hint
+        )
+
+
 def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
+        with fsutil.open_dir_nofollow(snapshot) as fd:
+            _require_delivery(ctx, fd)
         installed = ctx.applier.installed().current
         saved = state.load(ctx.state_file)
         baseline = Baseline(

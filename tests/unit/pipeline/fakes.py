@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -67,6 +68,8 @@ class FakeStaging:
         self.j = journal
         self.root = root
         self.snapshot_exists = False
+        # What the VM sent (the snapshot's content); the judge itself is faked.
+        self.delivered: tuple[str, ...] = ("SHA256SUMS", "SHA256SUMS.gpg")
 
     @property
     def share(self) -> Path:
@@ -91,6 +94,8 @@ class FakeStaging:
     def snapshot(self) -> Path:
         self.j.hit("snapshot")
         self.snapshot_path.mkdir()
+        for name in self.delivered:
+            (self.snapshot_path / name).write_bytes(b"")
         self.snapshot_exists = True
         return self.snapshot_path
 
@@ -108,7 +113,7 @@ class FakeStaging:
         self.j.hit("delete_snapshot")
         existed = self.snapshot_exists
         if existed:
-            self.snapshot_path.rmdir()
+            shutil.rmtree(self.snapshot_path)
         self.snapshot_exists = False
         return existed
 
@@ -171,15 +176,25 @@ class World:
     config: HostConfig
 
 
+_STATE = object()
+
+
 def make_world(
-    tmp_path: Path, *, verdict: VerifiedRelease | None = None, current: str | None = "1"
+    tmp_path: Path,
+    *,
+    verdict: VerifiedRelease | None = None,
+    current: str | None = "1",
+    state_path: Path | None | object = _STATE,
+    wait: bool = False,
 ) -> World:
     keyring = tmp_path / "pubring.gpg"
     keyring.write_bytes(b"k")
     config = HostConfig(
         host=HostFiles(keyring=keyring),
-        lock=LockConfig(path=tmp_path / "lock"),
-        state=StateConfig(path=tmp_path / "state" / "state.json"),
+        lock=LockConfig(path=tmp_path / "lock", wait=wait, wait_timeout_s=30.0),
+        state=StateConfig(
+            path=tmp_path / "state" / "state.json" if state_path is _STATE else state_path  # type: ignore[arg-type]  # a Path or None
+        ),
         fetcher=FetcherConfig(
             vm_definitions_dir=tmp_path / "vm-defs", update_url_file=tmp_path / "update-url"
         ),
