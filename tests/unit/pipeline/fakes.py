@@ -103,6 +103,13 @@ class FakeStaging:
         self.j.hit("drop")
         return len(names)
 
+    def copy_signature(self, snapshot: Path, source: str, target: str, *, max_bytes: int) -> bool:
+        self.j.hit("copy_signature")
+        if (snapshot / target).exists() or not (snapshot / source).exists():
+            return False
+        (snapshot / target).write_bytes((snapshot / source).read_bytes())
+        return True
+
     def make_read_only(self, snapshot: Path) -> None:
         self.j.hit("make_read_only")
 
@@ -150,10 +157,11 @@ class FakeApplier:
         self.j = journal
         self.current = current
         self.applied: list[str] = []
+        self.reads: tuple[str, ...] = ()
 
     @property
     def required_signature_files(self) -> tuple[str, ...]:
-        return ()
+        return self.reads
 
     def installed(self) -> Listing:
         self.j.hit("installed")

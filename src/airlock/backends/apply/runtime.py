@@ -168,9 +168,7 @@ class Runtime:
 
     def _check_binds(self, binds: Sequence[Bind]) -> None:
         for b in binds:
-            target = _check_target(b.target)
-            if not self.chrooted and not os.path.lexists(target):
-                raise HostError(f"Bind target {target} does not exist", code="host.sysupdate")
+            _check_target(b.target)
             if not os.path.exists(b.source):
                 raise HostError(f"Bind source {b.source} does not exist", code="host.sysupdate")
 

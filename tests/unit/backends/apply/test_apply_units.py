@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.apply import runtime
+from airlock.backends.apply import runtime, sysupdate
 from airlock.backends.apply.runtime import Bind
 from airlock.backends.apply.sysupdate import DEFINITIONS, ESP, KEYRING_TARGETS, Invocation
 from airlock.errors import HostError
@@ -59,3 +59,27 @@ def test_locate_without_runtime(tmp_path: Path) -> None:
     with pytest.raises(HostError) as info:
         runtime.locate(tmp_path)
     assert info.value.code == "host.sysupdate"
+
+
+@pytest.mark.parametrize("vendor_exists", [True, False])
+def test_the_host_s_own_sysupdate_gets_real_paths_and_only_replacing_binds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vendor_exists: bool
+) -> None:
+    # Spectrum's host: nothing is bound where it already is, nothing created on /usr or /etc.
+    etc, vendor = tmp_path / "etc-pubring.gpg", tmp_path / "vendor-pubring.gpg"
+    etc.write_bytes(b"host keyring")
+    if vendor_exists:
+        vendor.write_bytes(b"vendor keyring")
+    monkeypatch.setattr(sysupdate, "KEYRING_TARGETS", (str(etc), str(vendor)))
+    inv = Invocation(definitions=tmp_path / "d", keyring=etc, esp=tmp_path / "esp")
+    assert inv.definitions_arg(host=True) == f"--definitions={tmp_path / 'd'}"
+    assert inv.all_env(host=True) == {"SYSTEMD_ESP_PATH": str(tmp_path / "esp")}
+    binds = inv.all_binds(host=True)
+    # the configured keyring is the file sysupdate reads: only the vendor fallback is covered
+    assert binds == (
+        (Bind(source=etc, target=str(vendor), read_only=True),) if vendor_exists else ()
+    )
+    other = tmp_path / "other.gpg"
+    other.write_bytes(b"pinned")
+    binds = Invocation(definitions=tmp_path / "d", keyring=other).all_binds(host=True)
+    assert [b.target for b in binds] == [str(etc), *([str(vendor)] if vendor_exists else [])]
