@@ -29,17 +29,15 @@ RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
 
 
 def effective(args: argparse.Namespace) -> config.Effective:
-    """The effective config of this invocation: defaults, ``--config`` file, then flags.
+    """The effective config of this invocation: defaults, the file, then flags.
 
-    With ``--spectrum`` (``spectrum-update``): Spectrum's paths, ``spectrum-update``'s own
-    defaults (it waits for the lock), and ``/etc/airlock/host.toml`` when it exists and no
-    ``--config`` is given.
+    The file is ``--config``, else ``/etc/airlock/host.toml`` when it exists.  ``--spectrum``
+    (``spectrum-update``) adds ``spectrum-update``'s own defaults (it waits for the lock).
     """
-    path, preset = args.config, None
-    if getattr(args, "spectrum", False):
-        preset = config.SPECTRUM_DEFAULTS
-        if path is None and os.path.lexists(config.SPECTRUM_CONFIG):
-            path = config.SPECTRUM_CONFIG
+    path = args.config
+    if path is None and os.path.lexists(config.DEFAULT_FILE):
+        path = config.DEFAULT_FILE
+    preset = config.SPECTRUM_DEFAULTS if getattr(args, "spectrum", False) else None
     return config.load(path, flags=config.given_flags(args), preset=preset)
 
 
@@ -144,7 +142,12 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, staging: bool, flags: bool) -> None:
-    p.add_argument("--config", type=Path, default=None, help="host config (TOML)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"host config (TOML; default {config.DEFAULT_FILE} when it exists)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
     if staging:

@@ -26,7 +26,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -503,28 +503,33 @@ class Lab:
 
     def state(self) -> DiskState:
         """What is on the disk now: labels, PARTUUIDs and which image each slot holds."""
-        known = {}
-        for v, img in self.images.items():
-            known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
-            known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
-            known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
-        sizes = {img.root.stat().st_size for img in self.images.values()} | {
-            img.verity.stat().st_size for img in self.images.values()
-        }
-        slots = []
-        for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 5), 0)):
-            content = "empty"
-            for size in sorted(sizes):
-                prefix = disk.state(self.disk, measure={slot.number: size})[slot.number - 1]
-                if prefix.sha256_prefix in known:
-                    content = known[prefix.sha256_prefix]
-                    break
-            slots.append((slot.number, slot.label, slot.partuuid, content))
-        boot = tuple(
-            (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
-            for p in sorted((self.esp / "EFI/Linux").iterdir())
-        )
-        return DiskState(slots=tuple(slots), boot=boot)
+        return describe(self.disk, self.esp, self.images)
+
+
+def describe(disk_image: Path, esp: Path, built: Mapping[str, images.Images]) -> DiskState:
+    """Slots of ``disk_image`` and UKIs in ``esp``, each named by the built image it holds."""
+    known = {}
+    for v, img in built.items():
+        known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
+        known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
+        known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
+    sizes = {img.root.stat().st_size for img in built.values()} | {
+        img.verity.stat().st_size for img in built.values()
+    }
+    slots = []
+    for slot in disk.state(disk_image, measure=dict.fromkeys(range(1, 5), 0)):
+        content = "empty"
+        for size in sorted(sizes):
+            prefix = disk.state(disk_image, measure={slot.number: size})[slot.number - 1]
+            if prefix.sha256_prefix in known:
+                content = known[prefix.sha256_prefix]
+                break
+        slots.append((slot.number, slot.label, slot.partuuid, content))
+    boot = tuple(
+        (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
+        for p in sorted((esp / "EFI/Linux").iterdir())
+    )
+    return DiskState(slots=tuple(slots), boot=boot)
 
 
 @contextlib.contextmanager

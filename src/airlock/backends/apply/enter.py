@@ -143,6 +143,10 @@ def main(argv: list[str]) -> int:  # returns only on failure; success replaces t
     root: str = spec["root"]
     try:
         mount("none", "/", None, MS_REC | MS_PRIVATE)  # belt and braces over --propagation
+        if root == "/":
+            # The run has its own PID namespace: a /proc of it, or sysupdate's helpers (forked
+            # and waited for by pid, with /proc/PID checks) see the host's pids and fail.
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         if root != "/":
             root = _overlay(root, spec["scratch"])
             mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
