@@ -381,16 +381,17 @@ class SpectrumHost:
 
     # -- releases and what the disk holds ---------------------------------------------------
     def publish(self, version: str) -> None:
-        """Sign and publish ``version`` (a new second each time: the replay guard compares)."""
+        """Sign and publish ``version``, in a later second than the previous publish ended in
+        (signature times have a one-second resolution and the replay guard compares them)."""
         img = self.images[version]
         while int(time.time()) <= self._last_publish_s:
             time.sleep(0.05)
-        self._last_publish_s = int(time.time())
         self._airlock(
             "publish", self.w / "server", "--spectrum", "--version", version,
             "--roothash", img.roothash, "--root", img.root, "--verity", img.verity,
             "--uki", img.kernel, "--gnupghome", self.gnupghome, "--keep", "2",
         )  # fmt: skip
+        self._last_publish_s = int(time.time())
 
     def served(self, *, payload_only: bool = False) -> int:
         """Bytes the update server sent so far (``payload_only``: not manifests or signatures)."""

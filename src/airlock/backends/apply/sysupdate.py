@@ -64,7 +64,9 @@ class Invocation:
         if not host:
             out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
             if self.keyring is not None:
-                out += [Bind(source=self.keyring, target=t, read_only=True) for t in KEYRING_TARGETS]
+                out += [
+                    Bind(source=self.keyring, target=t, read_only=True) for t in KEYRING_TARGETS
+                ]
             if self.esp is not None:
                 out.append(Bind(source=self.esp, target=ESP, read_only=False))
             return (*out, *self.binds)
