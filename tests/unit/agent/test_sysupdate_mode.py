@@ -33,7 +33,7 @@ def _fake_sysupdate(world: World, *, fail_times: int) -> tuple[Path, Path]:
         'n=$(cat "$R/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$R/count"\n'
         'echo "$@" > "$R/argv"\n'
         'cat /etc/systemd/import-pubring.gpg > "$R/keyring"\n'
-        '[ ! -e /usr/lib/systemd/import-pubring.gpg ] || '
+        "[ ! -e /usr/lib/systemd/import-pubring.gpg ] || "
         'cat /usr/lib/systemd/import-pubring.gpg > "$R/vendor"\n'
         'for a in "$@"; do case $a in --definitions=*) cp "${a#--definitions=}"/* "$R/";; '
         "esac; done\n"
