@@ -70,6 +70,7 @@ class FakeStaging:
         self.snapshot_exists = False
         # What the VM sent (the snapshot's content); the judge itself is faked.
         self.delivered: tuple[str, ...] = ("SHA256SUMS", "SHA256SUMS.gpg")
+        self.frozen: list[str] = []  # the snapshot's names when it was made read-only
 
     @property
     def share(self) -> Path:
@@ -112,6 +113,7 @@ class FakeStaging:
 
     def make_read_only(self, snapshot: Path) -> None:
         self.j.hit("make_read_only")
+        self.frozen = sorted(p.name for p in snapshot.iterdir())
 
     def sync(self, snapshot: Path) -> None:
         self.j.hit("sync")
