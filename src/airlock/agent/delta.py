@@ -1,44 +1,49 @@
 # SPDX-License-Identifier: MIT
-"""Delta downloads (inside the VM): build a new file from blocks the VM already has, fetch the rest.
+"""Delta downloads (inside the VM): build a new file from pieces the VM already has, fetch the rest.
 
 Trusts nothing: the block index (``NAME.blocks``, ``formats.blockindex``) comes from the server
 unsigned, and the seeds are the VM's own earlier downloads in ``updates/``.  Neither can change
 what is accepted: the assembled file gets its real name only if its SHA-256 equals the signed
-manifest's, and the host hashes it again from the frozen snapshot.  A missing, malformed or
-mismatching index, a server that does not answer byte ranges exactly, a file that changes on the
-server between requests, or an assembled file with the wrong hash all end the delta attempt with
-a notice, and the caller downloads the whole file as before.
+manifest's, and the host hashes it again from the frozen snapshot.  A missing or malformed index,
+one made for other content, a server that does not answer byte ranges exactly, a file that
+changes on the server between requests, or an assembled file with the wrong hash all end the
+delta attempt with a notice, and the caller downloads the whole file as before.
 
-For one file: fetch and parse the index (its header must carry the manifest's SHA-256); keep the
-blocks of ``.NAME.partial`` that already match (a delta or a whole-file download cut earlier);
-read the seeds block by block (4 KiB-aligned, ADR 0074) and copy every block the index still
-needs; fetch the remaining blocks with ``Range`` requests, neighbours coalesced (gaps merged
-smallest first while they add at most 2 % to the bytes needed); copy blocks that occur twice in
-the new file locally; hash the whole file, fsync, rename.
+For one file (``assemble``): read the index header and group digests; take every group the
+partial file already holds in place (a resumed download) or a seed holds anywhere; read the block
+digests of the other groups and take the blocks found; for short runs of blocks still missing,
+read their sub-block digests and take the sub-blocks found where the run's neighbours came from;
+fetch what is left with ``Range`` requests (``blockmap.coalesce``); copy blocks that occur twice
+locally; hash the whole file, fsync, rename.  Index sections are fetched with ranges too, so a
+small change costs a small part of the index.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from airlock.agent import selection
+from airlock.agent.blockmap import REFINE_RUN_BLOCKS, Plan, Seeds, Where, block_digests, coalesce
 from airlock.agent.fetch import Downloader, Meter, partial_name, pwrite_all, validator_name
-from airlock.agent.transport import CHUNK_BYTES, RangeError
+from airlock.agent.transport import CHUNK_BYTES, Body, RangeError, Source
 from airlock.errors import BlockIndexError, FetchError
 from airlock.events import Notice, Step
 from airlock.formats import blockindex, definitions, version
+from airlock.formats.blockindex import Header
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
 
-MAX_INDEX_BYTES = 64 << 20  # the index of a 16 GiB image; larger images are fetched whole
-MERGE_SLACK = 0.02  # coalescing may add this share of the needed bytes
+MAX_INDEX_BYTES = 256 << 20  # the index of a 40 GiB image; larger images are fetched whole
 MAX_SEEDS = 2
+PARALLEL = 8  # connections fetching byte ranges at once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,8 +51,8 @@ class DeltaResult:
     """What one delta download did."""
 
     reused_bytes: int  # copied from seeds or kept from the partial file
-    fetched_bytes: int  # received in byte ranges
-    index_bytes: int
+    fetched_bytes: int  # received in byte ranges of the file
+    index_bytes: int  # received of its block index
     ranges: int
 
 
@@ -62,184 +67,281 @@ def seeds(listing: Sequence[str], transfer: definitions.Transfer, current: str |
     return [name for _key, name in found[:MAX_SEEDS]]
 
 
-def fetch_index(downloader: Downloader, name: str, sha256: str) -> blockindex.BlockIndex | None:
+class RemoteIndex:
+    """Parts of ``NAME.blocks`` on the server, read with byte ranges (or whole, if need be)."""
+
+    def __init__(self, downloader: Downloader, name: str, sha256: str) -> None:
+        self.downloader = downloader
+        self.name = blockindex.index_name(name)
+        self.what = display(self.name)
+        self.whole: bytes | None = None
+        self.validator: str | None = None
+        self.received = 0
+        self._header: Header | None = None
+        raw = self.read(0, blockindex.HEADER_BYTES)
+        self.header = blockindex.parse_header(raw, max_file_bytes=downloader.budget.max_file_bytes)
+        self._header = self.header
+        if self.header.sha256 != sha256:
+            raise BlockIndexError(f"Block index of {display(name)} describes other content")
+        if self.header.index_bytes > MAX_INDEX_BYTES:
+            raise BlockIndexError(
+                f"Block index of {display(name)} is larger than {MAX_INDEX_BYTES}"
+            )
+        self._check_size(name)
+
+    def _check_size(self, name: str) -> None:
+        if self.whole is not None and self._header is not None:
+            if len(self.whole) != self._header.index_bytes:
+                raise BlockIndexError(
+                    f"Block index of {display(name)} is {len(self.whole)} bytes, its header "
+                    f"implies {self._header.index_bytes}"
+                )
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the index."""
+        if self.whole is None:
+            try:
+                return self._range(start, end)
+            except RangeError as exc:
+                logger.info("%s; fetching the whole index", exc.message)
+                whole = self.downloader.get_small(self.name, limit=MAX_INDEX_BYTES)
+                if whole is None:
+                    raise BlockIndexError(f"{self.what} vanished from the server") from exc
+                self.whole = whole
+                self.received += len(whole)
+                self._check_size(self.name.removesuffix(blockindex.SUFFIX))
+        return self.whole[start:end]  # short only before the header check (then refused)
+
+    def _range(self, start: int, end: int) -> bytes:
+        out = bytearray()
+
+        def attempt() -> None:
+            out.clear()
+            d = self.downloader
+            with d.source.open_range(self.name, start, end, validator=self.validator) as body:
+                if self.validator is None:
+                    self.validator = body.validator
+                elif body.validator is not None and body.validator != self.validator:
+                    raise RangeError(f"{self.what} changed on the server")
+                view = memoryview(bytearray(min(end - start, CHUNK_BYTES)))
+                while n := body.readinto(view):
+                    out.extend(view[:n])
+                    d.check_deadline(self.what)
+
+        self.downloader.retrying(self.what, attempt)
+        self.received += len(out)
+        return bytes(out)
+
+    def sections(self, ranges: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+        """Many pieces at once (coalesced requests); keyed by each piece's start."""
+        out: dict[int, bytes] = {}
+        wanted = sorted(ranges)
+        for a, b in coalesce(wanted):
+            data = self.read(a, b)
+            for s, e in wanted:
+                if a <= s and e <= b:
+                    out[s] = data[s - a : e - a]
+        return out
+
+
+def fetch_index(downloader: Downloader, name: str, sha256: str) -> RemoteIndex | None:
     """The usable index of ``name``, or ``None`` (with a notice when it exists but is unusable)."""
-    what = display(name)
     try:
-        raw = downloader.get_small(blockindex.index_name(name), limit=MAX_INDEX_BYTES)
-        if raw is None:
-            logger.debug("no block index for %s", what)
-            return None
-        index = blockindex.parse(raw, max_file_bytes=downloader.budget.max_file_bytes)
-        if index.header.sha256 != sha256:
-            raise BlockIndexError(f"Block index of {what} describes other content")
+        return RemoteIndex(downloader, name, sha256)
     except FetchError as exc:
         if exc.code == "fetch.timeout":
             raise
-        _notice(downloader, f"{exc.message}; downloading the whole file")
+        if exc.code == "fetch.missing":
+            logger.debug("no block index for %s", display(name))
+        else:
+            _notice(downloader, f"{exc.message}; downloading the whole file")
         return None
-    return index
 
 
 def _notice(downloader: Downloader, message: str) -> None:
     downloader.reporter.emit(Notice(message=message, step=Step.DOWNLOAD))
 
 
-class _Plan:
-    """Which blocks of the new file are still needed, keyed by digest."""
+class _Assembly:
+    """One delta download in progress: the plan, the partial file, the index, the seeds."""
 
-    def __init__(self, index: blockindex.BlockIndex) -> None:
+    def __init__(self, downloader: Downloader, index: RemoteIndex, fd: int, seed_fds: list[int]):
+        self.downloader = downloader
         self.index = index
-        self.header = index.header
-        self.have = bytearray(self.header.blocks)
-        self.needed: dict[bytes, list[int]] = {}
+        self.header: Header = index.header
+        self.fd = fd
+        held = min(os.fstat(fd).st_size, self.header.file_bytes)
+        self.plan = Plan(self.header, block_digests(fd, held, self.header) if held else [])
+        os.ftruncate(fd, self.header.file_bytes)
+        self.seeds = Seeds(self.header, seed_fds)
+        self.duplicates: dict[int, list[int]] = {}  # first block → its later copies
 
-    def keep_matching(self, fd: int) -> int:
-        """Mark the blocks ``fd`` already holds; return their bytes."""
-        kept = 0
-        size = min(os.fstat(fd).st_size, self.header.file_bytes)
-        for start, view in _blocks(fd, size, self.header.block_bytes):
-            i = start // self.header.block_bytes
-            end = self.index.block_range(i)[1]
-            if start + len(view) == end and _digest(view, self.header) == self.index.digest(i):
-                self.have[i] = 1
-                kept += len(view)
-        return kept
-
-    def build_needed(self) -> None:
-        """The digest → block numbers map of every block not yet held."""
-        needed: dict[bytes, list[int]] = {}
-        for i in range(self.header.blocks):
-            if not self.have[i]:
-                needed.setdefault(self.index.digest(i), []).append(i)
-        self.needed = needed
-
-    def copy_from(self, seed_fd: int, fd: int) -> int:
-        """Copy every needed block found in ``seed_fd`` into ``fd``; return the bytes copied."""
-        copied = 0
-        size = os.fstat(seed_fd).st_size
-        for _start, view in _blocks(seed_fd, size, self.header.block_bytes):
-            if not self.needed:
-                break
-            targets = self.needed.pop(_digest(view, self.header), None)
-            if targets is None:
+    def match(self) -> list[tuple[int, int]]:
+        """Take what is local; return the byte intervals still to fetch."""
+        h, dig = self.header, self.header.digest_bytes
+        groups = self.index.read(h.groups_at, h.blocks_at)
+        lacking = [
+            g for g in range(h.groups)
+            if not self.plan.take_group(g, groups[g * dig : (g + 1) * dig], self.seeds, self.fd)
+        ]  # fmt: skip
+        digests = self._block_digests(lacking, groups)
+        first_of: dict[bytes, int] = {}
+        for i, d in sorted(digests.items()):
+            if self.plan.take_block(i, d, self.seeds, self.fd):
                 continue
-            for i in targets:
-                start, end = self.index.block_range(i)
-                if end - start != len(view):
-                    continue  # a short last block cannot equal a whole one
-                pwrite_all(fd, view, start)
-                self.have[i] = 1
-                copied += len(view)
-        return copied
+            if d in first_of:
+                self.duplicates.setdefault(first_of[d], []).append(i)
+                self.plan.have[i] = 1  # filled from its first copy after the fetch
+            else:
+                first_of[d] = i
+        return self._refine()
 
-    def to_fetch(self) -> list[int]:
-        """Block numbers to download: the first block of each needed digest."""
-        return sorted(targets[0] for targets in self.needed.values())
+    def _block_digests(self, lacking: list[int], groups: bytes) -> dict[int, bytes]:
+        h, dig = self.header, self.header.digest_bytes
+        spans = []
+        for g in lacking:
+            first, end = h.group_range(g)
+            spans.append((h.blocks_at + first * dig, h.blocks_at + end * dig))
+        pieces = self.index.sections(spans)
+        out: dict[int, bytes] = {}
+        for g, (a, _b) in zip(lacking, spans, strict=True):
+            raw = pieces[a]
+            if blockindex.digest(raw, dig) != groups[g * dig : (g + 1) * dig]:
+                raise BlockIndexError(f"{self.index.what}: group {g} does not fit its blocks")
+            first, _end = h.group_range(g)
+            for k in range(len(raw) // dig):
+                out[first + k] = raw[k * dig : (k + 1) * dig]
+        return out
 
-    def copy_duplicates(self, fd: int) -> int:
-        """Fill the other blocks of each fetched digest from its first copy."""
+    def _refine(self) -> list[tuple[int, int]]:
+        h, plan = self.header, self.plan
+        wanted: list[tuple[int, int]] = []
+        refine: list[tuple[int, list[Where]]] = []
+        for first, end in plan.missing_runs():
+            for i in range(first, end):
+                where = plan.candidates(first, end, i) if end - first <= REFINE_RUN_BLOCKS else []
+                if where:
+                    refine.append((i, where))
+                else:
+                    wanted.append(h.block_range(i))
+        size, sub = h.sub_digest_bytes, h.sub_bytes
+        spans = []
+        for i, _where in refine:
+            start, end = h.block_range(i)
+            spans.append((h.subs_at + start // sub * size, h.subs_at + -(-end // sub) * size))
+        pieces = self.index.sections(spans)
+        for (i, where), (a, _b) in zip(refine, spans, strict=True):
+            raw = pieces[a]
+            subs = [raw[k : k + size] for k in range(0, len(raw), size)]
+            for k in plan.refine(i, subs, where, self.fd):
+                start = k * sub
+                wanted.append((start, min(start + sub, h.file_bytes)))
+        return coalesce(sorted(wanted))
+
+    def copy_duplicates(self) -> int:
+        """Fill later copies of a block from its first copy; return the bytes copied."""
         copied = 0
-        for targets in self.needed.values():
-            first_start, first_end = self.index.block_range(targets[0])
-            data = os.pread(fd, first_end - first_start, first_start)
-            for i in targets[1:]:
-                pwrite_all(fd, data, self.index.block_range(i)[0])
+        for first, later in self.duplicates.items():
+            start, end = self.header.block_range(first)
+            data = os.pread(self.fd, end - start, start)
+            for i in later:
+                pwrite_all(self.fd, data, self.header.block_range(i)[0])
                 copied += len(data)
         return copied
 
 
-def _digest(view: memoryview, header: blockindex.Header) -> bytes:
-    return hashlib.sha256(view).digest()[: header.digest_bytes]
-
-
-def _blocks(fd: int, size: int, block: int) -> Iterator[tuple[int, memoryview]]:
-    """(offset, view) of each block of ``fd`` up to ``size`` (views valid until the next one)."""
-    buf = bytearray(CHUNK_BYTES - CHUNK_BYTES % block)
-    whole = memoryview(buf)
-    offset = 0
-    while offset < size:
-        n = os.preadv(fd, [whole[: min(len(buf), size - offset)]], offset)
-        if n <= 0:
-            return
-        for start in range(0, n, block):
-            yield offset + start, whole[start : min(start + block, n)]
-        offset += n
-
-
-def coalesce(blocks: Sequence[int], header: blockindex.Header) -> list[tuple[int, int]]:
-    """Byte ranges ``[start, end)`` covering ``blocks`` (sorted), gaps merged within the slack."""
-    if not blocks:
-        return []
-    runs: list[list[int]] = [[blocks[0], blocks[0] + 1]]
-    for b in blocks[1:]:
-        if b == runs[-1][1]:
-            runs[-1][1] = b + 1
-        else:
-            runs.append([b, b + 1])
-    budget = MERGE_SLACK * len(blocks)
-    gaps = sorted(range(len(runs) - 1), key=lambda k: runs[k + 1][0] - runs[k][1])
-    merge = set()
-    for k in gaps:
-        width = runs[k + 1][0] - runs[k][1]
-        if width > budget:
-            break
-        budget -= width
-        merge.add(k)
-    out: list[tuple[int, int]] = []
-    start = runs[0][0]
-    for k in range(len(runs)):
-        if k in merge:
-            continue
-        out.append((start, runs[k][1]))
-        if k + 1 < len(runs):
-            start = runs[k + 1][0]
-    size = header.file_bytes
-    return [(a * header.block_bytes, min(b * header.block_bytes, size)) for a, b in out]
-
-
 class _RangeFetcher:
-    """Downloads byte ranges of one file into ``fd``; every answer must belong to one file."""
+    """Downloads byte ranges of one file into ``fd``; every answer must belong to one file.
+
+    Up to ``PARALLEL`` connections fetch ranges at the same time (``Downloader.fork``), so a
+    delta of many small ranges is not one round trip per range on a slow link.
+    """
 
     def __init__(self, downloader: Downloader, fd: int, name: str, size: int, meter: Meter) -> None:
         self.downloader = downloader
         self.fd = fd
         self.name = name
+        self.what = display(name)
         self.size = size
         self.meter = meter
         self.validator: str | None = None
         self.fetched = 0
-        self._buf = memoryview(bytearray(CHUNK_BYTES))
+        self._lock = threading.Lock()
 
-    def fetch(self, start: int, end: int) -> None:
-        """Fetch ``[start, end)``, retrying transient failures from where they stopped."""
-        pos = [start]
-        self.downloader.retrying(display(self.name), lambda: self._attempt(pos, end))
+    def fetch_all(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Fetch every range; the first failure stops the others and is raised."""
+        pending = collections.deque(ranges)
+        errors: list[BaseException] = []
+        extra = min(PARALLEL, len(ranges)) - 1 if self.downloader.fork else 0
+        sources = [self.downloader.source]
+        try:
+            sources += [self.downloader.fork() for _ in range(extra)]  # type: ignore[misc]
+            workers = [
+                threading.Thread(target=self._work, args=(src, pending, errors), daemon=True)
+                for src in sources[1:]
+            ]
+            for t in workers:
+                t.start()
+            self._work(sources[0], pending, errors)
+            for t in workers:
+                t.join()
+        finally:
+            for src in sources[1:]:
+                src.close()
+        if errors:
+            raise errors[0]
 
-    def _attempt(self, pos: list[int], end: int) -> None:
-        what = display(self.name)
-        d = self.downloader
-        with d.source.open_range(self.name, pos[0], end, validator=self.validator) as body:
-            if body.size is not None and body.size != self.size:
-                raise RangeError(f"{what} on the server has {body.size} bytes, its index says "
-                                 f"{self.size}")  # fmt: skip
+    def _work(
+        self,
+        source: Source,
+        pending: collections.deque[tuple[int, int]],
+        errors: list[BaseException],
+    ) -> None:
+        buf = memoryview(bytearray(CHUNK_BYTES))
+        while True:
+            with self._lock:
+                if errors or not pending:
+                    return
+                start, end = pending.popleft()
+            try:
+                pos = [start]
+                self.downloader.retrying(
+                    self.what,
+                    lambda: self._attempt(source, buf, pos, end),  # noqa: B023
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                with self._lock:
+                    errors.append(exc)
+                return
+
+    def _check(self, body: Body) -> None:
+        if body.size is not None and body.size != self.size:
+            raise RangeError(f"{self.what} on the server has {body.size} bytes, its index says "
+                             f"{self.size}")  # fmt: skip
+        with self._lock:
             if self.validator is None:
                 self.validator = body.validator
             elif body.validator is not None and body.validator != self.validator:
-                raise RangeError(f"{what} changed on the server during the download")
-            while n := body.readinto(self._buf):
-                pwrite_all(self.fd, self._buf[:n], pos[0])
+                raise RangeError(f"{self.what} changed on the server during the download")
+
+    def _attempt(self, source: Source, buf: memoryview, pos: list[int], end: int) -> None:
+        d = self.downloader
+        with source.open_range(self.name, pos[0], end, validator=self.validator) as body:
+            self._check(body)
+            while n := body.readinto(buf):
+                pwrite_all(self.fd, buf[:n], pos[0])
                 pos[0] += n
-                self.fetched += n
-                d.count(n, what)
+                with self._lock:
+                    self.fetched += n
+                d.count(n, self.what)
                 self.meter.add(n)
-                d.check_deadline(what)
+                d.check_deadline(self.what)
 
 
-def seed_fds(dir_fd: int, seeds: Sequence[str]) -> list[tuple[str, int]]:
+def _open_seeds(dir_fd: int, names: Sequence[str]) -> list[int]:
     """Open the seed files that are regular files (no symlink followed)."""
     out = []
-    for name in seeds:
+    for name in names:
         try:
             fd = os.open(
                 name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
@@ -247,7 +349,7 @@ def seed_fds(dir_fd: int, seeds: Sequence[str]) -> list[tuple[str, int]]:
         except OSError:
             continue
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            out.append((name, fd))
+            out.append(fd)
         else:
             os.close(fd)
     return out
@@ -258,8 +360,8 @@ def assemble(
     dir_fd: int,
     name: str,
     sha256: str,
-    index: blockindex.BlockIndex,
-    seeds: Sequence[str],
+    index: RemoteIndex,
+    seed_names: Sequence[str],
 ) -> DeltaResult | None:
     """Delta-download ``name``; ``None`` when the caller must download the whole file instead.
 
@@ -270,62 +372,52 @@ def assemble(
     """
     what = display(name)
     part = partial_name(name)
-    header = index.header
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    seed_fds = _open_seeds(dir_fd, seed_names)
     try:
-        plan = _Plan(index)
-        reused = plan.keep_matching(fd)
-        os.ftruncate(fd, header.file_bytes)
-        plan.build_needed()
-        opened = seed_fds(dir_fd, seeds)
         try:
-            for _seed, seed_fd in opened:
-                reused += plan.copy_from(seed_fd, fd)
-        finally:
-            for _seed, seed_fd in opened:
-                os.close(seed_fd)
-        if reused == 0:
-            _give_up(downloader, dir_fd, part, f"Nothing of {what} found locally; downloading "
-                     "the whole file")  # fmt: skip
-            return None
-        ranges = coalesce(plan.to_fetch(), header)
+            job = _Assembly(downloader, index, fd, seed_fds)
+            ranges = job.match()
+        except BlockIndexError as exc:
+            return _give_up(downloader, dir_fd, part, f"{exc.message}; downloading the whole file")
+        if job.plan.reused == 0:
+            message = f"Nothing of {what} found locally; downloading the whole file"
+            return _give_up(downloader, dir_fd, part, message)
         wanted = sum(b - a for a, b in ranges)
-        _notice(
-            downloader,
-            f"{what}: {reused} of {header.file_bytes} bytes found locally; fetching {wanted} "
-            f"bytes in {len(ranges)} ranges",
-        )
+        _notice(downloader, f"{what}: {job.plan.reused} of {index.header.file_bytes} bytes found "
+                f"locally; fetching {wanted} bytes in {len(ranges)} ranges")  # fmt: skip
         meter = Meter(downloader.reporter, what, done=0, total=wanted)
-        fetcher = _RangeFetcher(downloader, fd, name, header.file_bytes, meter)
+        fetcher = _RangeFetcher(downloader, fd, name, index.header.file_bytes, meter)
         try:
-            for start, end in ranges:
-                fetcher.fetch(start, end)
+            fetcher.fetch_all(ranges)
         except RangeError as exc:
-            _give_up(downloader, dir_fd, part, f"{exc.message}; downloading the whole file")
-            return None
+            return _give_up(downloader, dir_fd, part, f"{exc.message}; downloading the whole file")
         meter.add(0, final=True)
-        reused += plan.copy_duplicates(fd)
+        reused = job.plan.reused + job.copy_duplicates()
         if _sha256(fd) != sha256:
-            _give_up(downloader, dir_fd, part, f"Assembled {what} differs from the manifest; "
-                     "downloading the whole file")  # fmt: skip
-            return None
+            return _give_up(downloader, dir_fd, part, f"Assembled {what} differs from the "
+                            "manifest; downloading the whole file")  # fmt: skip
         os.fsync(fd)
     finally:
         os.close(fd)
+        for seed in seed_fds:
+            os.close(seed)
     os.rename(part, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     _unlink(dir_fd, validator_name(name))
     os.fsync(dir_fd)
     return DeltaResult(
         reused_bytes=reused,
         fetched_bytes=fetcher.fetched,
-        index_bytes=header.index_bytes,
+        index_bytes=index.received,
         ranges=len(ranges),
     )
 
 
-def _give_up(downloader: Downloader, dir_fd: int, part: str, message: str) -> None:
+def _give_up(downloader: Downloader, dir_fd: int, part: str, message: str) -> DeltaResult | None:
+    """Report why the delta stops, drop its partial file; the caller downloads the whole file."""
     _notice(downloader, message)
     _unlink(dir_fd, part)
+    return None
 
 
 def _unlink(dir_fd: int, name: str) -> None:
@@ -337,7 +429,10 @@ def _unlink(dir_fd: int, name: str) -> None:
 
 def _sha256(fd: int) -> str:
     digest = hashlib.sha256()
-    size = os.fstat(fd).st_size
-    for _start, view in _blocks(fd, size, CHUNK_BYTES):
-        digest.update(view)
+    buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
+    offset = 0
+    while n := os.preadv(fd, [view], offset):
+        digest.update(view[:n])
+        offset += n
     return digest.hexdigest()

@@ -46,7 +46,14 @@ def run(options: Options, reporter: Reporter) -> Result:
         max_file_bytes=options.limits.max_file_bytes,
         max_total_bytes=options.limits.max_total_bytes,
     )
-    downloader = Downloader(source, budget, reporter)
+    downloader = Downloader(
+        source,
+        budget,
+        reporter,
+        fork=lambda: source_for(
+            config.url, stall_s=options.stall_s, deadline=deadline, ca_file=options.ca_file
+        ),
+    )
     try:
         if options.mode == Mode.SYSUPDATE:
             with share.rendered_definitions(config) as directory:
