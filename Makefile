@@ -37,8 +37,8 @@ demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
