@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -89,6 +90,11 @@ def drop_caches_of(directory: Path) -> None:
     subprocess.run(["sync"], check=True, timeout=600)
 
 
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def curl_and_sync(url: str, names: list[str], out: Path) -> float:
     started = time.monotonic()
     for name in names:
@@ -110,14 +116,20 @@ def line_rate(t: Path, home: Path, fpr: str, pubring: bytes, mib: int, rounds: i
     out.mkdir()
     curl_s: list[float] = []
     agent_s: list[float] = []
+    curl_cpu: list[float] = []
+    agent_cpu: list[float] = []
     loads = [os.getloadavg()[0]]
     with nginx.serving(nginx.NginxConfig(root=origin, workdir=t / "nginx")) as web:
         share = make_share(t / "line", pubring, web.url)
         for _ in range(rounds):
             drop_caches_of(out)
+            cpu = cpu_of_children()
             curl_s.append(curl_and_sync(web.url, names, out))
+            curl_cpu.append(cpu_of_children() - cpu)
             drop_caches_of(share / "updates")
+            cpu = cpu_of_children()
             result, elapsed = agent(share)
+            agent_cpu.append(cpu_of_children() - cpu)
             assert result["outcome"] == "downloaded", result
             agent_s.append(elapsed)
             loads.append(os.getloadavg()[0])
@@ -127,11 +139,12 @@ def line_rate(t: Path, home: Path, fpr: str, pubring: bytes, mib: int, rounds: i
     load = f"{min(loads):.1f}-{max(loads):.1f}"
     print(f"line rate: {sum(files.values())} bytes in {len(files)} files, nginx on 127.0.0.1, "
           f"{rounds} alternating rounds; load average (1 min) {load}")  # fmt: skip
-    print("| run | curl -o + sync, s | airlock agent, s | curl / agent |")
+    print("| run | curl -o + sync, s (CPU s) | airlock agent, s (CPU s) | curl / agent |")
     print("|---|---|---|---|")
-    for i, (x, y) in enumerate(zip(curl_s, agent_s, strict=True), 1):
-        print(f"| {i} | {x:.2f} | {y:.2f} | {x / y:.2f} |")
-    print(f"| median | {c:.2f} | {a:.2f} | **{c / a:.2f}** |")
+    for i, (x, y, xc, yc) in enumerate(zip(curl_s, agent_s, curl_cpu, agent_cpu, strict=True), 1):
+        print(f"| {i} | {x:.2f} ({xc:.2f}) | {y:.2f} ({yc:.2f}) | {x / y:.2f} |")
+    cc, ac = statistics.median(curl_cpu), statistics.median(agent_cpu)
+    print(f"| median | {c:.2f} ({cc:.2f}) | {a:.2f} ({ac:.2f}) | **{c / a:.2f}** |")
     return c / a >= 0.9
 
 

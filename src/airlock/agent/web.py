@@ -225,10 +225,14 @@ def _reader(
 ) -> Callable[[memoryview], int]:
     """``readinto`` for a response body; a body shorter than announced is a cut connection.
 
-    Each call does at most one read from the socket (``read1``), so a trickling server cannot
-    keep a call from returning and the caller checks its deadline between calls.
+    Each call does at most one read from the socket, so a trickling server cannot keep a call
+    from returning and the caller checks its deadline between calls.  A body with a
+    ``Content-Length`` is read straight into the caller's buffer (``readinto1`` of the
+    response's buffered socket file: no copy); once it is complete the response is finished so
+    that ``http.client`` reuses the connection.  A chunked body goes through ``read1``.
     """
     state = {"left": length}
+    direct = length is not None and not resp.chunked and resp.fp is not None
 
     def readinto(view: memoryview) -> int:
         left = state["left"]
@@ -236,19 +240,25 @@ def _reader(
         if want == 0:
             return 0
         try:
-            data = resp.read1(want)
+            if direct:
+                n = resp.fp.readinto1(view[:want])
+            else:
+                data = resp.read1(want)
+                n = len(data)
+                view[:n] = data
         except ssl.SSLError as exc:
             raise TransientError(f"Failed to fetch {what}: TLS: {_describe(exc)}") from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise TransientError(f"Failed to fetch {what}: {_describe(exc)}") from exc
-        n = len(data)
-        view[:n] = data
         if left is not None:
             if n == 0:
                 raise TransientError(
                     f"Failed to fetch {what}: connection closed with {left} bytes still to come"
                 )
             state["left"] = left - n
+            if direct and left == n:
+                resp.length = 0  # we read the body ourselves: nothing is left for http.client
+                resp.read()  # ... which now marks the response complete (connection reusable)
         return n
 
     return readinto

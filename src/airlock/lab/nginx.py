@@ -33,7 +33,7 @@ from airlock.text import display
 START_TIMEOUT_S = 10.0
 _LOG_FORMAT = (
     'escape=json \'{"uri":"$uri","status":$status,"bytes":$body_bytes_sent,'
-    '"range_header":"$http_range","if_range":"$http_if_range"}\''
+    '"range_header":"$http_range","if_range":"$http_if_range","connection":$connection}\''
 )
 
 

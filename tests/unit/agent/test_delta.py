@@ -307,3 +307,21 @@ def test_coalescing_merges_gaps_within_the_request_cost_or_the_slack(
     intervals: list[tuple[int, int]], merged: list[tuple[int, int]]
 ) -> None:
     assert blockmap.coalesce(intervals) == merged
+
+
+def test_range_requests_reuse_their_connections(world: World, tmp_path: Path) -> None:
+    old = b"".join(_blocks(512))
+    new = bytearray(old)
+    for i in range(0, 512, 16):  # 32 separate one-block changes: 32 ranges
+        new[i * BLOCK : i * BLOCK + 10] = os.urandom(10)
+    world.publish("1", root=old)
+    files = world.publish("2", root=bytes(new))
+    (world.updates / release_names("1")[1]).write_bytes(old)
+    with nginx.serving(nginx.NginxConfig(root=world.origin, workdir=tmp_path / "ng")) as web:
+        world.set_url(web.url)
+        run(world.options(), ListReporter())
+        rootfs = release_names("2")[1]
+        entries = [r for r in web.requests() if r["path"] == rootfs]
+    assert (world.updates / rootfs).read_bytes() == files[rootfs]
+    assert len(entries) >= 16
+    assert len({e["connection"] for e in entries}) <= delta.PARALLEL  # kept alive, not one each
