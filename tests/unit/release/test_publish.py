@@ -434,3 +434,30 @@ def test_missing_release_dir_is_created_and_removed_on_failure(
     assert not (tmp_path / "new").exists()
     res = make_release(tmp_path / "fresh", "1", None, key)
     assert res.release_dir == tmp_path / "fresh"
+
+
+def test_missing_or_stale_index_of_a_kept_payload_is_written_again(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    rel = tmp_path / "rel"
+    make_release(rel, "1.0", None, key)
+    root, verity, efi = spectrum_names("1.0")
+    (rel / f"{root}.blocks").unlink()
+    (rel / f"{verity}.blocks").write_bytes(b"stale")
+    efi_index = (rel / f"{efi}.blocks").stat()
+    make_release(rel, "1.1", None, key)
+    for name in (root, verity, efi):
+        raw = (rel / f"{name}.blocks").read_bytes()
+        header = blockindex.parse(raw, max_file_bytes=1 << 40).header
+        assert header.sha256 == hashlib.sha256((rel / name).read_bytes()).hexdigest()
+    # A current index is left as it was (same inode: not rewritten).
+    assert (rel / f"{efi}.blocks").stat().st_ino == efi_index.st_ino
+
+
+def test_a_blocks_file_of_no_payload_is_left_alone(tmp_path: Path, key: SigningKey) -> None:
+    rel = tmp_path / "rel"
+    make_release(rel, "1.0", None, key)
+    (rel / "notes.blocks").write_bytes(b"the maintainer's own file")
+    make_release(rel, "1.1", None, key, keep=1)
+    assert (rel / "notes.blocks").read_bytes() == b"the maintainer's own file"
+    assert not [n for n in os.listdir(rel) if n.startswith("Spectrum_1.0")]  # dropped, indexes too
