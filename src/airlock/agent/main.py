@@ -141,6 +141,8 @@ def _download(
                 logger.debug("%s already present", display(wanted.name))
                 continue
             seeds = delta.seeds(listing, by_name[wanted.transfer], chosen.version)
+            if have is not None:  # a damaged or half-replaced copy: most of it may still be good
+                seeds.insert(0, wanted.name)
             done = None
             if options.delta and (seeds or partial_name(wanted.name) in listing):
                 index = delta.fetch_index(downloader, wanted.name, wanted.sha256)

@@ -325,3 +325,15 @@ def test_range_requests_reuse_their_connections(world: World, tmp_path: Path) ->
     assert (world.updates / rootfs).read_bytes() == files[rootfs]
     assert len(entries) >= 16
     assert len({e["connection"] for e in entries}) <= delta.PARALLEL  # kept alive, not one each
+
+
+def test_a_damaged_copy_of_the_file_itself_is_a_seed(world: World, server: Server) -> None:
+    new = b"".join(_blocks(256))
+    files = world.publish("1", root=new)
+    rootfs = release_names("1")[1]
+    damaged = bytearray(new)
+    damaged[len(new) // 2] ^= 0xFF  # one flipped byte, as the lab's "tampered" attack leaves it
+    (world.updates / rootfs).write_bytes(damaged)
+    run(world.options(), ListReporter())
+    assert (world.updates / rootfs).read_bytes() == files[rootfs]
+    assert _root_served(server, "1") == 1024  # the one damaged sub-block
