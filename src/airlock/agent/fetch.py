@@ -385,9 +385,9 @@ class _Writer:
         """
         step = FLUSH_BYTES
         while self._offset - self._flushed >= step:
-            os.posix_fadvise(self._fd, self._flushed, step, os.POSIX_FADV_DONTNEED)
+            _advise_done(self._fd, self._flushed, step)
             if self._flushed >= 2 * step:
-                os.posix_fadvise(self._fd, self._flushed - 2 * step, step, os.POSIX_FADV_DONTNEED)
+                _advise_done(self._fd, self._flushed - 2 * step, step)
             self._flushed += step
 
     def _hash(self) -> None:
@@ -407,6 +407,14 @@ class _Writer:
                 except OSError as exc:
                     self._error = exc
             self._done(buf)
+
+
+def _advise_done(fd: int, offset: int, length: int) -> None:
+    """Tell the kernel a written range will not be read again (an optimisation only)."""
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:  # e.g. a share file system without page-cache advice
+        logger.debug("posix_fadvise: %s", exc.strerror)
 
 
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
