@@ -71,8 +71,12 @@ def delta(tmp_path: Path, btrfs_dir: Path, netns: str) -> Iterator[Delta]:
             w.write_config(
                 ["/usr/bin/env", f"PYTHONPATH={SRC}", sys.executable, "-m", "airlock", "agent",
                  "--share", "/host"],
-                sandbox_netns=netns,
-                sandbox_ro_binds=sorted({str(SRC), str(Path(sys.prefix)), str(prefix)}),
+                {
+                    "fetcher.sandbox.netns": netns,
+                    "fetcher.sandbox.ro_binds": sorted(
+                        {str(SRC), str(Path(sys.prefix)), str(prefix)}
+                    ),
+                },
             )  # fmt: skip
             yield Delta(world=w, www=www, web=web)
     finally:

@@ -80,8 +80,10 @@ def test_qemu_fetcher_fetches_v3_as_a_delta_of_v2(world: World, tmp_path: Path) 
     releases.make_release(www, "2", w.files, w.key)
     with serving(ServeConfig(root=www, port=0)) as server:
         (w.root / "etc/update-url").write_text(server.url + "\n")
-        w.write_config(["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"])
-        w.config.write_text(w.config.read_text().replace("vm_timeout_s = 60", "vm_timeout_s = 300"))
+        w.write_config(
+            ["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"],
+            {"fetcher.timeout_s": 300},
+        )
         first = w.update("--fetcher", "qemu", timeout=400)
         assert first.returncode == 0, first.stderr
         assert_v2_installed(w)

@@ -230,7 +230,7 @@ def test_file_changed_between_range_requests_is_detected(world: World, server: S
     budget = Budget(deadline=deadline, max_manifest_bytes=MIB, max_signature_bytes=MIB,
                     max_file_bytes=1 << 30, max_total_bytes=1 << 30)  # fmt: skip
     reporter = ListReporter()
-    downloader = Downloader(source, budget, reporter)  # type: ignore[arg-type]
+    downloader = Downloader(source, budget, reporter)
     index = delta.fetch_index(downloader, rootfs, sha)
     assert index is not None
     fd = os.open(world.updates, os.O_RDONLY | os.O_DIRECTORY)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import email.message
 import http.client
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ def test_join_appends_one_quoted_name(base: str, name: str, url: str) -> None:
 )
 def test_validator_prefers_a_strong_etag(headers: dict[str, str], expected: str | None) -> None:
     response = http.client.HTTPResponse.__new__(http.client.HTTPResponse)
-    response.headers = email.message.Message()
+    response.headers = http.client.HTTPMessage()
     for key, value in headers.items():
         response.headers[key] = value
     assert web._validator(response) == expected
