@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import queue
 import stat
 import threading
 import time
@@ -23,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from airlock.agent.progress import Meter, SerialReporter
 from airlock.agent.transport import CHUNK_BYTES, Body, RestartError, Source, TransientError
+from airlock.agent.writer import Writer
 from airlock.errors import FetchError
-from airlock.events import Event, Notice, Reporter, Step, StepProgress
+from airlock.events import Notice, Reporter
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SMALL_CHUNK_BYTES = 64 * 1024
-FLUSH_BYTES = 16 << 20
-PROGRESS_INTERVAL_S = 0.5
 MAX_VALIDATOR_BYTES = 512
 
 
@@ -61,62 +60,6 @@ def partial_name(name: str) -> str:
 def validator_name(name: str) -> str:
     """The dot-temporary that remembers the server's validator for ``If-Range``."""
     return f".{name}.partial.validator"
-
-
-class SerialReporter:
-    """Passes events on one at a time (downloads of byte ranges run in several threads)."""
-
-    def __init__(self, inner: Reporter) -> None:
-        self.inner = inner
-        self._lock = threading.Lock()
-
-    def emit(self, event: Event) -> None:
-        """Forward ``event``."""
-        with self._lock:
-            self.inner.emit(event)
-
-
-class Meter:
-    """Bytes, rate and ETA of one file, as throttled ``StepProgress`` events (thread-safe)."""
-
-    def __init__(self, reporter: Reporter, item: str, *, done: int, total: int) -> None:
-        self._lock = threading.Lock()
-        self._reporter = reporter
-        self._item = item
-        self._start = time.monotonic()
-        self._base = done
-        self.done = done
-        self.total = total
-        self._last = 0.0
-        self._reported = -1
-
-    def add(self, n: int, *, final: bool = False) -> None:
-        """Count ``n`` more bytes; emit at most every half second (and at the end)."""
-        with self._lock:
-            self._add(n, final)
-
-    def _add(self, n: int, final: bool) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not final and now - self._last < PROGRESS_INTERVAL_S:
-            return
-        if final and self._reported == self.done:
-            return
-        self._last = now
-        self._reported = self.done
-        elapsed = max(now - self._start, 1e-6)
-        rate = (self.done - self._base) / elapsed
-        eta = (self.total - self.done) / rate if self.total and rate > 0 else None
-        self._reporter.emit(
-            StepProgress(
-                step=Step.DOWNLOAD,
-                done=self.done,
-                total=self.total,
-                item=self._item,
-                rate=round(rate, 1),
-                eta_s=None if eta is None else round(max(eta, 0.0), 1),
-            )
-        )
 
 
 class Downloader:
@@ -288,7 +231,7 @@ class Downloader:
         returns, also on failure, so a later attempt can resume after it.
         """
         limit = self.budget.max_file_bytes
-        with _Writer(fd, offset, digest) as writer:
+        with Writer(fd, offset, digest) as writer:
             eof = False
             while not eof:
                 buf = writer.take()
@@ -312,117 +255,6 @@ class Downloader:
                     writer.give(buf, filled)
                 offset += filled
                 meter.add(filled)
-
-
-class _Writer:
-    """Hashes and writes filled buffers, in order, on two more threads (bounded buffer pool).
-
-    Receiving, hashing and writing each take about a third of the CPU time of a download; SHA-256
-    and ``pwrite`` release the GIL, so on two or more cores they overlap.  A buffer goes back to
-    the pool when both threads are done with it.
-    """
-
-    def __init__(self, fd: int, offset: int, digest: Hash, *, buffers: int = 6) -> None:
-        self._fd = fd
-        self._offset = offset
-        self._digest = digest
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._to_hash: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self._to_write: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        for _ in range(buffers):
-            self._free.put(bytearray(CHUNK_BYTES))
-        self._users: dict[int, int] = {}
-        self._flushed = offset - offset % FLUSH_BYTES
-        self._lock = threading.Lock()
-        self._error: OSError | None = None
-        self._threads = [
-            threading.Thread(target=self._hash, name="airlock-hash", daemon=True),
-            threading.Thread(target=self._write, name="airlock-write", daemon=True),
-        ]
-
-    def __enter__(self) -> _Writer:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._to_hash.put(None)
-        self._to_write.put(None)
-        for t in self._threads:
-            t.join()
-        if self._error is not None and exc[0] is None:
-            raise self._error
-
-    def take(self) -> bytearray:
-        """A free buffer (waits while the writer is behind); raises a write failure early."""
-        if self._error is not None:
-            raise self._error
-        return self._free.get()
-
-    def give(self, buf: bytearray, n: int) -> None:
-        """Hand over ``buf`` whose first ``n`` bytes are the next bytes of the file."""
-        if not n:
-            self._free.put(buf)
-            return
-        with self._lock:
-            self._users[id(buf)] = 2
-        self._to_hash.put((buf, n))
-        self._to_write.put((buf, n))
-
-    def _done(self, buf: bytearray) -> None:
-        with self._lock:
-            self._users[id(buf)] -= 1
-            last = self._users[id(buf)] == 0
-        if last:
-            self._free.put(buf)
-
-    def _flush_behind(self) -> None:
-        """Start writing back each finished 16 MiB, and drop it from the page cache once written.
-
-        The final ``fsync`` then waits for the last few MiB instead of the whole file, and a
-        download does not fill the page cache (measured: half the system CPU time per GiB).
-        ``POSIX_FADV_DONTNEED`` starts writeback of dirty pages and drops only clean ones.
-        """
-        step = FLUSH_BYTES
-        while self._offset - self._flushed >= step:
-            _advise_done(self._fd, self._flushed, step)
-            if self._flushed >= 2 * step:
-                _advise_done(self._fd, self._flushed - 2 * step, step)
-            self._flushed += step
-
-    def _hash(self) -> None:
-        while (item := self._to_hash.get()) is not None:
-            buf, n = item
-            self._digest.update(memoryview(buf)[:n])
-            self._done(buf)
-
-    def _write(self) -> None:
-        while (item := self._to_write.get()) is not None:
-            buf, n = item
-            if self._error is None:
-                try:
-                    pwrite_all(self._fd, memoryview(buf)[:n], self._offset)
-                    self._offset += n
-                    self._flush_behind()
-                except OSError as exc:
-                    self._error = exc
-            self._done(buf)
-
-
-def _advise_done(fd: int, offset: int, length: int) -> None:
-    """Tell the kernel a written range will not be read again (an optimisation only)."""
-    try:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    except OSError as exc:  # e.g. a share file system without page-cache advice
-        logger.debug("posix_fadvise: %s", exc.strerror)
-
-
-def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset``."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
 
 
 def _hash_existing(fd: int) -> tuple[Hash, int]:

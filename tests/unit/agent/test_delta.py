@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.agent import blockmap, delta
+from airlock.agent import blockmap, delta, ranges
 from airlock.agent.fetch import Budget, Downloader
 from airlock.agent.main import run
 from airlock.agent.options import Outcome
@@ -324,7 +324,7 @@ def test_range_requests_reuse_their_connections(world: World, tmp_path: Path) ->
         entries = [r for r in web.requests() if r["path"] == rootfs]
     assert (world.updates / rootfs).read_bytes() == files[rootfs]
     assert len(entries) >= 16
-    assert len({e["connection"] for e in entries}) <= delta.PARALLEL  # kept alive, not one each
+    assert len({e["connection"] for e in entries}) <= ranges.PARALLEL  # kept alive, not one each
 
 
 def test_a_damaged_copy_of_the_file_itself_is_a_seed(world: World, server: Server) -> None:
