@@ -194,6 +194,10 @@ def build(root: Path, btrfs: Path) -> World:
     }
     release = root / "release"
     releases.make_release(release, "2", files, key)
+    for index in release.glob("*.blocks"):
+        # The fetch programs here copy the release as a VM would leave it in updates/: the
+        # block indexes (for delta downloads) never get there; the judge would refuse them.
+        index.unlink()
     os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
     for p in release.iterdir():
         os.chmod(p, 0o644)
