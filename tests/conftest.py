@@ -19,7 +19,7 @@ from tests.support import probes
 
 pytest_plugins = ["tests.support.strict_skips"]
 REQUIRE = os.environ.get("AIRLOCK_REQUIRE_ROOT") == "1"
-PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "s6", "e2e")
+PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "boot", "s6", "e2e")
 
 settings.register_profile("dev", max_examples=200)
 settings.register_profile(

@@ -34,7 +34,6 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 MAX_TRANSCRIPT = 1 << 20
 _ANSI = re.compile(rb"\x1b\[[0-9;=?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
-_KERNEL = re.compile(r"^\[\s*\d+\.\d+\] ")
 
 
 class Stage(enum.IntEnum):
@@ -212,15 +211,14 @@ class _Console:
         if text.startswith("BdsDxe: loading") or not self.attempts:
             self.attempts.append((len(self.attempts) + 1, Stage.FIRMWARE, [], time.monotonic()))
         number, stage, lines, began = self.attempts[-1]
-        interesting = text.startswith(("airlock-", "BdsDxe:")) or _KERNEL.match(text)
-        if interesting and self.kept < MAX_TRANSCRIPT:
+        if self.kept < MAX_TRANSCRIPT:
             lines.append(text)
             self.kept += len(text)
         for marker, reached in _MARKERS:
             if text.startswith(marker) and reached > stage:
                 stage = reached
         self.attempts[-1] = (number, stage, lines, began)
-        if interesting and self.listener is not None:
+        if self.listener is not None:
             self.listener(number, stage, text)
 
     def result(self, end: float) -> tuple[Attempt, ...]:
@@ -231,6 +229,14 @@ class _Console:
                 Attempt(number=number, stage=stage, lines=tuple(lines), seconds=until - began)
             )
         return tuple(out)
+
+
+def parse(raw: bytes) -> tuple[Attempt, ...]:
+    """The attempts in a recorded console transcript (timings are meaningless here)."""
+    console = _Console(None)
+    for line in raw.split(b"\n"):
+        console.line(line[:4096])
+    return console.result(time.monotonic())
 
 
 def _read(fd: int, console: _Console, transcript: Path) -> None:
