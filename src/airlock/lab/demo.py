@@ -147,6 +147,7 @@ def run(
         _update(console, world, report, f"update {VERSIONS[1]} → {VERSIONS[2]}", expect="updated")
         if boot:
             _boot(console, world, report, expect=VERSIONS[2])
+            report.states.append((f"after boot {len(report.boots)}", world.state()))
         _show(console, report, world)
         if keep:
             console.print(f"kept the work directory: {escape(os.fspath(base))}")
