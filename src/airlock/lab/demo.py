@@ -189,7 +189,7 @@ def _boot(console: Console, world: Lab, report: Report, *, expect: str) -> machi
         def listen(attempt: int, stage: machine.Stage, line: str) -> None:
             bar.update(task, completed=stage, stage=stage.name.lower(),
                        description=f"{label} attempt {attempt}")  # fmt: skip
-            bar.console.print(f"  [dim]serial[/dim] {escape(line)}")
+            bar.console.print(f"  [dim]serial[/dim] {escape(line)}", soft_wrap=True)
 
         result = world.reboot(label, listener=listen)
     report.boots.append((label, result))
@@ -204,7 +204,8 @@ def _boot(console: Console, world: Lab, report: Report, *, expect: str) -> machi
     console.print(
         f"booted [bold]{escape(final.version or '')}[/bold] from {escape(final.data_device or '?')}"
         f", dm-verity status {escape(final.verity or '?')}, root hash "
-        f"{escape(final.roothash or '?')}, in {result.seconds:.1f} s"
+        f"{escape(final.roothash or '?')}, in {result.seconds:.1f} s",
+        soft_wrap=True,
     )
     return result
 

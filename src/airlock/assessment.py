@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: MIT
+"""Boot assessment as the host sees it: what booted, what waits for a reboot, what failed.
+
+systemd's automatic boot assessment keeps its whole state in the names of the boot entries in
+``$BOOT``: a UKI installed with boot counting is ``NAME_V+LEFT-DONE.efi``; systemd-boot counts one
+try down at each boot of it; with no try left (``+0-DONE``) it sorts the entry last and boots the
+next one; a boot found good removes the counter (``NAME_V.efi``, systemd-bless-boot).  Without
+boot counting the names carry no counter at all.  The booted version is ``IMAGE_VERSION`` of the
+running system's os-release.
+
+``assess()`` reads those facts (pure: names in, an ``Assessment`` out), with the host's own
+target patterns of the boot-entry transfer.  A version is:
+
+* **booted**: the running one; **blessed** when its entry carries no counter (a good boot, or
+  no boot counting at all);
+* **pending**: installed, newer than the booted one, with tries left (or no counter): the next
+  boot will try it;
+* **failed**: an entry with no try left that is not the booted version — systemd-boot has given
+  up on it and booted another (rolled back).
+
+Trusts: the host's ``$BOOT`` and os-release (written by sysupdate, systemd-boot and the booted
+system, never by the update VM); the names are still parsed with the strict pattern matcher.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from airlock.formats import pattern, version
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One boot entry in ``$BOOT``: its version and its counter, if it has one."""
+
+    name: str
+    version: str
+    tries_left: int | None
+    tries_done: int | None
+
+    @property
+    def counted(self) -> bool:
+        """The entry still carries a boot counter (not blessed yet)."""
+        return self.tries_left is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assessment:
+    """What booted, whether that boot was blessed, what is pending and what failed."""
+
+    booted: str | None
+    blessed: bool
+    pending: tuple[str, ...]
+    failed: tuple[str, ...]
+    entries: tuple[Entry, ...]
+
+    def as_json(self) -> dict[str, object]:
+        """A JSON-friendly form."""
+        return {
+            "booted": self.booted,
+            "blessed": self.blessed,
+            "pending": list(self.pending),
+            "failed": list(self.failed),
+            "entries": [
+                {"name": e.name, "version": e.version, "tries_left": e.tries_left,
+                 "tries_done": e.tries_done}
+                for e in self.entries
+            ],
+        }  # fmt: skip
+
+
+def entries(names: Iterable[str], patterns: Sequence[pattern.Pattern]) -> tuple[Entry, ...]:
+    """The names that are boot entries of the transfer (the rest is ignored), by version."""
+    found = []
+    for name in names:
+        fields = pattern.match_any(patterns, name)
+        if fields is None or fields.version is None or not version.is_valid(fields.version):
+            continue
+        found.append(
+            Entry(
+                name=name,
+                version=fields.version,
+                tries_left=fields.tries_left,
+                tries_done=fields.tries_done,
+            )
+        )
+    return tuple(sorted(found, key=functools.cmp_to_key(_older_first)))
+
+
+def _older_first(a: Entry, b: Entry) -> int:
+    return version.compare(a.version, b.version) or (a.name > b.name) - (a.name < b.name)
+
+
+def assess(
+    names: Iterable[str], patterns: Sequence[pattern.Pattern], *, booted: str | None
+) -> Assessment:
+    """The assessment of the boot entries ``names`` while ``booted`` runs."""
+    found = entries(names, patterns)
+    mine = [e for e in found if e.version == booted]
+    blessed = booted is not None and bool(mine) and not any(e.counted for e in mine)
+    failed = tuple(e.version for e in found if e.tries_left == 0 and e.version != booted)
+    pending = tuple(
+        e.version
+        for e in found
+        if e.version != booted
+        and e.tries_left != 0
+        and (booted is None or version.compare(e.version, booted) > 0)
+    )
+    return Assessment(booted=booted, blessed=blessed, pending=pending, failed=failed, entries=found)
