@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""A real loop-backed btrfs per test, mounted under tmp_path and always unmounted."""
+"""A real loop-backed btrfs, mounted under a temporary directory and always unmounted.
+
+``btrfs_dir`` gives each test its own; ``btrfs_module`` one per test module, for modules that run
+many ``airlock update`` runs in one world.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,13 +16,13 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture
-def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
-    """A mounted, empty btrfs filesystem (loop file in tmp_path, auto-cleared loop device)."""
-    img, mnt = tmp_path / "btrfs.img", tmp_path / "mnt"
+@contextlib.contextmanager
+def mounted_btrfs(where: Path, size: int = 512 << 20) -> Iterator[Path]:
+    """A mounted, empty btrfs filesystem (loop file in ``where``, auto-cleared loop device)."""
+    img, mnt = where / "btrfs.img", where / "mnt"
     mnt.mkdir()
     with open(img, "wb") as fh:
-        fh.truncate(512 << 20)
+        fh.truncate(size)
     subprocess.run(["mkfs.btrfs", "-q", "-f", str(img)], check=True, capture_output=True)
     subprocess.run(["mount", "-t", "btrfs", "-o", "loop", str(img), str(mnt)], check=True)
     try:
@@ -38,3 +43,17 @@ def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
             if not held.stdout.strip():
                 break
             time.sleep(0.05)
+
+
+@pytest.fixture
+def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A mounted, empty btrfs filesystem for one test."""
+    with mounted_btrfs(tmp_path) as mnt:
+        yield mnt
+
+
+@pytest.fixture(scope="module")
+def btrfs_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A mounted, empty btrfs filesystem shared by the tests of one module."""
+    with mounted_btrfs(tmp_path_factory.mktemp("btrfs")) as mnt:
+        yield mnt

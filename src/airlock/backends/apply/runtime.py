@@ -201,7 +201,15 @@ class Runtime:
                     "root": os.fspath(self.root),
                     "binary": SYSUPDATE,
                     "args": ["--no-pager", *args],
-                    "env": proc.base_env({**(env or {}), "NOTIFY_SOCKET": notify_path}),
+                    # sysupdate is PID 1 of its PID namespace, where systemd logs to /dev/kmsg by
+                    # default: the host's kernel log, and nothing on the stderr we report.
+                    "env": proc.base_env(
+                        {
+                            "SYSTEMD_LOG_TARGET": "console",
+                            **(env or {}),
+                            "NOTIFY_SOCKET": notify_path,
+                        }
+                    ),
                     "notify_dir": notify_dir,
                     "notify_host_dir": os.fspath(sock_dir),
                     "scratch": os.fspath(scratch),
