@@ -277,8 +277,8 @@ class Lab:
     def _make_disk(self) -> None:
         first = self.images[VERSIONS[0]]
         self.log(
-            "creating a GPT disk image with Spectrum's layout: an ESP with systemd-boot and "
-            f"Spectrum_{first.version}.efi, A/B slots (slot A = {first.version})"
+            f"creating a GPT disk image with Spectrum's layout: ESP (systemd-boot, "
+            f"Spectrum_{first.version}.efi), A/B slots (slot A = {first.version})"
         )
         esp.populate(
             self.esp,
