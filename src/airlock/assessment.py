@@ -9,7 +9,8 @@ boot counting the names carry no counter at all.  The booted version is ``IMAGE_
 running system's os-release.
 
 ``assess()`` reads those facts (pure: names in, an ``Assessment`` out), with the host's own
-target patterns of the boot-entry transfer.  A version is:
+target patterns of the boot-entry transfer; ``observe()`` gathers them on the host (the
+transfers whose target lives in ``$BOOT``, the names there, os-release).  A version is:
 
 * **booted**: the running one; **blessed** when its entry carries no counter (a good boot, or
   no boot counting at all);
@@ -25,10 +26,15 @@ system, never by the update VM); the names are still parsed with the strict patt
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from airlock.formats import pattern, version
+from airlock.formats.transfer import PathRelativeTo, ResourceType, Transfer
+
+_BOOT_PLACES = frozenset({PathRelativeTo.BOOT, PathRelativeTo.ESP, PathRelativeTo.XBOOTLDR})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,3 +115,39 @@ def assess(
         and (booted is None or version.compare(e.version, booted) > 0)
     )
     return Assessment(booted=booted, blessed=blessed, pending=pending, failed=failed, entries=found)
+
+
+def booted_version(os_release: Path) -> str | None:
+    """``IMAGE_VERSION`` of the running system's os-release (``None``: unreadable or unset)."""
+    try:
+        text = os_release.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "IMAGE_VERSION":
+            value = value.strip().strip("\"'")
+            return value if version.is_valid(value) else None
+    return None
+
+
+def observe(transfers: Sequence[Transfer], *, boot: Path | None, os_release: Path) -> Assessment:
+    """The assessment of the host's boot entries: the regular files in ``$BOOT`` (``boot``) that
+    the host's boot-entry transfers manage, and the booted version from ``os_release``.
+
+    Without ``$BOOT`` or without such a transfer there are no entries (and nothing is blessed).
+    """
+    names: list[str] = []
+    patterns: list[pattern.Pattern] = []
+    for t in transfers:
+        if t.target.type is not ResourceType.REGULAR_FILE or boot is None:
+            continue
+        if t.target.path_relative_to not in _BOOT_PLACES:
+            continue
+        patterns += t.target.match_patterns
+        directory = boot / t.target.path.lstrip("/")
+        try:
+            names += [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+    return assess(names, patterns, booted=booted_version(os_release))

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airlock import assessment
-from airlock.formats import pattern
+from airlock.formats import definitions, pattern
+from airlock.formats.transfer import Transfer
+from airlock.release import render
 
 COUNTED = [pattern.compile(t) for t in
            ("Spectrum_@v+@l-@d.efi", "Spectrum_@v+@l.efi", "Spectrum_@v.efi")]  # fmt: skip
@@ -63,3 +67,35 @@ def test_other_names_are_ignored_and_entries_are_ordered_by_version() -> None:
         ("10.0", None, None),
     ]
     assert a.as_json()["pending"] == ["10.0"]
+
+
+def _kernel_transfer(tries: int | None) -> Transfer:
+    root = render.default_templates()
+    path = (
+        root / "boot-counting/sysupdate.d/70-kernel.transfer.in"
+        if tries
+        else root / "sysupdate.d/70-kernel.transfer"
+    )
+    text = path.read_text().replace("@TRIES_LEFT@", str(tries))
+    spec = definitions.Specifiers.from_os_release("IMAGE_VERSION=1\n")
+    return definitions.parse(text, origin=path.name, specifiers=spec)
+
+
+def test_observe_reads_boot_and_os_release(tmp_path: Path) -> None:
+    boot = tmp_path / "boot"
+    (boot / "EFI/Linux").mkdir(parents=True)
+    for name in ("Spectrum_3.0.efi", "Spectrum_4.0+0-2.efi", "notes.txt"):
+        (boot / "EFI/Linux" / name).write_bytes(b"x")
+    (boot / "EFI/Linux/Spectrum_5.0.efi").mkdir()  # not a regular file: not an entry
+    osr = tmp_path / "os-release"
+    osr.write_text('NAME="x"\nIMAGE_VERSION="3.0"\n')
+    a = assessment.observe([_kernel_transfer(2)], boot=boot, os_release=osr)
+    assert (a.booted, a.blessed, a.pending, a.failed) == ("3.0", True, (), ("4.0",))
+    # Spectrum's own templates have no counter in the pattern: "+0-2" is part of the version
+    # there, as sysupdate would read it too.
+    plain = assessment.observe([_kernel_transfer(None)], boot=boot, os_release=osr)
+    assert plain.failed == ()
+    assert [e.version for e in plain.entries] == ["3.0", "4.0+0-2"]
+    # No $BOOT, no os-release: nothing booted, nothing blessed.
+    none = assessment.observe([_kernel_transfer(2)], boot=None, os_release=tmp_path / "missing")
+    assert (none.booted, none.blessed, none.entries) == (None, False, ())
