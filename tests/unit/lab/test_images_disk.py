@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import HostError
-from airlock.lab import disk, esp, images
+from airlock.lab import booting, disk, esp, images
 
 
 def test_images_are_reproducible_and_carry_the_version(tmp_path: Path) -> None:
@@ -135,3 +135,28 @@ def test_esp_commit_refuses_a_tree_larger_than_the_partition(tmp_path: Path) -> 
     (tree / esp.UKI_DIR / "huge.efi").write_bytes(bytes(80 << 20))
     with pytest.raises(HostError):
         esp.commit(path, tree)
+
+
+def test_negative_control_mutations_change_exactly_what_they_say(tmp_path: Path) -> None:
+    tree = tmp_path / "boot"
+    uki = tmp_path / "uki.efi"
+    uki.write_bytes(b"MZ uki")
+    esp.populate(
+        tree,
+        runtime=_fake_runtime(tmp_path),
+        ukis={"Spectrum_1.0.efi": uki, "Spectrum_2.0+2-0.efi": uki},
+    )
+    path, img = _esp_disk(tmp_path, tree)
+    before = path.read_bytes()
+    what = booting.flip_root_byte("1.0")(path)
+    after = path.read_bytes()
+    root = disk.state(path, measure=dict.fromkeys(range(1, 6), 0))[2]
+    offset = root.start * disk.SECTOR
+    assert after[offset] == before[offset] ^ 1
+    assert after[:offset] == before[:offset] and after[offset + 1 :] == before[offset + 1 :]
+    assert "partition 3 (Spectrum_1.0)" in what
+    what = booting.remove_uki("2.0")(path)
+    assert esp.ukis(path) == ("Spectrum_1.0.efi",)
+    assert "EFI/Linux/Spectrum_2.0+2-0.efi" in what
+    with pytest.raises(HostError):
+        booting.remove_uki("9.0")(path)
