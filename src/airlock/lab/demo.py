@@ -19,7 +19,6 @@ renders the host's kernel transfer with boot counting (``airlock render --boot-t
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -34,6 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, HostError
 from airlock.lab import machine
 from airlock.lab.hostile import ATTACKS
@@ -152,7 +152,7 @@ def run(
         if keep:
             console.print(f"kept the work directory: {escape(os.fspath(base))}")
     if as_json:
-        print(json.dumps(report.as_json(), indent=2))
+        print_json("demo", **report.as_json())
     return 0
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""A GPT disk image with Spectrum's A/B layout (spectrum-design.md §9.0.1), and what is on it.
+"""A GPT disk image with Spectrum's A/B layout (design.md#gpt-layout), and what is on it.
 
 Partition order follows Spectrum: the EFI system partition (given as a ready FAT image, see
 ``airlock.lab.esp``; without one the disk has only the slots and ``$BOOT`` is a plain directory

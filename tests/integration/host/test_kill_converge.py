@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from airlock import lock, state
-from airlock.backends.staging.btrfs import mounts_below
+from airlock.fsutil import mounts_below
 
 from .test_update_e2e import assert_v2_installed
 from .world import World, build, events
