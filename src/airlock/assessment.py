@@ -12,8 +12,8 @@ running system's os-release.
 target patterns of the boot-entry transfer; ``observe()`` gathers them on the host (the
 transfers whose target lives in ``$BOOT``, the names there, os-release).  A version is:
 
-* **booted**: the running one; **blessed** when its entry carries no counter (a good boot, or
-  no boot counting at all);
+* **booted**: the running one; **blessed** unless its entry carries a counter (a good boot was
+  marked so, or there is no boot counting at all);
 * **pending**: installed, newer than the booted one, with tries left (or no counter): the next
   boot will try it;
 * **failed**: an entry with no try left that is not the booted version — systemd-boot has given
@@ -31,10 +31,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airlock.formats import pattern, version
+from airlock.formats import definitions, pattern, version
 from airlock.formats.transfer import PathRelativeTo, ResourceType, Transfer
 
 _BOOT_PLACES = frozenset({PathRelativeTo.BOOT, PathRelativeTo.ESP, PathRelativeTo.XBOOTLDR})
+_DEFAULT_BOOT = (Path("/efi"), Path("/boot"), Path("/boot/efi"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,8 +105,7 @@ def assess(
 ) -> Assessment:
     """The assessment of the boot entries ``names`` while ``booted`` runs."""
     found = entries(names, patterns)
-    mine = [e for e in found if e.version == booted]
-    blessed = booted is not None and bool(mine) and not any(e.counted for e in mine)
+    blessed = booted is not None and not any(e.counted for e in found if e.version == booted)
     failed = tuple(e.version for e in found if e.tries_left == 0 and e.version != booted)
     pending = tuple(
         e.version
@@ -132,22 +132,42 @@ def booted_version(os_release: Path) -> str | None:
 
 
 def observe(transfers: Sequence[Transfer], *, boot: Path | None, os_release: Path) -> Assessment:
-    """The assessment of the host's boot entries: the regular files in ``$BOOT`` (``boot``) that
-    the host's boot-entry transfers manage, and the booted version from ``os_release``.
+    """The assessment of the host's boot entries: the regular files in ``$BOOT`` that the host's
+    boot-entry transfers manage, and the booted version from ``os_release``.
 
-    Without ``$BOOT`` or without such a transfer there are no entries (and nothing is blessed).
+    ``boot`` is the configured ESP; unset, the first of sysupdate's own places (``/efi``,
+    ``/boot``, ``/boot/efi``) holding the transfer's directory.  No entries: nothing to assess
+    (the booted version counts as blessed, as without boot counting).
     """
     names: list[str] = []
     patterns: list[pattern.Pattern] = []
     for t in transfers:
-        if t.target.type is not ResourceType.REGULAR_FILE or boot is None:
+        if t.target.type is not ResourceType.REGULAR_FILE or not t.enabled:
             continue
         if t.target.path_relative_to not in _BOOT_PLACES:
             continue
         patterns += t.target.match_patterns
-        directory = boot / t.target.path.lstrip("/")
-        try:
-            names += [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
-        except OSError:
-            continue
+        for place in [boot] if boot is not None else list(_DEFAULT_BOOT):
+            try:
+                entries = os.scandir(place / t.target.path.lstrip("/"))
+            except OSError:
+                continue
+            with entries:
+                names += [e.name for e in entries if e.is_file(follow_symlinks=False)]
+            break
     return assess(names, patterns, booted=booted_version(os_release))
+
+
+def observe_host(definitions_dir: Path, *, boot: Path | None, os_release: Path) -> Assessment:
+    """``observe`` with the host's transfer definitions read from ``definitions_dir``.
+
+    Raises:
+        FormatError: ``config.definition``, a definition does not parse.
+    """
+    try:
+        text = os_release.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    specifiers = definitions.Specifiers.from_os_release(text)
+    transfers = definitions.load_dir(definitions_dir, specifiers=specifiers)
+    return observe(transfers, boot=boot, os_release=os_release)

@@ -45,20 +45,26 @@ from pathlib import Path
 from airlock.lab import booting
 from airlock.lab.world import Lab, VERSIONS
 
-out = {"boots": {}}
+out = {"boots": {}, "status": {}}
 def record(label, boot, **extra):
     out["boots"][label] = {**boot.as_json(), **extra}
+def status(label):
+    s = lab.status()
+    out["status"][label] = {k: s.get(k) for k in
+                            ("booted", "blessed", "pending_reboot", "failed", "floor", "pending")}
 
 with Lab(Path(sys.argv[1]), boot_tries=2) as lab:
     out["roothash"] = {v: img.roothash for v, img in lab.images.items()}
     record("1.0", lab.reboot("before any update"))
     lab.publish(VERSIONS[0]); lab.publish(VERSIONS[1])
     out["update 2.0"] = lab.update("1.0 -> 2.0").outcome
+    status("2.0 installed")
     out["boot before 2.0"] = [name for name, _ in lab.state().boot]
     record("2.0", lab.reboot("after 1.0 -> 2.0"))
     out["boot after 2.0"] = [name for name, _ in lab.state().boot]
     lab.publish(VERSIONS[2])
     out["update 3.0"] = lab.update("2.0 -> 3.0").outcome
+    status("3.0 installed")
     what, flipped = lab.boot_copy("3.0, one root byte flipped", booting.flip_root_byte("3.0"))
     record("flipped", flipped, what=what)
     what, no_uki = lab.boot_copy("3.0 without its UKI", booting.remove_uki("3.0"))
@@ -69,10 +75,14 @@ with Lab(Path(sys.argv[1]), boot_tries=2) as lab:
     out["roothash"]["4.0"] = bad.roothash
     lab.publish("4.0")
     out["update 4.0"] = lab.update("3.0 -> 4.0 (cannot boot)").outcome
+    status("4.0 installed")
     out["boot before 4.0"] = [name for name, _ in lab.state().boot]
     record("fallback", lab.reboot("4.0, tried then abandoned", attempts=3))
     out["boot after fallback"] = [name for name, _ in lab.state().boot]
     out["os-release after fallback"] = (lab.etc / "os-release").read_text()
+    status("after the fallback")
+    out["rerun after fallback"] = lab.update("after the fallback").outcome
+    status("recorded after the fallback")
 print(json.dumps(out))
 """
 
@@ -146,3 +156,23 @@ def test_the_updated_disk_boots_and_the_controls_fail_as_they_must(tmp_path: Pat
     assert last["blessed"] is None  # 3.0 was blessed at its first boot
     assert out["boot after fallback"] == ["Spectrum_3.0.efi", "Spectrum_4.0+0-2.efi"]
     assert "IMAGE_VERSION=3.0" in out["os-release after fallback"]
+
+    # 5. What airlock's state knows about it (``airlock status --json``).  The floor rises only
+    # once a version has booted and been blessed: while 2.0 waits for its first boot the floor is
+    # still 1.0; 2.0's good boot (seen by the next run) raises it to 2.0; 4.0 never raised it.
+    st = out["status"]
+    assert st["2.0 installed"] == {"booted": "1.0", "blessed": True, "pending_reboot": "2.0",
+                                   "failed": [], "floor": "1.0", "pending": "2.0"}  # fmt: skip
+    assert st["3.0 installed"]["floor"] == "2.0"  # the run that installed 3.0 saw 2.0 blessed
+    assert st["3.0 installed"]["booted"] == "2.0"
+    assert st["3.0 installed"]["pending_reboot"] == "3.0"
+    assert st["4.0 installed"]["floor"] == "3.0"
+    assert st["4.0 installed"]["pending_reboot"] == "4.0"
+    # After the fallback the ESP says it (4.0 has no try left, 3.0 runs); the next run records it.
+    assert st["after the fallback"]["booted"] == "3.0"
+    assert st["after the fallback"]["failed"] == ["4.0"]
+    assert st["after the fallback"]["pending_reboot"] is None
+    assert out["rerun after fallback"] == "up-to-date"
+    assert st["recorded after the fallback"] == {"booted": "3.0", "blessed": True,
+                                                 "pending_reboot": None, "failed": ["4.0"],
+                                                 "floor": "3.0", "pending": None}  # fmt: skip

@@ -41,8 +41,9 @@ def test_without_boot_counting_the_booted_version_is_blessed_and_newer_ones_pend
         (["Spectrum_3.0.efi", "Spectrum_4.0+1-1.efi"], "3.0", True, ("4.0",), ()),
         # an older entry is neither pending nor failed
         (["Spectrum_2.0.efi", "Spectrum_3.0.efi"], "3.0", True, (), ()),
-        # booted a version that has no entry (or os-release says nothing): never blessed
-        (["Spectrum_2.0.efi"], "3.0", False, (), ()),
+        # booted a version whose entry is not visible: no counter says its boot is on trial
+        (["Spectrum_2.0.efi"], "3.0", True, (), ()),
+        # os-release says nothing: nothing booted, nothing blessed, everything pending
         (["Spectrum_2.0.efi"], None, False, ("2.0",), ()),
     ],
 )
@@ -96,6 +97,16 @@ def test_observe_reads_boot_and_os_release(tmp_path: Path) -> None:
     plain = assessment.observe([_kernel_transfer(None)], boot=boot, os_release=osr)
     assert plain.failed == ()
     assert [e.version for e in plain.entries] == ["3.0", "4.0+0-2"]
-    # No $BOOT, no os-release: nothing booted, nothing blessed.
-    none = assessment.observe([_kernel_transfer(2)], boot=None, os_release=tmp_path / "missing")
-    assert (none.booted, none.blessed, none.entries) == (None, False, ())
+    # No os-release: nothing booted, nothing blessed.
+    none = assessment.observe([_kernel_transfer(2)], boot=boot, os_release=tmp_path / "missing")
+    assert (none.booted, none.blessed) == (None, False)
+    # The host's definitions directory, read as the judge reads it.
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "70-kernel.transfer").write_text(
+        (render.default_templates() / "boot-counting/sysupdate.d/70-kernel.transfer.in")
+        .read_text()
+        .replace("@TRIES_LEFT@", "2")
+    )
+    host = assessment.observe_host(defs, boot=boot, os_release=osr)
+    assert (host.booted, host.failed) == ("3.0", ("4.0",))

@@ -438,6 +438,12 @@ class Lab:
         shutil.rmtree(archive, ignore_errors=True)
         shutil.copytree(self.server_dir, archive)
 
+    def status(self) -> dict[str, object]:
+        """``airlock status --json``: booted, blessed, pending, failed, floor (the host's view)."""
+        out = self._airlock("status", "--config", self.config, "--json").stdout
+        data: dict[str, object] = json.loads(out.decode().splitlines()[-1])
+        return data
+
     def reboot(
         self, label: str, *, attempts: int = 1, listener: machine.Listener | None = None
     ) -> machine.Boot:
