@@ -83,6 +83,7 @@ with Lab(Path(sys.argv[1]), boot_tries=2) as lab:
     status("after the fallback")
     out["rerun after fallback"] = lab.update("after the fallback").outcome
     status("recorded after the fallback")
+    out["status text"] = lab.status_text()
 print(json.dumps(out))
 """
 
@@ -115,6 +116,7 @@ def test_the_updated_disk_boots_and_the_controls_fail_as_they_must(tmp_path: Pat
     for label, boot in boots.items():  # the real figures, in the test log
         attempts = ", ".join(f"{a['seconds']} s" for a in boot["attempts"])
         print(f"boot {label}: {boot['seconds']} s in all; attempts {attempts}")
+    print(out["status text"])
 
     # 1. Before the update: 1.0 from slot A (vda3 behind the ESP), no boot counter on its entry.
     first = _good(boots["1.0"], "1.0", h["1.0"], "vda3")
@@ -176,3 +178,5 @@ def test_the_updated_disk_boots_and_the_controls_fail_as_they_must(tmp_path: Pat
     assert st["recorded after the fallback"] == {"booted": "3.0", "blessed": True,
                                                  "pending_reboot": None, "failed": ["4.0"],
                                                  "floor": "3.0", "pending": None}  # fmt: skip
+    assert "failed to boot:  4.0 (rolled back)" in out["status text"]
+    assert "booted:          3.0 (blessed)" in out["status text"]

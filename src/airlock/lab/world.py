@@ -444,6 +444,10 @@ class Lab:
         data: dict[str, object] = json.loads(out.decode().splitlines()[-1])
         return data
 
+    def status_text(self) -> str:
+        """``airlock status`` as a user reads it."""
+        return self._airlock("status", "--config", self.config).stdout.decode()
+
     def reboot(
         self, label: str, *, attempts: int = 1, listener: machine.Listener | None = None
     ) -> machine.Boot:
