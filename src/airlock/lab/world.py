@@ -5,11 +5,11 @@
 dm-verity + UKI per version, see ``airlock.lab.images``), a GPT disk image with Spectrum's layout
 (an EFI system partition with systemd-boot and the first version's UKI, then the A/B slots, slot A
 = the first version), the ESP's tree as ``$BOOT`` (``airlock.lab.esp``), a loop-backed btrfs
-staging filesystem,
-Spectrum's build-time files rendered by ``airlock render``, an update server (``airlock serve``)
-reachable only inside a network namespace made for the lab (no default route), and a host config
-that points ``airlock update`` at all of it, with the real agent running in the bubblewrap sandbox
-inside that namespace.  ``reboot()`` boots the disk in QEMU (``airlock.lab.booting``).
+staging filesystem, Spectrum's build-time files rendered by ``airlock render``, an update server
+(``airlock serve``) reachable only inside a network namespace made for the lab (no default route),
+and a host config that points ``airlock update`` at all of it, with the real agent running in the
+bubblewrap sandbox inside that namespace.  ``reboot()`` boots the disk in QEMU
+(``airlock.lab.booting``).
 
 Leaving no trace: the lab process first moves into a private mount namespace, and mounts a tmpfs
 on ``/run/netns`` there, so every mount it or its children make (btrfs, snapshots, sysupdate's
