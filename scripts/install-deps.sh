@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   btrfs-progs gpg gpgv sqv bubblewrap s6 execline fdisk util-linux debootstrap
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
-  qemu-system-x86 qemu-utils dosfstools mtools kmod
+  qemu-system-x86 qemu-utils dosfstools mtools kmod ovmf dmsetup
   nginx
 )
 # nginx: the tests and bench/delta.py start their own instances (generated config, loopback or a
