@@ -253,7 +253,12 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
         with fsutil.open_dir_nofollow(snapshot) as fd:
             _require_delivery(ctx, fd)
         installed = ctx.applier.installed().current
-        saved = state.load(ctx.state_file)
+        boot = ctx.applier.booted()
+        saved = state.advance(
+            state.load(ctx.state_file),
+            state.Booted(version=boot.booted, blessed=boot.blessed, failed=boot.failed),
+            ctx.now,
+        )
         baseline = Baseline(
             floor=saved.floor,
             installed=installed or saved.installed,
@@ -266,6 +271,13 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
             f"verified {version}, {'newer' if release.newer else 'not newer'} than "
             f"{installed or 'nothing'}; {len(release.signers)} signature(s)"
         )
+        if boot.booted is not None:
+            detail.append(
+                f"booted {display(boot.booted)}" + ("" if boot.blessed else " (on trial)")
+            )
+        if boot.failed:
+            failed = ", ".join(display(v) for v in boot.failed)
+            detail.append(f"failed to boot and rolled back: {failed}")
     return Inspected(snapshot=snapshot, release=release, installed=installed, state=saved)
 
 
