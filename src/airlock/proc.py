@@ -1,36 +1,55 @@
 # SPDX-License-Identifier: MIT
-"""The only module that starts processes.
+"""The only module that starts processes, and the reason none of them outlives airlock.
 
-Every start takes an argv list (never a shell string), a required timeout, a rebuilt minimal
-environment and stdin from /dev/null unless input is given.  Each child runs in its own process
-group; on timeout the whole group gets SIGTERM, then SIGKILL after a grace period, is reaped, and
-``CommandTimedOut`` is raised.  Output is captured with a bound.
+Every start takes an argv list (never a shell string), a rebuilt minimal environment and stdin
+from /dev/null unless input is given; a bare program name is resolved once, against the fixed
+``BASE_PATH`` (``tool``), never against the caller's ``PATH``.  Every child runs under the guard
+(``airlock/guard.py``, ADR 0005): the guard puts it in a new PID namespace whose init dies with the
+guard, and the guard dies with airlock, whatever kills airlock (SIGKILL and the OOM killer
+included).  When the namespace's init is gone the kernel has killed every process in it, so a
+child that ``wait`` or ``kill`` reports finished has left nothing running behind: no daemon, no
+double-forked grandchild, no orphan writer.
+
+``run`` waits with a timeout (SIGTERM to the namespace, SIGKILL after a grace period,
+``CommandTimedOut``) and keeps a bounded amount of output (``drain.Drain``).  ``spawn`` starts a
+long-running child that is stopped on every exit path of its ``with`` block.  ``guard`` arms a
+process that runs teardown commands if airlock dies inside its ``with`` block, for what is not
+airlock's child (a VM supervised by s6).  ``observe`` lets the pipeline record who is running, so
+that the next run can stop what a killed one left (``pipeline/leftovers.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import signal
+import socket
 import stat
 import subprocess
+import sys
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from airlock import pids
+from airlock.drain import Drain
 from airlock.errors import CommandFailed, CommandTimedOut, HostError
-from airlock.text import display_argv, tail
+from airlock.text import display, display_argv, tail
 
 logger = logging.getLogger(__name__)
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GRACE_S = 3.0
+START_TIMEOUT_S = 60.0  # the guard reports its start well within this, even on a loaded machine
+GUARD = Path(__file__).with_name("guard.py")
 
 Argv = Sequence[str | os.PathLike[str]]
+Stream = int | IO[bytes] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +60,73 @@ class Completed:
     returncode: int
     stdout: bytes
     stderr: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Teardown:
+    """One command a ``guard`` runs if airlock dies (see ``airlock/guard.py``).
+
+    Attributes:
+        argv: absolute program path and arguments.
+        timeout_s: the step's process group is SIGKILLed after this.
+        when: ``always``, or only if the step before ran and succeeded (``ok``) or failed
+            (``failed``: a fallback).
+        critical: its failure (unless a following ``failed`` step succeeds) fails the teardown.
+    """
+
+    argv: tuple[str, ...]
+    timeout_s: float = 60.0
+    when: str = "always"
+    critical: bool = True
+
+    def as_json(self) -> dict[str, object]:
+        """The form the guard reads."""
+        return {
+            "argv": list(self.argv),
+            "timeout_s": self.timeout_s,
+            "when": self.when,
+            "critical": self.critical,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """A guard started: ``init`` is its namespace's init (``None`` for a teardown guard)."""
+
+    guard: pids.ProcessId
+    init: pids.ProcessId | None
+    teardown: tuple[Teardown, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ended:
+    """A guard and everything under it are gone, or a teardown guard was disarmed."""
+
+    guard: pids.ProcessId
+
+
+Observer = Callable[[Started | Ended], None]
+_observers: list[Observer] = []
+_observers_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def observe(callback: Observer) -> Iterator[None]:
+    """Call ``callback`` for every guard started or ended inside the ``with`` block."""
+    with _observers_lock:
+        _observers.append(callback)
+    try:
+        yield
+    finally:
+        with _observers_lock:
+            _observers.remove(callback)
+
+
+def _notify(event: Started | Ended) -> None:
+    with _observers_lock:
+        callbacks = list(_observers)
+    for callback in callbacks:
+        callback(event)
 
 
 def check_executable(path: Path, *, hint: str | None = None) -> None:
@@ -63,6 +149,22 @@ def check_executable(path: Path, *, hint: str | None = None) -> None:
         )
 
 
+@functools.cache
+def tool(name: str) -> str:
+    """The absolute path of system tool ``name``, looked up once in ``BASE_PATH``.
+
+    Raises:
+        HostError: ``host.command`` when no directory of ``BASE_PATH`` has it.
+    """
+    if "/" in name:
+        raise HostError(f"Refusing program {display(name)}: not a bare name", code="host.command")
+    for directory in BASE_PATH.split(":"):
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise HostError(f"Failed to find {display(name)} in {BASE_PATH}", code="host.command")
+
+
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A minimal environment: fixed PATH, C.UTF-8, plus ``extra``."""
     env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
@@ -81,29 +183,233 @@ def _describe_status(returncode: int) -> str:
     return f"returned non-zero exit code {returncode}"
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+def _guard_argv(ctl: int, mode: str, *args: str) -> list[str]:
+    return [sys.executable, "-I", "-S", os.fspath(GUARD), str(ctl), mode, *args]
+
+
+def _report(sock: socket.socket, args: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """The guard's first line (and the fd that comes with it).
+
+    Raises:
+        HostError: the guard died or stayed silent.
+    """
+    sock.settimeout(START_TIMEOUT_S)
+    data, fds = b"", []
     try:
-        proc.wait(timeout=GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    else:
-        # The leader is gone; make sure no straggler of its group survives.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        while not data.endswith(b"\n"):
+            chunk, got, _, _ = socket.recv_fds(sock, 256, 1)
+            fds += got
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise HostError(
+            f"Failed to start {display_argv(args)}: the guard did not report ({exc})",
+            code="host.command",
+        ) from exc
+    return data.decode("ascii", "replace").split(), fds
 
 
-def _drain(stream: IO[bytes], sink: bytearray, max_output: int) -> None:
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
+class Child:
+    """A child under its guard.  ``pid`` is the guard's; the child's namespace ends with it."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        ctl: socket.socket,
+        init: int,
+        init_fd: int,
+        *,
+        contained: bool,
+    ) -> None:
+        self._popen, self._ctl, self._init_fd = popen, ctl, init_fd
+        self.guard_id = pids.identify(popen.pid) or pids.ProcessId(pid=popen.pid, start=0)
+        self.init_id = pids.identify(init)
+        self.contained = contained  # False: an unprivileged caller, no PID namespace
+
+    @property
+    def pid(self) -> int:
+        """The guard's pid (the leader of the process group everything here belongs to)."""
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The command's exit status (negative: killed by that signal), once it is known."""
+        return self._popen.returncode
+
+    def poll(self) -> int | None:
+        """The exit status if the child has finished (and left nothing behind), else ``None``."""
+        if self._popen.poll() is None:
+            return None
+        self._await_init()
+        return self._popen.returncode
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Wait up to ``timeout`` seconds; the exit status, or ``None`` if still running."""
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._await_init()
+        return self._popen.returncode
+
+    def kill(self) -> None:
+        """SIGTERM to everything here, SIGKILL after ``GRACE_S``; returns once all are gone."""
+        if self._popen.poll() is None:  # not reaped: its pid (the group's id) cannot be reused
+            self._signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout=GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._popen.wait()
+        self._await_init()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._popen.pid, sig)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(self._init_fd, sig)
+
+    def _await_init(self) -> None:
+        """The init's exit completes only once its namespace is empty; wait for that."""
+        if self._init_fd < 0:
             return
-        room = max_output - len(sink)
-        if room > 0:
-            sink += chunk[:room]
+        if not pids.wait_gone_fd(self._init_fd, timeout_s=GRACE_S):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._init_fd, signal.SIGKILL)
+            if not pids.wait_gone_fd(self._init_fd, timeout_s=30.0):
+                logger.warning("the namespace of pid %d did not end", self._popen.pid)
+                return
+        os.close(self._init_fd)
+        self._init_fd = -1
+
+    def close(self) -> None:
+        """Stop what is left and release the guard (never before it is gone)."""
+        try:
+            self.kill()
+        finally:
+            self._ctl.close()
+            _notify(Ended(guard=self.guard_id))
+
+
+def _start(
+    args: tuple[str, ...],
+    *,
+    env: dict[str, str],
+    cwd: Path | None,
+    stdin: Stream,
+    stdout: Stream,
+    stderr: Stream,
+    pass_fds: Sequence[int],
+    share_mounts: bool,
+) -> Child:
+    program = args[0] if os.path.isabs(args[0]) else tool(args[0])
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    required = "1" if os.geteuid() == 0 else "0"
+    mounts = "shared" if share_mounts else "own"
+    try:
+        popen = subprocess.Popen(
+            [*_guard_argv(theirs.fileno(), "run", required, mounts, "--"), program, *args[1:]],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=cwd,
+            process_group=0,
+            pass_fds=(*pass_fds, theirs.fileno()),
+            close_fds=True,
+        )
+    except OSError as exc:
+        ours.close()
+        raise HostError(
+            f"Failed to start {display_argv(args)}: {exc.strerror}", code="host.command"
+        ) from exc
+    finally:
+        theirs.close()
+    try:
+        words, fds = _report(ours, args)
+    except HostError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+        ours.close()
+        raise
+    if len(words) == 3 and words[0] == "started" and words[1].isdigit() and len(fds) == 1:
+        if words[2] != "ns":
+            logger.debug("no PID namespace for %s (unprivileged)", display_argv(args))
+        child = Child(popen, ours, int(words[1]), fds[0], contained=words[2] == "ns")
+        _notify(Started(guard=child.guard_id, init=child.init_id))
+        return child
+    for fd in fds:
+        os.close(fd)
+    popen.wait()
+    ours.close()
+    reason = "the guard failed"
+    if len(words) == 3 and words[0] == "failed" and words[1].isdigit():
+        reason = os.strerror(int(words[1])) if int(words[1]) else "it exited"
+        if words[2] in ("unshare", "setup"):
+            reason = f"cannot set up its namespaces: {reason}"
+    raise HostError(f"Failed to start {display_argv(args)}: {reason}", code="host.command")
+
+
+def _environment(env: Mapping[str, str] | None, inherit_env: bool) -> dict[str, str]:
+    if inherit_env:
+        return {**os.environ, **(env or {})}
+    return base_env(env)
+
+
+@contextlib.contextmanager
+def spawn(
+    argv: Argv,
+    *,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = False,
+    cwd: Path | None = None,
+    stdin: Stream = subprocess.DEVNULL,
+    stdout: Stream = subprocess.DEVNULL,
+    stderr: Stream = subprocess.DEVNULL,
+    pass_fds: Sequence[int] = (),
+    share_mounts: bool = False,
+) -> Iterator[Child]:
+    """Start a long-running child that is stopped, with everything it started, on every exit path.
+
+    The caller waits with ``wait(child, timeout)``; leaving the ``with`` block kills what is left.
+    The child gets its own mount namespace (a copy of ours, with a /proc of its own PID
+    namespace) unless ``share_mounts``: for the commands that mount or unmount for us.
+
+    Raises:
+        HostError: the program could not be started.
+    """
+    args = tuple(os.fspath(a) for a in argv)
+    logger.debug("spawning %s", display_argv(args))
+    child = _start(
+        args,
+        env=_environment(env, inherit_env),
+        cwd=cwd,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        pass_fds=pass_fds,
+        share_mounts=share_mounts,
+    )
+    try:
+        yield child
+    finally:
+        child.close()
+
+
+def _feed(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass  # the child closed its stdin early: what it read is what it gets
+    finally:
+        os.close(fd)
 
 
 def run(
@@ -117,12 +423,13 @@ def run(
     max_output: int = 1 << 20,
     check: bool = True,
     pass_fds: Sequence[int] = (),
+    share_mounts: bool = False,
 ) -> Completed:
-    """Run ``argv`` to completion.
+    """Run ``argv`` to completion (a ``spawn`` whose output is drained and bounded).
 
     Args:
-        argv: program and arguments; the program should be an absolute path.
-        timeout: seconds before the process group is terminated.
+        argv: program and arguments; a bare program name is resolved by ``tool``.
+        timeout: seconds before everything the command started is terminated.
         input: bytes fed to stdin (stdin is /dev/null otherwise).
         env: variables added to the minimal base environment.
         inherit_env: start from ``os.environ`` instead of the minimal environment.
@@ -130,6 +437,7 @@ def run(
         max_output: bytes kept of stdout and of stderr each.
         check: raise ``CommandFailed`` on a non-zero exit status.
         pass_fds: file descriptors the child inherits.
+        share_mounts: run in our mount namespace (the command mounts or unmounts for us).
 
     Returns:
         The completed process.
@@ -140,121 +448,132 @@ def run(
         HostError: the program could not be started.
     """
     args = tuple(os.fspath(a) for a in argv)
-    full_env = dict(os.environ) if inherit_env else {}
-    full_env.update(base_env(env) if not inherit_env else (env or {}))
-    logger.debug("running %s", display_argv(args))
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (-1, -1)
+    out, err = Drain(out_r, head=max_output), Drain(err_r, head=max_output)
     try:
-        proc = subprocess.Popen(
+        with spawn(
             args,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=full_env,
+            env=env,
+            inherit_env=inherit_env,
             cwd=cwd,
-            process_group=0,
-            pass_fds=tuple(pass_fds),
-            close_fds=True,
-        )
-    except OSError as exc:
-        raise HostError(
-            f"Failed to start {display_argv(args)}: {exc.strerror}", code="host.command"
-        ) from exc
-    out, err = bytearray(), bytearray()
-    assert proc.stdout is not None  # noqa: S101 - PIPE given above
-    assert proc.stderr is not None  # noqa: S101 - PIPE given above
-    readers = [
-        threading.Thread(target=_drain, args=(proc.stdout, out, max_output), daemon=True),
-        threading.Thread(target=_drain, args=(proc.stderr, err, max_output), daemon=True),
-    ]
-    for t in readers:
-        t.start()
-    if input is not None:
-        assert proc.stdin is not None  # noqa: S101 - PIPE given above
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(input)
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-    deadline = time.monotonic() + timeout
-    try:
-        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        for t in readers:
-            t.join(timeout=GRACE_S)
-        raise CommandTimedOut(
-            f"{display_argv(args)} timed out after {timeout:g} s and was killed"
-        ) from None
-    except BaseException:
-        _kill_group(proc)
-        raise
-    for t in readers:
-        t.join(timeout=GRACE_S)
-    result = Completed(argv=args, returncode=proc.returncode, stdout=bytes(out), stderr=bytes(err))
-    if check and proc.returncode != 0:
+            stdin=in_r if input is not None else subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            pass_fds=pass_fds,
+            share_mounts=share_mounts,
+        ) as child:
+            for fd in (out_w, err_w, in_r):
+                if fd >= 0:
+                    os.close(fd)
+            out_w = err_w = in_r = -1
+            if input is not None:
+                threading.Thread(target=_feed, args=(in_w, input), daemon=True).start()
+                in_w = -1
+            returncode = child.wait(timeout)
+            if returncode is None:
+                child.kill()
+                raise CommandTimedOut(
+                    f"{display_argv(args)} timed out after {timeout:g} s and was killed"
+                )
+    finally:
+        for fd in (out_w, err_w, in_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        out.close(GRACE_S)
+        err.close(GRACE_S)
+    result = Completed(argv=args, returncode=returncode, stdout=out.head, stderr=err.head)
+    if check and returncode != 0:
         detail = tail(result.stderr) or tail(result.stdout)
         raise CommandFailed(
-            f"{display_argv(args)} {_describe_status(proc.returncode)}"
+            f"{display_argv(args)} {_describe_status(returncode)}"
             + (f": {detail}" if detail else ""),
-            returncode=proc.returncode,
+            returncode=returncode,
             stdout=result.stdout,
             stderr=result.stderr,
         )
     return result
 
 
-@contextlib.contextmanager
-def spawn(
-    argv: Argv,
-    *,
-    env: Mapping[str, str] | None = None,
-    inherit_env: bool = False,
-    cwd: Path | None = None,
-    stdout: int | IO[bytes] | None = subprocess.DEVNULL,
-    stderr: int | IO[bytes] | None = subprocess.DEVNULL,
-    pass_fds: Sequence[int] = (),
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a long-running child that is terminated (whole group) on every exit path.
+def wait(child: Child, *, timeout: float) -> int | None:
+    """Wait up to ``timeout`` seconds; return the exit status, or ``None`` if still running."""
+    return child.wait(timeout)
 
-    The caller waits with ``wait(proc, timeout)``; leaving the ``with`` block kills what is left.
-    """
-    args = tuple(os.fspath(a) for a in argv)
-    full_env = dict(os.environ) if inherit_env else {}
-    full_env.update(base_env(env) if not inherit_env else (env or {}))
-    logger.debug("spawning %s", display_argv(args))
+
+def kill(child: Child) -> None:
+    """Terminate a spawned child and everything it started (SIGTERM, grace, SIGKILL)."""
+    child.kill()
+
+
+def _start_teardown(steps: Sequence[Teardown]) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    spec = json.dumps([s.as_json() for s in steps])
     try:
-        proc = subprocess.Popen(
-            args,
+        popen = subprocess.Popen(
+            _guard_argv(theirs.fileno(), "teardown", spec),
             stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            env=full_env,
-            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=base_env(),
             process_group=0,
-            pass_fds=tuple(pass_fds),
+            pass_fds=(theirs.fileno(),),
             close_fds=True,
         )
     except OSError as exc:
-        raise HostError(
-            f"Failed to start {display_argv(args)}: {exc.strerror}", code="host.command"
-        ) from exc
-    try:
-        yield proc
+        ours.close()
+        raise HostError(f"Failed to start the teardown guard: {exc.strerror}") from exc
     finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        theirs.close()
+    words, fds = _report(ours, ("teardown guard",))
+    for fd in fds:
+        os.close(fd)
+    if words != ["armed"]:
+        popen.kill()
+        popen.wait()
+        ours.close()
+        raise HostError("Failed to start the teardown guard", code="host.command")
+    return popen, ours
 
 
-def wait(proc: subprocess.Popen[bytes], *, timeout: float) -> int | None:
-    """Wait up to ``timeout`` seconds; return the exit status, or ``None`` if still running."""
+@contextlib.contextmanager
+def guard(steps: Sequence[Teardown]) -> Iterator[None]:
+    """If airlock dies inside the ``with`` block, a separate process runs ``steps``.
+
+    Leaving the block by any path (airlock is alive and cleans up itself) disarms it.
+
+    Raises:
+        HostError: the guard could not be started.
+    """
+    popen, ours = _start_teardown(steps)
+    who = pids.identify(popen.pid) or pids.ProcessId(pid=popen.pid, start=0)
+    _notify(Started(guard=who, init=None, teardown=tuple(steps)))
     try:
-        return proc.wait(timeout=timeout)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            ours.sendall(b"disarm\n")
+        try:
+            popen.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+        ours.close()
+        _notify(Ended(guard=who))
+
+
+def teardown_now(steps: Sequence[Teardown]) -> bool:
+    """Run ``steps`` now, as a guard would on airlock's death; True if no critical step failed.
+
+    Raises:
+        HostError: the guard could not be started.
+    """
+    popen, ours = _start_teardown(steps)
+    ours.close()  # exactly what airlock's death looks like to the guard
+    budget = sum(s.timeout_s for s in steps) + GRACE_S
+    try:
+        return popen.wait(timeout=budget) == 0
     except subprocess.TimeoutExpired:
-        return None
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate a spawned child's whole process group now (SIGTERM, grace, SIGKILL)."""
-    _kill_group(proc)
+        popen.kill()
+        popen.wait()
+        return False

@@ -142,7 +142,7 @@ def enter_private_mount_namespace() -> None:
         raise HostError(
             f"Failed to unshare the mount namespace: {os.strerror(err)}", code="host.namespace"
         )
-    proc.run(["mount", "--make-rprivate", "/"], timeout=30)
+    proc.run(["mount", "--make-rprivate", "/"], timeout=30, share_mounts=True)
 
 
 class Lab:
@@ -284,14 +284,18 @@ class Lab:
         with open(img, "wb") as fh:
             fh.truncate(512 << 20)
         proc.run(["mkfs.btrfs", "-q", "-f", img], timeout=120)
-        proc.run(["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", img, mnt], timeout=60)
+        proc.run(
+            ["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", img, mnt],
+            timeout=60,
+            share_mounts=True,
+        )
         self._stack.callback(self._umount, mnt)
 
     @staticmethod
     def _umount(path: Path) -> None:
         for target in sorted(_mounts_below(path), key=len, reverse=True):
             with contextlib.suppress(HostError):
-                proc.run(["umount", target], timeout=60)
+                proc.run(["umount", target], timeout=60, share_mounts=True)
 
     def _start_server(self) -> None:
         if self.fetcher == "qemu":
@@ -303,11 +307,15 @@ class Lab:
         run_netns = Path("/run/netns")
         run_netns.mkdir(parents=True, exist_ok=True)
         proc.run(
-            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns], timeout=30
+            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns],
+            timeout=30,
+            share_mounts=True,
         )
         self._stack.callback(self._umount, run_netns)
-        proc.run(["ip", "netns", "add", NETNS], timeout=30)
-        self._stack.callback(proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False)
+        proc.run(["ip", "netns", "add", NETNS], timeout=30, share_mounts=True)
+        self._stack.callback(
+            proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False, share_mounts=True
+        )
         proc.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], timeout=30)
         self._spawn_server(["ip", "netns", "exec", NETNS])
 

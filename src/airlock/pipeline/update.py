@@ -26,8 +26,7 @@ from airlock.pipeline.steps import (
 
 def run_update(ctx: RunContext) -> Outcome:
     """Fetch, judge and install the newest verified release."""
-    with take_lock(ctx):
-        prepare_staging(ctx)
+    with take_lock(ctx), prepare_staging(ctx):
         clean_share(ctx)
         fetch(ctx)
         with freeze(ctx) as snapshot:
@@ -43,8 +42,7 @@ def run_update(ctx: RunContext) -> Outcome:
 
 def run_check(ctx: RunContext) -> Outcome:
     """Everything but apply: say whether a newer verified version is available."""
-    with take_lock(ctx):
-        prepare_staging(ctx)
+    with take_lock(ctx), prepare_staging(ctx):
         clean_share(ctx)
         fetch(ctx)
         with freeze(ctx) as snapshot:

@@ -2,14 +2,14 @@
 """Locate systemd-sysupdate 257 and run it in a throwaway private mount namespace.
 
 Trusts: the runtime root (``$AIRLOCK_CACHE/trixie``, built by ``scripts/make-runtime.sh``), the
-caller's ``Bind`` list and environment.  Every run gets a fresh mount namespace
-(``unshare --mount --propagation private --fork --kill-child``) in which ``enter.py`` mounts
-``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the caller's
-binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the notify
-socket's directory, then chroots and execs sysupdate.  The chroot is an overlay whose lower layer
-is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
+caller's ``Bind`` list and environment. Every run gets a fresh mount namespace (``unshare --mount
+--propagation private``, inside the PID namespace proc gives every child) in which ``enter.py``
+mounts ``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the
+caller's binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the
+notify socket's directory, then chroots and execs sysupdate. The chroot is an overlay whose lower
+layer is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
 sysupdate writes to its own root) live only for the run, so the shared root is never modified and
-concurrent runs cannot see each other.  Nothing is mounted on the host: when the namespace's last
+concurrent runs cannot see each other. Nothing is mounted on the host: when the namespace's last
 process exits, its mounts go with it.
 
 sd_notify messages (``X_SYSUPDATE_PROGRESS=``, ``STATUS=``, …) arrive on a host-side AF_UNIX
@@ -42,6 +42,8 @@ from airlock.text import tail
 logger = logging.getLogger(__name__)
 
 SYSUPDATE = "/usr/lib/systemd/systemd-sysupdate"
+CHROOT = "/usr/sbin/chroot"
+UNSHARE = "/usr/bin/unshare"
 MIN_VERSION = 257
 NOTIFY_DIR = "/run/airlock-notify"
 MAX_NOTIFY_BYTES = 4096
@@ -63,7 +65,7 @@ class Bind:
 def _major(binary: Path, *, chroot: Path | None) -> int | None:
     argv: list[str | os.PathLike[str]] = [binary, "--version"]
     if chroot is not None:
-        argv = ["chroot", chroot, SYSUPDATE, "--version"]
+        argv = [CHROOT, chroot, SYSUPDATE, "--version"]
     try:
         res = proc.run(argv, timeout=30)
     except AirlockError:
@@ -215,21 +217,14 @@ class Runtime:
                     ],
                 }
                 res = proc.run(
-                    # setpriv --pdeathsig: if airlock itself is killed (even SIGKILL), unshare
-                    # dies with it; --kill-child then kills sysupdate, the init of a new PID
-                    # namespace, and with it the kernel kills every callout (systemd-pull,
-                    # systemd-import): no orphan keeps writing after the lock is gone.
+                    # proc's guard gives the run its own PID namespace that dies with airlock
+                    # (even on SIGKILL), so sysupdate and its callouts (systemd-pull,
+                    # systemd-import) never outlive the lock (ADR 0003, ADR 0005).
                     [
-                        "setpriv",
-                        "--pdeathsig",
-                        "KILL",
-                        "unshare",
+                        UNSHARE,
                         "--mount",
-                        "--pid",
                         "--propagation",
                         "private",
-                        "--fork",
-                        "--kill-child",
                         "--",
                         sys.executable,
                         "-I",

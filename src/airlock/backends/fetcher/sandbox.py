@@ -9,10 +9,11 @@ read-only at ``<root>/etc`` and the share writable at ``<root>/updates`` — the
 path.  With ``netns`` set it runs inside that existing network namespace (``ip netns exec``), so a
 test server on its loopback is reachable; otherwise it has no network at all.
 
-At the timeout the whole process group is killed; since the payload runs in its own PID namespace
-with ``--die-with-parent``, killing bubblewrap kills every process of the sandbox.  Afterwards we
-check that no process of that PID namespace survives (and kill stragglers), so when ``fetch``
-returns nothing can write into the share any more.  The payload's output is untrusted: only an
+bubblewrap runs under ``proc``'s guard, in a PID namespace that ends before ``spawn`` returns and
+that dies with airlock, even on SIGKILL (ADR 0005): at the timeout, or when airlock is killed,
+every process of the sandbox is gone, so when ``fetch`` returns nothing can write into the share
+any more.  Only for an unprivileged caller (no PID namespace of proc's) are the processes of
+bubblewrap's own PID namespace looked up and killed afterwards.  The payload's output is untrusted: only an
 escaped, bounded tail is kept.
 """
 
@@ -23,13 +24,13 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from airlock import proc
 from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.drain import Drain
 from airlock.errors import FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.text import display, tail
@@ -61,19 +62,6 @@ SYSTEM_RO = (
 MAX_LOG_BYTES = 1 << 20
 _TAIL_BYTES = 16 * 1024
 _REAP_S = 5.0
-
-
-def _drain(fd: int, log_path: Path | None, keep: bytearray) -> None:
-    written = 0
-    with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(log_path, "wb")) if log_path else None
-        while chunk := os.read(fd, 65536):
-            keep += chunk
-            del keep[:-_TAIL_BYTES]
-            if log is not None and written < MAX_LOG_BYTES:
-                log.write(chunk[: MAX_LOG_BYTES - written])
-                written += len(chunk)
-    os.close(fd)
 
 
 def _pid_ns(pid: int) -> str | None:
@@ -173,11 +161,10 @@ class SandboxFetcher:
             raise FetchError("No fetch command configured", code="fetch.config")
         info_r, info_w = os.pipe()
         out_r, out_w = os.pipe()
-        keep = bytearray()
+        output = Drain(out_r, tail=_TAIL_BYTES, log_path=request.log_path, log_limit=MAX_LOG_BYTES)
         start = time.monotonic()
         ns: str | None = None
         status: int | None = None
-        drain = threading.Thread(target=_drain, args=(out_r, request.log_path, keep), daemon=True)
         try:
             with proc.spawn(
                 self.argv(request, info_w), stdout=out_w, stderr=out_w, pass_fds=(info_w,)
@@ -186,8 +173,12 @@ class SandboxFetcher:
                 info_w = -1
                 os.close(out_w)
                 out_w = -1
-                drain.start()
                 ns = self._read_info(info_r)
+                if child.contained:
+                    # bubblewrap runs inside proc's PID namespace (its pids are not ours to
+                    # look up), and that namespace ends, with every sandbox process, before
+                    # spawn() returns.
+                    ns = None
                 status = proc.wait(child, timeout=max(0.0, request.timeout_s))
                 if status is None:
                     reporter.emit(
@@ -205,12 +196,9 @@ class SandboxFetcher:
                         os.close(fd)
             if ns is not None:
                 self._ensure_gone(ns)
-            if drain.ident is not None:
-                drain.join(timeout=_REAP_S)
-            else:
-                os.close(out_r)
+            output.close(timeout=_REAP_S)
         duration = time.monotonic() - start
-        log_tail = tail(bytes(keep))
+        log_tail = tail(output.tail)
         if status is None:
             raise FetchError(
                 f"The fetcher did not finish within {request.timeout_s:g} s and was" " killed",
@@ -240,6 +228,8 @@ class SandboxFetcher:
 
     @staticmethod
     def _ensure_gone(ns: str) -> None:
+        if ns == _pid_ns(os.getpid()):  # never, whatever bubblewrap reported: that is everyone
+            raise HostError("Refusing to reap the host's own PID namespace", code="host.sandbox")
         deadline = time.monotonic() + _REAP_S
         while pids := pids_in_ns(ns):
             for pid in pids:
