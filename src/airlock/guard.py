@@ -10,10 +10,10 @@ that started it exits, not the process, and could be missed in the window before
 ``run REQUIRED MOUNTS -- ARGV...``: the guard unshares a PID namespace (with ``MOUNTS`` ``own``,
 also a mount namespace, in which the init mounts a /proc that shows the new PID namespace; with
 ``shared`` the command changes airlock's own mount table and sees airlock's /proc, whose pids are
-not its own) and forks its *init* (pid 1 there),
-which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards the guard (then checks the guard did not die
-before that), forks and execs ``ARGV``, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to the whole
-namespace and reaps orphans until the command exits.  Then, enforced by the kernel:
+not its own) and forks its *init* (pid 1 there), which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards the
+guard (then checks the guard did not die before that), forks and execs ``ARGV``, forwards
+SIGTERM/SIGINT/SIGHUP/SIGQUIT to the whole namespace and reaps orphans until the command exits.
+Then, enforced by the kernel:
 
 * airlock gone → the guard reads EOF and SIGKILLs the init;
 * the guard gone (any signal) → the kernel SIGKILLs the init (PDEATHSIG);
@@ -23,7 +23,9 @@ namespace and reaps orphans until the command exits.  Then, enforced by the kern
 
 Without the privilege to unshare (``REQUIRED`` is ``0``: an unprivileged caller such as the agent
 inside the sandbox) the init is an ordinary child and a child subreaper that kills whatever its
-command left behind; with ``REQUIRED`` ``1`` that is a start failure instead.
+command left behind when it exits, and the command dies with the init (its own PDEATHSIG); what the
+command orphaned before airlock was killed may then survive.  With ``REQUIRED`` ``1`` (airlock runs
+as root) a failed unshare is a start failure instead.
 
 ``teardown STEPS_JSON``: no command.  ``disarm`` from airlock ends the guard quietly; EOF (airlock
 died) makes it run the steps, each ``{"argv": [...], "timeout_s": S, "when": W, "critical": C}``

@@ -26,7 +26,9 @@ import errno
 import json
 import logging
 import os
+import shutil
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,15 +40,24 @@ from airlock.errors import BusyError, HostError
 logger = logging.getLogger(__name__)
 
 RECORD = "run.json"
+RUN_TMP = "tmp"
 MAX_RECORD_BYTES = 1 << 20
 STOP_TIMEOUT_S = 30.0
 
 
 class RunRecord:
-    """Keeps ``<staging>/run.json`` current while it is entered (see the module docstring)."""
+    """Keeps ``<staging>/run.json`` current while it is entered (see the module docstring).
+
+    It also gives the run its temporary directory, ``<staging>/tmp`` (``tempfile.tempdir`` while
+    entered): what the run's backends create there (a sysupdate namespace's scratch and notify
+    socket, the VM's boot files) is removed when the run ends, and by the next run's
+    ``stop_leftovers`` when it was killed.
+    """
 
     def __init__(self, staging_dir: Path) -> None:
         self._path = staging_dir / RECORD
+        self._tmp = staging_dir / RUN_TMP
+        self._saved_tempdir: str | None = None
         self._lock = threading.Lock()
         me = pids.identify(os.getpid())
         self._data: dict[str, object] = {
@@ -60,6 +71,15 @@ class RunRecord:
 
     def __enter__(self) -> RunRecord:
         self._write()
+        try:
+            _remove_tmp(self._tmp.parent)  # left by a run killed while it was ending
+            self._tmp.mkdir(mode=0o700)
+        except OSError as exc:
+            self._path.unlink()
+            raise HostError(
+                f"Failed to create {self._tmp}: {exc.strerror}", code="host.record"
+            ) from exc
+        self._saved_tempdir, tempfile.tempdir = tempfile.tempdir, os.fspath(self._tmp)
         self._stack.enter_context(proc.observe(self._event))
         return self
 
@@ -67,6 +87,8 @@ class RunRecord:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stack.close()
+        tempfile.tempdir = self._saved_tempdir
+        shutil.rmtree(self._tmp, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
 
@@ -174,7 +196,8 @@ def _stop(raw: object, what: str) -> None:
 
 
 def stop_leftovers(staging_dir: Path) -> int:
-    """Stop whatever a dead earlier run recorded in ``staging_dir``; the number of actions.
+    """Stop whatever a dead earlier run recorded in ``staging_dir``, then remove its temporary
+    directory; the number of actions.
 
     Raises:
         BusyError: ``busy.staging`` when the recording run is alive (another lock file?),
@@ -185,7 +208,7 @@ def stop_leftovers(staging_dir: Path) -> int:
         return 0
     if data.get("boot_id") != pids.boot_id():
         (staging_dir / RECORD).unlink()  # every process of an earlier boot is gone
-        return 0
+        return _remove_tmp(staging_dir)
     owner = pids.ProcessId.from_json(data.get("owner"))
     if owner is not None and pids.alive(owner) and owner.pid != os.getpid():
         raise BusyError(
@@ -213,4 +236,16 @@ def stop_leftovers(staging_dir: Path) -> int:
             )
         actions += 1
     (staging_dir / RECORD).unlink()
-    return actions
+    return actions + _remove_tmp(staging_dir)
+
+
+def _remove_tmp(staging_dir: Path) -> int:
+    """The dead run's temporary directory (nothing of that run is alive any more)."""
+    tmp = staging_dir / RUN_TMP
+    if not os.path.lexists(tmp):
+        return 0
+    if tmp.is_symlink() or not tmp.is_dir():
+        tmp.unlink()
+    else:
+        shutil.rmtree(tmp)
+    return 1

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""A real loop-backed btrfs per test, mounted under tmp_path and always unmounted."""
+"""A real loop-backed btrfs, mounted under tmp_path and always unmounted: per test or per module."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,10 +12,10 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture
-def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
-    """A mounted, empty btrfs filesystem (loop file in tmp_path, auto-cleared loop device)."""
-    img, mnt = tmp_path / "btrfs.img", tmp_path / "mnt"
+@contextlib.contextmanager
+def loop_btrfs(where: Path) -> Iterator[Path]:
+    """A mounted, empty btrfs file system (loop file in ``where``, auto-cleared loop device)."""
+    img, mnt = where / "btrfs.img", where / "mnt"
     mnt.mkdir()
     with open(img, "wb") as fh:
         fh.truncate(512 << 20)
@@ -38,3 +39,17 @@ def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
             if not held.stdout.strip():
                 break
             time.sleep(0.05)
+
+
+@pytest.fixture
+def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A btrfs for one test."""
+    with loop_btrfs(tmp_path) as mnt:
+        yield mnt
+
+
+@pytest.fixture(scope="module")
+def btrfs_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A btrfs shared by the tests of one module (their world is reset, not rebuilt)."""
+    with loop_btrfs(tmp_path_factory.mktemp("btrfs")) as mnt:
+        yield mnt

@@ -10,11 +10,11 @@ path.  With ``netns`` set it runs inside that existing network namespace (``ip n
 test server on its loopback is reachable; otherwise it has no network at all.
 
 bubblewrap runs under ``proc``'s guard, in a PID namespace that ends before ``spawn`` returns and
-that dies with airlock, even on SIGKILL (ADR 0005): at the timeout, or when airlock is killed,
-every process of the sandbox is gone, so when ``fetch`` returns nothing can write into the share
-any more.  Only for an unprivileged caller (no PID namespace of proc's) are the processes of
-bubblewrap's own PID namespace looked up and killed afterwards.  The payload's output is untrusted: only an
-escaped, bounded tail is kept.
+that dies with airlock, even on SIGKILL (ADR 0005): at the timeout, or when airlock is killed, every
+process of the sandbox is gone, so when ``fetch`` returns nothing can write into the share any more.
+Only for an unprivileged caller (no PID namespace of proc's) are the processes of bubblewrap's own
+PID namespace looked up and killed afterwards. The payload's output is untrusted: only an escaped,
+bounded tail is kept.
 """
 
 from __future__ import annotations
