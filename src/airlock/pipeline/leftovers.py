@@ -182,10 +182,11 @@ def _steps(raw: object) -> list[proc.Teardown]:
     return steps
 
 
-def _stop(raw: object, what: str) -> None:
+def _stop(raw: object, what: str) -> int:
+    """1 if the recorded process was still running and is stopped now, else 0."""
     who = pids.ProcessId.from_json(raw)
     if who is None or not pids.alive(who):
-        return
+        return 0
     logger.info("stopping %s pid %d left by an interrupted run", what, who.pid)
     if not pids.stop(who, timeout_s=STOP_TIMEOUT_S):
         raise BusyError(
@@ -193,11 +194,12 @@ def _stop(raw: object, what: str) -> None:
             code="busy.orphan",
             hint="find out why it does not die (D state?), then run again",
         )
+    return 1
 
 
 def stop_leftovers(staging_dir: Path) -> int:
     """Stop whatever a dead earlier run recorded in ``staging_dir``, then remove its temporary
-    directory; the number of actions.
+    directory; the number of processes stopped and teardowns run.
 
     Raises:
         BusyError: ``busy.staging`` when the recording run is alive (another lock file?),
@@ -208,7 +210,8 @@ def stop_leftovers(staging_dir: Path) -> int:
         return 0
     if data.get("boot_id") != pids.boot_id():
         (staging_dir / RECORD).unlink()  # every process of an earlier boot is gone
-        return _remove_tmp(staging_dir)
+        _remove_tmp(staging_dir)
+        return 0
     owner = pids.ProcessId.from_json(data.get("owner"))
     if owner is not None and pids.alive(owner) and owner.pid != os.getpid():
         raise BusyError(
@@ -218,16 +221,15 @@ def stop_leftovers(staging_dir: Path) -> int:
         )
     actions = 0
     for child in _entries(data, "children"):
-        _stop(child.get("init"), "the namespace of a child")  # everything in it goes with it
-        _stop(child.get("guard"), "a child's guard")
-        actions += 1
+        actions += _stop(child.get("init"), "the namespace of a child")  # all in it goes too
+        actions += _stop(child.get("guard"), "a child's guard")
     for entry in _entries(data, "teardowns"):
         guard = pids.ProcessId.from_json(entry.get("guard"))
         if guard is not None and pids.alive(guard):  # it may be tearing down right now
             steps = _steps(entry.get("steps"))
             budget = sum(s.timeout_s for s in steps) + proc.GRACE_S
             if not pids.wait_gone(guard, timeout_s=budget):
-                _stop(entry.get("guard"), "a teardown guard")
+                actions += _stop(entry.get("guard"), "a teardown guard")
         if not proc.teardown_now(_steps(entry.get("steps"))):
             raise BusyError(
                 "A VM of an interrupted run could not be stopped",
@@ -236,16 +238,14 @@ def stop_leftovers(staging_dir: Path) -> int:
             )
         actions += 1
     (staging_dir / RECORD).unlink()
-    return actions + _remove_tmp(staging_dir)
+    _remove_tmp(staging_dir)
+    return actions
 
 
-def _remove_tmp(staging_dir: Path) -> int:
+def _remove_tmp(staging_dir: Path) -> None:
     """The dead run's temporary directory (nothing of that run is alive any more)."""
     tmp = staging_dir / RUN_TMP
-    if not os.path.lexists(tmp):
-        return 0
-    if tmp.is_symlink() or not tmp.is_dir():
+    if tmp.is_symlink() or (os.path.lexists(tmp) and not tmp.is_dir()):
         tmp.unlink()
-    else:
+    elif tmp.is_dir():
         shutil.rmtree(tmp)
-    return 1

@@ -118,6 +118,16 @@ def parse_notify(raw: bytes) -> dict[str, str]:
     return out
 
 
+def _bind_anywhere(sock: socket.socket, directory: Path, name: str) -> None:
+    """Bind ``sock`` to ``directory/name`` even if that path is longer than ``sun_path`` allows
+    (a run's temporary directory is under the staging directory): through ``/proc/self/fd``."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _notify_socket(notify: Notify | None) -> Iterator[Path]:
     """A bound datagram socket in a private directory; a thread forwards messages to ``notify``."""
@@ -144,7 +154,7 @@ def _notify_socket(notify: Notify | None) -> Iterator[Path]:
 
     thread = threading.Thread(target=pump, name="sysupdate-notify", daemon=True)
     try:
-        sock.bind(os.fspath(sock_dir / "notify"))
+        _bind_anywhere(sock, sock_dir, "notify")
         sock.settimeout(0.1)
         thread.start()
         yield sock_dir
@@ -197,6 +207,9 @@ class Runtime:
         scratch = Path(tempfile.mkdtemp(prefix="airlock-sysupdate-"))
         try:
             with _notify_socket(notify) as sock_dir:
+                # In the runtime the socket is bound at a short path; on a host with
+                # sysupdate >= 257 its real path must fit sun_path (108 bytes) or sysupdate
+                # reports no progress (it ignores the failure and installs all the same).
                 notify_dir = NOTIFY_DIR if self.chrooted else os.fspath(sock_dir)
                 notify_path = notify_dir + "/notify"
                 spec = {
