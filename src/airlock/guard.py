@@ -7,11 +7,11 @@ dies, whatever kills it, the kernel closes that end and the guard reads EOF.  Th
 everything below hangs on (a ``PR_SET_PDEATHSIG`` on the guard would fire when the airlock *thread*
 that started it exits, not the process, and could be missed in the window before it is set).
 
-``run REQUIRED MOUNTS -- ARGV...``: the guard unshares a PID namespace (with ``MOUNTS`` ``own``,
-also a mount namespace, in which the init mounts a /proc that shows the new PID namespace; with
-``shared`` the command changes airlock's own mount table and sees airlock's /proc, whose pids are
-not its own) and forks its *init* (pid 1 there), which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards the
-guard (then checks the guard did not die before that), forks and execs ``ARGV``, forwards
+``run REQUIRED MOUNTS [SCRATCH...] -- ARGV...``: the guard unshares a PID namespace (with ``MOUNTS``
+``own``, also a mount namespace, in which the init mounts a /proc that shows the new PID namespace;
+with ``shared`` the command changes airlock's own mount table and sees airlock's /proc, whose pids
+are not its own) and forks its *init* (pid 1 there), which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards
+the guard (then checks the guard did not die before that), forks and execs ``ARGV``, forwards
 SIGTERM/SIGINT/SIGHUP/SIGQUIT to the whole namespace and reaps orphans until the command exits.
 Then, enforced by the kernel:
 
@@ -32,6 +32,9 @@ died) makes it run the steps, each ``{"argv": [...], "timeout_s": S, "when": W, 
 with stdio on /dev/null; ``when`` is ``always``, ``ok`` or ``failed`` (only if the step before ran
 and succeeded or failed: a fallback).  It exits 1 if a critical step failed and no fallback after
 it succeeded, else 0.
+
+The ``SCRATCH`` directories (absolute paths) are removed by the guard once the init is gone,
+whether the command ended or airlock died: the command's temporary files do not outlive it either.
 
 Messages to airlock on CTL: ``started INIT_PID ns|plain`` with a pidfd of the init (SCM_RIGHTS),
 ``armed`` (teardown mode) or ``failed ERRNO WHAT``.  The command's exit status becomes the guard's
@@ -208,7 +211,18 @@ def _ppid(pid: int) -> int | None:
 # -- the guard --------------------------------------------------------------------------------
 
 
-def run(ctl: socket.socket, required: bool, mounts: str, argv: list[str]) -> NoReturn:
+def _remove(paths: list[str]) -> None:
+    """The command's scratch directories, once nothing of it runs any more."""
+    if paths:
+        import shutil  # only guards with something to remove pay for it
+
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run(
+    ctl: socket.socket, required: bool, mounts: str, scratch: list[str], argv: list[str]
+) -> NoReturn:
     """Run mode (see the module docstring)."""
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)  # the init forwards them; only SIGKILL ends us
@@ -249,9 +263,11 @@ def run(ctl: socket.socket, required: bool, mounts: str, argv: list[str]) -> NoR
         if ctl.fileno() in ready and not ctl.recv(64):  # airlock is gone
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os.waitpid(init, 0)
+            _remove(scratch)
             os._exit(128 + signal.SIGKILL)
     _, init_status = os.waitpid(init, 0)
     reported = _receive(status_r)
+    _remove(scratch)
     _exit_like(reported[1] if reported is not None and reported[0] == EXITED else init_status)
 
 
@@ -320,8 +336,9 @@ def main(args: list[str]) -> NoReturn:
     """Dispatch on the mode."""
     ctl = socket.socket(fileno=int(args[0]))
     os.set_inheritable(ctl.fileno(), False)
-    if args[1] == "run" and args[4] == "--":
-        run(ctl, args[2] == "1", args[3], args[5:])
+    if args[1] == "run" and "--" in args:
+        end = args.index("--")  # the scratch paths are absolute: none of them is "--"
+        run(ctl, args[2] == "1", args[3], args[4:end], args[end + 1 :])
     if args[1] == "teardown":
         import json  # only this mode pays for it: every start waits for the guard
 

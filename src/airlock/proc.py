@@ -305,14 +305,20 @@ def _start(
     stderr: Stream,
     pass_fds: Sequence[int],
     share_mounts: bool,
+    scratch: Sequence[Path],
 ) -> Child:
     program = args[0] if os.path.isabs(args[0]) else tool(args[0])
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     required = "1" if os.geteuid() == 0 else "0"
     mounts = "shared" if share_mounts else "own"
+    remove = [os.fspath(p.absolute()) for p in scratch]
     try:
         popen = subprocess.Popen(
-            [*_guard_argv(theirs.fileno(), "run", required, mounts, "--"), program, *args[1:]],
+            [
+                *_guard_argv(theirs.fileno(), "run", required, mounts, *remove, "--"),
+                program,
+                *args[1:],
+            ],
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -373,12 +379,15 @@ def spawn(
     stderr: Stream = subprocess.DEVNULL,
     pass_fds: Sequence[int] = (),
     share_mounts: bool = False,
+    scratch: Sequence[Path] = (),
 ) -> Iterator[Child]:
     """Start a long-running child that is stopped, with everything it started, on every exit path.
 
     The caller waits with ``wait(child, timeout)``; leaving the ``with`` block kills what is left.
     The child gets its own mount namespace (a copy of ours, with a /proc of its own PID
-    namespace) unless ``share_mounts``: for the commands that mount or unmount for us.
+    namespace) unless ``share_mounts``: for the commands that mount or unmount for us.  The
+    ``scratch`` directories are removed once the child and everything it started are gone, even
+    if airlock is dead by then.
 
     Raises:
         HostError: the program could not be started.
@@ -394,6 +403,7 @@ def spawn(
         stderr=stderr,
         pass_fds=pass_fds,
         share_mounts=share_mounts,
+        scratch=scratch,
     )
     try:
         yield child
@@ -424,6 +434,7 @@ def run(
     check: bool = True,
     pass_fds: Sequence[int] = (),
     share_mounts: bool = False,
+    scratch: Sequence[Path] = (),
 ) -> Completed:
     """Run ``argv`` to completion (a ``spawn`` whose output is drained and bounded).
 
@@ -438,6 +449,7 @@ def run(
         check: raise ``CommandFailed`` on a non-zero exit status.
         pass_fds: file descriptors the child inherits.
         share_mounts: run in our mount namespace (the command mounts or unmounts for us).
+        scratch: directories removed once the command and all it started are gone.
 
     Returns:
         The completed process.
@@ -463,6 +475,7 @@ def run(
             stderr=err_w,
             pass_fds=pass_fds,
             share_mounts=share_mounts,
+            scratch=scratch,
         ) as child:
             for fd in (out_w, err_w, in_r):
                 if fd >= 0:

@@ -248,6 +248,7 @@ class Runtime:
                     timeout=timeout,
                     check=False,
                     max_output=4 << 20,
+                    scratch=(scratch, sock_dir),  # removed even if airlock is killed
                 )
         finally:
             # only ever a mount point inside the dead namespace: empty on the host

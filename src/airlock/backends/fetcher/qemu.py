@@ -144,7 +144,8 @@ class QemuFetcher:
         if accel is Accel.TCG:
             reporter.emit(Notice(message="update VM runs under TCG (no KVM)", step=Step.FETCH))
         start = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="airlock-qemu-") as tmp:
+        # The guard removes it too if airlock is killed while QEMU runs.
+        with tempfile.TemporaryDirectory(prefix="airlock-qemu-", ignore_cleanup_errors=True) as tmp:
             work = Path(tmp)
             _prepare_boot(work, request, route)
             argv = [
@@ -156,7 +157,7 @@ class QemuFetcher:
                 *_virtfs("airlock-updates", request.share, readonly=False),
                 *_netdev(cfg, route),
             ]
-            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes)
+            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes, scratch=work)
         duration = time.monotonic() - start
         detail = _console_tail(console_tail)
         if status is None:
@@ -375,7 +376,7 @@ def _console_tail(data: bytes) -> str:
 
 
 def _run_vm(
-    argv: Sequence[str], request: FetchRequest, max_log_bytes: int
+    argv: Sequence[str], request: FetchRequest, max_log_bytes: int, *, scratch: Path
 ) -> tuple[int | None, bytes]:
     """Run QEMU to power-off or the timeout; return the guest's reported status and console tail.
 
@@ -396,7 +397,7 @@ def _run_vm(
         )
         fd, fds[2] = fds[2], -1
         errors = Drain(fd, tail=_TAIL_BYTES)
-        with proc.spawn(argv, stdout=fds[1], stderr=fds[3]) as vm:
+        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=(scratch,)) as vm:
             for i in (1, 3):  # only QEMU (and its forwarders) hold the write ends now
                 os.close(fds[i])
                 fds[i] = -1
