@@ -184,6 +184,11 @@ def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: b
 
 def _kill_children() -> None:
     """As a subreaper: SIGKILL and reap every child until none is left (orphans come to us)."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return  # /proc shows another PID namespace: its pids are not ours to signal
+    except OSError:
+        return
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

@@ -64,6 +64,20 @@ def alive(who: ProcessId) -> bool:
     return identify(who.pid) == who
 
 
+def frame() -> str | None:
+    """The PID namespace the numbers in ``/proc`` belong to, if it is ours; else ``None``.
+
+    A process that sees a /proc of another PID namespace (its pids are not the ones /proc shows)
+    must not act on pids read there: ``None`` says so.
+    """
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def boot_id() -> str:
     """This boot's id: process identities are meaningless across boots."""
     return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()

@@ -59,10 +59,11 @@ class RunRecord:
         self._tmp = staging_dir / RUN_TMP
         self._saved_tempdir: str | None = None
         self._lock = threading.Lock()
-        me = pids.identify(os.getpid())
+        me = pids.identify(os.getpid()) if pids.frame() else None
         self._data: dict[str, object] = {
             "v": 1,
             "boot_id": pids.boot_id(),
+            "pid_ns": pids.frame(),  # the numbering of every pid below
             "owner": me.as_json() if me else None,
         }
         self._children: dict[int, dict[str, object]] = {}
@@ -212,6 +213,11 @@ def stop_leftovers(staging_dir: Path) -> int:
         (staging_dir / RECORD).unlink()  # every process of an earlier boot is gone
         _remove_tmp(staging_dir)
         return 0
+    if data.get("pid_ns") is None or data.get("pid_ns") != pids.frame():
+        # Written in another PID namespace (a run inside the lab): its pids mean nothing here;
+        # every child of that run died with its namespace anyway.
+        data = {**data, "children": [], "owner": None}
+        data["teardowns"] = [{"steps": t.get("steps")} for t in _entries(data, "teardowns")]
     owner = pids.ProcessId.from_json(data.get("owner"))
     if owner is not None and pids.alive(owner) and owner.pid != os.getpid():
         raise BusyError(

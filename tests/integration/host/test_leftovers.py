@@ -57,7 +57,8 @@ def _identity(p: subprocess.Popen[bytes]) -> dict[str, int]:
 def _plant_record(w: World, record: dict[str, object], *, owner_uid: int = 0) -> None:
     w.staging.mkdir(mode=0o700, exist_ok=True)
     path = w.staging / "run.json"
-    path.write_text(json.dumps({"v": 1, "boot_id": pids.boot_id(), "owner": None, **record}))
+    base = {"v": 1, "boot_id": pids.boot_id(), "pid_ns": pids.frame(), "owner": None}
+    path.write_text(json.dumps({**base, **record}))
     os.chown(path, owner_uid, owner_uid)
 
 
@@ -153,16 +154,18 @@ def test_negative_control_a_record_naming_the_very_process_stops_it(
     assert bystander.wait(timeout=10) == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("trick", ["other-owner", "other-boot"])
+@pytest.mark.parametrize("trick", ["other-owner", "other-boot", "other-pid-namespace"])
 def test_a_record_not_ours_or_from_another_boot_is_ignored(
     world: World, bystander: subprocess.Popen[bytes], trick: str
 ) -> None:
     if trick == "other-owner":
         _plant_record(world, {"children": [{"guard": _identity(bystander)}]}, owner_uid=65534)
-    else:
+    elif trick == "other-boot":
         _plant_record(world, {"children": [{"guard": _identity(bystander)}]})
         path = world.staging / "run.json"
         path.write_text(path.read_text().replace(pids.boot_id(), "0" * 32))
+    else:  # numbered in another PID namespace: the same numbers name other processes here
+        _plant_record(world, {"pid_ns": "pid:[1]", "children": [{"guard": _identity(bystander)}]})
     out = world.update()
     assert out.returncode == 0, out.stderr[-2000:]
     assert bystander.poll() is None

@@ -5,6 +5,7 @@ killed at the timeout, and its console output never reaches a message unescaped.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
 from airlock.release.serve import Server
-from tests.integration.vm.conftest import qemu_pids_for, vm_config, write_release
+from tests.integration.vm.conftest import vm_config, write_release
+from tests.support import leaks
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -105,7 +107,7 @@ def test_guest_downloads_release_through_the_one_forward(
     # Our config tree is untouched: the guest got a private copy with the rewritten URL.
     assert (cfg / "update-url").read_text() == url + "\n"
     assert sorted(server.bytes_served()) == sorted(["SHA256SUMS", "Demo_2.root", "Demo_2.efi"])
-    assert qemu_pids_for(str(tmp_path)) == []
+    assert leaks.descendants(os.getpid()) == set()  # QEMU and its forwarders are gone
 
 
 def test_guest_that_never_powers_off_is_killed_at_the_timeout(
@@ -123,7 +125,7 @@ def test_guest_that_never_powers_off_is_killed_at_the_timeout(
     assert time.monotonic() - start < 60 + 15
     # It was killed while running its command, not while still booting.
     assert "GUEST HANGING" in (tmp_path / "console.log").read_text(errors="replace")
-    assert qemu_pids_for(str(tmp_path)) == []  # QEMU and its forwarders are gone
+    assert leaks.descendants(os.getpid()) == set()  # QEMU and its forwarders are gone
 
 
 def test_hostile_console_output_is_bounded_and_escaped(

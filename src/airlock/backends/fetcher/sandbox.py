@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from airlock import proc
+from airlock import pids, proc
 from airlock.backends.fetcher import FetchRequest, FetchResult
 from airlock.drain import Drain
 from airlock.errors import FetchError, HostError
@@ -228,14 +228,18 @@ class SandboxFetcher:
 
     @staticmethod
     def _ensure_gone(ns: str) -> None:
-        if ns == _pid_ns(os.getpid()):  # never, whatever bubblewrap reported: that is everyone
-            raise HostError("Refusing to reap the host's own PID namespace", code="host.sandbox")
+        if pids.frame() is None or ns == _pid_ns(os.getpid()):
+            # /proc is not ours to read pids from, or bubblewrap named our own namespace
+            # (that would be everyone): never reap on such a basis.
+            raise HostError(
+                "Refusing to reap by pids this /proc does not show", code="host.sandbox"
+            )
         deadline = time.monotonic() + _REAP_S
-        while pids := pids_in_ns(ns):
-            for pid in pids:
+        while left := pids_in_ns(ns):
+            for pid in left:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             if time.monotonic() > deadline:
-                raise HostError(f"Sandbox processes survived killing: {pids}", code="host.sandbox")
+                raise HostError(f"Sandbox processes survived killing: {left}", code="host.sandbox")
             time.sleep(0.05)
         logger.debug("sandbox pid namespace %s is empty", ns)

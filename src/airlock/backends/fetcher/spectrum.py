@@ -190,7 +190,9 @@ class SpectrumFetcher:
             *argv,
         ]
         try:
-            proc.run(full, timeout=_TOOL_TIMEOUT_S, check=check)
+            # In our own mount namespace: the VM's namespace file is a bind mount that the copy
+            # a child would otherwise get cannot be entered (setns: EINVAL).
+            proc.run(full, timeout=_TOOL_TIMEOUT_S, check=check, share_mounts=True)
         except (CommandFailed, CommandTimedOut) as exc:
             raise HostError(
                 f"Failed to run in the VM's mount namespace: {exc.message}", code="host.vm-mount"
