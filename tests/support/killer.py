@@ -54,6 +54,7 @@ class Killed:
     events: tuple[dict[str, object], ...]
     tree: frozenset[int]
     programs: frozenset[str]  # what the tree was running at the kill
+    namespaces: frozenset[str]  # the mount, network and PID namespaces it had, other than ours
     hit: str  # what was running or seen when the kill was sent
 
 
@@ -114,6 +115,8 @@ def kill_at(
                     hit = f"{point.step} at {done} %"
         tree = frozenset(leaks.descendants(cmd.pid))
         programs = frozenset(leaks.exe_name(p) for p in tree)
+        namespaces = frozenset().union(*(namespaces_of(p) for p in {*tree, cmd.pid}))
+        namespaces -= namespaces_of(os.getpid())
         os.kill(cmd.pid, signal.SIGKILL)
     except BaseException:
         cmd.kill()
@@ -122,8 +125,33 @@ def kill_at(
         cmd.stdout.close()
         returncode = cmd.wait(timeout=60)
     return Killed(
-        returncode=returncode, events=tuple(events), tree=tree, programs=programs, hit=hit
+        returncode=returncode,
+        events=tuple(events),
+        tree=tree,
+        programs=programs,
+        namespaces=namespaces,
+        hit=hit,
     )
+
+
+def namespaces_of(pid: int) -> frozenset[str]:
+    """``pid``'s mount, network and PID namespaces (``mnt:[…]``, …)."""
+    found = set()
+    for kind in ("mnt", "net", "pid"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/ns/{kind}"))
+        except OSError:
+            continue
+    return frozenset(found)
+
+
+def inhabited(namespaces: frozenset[str]) -> set[int]:
+    """Processes anywhere on the host that are in one of ``namespaces``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and namespaces_of(int(entry)) & namespaces:
+            found.add(int(entry))
+    return leaks.alive(found)
 
 
 def gone(pids: frozenset[int] | set[int], *, within_s: float = 10.0) -> set[int]:

@@ -10,9 +10,11 @@ all of it, with the real agent running in the bubblewrap sandbox inside that nam
 
 Leaving no trace: the lab process first moves into a private mount namespace, and mounts a tmpfs
 on ``/run/netns`` there, so every mount it or its children make (btrfs, snapshots, sysupdate's
-namespace, the netns handle) disappears with it even if it is killed.  On a normal exit it also
-unmounts, deletes the namespace, stops the server by PID and removes the work directory (unless
-asked to keep it).  ``airlock demo`` and ``tests/e2e`` both use this class.
+namespace, the netns handle) disappears with it, and every process it starts (the server, the
+updates, their VMs and gpg agents) dies with it (``airlock.proc``), even if it is SIGKILLed.  On a
+normal exit it also unmounts, deletes the namespace, stops the server and removes the work
+directory (unless asked to keep it); after a kill the work directory is all that is left, and the
+next lab removes it (``workdir``).  ``airlock demo`` and ``tests/e2e`` both use this class.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from airlock.backends.apply import runtime as sysupdate_runtime
 from airlock.backends.openpgp import gpg
 from airlock.errors import HostError
 from airlock.formats import manifest
-from airlock.lab import disk, images
+from airlock.lab import disk, images, workdir
 
 CLONE_NEWNS = 0x00020000
 NETNS = "airlock-lab"
@@ -212,9 +214,10 @@ class Lab:
     def _setup(self) -> None:
         check_prerequisites()
         enter_private_mount_namespace()
-        created = not self.w.exists()
-        self.w.mkdir(parents=True, exist_ok=True)
-        if created and not self.keep:
+        created = self._stack.enter_context(workdir.claim(self.w))
+        if self.keep:
+            self._stack.callback(workdir.keep, self.w)
+        elif created:
             self._stack.callback(shutil.rmtree, self.w, ignore_errors=True)
         self.w.chmod(0o755)
         self._keygen()
