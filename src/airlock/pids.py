@@ -59,6 +59,12 @@ def identify(pid: int) -> ProcessId | None:
     return ProcessId(pid=pid, start=found[1])
 
 
+def stopped(who: ProcessId) -> bool:
+    """True if ``who`` runs but is stopped (SIGSTOP, a tracer): it makes no progress."""
+    found = _stat(who.pid)
+    return found is not None and found[1] == who.start and found[0] in ("T", "t")
+
+
 def alive(who: ProcessId) -> bool:
     """True if the very process ``who`` names still runs (not a zombie, not a reused pid)."""
     return identify(who.pid) == who

@@ -139,14 +139,37 @@ def _btrfs_mounts(base: str) -> list[str]:
     return out
 
 
+def _mounters(devno: str) -> set[int]:
+    """Processes in whose mount namespace device ``devno`` (``major:minor``) is mounted."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            table = Path(f"/proc/{entry}/mountinfo").read_text()
+        except OSError:
+            continue
+        if any(line.split()[2] == devno for line in table.splitlines()):
+            found.add(int(entry))
+    return found
+
+
 def _loops(base: str) -> frozenset[str]:
+    """Loop devices backed by our files, unless only other sessions' namespaces still hold them.
+
+    A mount namespace made by anyone while our file system was mounted keeps a copy of that
+    mount (this host's mounts are private): it holds our loop device until it ends, and that is
+    not our leak.
+    """
     found = set()
     for dev in Path("/sys/block").glob("loop*"):
         try:
             backing = (dev / "loop" / "backing_file").read_text().strip()
+            devno = (dev / "dev").read_text().strip()
         except OSError:
             continue
-        if backing.startswith(base):
+        if not backing.startswith(base):
+            continue
+        holders = _mounters(devno)
+        if not holders or holders & (descendants(os.getpid()) | {os.getpid()}):
             found.add(f"{dev.name}: {backing}")
     return frozenset(found)
 

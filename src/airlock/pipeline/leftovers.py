@@ -31,6 +31,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -198,9 +199,26 @@ def _stop(raw: object, what: str) -> int:
     return 1
 
 
-def stop_leftovers(staging_dir: Path) -> int:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stopped:
+    """What ``stop_leftovers`` did: processes it killed, teardowns it ran again."""
+
+    processes: int = 0
+    teardowns: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.processes or self.teardowns)
+
+    def __str__(self) -> str:
+        return (
+            f"stopped {self.processes} process(es) and ran {self.teardowns} teardown(s) "
+            "left by an interrupted run"
+        )
+
+
+def stop_leftovers(staging_dir: Path) -> Stopped:
     """Stop whatever a dead earlier run recorded in ``staging_dir``, then remove its temporary
-    directory; the number of processes stopped and teardowns run.
+    directory.
 
     Raises:
         BusyError: ``busy.staging`` when the recording run is alive (another lock file?),
@@ -208,11 +226,11 @@ def stop_leftovers(staging_dir: Path) -> int:
     """
     data = _read(staging_dir)
     if data is None:
-        return 0
+        return Stopped()
     if data.get("boot_id") != pids.boot_id():
         (staging_dir / RECORD).unlink()  # every process of an earlier boot is gone
         _remove_tmp(staging_dir)
-        return 0
+        return Stopped()
     if data.get("pid_ns") is None or data.get("pid_ns") != pids.frame():
         # Written in another PID namespace (a run inside the lab): its pids mean nothing here;
         # every child of that run died with its namespace anyway.
@@ -225,27 +243,27 @@ def stop_leftovers(staging_dir: Path) -> int:
             code="busy.staging",
             hint="two configurations with different lock files share it; use one lock file",
         )
-    actions = 0
+    processes = teardowns = 0
     for child in _entries(data, "children"):
-        actions += _stop(child.get("init"), "the namespace of a child")  # all in it goes too
-        actions += _stop(child.get("guard"), "a child's guard")
+        processes += _stop(child.get("init"), "the namespace of a child")  # all in it goes too
+        processes += _stop(child.get("guard"), "a child's guard")
     for entry in _entries(data, "teardowns"):
         guard = pids.ProcessId.from_json(entry.get("guard"))
         if guard is not None and pids.alive(guard):  # it may be tearing down right now
             steps = _steps(entry.get("steps"))
             budget = sum(s.timeout_s for s in steps) + proc.GRACE_S
-            if not pids.wait_gone(guard, timeout_s=budget):
-                actions += _stop(entry.get("guard"), "a teardown guard")
+            if pids.stopped(guard) or not pids.wait_gone(guard, timeout_s=budget):
+                processes += _stop(entry.get("guard"), "a teardown guard")
         if not proc.teardown_now(_steps(entry.get("steps"))):
             raise BusyError(
                 "A VM of an interrupted run could not be stopped",
                 code="busy.orphan",
                 hint="stop the update VM by hand (vm-stop), then run again",
             )
-        actions += 1
+        teardowns += 1
     (staging_dir / RECORD).unlink()
     _remove_tmp(staging_dir)
-    return actions
+    return Stopped(processes=processes, teardowns=teardowns)
 
 
 def _remove_tmp(staging_dir: Path) -> None:

@@ -69,7 +69,7 @@ def prepare_staging(ctx: RunContext) -> Iterator[None]:
         with step(ctx, Step.PREPARE, os.fspath(ctx.staging_dir)) as detail:
             stopped = leftovers.stop_leftovers(ctx.staging_dir)
             if stopped:
-                detail.append(f"stopped {stopped} leftover(s) of an interrupted run")
+                detail.append(str(stopped))
             ctx.staging.prepare()
             stack.enter_context(leftovers.RunRecord(ctx.staging_dir))
             stale = ctx.staging.remove_stale()

@@ -126,7 +126,7 @@ def test_a_recorded_leftover_is_stopped_before_shared_is_touched(world: World) -
     prepare = next(
         e for e in events(out.stdout) if e["event"] == "step-finished" and e["step"] == "prepare"
     )
-    assert "stopped 2 leftover(s)" in str(prepare["detail"])  # the sandbox's init and guard
+    assert "stopped 2 process(es)" in str(prepare["detail"])  # the sandbox's init and guard
     assert not pids.alive(init)
     assert killer.gone(survivors) == set()
     assert_v2_installed(w)
