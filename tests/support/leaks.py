@@ -16,6 +16,7 @@ at the machine as a whole and nothing matches command lines:
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import subprocess
 import time
@@ -129,6 +130,15 @@ def _mounts(base: str) -> frozenset[str]:
     return frozenset(p for p in points if p.startswith(base))
 
 
+def _sources() -> frozenset[str]:
+    """The devices mounted in our mount namespace."""
+    out = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        out.add(fields[fields.index("-") + 2])
+    return frozenset(out)
+
+
 def _btrfs_mounts(base: str) -> list[str]:
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -139,37 +149,30 @@ def _btrfs_mounts(base: str) -> list[str]:
     return out
 
 
-def _mounters(devno: str) -> set[int]:
-    """Processes in whose mount namespace device ``devno`` (``major:minor``) is mounted."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        try:
-            table = Path(f"/proc/{entry}/mountinfo").read_text()
-        except OSError:
-            continue
-        if any(line.split()[2] == devno for line in table.splitlines()):
-            found.add(int(entry))
-    return found
+def _busy(dev: str) -> bool:
+    """True if a file system somewhere (in any mount namespace) has ``/dev/<dev>`` mounted."""
+    try:
+        fd = os.open(f"/dev/{dev}", os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.errno == errno.EBUSY
+    os.close(fd)
+    return False
 
 
-def _loops(base: str) -> frozenset[str]:
-    """Loop devices backed by our files, unless only other sessions' namespaces still hold them.
+def _loops(base: str, mounted_here: frozenset[str]) -> frozenset[str]:
+    """Loop devices backed by our files that are mounted here, or attached and used by nothing.
 
-    A mount namespace made by anyone while our file system was mounted keeps a copy of that
-    mount (this host's mounts are private): it holds our loop device until it ends, and that is
-    not our leak.
+    One that is busy elsewhere is not our leak: a mount namespace anyone made while our file
+    system was mounted keeps a copy of that mount (this host's mounts are private) and holds the
+    device until it ends; our own processes and their namespaces are the process check's.
     """
     found = set()
     for dev in Path("/sys/block").glob("loop*"):
         try:
             backing = (dev / "loop" / "backing_file").read_text().strip()
-            devno = (dev / "dev").read_text().strip()
         except OSError:
             continue
-        if not backing.startswith(base):
-            continue
-        holders = _mounters(devno)
-        if not holders or holders & (descendants(os.getpid()) | {os.getpid()}):
+        if backing.startswith(base) and (f"/dev/{dev.name}" in mounted_here or not _busy(dev.name)):
             found.add(f"{dev.name}: {backing}")
     return frozenset(found)
 
@@ -211,7 +214,7 @@ def snapshot(base: str, tmpdir: Path) -> dict[str, frozenset[str]]:
     return {
         "processes": frozenset(str(p) for p in descendants(os.getpid())),
         "mounts": _mounts(base),
-        "loops": _loops(base),
+        "loops": _loops(base, _sources()),
         "netns": _netns(),
         "tmp": _tmp(tmpdir),
         "subvolumes": _subvolumes(base),
