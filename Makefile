@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest clean bench
+.PHONY: test demo lint deps venv runtime guest clean bench mutation
 
 deps:
 	bash scripts/install-deps.sh
@@ -33,12 +33,17 @@ setup: deps venv runtime guest
 test: setup
 	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)
 
+# Remove each guard of tests/mutation/catalogue.py in a copy of src/ and require its tests to fail
+# (docs/mutation.md); MUTATIONS="name ..." runs some.
+mutation: setup
+	$(PY) -m tests.mutation.run $(MUTATIONS)
+
 demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

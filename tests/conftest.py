@@ -2,7 +2,7 @@
 """Markers, capability probes, strict mode, a leak check and hypothesis profiles.
 
 Under ``AIRLOCK_REQUIRE_ROOT=1`` (CI) a missing capability fails the test instead of skipping it,
-and the run fails if any privileged test was skipped.
+and the run fails if any test at all was skipped (``tests/support/strict_skips.py``).
 
 The leak check runs around every test and around the session: a process, mount, loop device,
 network namespace, temporary file or btrfs subvolume that a test made and did not remove fails
@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.support import leaks, probes
 
+pytest_plugins = ["tests.support.strict_skips"]
 REQUIRE = os.environ.get("AIRLOCK_REQUIRE_ROOT") == "1"
 PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "s6", "e2e")
 
@@ -36,7 +37,7 @@ settings.register_profile(
 settings.register_profile("fuzz", max_examples=20000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if REQUIRE else "dev"))
 
-_stats = {"privileged_ran": 0, "privileged_skipped": 0}
+_stats = {"privileged_ran": 0}
 _session_leaks: dict[str, list[str]] = {}
 
 
@@ -65,22 +66,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" and any(k in report.keywords for k in PRIVILEGED):
         _stats["privileged_ran"] += 1
-    if report.skipped and any(k in report.keywords for k in PRIVILEGED):
-        _stats["privileged_skipped"] += 1
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    terminalreporter.write_line(
-        f"airlock: privileged tests ran: {_stats['privileged_ran']}, "
-        f"skipped: {_stats['privileged_skipped']}"
-    )
+    terminalreporter.write_line(f"airlock: privileged tests ran: {_stats['privileged_ran']}")
     if _session_leaks:
         terminalreporter.write_line(f"airlock: LEAKED by the session: {_session_leaks}", red=True)
 
 
 @pytest.hookimpl(trylast=True)  # after the session fixtures' teardown (the leak check)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if (REQUIRE and _stats["privileged_skipped"]) or _session_leaks:
+    if _session_leaks:
         session.exitstatus = 1
 
 

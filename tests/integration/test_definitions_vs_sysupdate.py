@@ -3,8 +3,9 @@
 
 Each definition is given to both.  What airlock accepts, 257 must load without a warning; what 257
 refuses, airlock must refuse; what 257 only warns about and ignores, airlock refuses (ADR 0020)
-and names the same line.  257 runs in the trixie runtime with ``--offline list`` (no network, no
-installation), inside a private mount namespace that is gone when the process exits.
+and names the same line.  257 is the runtime ``airlock update`` applies with, run the way it runs
+it (``tests.support.oracles``, once per runtime under test): ``--offline list`` (no network, no
+installation) in a private mount namespace that is gone when the process exits.
 """
 
 from __future__ import annotations
@@ -13,57 +14,37 @@ import json
 import os
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from airlock.backends.apply.runtime import Runtime
 from airlock.errors import FormatError
 from airlock.formats import definitions as d
-from tests.support import probes
+from tests.support.oracles import WORK, sysupdate
 
 pytestmark = pytest.mark.sysupdate
 
-RUNNER = r"""
-set -e
-R=$1; DEFS=$2; shift 2
-mount -t proc proc "$R/proc"
-mount -t tmpfs tmpfs "$R/run"
-mkdir "$R/run/defs"
-mount --bind "$DEFS" "$R/run/defs"
-exec chroot "$R" /usr/lib/systemd/systemd-sysupdate --no-pager --definitions=/run/defs "$@"
-"""
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def sysupdate(defs: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    root = probes.sysupdate_runtime()
-    assert root is not None
-    return subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--fork",
-            "sh",
-            "-c",
-            RUNNER,
-            "sh",
-            os.fspath(root),
-            os.fspath(defs),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+def sysupdate_defs(rt: Runtime, defs: Path, *args: str) -> Listed:
+    done = sysupdate(rt, defs, f"--definitions={WORK}", *args)
+    return Listed(
+        returncode=done.returncode,
+        stdout=done.stdout.decode(errors="replace"),
+        stderr=done.stderr.decode(errors="replace"),
     )
 
 
-def runtime_specifiers() -> d.Specifiers:
-    root = probes.sysupdate_runtime()
-    assert root is not None
-    text = (root / "usr/lib/os-release").read_text()
+def runtime_specifiers(rt: Runtime) -> d.Specifiers:
+    text = (rt.root / "usr/lib/os-release").read_text()
     return d.Specifiers.from_os_release(text)
 
 
@@ -137,23 +118,25 @@ MatchPattern=tree_@v
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_what_airlock_accepts_257_loads_without_warnings(tmp_path: Path, name: str) -> None:
+def test_what_airlock_accepts_257_loads_without_warnings(
+    systemd_runtime: Runtime, tmp_path: Path, name: str
+) -> None:
     (tmp_path / f"10-{name}.transfer").write_text(ACCEPTED[name])
-    (t,) = d.load_dir(tmp_path, specifiers=runtime_specifiers())
-    result = sysupdate(tmp_path, "--offline", "--json=short", "list")
+    (t,) = d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
+    result = sysupdate_defs(systemd_runtime, tmp_path, "--offline", "--json=short", "list")
     assert result.returncode == 0, result.stderr
     assert warnings(result.stderr) == []
     # the AppStream URLs, specifiers expanded, are the one parsed value 257 prints
     assert json.loads(result.stdout)["appstreamUrls"] == list(t.appstream)
 
 
-def test_specifier_expansion_matches(tmp_path: Path) -> None:
+def test_specifier_expansion_matches(systemd_runtime: Runtime, tmp_path: Path) -> None:
     text = BASE.replace(
         "[Source]", "[Transfer]\nAppStream=https://h/%o/%w/%W/%B/%M/%A/%%.xml\n\n" "[Source]"
     )
     (tmp_path / "10-a.transfer").write_text(text)
-    (t,) = d.load_dir(tmp_path, specifiers=runtime_specifiers())
-    result = sysupdate(tmp_path, "--offline", "--json=short", "list")
+    (t,) = d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
+    result = sysupdate_defs(systemd_runtime, tmp_path, "--offline", "--json=short", "list")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["appstreamUrls"] == list(t.appstream)
     assert t.appstream[0].startswith("https://h/debian/13/")
@@ -176,7 +159,7 @@ WARNED = {
 
 @pytest.mark.parametrize("name", sorted(WARNED))
 def test_what_257_only_warns_about_airlock_refuses_at_the_same_line(
-    tmp_path: Path, name: str
+    systemd_runtime: Runtime, tmp_path: Path, name: str
 ) -> None:
     section, line = WARNED[name]
     text = BASE if f"[{section}]" in BASE else f"[{section}]\n\n{BASE}"
@@ -184,13 +167,13 @@ def test_what_257_only_warns_about_airlock_refuses_at_the_same_line(
     number = text.splitlines().index(line) + 1
     path = tmp_path / "10-a.transfer"
     path.write_text(text)
-    result = sysupdate(tmp_path, "--offline", "list")
+    result = sysupdate_defs(systemd_runtime, tmp_path, "--offline", "list")
     assert result.returncode == 0, result.stderr
     assert any(
-        w.startswith(f"/run/defs/10-a.transfer:{number}:") for w in warnings(result.stderr)
+        w.startswith(f"{WORK}/10-a.transfer:{number}:") for w in warnings(result.stderr)
     ), result.stderr
     with pytest.raises(FormatError) as info:
-        d.load_dir(tmp_path, specifiers=runtime_specifiers())
+        d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
     assert f"{path}:{number}:" in info.value.message
 
 
@@ -207,15 +190,17 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_what_257_refuses_airlock_refuses(tmp_path: Path, name: str) -> None:
+def test_what_257_refuses_airlock_refuses(
+    systemd_runtime: Runtime, tmp_path: Path, name: str
+) -> None:
     (tmp_path / "10-a.transfer").write_text(REFUSED[name])
-    result = sysupdate(tmp_path, "--offline", "list")
+    result = sysupdate_defs(systemd_runtime, tmp_path, "--offline", "list")
     assert result.returncode != 0
     with pytest.raises(FormatError):
-        d.load_dir(tmp_path, specifiers=runtime_specifiers())
+        d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
 
 
-def test_masking_dropins_and_conf_fallback_agree(tmp_path: Path) -> None:
+def test_masking_dropins_and_conf_fallback_agree(systemd_runtime: Runtime, tmp_path: Path) -> None:
     (tmp_path / "10-a.conf").write_text(
         BASE.replace("[Source]", "[Transfer]\n" "AppStream=https://h/a\n\n[Source]")
     )
@@ -224,40 +209,29 @@ def test_masking_dropins_and_conf_fallback_agree(tmp_path: Path) -> None:
     (tmp_path / "10-a.conf.d").mkdir()
     (tmp_path / "10-a.conf.d" / "x.conf").write_text("[Transfer]\nAppStream=https://h/drop-in\n")
     (tmp_path / "30-c.conf").symlink_to("/dev/null")
-    transfers = d.load_dir(tmp_path, specifiers=runtime_specifiers())
+    transfers = d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
     assert [t.name for t in transfers] == ["10-a", "20-b"]
-    result = sysupdate(tmp_path, "--offline", "--json=short", "list")
+    result = sysupdate_defs(systemd_runtime, tmp_path, "--offline", "--json=short", "list")
     assert result.returncode == 0, result.stderr
     expected = [u for t in transfers for u in t.appstream]
     assert json.loads(result.stdout)["appstreamUrls"] == expected
     assert expected == ["https://h/a", "https://h/drop-in"]
 
 
-PARTITION_RUNNER = r"""
-set -e
-R=$1; W=$2; shift 2
-mount -t proc proc "$R/proc"
-mount --rbind /dev "$R/dev"
-mount -t tmpfs tmpfs "$R/run"
-for d in defs src img; do mkdir "$R/run/$d"; mount --bind "$W/$d" "$R/run/$d"; done
-exec chroot "$R" /usr/lib/systemd/systemd-sysupdate --no-pager --definitions=/run/defs update
-"""
-
-
-def gpt_flags_after_install(work: Path, flags: str) -> int | None:
+def gpt_flags_after_install(rt: Runtime, work: Path, flags: str) -> int | None:
     """Install one version into a two-slot GPT image with ``PartitionFlags=flags``.
 
     Returns the new slot's attribute bits, or ``None`` if 257 refused to write them.
     """
     for sub in ("defs", "src", "img"):
         (work / sub).mkdir(parents=True)
+    image = work / "img" / "disk.img"
     (work / "src" / "p_1.raw").write_bytes(bytes(512) + os.urandom(65024))
     (work / "defs" / "10-p.transfer").write_text(
-        "[Source]\nType=regular-file\nPath=/run/src\nMatchPattern=p_@v.raw\n\n"
-        f"[Target]\nType=partition\nPath=/run/img/disk.img\nMatchPattern=p_@v\n"
+        f"[Source]\nType=regular-file\nPath={WORK}/src\nMatchPattern=p_@v.raw\n\n"
+        f"[Target]\nType=partition\nPath={image}\nMatchPattern=p_@v\n"
         f"PartitionFlags={flags}\n"
     )
-    image = work / "img" / "disk.img"
     with image.open("wb") as handle:
         handle.truncate(8 << 20)
     slot = 'size=2MiB, type=0fc63daf-8483-4772-8e79-3d69d8477de4, name="_empty"\n'
@@ -269,47 +243,29 @@ def gpt_flags_after_install(work: Path, flags: str) -> int | None:
         timeout=30,
         capture_output=True,
     )
-    root = probes.sysupdate_runtime()
-    assert root is not None
-    result = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--fork",
-            "sh",
-            "-c",
-            PARTITION_RUNNER,
-            "sh",
-            os.fspath(root),
-            os.fspath(work),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-    )
+    done = sysupdate(rt, work, f"--definitions={WORK}/defs", "update", writable=[image])
+    stderr = done.stderr.decode(errors="replace")
     entry = image.read_bytes()[1024:1152]  # first GPT entry (512-byte sectors)
     label = entry[56:128].decode("utf-16-le").rstrip("\0")
-    if result.returncode != 0:
-        assert label == "_empty", result.stderr
+    if done.returncode != 0:
+        assert label == "_empty", stderr
         return None
     assert label == "p_1"
     return int.from_bytes(entry[48:56], "little")
 
 
-def test_partition_flags_base_as_257_reads_it(tmp_path: Path) -> None:
+def test_partition_flags_base_as_257_reads_it(systemd_runtime: Runtime, tmp_path: Path) -> None:
     # Measured: 257 reads PartitionFlags= with base 0 (safe_atou64): "1000000000000000" is the
     # decimal 0x38d7ea4c68000 (reserved bits; libfdisk refuses), while later systemd's parser
     # (safe_atoux64, base 16) would read bit 60.  airlock accepts only spellings both agree on.
-    assert gpt_flags_after_install(tmp_path / "hex", "0x1000000000000000") == 1 << 60
-    assert gpt_flags_after_install(tmp_path / "dec", "1000000000000000") is None
-    assert gpt_flags_after_install(tmp_path / "zero", "0") == 0
-    spec = runtime_specifiers()
+    assert (
+        gpt_flags_after_install(systemd_runtime, tmp_path / "hex", "0x1000000000000000") == 1 << 60
+    )
+    assert gpt_flags_after_install(systemd_runtime, tmp_path / "dec", "1000000000000000") is None
+    assert gpt_flags_after_install(systemd_runtime, tmp_path / "zero", "0") == 0
+    spec = runtime_specifiers(systemd_runtime)
     hex_text = (tmp_path / "hex" / "defs" / "10-p.transfer").read_text()
-    hex_text = hex_text.replace("/run/img/disk.img", "/dev/vda")
+    hex_text = hex_text.replace(os.fspath(tmp_path / "hex/img/disk.img"), "/dev/vda")
     assert d.parse(hex_text, origin="10-p.transfer", specifiers=spec).partition_flags == 1 << 60
     with pytest.raises(FormatError, match="PartitionFlags="):
         d.parse(

@@ -1,45 +1,34 @@
 # SPDX-License-Identifier: MIT
 """Differential: airlock.formats.manifest against the real systemd-sysupdate 257 SHA256SUMS reader.
 
-Each manifest is served to 257 as a ``file://`` url-file source (``--verify=no list``, no network,
-nothing installed) and parsed by airlock.  Where 257 refuses, airlock refuses (at the same line
-when 257 names one); where 257 accepts, airlock accepts and lists the same versions — except for the
-documented extra refusals of ADR 0021 (duplicates, malformed BEST-BEFORE markers), which 257
-accepts.
+Each manifest is served to 257 (the runtime ``airlock update`` applies with, run the way it runs
+it: ``tests.support.oracles``, once per runtime under test) as a ``file://`` url-file source
+(``--verify=no list``, no network, nothing installed) and parsed by airlock.  Where 257 refuses,
+airlock refuses (at the same line when 257 names one); where 257 accepts, airlock accepts and lists
+the same versions — except for the documented extra refusals of ADR 0021 (duplicates, malformed
+BEST-BEFORE markers), which 257 accepts.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from airlock.backends.apply.runtime import Runtime
 from airlock.errors import ManifestError
 from airlock.formats import manifest
-from tests.support import probes
+from tests.support.oracles import WORK, sysupdate
 
 pytestmark = pytest.mark.sysupdate
 
-RUNNER = r"""
-set -e
-R=$1; DEFS=$2; SRC=$3; shift 3
-mount -t proc proc "$R/proc"
-mount --rbind /dev "$R/dev"
-mount -t tmpfs tmpfs "$R/run"
-mkdir "$R/run/defs" "$R/run/src"
-mount --bind "$DEFS" "$R/run/defs"
-mount --bind "$SRC" "$R/run/src"
-exec chroot "$R" /usr/lib/systemd/systemd-sysupdate --no-pager --definitions=/run/defs "$@"
-"""
-
-TRANSFER = """\
+TRANSFER = f"""\
 [Source]
 Type=url-file
-Path=file:///run/src
+Path=file://{WORK}/src
 MatchPattern=os_@v.raw
 
 [Target]
@@ -50,38 +39,26 @@ H = "0123456789abcdef" * 4
 E = manifest.EMPTY_SHA256
 
 
-def sysupdate_list(tmp_path: Path, raw: bytes) -> subprocess.CompletedProcess[str]:
-    root = probes.sysupdate_runtime()
-    assert root is not None
+@dataclass(frozen=True, slots=True)
+class Listed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def sysupdate_list(rt: Runtime, tmp_path: Path, raw: bytes) -> Listed:
     defs, src = tmp_path / "defs", tmp_path / "src"
     defs.mkdir()
     src.mkdir()
     (defs / "10-os.transfer").write_text(TRANSFER)
     (src / "SHA256SUMS").write_bytes(raw)
-    return subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--fork",
-            "sh",
-            "-c",
-            RUNNER,
-            "sh",
-            os.fspath(root),
-            os.fspath(defs),
-            os.fspath(src),
-            "--verify=no",
-            "--json=short",
-            "list",
-        ],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+    done = sysupdate(
+        rt, tmp_path, f"--definitions={WORK}/defs", "--verify=no", "--json=short", "list"
+    )
+    return Listed(
+        returncode=done.returncode,
+        stdout=done.stdout.decode(errors="replace"),
+        stderr=done.stderr.decode(errors="replace"),
     )
 
 
@@ -123,19 +100,21 @@ AIRLOCK_ONLY_REFUSES = {
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_both_accept_and_list_the_same_versions(tmp_path: Path, name: str) -> None:
+def test_both_accept_and_list_the_same_versions(
+    systemd_runtime: Runtime, tmp_path: Path, name: str
+) -> None:
     raw = ACCEPTED[name].encode()
     parsed = manifest.parse(raw)
-    result = sysupdate_list(tmp_path, raw)
+    result = sysupdate_list(systemd_runtime, tmp_path, raw)
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)["all"]) == versions(parsed)
 
 
 @pytest.mark.parametrize("name", sorted(BOTH_REFUSE))
-def test_both_refuse_at_the_same_line(tmp_path: Path, name: str) -> None:
+def test_both_refuse_at_the_same_line(systemd_runtime: Runtime, tmp_path: Path, name: str) -> None:
     text, line = BOTH_REFUSE[name]
     raw = text.encode()
-    result = sysupdate_list(tmp_path, raw)
+    result = sysupdate_list(systemd_runtime, tmp_path, raw)
     assert result.returncode != 0
     assert "refusing" in result.stderr
     theirs = re.search(r"manifest line (\d+)|at line (\d+)", result.stderr)
@@ -146,19 +125,21 @@ def test_both_refuse_at_the_same_line(tmp_path: Path, name: str) -> None:
     assert info.value.line == line if line is not None else info.value.line is not None
 
 
-def test_empty_manifest_parses_but_257_cannot_download_it(tmp_path: Path) -> None:
+def test_empty_manifest_parses_but_257_cannot_download_it(
+    systemd_runtime: Runtime, tmp_path: Path
+) -> None:
     # 257's parser accepts 0 bytes (semantics §7.3), but systemd-pull refuses any download shorter
     # than 6 bytes ("Premature connection termination."), so 257 never sees an empty manifest.
     # airlock's parser follows the parser: no entries, hence nothing to install (ADR 0021).
     assert manifest.parse(b"") == manifest.Manifest(entries=())
-    result = sysupdate_list(tmp_path, b"")
+    result = sysupdate_list(systemd_runtime, tmp_path, b"")
     assert result.returncode != 0
     assert "Premature connection termination" in result.stderr
 
 
-def test_both_refuse_invalid_utf8(tmp_path: Path) -> None:
+def test_both_refuse_invalid_utf8(systemd_runtime: Runtime, tmp_path: Path) -> None:
     raw = f"{H} *os_1.raw\n{H} *os_".encode() + b"\xff.raw\n"
-    result = sysupdate_list(tmp_path, raw)
+    result = sysupdate_list(systemd_runtime, tmp_path, raw)
     assert result.returncode != 0
     assert "not valid UTF-8" in result.stderr
     with pytest.raises(ManifestError, match="line 2: not valid UTF-8"):
@@ -166,9 +147,11 @@ def test_both_refuse_invalid_utf8(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(AIRLOCK_ONLY_REFUSES))
-def test_airlock_refuses_what_257_accepts(tmp_path: Path, name: str) -> None:
+def test_airlock_refuses_what_257_accepts(
+    systemd_runtime: Runtime, tmp_path: Path, name: str
+) -> None:
     raw = AIRLOCK_ONLY_REFUSES[name].encode()
-    result = sysupdate_list(tmp_path, raw)
+    result = sysupdate_list(systemd_runtime, tmp_path, raw)
     assert result.returncode == 0, result.stderr  # the gap ADR 0021 closes
     with pytest.raises(ManifestError):
         manifest.parse(raw)

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""formats.version properties: agreement with systemd-analyze and libc, and order laws.
+"""formats.version properties: agreement with systemd and libc, and order laws.
 
-The oracle test compares ``version.compare`` with the host's real ``systemd-analyze
-compare-versions`` (exit 0/11/12) on at least 2,000 generated pairs per run, in batches of
-``BATCH`` pairs per hypothesis example (so a failure still shrinks to one small batch).
+The oracle tests ask the systemd the product applies with (``tests.support.oracles``: the runtime
+``airlock.backends.apply.runtime.locate()`` picks, 257 in the trixie root; never the host's 252),
+through one process inside that runtime: ``systemd-analyze compare-versions`` (exit 0/11/12) on at
+least 2,000 generated pairs per run, in batches of ``BATCH`` pairs per hypothesis example (so a
+failure still shrinks to one small batch), and its library's ``strverscmp_improved`` on many more.
 """
 
 from __future__ import annotations
@@ -11,21 +13,20 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import glob
-import shutil
-import subprocess
+import itertools
+import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from airlock.backends.apply.runtime import Runtime
 from airlock.formats import version
-from tests.support.version_vectors import ASCENDING, all_pairs
+from tests.support.oracles import VersionOracle
+from tests.support.version_vectors import ASCENDING, EQUAL, LESS, all_pairs
 
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 ORACLE_PAIRS = 2000
 BATCH = 100
 
@@ -51,67 +52,85 @@ def _pairs(draw: st.DrawFn) -> tuple[str, str]:
 
 PAIRS = _pairs()
 
-
-def _oracle(pair: tuple[str, str]) -> int:
-    done = subprocess.run(
-        [SYSTEMD_ANALYZE, "compare-versions", "--", *pair],
-        capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    return {0: 0, 11: 1, 12: -1}[done.returncode]
-
-
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed"
+#: systemd's own vectors with the order they assert (-1: a older than b, 0: equal).
+VECTORS: tuple[tuple[tuple[str, str], int], ...] = (
+    *((pair, -1) for pair in itertools.pairwise(ASCENDING)),
+    *((pair, -1) for pair in LESS),
+    *((pair, 0) for pair in EQUAL),
 )
 
 
-@needs_systemd_analyze
-def test_compare_agrees_with_systemd_analyze_on_2000_pairs() -> None:
+@pytest.mark.sysupdate
+def test_oracle_is_the_systemd_the_product_applies_with(
+    version_oracle: VersionOracle, systemd_runtime: Runtime
+) -> None:
+    # The exact build: the runtime's systemd-analyze and libsystemd-shared carry the version of
+    # the systemd-sysupdate that airlock update runs (through the product's own Runtime.run).
+    done = systemd_runtime.run(["--version"], timeout=60)
+    sysupdate_line = done.stdout.decode().splitlines()[0]
+    assert version_oracle.systemd == sysupdate_line
+    assert re.match(rf"systemd {systemd_runtime.version} \(", sysupdate_line)
+    assert [p.rsplit("/", 1)[1] for p in version_oracle.library] == [
+        f"libsystemd-shared-{systemd_runtime.version}.so"
+    ]
+
+
+@pytest.mark.sysupdate
+def test_oracle_answers_systemds_own_vectors(version_oracle: VersionOracle) -> None:
+    pairs = [pair for pair, _ in VECTORS]
+    expected = [order for _, order in VECTORS]
+    assert [a.order for a in version_oracle.cli(pairs)] == expected
+    assert version_oracle.lib(pairs) == expected
+    reverse = [(b, a) for a, b in pairs]
+    assert [a.order for a in version_oracle.cli(reverse)] == [-o for o in expected]
+
+
+@pytest.mark.sysupdate
+def test_negative_control_the_oracle_tells_a_wrong_comparator_apart(
+    version_oracle: VersionOracle,
+) -> None:
+    # glibc's strverscmp is a plausible but different order: the agreement checks below would
+    # notice an implementation that followed it.
+    pairs = [pair for pair, _ in VECTORS]
+    wrong = [strverscmp_libc(a, b) for a, b in pairs]
+    assert wrong != version_oracle.lib(pairs)
+    assert wrong != [a.order for a in version_oracle.cli(pairs)]
+
+
+@pytest.mark.sysupdate
+def test_compare_agrees_with_systemd_analyze_on_2000_pairs(version_oracle: VersionOracle) -> None:
     checked: list[int] = []
 
+    # No shrinking: every step would cost a batch through the real CLI (about a second), and the
+    # assertion already names the one pair that disagrees.
     @settings(
         max_examples=-(-ORACLE_PAIRS // BATCH),
         deadline=None,
         database=None,
+        phases=[Phase.explicit, Phase.generate],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(st.lists(PAIRS, min_size=BATCH, max_size=BATCH))
     @example(list(all_pairs()))
     def check(pairs: list[tuple[str, str]]) -> None:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            expected = list(pool.map(_oracle, pairs))
+        expected = version_oracle.cli(pairs)
         for (a, b), want in zip(pairs, expected, strict=True):
-            assert version.compare(a, b) == want, (a, b)
+            assert version.compare(a, b) == want.order, (a, b, want.line)
         checked.append(len(pairs))
 
     check()
     assert sum(checked) >= ORACLE_PAIRS
 
 
-@functools.cache
-def _libsystemd_shared() -> ctypes.CDLL | None:
-    libs = sorted(glob.glob("/usr/lib/*/systemd/libsystemd-shared-*.so"))
-    if not libs:
-        return None
-    lib = ctypes.CDLL(libs[-1])
-    if not hasattr(lib, "strverscmp_improved"):
-        return None
-    lib.strverscmp_improved.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    lib.strverscmp_improved.restype = ctypes.c_int
-    return lib
-
-
-@given(st.lists(PAIRS, min_size=1, max_size=50))
-def test_compare_agrees_with_libsystemd_shared(pairs: list[tuple[str, str]]) -> None:
-    # The same C function systemd-analyze calls, in-process: many more pairs per second.
-    lib = _libsystemd_shared()
-    if lib is None:
-        pytest.skip("libsystemd-shared with strverscmp_improved not found")
-    for a, b in pairs:
-        raw = lib.strverscmp_improved(
-            a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
-        )
-        assert version.compare(a, b) == (raw > 0) - (raw < 0), (a, b)
+@pytest.mark.sysupdate
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(pairs=st.lists(PAIRS, min_size=1, max_size=100))
+def test_compare_agrees_with_libsystemd_shared(
+    version_oracle: VersionOracle, pairs: list[tuple[str, str]]
+) -> None:
+    # The same C function systemd-analyze calls, in the runtime's library: many more pairs.
+    for (a, b), want in zip(pairs, version_oracle.lib(pairs), strict=True):
+        assert version.compare(a, b) == want, (a, b)
 
 
 @functools.cache
@@ -121,13 +140,18 @@ def _libc_strverscmp() -> ctypes._CFuncPtr:  # type: ignore[name-defined]  # pri
     return fn
 
 
+def strverscmp_libc(a: str, b: str) -> int:
+    """glibc's strverscmp(3) as -1/0/1."""
+    raw = int(_libc_strverscmp()(a.encode("utf-8", "surrogateescape"),
+                                 b.encode("utf-8", "surrogateescape")))  # fmt: skip
+    return (raw > 0) - (raw < 0)
+
+
 @given(VERSIONS, VERSIONS)
 @example("000", "00")
 @example("01", "010")
 def test_strverscmp_agrees_with_libc(a: str, b: str) -> None:
-    raw = int(_libc_strverscmp()(a.encode("utf-8", "surrogateescape"),
-                                 b.encode("utf-8", "surrogateescape")))  # fmt: skip
-    assert version.strverscmp(a, b) == (raw > 0) - (raw < 0)
+    assert version.strverscmp(a, b) == strverscmp_libc(a, b)
 
 
 _F = TypeVar("_F", bound=Callable[..., None])

@@ -398,6 +398,13 @@ def _cases_names() -> Iterator[Case]:
         expect="reject.unlisted",
         build=_hostile_name(b"SHA256SUMS.asc"),
     )
+    # One transfer's pattern matches it exactly, another's would pick it up by systemd 257's
+    # prefix matching (version "2", then ".efi"): sysupdate could install it as the kernel.
+    yield Case(
+        name="name_two_transfers_would_pick_up",
+        expect="reject.ambiguous",
+        build=_hostile_name(f"Spectrum_2.efi_{'0123456789abcdef' * 2}.verity".encode()),
+    )
 
 
 def _cases_manifest() -> Iterator[Case]:

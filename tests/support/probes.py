@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from airlock.layout import Layout
+from airlock.backends.apply import runtime
+from airlock.errors import HostError
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -87,25 +89,43 @@ def sandbox() -> str | None:
     return None if r.returncode == 0 else "bwrap cannot create namespaces"
 
 
+@functools.cache
+def _located() -> runtime.Runtime | str:
+    """The runtime ``airlock update`` will apply with (the product's own choice), or why none."""
+    try:
+        return runtime.locate()
+    except HostError as exc:
+        return exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+
 def sysupdate_runtime() -> Path | None:
-    """The trixie root holding systemd-sysupdate 257, if built."""
-    root_dir = Layout.load().runtime
-    if (root_dir / "usr/lib/systemd/systemd-sysupdate").exists():
-        return root_dir
-    return None
+    """The root of the runtime the product applies with (``/`` for the host's own), if any."""
+    rt = _located()
+    return rt.root if isinstance(rt, runtime.Runtime) else None
 
 
 @functools.cache
 def sysupdate() -> str | None:
-    """The systemd-sysupdate 257 runtime answers --version."""
-    rt = sysupdate_runtime()
-    if rt is None:
-        return "systemd-sysupdate 257 runtime not built (make runtime)"
+    """The systemd-sysupdate the product will use runs, the way it runs it, and is ≥ 257.
+
+    ``runtime.locate()`` picks it (the host's if ≥ 257, else the trixie root) and reads its major
+    version; ``Runtime.run`` (private mount and PID namespaces, overlay, chroot) must then
+    report that same version: the tests run exactly what ``airlock update`` would.
+    """
     if (why := root()) is not None:
         return why
-    r = _run(["chroot", os.fspath(rt), "/usr/lib/systemd/systemd-sysupdate", "--version"])
-    if r.returncode != 0 or b"systemd 25" not in r.stdout:
-        return "systemd-sysupdate in the runtime does not run"
+    rt = _located()
+    if isinstance(rt, str):
+        return rt
+    try:
+        done = rt.run(["--version"], timeout=60)
+    except HostError as exc:
+        return f"systemd-sysupdate in {rt.root} does not run: {exc.message}"
+    found = re.match(rb"systemd (\d+) ", done.stdout)
+    if done.returncode != 0 or found is None:
+        return f"systemd-sysupdate in {rt.root} does not run (exit {done.returncode})"
+    if int(found.group(1)) != rt.version or rt.version < runtime.MIN_VERSION:
+        return f"systemd-sysupdate in {rt.root} is {found.group(1).decode()}, not {rt.version}"
     return None
 
 

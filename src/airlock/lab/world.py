@@ -172,6 +172,7 @@ class Lab:
         self.images: dict[str, images.Images] = {}
         self.booted = VERSIONS[0]
         self.served_bytes = 0
+        self._last_publish_s = 0
         self.fingerprint = ""
 
     # -- paths -------------------------------------------------------------------------------
@@ -378,8 +379,15 @@ class Lab:
 
     # -- actions -----------------------------------------------------------------------------
     def publish(self, version: str) -> None:
-        """Publish ``version`` to the server (``airlock publish --spectrum``), keeping two."""
+        """Publish ``version`` to the server (``airlock publish --spectrum``), keeping two.
+
+        OpenPGP signature times have a resolution of one second: each publish waits for a new
+        second, so a later release is always signed later (the replay guard compares them).
+        """
         img = self.images[version]
+        while int(time.time()) <= self._last_publish_s:
+            time.sleep(0.05)
+        self._last_publish_s = int(time.time())
         self._airlock(
             "publish",
             self.server_dir,

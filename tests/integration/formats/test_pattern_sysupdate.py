@@ -1,44 +1,28 @@
 # SPDX-License-Identifier: MIT
 """Differential: formats.pattern SYSUPDATE mode against the real systemd-sysupdate 257.
 
-Each case lays out source files in a throwaway directory, bind-mounts it into the trixie runtime
-inside a private mount namespace (nothing mounted outlives the ``unshare``), and asks
-``systemd-sysupdate --json=short list`` which versions it sees.  Our prediction is the set of
+Each case lays out source files in a throwaway directory, binds it into the runtime ``airlock
+update`` applies with, the way it runs it (``tests.support.oracles``, once per runtime under test;
+nothing mounted outlives the run), and asks ``systemd-sysupdate --json=short list`` which versions
+it sees.  Our prediction is the set of
 versions ``Pattern.match(name, Mode.SYSUPDATE)`` extracts from the same names.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airlock.backends.apply.runtime import Runtime
 from airlock.formats import pattern, version
 from airlock.formats.pattern import MatchResult, Mode
-from tests.support import probes
+from tests.support.oracles import WORK, sysupdate
 
 pytestmark = pytest.mark.sysupdate
-
-_RUNNER = (
-    'R=$1; W=$2; shift 2; mount -t proc proc "$R/proc" && mount -t tmpfs tmpfs "$R/run" && '
-    'mkdir "$R/run/w" && mount --bind "$W" "$R/run/w" && '
-    'exec chroot "$R" /usr/lib/systemd/systemd-sysupdate --no-pager "$@"'
-)
-
-
-def _sysupdate(work: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    root = probes.sysupdate_runtime()
-    assert root is not None
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", _RUNNER, "sh",
-         os.fspath(root), os.fspath(work), *args],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
 
 
 def _layout(work: Path, text: str, names: list[str]) -> None:
@@ -50,16 +34,16 @@ def _layout(work: Path, text: str, names: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"\0" * 16)
     (work / "defs" / "50-t.transfer").write_text(
-        "[Source]\nType=regular-file\nPath=/run/w/src\n"
+        f"[Source]\nType=regular-file\nPath={WORK}/src\n"
         f"MatchPattern={text}\n\n"
-        "[Target]\nType=regular-file\nPath=/run/w/dst\n"
+        f"[Target]\nType=regular-file\nPath={WORK}/dst\n"
         f"MatchPattern={text}\n"
     )
 
 
-def _sysupdate_versions(work: Path, text: str, names: list[str]) -> list[str]:
+def _sysupdate_versions(rt: Runtime, work: Path, text: str, names: list[str]) -> list[str]:
     _layout(work, text, names)
-    done = _sysupdate(work, "--definitions=/run/w/defs", "--json=short", "list")
+    done = sysupdate(rt, work, f"--definitions={WORK}/defs", "--json=short", "list")
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     versions = json.loads(done.stdout)["all"]
     assert isinstance(versions, list)
@@ -102,26 +86,35 @@ TABLE = (
 
 
 @pytest.mark.parametrize(("text", "names"), TABLE)
-def test_sysupdate_mode_predicts_sysupdate_257(tmp_path: Path, text: str, names: list[str]) -> None:
-    seen = _sysupdate_versions(tmp_path, text, names)
+def test_sysupdate_mode_predicts_sysupdate_257(
+    systemd_runtime: Runtime, tmp_path: Path, text: str, names: list[str]
+) -> None:
+    seen = _sysupdate_versions(systemd_runtime, tmp_path, text, names)
     predicted = _predict(text, names)
     assert _agree(predicted, seen), (predicted, seen)
 
 
-def test_exact_mode_differs_where_257_prefix_matches(tmp_path: Path) -> None:
+def test_exact_mode_differs_where_257_prefix_matches(
+    systemd_runtime: Runtime, tmp_path: Path
+) -> None:
     # Negative control for the EXACT/SYSUPDATE split: 257 really sees "2" in foo_2.raw.bak.
     names = ["foo_1.raw", "foo_2.raw.bak"]
-    seen = _sysupdate_versions(tmp_path, "foo_@v.raw", names)
+    seen = _sysupdate_versions(systemd_runtime, tmp_path, "foo_@v.raw", names)
     assert sorted(seen) == ["1", "2"]
     pat = pattern.compile("foo_@v.raw")
     assert [pat.match(n) for n in names][1] is None
 
 
-def test_field_followed_by_slash_aborts_257_and_is_rejected(tmp_path: Path) -> None:
+def test_field_followed_by_slash_aborts_257_and_is_rejected(
+    systemd_runtime: Runtime, tmp_path: Path
+) -> None:
     # Why compile() refuses "@v/": 257 hits an assertion (SIGABRT, 134) once a candidate exists.
     _layout(tmp_path, "foo_@v/bar.efi", ["foo_1/bar.efi"])
-    done = _sysupdate(tmp_path, "--definitions=/run/w/defs", "list")
-    assert done.returncode in (134, -6), done.returncode
+    done = sysupdate(systemd_runtime, tmp_path, f"--definitions={WORK}/defs", "list")
+    # Run as the product runs it (PID 1 of its own PID namespace, where SIGABRT has no default
+    # action), the failed assertion ends the process with SIGSEGV (-11) instead of SIGABRT.
+    assert done.returncode in (134, -6, -11), done.returncode
+    assert b"Aborting." in done.stderr
     assert b"Assertion" in done.stderr
     with pytest.raises(pattern.PatternError, match="followed by '/'"):
         pattern.compile("foo_@v/bar.efi")
@@ -164,10 +157,10 @@ def _cases(draw: st.DrawFn) -> tuple[str, list[str]]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_cases())
 def test_generated_names_sysupdate_mode_agrees_with_257(
-    tmp_path_factory: pytest.TempPathFactory, case: tuple[str, list[str]]
+    systemd_runtime: Runtime, tmp_path_factory: pytest.TempPathFactory, case: tuple[str, list[str]]
 ) -> None:
     text, names = case
     work = tmp_path_factory.mktemp("diff")
-    seen = _sysupdate_versions(work, text, names)
+    seen = _sysupdate_versions(systemd_runtime, work, text, names)
     predicted = _predict(text, names)
     assert _agree(predicted, seen), (text, names, predicted, seen)

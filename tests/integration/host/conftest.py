@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""A real loop-backed btrfs, mounted under tmp_path and always unmounted: per test or per module."""
+"""A real loop-backed btrfs, mounted under a temporary directory and always unmounted.
+
+``btrfs_dir`` gives each test its own; ``btrfs_module`` one per test module, for modules that run
+many ``airlock update`` runs in one world.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,12 @@ import pytest
 
 
 @contextlib.contextmanager
-def loop_btrfs(where: Path) -> Iterator[Path]:
-    """A mounted, empty btrfs file system (loop file in ``where``, auto-cleared loop device)."""
+def mounted_btrfs(where: Path, size: int = 512 << 20) -> Iterator[Path]:
+    """A mounted, empty btrfs filesystem (loop file in ``where``, auto-cleared loop device)."""
     img, mnt = where / "btrfs.img", where / "mnt"
     mnt.mkdir()
     with open(img, "wb") as fh:
-        fh.truncate(512 << 20)
+        fh.truncate(size)
     subprocess.run(["mkfs.btrfs", "-q", "-f", str(img)], check=True, capture_output=True)
     subprocess.run(["mount", "-t", "btrfs", "-o", "loop", str(img), str(mnt)], check=True)
     try:
@@ -43,13 +47,13 @@ def loop_btrfs(where: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def btrfs_dir(tmp_path: Path) -> Iterator[Path]:
-    """A btrfs for one test."""
-    with loop_btrfs(tmp_path) as mnt:
+    """A mounted, empty btrfs filesystem for one test."""
+    with mounted_btrfs(tmp_path) as mnt:
         yield mnt
 
 
 @pytest.fixture(scope="module")
 def btrfs_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A btrfs shared by the tests of one module (their world is reset, not rebuilt)."""
-    with loop_btrfs(tmp_path_factory.mktemp("btrfs")) as mnt:
+    """A mounted, empty btrfs filesystem shared by the tests of one module."""
+    with mounted_btrfs(tmp_path_factory.mktemp("btrfs")) as mnt:
         yield mnt

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +64,27 @@ class World:
     files: dict[str, bytes]
     key: releases.SigningKey
 
-    def write_config(self, command: Sequence[str], **extra: object) -> None:
+    def write_config(
+        self,
+        command: Sequence[str],
+        *,
+        keyring: Path | None = None,
+        policy: Mapping[str, object] | None = None,
+        limits: Mapping[str, int] | None = None,
+        **extra: object,
+    ) -> None:
+        """Write ``host.toml``: every path into this world, the fetch ``command`` in the sandbox.
+
+        The one place tests write a host config: ``keyring`` (default: the world's key),
+        ``policy`` (``trusted_fingerprints``, ``threshold``, ``require_fresh``), ``limits`` (the
+        ``Limits`` caps) and any other top-level key in ``extra``.
+        """
         lines = [
             f'lock_path = "{self.lock}"',
             f'definitions_dir = "{self.root / "etc/sysupdate.d"}"',
             f'vm_definitions_dir = "{self.root / "etc/vm-sysupdate.d"}"',
             f'update_url_file = "{self.root / "etc/update-url"}"',
-            f'keyring = "{self.key.pubring}"',
+            f'keyring = "{keyring or self.key.pubring}"',
             f'os_release = "{self.root / "etc/os-release"}"',
             f'state_file = "{self.state_file}"',
             f'esp_path = "{self.esp}"',
@@ -78,8 +93,14 @@ class World:
             *([] if "vm_timeout_s" in extra else ["vm_timeout_s = 60"]),
             f"fetch_command = {json.dumps(list(command))}",
         ]
-        settings: dict[str, object] = {"sandbox_ro_binds": [str(self.release)], **extra}
+        settings: dict[str, object] = {
+            "sandbox_ro_binds": [str(self.release)],
+            **(policy or {}),
+            **extra,
+        }
         lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        if limits:
+            lines += ["", "[limits]", *(f"{k} = {json.dumps(v)}" for k, v in limits.items())]
         self.config.write_text("\n".join(lines) + "\n")
 
     def copy_in(self, extra: str = "") -> list[str]:
@@ -107,6 +128,40 @@ class World:
 
     def slots(self) -> tuple[disk.Slot, ...]:
         return disk.state(self.image)
+
+    def host_state(self) -> dict[str, object]:
+        """What a refused run must leave byte-identical: the disk image, ``$BOOT``, the state."""
+        boot = {
+            os.fspath(p.relative_to(self.esp)): (
+                p.lstat().st_mode,
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None,
+            )
+            for p in sorted(self.esp.rglob("*"))
+        }
+        saved = self.state_file.read_bytes() if self.state_file.exists() else None
+        return {"disk": self.disk_digest(), "boot": boot, "state": saved}
+
+    def save_pristine(self) -> None:
+        """Keep a copy of the disk image, ``$BOOT`` and the state file for ``restore``."""
+        keep = self.root / "pristine"
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir()
+        shutil.copy2(self.image, keep / "disk.img")
+        shutil.copytree(self.esp, keep / "esp", symlinks=True)
+        if self.state_file.exists():
+            shutil.copy2(self.state_file, keep / "state.json")
+
+    def restore(self, *, state: bool = True) -> None:
+        """Put back what ``save_pristine`` kept; ``state=False`` keeps the current state file
+        (the disk and ``$BOOT`` "restored from a backup" behind the host's back)."""
+        keep = self.root / "pristine"
+        shutil.copy2(keep / "disk.img", self.image)
+        shutil.rmtree(self.esp)
+        shutil.copytree(keep / "esp", self.esp, symlinks=True)
+        if state:
+            self.state_file.unlink(missing_ok=True)
+            if (keep / "state.json").exists():
+                shutil.copy2(keep / "state.json", self.state_file)
 
 
 def build(root: Path, btrfs: Path) -> World:

@@ -22,7 +22,7 @@ from airlock.release.serve import ServeConfig, serving
 from tests.support import keys
 from tests.support.releases import write_vm_transfers
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(700)]  # 2 guests, 300 s each
 
 UUID = "0123456789abcdef0123456789abcdef"
 AGENT = ("/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "200")

@@ -19,7 +19,7 @@ from airlock.release.serve import Server
 from tests.integration.vm.conftest import vm_config, write_release
 from tests.support import leaks
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(400)]
 
 # A stand-in for the agent (same share contract): fetch SHA256SUMS and every file it lists from
 # /host/etc/update-url into /host/updates, then probe the guest's walls.

@@ -19,7 +19,13 @@ from tests.integration.host.test_update_e2e import assert_no_leftovers, assert_v
 from tests.integration.host.world import World, build, events
 from tests.support.releases import write_vm_transfers
 
-pytestmark = [pytest.mark.vm, pytest.mark.btrfs, pytest.mark.sysupdate, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.btrfs,
+    pytest.mark.sysupdate,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),  # two `airlock update` runs of at most 400 s each
+]
 
 
 @pytest.fixture

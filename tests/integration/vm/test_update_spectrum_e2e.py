@@ -26,6 +26,7 @@ pytestmark = [
     pytest.mark.btrfs,
     pytest.mark.sysupdate,
     pytest.mark.slow,
+    pytest.mark.timeout(500),  # one `airlock update` of at most 400 s
 ]
 
 

@@ -216,7 +216,15 @@ class Runtime:
                     "root": os.fspath(self.root),
                     "binary": SYSUPDATE,
                     "args": ["--no-pager", *args],
-                    "env": proc.base_env({**(env or {}), "NOTIFY_SOCKET": notify_path}),
+                    # In a PID namespace systemd may log to /dev/kmsg by default: the host's
+                    # kernel log, and nothing on the stderr we report.
+                    "env": proc.base_env(
+                        {
+                            "SYSTEMD_LOG_TARGET": "console",
+                            **(env or {}),
+                            "NOTIFY_SOCKET": notify_path,
+                        }
+                    ),
                     "notify_dir": notify_dir,
                     "notify_host_dir": os.fspath(sock_dir),
                     "scratch": os.fspath(scratch),

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: MIT
+"""Named mutations: a guard removed or weakened, and the tests that must then fail.
+
+Each ``Mutation`` replaces one exact snippet (it must occur exactly once in its file, so a refactor
+that moves the guard makes ``tests/unit/test_mutation_catalogue.py`` fail instead of the mutation
+silently missing) in a throwaway copy of ``src/``; ``python -m tests.mutation.run`` then runs
+``tests`` against the copy and requires them to fail.  See docs/mutation.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLLBACK = "tests/integration/host/test_update_rollback.py"
+CORPUS = "tests/integration/host/test_update_corpus.py"
+VERSION = "tests/property/test_version_property.py"
+MANIFEST = "tests/integration/test_manifest_vs_sysupdate.py"
+PINNING = "tests/integration/test_runtime_pinning.py"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mutation:
+    """Replace ``find`` by ``replace`` in ``path`` (relative to ``src/airlock``)."""
+
+    name: str
+    guard: str
+    path: str
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # --- anti-rollback: the floor -------------------------------------------------------------
+    Mutation(
+        name="floor-not-fed",
+        guard="the stored rollback floor is handed to the judge",
+        path="pipeline/wiring.py",
+        find="floor=state.floor,",
+        replace="floor=None,",
+        tests=(f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",),
+    ),
+    Mutation(
+        name="rollback-check-removed",
+        guard="the judge refuses a release older than the floor or the installed version",
+        path="trusted/verify.py",
+        find="    _check_rollback(release.version, policy)\n",
+        replace="    pass\n",
+        tests=(f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",),
+    ),
+    Mutation(
+        name="rollback-ignores-floor",
+        guard="the rollback check compares with the floor, not only the installed version",
+        path="trusted/verify.py",
+        find='(("floor", policy.floor), ("installed version", policy.installed))',
+        replace='(("installed version", policy.installed),)',
+        tests=(f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",),
+    ),
+    Mutation(
+        name="floor-not-recorded",
+        guard="record raises the floor to the version just installed",
+        path="pipeline/steps.py",
+        find="for candidate in (release.version if applied else None, installed):",
+        replace="for candidate in (installed,):",
+        tests=(f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",),
+    ),
+    Mutation(
+        name="floor-may-fall",
+        guard="record never lowers the floor",
+        path="pipeline/steps.py",
+        find="version.compare(candidate, new.floor) > 0",
+        replace="version.compare(candidate, new.floor) != 0",
+        tests=(f"{ROLLBACK}::test_the_floor_only_rises_when_sysupdate_reports_an_older_version",),
+    ),
+    # --- anti-replay: the newest accepted signature time ----------------------------------------
+    Mutation(
+        name="not-before-not-fed",
+        guard="the newest accepted signature time is handed to the judge",
+        path="pipeline/wiring.py",
+        find="not_before=state.newest_signature,",
+        replace="not_before=None,",
+        tests=(f"{ROLLBACK}::test_the_newest_signature_time_refuses_an_older_manifest",),
+    ),
+    Mutation(
+        name="replay-check-removed",
+        guard="the judge refuses a counted signature older than not_before",
+        path="trusted/verify.py",
+        find="if s.created < policy.not_before:",
+        replace="if False:",
+        tests=(f"{ROLLBACK}::test_the_newest_signature_time_refuses_an_older_manifest",),
+    ),
+    Mutation(
+        name="signature-time-not-recorded",
+        guard="record stores the newest accepted signature time",
+        path="pipeline/steps.py",
+        find="newest_signature=newest,",
+        replace="newest_signature=old.newest_signature,",
+        tests=(f"{ROLLBACK}::test_the_newest_signature_time_refuses_an_older_manifest",),
+    ),
+    # --- the hostile corpus through airlock update (a sample of the judge's guards) -------------
+    Mutation(
+        name="digest-check-removed",
+        guard="each payload's SHA-256 must match SHA256SUMS",
+        path="trusted/verify.py",
+        find="if digest.sha256 != cand.claimed_sha256:",
+        replace="if False:",
+        tests=(f"{CORPUS}::test_refused_by_airlock_update[digest_mismatch]",),
+    ),
+    Mutation(
+        name="setuid-allowed",
+        guard="the walk refuses set-user-ID and set-group-ID files",
+        path="untrusted/walk.py",
+        find="if st.st_mode & (stat.S_ISUID | stat.S_ISGID):",
+        replace="if False:",
+        tests=(f"{CORPUS}::test_refused_by_airlock_update[setuid_payload]",),
+    ),
+    Mutation(
+        name="ambiguous-allowed",
+        guard="a name two transfers would pick up is refused",
+        path="untrusted/candidate.py",
+        find="if len(loose) > 1:",
+        replace="if False:",
+        tests=(f"{CORPUS}::test_refused_by_airlock_update[name_two_transfers_would_pick_up]",),
+    ),
+    Mutation(
+        name="threshold-ignored",
+        guard="the manifest needs signatures by threshold distinct trusted keys",
+        path="trusted/verify.py",
+        find="if len(distinct) < policy.threshold:",
+        replace="if False:",
+        tests=(f"{CORPUS}::test_refused_by_airlock_update[below_threshold]",),
+    ),
+    # --- the oracles pinned to the runtime (item 4) ---------------------------------------------
+    Mutation(
+        name="version-dot-is-a-separator",
+        guard="version.compare treats '.' as systemd does",
+        path="formats/version.py",
+        find='c in "~-^."',
+        replace='c in "~-^"',
+        tests=(f"{VERSION}::test_compare_agrees_with_systemd_analyze_on_2000_pairs",),
+    ),
+    Mutation(
+        name="host-sysupdate-ignored",
+        guard="locate() uses the host's own systemd-sysupdate when it is >= 257",
+        path="backends/apply/runtime.py",
+        find="if host.exists() and",
+        replace="if False and",
+        tests=(f"{PINNING}::test_a_host_sysupdate_of_257_is_used_directly",),
+    ),
+    Mutation(
+        name="manifest-refuses-text-mode",
+        guard="the SHA256SUMS parser reads text-mode lines ('  name') as systemd 257 does",
+        path="formats/manifest.py",
+        find="""if raw[p] not in b"* ":""",
+        replace="""if raw[p] not in b"*":""",
+        tests=(f"{MANIFEST}::test_both_accept_and_list_the_same_versions",),
+    ),
+)
