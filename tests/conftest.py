@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -94,6 +94,13 @@ def _session_leak_check(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     before = leaks.snapshot(base, tmpdir)
     yield base, tmpdir
     _session_leaks.update(leaks.new_since(before, base, tmpdir))
+
+
+@pytest.fixture
+def new_processes() -> Callable[[], set[int]]:
+    """Live processes below this session that were not running when the test began."""
+    before = leaks.descendants(os.getpid())
+    return lambda: leaks.descendants(os.getpid()) - before
 
 
 @pytest.fixture(autouse=True)

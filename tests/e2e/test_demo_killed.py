@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from airlock.lab import workdir
-from tests.support import killer, leaks
+from tests.support import killer
 from tests.support.killer import Point
 
 pytestmark = [
@@ -45,7 +46,9 @@ def _loops_under(path: Path) -> set[str]:
     return found
 
 
-def test_demo_killed_during_its_first_update_leaves_only_a_swept_work_directory() -> None:
+def test_demo_killed_during_its_first_update_leaves_only_a_swept_work_directory(
+    new_processes: Callable[[], set[int]],
+) -> None:
     parent = workdir.default_parent()  # this session's TMPDIR (tests/conftest.py)
     before = set(parent.glob(f"{workdir.PREFIX}*"))
     demo = [sys.executable, "-m", "airlock", "demo", "--json"]
@@ -73,4 +76,4 @@ def test_demo_killed_during_its_first_update_leaves_only_a_swept_work_directory(
     assert f"removed {work}" in again.stderr.replace("'", "")
     assert not work.exists()
     assert set(parent.glob(f"{workdir.PREFIX}*")) == before
-    assert leaks.descendants(os.getpid()) == set()
+    assert new_processes() == set()

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,7 +239,9 @@ def test_vendor_keyring_is_shadowed(runtime: Runtime, site: Site) -> None:
     assert (site.dst / "foo_1.img").exists()
 
 
-def test_timeout_kills_and_unmounts(runtime: Runtime, site: Site) -> None:
+def test_timeout_kills_and_unmounts(
+    runtime: Runtime, site: Site, new_processes: Callable[[], set[int]]
+) -> None:
     site.updates.mkdir()
     os.mkfifo(site.updates / "SHA256SUMS")  # the download blocks forever
     inv = site.invocation()
@@ -247,7 +249,7 @@ def test_timeout_kills_and_unmounts(runtime: Runtime, site: Site) -> None:
         SysupdateApplier(runtime, timeout_s=3).update(inv)
     # At once, not after a grace period: run() returns only when sysupdate's PID namespace,
     # callouts included, is empty.  (The mount table is checked by the autouse fixture.)
-    assert leaks.descendants(os.getpid()) == set()
+    assert new_processes() == set()
 
 
 def test_bad_bind_source_is_a_setup_failure(runtime: Runtime, tmp_path: Path) -> None:

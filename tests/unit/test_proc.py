@@ -31,8 +31,19 @@ TREE = "sleep 300 & setsid sleep 300 & (trap '' TERM; sleep 300) & echo ready; w
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+_BASELINE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _baseline() -> None:
+    """What already runs below this process (a session fixture's server, say) is not news."""
+    _BASELINE.clear()
+    _BASELINE.update(leaks.descendants(os.getpid()))
+
+
 def _mine() -> set[int]:
-    return leaks.descendants(os.getpid())
+    """What runs below this process and did not when the test began."""
+    return leaks.descendants(os.getpid()) - _BASELINE
 
 
 def _kill(pids: set[int]) -> None:

@@ -34,9 +34,18 @@ def _request(tmp_path: Path, script: str, timeout: float = 20) -> FetchRequest:
     )
 
 
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _before() -> None:
+    _BEFORE.clear()
+    _BEFORE.update(leaks.descendants(os.getpid()))
+
+
 def _ours() -> set[int]:
-    """Every live process below this test (the session is a subreaper: orphans stay below)."""
-    return leaks.descendants(os.getpid())
+    """Live processes below this test, new since it began (orphans stay below: subreaper)."""
+    return leaks.descendants(os.getpid()) - _BEFORE
 
 
 def test_only_the_share_is_writable(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,11 +29,11 @@ pytestmark = [pytest.mark.s6]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, new_processes: Callable[[], set[int]]) -> Iterator[World]:
     with spectrum_world(tmp_path) as w:
         yield w
     # Cleanup verified: no process of the world survives and nothing is mounted.
-    assert leaks.descendants(os.getpid()) == set()
+    assert new_processes() == set()
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(tmp_path) not in mounts
 
