@@ -81,7 +81,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _session_leak_check(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def leak_scope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """Fail the run if a process, mount, loop device, network namespace, temp file or btrfs
     subvolume of this session survives the last test (``tests/support/leaks.py`` says how they
     are told apart from other sessions' on the same machine)."""
@@ -104,9 +104,9 @@ def new_processes() -> Callable[[], set[int]]:
 
 
 @pytest.fixture(autouse=True)
-def _leak_check(_session_leak_check: tuple[str, Path]) -> Iterator[None]:
+def _leak_check(leak_scope: tuple[str, Path]) -> Iterator[None]:
     """The same check around every test: what a test starts or makes, it stops or removes."""
-    base, tmpdir = _session_leak_check
+    base, tmpdir = leak_scope
     before = leaks.snapshot(base, tmpdir)
     yield
     leaked = leaks.new_since(before, base, tmpdir)

@@ -24,7 +24,13 @@ from tests.support import killer, leaks
 from tests.support.killer import Point
 from tests.support.releases import write_vm_transfers
 
-pytestmark = [pytest.mark.vm, pytest.mark.btrfs, pytest.mark.sysupdate, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.btrfs,
+    pytest.mark.sysupdate,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),  # two runs through QEMU of up to 400 s each
+]
 
 QEMU = "qemu-system-x86_64"
 
