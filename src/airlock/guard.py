@@ -144,12 +144,17 @@ def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: b
             _report(status_w, SETUP_FAILED, exc.errno or 0)
             os._exit(125)
     exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+    me = os.getpid()
     child = os.fork()
     if child == 0:
         os.close(exec_r)
         os.close(status_w)
         for sig in RESET:
             signal.signal(sig, signal.SIG_DFL)
+        if not contained:  # no namespace to end: the command itself must die with the init
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != me:
+                os._exit(1)
         try:
             os.execve(argv[0], argv, os.environ)  # noqa: S606 - argv from airlock, no shell
         except OSError as exc:

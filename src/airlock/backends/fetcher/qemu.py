@@ -16,8 +16,9 @@ host gives the guest, and nothing more:
 
 Trust: the guest is hostile.  Its console output goes through a bounded reader into the log file and
 only escaped tails reach messages; its reported exit status is a hint.  QEMU runs with
-``-sandbox on`` (seccomp), is waited for with a timeout, and its whole process group (the
-per-connection forwarders included) is killed on every exit path.  KVM is used only when a probe
+``-sandbox on`` (seccomp), is waited for with a timeout, and runs under ``proc``'s guard: QEMU and
+the per-connection forwarders are killed on every exit path, and die with airlock if airlock is
+killed (ADR 0005), as do the boot files the guard removes.  KVM is used only when a probe
 boot with KVM really reaches the guest's init; otherwise TCG.
 """
 

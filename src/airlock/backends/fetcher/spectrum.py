@@ -15,7 +15,10 @@ Steps, each from config so tests can point them at a test root:
    (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
 5. at the timeout, ``vm-stop <id>`` (then ``s6-svc -d`` as a last resort), each again subscribed
    before it is sent; afterwards the VMM process that ran the guest must be gone;
-6. unmount the share on every exit path.
+6. unmount the share on every exit path;
+7. from before the bind until the unmount, a teardown guard (``proc.guard``) stands by: the VM is
+   s6's, not our child, so if airlock dies (SIGKILL included) the guard runs ``vm-stop`` (or
+   ``s6-svc -d``) and the unmount; the run record lets the next run do it again (ADR 0005).
 
 Trusted: the host config and the s6/util-linux tools.  Untrusted: anything the VM wrote, including
 its serial log (only an escaped tail is kept).  Failures raise ``FetchError`` (the VM could not be
