@@ -36,8 +36,9 @@ it succeeded, else 0.
 The ``SCRATCH`` directories (absolute paths) are removed by the guard once the init is gone,
 whether the command ended or airlock died: the command's temporary files do not outlive it either.
 
-Messages to airlock on CTL: ``started INIT_PID ns|plain`` with a pidfd of the init (SCM_RIGHTS),
-``armed`` (teardown mode) or ``failed ERRNO WHAT``.  The command's exit status becomes the guard's
+Messages to airlock on CTL: ``started INIT_PID ns|plain`` (answered by ``ack`` once airlock holds
+its own pidfd of the init, which stays unreaped until then), ``armed`` (teardown mode) or ``failed
+ERRNO WHAT``.  The command's exit status becomes the guard's
 own; killed by signal N, the guard kills itself with N.
 """
 
@@ -45,14 +46,18 @@ from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import select
-import signal
-import socket
-import struct
 import sys
 import time
-from typing import Any, NoReturn
+
+# Every start waits for this script: what it imports is its cost.  ``typing`` and ``signal``
+# (which imports ``enum``) are for the type checker only; at run time the C module does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from typing import Any, NoReturn
+else:
+    import _signal as signal
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
@@ -62,7 +67,7 @@ PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 RESET = (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ)  # Python ignores the last two at startup
 EXEC_OK, EXEC_FAILED, EXITED, SETUP_FAILED = 0, 1, 2, 3
-_MSG = struct.Struct("ii")
+_MSG_SIZE = 8  # two signed 32-bit integers: kind, value
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -77,34 +82,41 @@ def _prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0))
 
 
-def _send(ctl: socket.socket, text: str, fds: list[int] | None = None) -> None:
+def _send(ctl: int, text: str) -> None:
     try:
-        if fds:
-            socket.send_fds(ctl, [text.encode() + b"\n"], fds)
-        else:
-            ctl.sendall(text.encode() + b"\n")
+        os.write(ctl, text.encode() + b"\n")
     except OSError:
         pass  # airlock is gone; the EOF that follows says so
 
 
+def _recv(ctl: int) -> bytes:
+    try:
+        return os.read(ctl, 64)
+    except OSError:
+        return b""
+
+
 def _report(fd: int, kind: int, value: int) -> None:
-    os.write(fd, _MSG.pack(kind, value))
+    os.write(fd, kind.to_bytes(4, "little", signed=True) + value.to_bytes(4, "little", signed=True))
 
 
 def _receive(fd: int) -> tuple[int, int] | None:
     data = b""
-    while len(data) < _MSG.size:
-        chunk = os.read(fd, _MSG.size - len(data))
+    while len(data) < _MSG_SIZE:
+        chunk = os.read(fd, _MSG_SIZE - len(data))
         if not chunk:
             return None
         data += chunk
-    kind, value = _MSG.unpack(data)
-    return kind, value
+    return int.from_bytes(data[:4], "little", signed=True), int.from_bytes(
+        data[4:], "little", signed=True
+    )
 
 
 def _exit_like(status: int) -> NoReturn:
     """Exit as the command did: the same exit code, or death by the same signal."""
     if os.WIFSIGNALED(status):
+        import resource  # only this path pays for it
+
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
@@ -158,7 +170,7 @@ def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: b
         try:
             os.execve(argv[0], argv, os.environ)  # noqa: S606 - argv from airlock, no shell
         except OSError as exc:
-            os.write(exec_w, struct.pack("i", exc.errno or 0))
+            os.write(exec_w, (exc.errno or 0).to_bytes(4, "little"))
         os._exit(127)
 
     def forward(signum: int, _frame: object) -> None:
@@ -174,7 +186,7 @@ def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: b
     os.close(exec_r)
     if failed:
         os.waitpid(child, 0)
-        _report(status_w, EXEC_FAILED, struct.unpack("i", failed)[0])
+        _report(status_w, EXEC_FAILED, int.from_bytes(failed, "little"))
         os._exit(127)
     _report(status_w, EXEC_OK, 0)
     while True:
@@ -230,9 +242,7 @@ def _remove(paths: list[str]) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run(
-    ctl: socket.socket, required: bool, mounts: str, scratch: list[str], argv: list[str]
-) -> NoReturn:
+def run(ctl: int, required: bool, mounts: str, scratch: list[str], argv: list[str]) -> NoReturn:
     """Run mode (see the module docstring)."""
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)  # the init forwards them; only SIGKILL ends us
@@ -248,7 +258,7 @@ def run(
     status_r, status_w = os.pipe()
     init = os.fork()
     if init == 0:
-        ctl.close()
+        os.close(ctl)
         os.close(alive_w)
         os.close(status_r)
         _init(argv, alive_r, status_w, contained, own)
@@ -262,26 +272,31 @@ def run(
         _send(ctl, f"failed {err} {what}")
         os.waitpid(init, 0)
         os._exit(127)
-    _send(ctl, f"started {init} {'ns' if contained else 'plain'}", [pidfd])
+    _send(ctl, f"started {init} {'ns' if contained else 'plain'}")
+    # Until airlock acknowledges (it has opened its own pidfd of the init), the init is not
+    # reaped, so its pid cannot name another process meanwhile.
+    acked = _recv(ctl) == b"ack\n"
     poller = select.poll()
-    poller.register(ctl.fileno(), select.POLLIN)
+    poller.register(ctl, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
-    while True:
+    while acked:
         ready = {fd for fd, _ in poller.poll()}
         if pidfd in ready:
             break
-        if ctl.fileno() in ready and not ctl.recv(64):  # airlock is gone
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            os.waitpid(init, 0)
-            _remove(scratch)
-            os._exit(128 + signal.SIGKILL)
+        if ctl in ready and not _recv(ctl):  # airlock is gone
+            acked = False
+    if not acked:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.waitpid(init, 0)
+        _remove(scratch)
+        os._exit(128 + signal.SIGKILL)
     _, init_status = os.waitpid(init, 0)
     reported = _receive(status_r)
     _remove(scratch)
     _exit_like(reported[1] if reported is not None and reported[0] == EXITED else init_status)
 
 
-def teardown(ctl: socket.socket, steps: list[dict[str, Any]]) -> NoReturn:
+def teardown(ctl: int, steps: list[dict[str, Any]]) -> NoReturn:
     """Teardown mode (see the module docstring)."""
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)
@@ -306,13 +321,6 @@ def teardown(ctl: socket.socket, steps: list[dict[str, Any]]) -> NoReturn:
         elif not previous and step.get("critical", True):
             pending = True
     os._exit(1 if failed or pending else 0)
-
-
-def _recv(ctl: socket.socket) -> bytes:
-    try:
-        return ctl.recv(64)
-    except OSError:
-        return b""
 
 
 def _run_step(argv: list[str], timeout_s: float) -> bool:
@@ -344,8 +352,8 @@ def _run_step(argv: list[str], timeout_s: float) -> bool:
 
 def main(args: list[str]) -> NoReturn:
     """Dispatch on the mode."""
-    ctl = socket.socket(fileno=int(args[0]))
-    os.set_inheritable(ctl.fileno(), False)
+    ctl = int(args[0])
+    os.set_inheritable(ctl, False)
     if args[1] == "run" and "--" in args:
         end = args.index("--")  # the scratch paths are absolute: none of them is "--"
         run(ctl, args[2] == "1", args[3], args[4:end], args[end + 1 :])

@@ -187,29 +187,26 @@ def _guard_argv(ctl: int, mode: str, *args: str) -> list[str]:
     return [sys.executable, "-I", "-S", os.fspath(GUARD), str(ctl), mode, *args]
 
 
-def _report(sock: socket.socket, args: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    """The guard's first line (and the fd that comes with it).
+def _report(sock: socket.socket, args: tuple[str, ...]) -> list[str]:
+    """The guard's first line.
 
     Raises:
         HostError: the guard died or stayed silent.
     """
     sock.settimeout(START_TIMEOUT_S)
-    data, fds = b"", []
+    data = b""
     try:
         while not data.endswith(b"\n"):
-            chunk, got, _, _ = socket.recv_fds(sock, 256, 1)
-            fds += got
+            chunk = sock.recv(256)
             if not chunk:
                 break
             data += chunk
     except OSError as exc:
-        for fd in fds:
-            os.close(fd)
         raise HostError(
             f"Failed to start {display_argv(args)}: the guard did not report ({exc})",
             code="host.command",
         ) from exc
-    return data.decode("ascii", "replace").split(), fds
+    return data.decode("ascii", "replace").split()
 
 
 class Child:
@@ -336,21 +333,25 @@ def _start(
     finally:
         theirs.close()
     try:
-        words, fds = _report(ours, args)
-    except HostError:
+        words = _report(ours, args)
+        if len(words) == 3 and words[0] == "started" and words[1].isdigit():
+            # The guard does not reap the init before our "ack": the pid is still the init's.
+            init_fd = os.pidfd_open(int(words[1]))
+            ours.sendall(b"ack\n")
+        else:
+            init_fd = -1
+    except (HostError, OSError):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait()
         ours.close()
         raise
-    if len(words) == 3 and words[0] == "started" and words[1].isdigit() and len(fds) == 1:
+    if init_fd >= 0:
         if words[2] != "ns":
             logger.debug("no PID namespace for %s (unprivileged)", display_argv(args))
-        child = Child(popen, ours, int(words[1]), fds[0], contained=words[2] == "ns")
+        child = Child(popen, ours, int(words[1]), init_fd, contained=words[2] == "ns")
         _notify(Started(guard=child.guard_id, init=child.init_id))
         return child
-    for fd in fds:
-        os.close(fd)
     popen.wait()
     ours.close()
     reason = "the guard failed"
@@ -538,9 +539,7 @@ def _start_teardown(steps: Sequence[Teardown]) -> tuple[subprocess.Popen[bytes],
         raise HostError(f"Failed to start the teardown guard: {exc.strerror}") from exc
     finally:
         theirs.close()
-    words, fds = _report(ours, ("teardown guard",))
-    for fd in fds:
-        os.close(fd)
+    words = _report(ours, ("teardown guard",))
     if words != ["armed"]:
         popen.kill()
         popen.wait()
