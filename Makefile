@@ -48,10 +48,10 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 bench: setup
-	$(PY) -P bench/inspect.py
-	$(PY) -P bench/agent.py
-	$(PY) -P bench/fetchers.py
-	$(PY) -P bench/update.py
+	$(PY) bench/inspection.py
+	$(PY) bench/agent.py
+	$(PY) bench/fetchers.py
+	$(PY) bench/update.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -3,9 +3,7 @@
 
 Run from the repository root, as root, after `make guest`:
 
-    PYTHONPATH=src python -P bench/fetchers.py [--runs 3] [--root-mib 16]
-
-(`-P`: bench/inspect.py would shadow the standard library's `inspect`.)
+    PYTHONPATH=src python bench/fetchers.py [--runs 3] [--root-mib 16]
 
 One signed release (throwaway key) is published once.  Each backend gets its own share, fetches
 the release once (not timed), then runs the real `airlock agent` again `--runs` times; each of
@@ -33,7 +31,7 @@ from pathlib import Path
 
 from airlock.backends.fetcher import FetchRequest
 from airlock.backends.fetcher.qemu import QemuFetcher
-from airlock.backends.fetcher.sandbox import SandboxFetcher
+from airlock.backends.fetcher.sandbox import SandboxConfig, SandboxFetcher
 from airlock.backends.openpgp import gpg
 from airlock.events import NullReporter
 from airlock.formats import manifest
@@ -153,7 +151,7 @@ def main() -> int:
             rows = []
             with netns_server(origin) as (ns, ns_url):
                 etc, updates = make_share(t / "sandbox", pubring, ns_url)
-                sandbox = SandboxFetcher(netns=ns, ro_binds=(SRC, SITE))
+                sandbox = SandboxFetcher(SandboxConfig(netns=ns, ro_binds=(SRC, SITE)))
                 cmd = ("/usr/bin/python3", "-c", BOOT, os.fspath(SRC), os.fspath(SITE))
                 rows.append(
                     ("sandbox", timed(sandbox, etc, updates, cmd, t / "sandbox.log", args.runs))

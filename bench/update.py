@@ -37,6 +37,7 @@ import time
 from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind
 from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier
+from airlock.config import render as render_config
 from airlock.lab import disk
 from airlock.release import publish
 from tests.integration.host.world import host_transfers
@@ -119,24 +120,23 @@ def main() -> int:
         defs = host_transfers(etc / "sysupdate.d", image)
         config = work / "host.toml"
         config.write_text(
-            "\n".join(
-                [
-                    f'lock_path = "{work / "lock"}"',
-                    f'definitions_dir = "{defs}"',
-                    f'vm_definitions_dir = "{etc / "vm-sysupdate.d"}"',
-                    f'keyring = "{key.pubring}"',
-                    f'update_url_file = "{etc / "update-url"}"',
-                    f'os_release = "{etc / "os-release"}"',
-                    f'state_file = "{work / "state.json"}"',
-                    f'esp_path = "{work / "esp"}"',
-                    f'apply_binds = ["{image}"]',
-                    'fetcher = "sandbox"',
-                    "vm_timeout_s = 600",
-                    f'fetch_command = ["/bin/sh", "-c", "cp {release}/* /host/updates/"]',
-                    f'sandbox_ro_binds = ["{release}"]',
-                ]
+            render_config(
+                {
+                    "host.definitions_dir": defs,
+                    "host.keyring": key.pubring,
+                    "host.os_release": etc / "os-release",
+                    "lock.path": work / "lock",
+                    "fetcher.backend": "sandbox",
+                    "fetcher.timeout_s": 600,
+                    "fetcher.command": ["/bin/sh", "-c", f"cp {release}/* /host/updates/"],
+                    "fetcher.vm_definitions_dir": etc / "vm-sysupdate.d",
+                    "fetcher.update_url_file": etc / "update-url",
+                    "fetcher.sandbox.ro_binds": [release],
+                    "apply.esp_path": work / "esp",
+                    "apply.binds": [image],
+                    "state.path": work / "state.json",
+                }
             )
-            + "\n"
         )
         applier = SysupdateApplier(runtime_mod.locate(), timeout_s=1800)
         bare_times, host_times, steps_seen = [], [], {}

@@ -1,239 +1,383 @@
 # SPDX-License-Identifier: MIT
-"""Limits, policy and host configuration: frozen values with Spectrum's defaults.
+"""The host config: every section in one frozen value, from defaults, a TOML file and flags.
 
-``Limits`` keeps every cap in one place (the role of python-tuf's ``UpdaterConfig``).  The defaults
-admit Spectrum's real release sizes (a root image of about 20 GB) and refuse absurd ones.
+Each section is declared next to the code that reads it (``airlock.settings`` explains the
+declarations) and handed to it as its own typed object:
+
+======================  ============================================  ============================
+table                   read by                                       class
+======================  ============================================  ============================
+``[host]``              the judge, apply, the fetch step, ``status``  ``HostFiles`` (here)
+``[lock]``              the lock step                                 ``lock.LockConfig``
+``[staging]``           the btrfs staging backend                     ``BtrfsStaging``'s config
+``[fetcher]``           the fetch step (which backend, what it gets)  ``FetcherConfig``
+``[fetcher.sandbox]``   ``SandboxFetcher``                            ``SandboxConfig``
+``[fetcher.qemu]``      ``QemuFetcher``                               ``QemuConfig``
+``[fetcher.spectrum]``  ``SpectrumFetcher``                           ``SpectrumConfig``
+``[policy]``            the judge                                     ``PolicyConfig``
+``[limits]``            the judge (walk, manifest, signatures, hash)  ``Limits``
+``[apply]``             ``SysupdateHostApplier``                      ``ApplyConfig``
+``[state]``             the inspect and record steps, ``status``      ``state.StateConfig``
+======================  ============================================  ============================
+
+Every default is Spectrum's.  ``load()`` is the one way values are combined: defaults, then the
+file, then the command-line flags the verb registered with ``add_flags()``; it remembers where
+each effective value came from (``airlock config show``).  The flat keys of the first config
+format are refused with the name of their new place (docs/adr/0120).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
-from airlock.errors import ConfigError
-
-GIB = 1 << 30
-MIB = 1 << 20
-KIB = 1 << 10
+from airlock import settings
+from airlock.backends.apply import ApplyConfig
+from airlock.backends.fetcher import FetcherConfig
+from airlock.backends.fetcher.qemu import QemuConfig
+from airlock.backends.fetcher.sandbox import SandboxConfig
+from airlock.backends.fetcher.spectrum import SpectrumConfig
+from airlock.backends.staging.btrfs import StagingConfig
+from airlock.errors import ConfigError, UsageError
+from airlock.limits import Limits
+from airlock.lock import LockConfig
+from airlock.settings import PATH, Origin, Section, Setting, Shape, setting
+from airlock.state import StateConfig
+from airlock.text import shown
+from airlock.trusted.policy import PolicyConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Caps on everything read from untrusted sources."""
+class HostFiles:
+    """``[host]``: the host's own trusted files (Spectrum's read-only image by default)."""
 
-    max_entries: int = 4096
-    max_file_bytes: int = 64 * GIB
-    max_total_bytes: int = 128 * GIB
-    max_manifest_bytes: int = 1 * MIB
-    max_manifest_lines: int = 4096
-    max_signature_bytes: int = 64 * KIB
-    max_keyring_bytes: int = 1 * MIB
-    max_name_bytes: int = 255
-    hash_threads: int = 2
-    hash_buffer_bytes: int = 4 * MIB
-    signature_timeout_s: float = 30.0
+    SECTION: ClassVar[str] = "host"
 
-
-# --- Host configuration ---------------------------------------------------------------------------
-
-SPECTRUM_VM = "sys.appvm-systemd-sysupdate"
+    definitions_dir: Path = setting(
+        Path("/etc/sysupdate.d"),
+        kind=PATH,
+        flag="--definitions",
+        help="the host's transfer definitions (the judge's allowlist, sysupdate's targets)",
+    )
+    keyring: Path = setting(
+        Path("/etc/systemd/import-pubring.gpg"),
+        kind=PATH,
+        flag="--keyring",
+        help="the pinned OpenPGP keyring (binary or armoured)",
+    )
+    os_release: Path = setting(
+        Path("/etc/os-release"),
+        kind=PATH,
+        help="the running system's os-release (specifiers such as %A, the booted version)",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostConfig:
-    """Everything the host pipeline needs to know about this machine.
+    """Every section of the host config (each field is one section, see the module docstring)."""
 
-    The defaults reproduce Spectrum's ``spectrum-update`` (design §3.1, §6): its lock, VM name,
-    transfer directories, URL file, keyring, sysupdate binary and read-only mount point.  Tests and
-    the lab point every path elsewhere through a TOML file (``load``).
+    host: HostFiles = field(default_factory=HostFiles)
+    lock: LockConfig = field(default_factory=LockConfig)
+    staging: StagingConfig = field(default_factory=StagingConfig)
+    fetcher: FetcherConfig = field(default_factory=FetcherConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    qemu: QemuConfig = field(default_factory=QemuConfig)
+    spectrum: SpectrumConfig = field(default_factory=SpectrumConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    limits: Limits = field(default_factory=Limits)
+    apply: ApplyConfig = field(default_factory=ApplyConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+
+
+def sections() -> dict[str, tuple[str, type[Section]]]:
+    """``{table: (HostConfig attribute, section class)}``, in ``HostConfig`` order."""
+    out: dict[str, tuple[str, type[Section]]] = {}
+    for f in dataclasses.fields(HostConfig):
+        cls: type[Section] = f.default_factory  # type: ignore[assignment]  # a section class
+        out[cls.SECTION] = (f.name, cls)
+    return out
+
+
+def lookup(name: str) -> tuple[str, str, Setting]:
+    """``(table, key, declaration)`` of the dotted setting ``name`` (``"fetcher.qemu.accel"``).
+
+    Raises:
+        KeyError: no such setting.
     """
-
-    lock_path: Path = Path("/run/update-lock")
-    vm_name: str = SPECTRUM_VM
-    definitions_dir: Path = Path("/etc/sysupdate.d")
-    vm_definitions_dir: Path = Path("/etc/vm-sysupdate.d")
-    update_url_file: Path = Path("/etc/update-url")
-    keyring: Path = Path("/etc/systemd/import-pubring.gpg")
-    sysupdate_path: Path = Path("/usr/lib/systemd/systemd-sysupdate")
-    sysupdate_runtime_cache: Path | None = None
-    mount_point: str = "/run/updater"
-    os_release: Path = Path("/etc/os-release")
-    state_file: Path = Path("/var/lib/airlock/state.json")
-    fetcher: str = "spectrum"
-    vm_timeout_s: float = 3600.0
-    fetch_command: tuple[str, ...] = ("/usr/bin/airlock", "agent", "--share", "/host")
-    sandbox_root: str = "/host"
-    sandbox_netns: str | None = None
-    sandbox_ro_binds: tuple[Path, ...] = ()
-    esp_path: Path | None = None
-    apply_binds: tuple[Path, ...] = ()
-    apply_timeout_s: float = 6 * 3600.0
-    qgroup_limit_bytes: int | None = None
-    trusted_fingerprints: tuple[str, ...] = ()
-    threshold: int = 1
-    require_fresh: bool = False
-    verifier: str = "auto"
-    # Spectrum fetcher (docs/vm.md): None means Spectrum's own paths and commands.
-    spectrum_run_dir: Path | None = None
-    spectrum_vm_start: tuple[str, ...] | None = None
-    spectrum_vm_stop: tuple[str, ...] | None = None
-    spectrum_stop_timeout_s: float | None = None
-    # QEMU fetcher (docs/vm.md): None means the fetcher's defaults.
-    qemu_guest_dir: Path | None = None
-    qemu_accel: str | None = None
-    qemu_server: str | None = None
-    qemu_memory_mib: int | None = None
-    qemu_cpus: int | None = None
-    limits: Limits = dataclasses.field(default_factory=Limits)
+    table, _, key = name.rpartition(".")
+    if table not in sections():
+        raise KeyError(name)
+    try:
+        return table, key, settings.declaration(sections()[table][1], key)
+    except settings.Invalid:
+        raise KeyError(name) from None
 
 
-_PATH_FIELDS = {
-    "lock_path",
-    "definitions_dir",
-    "vm_definitions_dir",
-    "update_url_file",
-    "keyring",
-    "sysupdate_path",
-    "os_release",
-    "state_file",
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Effective:
+    """The effective config, where each value came from (``"table.key"`` → origin), the file."""
+
+    config: HostConfig
+    origins: Mapping[str, Origin]
+    file: Path | None = None
+
+    def origin(self, name: str) -> Origin:
+        """Where the dotted setting ``name`` came from."""
+        return self.origins.get(name, Origin.DEFAULT)
+
+
+# --- the first (flat) format: refused with a pointer to the new place --------------------------
+
+MOVED: dict[str, str] = {
+    "lock_path": "[lock] path",
+    "vm_name": "[fetcher.spectrum] vm_name",
+    "definitions_dir": "[host] definitions_dir",
+    "keyring": "[host] keyring",
+    "os_release": "[host] os_release",
+    "vm_definitions_dir": "[fetcher] vm_definitions_dir",
+    "update_url_file": "[fetcher] update_url_file",
+    "fetcher": "[fetcher] backend",
+    "vm_timeout_s": "[fetcher] timeout_s",
+    "fetch_command": "[fetcher] command",
+    "sandbox_root": "[fetcher.sandbox] root",
+    "sandbox_netns": "[fetcher.sandbox] netns",
+    "sandbox_ro_binds": "[fetcher.sandbox] ro_binds",
+    "mount_point": "[apply] mount_point",
+    "esp_path": "[apply] esp_path",
+    "apply_binds": "[apply] binds",
+    "apply_timeout_s": "[apply] timeout_s",
+    "sysupdate_runtime_cache": "[apply] runtime_cache",
+    "state_file": "[state] path",
+    "qgroup_limit_bytes": "[staging] qgroup_limit_bytes",
+    "trusted_fingerprints": "[policy] trusted_fingerprints",
+    "threshold": "[policy] threshold",
+    "require_fresh": "[policy] require_fresh",
+    "verifier": "[policy] verifier",
+    **{f"spectrum_{k}": f"[fetcher.spectrum] {k}" for k in ("run_dir", "vm_start", "vm_stop")},
+    "spectrum_stop_timeout_s": "[fetcher.spectrum] stop_timeout_s",
+    **{f"qemu_{k}": f"[fetcher.qemu] {k}" for k in ("guest_dir", "accel", "server", "cpus")},
+    "qemu_memory_mib": "[fetcher.qemu] memory_mib",
 }
-_OPT_PATH_FIELDS = {"sysupdate_runtime_cache", "esp_path", "spectrum_run_dir", "qemu_guest_dir"}
-_PATH_TUPLE_FIELDS = {"sandbox_ro_binds", "apply_binds"}
-_STR_FIELDS = {"vm_name", "mount_point", "fetcher", "sandbox_root", "verifier"}
-_FLOAT_FIELDS = {"vm_timeout_s", "apply_timeout_s", "spectrum_stop_timeout_s"}
-_ARGV_FIELDS = {"fetch_command", "spectrum_vm_start", "spectrum_vm_stop"}
-_SMALL_INT_FIELDS = {"qemu_memory_mib": (64, 65536), "qemu_cpus": (1, 64)}
+REMOVED: dict[str, str] = {
+    "sysupdate_path": "it was never read: the sysupdate runtime is located ([apply] runtime_cache)",
+}
 
 
-def _bad(key: str, why: str) -> ConfigError:
-    return ConfigError(f"Invalid host config: {key}: {why}", code="config.host")
+# --- reading ---------------------------------------------------------------------------------
 
 
-def _abs(key: str, value: object) -> Path:
-    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
-        raise _bad(key, "must be an absolute path")
-    return Path(value)
+def _bad(where: str, name: str, why: str) -> ConfigError:
+    return ConfigError(f"Invalid host config {where}: {name}: {why}", code="config.host")
 
 
-def _convert(key: str, value: object) -> object:
-    if key in _PATH_FIELDS:
-        return _abs(key, value)
-    if key in _OPT_PATH_FIELDS:
-        return None if value == "" else _abs(key, value)
-    if key in _PATH_TUPLE_FIELDS:
-        if not isinstance(value, list):
-            raise _bad(key, "must be a list of absolute paths")
-        return tuple(_abs(key, v) for v in value)
-    if key in _STR_FIELDS:
-        if not isinstance(value, str) or not value or not value.isprintable():
-            raise _bad(key, "must be a non-empty string")
-        return value
-    if key in _FLOAT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise _bad(key, "must be a positive number of seconds")
-        return float(value)
-    if key == "sandbox_netns":
-        if value == "":
-            return None
-        if not isinstance(value, str) or not value.replace("-", "").replace("_", "").isalnum():
-            raise _bad(key, "must be a network namespace name")
-        return value
-    if key in _ARGV_FIELDS:
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise _bad(key, "must be a non-empty list of strings")
-        return tuple(value)
-    if key in _SMALL_INT_FIELDS:
-        low, high = _SMALL_INT_FIELDS[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _bad(key, f"must be an integer from {low} to {high}")
-        return value
-    if key == "qemu_accel":
-        if value not in ("tcg", "kvm", "auto"):
-            raise _bad(key, "must be tcg, kvm or auto")
-        return value
-    if key == "qemu_server":
-        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
-            raise _bad(key, "must be HOST:PORT on loopback")
-        return value
-    if key == "qgroup_limit_bytes":
-        if value in (0, None):
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1 * MIB:
-            raise _bad(key, "must be a byte count of at least 1 MiB (0 for none)")
-        return value
-    if key == "trusted_fingerprints":
-        if not isinstance(value, list) or not all(
-            isinstance(v, str) and len(v) == 40 and all(c in "0123456789ABCDEF" for c in v.upper())
-            for v in value
-        ):
-            raise _bad(key, "must be a list of 40-hex-digit fingerprints")
-        return tuple(v.upper() for v in value)
-    if key == "threshold":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _bad(key, "must be a positive integer")
-        return value
-    if key == "require_fresh":
-        if not isinstance(value, bool):
-            raise _bad(key, "must be true or false")
-        return value
-    raise _bad(key, "unknown key")
-
-
-def _limits(table: object) -> Limits:
-    if not isinstance(table, dict):
-        raise _bad("limits", "must be a table")
-    known = {f.name: f for f in dataclasses.fields(Limits)}
-    values: dict[str, object] = {}
-    for key, value in table.items():
-        if key not in known:
-            raise _bad(f"limits.{key}", "unknown key")
-        default = getattr(Limits(), key)
-        if isinstance(value, bool) or not isinstance(value, type(default) | int) or value <= 0:
-            raise _bad(f"limits.{key}", "must be a positive number")
-        values[key] = type(default)(value)
-    return Limits(**values)  # type: ignore[arg-type]  # keys and types checked above
-
-
-def host_config_from_mapping(data: Mapping[str, object]) -> HostConfig:
-    """Build a HostConfig from a parsed TOML mapping (top-level keys, optional ``[limits]``).
-
-    Raises:
-        ConfigError: unknown key or invalid value.
-    """
-    values: dict[str, object] = {}
-    for key, value in data.items():
-        if key == "limits":
-            values["limits"] = _limits(value)
-        else:
-            values[key] = _convert(key, value)
-    if "threshold" in values and "trusted_fingerprints" in values:
-        fprs = values["trusted_fingerprints"]
-        assert isinstance(fprs, tuple)  # noqa: S101 - built by _convert above
-        if fprs and int(values["threshold"]) > len(fprs):  # type: ignore[call-overload]  # int
-            raise _bad("threshold", "larger than the number of trusted fingerprints")
-    return HostConfig(**values)  # type: ignore[arg-type]  # keys and types checked above
-
-
-def load_host_config(path: Path | None) -> HostConfig:
-    """Load a TOML host config (``None``: Spectrum's defaults).
-
-    Raises:
-        ConfigError: unreadable file, bad TOML, unknown key or invalid value.
-    """
-    if path is None:
-        return HostConfig()
+def _read(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
-            f"Failed to read config {os.fspath(path)}: {exc.strerror}", code="config.host"
+            f"Failed to read config {shown(path)}: {exc.strerror}", code="config.host"
         ) from exc
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"Invalid TOML in {os.fspath(path)}: {exc}", code="config.host") from exc
-    return host_config_from_mapping(data)
+        raise ConfigError(f"Invalid TOML in {shown(path)}: {exc}", code="config.host") from exc
+
+
+def _tables(data: Mapping[str, Any], where: str) -> dict[str, dict[str, object]]:
+    """Split a parsed file into ``{table: {key: raw value}}``; refuse unknown names."""
+    known = sections()
+    out: dict[str, dict[str, object]] = {}
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            name = f"{prefix}.{key}" if prefix else key
+            if not prefix and key in REMOVED:
+                raise _bad(where, key, f"no longer a setting: {REMOVED[key]}")
+            if not prefix and key in MOVED and not isinstance(value, dict):
+                raise _bad(where, key, f"moved to {MOVED[key]} (docs/update.md)")
+            if name in known:
+                if not isinstance(value, dict):
+                    raise _bad(where, f"[{name}]", "must be a table")
+                out[name] = {}
+                walk(value, name)
+            elif prefix in known:
+                out[prefix][key] = value
+            else:
+                raise _bad(where, f"[{name}]" if isinstance(value, dict) else name, "unknown")
+
+    walk(data, "")
+    return out
+
+
+def _flag_tables(flags: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name, raw in flags.items():
+        table, key, _ = lookup(name)
+        out.setdefault(table, {})[key] = raw
+    return out
+
+
+def load(path: Path | None, *, flags: Mapping[str, object] | None = None) -> Effective:
+    """The effective host config: defaults, then the file at ``path``, then ``flags``.
+
+    ``flags`` maps dotted setting names to raw values, as ``given_flags()`` returns them; this is
+    the one place where a command-line value overrides a configured one.
+
+    Raises:
+        ConfigError: ``config.host`` for an unreadable file, bad TOML, an unknown or moved key, or a
+            value its setting refuses.
+        UsageError: ``usage.setting`` for a flag value its setting refuses.
+    """
+    where = shown(path) if path is not None else "(defaults)"
+    from_file = _tables(_read(path), where) if path is not None else {}
+    from_flags = _flag_tables(flags or {})
+    origins: dict[str, Origin] = {}
+    values: dict[str, Section] = {}
+    for table, (attr, cls) in sections().items():
+        file_part, flag_part = from_file.get(table, {}), from_flags.get(table, {})
+        origins.update({f"{table}.{k}": Origin.FILE for k in file_part})
+        origins.update({f"{table}.{k}": Origin.FLAG for k in flag_part})
+        try:
+            values[attr] = settings.build(cls, {**file_part, **flag_part})
+        except settings.Invalid as exc:
+            key = exc.key or "?"
+            if key in flag_part:
+                flag = settings.declaration(cls, key).flag or key
+                raise UsageError(f"{flag}: {exc.why}", code="usage.setting") from None
+            raise _bad(where, f"[{table}] {key}", exc.why) from None
+    config = HostConfig(**values)  # type: ignore[arg-type]  # one section per attribute
+    return Effective(config=config, origins=origins, file=path)
+
+
+# --- command-line flags ------------------------------------------------------------------------
+
+_DEST = "setting:"
+
+
+def add_flags(
+    parser: argparse.ArgumentParser, names: Sequence[str], *, required: Sequence[str] = ()
+) -> None:
+    """Register the flag of each dotted setting in ``names`` (its help and shape declared once)."""
+    for name in names:
+        _, _, decl = lookup(name)
+        if decl.flag is None:
+            raise RuntimeError(f"setting {name} declares no flag")
+        kw: dict[str, Any] = {
+            "dest": _DEST + name,
+            "help": f"{decl.help} (setting {name})",
+            "default": argparse.SUPPRESS,
+            "required": name in required,
+        }
+        if decl.kind.shape is Shape.SWITCH:
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = decl.kind.metavar
+            kw["action"] = "append" if decl.kind.shape is Shape.APPEND else "store"
+        parser.add_argument(decl.flag, **kw)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given as flags: ``{dotted name: raw value}`` for ``load(flags=...)``."""
+    out: dict[str, object] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith(_DEST):
+            _, _, decl = lookup(dest[len(_DEST) :])
+            if isinstance(value, list):
+                out[dest[len(_DEST) :]] = [decl.kind.from_flag(v) for v in value]
+            elif isinstance(value, str):
+                out[dest[len(_DEST) :]] = decl.kind.from_flag(value)
+            else:
+                out[dest[len(_DEST) :]] = value
+    return out
+
+
+# --- writing and showing -----------------------------------------------------------------------
+
+
+def _toml(value: object) -> str:
+    # JSON's strings, numbers, booleans and arrays of them are valid TOML values.
+    return json.dumps(value)
+
+
+def render(values: Mapping[str, object]) -> str:
+    """A TOML host config from ``{dotted setting name: value}`` (checked against declarations).
+
+    Paths may be given as ``Path``; tuples as lists.  Used by the lab, the tests and the
+    benchmarks to write the configs they run with.
+
+    Raises:
+        KeyError: a name that is not a setting.
+    """
+    tables: dict[str, list[str]] = {}
+    for name, value in values.items():
+        table, key, _ = lookup(name)
+        plain = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if isinstance(plain, tuple | list):
+            plain = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in plain]
+        tables.setdefault(table, []).append(f"{key} = {_toml(plain)}")
+    order = list(sections())
+    chunks = [f"[{t}]\n" + "\n".join(tables[t]) + "\n" for t in order if t in tables]
+    return "\n".join(chunks)
+
+
+def _rows(effective: Effective) -> Iterator[tuple[str, str, Setting, object, Origin]]:
+    for table, (attr, cls) in sections().items():
+        section = getattr(effective.config, attr)
+        for key, decl in settings.declarations(cls):
+            value = decl.kind.dump(getattr(section, key))
+            yield table, key, decl, value, effective.origin(f"{table}.{key}")
+
+
+def show(effective: Effective) -> str:
+    """The effective config as TOML: each value with its help above and its origin after it."""
+    source = shown(effective.file) if effective.file else "none"
+    out = [f"# effective host config (file: {source}); after each value, where it came from"]
+    last = None
+    for table, key, decl, value, origin in _rows(effective):
+        if table != last:
+            out += ["", f"[{table}]"]
+            last = table
+        how = f"flag {decl.flag}" if origin is Origin.FLAG else str(origin)
+        line = f"# {key} is not set" if value is None else f"{key} = {_toml(value)}"
+        out += [f"# {decl.help}", f"{line}  # {how}"]
+    return "\n".join(out) + "\n"
+
+
+def show_json(effective: Effective) -> dict[str, object]:
+    """The effective config for ``--json``: ``{table: {key: {value, origin}}}`` and the file."""
+    body: dict[str, dict[str, object]] = {}
+    for table, key, _, value, origin in _rows(effective):
+        body.setdefault(table, {})[key] = {"value": value, "origin": str(origin)}
+    return {"file": os.fspath(effective.file) if effective.file else None, "sections": body}
+
+
+def reference() -> str:
+    """docs/config.md: every section and setting, generated from the declarations."""
+    out = [
+        "# Host configuration reference",
+        "",
+        "Generated by `scripts/config-reference.py` from the settings' declarations (a test keeps",
+        "it current). The host config is a TOML file passed with `--config`; every key is optional",
+        "and every default is Spectrum's. A flag, where a setting has one, overrides the file;",
+        "`airlock config show [--config FILE] [--json]` prints the effective value of every",
+        "setting and where it came from (`default`, `file` or `flag`). How the sections fit",
+        "together: [update.md](update.md#configuration).",
+    ]
+    defaults = HostConfig()
+    for table, (attr, cls) in sections().items():
+        doc = (cls.__doc__ or "").strip().split("\n")[0].split(": ", 1)[-1]
+        out += ["", f"## `[{table}]`", "", doc[:1].upper() + doc[1:], ""]
+        out += ["| key | value | default | flag | meaning |", "|---|---|---|---|---|"]
+        for key, decl in settings.declarations(cls):
+            value = decl.kind.dump(getattr(getattr(defaults, attr), key))
+            shown_default = decl.default_doc or ("unset" if value is None else _toml(value))
+            flag = f"`{decl.flag}`" if decl.flag else ""
+            out.append(f"| `{key}` | {decl.kind.doc} | `{shown_default}` | {flag} | {decl.help} |")
+    return "\n".join(out) + "\n"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import enum
 
+from airlock.text import display
+
 
 class ExitStatus(enum.IntEnum):
     """Process exit statuses of every airlock command."""
@@ -49,23 +51,46 @@ EXIT_STATUS_MEANING: dict[ExitStatus, str] = {
 }
 
 
+# The exit status each code prefix stands for: ``usage.invalid`` exits 2, ``reject.digest`` 21.
+CODE_PREFIXES: dict[str, ExitStatus] = {
+    "usage": ExitStatus.USAGE,
+    "config": ExitStatus.CONFIG,
+    "busy": ExitStatus.BUSY,
+    "host": ExitStatus.HOST,
+    "fetch": ExitStatus.FETCH,
+    "reject": ExitStatus.REJECTED,
+    "apply": ExitStatus.APPLY,
+}
+
+
 class AirlockError(Exception):
     """Base of every expected failure.
 
     Args:
         message: one line, already escaped where it quotes untrusted text.
-        code: a stable machine-readable code such as ``reject.name``.
+        code: a stable machine-readable code such as ``reject.name``; its prefix (before the
+            first dot) belongs to the class's exit status (``CODE_PREFIXES``, checked by a test).
         hint: optional advice for the user.
+        subject: the offending name, raw; kept escaped in ``subject`` (``text.display``) for
+            machine output such as ``airlock inspect --json``.
     """
 
     exit_status: ExitStatus = ExitStatus.INTERNAL
     default_code: str = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        hint: str | None = None,
+        subject: str | bytes | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.hint = hint
+        self.subject: str | None = display(subject) if subject is not None else None
 
     def __str__(self) -> str:
         return self.message
@@ -158,8 +183,9 @@ class ManifestError(RejectedError):
         line: int | None = None,
         code: str | None = None,
         hint: str | None = None,
+        subject: str | bytes | None = None,
     ) -> None:
-        super().__init__(message, code=code, hint=hint)
+        super().__init__(message, code=code, hint=hint, subject=subject)
         self.line = line
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +97,32 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def _unescape_mountinfo(field: bytes) -> str:
+    """A mountinfo path field: the kernel writes space, tab, newline and ``\\`` as ``\\ooo``."""
+    out = bytearray()
+    i = 0
+    while i < len(field):
+        octal = field[i + 1 : i + 4]
+        if field[i : i + 1] == b"\\" and re.fullmatch(rb"[0-3][0-7][0-7]", octal):
+            out.append(int(octal, 8))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+def mount_points(mountinfo: bytes | None = None) -> list[str]:
+    """Every mount point of this mount namespace (``/proc/self/mountinfo``, field 5), decoded."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_bytes()
+    return [_unescape_mountinfo(line.split()[4]) for line in mountinfo.splitlines() if line]
+
+
+def mounts_below(path: Path, *, mountinfo: bytes | None = None) -> list[str]:
+    """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    prefix = os.fspath(path)
+    found = [t for t in mount_points(mountinfo) if t == prefix or t.startswith(prefix + "/")]
+    return sorted(found, key=len, reverse=True)

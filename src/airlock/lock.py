@@ -16,11 +16,28 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from airlock.errors import BusyError, HostError
+from airlock.settings import BOOL, PATH, setting
 
 _POLL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockConfig:
+    """``[lock]``: which file serialises updates, and whether a second run waits for it."""
+
+    SECTION: ClassVar[str] = "lock"
+
+    path: Path = setting(
+        Path("/run/update-lock"), kind=PATH, help="the lock file (Spectrum's s6-setlock path)"
+    )
+    wait: bool = setting(
+        False, kind=BOOL, flag="--wait", help="wait for the lock instead of failing at once"
+    )
 
 
 def holder_pid(path: Path) -> int | None:

@@ -6,6 +6,10 @@ valid manifest was seen), the rollback floor and the creation time of the newest
 signature.  The floor and the signature time are passed to the judge as ``floor`` and
 ``not_before``, so a replayed older release is refused even when the GPT labels were rewritten.
 
+How the state changes is one pure function, ``advance(old, event, now)``: the floor only rises,
+the newest signature time never goes back, the last check is the run's reference time, and the
+pending version is the one just installed.  ``load`` and ``save`` only read and write it.
+
 Only the host writes this file and only values it verified go in; it is still parsed strictly
 (a corrupt file is a ``ConfigError``, never silently reset, since resetting would lower the floor).
 """
@@ -18,12 +22,28 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 from airlock import fsutil
 from airlock.errors import ConfigError, HostError
+from airlock.formats import version
+from airlock.settings import PATH, setting
 
 FORMAT_VERSION = 1
 _MAX_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateConfig:
+    """``[state]``: where the host keeps what it verified between runs."""
+
+    SECTION: ClassVar[str] = "state"
+
+    path: Path = setting(
+        Path("/var/lib/airlock/state.json"),
+        kind=PATH,
+        help="the state file (rollback floor, newest signature time, last check)",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +64,58 @@ class State:
             value = getattr(self, f.name)
             out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verified:
+    """A run saw a fresh, valid manifest (and maybe installed its release).
+
+    Attributes:
+        installed: the newest version sysupdate reported installed before the run.
+        version: the verified release's version (``None``: the snapshot held none newer).
+        applied: whether ``version`` was installed by this run.
+        signed: creation times of the counted signatures over the manifest.
+        manifest_sha256: SHA-256 of the manifest bytes that were verified.
+    """
+
+    installed: str | None
+    version: str | None
+    applied: bool
+    signed: tuple[datetime, ...]
+    manifest_sha256: str
+
+
+Event = Verified  # boot counting (booted, pending, failed) will add its events here
+
+
+def _higher(a: str | None, b: str | None) -> str | None:
+    if a is None or (b is not None and version.compare(b, a) > 0):
+        return b
+    return a
+
+
+def advance(old: State, event: Event, now: datetime) -> State:
+    """The state after ``event`` at ``now`` (pure: no I/O, ``old`` is not changed).
+
+    The floor rises to the release just installed and to what sysupdate reports installed (so a
+    run killed between apply and record converges on the next run), and never falls; the newest
+    signature time never goes back.
+    """
+    newest = max((*event.signed, *filter(None, [old.newest_signature])), default=None)
+    floor = _higher(old.floor, event.installed)
+    pending = old.pending
+    if event.applied and event.version is not None:
+        floor = _higher(floor, event.version)
+        pending = event.version
+    return dataclasses.replace(
+        old,
+        installed=event.installed if event.installed is not None else old.installed,
+        pending=pending,
+        last_check=now,
+        floor=floor,
+        newest_signature=newest,
+        manifest_sha256=event.manifest_sha256,
+    )
 
 
 def _time(raw: object, key: str) -> datetime | None:

@@ -34,16 +34,22 @@ def display(value: str | bytes, *, limit: int = 96) -> str:
     return escaped[:limit] + _ELLIPSIS.format(len(escaped) - limit).replace("…", "...")
 
 
+def shown(value: str | bytes | os.PathLike[str], *, limit: int = 200) -> str:
+    """A path, file name or argument, bare when that is unambiguous, else ``display()``-escaped.
+
+    Plain printable ASCII without spaces or quotes is shown as is (``/etc/sysupdate.d``);
+    anything else gets ``display()``'s quotes and escapes, so a reader can always tell where it
+    ends and no control character reaches the terminal.
+    """
+    raw = value if isinstance(value, str) else os.fsdecode(value)
+    if raw and raw.isascii() and raw.isprintable() and " " not in raw and "'" not in raw:
+        return raw if len(raw) <= limit else display(raw, limit=limit)
+    return display(raw, limit=limit)
+
+
 def display_argv(argv: Iterable[str | bytes | os.PathLike[str]], *, limit: int = 400) -> str:
     """Render an argv list for a message, each element escaped only where it must be."""
-    parts: list[str] = []
-    for arg in argv:
-        raw = os.fsdecode(arg) if not isinstance(arg, str) else arg
-        if raw and raw.isascii() and raw.isprintable() and " " not in raw and "'" not in raw:
-            parts.append(raw)
-        else:
-            parts.append(display(raw, limit=120))
-    text = " ".join(parts)
+    text = " ".join(shown(arg, limit=120) for arg in argv)
     if len(text) > limit:
         text = text[:limit] + f"...(+{len(text) - limit} chars)"
     return text

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """``airlock inspect`` on a real read-only btrfs snapshot of a staging subvolume.
 
-The host judges a read-only snapshot, not the VM-writable subvolume (threat model A8): this checks
+The host judges a read-only snapshot, not the VM-writable subvolume (threat A8): this checks
 that the walk, ``syncfs`` and the hashing work there, that writes to the original subvolume after
 the snapshot do not change the verdict, and that a hostile entry is refused on btrfs too.
 """

@@ -128,9 +128,10 @@ def test_both_refuse_at_the_same_line(systemd_runtime: Runtime, tmp_path: Path, 
 def test_empty_manifest_parses_but_257_cannot_download_it(
     systemd_runtime: Runtime, tmp_path: Path
 ) -> None:
-    # 257's parser accepts 0 bytes (semantics §7.3), but systemd-pull refuses any download shorter
-    # than 6 bytes ("Premature connection termination."), so 257 never sees an empty manifest.
-    # airlock's parser follows the parser: no entries, hence nothing to install (ADR 0021).
+    # 257's parser accepts 0 bytes (design.md#sysupdate-manifest), but systemd-pull refuses any
+    # download shorter than 6 bytes ("Premature connection termination."), so 257 never sees an
+    # empty manifest. airlock's parser follows the parser: no entries, hence nothing to install
+    # (ADR 0021).
     assert manifest.parse(b"") == manifest.Manifest(entries=())
     result = sysupdate_list(systemd_runtime, tmp_path, b"")
     assert result.returncode != 0

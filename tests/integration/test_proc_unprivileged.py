@@ -30,14 +30,13 @@ with proc.spawn(["/bin/sh", "-c", "echo ready; exec sleep 300"], stdout=sys.stdo
 """
 
 
-def _as_nobody(program: str, **kwargs: object) -> subprocess.Popen[str]:
+def _as_nobody(program: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*NOBODY, "/usr/bin/python3", "-c", program],
         stdout=subprocess.PIPE,
         text=True,
         env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
         cwd="/",
-        **kwargs,  # type: ignore[call-overload]
     )
 
 

@@ -166,15 +166,16 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
         messages.append(msg)
         seen_in_root.update(_ours(runtime.root))
 
-    res = applier.apply(
-        site.updates,
+    # What the host applier does: the snapshot read-only where the sources point, verify again.
+    install = Invocation(
         definitions=inv.definitions,
-        mount_point=f"/srv/updates-{site.token}",
-        esp=None,
         keyring=site.keyring,
-        binds=[Bind(source=site.dst, target="/srv/dst", read_only=False)],
-        notify=on_notify,
+        binds=(
+            Bind(source=site.updates, target=f"/srv/updates-{site.token}", read_only=True),
+            Bind(source=site.dst, target="/srv/dst", read_only=False),
+        ),
     )
+    res = applier.update(install, verify=True, notify=on_notify)
     assert b"Signature verification succeeded" in res.stderr
     assert seen_in_root == set()
     assert (site.dst / "foo_2.img").read_bytes() == v2
@@ -187,7 +188,7 @@ def test_signed_url_file_install_with_progress(runtime: Runtime, site: Site) -> 
     assert applier.check_new(inv) is None
     listing = applier.list_versions(inv)
     assert listing.current == "2"
-    assert set(listing.all) == {"1", "2"}
+    assert set(listing.versions) == {"1", "2"}
 
 
 def test_tampered_payload_same_size_refused(runtime: Runtime, site: Site) -> None:
@@ -271,7 +272,7 @@ def test_bad_bind_target_refused(runtime: Runtime, tmp_path: Path, target: str) 
 
 
 def test_partition_target_on_gpt_image_file(runtime: Runtime, tmp_path: Path) -> None:
-    """environment.md §8.5 with Path= the image file itself: no loop device."""
+    """Path= the image file itself: no loop device (design.md#tools-sysupdate-image)."""
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as fh:
         fh.truncate(64 << 20)

@@ -16,6 +16,7 @@ CORPUS = "tests/integration/host/test_update_corpus.py"
 VERSION = "tests/property/test_version_property.py"
 MANIFEST = "tests/integration/test_manifest_vs_sysupdate.py"
 PINNING = "tests/integration/test_runtime_pinning.py"
+STATE = "tests/property/test_state_property.py"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,8 +36,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="floor-not-fed",
         guard="the stored rollback floor is handed to the judge",
-        path="pipeline/wiring.py",
-        find="floor=state.floor,",
+        path="pipeline/steps.py",
+        find="floor=saved.floor,",
         replace="floor=None,",
         tests=(f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",),
     ),
@@ -59,25 +60,31 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="floor-not-recorded",
         guard="record raises the floor to the version just installed",
-        path="pipeline/steps.py",
-        find="for candidate in (release.version if applied else None, installed):",
-        replace="for candidate in (installed,):",
-        tests=(f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",),
+        path="state.py",
+        find="floor = _higher(floor, event.version)",
+        replace="floor = floor",
+        tests=(
+            f"{ROLLBACK}::test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+        ),
     ),
     Mutation(
         name="floor-may-fall",
         guard="record never lowers the floor",
-        path="pipeline/steps.py",
-        find="version.compare(candidate, new.floor) > 0",
-        replace="version.compare(candidate, new.floor) != 0",
-        tests=(f"{ROLLBACK}::test_the_floor_only_rises_when_sysupdate_reports_an_older_version",),
+        path="state.py",
+        find="version.compare(b, a) > 0",
+        replace="version.compare(b, a) != 0",
+        tests=(
+            f"{ROLLBACK}::test_the_floor_only_rises_when_sysupdate_reports_an_older_version",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+        ),
     ),
     # --- anti-replay: the newest accepted signature time ----------------------------------------
     Mutation(
         name="not-before-not-fed",
         guard="the newest accepted signature time is handed to the judge",
-        path="pipeline/wiring.py",
-        find="not_before=state.newest_signature,",
+        path="pipeline/steps.py",
+        find="not_before=saved.newest_signature,",
         replace="not_before=None,",
         tests=(f"{ROLLBACK}::test_the_newest_signature_time_refuses_an_older_manifest",),
     ),
@@ -92,10 +99,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="signature-time-not-recorded",
         guard="record stores the newest accepted signature time",
-        path="pipeline/steps.py",
+        path="state.py",
         find="newest_signature=newest,",
         replace="newest_signature=old.newest_signature,",
-        tests=(f"{ROLLBACK}::test_the_newest_signature_time_refuses_an_older_manifest",),
+        tests=(
+            f"{ROLLBACK}::test_the_newest_signature_time_refuses_an_older_manifest",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+        ),
     ),
     # --- the hostile corpus through airlock update (a sample of the judge's guards) -------------
     Mutation(

@@ -4,7 +4,7 @@
 Every ``Case`` builds a staging directory (by code: git cannot hold FIFOs, sockets, devices, and a
 committed hostile symlink would be a hazard in the repository) and names the error code the judge
 must refuse it with, or ``None`` for snapshots that must be accepted.  The tricks follow the
-fixture checklist of the threat model (§8) and issue #4.  The building blocks (``Staging``,
+threat catalogue (design.md#catalogue) and issue #4.  The building blocks (``Staging``,
 ``FifoCanary``, Spectrum's definitions) live in ``tests/support/staging.py``.
 """
 
@@ -484,7 +484,8 @@ def _cases_manifest() -> Iterator[Case]:
     )
     # Review finding: systemd 257 decompresses url-file payloads by magic (xz, gzip, bzip2) and
     # fails on ones shorter than 6 bytes (after vacuuming), so it would install other bytes than
-    # the judge hashed, or fail half-way.  The release format is uncompressed (design §8.4).
+    # the judge hashed, or fail half-way.  The release format is uncompressed
+    # (design.md#no-compression).
     yield Case(
         name="payload_xz_magic",
         expect="reject.payload",

@@ -74,7 +74,7 @@ def payload(size: int, *, seed: str = "") -> bytes:
 
 
 def spectrum_names(version: str, roothash: str = ROOTHASH) -> tuple[str, str, str]:
-    """(root, verity, efi) names as Spectrum publishes them (design §8.1)."""
+    """(root, verity, efi) names as Spectrum publishes them (design.md#artefact-names)."""
     return (
         f"Spectrum_{version}_{roothash[:32]}.root",
         f"Spectrum_{version}_{roothash[32:]}.verity",

@@ -24,7 +24,7 @@ UUIDS = {
     "50-verity": "0123456789abcdef0123456789abcdef",
     "60-root": "fedcba9876543210fedcba9876543210",
 }
-# Spectrum's host definitions (reference/spectrum-design.md §6.1), source side as written there.
+# Spectrum's host definitions (design.md#transfers-host), source side as written there.
 DEFINITIONS = {
     "50-verity": ("Spectrum_@v_@u.verity", "partition", "MatchPartitionType=root-verity\n"),
     "60-root": ("Spectrum_@v_@u.root", "partition", "MatchPartitionType=root\n"),

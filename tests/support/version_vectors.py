@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""systemd's own strverscmp_improved() vectors (src/test/test-string-util.c, v257; semantics §6.3).
+"""systemd's own strverscmp_improved() vectors (src/test/test-string-util.c, v257;
+design.md#sysupdate-versions).
 
 Shared by the unit tests and the hypothesis ``@example``s.
 """

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Generated documentation stays in step with the code (STYLE.md §3.7)."""
+"""Generated documentation stays in step with the code (CONTRIBUTING.md, "Decisions and
+documentation")."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ def test_error_code_table_is_current() -> None:
         check=False,
     )
     assert result.returncode == 0, "run: python3 scripts/error-codes.py"
+
+
+def test_config_reference_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/config-reference.py"), "--check"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, "run: python3 scripts/config-reference.py"
 
 
 def test_readme_carries_the_generated_exit_status_table() -> None:

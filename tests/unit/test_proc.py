@@ -10,6 +10,7 @@ the same check sees it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -160,21 +161,18 @@ def test_negative_control_sigkill_of_an_unguarded_caller_leaves_the_tree(
 
 def test_a_child_outlives_the_thread_that_started_it() -> None:
     """PR_SET_PDEATHSIG fires when the *thread* that forked exits; the guard does not use it."""
-    stack: list[object] = []
+    stack = contextlib.ExitStack()
+    children: list[proc.Child] = []
 
-    def start() -> None:
-        cm = proc.spawn(["/bin/sleep", "300"])
-        stack.append((cm, cm.__enter__()))
+    def start() -> None:  # enters spawn() in a thread that then ends; the stack exits it later
+        children.append(stack.enter_context(proc.spawn(["/bin/sleep", "300"])))
 
     worker = threading.Thread(target=start)
     worker.start()
     worker.join()
-    cm, child = stack[0]
-    try:
+    with stack:
         time.sleep(0.5)
-        assert child.poll() is None  # type: ignore[attr-defined]
-    finally:
-        cm.__exit__(None, None, None)  # type: ignore[attr-defined]
+        assert children[0].poll() is None
     assert _mine() == set()
 
 

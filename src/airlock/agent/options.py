@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airlock.config import Limits
+from airlock.limits import Limits
 
 DEFAULT_SHARE = Path("/host")
 DEFAULT_TIMEOUT_S = 4 * 3600.0

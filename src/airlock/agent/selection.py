@@ -7,9 +7,9 @@ so, every manifest name must pass ``formats.names`` and match a transfer's sourc
 in the share; anything else is ignored and reported in escaped form.  Refuses a chosen version
 that has two entries for one transfer.
 
-The assembly is the AVAILABLE pass of ``context_discover_update_sets_by_flag`` (semantics §8.2):
-walk versions downwards, skip a version missing from any enabled transfer, honour ``MinVersion=``
-(an obsolete newest version yields no candidate).
+The assembly is the AVAILABLE pass of ``context_discover_update_sets_by_flag``
+(design.md#sysupdate-assembly): walk versions downwards, skip a version missing from any enabled
+transfer, honour ``MinVersion=`` (an obsolete newest version yields no candidate).
 """
 
 from __future__ import annotations

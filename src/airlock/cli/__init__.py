@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from airlock import __version__
+from airlock.cli.report import print_json
 from airlock.errors import EXIT_STATUS_MEANING, AirlockError, ExitStatus, UsageError
 from airlock.text import display
 
@@ -24,7 +24,7 @@ from airlock.text import display
 # Only the module of the verb being run is imported: the agent inside the VM never loads host
 # code, and a short command does not pay for HTTP or terminal libraries it does not use.
 VERBS: dict[str, tuple[str, ...]] = {
-    "airlock.cli.host": ("update", "check", "status"),
+    "airlock.cli.host": ("update", "check", "status", "config"),
     "airlock.cli.inspection": ("inspect",),
     "airlock.cli.release": ("publish", "render", "keygen", "serve"),
     "airlock.cli.agent": ("agent",),
@@ -87,18 +87,7 @@ def _setup_logging(debug: bool) -> None:
 
 def _report_error(exc: AirlockError, *, as_json: bool) -> None:
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "v": 1,
-                    "event": "error",
-                    "code": exc.code,
-                    "message": exc.message,
-                    "exit_status": int(exc.exit_status),
-                }
-            ),
-            flush=True,
-        )
+        print_json("error", code=exc.code, message=exc.message, exit_status=int(exc.exit_status))
     # The message is already escaped where it quotes untrusted text; escape controls anyway.
     print(f"error: {_one_line(exc.message)}", file=sys.stderr)
     if exc.hint:

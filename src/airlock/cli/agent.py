@@ -9,7 +9,6 @@ ETA; with ``--json`` every event is a JSON line on stdout.  The final line (or t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -26,10 +25,10 @@ from airlock.agent.options import (
     Outcome,
     Result,
 )
-from airlock.cli.report import SCHEMA_VERSION, JsonReporter
-from airlock.config import Limits
+from airlock.cli.report import JsonReporter, print_json
 from airlock.errors import UsageError
 from airlock.events import Event, Failed, Notice, StepFinished, StepProgress, StepStarted
+from airlock.limits import Limits
 
 CONSOLE_INTERVAL_S = 5.0
 
@@ -115,20 +114,13 @@ def _handle(args: argparse.Namespace) -> int:
     reporter = JsonReporter() if args.json else ConsoleReporter()
     result = run(options, reporter)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "v": SCHEMA_VERSION,
-                    "event": "result",
-                    "outcome": str(result.outcome),
-                    "version": result.version,
-                    "files_downloaded": result.files_downloaded,
-                    "payload_bytes": result.payload_bytes,
-                    "signatures": list(result.signatures),
-                },
-                ensure_ascii=True,
-            ),
-            flush=True,
+        print_json(
+            "result",
+            outcome=str(result.outcome),
+            version=result.version,
+            files_downloaded=result.files_downloaded,
+            payload_bytes=result.payload_bytes,
+            signatures=list(result.signatures),
         )
     else:
         print(summary(result), flush=True)

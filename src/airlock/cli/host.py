@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Host verbs: ``update``, ``check``, ``status`` (``spectrum-update DIR`` is ``update --spectrum``).
+"""Host verbs: ``update``, ``check``, ``status``, ``config show``.
+
+``spectrum-update DIR`` is ``update --spectrum DIR``.  Every setting a flag can override is
+declared once with its section (``airlock.config``); the verbs register those flags with
+``config.add_flags`` and pass what was given to ``config.load``, the one place they apply.
 
 Exit statuses (``airlock --exit-codes``): 0 updated or already up to date, 100 (``check``) a newer
 verified version is available, 20 could not check (fetcher failed, timed out, sent nothing),
@@ -9,25 +13,25 @@ verified version is available, 20 could not check (fetcher failed, timed out, se
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airlock import state as state_mod
-from airlock.cli.report import make_reporter
-from airlock.config import HostConfig, load_host_config
+from airlock import config, state
+from airlock.cli.report import make_reporter, print_json
 from airlock.errors import ExitStatus, UsageError
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
-from airlock.pipeline.wiring import SysupdateHostApplier, build_context
+from airlock.pipeline.wiring import build_context, make_applier
+
+# The settings ``update``, ``check`` and ``config show`` take as flags.
+RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
 
 
-def _config(args: argparse.Namespace) -> HostConfig:
-    if getattr(args, "spectrum", False):
-        if args.config is not None:
-            raise UsageError("--spectrum and --config are mutually exclusive")
-        return HostConfig()
-    return load_host_config(args.config)
+def effective(args: argparse.Namespace) -> config.Effective:
+    """The effective config of this invocation: defaults, ``--config`` file, then flags."""
+    if getattr(args, "spectrum", False) and args.config is not None:
+        raise UsageError("--spectrum and --config are mutually exclusive")
+    return config.load(args.config, flags=config.given_flags(args))
 
 
 def _staging(raw: str) -> Path:
@@ -39,12 +43,7 @@ def _staging(raw: str) -> Path:
 
 def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> int:
     if args.json:
-        print(
-            json.dumps(
-                {"v": 1, "event": "result", "outcome": str(outcome), "exit_status": int(status)}
-            ),
-            flush=True,
-        )
+        print_json("result", outcome=str(outcome), exit_status=int(status))
     else:
         text = {
             Outcome.UPDATED: "Updated; the new version is used after a reboot.",
@@ -56,16 +55,11 @@ def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> i
 
 
 def _run(args: argparse.Namespace, *, check: bool) -> int:
-    config = _config(args)
-    reporter = make_reporter(json_lines=args.json)
     ctx = build_context(
-        config,
+        effective(args).config,
         _staging(args.staging_dir),
-        reporter=reporter,
+        reporter=make_reporter(json_lines=args.json),
         now=datetime.now(UTC),
-        fetcher=args.fetcher,
-        wait_lock=args.wait,
-        fetch_timeout_s=args.timeout,
     )
     if check:
         outcome = run_check(ctx)
@@ -82,10 +76,10 @@ def _check(args: argparse.Namespace) -> int:
     return _run(args, check=True)
 
 
-def _booted(config: HostConfig) -> str | None:
+def _booted(os_release: Path) -> str | None:
     """IMAGE_VERSION of the running system (from the configured os-release)."""
     try:
-        text = config.os_release.read_text(encoding="utf-8")
+        text = os_release.read_text(encoding="utf-8")
     except OSError:
         return None
     for line in text.splitlines():
@@ -96,10 +90,10 @@ def _booted(config: HostConfig) -> str | None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    config = load_host_config(args.config)
-    saved = state_mod.load(config.state_file)
-    installed = SysupdateHostApplier(config).installed()
-    booted = _booted(config)
+    cfg = effective(args).config
+    saved = state.load(cfg.state.path)
+    installed = make_applier(cfg).installed()
+    booted = _booted(cfg.host.os_release)
     pending = installed.current if installed.current and installed.current != booted else None
     body: dict[str, object] = {
         "booted": booted,
@@ -110,7 +104,7 @@ def _status(args: argparse.Namespace) -> int:
     }
     body.pop("format", None)
     if args.json:
-        print(json.dumps({"v": 1, "event": "status", **body}), flush=True)
+        print_json("status", **body)
         return 0
     print(f"booted:          {booted or 'unknown'}")
     print(f"installed:       {', '.join(installed.versions) or 'none'}")
@@ -125,22 +119,23 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser, *, staging: bool) -> None:
+def _config_show(args: argparse.Namespace) -> int:
+    eff = effective(args)
+    if args.json:
+        print_json("config", **config.show_json(eff))
+    else:
+        print(config.show(eff), end="", flush=True)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, staging: bool, flags: bool) -> None:
     p.add_argument("--config", type=Path, default=None, help="host config (TOML)")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
-    if not staging:
-        return
-    p.add_argument("staging_dir", metavar="STAGING_DIR", help="staging directory on btrfs")
-    p.add_argument("--fetcher", default=None, help="fetcher backend: sandbox, qemu, spectrum")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="kill the fetcher after S seconds (default from config)",
-    )
-    p.add_argument("--wait", action="store_true", help="wait for the lock instead of failing")
     p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
+    if staging:
+        p.add_argument("staging_dir", metavar="STAGING_DIR", help="staging directory on btrfs")
+    if flags:
+        config.add_flags(p, RUN_FLAGS)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -151,15 +146,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="exit: 0 updated/up to date, 20 fetch, 21 rejected, 22 apply, "
         "4 busy, 3 config, 2 usage",
     )
-    _common(p, staging=True)
+    _common(p, staging=True, flags=True)
     p.set_defaults(func=_update)
     p = sub.add_parser(
         "check",
         help="everything but apply; exit 100 when a newer one exists",
         epilog="exit: 0 up to date, 100 newer available, 20, 21, 4, 3, 2",
     )
-    _common(p, staging=True)
+    _common(p, staging=True, flags=True)
     p.set_defaults(func=_check)
     p = sub.add_parser("status", help="installed versions, pending reboot, last check")
-    _common(p, staging=False)
+    _common(p, staging=False, flags=False)
     p.set_defaults(func=_status)
+    p = sub.add_parser("config", help="the effective host config")
+    verbs = p.add_subparsers(
+        dest="config_verb", metavar="VERB", parser_class=type(p), required=True
+    )
+    show = verbs.add_parser(
+        "show",
+        help="print the effective host config and where each value came from",
+        description="Print every setting's effective value and its origin: default, the"
+        " --config file, or a flag.",
+    )
+    _common(show, staging=False, flags=True)
+    show.set_defaults(func=_config_show)

@@ -11,33 +11,30 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from airlock import fsutil
-from airlock.backends import openpgp
-from airlock.config import Limits
-from airlock.errors import ConfigError, HostError, RejectedError, UsageError
-from airlock.formats import definitions
+from airlock import config, fsutil, settings
+from airlock.cli.report import envelope
+from airlock.errors import HostError, RejectedError, UsageError
+from airlock.formats import version
+from airlock.limits import Limits
 from airlock.text import display
-from airlock.trusted import verify
-from airlock.trusted.policy import Policy, fingerprint
+from airlock.trusted.judge import Judge
+from airlock.trusted.policy import Baseline
 from airlock.trusted.release import VerifiedRelease
-from airlock.untrusted.walk import subject_of
 
 _OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
-_CAP_OPTIONS = (
-    "max_entries",
-    "max_file_bytes",
-    "max_total_bytes",
-    "max_manifest_bytes",
-    "max_manifest_lines",
-    "max_signature_bytes",
-    "hash_threads",
-    "hash_buffer_bytes",
+# The settings ``inspect`` takes as flags (declared with their sections in airlock.config).
+FLAGS = (
+    "host.definitions_dir",
+    "host.keyring",
+    "policy.trusted_fingerprints",
+    "policy.threshold",
+    "policy.require_fresh",
+    "policy.verifier",
+    *(f"limits.{key}" for key, _ in settings.declarations(Limits)),
 )
 
 
@@ -49,35 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Judge an untrusted staging directory strictly; it is never modified.",
     )
     p.add_argument("directory", metavar="DIR", type=Path, help="the frozen staging snapshot")
-    p.add_argument(
-        "--definitions",
-        metavar="DEFDIR",
-        type=Path,
-        required=True,
-        help="directory of the host's *.transfer definitions",
-    )
-    p.add_argument(
-        "--keyring",
-        metavar="FILE",
-        type=Path,
-        required=True,
-        help="pinned OpenPGP keyring (binary or armoured)",
-    )
-    p.add_argument(
-        "--trusted-fingerprint",
-        metavar="FPR",
-        action="append",
-        default=[],
-        help="primary-key fingerprint whose signatures count (repeatable; default: "
-        "every key in the keyring)",
-    )
-    p.add_argument(
-        "--threshold",
-        metavar="K",
-        type=int,
-        default=1,
-        help="distinct trusted keys that must have signed (default 1)",
-    )
+    config.add_flags(p, FLAGS, required=("host.definitions_dir", "host.keyring"))
     p.add_argument("--floor", metavar="VERSION", help="never accept a release older than this")
     p.add_argument("--installed", metavar="VERSION", help="the installed version")
     p.add_argument(
@@ -85,27 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="TIME",
         help="refuse signatures made before TIME (ISO 8601, or @EPOCH)",
     )
-    p.add_argument(
-        "--require-fresh",
-        action="store_true",
-        help="refuse a manifest without a BEST-BEFORE marker",
-    )
-    p.add_argument(
-        "--verifier",
-        choices=("auto", "sqv", "gpgv"),
-        default="auto",
-        help="OpenPGP verification backend (default: sqv, else gpgv)",
-    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    defaults = Limits()
-    for name in _CAP_OPTIONS:
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            metavar="N",
-            default=None,
-            help=f"cap override (default {getattr(defaults, name)})",
-        )
     p.set_defaults(func=run)
 
 
@@ -123,47 +72,32 @@ def _parse_time(text: str) -> datetime.datetime:
     return value
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-    overrides = {n: getattr(args, n) for n in _CAP_OPTIONS if getattr(args, n) is not None}
-    for name, value in overrides.items():
-        if value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1", code="usage.cap")
-    known = {f.name for f in fields(Limits)}
-    return replace(Limits(), **{k: v for k, v in overrides.items() if k in known})
-
-
-def _policy(args: argparse.Namespace) -> Policy:
-    return Policy(
-        trusted_fingerprints=frozenset(fingerprint(f) for f in args.trusted_fingerprint),
-        threshold=args.threshold,
+def _baseline(args: argparse.Namespace) -> Baseline:
+    for flag, value in (("--floor", args.floor), ("--installed", args.installed)):
+        if value is not None and not version.is_valid(value):
+            raise UsageError(f"{flag}: not a valid version: {display(value)}", code="usage.version")
+    return Baseline(
         floor=args.floor,
         installed=args.installed,
         not_before=_parse_time(args.not_before) if args.not_before else None,
-        require_fresh=args.require_fresh,
     )
 
 
-def _transfers(defdir: Path) -> tuple[definitions.Transfer, ...]:
-    text = ""
-    for candidate in _OS_RELEASE:
-        if candidate.is_file():
-            text = candidate.read_text(encoding="utf-8", errors="replace")
-            break
-    transfers = definitions.load_dir(
-        defdir, specifiers=definitions.Specifiers.from_os_release(text)
+def _judge(args: argparse.Namespace) -> Judge:
+    cfg = config.load(None, flags=config.given_flags(args)).config
+    os_release = next((p for p in _OS_RELEASE if p.is_file()), _OS_RELEASE[0])
+    return Judge.build(
+        definitions_dir=cfg.host.definitions_dir,
+        os_release=os_release,
+        keyring=cfg.host.keyring,
+        policy=cfg.policy,
+        limits=cfg.limits,
     )
-    if not any(t.enabled for t in transfers):
-        raise ConfigError(
-            f"No enabled transfer definition in {display(os.fspath(defdir))}",
-            code="config.definition",
-        )
-    return transfers
 
 
-def release_json(release: VerifiedRelease, *, installed: str | None) -> dict[str, Any]:
+def release_json(release: VerifiedRelease, *, installed: str | None) -> str:
     """The ``--json`` object of an accepted snapshot."""
-    return {
-        "v": 1,
+    body: dict[str, Any] = {
         "accepted": True,
         "version": release.version,
         "installed": installed,
@@ -188,12 +122,12 @@ def release_json(release: VerifiedRelease, *, installed: str | None) -> dict[str
         "manifest_sha256": release.manifest_sha256,
         "errors": [],
     }
+    return envelope(None, **body)
 
 
-def rejection_json(exc: RejectedError, *, installed: str | None) -> dict[str, Any]:
+def rejection_json(exc: RejectedError, *, installed: str | None) -> str:
     """The ``--json`` object of a refused snapshot."""
-    return {
-        "v": 1,
+    body: dict[str, Any] = {
         "accepted": False,
         "version": None,
         "installed": installed,
@@ -204,9 +138,10 @@ def rejection_json(exc: RejectedError, *, installed: str | None) -> dict[str, An
         "best_before": None,
         "bytes_hashed": 0,
         "manifest_sha256": None,
-        "errors": [{"code": exc.code, "display": subject_of(exc), "message": exc.message}],
+        "errors": [{"code": exc.code, "display": exc.subject, "message": exc.message}],
         "exit_status": int(exc.exit_status),
     }
+    return envelope(None, **body)
 
 
 def _print_human(release: VerifiedRelease, installed: str | None) -> None:
@@ -228,14 +163,8 @@ def _print_human(release: VerifiedRelease, installed: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``airlock inspect``."""
-    limits = _limits(args)
-    policy = _policy(args)
-    if not args.keyring.is_file():
-        raise ConfigError(
-            f"Keyring {display(os.fspath(args.keyring))} is not a file", code="config.keyring"
-        )
-    transfers = _transfers(args.definitions)
-    verifier = openpgp.verifier(args.verifier, limits=limits)
+    baseline = _baseline(args)
+    judge = _judge(args)
     now = datetime.datetime.now(datetime.UTC)
     try:
         dir_fd = os.open(args.directory, fsutil.DIR_FLAGS)
@@ -246,25 +175,17 @@ def run(args: argparse.Namespace) -> int:
             code="host.staging",
         ) from exc
     try:
-        release = verify.judge(
-            dir_fd,
-            transfers=transfers,
-            keyring=args.keyring.absolute(),
-            policy=policy,
-            limits=limits,
-            verifier=verifier,
-            now=now,
-        )
+        release = judge.judge(dir_fd, baseline=baseline, now=now)
     except RejectedError as exc:
         if not args.json:
             raise
         # --json promises one object, rejections included (issue #4); the error is reported here.
-        print(json.dumps(rejection_json(exc, installed=policy.installed)), flush=True)
+        print(rejection_json(exc, installed=baseline.installed), flush=True)
         return int(exc.exit_status)
     finally:
         os.close(dir_fd)
     if args.json:
-        print(json.dumps(release_json(release, installed=policy.installed)), flush=True)
+        print(release_json(release, installed=baseline.installed), flush=True)
     else:
-        _print_human(release, policy.installed)
+        _print_human(release, baseline.installed)
     return 0

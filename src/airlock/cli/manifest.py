@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import stat
 import sys
 
-from airlock.config import Limits
+from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, ManifestError, UsageError
 from airlock.formats import manifest
 from airlock.fsutil import read_bounded
-from airlock.text import display
+from airlock.limits import Limits
+from airlock.text import shown
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,23 +42,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.set_defaults(func=run_check)
 
 
-def _shown(path: str) -> str:
-    if path.isascii() and path.isprintable() and " " not in path:
-        return path
-    return display(path, limit=200)
-
-
 def _read(path: str, limit: int) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as exc:
         raise UsageError(
-            f"Failed to open {_shown(path)}: {os.strerror(exc.errno or errno.EIO)}",
+            f"Failed to open {shown(path)}: {os.strerror(exc.errno or errno.EIO)}",
             code="usage.file",
         ) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            problem = f"Failed to read {_shown(path)}: not a regular file"
+            problem = f"Failed to read {shown(path)}: not a regular file"
             raise UsageError(problem, code="usage.file")
         return read_bounded(fd, limit)
     except ValueError:
@@ -67,7 +61,7 @@ def _read(path: str, limit: int) -> bytes:
         ) from None
     except OSError as exc:
         raise UsageError(
-            f"Failed to read {_shown(path)}: {os.strerror(exc.errno or errno.EIO)}",
+            f"Failed to read {shown(path)}: {os.strerror(exc.errno or errno.EIO)}",
             code="usage.file",
         ) from None
     finally:
@@ -84,40 +78,30 @@ def run_check(args: argparse.Namespace) -> int:
             raw, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
         )
     except ManifestError as exc:
-        message = f"{_shown(path)}: {exc.message}"
+        message = f"{shown(path)}: {exc.message}"
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "v": 1,
-                        "event": "manifest-check",
-                        "valid": False,
-                        "file_display": _shown(path),
-                        "code": exc.code,
-                        "line": exc.line,
-                        "message": message,
-                        "exit_status": int(ExitStatus.REJECTED),
-                    }
-                )
+            print_json(
+                "manifest-check",
+                valid=False,
+                file_display=shown(path),
+                code=exc.code,
+                line=exc.line,
+                message=message,
+                exit_status=int(ExitStatus.REJECTED),
             )
         print(f"error: {message}", file=sys.stderr)
         return int(ExitStatus.REJECTED)
     best = parsed.best_before.isoformat() if parsed.best_before else None
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "v": 1,
-                    "event": "manifest-check",
-                    "valid": True,
-                    "file_display": _shown(path),
-                    "entries": len(parsed.entries),
-                    "best_before": best,
-                }
-            )
+        print_json(
+            "manifest-check",
+            valid=True,
+            file_display=shown(path),
+            entries=len(parsed.entries),
+            best_before=best,
         )
     else:
         suffix = f", best before {best}" if best else ", no best-before date"
         count = len(parsed.entries)
-        print(f"{_shown(path)}: valid, {count} {'entry' if count == 1 else 'entries'}{suffix}")
+        print(f"{shown(path)}: valid, {count} {'entry' if count == 1 else 'entries'}{suffix}")
     return int(ExitStatus.OK)

@@ -7,11 +7,11 @@ Thin: parse, call ``airlock.release``, print one summary (or one JSON object wit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from airlock.cli.report import print_json
 from airlock.errors import UsageError
 from airlock.text import display
 
@@ -208,8 +208,6 @@ def _publish(args: argparse.Namespace) -> int:
         force=args.force,
     )
     summary = {
-        "v": 1,
-        "event": "published",
         "release_dir": os.fspath(result.release_dir),
         "version": result.version,
         "added": list(result.added),
@@ -220,7 +218,7 @@ def _publish(args: argparse.Namespace) -> int:
         "best_before": result.best_before.isoformat() if result.best_before else None,
     }
     if args.json:
-        print(json.dumps(summary))
+        print_json("published", **summary)
     else:
         print(
             f"published {result.version} into {os.fspath(result.release_dir)}: "
@@ -241,16 +239,11 @@ def _render(args: argparse.Namespace) -> int:
         templates=args.templates,
     )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "v": 1,
-                    "event": "rendered",
-                    "out": os.fspath(result.out),
-                    "files": list(result.files),
-                    "fingerprints": list(result.fingerprints),
-                }
-            )
+        print_json(
+            "rendered",
+            out=os.fspath(result.out),
+            files=list(result.files),
+            fingerprints=list(result.fingerprints),
         )
     else:
         for rel in result.files:
@@ -264,16 +257,11 @@ def _keygen(args: argparse.Namespace) -> int:
     kwargs = {"uid": args.uid} if args.uid else {}
     key = keygen.generate(args.directory, **kwargs)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "v": 1,
-                    "event": "key",
-                    "fingerprint": key.fingerprint,
-                    "gnupghome": os.fspath(key.gnupghome),
-                    "pubring": os.fspath(key.pubring),
-                }
-            )
+        print_json(
+            "key",
+            fingerprint=key.fingerprint,
+            gnupghome=os.fspath(key.gnupghome),
+            pubring=os.fspath(key.pubring),
         )
     else:
         print(key.fingerprint)

@@ -37,11 +37,26 @@ _EVENT_NAMES: dict[type, str] = {
 }
 
 
+def envelope(event: str | None, /, **body: object) -> str:
+    """The one builder of airlock's JSON output: ``{"v": 1, "event": …, …}`` on one line.
+
+    ``event`` is left out when ``None`` (single-object outputs such as ``inspect --json``).  ASCII
+    only: every string that came from untrusted input is already escaped by its producer.
+    """
+    head: dict[str, object] = {"v": SCHEMA_VERSION}
+    if event is not None:
+        head["event"] = event
+    return json.dumps({**head, **body}, ensure_ascii=True, default=str)
+
+
+def print_json(event: str | None, /, **body: object) -> None:
+    """Print ``envelope(event, **body)`` on stdout and flush (one object per line)."""
+    print(envelope(event, **body), flush=True)
+
+
 def event_to_json(event: Event) -> str:
-    """One JSON line for ``event`` (ASCII only; strings in events are already escaped)."""
-    body: dict[str, object] = {"v": SCHEMA_VERSION, "event": _EVENT_NAMES[type(event)]}
-    body.update(dataclasses.asdict(event))
-    return json.dumps(body, ensure_ascii=True, default=str)
+    """One JSON line for a progress event (strings in events are already escaped)."""
+    return envelope(_EVENT_NAMES[type(event)], **dataclasses.asdict(event))
 
 
 class JsonReporter:

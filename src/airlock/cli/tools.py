@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
+from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, UsageError
 from airlock.formats import pattern, version
 from airlock.text import display, display_argv
@@ -85,20 +85,15 @@ def pattern_match(args: argparse.Namespace) -> int:
         {k: v for k, v in dataclasses.asdict(fields).items() if v is not None} if fields else {}
     )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "v": 1,
-                    "pattern_display": display(args.pattern, limit=400),
-                    "name_display": display(args.name, limit=400),
-                    "mode": mode.value,
-                    "result": result.value,
-                    # Field values are parsed values: versions are [A-Za-z0-9.,_+-], the rest
-                    # numbers, booleans or lowercase hex, so they are safe to emit as they are.
-                    "fields": values,
-                },
-                sort_keys=True,
-            )
+        # Field values are parsed values: versions are [A-Za-z0-9.,_+-], the rest numbers,
+        # booleans or lowercase hex, so they are safe to emit as they are.
+        print_json(
+            None,
+            fields=values,
+            mode=mode.value,
+            name_display=display(args.name, limit=400),
+            pattern_display=display(args.pattern, limit=400),
+            result=result.value,
         )
     else:
         print(f"{result.value}: {display(args.name, limit=400)}")

@@ -2,9 +2,10 @@
 """sysupdate.d definitions: ``*.transfer`` (or ``*.conf``) and ``*.feature`` files → ``Transfer``.
 
 Reproduces systemd 257's ``context_read_definitions()`` (``src/sysupdate/sysupdate.c``): search-path
-order, masking, drop-ins, the ``.conf`` fallback and feature gating (sysupdate-semantics.md §1.1);
-each file's keys are read by ``airlock.formats.transfer`` (§1.2–§1.4, specifiers §1.5) and
-``airlock.formats.features`` (§1.6).  This module is the public face: it re-exports ``Transfer``,
+order, masking, drop-ins, the ``.conf`` fallback and feature gating
+(design.md#sysupdate-definitions); each file's keys are read by ``airlock.formats.transfer``
+(design.md#sysupdate-keys, design.md#sysupdate-specifiers) and ``airlock.formats.features``
+(design.md#sysupdate-features).  This module is the public face: it re-exports ``Transfer``,
 ``Resource``, ``ResourceType``, ``PathRelativeTo``, ``Feature`` and ``Specifiers``.
 
 What it trusts: definition files are root-owned host configuration; they decide what airlock will
@@ -29,7 +30,6 @@ from pathlib import Path
 
 from airlock.formats import sdconf, transfer
 from airlock.formats.features import Feature, parse_feature
-from airlock.formats.sdconf import shown
 from airlock.formats.sdvalues import Specifiers
 from airlock.formats.transfer import (
     DEFAULT_FILE_INSTANCES_MAX,
@@ -39,7 +39,7 @@ from airlock.formats.transfer import (
     ResourceType,
     Transfer,
 )
-from airlock.text import display
+from airlock.text import display, shown
 
 __all__ = [
     "DEFAULT_FILE_INSTANCES_MAX",

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""sysupdate.d ``*.feature`` files (semantics §1.6) and the transfer enable rule (§1.2).
+"""sysupdate.d ``*.feature`` files (design.md#sysupdate-features) and the transfer enable rule.
 
 A feature is ``[Feature]`` with ``Description=``, ``Documentation=``, ``AppStream=`` and
 ``Enabled=`` (default **false**); drop-ins (``NAME.feature.d/*.conf``) usually switch it on.  A
@@ -26,7 +26,7 @@ from airlock.text import display
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Feature:
-    """A ``*.feature`` file (§1.6)."""
+    """A ``*.feature`` file (design.md#sysupdate-features)."""
 
     name: str
     origin: str

@@ -5,7 +5,8 @@ What it trusts: nothing.  ``parse()`` takes the raw bytes exactly as the VM left
 trusted later, once ``trusted/verify`` has checked a signature over these very bytes) and returns a
 ``Manifest`` or raises ``ManifestError``; it never returns a half-parsed result.
 
-Accepted grammar (systemd 257's ``resource_load_from_web()``, semantics §7.3), one entry per line::
+Accepted grammar (systemd 257's ``resource_load_from_web()``, design.md#sysupdate-manifest), one
+entry per line::
 
     LINE   = DIGEST " " MARKER NAME "\\n"
     DIGEST = 64 hex digits (either case; stored lowercase)
@@ -25,16 +26,17 @@ Refused in addition (airlock is stricter than systemd 257):
   (code ``reject.count``), checked before any parsing;
 * a malformed or repeated ``BEST-BEFORE-`` entry (see below).
 
-The ``BEST-BEFORE-YYYY-MM-DD`` pseudo-entry (systemd after 259, PR #40393, semantics §3.4): a line
-whose name starts with ``BEST-BEFORE-`` is not a file.  Its digest is the SHA-256 of the empty file
-(``EMPTY_SHA256``), which is what later systemd expects; airlock also accepts 64 zeros (an older
-draft of this format) and refuses any other digest.  The rest of the name must be a valid ISO date,
-``YYYY-MM-DD``, else the manifest is refused (later systemd would only warn and treat the line as a
-file; a publisher that meant a freshness bound must not silently lose it).  At most one marker is
-allowed.  The marker is returned as ``Manifest.best_before`` and is not among ``entries``.  Later
-systemd refuses the manifest once the current time is past midnight at the start of that day; the
-freshness decision itself belongs to ``trusted/policy``, not to this module.  systemd 257 treats the
-line as an ordinary file name that no pattern matches, so it is harmless there.
+The ``BEST-BEFORE-YYYY-MM-DD`` pseudo-entry (systemd after 259, PR #40393,
+design.md#sysupdate-best-before): a line whose name starts with ``BEST-BEFORE-`` is not a file.  Its
+digest is the SHA-256 of the empty file (``EMPTY_SHA256``), which is what later systemd expects;
+airlock also accepts 64 zeros (an older draft of this format) and refuses any other digest.  The
+rest of the name must be a valid ISO date, ``YYYY-MM-DD``, else the manifest is refused (later
+systemd would only warn and treat the line as a file; a publisher that meant a freshness bound must
+not silently lose it).  At most one marker is allowed.  The marker is returned as
+``Manifest.best_before`` and is not among ``entries``.  Later systemd refuses the manifest once the
+current time is past midnight at the start of that day; the freshness decision itself belongs to
+``trusted/policy``, not to this module.  systemd 257 treats the line as an ordinary file name that
+no pattern matches, so it is harmless there.
 
 ``format()`` writes the marker first, then the entries sorted by name, each
 ``"{sha256} *{name}\\n"`` (or two spaces for a text-mode entry), and

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""``MatchPattern=``: compile, match and format sysupdate patterns (semantics §4).
+"""``MatchPattern=``: compile, match and format sysupdate patterns (design.md#sysupdate-patterns).
 
 A pattern is literals, ``/`` and field markers: ``@v`` version (mandatory), ``@u`` partition UUID,
 ``@f`` partition flags, ``@t`` mtime (µs), ``@m`` mode, ``@s`` size, ``@d`` tries done, ``@l``
@@ -68,7 +68,7 @@ class Fields:
     sha256: str | None = None  # 64 lowercase hex digits
 
 
-# --- the C field parsers (semantics §4.1, §4.4) ---------------------------------------------------
+# --- the C field parsers (design.md#sysupdate-patterns, design.md#sysupdate-numbers) ------------
 
 
 def _strtoull(s: str, base: int) -> tuple[int, bool, int] | None:

@@ -25,18 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airlock.errors import FormatError
-from airlock.text import display
+from airlock.text import display, shown
 
 CODE = "config.definition"
 MAX_FILE_BYTES = 1 << 20
 _DEV_NULL_RDEV = os.makedev(1, 3)
-
-
-def shown(text: str) -> str:
-    """A file name or other mostly-trusted text, escaped only if it must be."""
-    if text and text.isascii() and text.isprintable() and " " not in text and "'" not in text:
-        return text
-    return display(text, limit=200)
 
 
 def fail(origin: str, line: int | None, problem: str, *, key: str | None = None) -> FormatError:
@@ -55,6 +48,11 @@ class Assignment:
     value: str
     origin: str
     line: int
+
+    @property
+    def slot(self) -> str:
+        """``Section.Key``, as transfer and feature tables name it."""
+        return f"{self.section}.{self.key}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""Value grammars of systemd's configuration files, and specifier expansion (semantics §1.5).
+"""Value grammars of systemd's configuration files, and specifier expansion.
 
-Companion of ``airlock.formats.sdconf`` (the line dialect) and ``airlock.formats.definitions``
-(what each sysupdate key means).  Everything here is a pure function of its arguments: booleans
-(``parse_boolean()``), unsigned numbers (``safe_atou64()``, §4.4), UUIDs, GPT partition type names,
-URLs, normalised paths, and ``%X`` specifiers whose values the caller
-supplies (``Specifiers``); nothing reads the host.
+Specifiers as in design.md#sysupdate-specifiers.  Companion of ``airlock.formats.sdconf`` (the line
+dialect) and ``airlock.formats.definitions`` (what each sysupdate key means).  Everything here is a
+pure function of its arguments: booleans (``parse_boolean()``), unsigned numbers (``safe_atou64()``,
+design.md#sysupdate-numbers), UUIDs, GPT partition type names, URLs, normalised paths, and ``%X``
+specifiers whose values the caller supplies (``Specifiers``); nothing reads the host.
 
 What it refuses: anything the grammar does not accept returns ``None``/``False`` or raises
 ``FormatError(code="config.definition")`` naming ``file:line`` and the key; quoted values pass
@@ -40,7 +40,8 @@ def parse_boolean(value: str) -> bool | None:
 
 
 def parse_u64(value: str) -> int | None:
-    """systemd's ``safe_atou64()`` (base 0 plus ``0b``/``0o``), ``None`` if it fails (§4.4)."""
+    """systemd's ``safe_atou64()`` (base 0 plus ``0b``/``0o``), ``None`` if it fails
+    (design.md#sysupdate-numbers)."""
     s = value.lstrip(" \t\n\r\v\f")
     negative = False
     if s[:1] in ("+", "-"):
@@ -122,12 +123,13 @@ def path_is_normalized(value: str) -> bool:
     return not any(part in (".", "..") for part in value.split("/"))
 
 
-# --- specifiers (§1.5) ------------------------------------------------------------------------
+# --- specifiers (design.md#sysupdate-specifiers) --------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Specifiers:
-    """Values for the specifiers of ``system_and_tmp_specifier_table`` (semantics §1.5).
+    """Values for the specifiers of ``system_and_tmp_specifier_table``
+    (design.md#sysupdate-specifiers).
 
     os-release values default to ``""``, which is what systemd expands an unset field to.  Host
     values (``%a %b %H %l %q %m %v``) default to ``None``: expanding one that the caller did not

@@ -2,7 +2,7 @@
 """One transfer: the ``[Transfer]``, ``[Source]`` and ``[Target]`` keys and their defaults.
 
 The Python form of systemd 257's ``transfer_read_definition()`` and ``transfer_finalize()``
-(``src/sysupdate/sysupdate-transfer.c``; sysupdate-semantics.md §1.2–§1.4): every key with its
+(``src/sysupdate/sysupdate-transfer.c``; design.md#sysupdate-keys): every key with its
 default, accumulation and reset rules, target-type inference and source/target compatibility.
 File discovery (search paths, masking, drop-ins, ``.conf`` fallback) is in
 ``airlock.formats.definitions``, which re-exports the types defined here.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from airlock.errors import FormatError
@@ -84,10 +84,11 @@ class Transfer:
     """One transfer definition, as systemd 257 would run it.
 
     ``None`` means "not configured": the engine then takes the value from the source pattern
-    (``@u @f @a @r @g @m @l @d``) or the resource, as §1.4 describes; ``tries_left``/``tries_done``
-    fall back to 3/0 only when the first target pattern uses ``@l``/``@d``.  ``size_max`` has no
-    key in systemd 257 and is always ``None`` (kept for docs/dev/interfaces.md).
-    ``current_symlink`` (``CurrentSymlink=``) is an addition to the interface.
+    (``@u @f @a @r @g @m @l @d``) or the resource (design.md#sysupdate-keys);
+    ``tries_left``/``tries_done`` fall back to 3/0 only when the first target pattern uses
+    ``@l``/``@d``.  ``size_max`` has no key in systemd 257 and is always ``None`` (kept for
+    docs/dev/interfaces.md).  ``current_symlink`` (``CurrentSymlink=``) is an addition to the
+    interface.
     """
 
     name: str
@@ -177,106 +178,156 @@ def _add_patterns(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
             current.append(compiled)
 
 
-def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
-    """Apply one assignment (the ``ConfigTableItem`` table of ``transfer_read_definition``)."""
-    slot = f"{a.section}.{a.key}"
-    d.where[slot] = (a.origin, a.line)
+def _min_version(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    # 257 checks validity before expanding specifiers, so it drops this (design.md#sysupdate-keys)
+    if "%" in a.value:
+        raise fail(a.origin, a.line, "specifiers are not honoured here by systemd 257", key=a.key)
+    if not version.is_valid(a.value):
+        raise fail(a.origin, a.line, f"not a valid version: {display(a.value)}", key=a.key)
+    d.values[a.slot] = a.value
+
+
+def _protect_version(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    expanded = expand(a.value, spec, origin=a.origin, line=a.line, key=a.key)
+    if not expanded:
+        logger.debug("%s:%d: ProtectVersion= expands to nothing, ignored", a.origin, a.line)
+    elif not version.is_valid(expanded):
+        raise fail(a.origin, a.line, f"not a valid version: {display(expanded)}", key=a.key)
+    elif expanded not in d.lists.setdefault(a.slot, []):
+        d.lists[a.slot].append(expanded)
+
+
+def _url_list(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    if not a.value:
+        d.lists[a.slot] = []
+        return
+    url = expand(a.value, spec, origin=a.origin, line=a.line, key=a.key)
+    if not url.startswith(("http://", "https://")) or not sdvalues.url_is_valid(url):
+        raise fail(a.origin, a.line, f"not an http(s) URL: {display(url)}", key=a.key)
+    d.lists.setdefault(a.slot, []).append(url)
+
+
+def _word_list(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    if not a.value:
+        d.lists[a.slot] = []
+        return
+    words = sdvalues.split_words(a.value, origin=a.origin, line=a.line, key=a.key)
+    d.lists.setdefault(a.slot, []).extend(words)
+
+
+def _boolean(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    d.values[a.slot] = _tristate(a)
+
+
+def _resource_type(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    try:
+        d.values[a.slot] = ResourceType(a.value)
+    except ValueError:
+        raise fail(a.origin, a.line, f"unknown type {display(a.value)}", key=a.key) from None
+
+
+def _path(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    d.values[a.slot] = expand(a.value, spec, origin=a.origin, line=a.line, key=a.key)
+
+
+def _relative_to(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    try:
+        d.values[a.slot] = PathRelativeTo(a.value) if a.value else PathRelativeTo.ROOT
+    except ValueError:
+        raise fail(a.origin, a.line, f"unknown value {display(a.value)}", key=a.key) from None
+
+
+def _partition_type(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
     v = a.value
-    match slot:
-        case "Transfer.MinVersion":
-            if "%" in v:  # 257 checks validity before expanding, so it drops this (§1.2)
-                raise fail(
-                    a.origin, a.line, "specifiers are not honoured here by systemd 257", key=a.key
-                )
-            if not version.is_valid(v):
-                raise fail(a.origin, a.line, f"not a valid version: {display(v)}", key=a.key)
-            d.values[slot] = v
-        case "Transfer.ProtectVersion":
-            expanded = expand(v, spec, origin=a.origin, line=a.line, key=a.key)
-            if not expanded:
-                logger.debug("%s:%d: ProtectVersion= expands to nothing, ignored", a.origin, a.line)
-            elif not version.is_valid(expanded):
-                raise fail(a.origin, a.line, f"not a valid version: {display(expanded)}", key=a.key)
-            elif expanded not in d.lists.setdefault(slot, []):
-                d.lists[slot].append(expanded)
-        case "Transfer.ChangeLog" | "Transfer.AppStream":
-            if not v:
-                d.lists[slot] = []
-                return
-            url = expand(v, spec, origin=a.origin, line=a.line, key=a.key)
-            if not url.startswith(("http://", "https://")) or not sdvalues.url_is_valid(url):
-                raise fail(a.origin, a.line, f"not an http(s) URL: {display(url)}", key=a.key)
-            d.lists.setdefault(slot, []).append(url)
-        case "Transfer.Features" | "Transfer.RequisiteFeatures":
-            if not v:
-                d.lists[slot] = []
-                return
-            words = sdvalues.split_words(v, origin=a.origin, line=a.line, key=a.key)
-            d.lists.setdefault(slot, []).extend(words)
-        case (
-            "Transfer.Verify"
-            | "Target.ReadOnly"
-            | "Target.PartitionNoAuto"
-            | "Target.PartitionGrowFileSystem"
-            | "Target.RemoveTemporary"
-        ):
-            d.values[slot] = _tristate(a)
-        case "Source.Type" | "Target.Type":
-            try:
-                d.values[slot] = ResourceType(v)
-            except ValueError:
-                raise fail(a.origin, a.line, f"unknown type {display(v)}", key=a.key) from None
-        case "Source.Path" | "Target.Path":
-            d.values[slot] = expand(v, spec, origin=a.origin, line=a.line, key=a.key)
-        case "Source.PathRelativeTo" | "Target.PathRelativeTo":
-            try:
-                d.values[slot] = PathRelativeTo(v) if v else PathRelativeTo.ROOT
-            except ValueError:
-                raise fail(a.origin, a.line, f"unknown value {display(v)}", key=a.key) from None
-        case "Source.MatchPattern" | "Target.MatchPattern":
-            _add_patterns(d, a, spec)
-        case "Target.MatchPartitionType":
-            if v and not (sdvalues.UUID_RE.fullmatch(v) or v in sdvalues.PARTITION_TYPE_NAMES):
-                raise fail(a.origin, a.line, f"unknown partition type {display(v)}", key=a.key)
-            is_uuid = sdvalues.UUID_RE.fullmatch(v) is not None
-            d.values[slot] = (v.replace("-", "").lower() if is_uuid else v) or None
-        case "Target.PartitionUUID":
-            if v and not sdvalues.UUID_RE.fullmatch(v):
-                raise fail(a.origin, a.line, f"not a UUID: {display(v)}", key=a.key)
-            d.values[slot] = v.replace("-", "").lower() or None
-        case "Target.PartitionFlags":
-            # 257 reads base 0 (measured), later systemd base 16 (safe_atoux64): accept only
-            # spellings that mean the same in both (one digit, or 0x…), docs/adr/0020.
-            if v and not sdvalues.HEX_FLAGS_RE.fullmatch(v):
-                raise fail(
-                    a.origin,
-                    a.line,
-                    "write flags as one digit or in hex with a 0x prefix",
-                    key=a.key,
-                )
-            d.values[slot] = int(v, 0) if v else None
-        case "Target.Mode":
-            if not re.fullmatch(r"[0-7]{1,5}", v) or int(v, 8) > 0o7777:
-                raise fail(a.origin, a.line, f"not an octal file mode: {display(v)}", key=a.key)
-            if int(v, 8) & ~0o775:
-                raise fail(
-                    a.origin,
-                    a.line,
-                    "refusing world-writable, setuid, setgid or sticky " "modes",
-                    key=a.key,
-                )
-            d.values[slot] = int(v, 8)
-        case "Target.TriesLeft" | "Target.TriesDone":
-            d.values[slot] = _u64(a)
-        case "Target.InstancesMax":
-            number = _u64(a) if v else 0
-            if number == 1:
-                logger.debug("%s:%d: InstancesMax=1 bumped to 2, as systemd does", a.origin, a.line)
-            d.values[slot] = 2 if number == 1 else number
-        case "Target.CurrentSymlink":
-            d.values[slot] = _symlink(a, spec) if v else None
-        case _:
-            raise fail(a.origin, a.line, f"unknown key in [{a.section}]", key=display(a.key)[1:-1])
+    if v and not (sdvalues.UUID_RE.fullmatch(v) or v in sdvalues.PARTITION_TYPE_NAMES):
+        raise fail(a.origin, a.line, f"unknown partition type {display(v)}", key=a.key)
+    is_uuid = sdvalues.UUID_RE.fullmatch(v) is not None
+    d.values[a.slot] = (v.replace("-", "").lower() if is_uuid else v) or None
+
+
+def _partition_uuid(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    if a.value and not sdvalues.UUID_RE.fullmatch(a.value):
+        raise fail(a.origin, a.line, f"not a UUID: {display(a.value)}", key=a.key)
+    d.values[a.slot] = a.value.replace("-", "").lower() or None
+
+
+def _partition_flags(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    # 257 reads base 0 (measured), later systemd base 16 (safe_atoux64): accept only spellings
+    # that mean the same in both (one digit, or 0x…), docs/adr/0020.
+    if a.value and not sdvalues.HEX_FLAGS_RE.fullmatch(a.value):
+        raise fail(
+            a.origin, a.line, "write flags as one digit or in hex with a 0x prefix", key=a.key
+        )
+    d.values[a.slot] = int(a.value, 0) if a.value else None
+
+
+def _mode(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    v = a.value
+    if not re.fullmatch(r"[0-7]{1,5}", v) or int(v, 8) > 0o7777:
+        raise fail(a.origin, a.line, f"not an octal file mode: {display(v)}", key=a.key)
+    if int(v, 8) & ~0o775:
+        raise fail(
+            a.origin, a.line, "refusing world-writable, setuid, setgid or sticky modes", key=a.key
+        )
+    d.values[a.slot] = int(v, 8)
+
+
+def _number(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    d.values[a.slot] = _u64(a)
+
+
+def _instances_max(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    number = _u64(a) if a.value else 0
+    if number == 1:
+        logger.debug("%s:%d: InstancesMax=1 bumped to 2, as systemd does", a.origin, a.line)
+    d.values[a.slot] = 2 if number == 1 else number
+
+
+def _current_symlink(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    d.values[a.slot] = _symlink(a, spec) if a.value else None
+
+
+_Handler = Callable[[_Draft, sdconf.Assignment, Specifiers], None]
+
+# The keys of systemd 257's ``transfer_read_definition()`` table, each with its parser.
+_KEYS: dict[str, _Handler] = {
+    "Transfer.MinVersion": _min_version,
+    "Transfer.ProtectVersion": _protect_version,
+    "Transfer.ChangeLog": _url_list,
+    "Transfer.AppStream": _url_list,
+    "Transfer.Features": _word_list,
+    "Transfer.RequisiteFeatures": _word_list,
+    "Transfer.Verify": _boolean,
+    "Source.Type": _resource_type,
+    "Source.Path": _path,
+    "Source.PathRelativeTo": _relative_to,
+    "Source.MatchPattern": _add_patterns,
+    "Target.Type": _resource_type,
+    "Target.Path": _path,
+    "Target.PathRelativeTo": _relative_to,
+    "Target.MatchPattern": _add_patterns,
+    "Target.MatchPartitionType": _partition_type,
+    "Target.PartitionUUID": _partition_uuid,
+    "Target.PartitionFlags": _partition_flags,
+    "Target.PartitionNoAuto": _boolean,
+    "Target.PartitionGrowFileSystem": _boolean,
+    "Target.ReadOnly": _boolean,
+    "Target.Mode": _mode,
+    "Target.TriesLeft": _number,
+    "Target.TriesDone": _number,
+    "Target.InstancesMax": _instances_max,
+    "Target.RemoveTemporary": _boolean,
+    "Target.CurrentSymlink": _current_symlink,
+}
+
+
+def _assign(d: _Draft, a: sdconf.Assignment, spec: Specifiers) -> None:
+    """Apply one assignment through the key table (``_KEYS``)."""
+    handler = _KEYS.get(a.slot)
+    if handler is None:
+        raise fail(a.origin, a.line, f"unknown key in [{a.section}]", key=display(a.key)[1:-1])
+    d.where[a.slot] = (a.origin, a.line)
+    handler(d, a, spec)
 
 
 def _symlink(a: sdconf.Assignment, spec: Specifiers) -> str:
@@ -290,18 +341,12 @@ def _symlink(a: sdconf.Assignment, spec: Specifiers) -> str:
 # --- finalize (transfer_finalize) --------------------------------------------------------------
 
 
-def _finalize(
-    d: _Draft, *, name: str, origin: str, sections: Mapping[str, int], known: Mapping[str, Feature]
-) -> Transfer:
-    def where(section: str, key: str | None = None) -> tuple[str, int]:
-        if key is not None and f"{section}.{key}" in d.where:
-            return d.where[f"{section}.{key}"]
-        return origin, sections.get(section, 1)
+_Bad = Callable[[str, "str | None", str], FormatError]
 
-    def bad(section: str, key: str | None, problem: str) -> FormatError:
-        file, line = where(section, key)
-        return fail(file, line, problem, key=key)
 
+def _types_and_paths(d: _Draft, bad: _Bad) -> tuple[ResourceType, str, ResourceType, str]:
+    """Source type and path, target path, and the target type (inferred,
+    design.md#sysupdate-keys)."""
     source_type = d.values.get("Source.Type")
     if not isinstance(source_type, ResourceType):
         raise bad("Source", None, "[Source] lacks Type=")
@@ -309,8 +354,8 @@ def _finalize(
         raise bad(
             "Source",
             "Type",
-            "source Type= must be one of url-file, url-tar, tar, "
-            "regular-file, directory, subvolume",
+            "source Type= must be one of url-file, url-tar, tar, regular-file, directory,"
+            " subvolume",
         )
     source_path = d.values.get("Source.Path")
     if not isinstance(source_path, str) or not source_path:
@@ -319,7 +364,7 @@ def _finalize(
     if not isinstance(target_path, str) or not target_path:
         raise bad("Target", None, "[Target] lacks Path=")
     target_type = d.values.get("Target.Type")
-    if not isinstance(target_type, ResourceType):  # inferred, §1.4
+    if not isinstance(target_type, ResourceType):
         if source_type in _FILE_SOURCES:
             partition = target_path.startswith("/dev/")
             target_type = ResourceType.PARTITION if partition else ResourceType.REGULAR_FILE
@@ -331,7 +376,7 @@ def _finalize(
         raise bad(
             "Target",
             "Type",
-            "target Type= must be one of partition, regular-file, " "directory, subvolume",
+            "target Type= must be one of partition, regular-file, directory, subvolume",
         )
     if (source_type in _FILE_SOURCES and target_type not in _FILE_TARGETS) or (
         source_type in _TREE_SOURCES and target_type not in _TREE_TARGETS
@@ -339,8 +384,15 @@ def _finalize(
         raise bad(
             "Target",
             "Type",
-            f"target type {target_type} is incompatible with source type " f"{source_type}",
+            f"target type {target_type} is incompatible with source type {source_type}",
         )
+    return source_type, source_path, target_type, target_path
+
+
+def _relative_bases(
+    d: _Draft, source_type: ResourceType, target_type: ResourceType, bad: _Bad
+) -> tuple[PathRelativeTo, PathRelativeTo]:
+    """``PathRelativeTo=`` of source and target, where each is allowed."""
     source_rel = PathRelativeTo(d.get_str("Source.PathRelativeTo") or PathRelativeTo.ROOT)
     target_rel = PathRelativeTo(d.get_str("Target.PathRelativeTo") or PathRelativeTo.ROOT)
     if target_rel == PathRelativeTo.EXPLICIT:
@@ -355,8 +407,16 @@ def _finalize(
             raise bad(
                 section,
                 "PathRelativeTo",
-                f"{rel} is only allowed for regular-file and " "directory resources",
+                f"{rel} is only allowed for regular-file and directory resources",
             )
+    return source_rel, target_rel
+
+
+def _check_paths(
+    source: tuple[ResourceType, str], target: tuple[ResourceType, str], bad: _Bad
+) -> None:
+    """URLs for url sources, normalized absolute paths otherwise, ``auto`` only for partitions."""
+    (source_type, source_path), (target_type, target_path) = source, target
     if source_path == "auto":
         raise bad("Source", "Path", "Path=auto is only valid in a partition [Target]")
     if source_type in _URL_TYPES:
@@ -369,25 +429,38 @@ def _finalize(
             raise bad("Target", "Path", "Path=auto is only valid for partition targets")
     elif not sdvalues.path_is_normalized(target_path):
         raise bad("Target", "Path", f"not a normalized, absolute path: {display(target_path)}")
+
+
+def _check_partition_keys(d: _Draft, target_type: ResourceType, bad: _Bad) -> None:
+    symlink = d.get_str("Target.CurrentSymlink")
+    partition = target_type == ResourceType.PARTITION
+    if symlink is not None and partition and not symlink.startswith("/"):
+        raise bad("Target", "CurrentSymlink", "must be an absolute path for a partition target")
+    if d.get_str("Target.MatchPartitionType") is not None and not partition:
+        raise bad("Target", "MatchPartitionType", "only meaningful for partition targets")
+
+
+def _finalize(
+    d: _Draft, *, name: str, origin: str, sections: Mapping[str, int], known: Mapping[str, Feature]
+) -> Transfer:
+    """``transfer_finalize()``: required keys, inferred target type, compatibility, defaults."""
+
+    def bad(section: str, key: str | None, problem: str) -> FormatError:
+        file, line = d.where.get(f"{section}.{key}", (origin, sections.get(section, 1)))
+        return fail(file, line, problem, key=key)
+
+    source_type, source_path, target_type, target_path = _types_and_paths(d, bad)
+    source_rel, target_rel = _relative_bases(d, source_type, target_type, bad)
+    _check_paths((source_type, source_path), (target_type, target_path), bad)
     if not d.patterns["Source"]:
         raise bad("Source", None, "[Source] lacks MatchPattern=")
-    target_patterns = d.patterns["Target"] or d.patterns["Source"]
-    symlink = d.get_str("Target.CurrentSymlink")
-    if (
-        symlink is not None
-        and target_type == ResourceType.PARTITION
-        and not symlink.startswith("/")
-    ):
-        raise bad("Target", "CurrentSymlink", "must be an absolute path for a partition target")
-    if d.get_str("Target.MatchPartitionType") is not None and target_type != ResourceType.PARTITION:
-        raise bad("Target", "MatchPartitionType", "only meaningful for partition targets")
+    _check_partition_keys(d, target_type, bad)
     instances_max = d.get_int("Target.InstancesMax") or 0
     if instances_max == 0:
         partition = target_type == ResourceType.PARTITION
         instances_max = UNLIMITED if partition else DEFAULT_FILE_INSTANCES_MAX
     features = tuple(d.lists.get("Transfer.Features", ()))
     requisite = tuple(d.lists.get("Transfer.RequisiteFeatures", ()))
-
     return Transfer(
         name=name,
         origin=origin,
@@ -409,7 +482,7 @@ def _finalize(
             type=target_type,
             path=target_path,
             path_relative_to=target_rel,
-            match_patterns=tuple(target_patterns),
+            match_patterns=tuple(d.patterns["Target"] or d.patterns["Source"]),
             match_partition_type=d.get_str("Target.MatchPartitionType"),
         ),
         instances_max=instances_max,
@@ -422,7 +495,7 @@ def _finalize(
         read_only=d.get_bool("Target.ReadOnly"),
         no_auto=d.get_bool("Target.PartitionNoAuto"),
         growfs=d.get_bool("Target.PartitionGrowFileSystem"),
-        current_symlink=symlink,
+        current_symlink=d.get_str("Target.CurrentSymlink"),
     )
 
 

@@ -4,12 +4,12 @@
 Owns:
 
 * ``is_valid``/``parse``: sysupdate 257's ``version_is_valid()`` — 1..255 bytes of
-  ``[A-Za-z0-9.,_+-]`` (so ``~`` and ``^`` are refused, semantics §5).
-* ``compare``: a port of systemd's ``strverscmp_improved()`` (semantics §6.1), the ordering every
-  "which version is newer" decision uses.  It is total on every string, valid or not, exactly as
-  ``systemd-analyze compare-versions`` is.
-* ``strverscmp``: a port of glibc's ``strverscmp()`` (semantics §6.4), needed by one step of version
-  assembly (§8.2).
+  ``[A-Za-z0-9.,_+-]`` (so ``~`` and ``^`` are refused, design.md#sysupdate-versions).
+* ``compare``: a port of systemd's ``strverscmp_improved()`` (design.md#sysupdate-versions), the
+  ordering every "which version is newer" decision uses.  It is total on every string, valid or not,
+  exactly as ``systemd-analyze compare-versions`` is.
+* ``strverscmp``: a port of glibc's ``strverscmp()`` (design.md#sysupdate-strverscmp), needed by one
+  step of version assembly (design.md#sysupdate-assembly).
 
 Trusts nothing: every function accepts any ``str``.  Non-ASCII code points (and surrogate-escaped
 bytes) are separators for ``compare``, as every byte >= 0x80 is in C.  Pure: no I/O, stdlib only.

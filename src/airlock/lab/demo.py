@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -28,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, HostError
 from airlock.lab import workdir as lab_workdir
 from airlock.lab.hostile import ATTACKS
@@ -127,7 +127,7 @@ def run(
         if keep:
             console.print(f"kept the work directory: {escape(os.fspath(base))}")
     if as_json:
-        print(json.dumps(report.as_json(), indent=2))
+        print_json("demo", **report.as_json())
     return 0
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""A GPT disk image with Spectrum's A/B layout (spectrum-design.md §9.0.1), and what is on it.
+"""A GPT disk image with Spectrum's A/B layout (design.md#gpt-layout), and what is on it.
 
 Partition order follows Spectrum: verity A, root A, verity B, root B (the ESP is replaced by a plain
 ``$BOOT`` directory, which systemd-sysupdate accepts through ``SYSTEMD_ESP_PATH``).  Slot A holds

@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airlock import proc, text
+from airlock import fsutil, proc, text
 from airlock.backends.apply import runtime as sysupdate_runtime
 from airlock.backends.openpgp import gpg
+from airlock.config import render as render_config
 from airlock.errors import HostError
 from airlock.formats import manifest
 from airlock.lab import disk, images, workdir
@@ -297,7 +298,7 @@ class Lab:
 
     @staticmethod
     def _umount(path: Path) -> None:
-        for target in sorted(_mounts_below(path), key=len, reverse=True):
+        for target in fsutil.mounts_below(path):
             with contextlib.suppress(HostError):
                 proc.run(["umount", target], timeout=60, share_mounts=True)
 
@@ -360,22 +361,22 @@ class Lab:
             # The sandbox starts with an empty environment: say where this airlock lives.
             fetch = ["/usr/bin/env", f"PYTHONPATH={src}", *(command or agent)]
         values: dict[str, object] = {
-            "lock_path": os.fspath(self.w / "update-lock"),
-            "definitions_dir": os.fspath(self.etc / "sysupdate.d"),
-            "vm_definitions_dir": os.fspath(self.etc / "vm-sysupdate.d"),
-            "update_url_file": os.fspath(self.etc / "update-url"),
-            "keyring": os.fspath(self.etc / "systemd/import-pubring.gpg"),
-            "os_release": os.fspath(self.etc / "os-release"),
-            "state_file": os.fspath(self.w / "state/state.json"),
-            "esp_path": os.fspath(self.esp),
-            "apply_binds": [os.fspath(self.disk)],
-            "fetcher": fetcher,
-            **({"sandbox_netns": NETNS} if self.fetcher == "sandbox" else {}),
-            "sandbox_ro_binds": sorted({os.fspath(b) for b in binds}),
-            "vm_timeout_s": vm_timeout_s or self.vm_timeout_s,
-            "fetch_command": fetch,
+            "host.definitions_dir": self.etc / "sysupdate.d",
+            "host.keyring": self.etc / "systemd/import-pubring.gpg",
+            "host.os_release": self.etc / "os-release",
+            "lock.path": self.w / "update-lock",
+            "fetcher.backend": fetcher,
+            "fetcher.timeout_s": vm_timeout_s or self.vm_timeout_s,
+            "fetcher.command": fetch,
+            "fetcher.vm_definitions_dir": self.etc / "vm-sysupdate.d",
+            "fetcher.update_url_file": self.etc / "update-url",
+            **({"fetcher.sandbox.netns": NETNS} if self.fetcher == "sandbox" else {}),
+            "fetcher.sandbox.ro_binds": sorted({os.fspath(b) for b in binds}),
+            "apply.esp_path": self.esp,
+            "apply.binds": [self.disk],
+            "state.path": self.w / "state/state.json",
         }
-        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+        self.config.write_text(render_config(values))
 
     # -- actions -----------------------------------------------------------------------------
     def publish(self, version: str) -> None:
@@ -535,16 +536,6 @@ class Lab:
             for p in sorted((self.esp / "EFI/Linux").iterdir())
         )
         return DiskState(slots=tuple(slots), boot=boot)
-
-
-def _mounts_below(path: Path) -> list[str]:
-    prefix = os.fspath(path)
-    targets = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4]
-        if target == prefix or target.startswith(prefix + "/"):
-            targets.append(target)
-    return targets
 
 
 @contextlib.contextmanager

@@ -10,25 +10,43 @@ relative to the snapshot fd, never followed).  The state file is written last, a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
-from airlock.backends.staging.btrfs import mounts_below
 from airlock.errors import AirlockError, ApplyError, ConfigError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
 from airlock.pipeline import leftovers
-from airlock.pipeline.context import Judged, RunContext
+from airlock.pipeline.context import RunContext
 from airlock.text import display
+from airlock.trusted.policy import Baseline
+from airlock.trusted.release import VerifiedRelease
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inspected:
+    """What the inspect step knows: the snapshot, the verdict, and what it was judged against.
+
+    Attributes:
+        snapshot: the frozen, read-only snapshot (deleted when the freeze block ends).
+        release: the judge's verdict.
+        installed: the newest version sysupdate reported installed.
+        state: the persisted state, loaded once for the run.
+    """
+
+    snapshot: Path
+    release: VerifiedRelease
+    installed: str | None
+    state: state.State
 
 
 @contextlib.contextmanager
@@ -51,8 +69,9 @@ def step(ctx: RunContext, which: Step, detail: str = "") -> Iterator[list[str]]:
 def take_lock(ctx: RunContext) -> Iterator[None]:
     """Hold the global update lock for the rest of the run."""
     with contextlib.ExitStack() as stack:
-        with step(ctx, Step.LOCK, os.fspath(ctx.config.lock_path)):
-            stack.enter_context(lock.hold(ctx.config.lock_path, wait=ctx.wait_lock))
+        cfg = ctx.config.lock
+        with step(ctx, Step.LOCK, os.fspath(cfg.path)):
+            stack.enter_context(lock.hold(cfg.path, wait=cfg.wait))
         yield
 
 
@@ -88,9 +107,9 @@ def clean_share(ctx: RunContext) -> None:
 def provide_vm_config(ctx: RunContext) -> Path:
     """Copy the VM's config (transfers, URL, keyring) into a fresh host-owned directory.
 
-    Spectrum copies rather than binds (design §3.1 step 8); the VM sees it read-only.
+    Spectrum copies rather than binds (design.md#spectrum-step-8); the VM sees it read-only.
     """
-    cfg, out = ctx.config, ctx.vm_config_dir
+    cfg, out = ctx.config.fetcher, ctx.vm_config_dir
     if os.path.lexists(out):
         shutil.rmtree(out)
     try:
@@ -99,7 +118,7 @@ def provide_vm_config(ctx: RunContext) -> Path:
             shutil.copytree(cfg.vm_definitions_dir, out / "vm-sysupdate.d", symlinks=True)
         if cfg.update_url_file.is_file():
             shutil.copy2(cfg.update_url_file, out / "update-url")
-        shutil.copy2(cfg.keyring, out / "systemd" / "import-pubring.gpg")
+        shutil.copy2(ctx.config.host.keyring, out / "systemd" / "import-pubring.gpg")
     except OSError as exc:
         raise ConfigError(f"Failed to provide the VM's config: {exc}", code="config.vm") from exc
     for path in (out, *out.rglob("*")):
@@ -110,15 +129,15 @@ def provide_vm_config(ctx: RunContext) -> Path:
 
 def fetch(ctx: RunContext) -> None:
     """Run the untrusted fetcher; it returns only when nothing of it can write any more."""
-    timeout = ctx.fetch_timeout_s or ctx.config.vm_timeout_s
-    with step(ctx, Step.FETCH, f"{ctx.config.fetcher}, timeout {timeout:g} s") as detail:
+    cfg = ctx.config.fetcher
+    with step(ctx, Step.FETCH, f"{cfg.backend}, timeout {cfg.timeout_s:g} s") as detail:
         config_dir = provide_vm_config(ctx)
         result = ctx.fetcher.fetch(
             FetchRequest(
                 config_dir=config_dir,
                 share=ctx.staging.share,
-                timeout_s=timeout,
-                command=ctx.config.fetch_command,
+                timeout_s=cfg.timeout_s,
+                command=cfg.command,
                 log_path=ctx.staging_dir / "fetch.log",
             ),
             ctx.reporter,
@@ -131,7 +150,7 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
     """VM down and share unmounted → snapshot → drop → true read-only → syncfs; delete after."""
     try:
         with step(ctx, Step.FREEZE) as detail:
-            leftover = mounts_below(ctx.staging.share)
+            leftover = fsutil.mounts_below(ctx.staging.share)
             if leftover:
                 raise HostError(
                     "Refusing to snapshot: the share is still mounted", code="host.share-mounted"
@@ -161,24 +180,29 @@ def cleanup(ctx: RunContext) -> None:
         ctx.staging.delete_snapshot()
 
 
-def inspect_snapshot(ctx: RunContext, snapshot: Path) -> tuple[Judged, str | None]:
-    """Judge the frozen snapshot; returns the verified release and the installed version."""
+def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
+    """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
         installed = ctx.applier.installed().current
-        current = state.load(ctx.config.state_file)
+        saved = state.load(ctx.config.state.path)
+        baseline = Baseline(
+            floor=saved.floor,
+            installed=installed or saved.installed,
+            not_before=saved.newest_signature,
+        )
         with fsutil.open_dir_nofollow(snapshot) as fd:
-            release = ctx.inspector.judge(fd, state=current, installed=installed, now=ctx.now)
+            release = ctx.inspector.judge(fd, baseline=baseline, now=ctx.now)
         version = display(release.version) if release.version else "none"
         detail.append(
             f"verified {version}, {'newer' if release.newer else 'not newer'} than "
             f"{installed or 'nothing'}; {len(release.signers)} signature(s)"
         )
-    return release, installed
+    return Inspected(snapshot=snapshot, release=release, installed=installed, state=saved)
 
 
-def apply(ctx: RunContext, snapshot: Path, release: Judged) -> None:
+def apply(ctx: RunContext, inspected: Inspected) -> None:
     """Install the verified release with systemd-sysupdate (progress forwarded)."""
-    wanted = release.version
+    wanted = inspected.release.version
     if wanted is None:
         raise RuntimeError("apply() called without a version")
     with step(ctx, Step.APPLY, display(wanted)):
@@ -192,34 +216,22 @@ def apply(ctx: RunContext, snapshot: Path, release: Judged) -> None:
         def progress(done: int, total: int) -> None:
             ctx.reporter.emit(StepProgress(step=Step.APPLY, done=done, total=total, unit="percent"))
 
-        ctx.applier.apply(snapshot, version=wanted, progress=progress)
+        ctx.applier.apply(inspected.snapshot, version=wanted, progress=progress)
 
 
-def record(ctx: RunContext, release: Judged, *, applied: bool, installed: str | None) -> None:
-    """Write the state file (atomically, last): floor, newest signature, last check, pending."""
-    with step(ctx, Step.RECORD, os.fspath(ctx.config.state_file)):
-        old = state.load(ctx.config.state_file)
-        newest = max((s.created for s in release.signers), default=None)
-        if old.newest_signature is not None and (newest is None or newest < old.newest_signature):
-            newest = old.newest_signature
-        new = dataclasses.replace(
-            old,
-            last_check=ctx.now,
-            newest_signature=newest,
+def record(ctx: RunContext, inspected: Inspected, *, applied: bool) -> None:
+    """Write the state file (atomically, last): ``state.advance`` over the state loaded once."""
+    path = ctx.config.state.path
+    with step(ctx, Step.RECORD, os.fspath(path)):
+        release = inspected.release
+        event = state.Verified(
+            installed=inspected.installed,
+            version=release.version,
+            applied=applied,
+            signed=tuple(s.created for s in release.signers),
             manifest_sha256=release.manifest_sha256,
         )
-        if installed is not None:
-            new = dataclasses.replace(new, installed=installed)
-        if applied and release.version is not None:
-            new = dataclasses.replace(new, pending=release.version)
-        # The floor only rises: to the release just installed, or to what sysupdate reports as
-        # installed (so a run killed between apply and record converges on the next run).
-        for candidate in (release.version if applied else None, installed):
-            if candidate is not None and (
-                new.floor is None or version.compare(candidate, new.floor) > 0
-            ):
-                new = dataclasses.replace(new, floor=candidate)
-        state.save(ctx.config.state_file, new)
+        state.save(path, state.advance(inspected.state, event, ctx.now))
 
 
 def notice(ctx: RunContext, message: str, which: Step | None = None) -> None:

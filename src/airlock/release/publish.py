@@ -1,17 +1,17 @@
 # SPDX-License-Identifier: MIT
 """``airlock publish``: turn one version's images into a signed, sysupdate-compatible release.
 
-Trusts: the maintainer's artefacts, transfer definitions and GnuPG home.  Checks, before anything
-in the release directory changes: every artefact name is a safe name matching exactly one source
+Trusts: the maintainer's artefacts, transfer definitions and GnuPG home.  Checks, before anything in
+the release directory changes: every artefact name is a safe name matching exactly one source
 pattern of exactly one enabled transfer, every transfer gets exactly one artefact, all carry the
 same valid version, and that version is newer than every version present (unless ``force``);
-url-file payloads are at least 6 bytes and do not start with compression magic (systemd 257 fails
-on shorter ones and decompresses by magic, which Spectrum avoids on purpose, design §8.4); each
-signer's key exists.  Then it copies the artefacts to temporary names (hashing the bytes written),
-regenerates ``SHA256SUMS`` over every payload the patterns match (sorted, ``hash *name``, optional
-``BEST-BEFORE-YYYY-MM-DD`` pseudo-entry), signs it once per signer, checks the signatures with the
-verifier, and commits everything through ``commit.Transaction``: on any error the directory is left
-exactly as it was.  The same detached signature packets are written as ``SHA256SUMS.gpg``
+url-file payloads are at least 6 bytes and do not start with compression magic (systemd 257 fails on
+shorter ones and decompresses by magic, which Spectrum avoids on purpose, design.md#no-compression);
+each signer's key exists.  Then it copies the artefacts to temporary names (hashing the bytes
+written), regenerates ``SHA256SUMS`` over every payload the patterns match (sorted, ``hash *name``,
+optional ``BEST-BEFORE-YYYY-MM-DD`` pseudo-entry), signs it once per signer, checks the signatures
+with the verifier, and commits everything through ``commit.Transaction``: on any error the directory
+is left exactly as it was.  The same detached signature packets are written as ``SHA256SUMS.gpg``
 (binary, read by systemd 257) and ``SHA256SUMS.sha256.asc`` (armoured, read first by 258+).
 """
 
@@ -103,7 +103,8 @@ def load_transfers(directory: Path) -> tuple[definitions.Transfer, ...]:
 def spectrum_artifacts(
     *, ver: str, roothash: str, root: Path, verity: Path, uki: Path
 ) -> tuple[Artifact, ...]:
-    """Spectrum's names (design §8.1): the root hash halves become the partition UUIDs."""
+    """Spectrum's names (design.md#artefact-names): the root hash halves become the partition
+    UUIDs."""
     render.check_version(ver)
     if len(roothash) != 64 or any(c not in "0123456789abcdef" for c in roothash):
         raise UsageError(

@@ -4,7 +4,8 @@
 Produces, under ``OUT``: ``etc/os-release`` (with ``IMAGE_VERSION``), ``etc/update-url``,
 ``etc/systemd/import-pubring.gpg``, the host's ``etc/sysupdate.d/*.transfer`` and the VM's
 ``etc/vm-sysupdate.d/*.transfer``, from templates shipped in the package (the defaults reproduce
-Spectrum's files, spectrum-design.md §6–§7) or from ``--templates DIR`` with the same layout.
+Spectrum's files, design.md#transfers-host, design.md#os-release) or from ``--templates DIR`` with
+the same layout.
 
 Template rule: files whose name ends in ``.in`` get ``@VERSION@`` and ``@UPDATE_URL@`` replaced
 (and the ``.in`` dropped); any other ``@NAME@`` left over is an error.  Other files are copied

@@ -11,9 +11,13 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from airlock import settings
+from airlock.backends.openpgp import VerifierName
 from airlock.errors import UsageError
 from airlock.formats import version
+from airlock.settings import BOOL, choice, integer, list_of, setting
 
 _FPR = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 
@@ -33,6 +37,70 @@ def fingerprint(text: str) -> str:
             code="usage.fingerprint",
         )
     return fpr
+
+
+def _fingerprint(value: object) -> str:
+    if not isinstance(value, str):
+        raise settings.Invalid("must be 40 or 64 hex digits (a primary key fingerprint)")
+    try:
+        return fingerprint(value)
+    except UsageError:
+        raise settings.Invalid("must be 40 or 64 hex digits (a primary key fingerprint)") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """``[policy]``: which signatures count and how fresh a release must be (host settings)."""
+
+    SECTION: ClassVar[str] = "policy"
+
+    trusted_fingerprints: tuple[str, ...] = setting(
+        (),
+        kind=list_of(
+            settings.Kind(parse=_fingerprint, dump=lambda v: v, metavar="FPR", doc="fingerprint")
+        ),
+        flag="--trusted-fingerprint",
+        help="primary keys whose signatures count (empty: every key of the keyring)",
+    )
+    threshold: int = setting(
+        1, kind=integer(1), flag="--threshold", help="distinct trusted keys that must have signed"
+    )
+    require_fresh: bool = setting(
+        False,
+        kind=BOOL,
+        flag="--require-fresh",
+        help="refuse a manifest without a BEST-BEFORE marker",
+    )
+    verifier: VerifierName = setting(
+        VerifierName.AUTO,
+        kind=choice(VerifierName),
+        flag="--verifier",
+        help="OpenPGP verification tool: auto (sqv, else gpgv), sqv or gpgv",
+    )
+
+    def __post_init__(self) -> None:
+        """Refuse a threshold no set of trusted keys could reach."""
+        if self.trusted_fingerprints and self.threshold > len(self.trusted_fingerprints):
+            raise settings.Invalid(
+                f"{self.threshold} exceeds the {len(self.trusted_fingerprints)} trusted"
+                " fingerprint(s)",
+                key="threshold",
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Baseline:
+    """What the host knows before judging: its persisted state and what sysupdate reports.
+
+    Attributes:
+        floor: no version below this is ever accepted (the state's rollback floor).
+        installed: the newest version sysupdate sees installed (or the state's, as a fallback).
+        not_before: the creation time of the newest signature accepted so far.
+    """
+
+    floor: str | None = None
+    installed: str | None = None
+    not_before: datetime.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,3 +157,22 @@ class Policy:
         if not known:
             return None
         return max(known, key=version.key)
+
+    @classmethod
+    def of(
+        cls,
+        config: PolicyConfig,
+        baseline: Baseline,
+        *,
+        required_signature_files: tuple[str, ...] = (),
+    ) -> Policy:
+        """The rules for one judgement: the host's settings plus what it knows now."""
+        return cls(
+            trusted_fingerprints=frozenset(config.trusted_fingerprints),
+            threshold=config.threshold,
+            floor=baseline.floor,
+            installed=baseline.installed,
+            not_before=baseline.not_before,
+            require_fresh=config.require_fresh,
+            required_signature_files=required_signature_files,
+        )

@@ -5,8 +5,9 @@
 the keyring, the policy, the limits and the clock; it trusts nothing in the snapshot.  Order of the
 checks (each raises; nothing is returned that did not pass all of them):
 
-1. ``syncfs`` the snapshot (threat model A9), then walk it without following or opening anything
-   (``untrusted.walk``) and apply the allowlist (``untrusted.candidate.classify``).
+1. ``syncfs`` the snapshot (threat A9; identifiers as in design.md#catalogue), then walk it without
+   following or opening anything (``untrusted.walk``) and apply the allowlist
+   (``untrusted.candidate.classify``).
 2. Read ``SHA256SUMS`` once, bounded, from an fd re-checked with ``fstat``; read every signature
    file present (at least one), bounded.  Every one must verify over exactly those manifest bytes
    (C1–C5, C10, C11), none may use a weak hash (C9).
@@ -36,7 +37,6 @@ from pathlib import Path
 
 from airlock import fsutil
 from airlock.backends.openpgp import SignatureVerifier, ValidSignature
-from airlock.config import Limits
 from airlock.errors import (
     DigestError,
     FreshnessError,
@@ -48,11 +48,12 @@ from airlock.errors import (
 from airlock.formats import manifest as manifest_format
 from airlock.formats import version
 from airlock.formats.definitions import ResourceType, Transfer
+from airlock.limits import Limits
 from airlock.text import display
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import Dropped, VerifiedFile, VerifiedRelease
 from airlock.untrusted import candidate, hashing, walk
-from airlock.untrusted.walk import ListedFile, with_subject
+from airlock.untrusted.walk import ListedFile, Listing
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,10 @@ logger = logging.getLogger(__name__)
 WEAK_HASH_ALGOS = frozenset({1, 2, 3})
 
 # systemd-sysupdate decompresses url-file payloads by magic (xz, gzip, bzip2 in 257; zstd from
-# 258) and fails on ones shorter than 6 bytes, after it has vacuumed (semantics §0.10, §0.12).
-# The release format is uncompressed (design §8.4; the publisher refuses both, threat model B20).
+# 258) and fails on ones shorter than 6 bytes, after it has vacuumed
+# (design.md#sysupdate-vacuum-first, design.md#sysupdate-decompress).
+# The release format is uncompressed (design.md#no-compression; the publisher refuses both, threat
+# B20).
 MIN_URL_FILE_BYTES = 6
 COMPRESSION_MAGIC = (
     (b"\xfd7zXZ\x00", "xz"),
@@ -74,13 +77,11 @@ COMPRESSION_MAGIC = (
 def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
     """Read a manifest or signature file once, capped, from an fd re-checked with ``fstat``."""
     if listed.size > max_bytes:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(listed.name)}: {listed.size} bytes exceeds the {what} cap of"
-                f" {max_bytes}",
-                code="reject.size",
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {display(listed.name)}: {listed.size} bytes exceeds the {what} cap of"
+            f" {max_bytes}",
+            code="reject.size",
+            subject=listed.name,
         )
     fd = hashing.open_checked(dir_fd, listed)
     try:
@@ -90,21 +91,18 @@ def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) ->
             f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
         ) from exc
     except ValueError:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(listed.name)}: it grew past the {what} cap", code="reject.size"
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {display(listed.name)}: it grew past the {what} cap",
+            code="reject.size",
+            subject=listed.name,
         ) from None
     finally:
         os.close(fd)
     if len(raw) != listed.size:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(listed.name)}: its size changed while reading",
-                code="reject.size",
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {display(listed.name)}: its size changed while reading",
+            code="reject.size",
+            subject=listed.name,
         )
     return raw
 
@@ -127,31 +125,29 @@ def _verify_signatures(
     for sig_file in signature_files:
         raw_signature = _read_control(dir_fd, sig_file, limits.max_signature_bytes, "signature")
         if not raw_signature:
-            raise with_subject(
-                SignatureError(f"Refusing {sig_file.name}: it is empty", code="reject.signature"),
-                sig_file.name,
+            raise SignatureError(
+                f"Refusing {sig_file.name}: it is empty",
+                code="reject.signature",
+                subject=sig_file.name,
             )
         try:
             found = verifier.verify(raw_signature, raw_manifest, keyring)
         except SignatureError as exc:
-            raise with_subject(exc, sig_file.name) from None
+            exc.subject = display(sig_file.name)
+            raise exc from None
         if not found:
-            raise with_subject(
-                SignatureError(
-                    f"Refusing {sig_file.name}: it holds no valid signature",
-                    code="reject.signature",
-                ),
-                sig_file.name,
+            raise SignatureError(
+                f"Refusing {sig_file.name}: it holds no valid signature",
+                code="reject.signature",
+                subject=sig_file.name,
             )
         for sig in found:
             if sig.hash_algo is not None and sig.hash_algo in WEAK_HASH_ALGOS:
-                raise with_subject(
-                    SignatureError(
-                        f"Refusing {sig_file.name}: signature by {sig.fingerprint} uses weak hash"
-                        f" algorithm {sig.hash_algo}",
-                        code="reject.signature",
-                    ),
-                    sig_file.name,
+                raise SignatureError(
+                    f"Refusing {sig_file.name}: signature by {sig.fingerprint} uses weak hash"
+                    f" algorithm {sig.hash_algo}",
+                    code="reject.signature",
+                    subject=sig_file.name,
                 )
         logger.debug("%s: %d valid signature(s)", sig_file.name, len(found))
         valid.extend(found)
@@ -216,9 +212,10 @@ def _check_payload(digest: hashing.Digest, transfer: Transfer | None) -> None:
         if digest.head.startswith(magic):
             problem = f"it starts with {kind} magic, so sysupdate would install other bytes"
     if problem is not None:
-        raise with_subject(
-            InspectionError(f"Refusing {display(digest.name)}: {problem}", code="reject.payload"),
-            digest.name,
+        raise InspectionError(
+            f"Refusing {display(digest.name)}: {problem}",
+            code="reject.payload",
+            subject=digest.name,
         )
 
 
@@ -230,6 +227,106 @@ def _check_rollback(release_version: str, policy: Policy) -> None:
                 f" {display(bound)}",
                 code="reject.rollback",
             )
+
+
+def _list(dir_fd: int, limits: Limits) -> Listing:
+    """Step 1: ``syncfs`` the snapshot (threat A9), then walk it without following anything."""
+    try:
+        fsutil.syncfs(dir_fd)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
+        ) from exc
+    try:
+        return walk.walk(dir_fd, limits=limits)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to read the snapshot directory: {exc.strerror}", code="host.read"
+        ) from exc
+
+
+def _authenticate(
+    dir_fd: int,
+    classified: candidate.Classified,
+    *,
+    keyring: Path,
+    policy: Policy,
+    limits: Limits,
+    verifier: SignatureVerifier,
+) -> tuple[bytes, tuple[ValidSignature, ...]]:
+    """Steps 2 and 3: the manifest bytes, read once, and the signatures that verify over them."""
+    if classified.manifest is None:
+        raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
+    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
+    present = {f.name for f in classified.signatures}
+    for name in policy.required_signature_files:
+        if name not in present:
+            raise SignatureError(
+                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
+                " that signature name)",
+                code="reject.signature",
+            )
+    signatures = _verify_signatures(
+        dir_fd,
+        classified.signatures,
+        raw_manifest,
+        keyring=keyring,
+        limits=limits,
+        verifier=verifier,
+    )
+    _apply_signer_policy(signatures, policy)
+    return raw_manifest, signatures
+
+
+def _not_newer_but_incomplete(release: candidate.CandidateRelease, policy: Policy) -> list[Dropped]:
+    """Step 5, a release missing files: acceptable only if it is not newer than the installed one.
+
+    Only the installed version makes a release "nothing to install": a floor is a lower bound,
+    not something installed, so a release at the floor but newer than the installed version must
+    be complete (else the VM could hide a signed update by withholding a file).  Returns its files
+    as dropped (nothing to install, nothing to hash).
+    """
+    installed = policy.installed
+    if installed is None or version.compare(release.version, installed) > 0:
+        raise InspectionError(
+            f"Refusing snapshot: release {display(release.version)} lacks the file of"
+            f" transfer(s) {', '.join(display(t) for t in release.missing)}",
+            code="reject.missing",
+        )
+    return [
+        Dropped(
+            name=f.file.name,
+            name_display=display(f.file.name),
+            reason="release not newer than installed",
+        )
+        for f in release.files
+    ]
+
+
+def _hash_and_compare(
+    dir_fd: int,
+    release: candidate.CandidateRelease,
+    transfers: Sequence[Transfer],
+    limits: Limits,
+) -> tuple[tuple[VerifiedFile, ...], int]:
+    """Step 6: hash each release file from an fd opened in the snapshot; compare; check payloads."""
+    hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
+    files: list[VerifiedFile] = []
+    by_name = {t.name: t for t in transfers}
+    for cand, digest in zip(release.files, hashed.digests, strict=True):
+        if digest.sha256 != cand.claimed_sha256:
+            raise DigestError(
+                f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
+                code="reject.digest",
+                subject=cand.file.name,
+            )
+        _check_payload(digest, by_name.get(cand.transfer))
+        files.append(
+            VerifiedFile(
+                name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer
+            )
+        )
+    return tuple(files), hashed.bytes_hashed
 
 
 def judge(
@@ -271,39 +368,10 @@ def judge(
     """
     if now.tzinfo is None:
         raise RuntimeError("judge() needs a timezone-aware reference time")
-    try:
-        fsutil.syncfs(dir_fd)
-    except OSError as exc:
-        raise HostError(
-            f"Failed to sync the snapshot's filesystem: {exc.strerror}", code="host.syncfs"
-        ) from exc
-    try:
-        listing = walk.walk(dir_fd, limits=limits)
-    except OSError as exc:
-        raise HostError(
-            f"Failed to read the snapshot directory: {exc.strerror}", code="host.read"
-        ) from exc
-    classified = candidate.classify(listing, transfers)
-    if classified.manifest is None:
-        raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
-    raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
-    present = {f.name for f in classified.signatures}
-    for name in policy.required_signature_files:
-        if name not in present:
-            raise SignatureError(
-                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
-                " that signature name)",
-                code="reject.signature",
-            )
-    signatures = _verify_signatures(
-        dir_fd,
-        classified.signatures,
-        raw_manifest,
-        keyring=keyring,
-        limits=limits,
-        verifier=verifier,
+    classified = candidate.classify(_list(dir_fd, limits), transfers)
+    raw_manifest, signatures = _authenticate(
+        dir_fd, classified, keyring=keyring, policy=policy, limits=limits, verifier=verifier
     )
-    _apply_signer_policy(signatures, policy)
     parsed = manifest_format.parse(
         raw_manifest, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
     )
@@ -314,61 +382,21 @@ def judge(
         Dropped(name=d.name, name_display=d.name_display, reason=d.reason) for d in release.dropped
     ]
     if release.missing:
-        # Only the installed version makes a release "nothing to install": a floor is a lower
-        # bound, not something installed, so a release at the floor but newer than the installed
-        # version must be complete (else the VM could hide a signed update by withholding a file).
-        installed = policy.installed
-        if installed is None or version.compare(release.version, installed) > 0:
-            raise InspectionError(
-                f"Refusing snapshot: release {display(release.version)} lacks the file of"
-                f" transfer(s) {', '.join(display(t) for t in release.missing)}",
-                code="reject.missing",
-            )
-        # The signed release is not newer than what we have: nothing to install, nothing to hash.
-        dropped += [
-            Dropped(
-                name=f.file.name,
-                name_display=display(f.file.name),
-                reason="release not newer than installed",
-            )
-            for f in release.files
-        ]
-        return VerifiedRelease(
-            version=None,
-            newer=False,
-            files=(),
-            dropped=tuple(dropped),
-            signers=signatures,
-            best_before=parsed.best_before,
-            bytes_hashed=0,
-            manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
-        )
-    hashed = hashing.hash_files(dir_fd, [f.file for f in release.files], limits=limits)
-    files: list[VerifiedFile] = []
-    by_name = {t.name: t for t in transfers}
-    for cand, digest in zip(release.files, hashed.digests, strict=True):
-        if digest.sha256 != cand.claimed_sha256:
-            raise with_subject(
-                DigestError(
-                    f"Refusing {display(cand.file.name)}: SHA-256 differs from SHA256SUMS",
-                    code="reject.digest",
-                ),
-                cand.file.name,
-            )
-        _check_payload(digest, by_name.get(cand.transfer))
-        files.append(
-            VerifiedFile(
-                name=cand.file.name, size=digest.size, sha256=digest.sha256, transfer=cand.transfer
-            )
-        )
-    newer = policy.installed is None or version.compare(release.version, policy.installed) > 0
+        files: tuple[VerifiedFile, ...] = ()
+        bytes_hashed = 0
+        dropped += _not_newer_but_incomplete(release, policy)
+        release_version, newer = None, False
+    else:
+        files, bytes_hashed = _hash_and_compare(dir_fd, release, transfers, limits)
+        release_version = release.version
+        newer = policy.installed is None or version.compare(release.version, policy.installed) > 0
     return VerifiedRelease(
-        version=release.version,
+        version=release_version,
         newer=newer,
-        files=tuple(files),
+        files=files,
         dropped=tuple(dropped),
         signers=signatures,
         best_before=parsed.best_before,
-        bytes_hashed=hashed.bytes_hashed,
+        bytes_hashed=bytes_hashed,
         manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),
     )

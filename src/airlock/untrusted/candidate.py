@@ -5,7 +5,7 @@ Inputs are the walk's ``Listing`` (untrusted names, already structurally safe), 
 definitions (trusted) and, for assembly, the parsed manifest (parsed but not yet judged: this module
 never decides whether it is authentic or fresh — ``trusted.verify`` does).
 
-Rules (design: threat model A12, B12, B13, B18, D3):
+Rules (threats A12, B12, B13, B18, D3 of design.md#catalogue):
 
 * Allowlist: every listed file is ``SHA256SUMS``, ``SHA256SUMS.gpg``, ``SHA256SUMS.sha256.asc``, or
   matches, in ``exact`` mode (the whole name), the source patterns of exactly one transfer. Anything
@@ -27,14 +27,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from airlock.config import Limits
 from airlock.errors import InspectionError, ManifestError
 from airlock.formats import manifest as manifest_format
 from airlock.formats import pattern, version
 from airlock.formats.definitions import Transfer
+from airlock.limits import Limits
 from airlock.text import display
 from airlock.untrusted import walk
-from airlock.untrusted.walk import ListedFile, Listing, with_subject
+from airlock.untrusted.walk import ListedFile, Listing
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +111,11 @@ def _owner(transfers: Sequence[Transfer], name: str) -> tuple[Transfer, str] | N
     ]
     hits = [(t, v) for t in transfers if (v := _match(t, name)) is not None]
     if len(loose) > 1:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {display(name)}: it matches the patterns of transfers "
-                + ", ".join(display(t.name) for t in loose),
-                code="reject.ambiguous",
-            ),
-            name,
+        raise InspectionError(
+            f"Refusing {display(name)}: it matches the patterns of transfers "
+            + ", ".join(display(t.name) for t in loose),
+            code="reject.ambiguous",
+            subject=name,
         )
     return hits[0] if hits else None
 
@@ -141,12 +139,10 @@ def classify(listing: Listing, transfers: Sequence[Transfer]) -> Classified:
             continue
         owner = _owner(transfers, f.name)
         if owner is None:
-            raise with_subject(
-                InspectionError(
-                    f"Refusing {display(f.name)}: no transfer source pattern matches it exactly",
-                    code="reject.unlisted",
-                ),
-                f.name,
+            raise InspectionError(
+                f"Refusing {display(f.name)}: no transfer source pattern matches it exactly",
+                code="reject.unlisted",
+                subject=f.name,
             )
         t, v = owner
         payloads.append(Payload(file=f, transfer=t.name, version=v, enabled=t.enabled))
@@ -181,13 +177,11 @@ def release_entries(
             for t in enabled
         ):
             # systemd 257 would take this entry as an instance by prefix matching (ADR 0010).
-            raise with_subject(
-                ManifestError(
-                    f"Refusing SHA256SUMS: {display(entry.name)} matches a transfer only by"
-                    " sysupdate's prefix rule",
-                    code="reject.manifest",
-                ),
-                entry.name,
+            raise ManifestError(
+                f"Refusing SHA256SUMS: {display(entry.name)} matches a transfer only by"
+                " sysupdate's prefix rule",
+                code="reject.manifest",
+                subject=entry.name,
             )
     if manifest.best_before is not None:
         # systemd 257 reads the marker line as an ordinary file name (parse() hides it).
@@ -218,13 +212,11 @@ def release_entries(
         if v != newest:
             continue
         if tname in by_transfer:
-            raise with_subject(
-                InspectionError(
-                    f"Refusing SHA256SUMS: transfer {display(tname)} has two files for version"
-                    f" {display(newest)}",
-                    code="reject.mixmatch",
-                ),
-                entry.name,
+            raise InspectionError(
+                f"Refusing SHA256SUMS: transfer {display(tname)} has two files for version"
+                f" {display(newest)}",
+                code="reject.mixmatch",
+                subject=entry.name,
             )
         by_transfer[tname] = entry
     for t in enabled:
@@ -269,13 +261,11 @@ def assemble(
                 CandidateFile(file=p.file, transfer=tname, claimed_sha256=entry.sha256.lower())
             )
         elif order >= 0:
-            raise with_subject(
-                InspectionError(
-                    f"Refusing {display(name)}: version {display(p.version)} of transfer"
-                    f" {display(p.transfer)} is not the file the manifest lists",
-                    code="reject.unlisted",
-                ),
-                name,
+            raise InspectionError(
+                f"Refusing {display(name)}: version {display(p.version)} of transfer"
+                f" {display(p.transfer)} is not the file the manifest lists",
+                code="reject.unlisted",
+                subject=name,
             )
         else:
             logger.debug("dropping stale version %s of %s", display(p.version), display(name))

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from airlock.config import Limits
 from airlock.errors import HostError, InspectionError
 from airlock.fsutil import FILE_FLAGS
+from airlock.limits import Limits
 from airlock.text import display
-from airlock.untrusted.walk import ListedFile, with_subject
+from airlock.untrusted.walk import ListedFile
 
 logger = logging.getLogger(__name__)
 
@@ -70,30 +70,31 @@ def open_checked(dir_fd: int, listed: ListedFile) -> int:
     try:
         fd = os.open(listed.name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        raise with_subject(
-            InspectionError(
-                f"Refusing {shown}: cannot open it ({exc.strerror})", code="reject.type"
-            ),
-            listed.name,
+        raise InspectionError(
+            f"Refusing {shown}: cannot open it ({exc.strerror})",
+            code="reject.type",
+            subject=listed.name,
         ) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (listed.dev, listed.ino):
             raise InspectionError(
-                f"Refusing {shown}: it changed type or identity since the walk", code="reject.type"
+                f"Refusing {shown}: it changed type or identity since the walk",
+                code="reject.type",
+                subject=listed.name,
             )
         if st.st_nlink != 1:
             raise InspectionError(
-                f"Refusing {shown}: it has {st.st_nlink} hard links", code="reject.links"
+                f"Refusing {shown}: it has {st.st_nlink} hard links",
+                code="reject.links",
+                subject=listed.name,
             )
         if st.st_size != listed.size:
             raise InspectionError(
                 f"Refusing {shown}: its size changed from {listed.size} to {st.st_size} bytes",
                 code="reject.size",
+                subject=listed.name,
             )
-    except InspectionError as exc:
-        os.close(fd)
-        raise with_subject(exc, listed.name) from None
     except BaseException:
         os.close(fd)
         raise
@@ -189,12 +190,10 @@ def _hash_one(
             raise InspectionError("hashing cancelled", code="reject.cancelled")
         if done != listed.size:
             got = "more" if done > listed.size else str(done)
-            raise with_subject(
-                InspectionError(
-                    f"Refusing {display(listed.name)}: read {got} bytes, expected {listed.size}",
-                    code="reject.size",
-                ),
-                listed.name,
+            raise InspectionError(
+                f"Refusing {display(listed.name)}: read {got} bytes, expected {listed.size}",
+                code="reject.size",
+                subject=listed.name,
             )
     finally:
         os.close(fd)

@@ -29,33 +29,13 @@ import logging
 import os
 import stat
 from dataclasses import dataclass
-from typing import TypeVar
 
-from airlock.config import Limits
-from airlock.errors import AirlockError, InspectionError
+from airlock.errors import InspectionError
 from airlock.formats import names
+from airlock.limits import Limits
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
-
-SUBJECT_NOTE = "airlock-subject="
-
-
-_E = TypeVar("_E", bound=AirlockError)
-
-
-def with_subject(exc: _E, raw_name: str | bytes) -> _E:
-    """Attach the escaped offending name to ``exc`` (as a PEP 678 note) for machine output."""
-    exc.add_note(SUBJECT_NOTE + display(raw_name))
-    return exc
-
-
-def subject_of(exc: BaseException) -> str | None:
-    """The escaped offending name attached by ``with_subject``, if any."""
-    for note in getattr(exc, "__notes__", ()):
-        if isinstance(note, str) and note.startswith(SUBJECT_NOTE):
-            return note[len(SUBJECT_NOTE) :]
-    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +77,7 @@ class Listing:
 
 
 def _refuse(message: str, *, code: str, raw_name: bytes) -> InspectionError:
-    return with_subject(InspectionError(message, code=code), raw_name)
+    return InspectionError(message, code=code, subject=raw_name)
 
 
 def _check_regular(st: os.stat_result, raw: bytes, limits: Limits) -> None:

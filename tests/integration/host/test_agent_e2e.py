@@ -94,8 +94,10 @@ def served(tmp_path: Path, btrfs_dir: Path, netns: str) -> Iterator[World]:
                 "--share",
                 "/host",
             ],
-            sandbox_netns=netns,
-            sandbox_ro_binds=sorted({str(SRC), str(Path(sys.prefix)), str(prefix)}),
+            {
+                "fetcher.sandbox.netns": netns,
+                "fetcher.sandbox.ro_binds": sorted({str(SRC), str(Path(sys.prefix)), str(prefix)}),
+            },
         )
         yield w
     finally:

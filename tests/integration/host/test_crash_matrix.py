@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from airlock import lock, pids, state
-from airlock.backends.staging.btrfs import mounts_below
+from airlock.fsutil import mounts_below
 from tests.support import killer
 from tests.support.killer import Point
 

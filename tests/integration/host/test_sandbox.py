@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airlock.backends.fetcher import FetchRequest
-from airlock.backends.fetcher.sandbox import SandboxFetcher
+from airlock.backends.fetcher.sandbox import SandboxConfig, SandboxFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter, Notice
 from tests.support import leaks
@@ -167,7 +167,7 @@ def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
             check=True,
         )
         script = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /host/updates/if"
-        SandboxFetcher(netns=ns).fetch(_request(tmp_path, script), ListReporter())
+        SandboxFetcher(SandboxConfig(netns=ns)).fetch(_request(tmp_path, script), ListReporter())
         seen = sorted((tmp_path / "shared" / "if").read_text().split())
         assert seen == ["airlockv0", "airlockv1", "lo"]
         routes = subprocess.run(

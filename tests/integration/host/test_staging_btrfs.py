@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.staging.btrfs import SUBVOL_INO, BtrfsStaging, mounts_below
+from airlock.backends.staging.btrfs import SUBVOL_INO, BtrfsStaging, StagingConfig
 from airlock.errors import HostError
+from airlock.fsutil import mounts_below
 
 pytestmark = pytest.mark.btrfs
 
@@ -173,7 +174,7 @@ def test_remove_stale_unmounts_leftover_mounts(btrfs_dir: Path) -> None:
 
 
 def test_qgroup_limit_caps_what_the_vm_can_write(btrfs_dir: Path) -> None:
-    staging = BtrfsStaging(btrfs_dir / "staging", qgroup_limit_bytes=16 << 20)
+    staging = BtrfsStaging(btrfs_dir / "staging", StagingConfig(qgroup_limit_bytes=16 << 20))
     staging.prepare()
     with pytest.raises(OSError, match=r".") as info:  # noqa: PT012 - the write loop is the attack
         with open(staging.share / "fill", "wb") as fh:

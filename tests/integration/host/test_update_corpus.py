@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from airlock import state
-from airlock.backends.staging.btrfs import mounts_below
 from airlock.errors import ExitStatus
+from airlock.fsutil import mounts_below
 from tests.support.corpus import Case, FifoCanary, Staging, all_cases
 from tests.support.keys import KeySet, kill_agent
 from tests.support.refusals import BASE_STATE, host_policy, host_state, pipeline_cases

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airlock import state
-from airlock.backends.staging.btrfs import mounts_below
+from airlock.fsutil import mounts_below
 from airlock.lab import disk
 
 from .world import V1_HASH, V2_HASH, World, build, events
@@ -108,7 +108,7 @@ def test_human_output_and_status(world: World) -> None:
 
 
 @pytest.fixture
-def pristine(world: World) -> Iterator[tuple[World, str, dict[str, str]]]:
+def pristine(world: World) -> tuple[World, str, dict[str, str]]:
     return world, world.disk_digest(), world.esp_listing()
 
 
@@ -131,7 +131,7 @@ def test_planted_symlink_is_rejected(pristine: tuple[World, str, dict[str, str]]
     )
     out = w.update()
     assert out.returncode == 21, out.stderr
-    assert events(out.stdout)[-1]["code"].startswith("reject.")
+    assert str(events(out.stdout)[-1]["code"]).startswith("reject.")
     _assert_untouched(w, digest, esp)
 
 
@@ -150,6 +150,25 @@ def test_tampered_payload_is_rejected(pristine: tuple[World, str, dict[str, str]
     assert out.returncode == 21, out.stderr
     assert events(out.stdout)[-1]["code"] == "reject.digest"
     _assert_untouched(w, digest, esp)
+
+
+def test_limits_from_the_config_reach_the_judge(
+    pristine: tuple[World, str, dict[str, str]],
+) -> None:
+    # [limits] used to be ignored by `airlock update` (its verifier was built without them).
+    w, digest, esp = pristine
+    size = w.key.pubring.stat().st_size
+    w.write_config(w.copy_in(), {"limits.max_keyring_bytes": size - 1})
+    out = w.update()
+    assert out.returncode == 21, out.stderr
+    final = events(out.stdout)[-1]
+    assert final["code"] == "reject.signature"
+    assert f"Keyring is larger than {size - 1} bytes" in str(final["message"])
+    _assert_untouched(w, digest, esp)
+    # Negative control: the same world with the default limit installs v2.
+    w.write_config(w.copy_in())
+    assert w.update().returncode == 0
+    assert_v2_installed(w)
 
 
 def test_lingering_writer_cannot_change_what_is_installed(world: World) -> None:
@@ -199,7 +218,7 @@ def test_disk_filling_fetcher_is_capped(pristine: tuple[World, str, dict[str, st
             "-c",
             "dd if=/dev/zero of=/host/updates/Spectrum_9.efi bs=1M count=400; exit 0",
         ],
-        qgroup_limit_bytes=32 << 20,
+        {"staging.qgroup_limit_bytes": 32 << 20},
     )
     out = w.update()
     assert out.returncode in (20, 21), out.stderr

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from airlock import config
 from airlock.lab import disk
 from tests.support import releases
 
@@ -33,7 +34,7 @@ TRANSFERS = {
 
 
 def host_transfers(directory: Path, image: Path) -> Path:
-    """Spectrum's host transfers (design §6.1) with ``Path=`` set to the disk image."""
+    """Spectrum's host transfers (design.md#transfers-host) with ``Path=`` set to the disk image."""
     directory.mkdir(parents=True, exist_ok=True)
     for stem, (src, _kind, target, ptype) in TRANSFERS.items():
         (directory / f"{stem}.transfer").write_text(
@@ -67,41 +68,38 @@ class World:
     def write_config(
         self,
         command: Sequence[str],
+        settings: Mapping[str, object] | None = None,
         *,
         keyring: Path | None = None,
         policy: Mapping[str, object] | None = None,
         limits: Mapping[str, int] | None = None,
-        **extra: object,
     ) -> None:
         """Write ``host.toml``: every path into this world, the fetch ``command`` in the sandbox.
 
         The one place tests write a host config: ``keyring`` (default: the world's key),
-        ``policy`` (``trusted_fingerprints``, ``threshold``, ``require_fresh``), ``limits`` (the
-        ``Limits`` caps) and any other top-level key in ``extra``.
+        ``policy`` (``[policy]`` keys: ``trusted_fingerprints``, ``threshold``, ``require_fresh``),
+        ``limits`` (``[limits]`` caps) and any other setting in ``settings`` by its dotted name
+        (e.g. ``"staging.qgroup_limit_bytes"``).
         """
-        lines = [
-            f'lock_path = "{self.lock}"',
-            f'definitions_dir = "{self.root / "etc/sysupdate.d"}"',
-            f'vm_definitions_dir = "{self.root / "etc/vm-sysupdate.d"}"',
-            f'update_url_file = "{self.root / "etc/update-url"}"',
-            f'keyring = "{keyring or self.key.pubring}"',
-            f'os_release = "{self.root / "etc/os-release"}"',
-            f'state_file = "{self.state_file}"',
-            f'esp_path = "{self.esp}"',
-            f'apply_binds = ["{self.image}"]',
-            'fetcher = "sandbox"',
-            *([] if "vm_timeout_s" in extra else ["vm_timeout_s = 60"]),
-            f"fetch_command = {json.dumps(list(command))}",
-        ]
-        settings: dict[str, object] = {
-            "sandbox_ro_binds": [str(self.release)],
-            **(policy or {}),
-            **extra,
+        values: dict[str, object] = {
+            "host.definitions_dir": self.root / "etc/sysupdate.d",
+            "host.keyring": keyring or self.key.pubring,
+            "host.os_release": self.root / "etc/os-release",
+            "lock.path": self.lock,
+            "fetcher.backend": "sandbox",
+            "fetcher.timeout_s": 60,
+            "fetcher.command": list(command),
+            "fetcher.vm_definitions_dir": self.root / "etc/vm-sysupdate.d",
+            "fetcher.update_url_file": self.root / "etc/update-url",
+            "fetcher.sandbox.ro_binds": [self.release],
+            "apply.esp_path": self.esp,
+            "apply.binds": [self.image],
+            "state.path": self.state_file,
+            **{f"policy.{key}": value for key, value in (policy or {}).items()},
+            **{f"limits.{key}": value for key, value in (limits or {}).items()},
+            **(settings or {}),
         }
-        lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        if limits:
-            lines += ["", "[limits]", *(f"{k} = {json.dumps(v)}" for k, v in limits.items())]
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config.write_text(config.render(values))
 
     def copy_in(self, extra: str = "") -> list[str]:
         """A fetch program that copies the prepared release into the share."""

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """A Spectrum-shaped host under tmp_path: /run/vm, /run/fs, a persistent per-VM mount namespace,
 and a real s6 supervision tree whose ``vmm`` instance is an idle stand-in VMM that boots a guest
-when ``vm-start`` asks (design §9.1-§9.5)."""
+when ``vm-start`` asks (design.md#vm)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
-def _sh(*argv: object) -> None:
+def _sh(*argv: str | os.PathLike[str]) -> None:
     subprocess.run([os.fspath(a) for a in argv], check=True, capture_output=True)
 
 
@@ -121,7 +121,8 @@ def spectrum_world(tmp_path: Path) -> Iterator[World]:
         config_dir=config_dir,
         guest=guest,
         # vm-start: boot the idle VMM (ch-remote boot), then return 2 s later, so a quick guest
-        # is gone and s6 has restarted an idle VMM before a naive `s6-svwait -D` (design §9.6).
+        # is gone and s6 has restarted an idle VMM before a naive `s6-svwait -D`
+        # (design.md#vm-wait-race).
         vm_start=_script(tmp_path / "vm-start", f"echo boot > {boot}\nsleep 2\n"),
         # vm-stop: the VMM exits (ch-remote shutdown).
         vm_stop=_script(tmp_path / "vm-stop", f"exec s6-svc -k {service}\n"),
@@ -137,14 +138,16 @@ def spectrum_world(tmp_path: Path) -> Iterator[World]:
     svscan: subprocess.Popen[bytes] | None = None
     host_mounts: list[Path] = []
     try:
-        # A persistent mount namespace, Spectrum's create-vm-dependencies way (environment §10).
+        # A persistent mount namespace, Spectrum's create-vm-dependencies way
+        # (design.md#tools-namespaces).
         _sh("mount", "--bind", ns, ns)
         host_mounts.append(ns)
         _sh("mount", "--make-private", ns)
         ns_mnt.touch()
         _sh("unshare", f"--mount={ns_mnt}", "--propagation", "slave", "true")
         host_mounts.append(ns_mnt)
-        # Inside it the share root is read-only; bind mounts below it may be writable (§9.2).
+        # Inside it the share root is read-only; bind mounts below it may be writable
+        # (design.md#vm-namespaces).
         _sh("nsenter", f"--mount={ns_mnt}", "--", "mount", "--bind", fs, fs)
         _sh("nsenter", f"--mount={ns_mnt}", "--", "mount", "-o", "remount,bind,ro", fs)
         svscan = subprocess.Popen(

@@ -63,8 +63,10 @@ def test_qemu_dies_with_a_sigkilled_airlock_update_and_the_rerun_converges(world
 
     with serving(ServeConfig(root=w.release, port=0)) as server:
         (w.root / "etc/update-url").write_text(server.url + "\n")
-        w.write_config(["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"])
-        w.config.write_text(w.config.read_text().replace("vm_timeout_s = 60", "vm_timeout_s = 300"))
+        w.write_config(
+            ["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"],
+            {"fetcher.timeout_s": 300},
+        )
         killed = killer.kill_at(
             [sys.executable, "-m", "airlock", "update", str(w.staging), "--json",
              "--fetcher", "qemu", "--config", str(w.config)],

@@ -35,12 +35,14 @@ def worlds(tmp_path: Path, btrfs_dir: Path) -> Iterator[tuple[World, Spectrum]]:
             spectrum = sw.config()
             w.write_config(
                 ["/usr/bin/airlock"],  # unused: Spectrum's VM decides what it runs
-                spectrum_run_dir=str(spectrum.run_dir),
-                vm_name=spectrum.vm_name,
-                spectrum_vm_start=list(spectrum.vm_start),
-                spectrum_vm_stop=list(spectrum.vm_stop),
-                spectrum_stop_timeout_s=spectrum.stop_timeout_s,
-                vm_timeout_s=120,
+                {
+                    "fetcher.spectrum.run_dir": spectrum.run_dir,
+                    "fetcher.spectrum.vm_name": spectrum.vm_name,
+                    "fetcher.spectrum.vm_start": spectrum.vm_start,
+                    "fetcher.spectrum.vm_stop": spectrum.vm_stop,
+                    "fetcher.spectrum.stop_timeout_s": spectrum.stop_timeout_s,
+                    "fetcher.timeout_s": 120,
+                },
             )
             yield w, sw
     finally:

@@ -82,7 +82,8 @@ def test_guest_that_finishes_before_vm_start_returns_is_seen(world: World) -> No
 
 
 def test_naive_svwait_after_vm_start_misses_the_quick_guest(world: World) -> None:
-    """Negative control: Spectrum's `vm-start; s6-svwait -D` order loses the event (§9.6)."""
+    """Negative control: Spectrum's `vm-start; s6-svwait -D` order loses the event
+    (design.md#vm-wait-race)."""
     world.set_guest("exit 0")
     world.wait_up()
     subprocess.run([world.vm_start, "x"], check=True)

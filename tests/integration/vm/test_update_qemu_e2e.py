@@ -42,8 +42,10 @@ def test_qemu_fetcher_v1_to_v2_then_noop(world: World) -> None:
     w = world
     with serving(ServeConfig(root=w.release, port=0)) as server:
         (w.root / "etc/update-url").write_text(server.url + "\n")
-        w.write_config(["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"])
-        w.config.write_text(w.config.read_text().replace("vm_timeout_s = 60", "vm_timeout_s = 300"))
+        w.write_config(
+            ["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"],
+            {"fetcher.timeout_s": 300},
+        )
         start = time.monotonic()
         first = w.update("--fetcher", "qemu", timeout=400)
         first_s = time.monotonic() - start

@@ -60,12 +60,14 @@ def test_spectrum_fetcher_v1_to_v2_then_noop(world: World, guest_dir: Path, tmp_
         # fetch_command is unused: Spectrum's VM decides what it runs.
         w.write_config(
             ["/usr/bin/airlock"],
-            spectrum_run_dir=str(spectrum.run_dir),
-            vm_name=spectrum.vm_name,
-            spectrum_vm_start=list(spectrum.vm_start),
-            spectrum_vm_stop=list(spectrum.vm_stop),
-            spectrum_stop_timeout_s=spectrum.stop_timeout_s,
-            vm_timeout_s=300,
+            {
+                "fetcher.spectrum.run_dir": spectrum.run_dir,
+                "fetcher.spectrum.vm_name": spectrum.vm_name,
+                "fetcher.spectrum.vm_start": spectrum.vm_start,
+                "fetcher.spectrum.vm_stop": spectrum.vm_stop,
+                "fetcher.spectrum.stop_timeout_s": spectrum.stop_timeout_s,
+                "fetcher.timeout_s": 300,
+            },
         )
         # The VMM boots the real guest on <run>/fs/<id>, which runs the real agent.
         sw.set_guest(

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """A throwaway world for the agent: a Spectrum-shaped share, signed releases, `airlock serve`.
 
-The share holds Spectrum's three VM transfer files (spectrum-design.md §6.2) verbatim; releases
+The share holds Spectrum's three VM transfer files (design.md#transfers-vm) verbatim; releases
 are signed on the fly with a key from a throwaway GNUPGHOME.  Servers listen on 127.0.0.1 only.
 """
 

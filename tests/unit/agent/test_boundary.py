@@ -13,7 +13,8 @@ ALLOWED = (
     "airlock.text",
     "airlock.proc",
     "airlock.events",
-    "airlock.config",
+    "airlock.limits",
+    "airlock.settings",
     "airlock.errors",
     "airlock.backends.openpgp",
 )

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from airlock.agent.main import run
-from airlock.config import Limits
 from airlock.errors import FetchError
 from airlock.events import ListReporter, Notice
+from airlock.limits import Limits
 from airlock.release.serve import Faults, ServeConfig, serving
 from tests.unit.agent.conftest import MIB, World, release_names
 

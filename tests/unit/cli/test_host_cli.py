@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,51 @@ def test_spectrum_and_config_are_exclusive(tmp_path: Path) -> None:
 
 def test_bad_config_exits_3_with_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("vm_timeout_s = -1\n")
+    cfg.write_text("[fetcher]\ntimeout_s = -1\n")
     out = _airlock("update", "--config", str(cfg), "--json", str(tmp_path))
     assert out.returncode == 3
-    assert out.stderr.startswith("error: Invalid host config: vm_timeout_s")
+    assert out.stderr.startswith(f"error: Invalid host config {cfg}: [fetcher] timeout_s: must be")
+    assert len(out.stderr.splitlines()) == 1
     assert '"code": "config.host"' in out.stdout
+
+
+def test_a_bad_flag_value_exits_2(tmp_path: Path) -> None:
+    out = _airlock("update", "--timeout", "soon", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: --timeout: must be a positive number of seconds")
+
+
+def test_config_show_prints_each_value_with_its_origin(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[fetcher]\nbackend = "sandbox"\n[fetcher.qemu]\ncpus = 2\n')
+    out = _airlock("config", "show", "--config", str(cfg), "--timeout", "9", "--wait")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert (
+        lines[0] == f"# effective host config (file: {cfg}); after each value, where it came from"
+    )
+    assert 'backend = "sandbox"  # file' in lines
+    assert "timeout_s = 9.0  # flag --timeout" in lines
+    assert "wait = true  # flag --wait" in lines
+    assert "cpus = 2  # file" in lines
+    assert 'path = "/run/update-lock"  # default' in lines
+
+
+def test_config_show_json(tmp_path: Path) -> None:
+    out = _airlock("config", "show", "--json", "--fetcher", "qemu")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["v"] == 1
+    assert doc["event"] == "config"
+    assert doc["file"] is None
+    assert doc["sections"]["fetcher"]["backend"] == {"value": "qemu", "origin": "flag"}
+    assert doc["sections"]["fetcher.qemu"]["accel"] == {"value": "tcg", "origin": "default"}
+    assert doc["sections"]["staging"]["qgroup_limit_bytes"] == {"value": None, "origin": "default"}
+
+
+def test_config_needs_a_verb() -> None:
+    out = _airlock("config")
+    assert out.returncode == 2
 
 
 def test_help_lists_the_exit_statuses() -> None:

@@ -51,7 +51,7 @@ def with_line(section: str, line: str, base: str = MINIMAL) -> str:
     return base.replace(f"[{section}]\n", f"[{section}]\n{line}\n", 1)
 
 
-# --- Spectrum's real files (spectrum-design.md §6) ----------------------------------------------
+# --- Spectrum's real files (design.md#transfers-host) -------------------------------------------
 
 
 def test_spectrum_host_definitions() -> None:

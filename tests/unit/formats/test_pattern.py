@@ -18,7 +18,7 @@ V1H = Fields(version="1", sha256=SHA)
 # (pattern, name, fields expected in EXACT mode or None, fields expected in SYSUPDATE mode or None)
 MATCH_TABLE: tuple[tuple[str, str, Fields | None, Fields | None], ...] = (
     ("foo_@v.raw", "foo_1.raw", Fields(version="1"), Fields(version="1")),
-    # semantics §0.3: a pattern ending in a literal is a prefix match in 257
+    # design.md#sysupdate-prefix-match: a pattern ending in a literal is a prefix match in 257
     ("foo_@v.raw", "foo_2.raw.bak", None, Fields(version="2")),
     ("foo_@v.raw", "foo_1.rawhide", None, Fields(version="1")),
     ("foo_@v.raw", "foo_1.raw.xz", None, Fields(version="1")),

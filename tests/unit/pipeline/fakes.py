@@ -8,31 +8,45 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.backends.apply import Listing, ProgressFn
+from airlock.backends.fetcher import FetcherConfig, FetchRequest, FetchResult
+from airlock.backends.openpgp import ValidSignature
 from airlock.backends.staging import CleanReport
-from airlock.config import HostConfig
+from airlock.config import HostConfig, HostFiles
 from airlock.errors import AirlockError
 from airlock.events import ListReporter, Reporter
-from airlock.pipeline.context import Installed, ProgressFn, RunContext
-from airlock.state import State
+from airlock.lock import LockConfig
+from airlock.pipeline.context import RunContext
+from airlock.state import StateConfig
+from airlock.trusted.policy import Baseline
+from airlock.trusted.release import VerifiedRelease
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SIGNED = datetime(2026, 11, 25, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FakeSigner:
-    fingerprint: str = "A" * 40
-    created: datetime = datetime(2026, 11, 25, tzinfo=UTC)
+def signer(created: datetime = SIGNED) -> ValidSignature:
+    return ValidSignature(fingerprint="A" * 40, created=created, hash_algo=8)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FakeRelease:
-    version: str | None = "2"
-    newer: bool = True
-    signers: tuple[FakeSigner, ...] = (FakeSigner(),)
-    manifest_sha256: str = "0" * 64
-    bytes_hashed: int = 0
-    best_before: date | None = None
+def release(
+    *,
+    version: str | None = "2",
+    newer: bool = True,
+    signers: tuple[ValidSignature, ...] = (signer(),),
+    best_before: date | None = None,
+) -> VerifiedRelease:
+    """The judge's real verdict type, as a fake judge returns it."""
+    return VerifiedRelease(
+        version=version,
+        newer=newer,
+        files=(),
+        dropped=(),
+        signers=signers,
+        best_before=best_before,
+        bytes_hashed=0,
+        manifest_sha256="0" * 64,
+    )
 
 
 @dataclass
@@ -111,21 +125,19 @@ class FakeFetcher:
 
 
 class FakeInspector:
-    def __init__(self, journal: Journal, release: FakeRelease) -> None:
+    def __init__(self, journal: Journal, verdict: VerifiedRelease) -> None:
         self.j = journal
-        self.release = release
-        self.states: list[tuple[State, str | None]] = []
+        self.verdict = verdict
+        self.baselines: list[Baseline] = []
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         self.j.hit("droppable")
         return (".#partial",)
 
-    def judge(
-        self, dir_fd: int, *, state: State, installed: str | None, now: datetime
-    ) -> FakeRelease:
-        self.states.append((state, installed))
+    def judge(self, dir_fd: int, *, baseline: Baseline, now: datetime) -> VerifiedRelease:
+        self.baselines.append(baseline)
         self.j.hit("judge")
-        return self.release
+        return self.verdict
 
 
 class FakeApplier:
@@ -134,9 +146,13 @@ class FakeApplier:
         self.current = current
         self.applied: list[str] = []
 
-    def installed(self) -> Installed:
+    @property
+    def required_signature_files(self) -> tuple[str, ...]:
+        return ()
+
+    def installed(self) -> Listing:
         self.j.hit("installed")
-        return Installed(current=self.current, versions=(self.current,) if self.current else ())
+        return Listing(current=self.current, versions=(self.current,) if self.current else ())
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         self.j.hit("apply")
@@ -156,21 +172,22 @@ class World:
 
 
 def make_world(
-    tmp_path: Path, *, release: FakeRelease | None = None, current: str | None = "1"
+    tmp_path: Path, *, verdict: VerifiedRelease | None = None, current: str | None = "1"
 ) -> World:
     keyring = tmp_path / "pubring.gpg"
     keyring.write_bytes(b"k")
     config = HostConfig(
-        lock_path=tmp_path / "lock",
-        state_file=tmp_path / "state" / "state.json",
-        keyring=keyring,
-        vm_definitions_dir=tmp_path / "vm-defs",
-        update_url_file=tmp_path / "update-url",
+        host=HostFiles(keyring=keyring),
+        lock=LockConfig(path=tmp_path / "lock"),
+        state=StateConfig(path=tmp_path / "state" / "state.json"),
+        fetcher=FetcherConfig(
+            vm_definitions_dir=tmp_path / "vm-defs", update_url_file=tmp_path / "update-url"
+        ),
     )
     journal = Journal()
     reporter = ListReporter()
     staging = FakeStaging(journal, tmp_path / "staging")
-    inspector = FakeInspector(journal, release or FakeRelease())
+    inspector = FakeInspector(journal, verdict or release())
     applier = FakeApplier(journal, current)
     ctx = RunContext(
         config=config,

@@ -5,6 +5,7 @@ cleanup after a failure at each step, the state written last."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from airlock.events import Failed, Step, StepFinished, StepProgress, StepStarted
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 
-from .fakes import NOW, FakeRelease, FakeSigner, make_world
+from .fakes import NOW, SIGNED, make_world, release, signer
 
 ALL_STEPS = [
     Step.LOCK,
@@ -37,7 +38,7 @@ ALL_STEPS = [
 ]
 
 
-def started(events: list[object]) -> list[Step]:
+def started(events: Sequence[object]) -> list[Step]:
     return [e.step for e in events if isinstance(e, StepStarted)]
 
 
@@ -64,31 +65,31 @@ def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
     ]
     assert w.applier.applied == ["2"]
     assert any(isinstance(e, StepProgress) and e.step is Step.APPLY for e in w.reporter.events)
-    saved = state.load(w.config.state_file)
+    saved = state.load(w.config.state.path)
     assert saved.pending == "2"
     assert saved.floor == "2"
     assert saved.last_check == NOW
-    assert saved.newest_signature == FakeSigner().created
+    assert saved.newest_signature == SIGNED
 
 
 def test_inspection_gets_the_persisted_floor_and_signature_time(tmp_path: Path) -> None:
     w = make_world(tmp_path)
     run_update(w.ctx)
-    w2 = make_world(tmp_path, release=FakeRelease(newer=False))
+    w2 = make_world(tmp_path, verdict=release(newer=False))
     assert run_update(w2.ctx) is Outcome.UP_TO_DATE
-    seen, installed = w2.inspector.states[0]
+    seen = w2.inspector.baselines[0]
     assert seen.floor == "2"
-    assert seen.newest_signature == FakeSigner().created
-    assert installed == "1"
+    assert seen.not_before == SIGNED
+    assert seen.installed == "1"
 
 
 def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> None:
-    w = make_world(tmp_path, release=FakeRelease(newer=False, version="1"))
+    w = make_world(tmp_path, verdict=release(newer=False, version="1"))
     assert run_update(w.ctx) is Outcome.UP_TO_DATE
     assert "apply" not in w.journal.calls
     assert Step.APPLY not in started(w.reporter.events)
     assert w.journal.calls[-1] == "delete_snapshot"
-    saved = state.load(w.config.state_file)
+    saved = state.load(w.config.state.path)
     assert saved.last_check == NOW
     assert saved.floor == "1"  # the floor follows what sysupdate reports installed
     assert saved.installed == "1"
@@ -97,10 +98,10 @@ def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> Non
 def test_newest_signature_time_never_goes_back(tmp_path: Path) -> None:
     w = make_world(tmp_path)
     run_update(w.ctx)
-    older = FakeSigner(created=FakeSigner().created.replace(year=2020))
-    w2 = make_world(tmp_path, release=FakeRelease(newer=False, signers=(older,)))
+    older = signer(created=SIGNED.replace(year=2020))
+    w2 = make_world(tmp_path, verdict=release(newer=False, signers=(older,)))
     run_update(w2.ctx)
-    assert state.load(w.config.state_file).newest_signature == FakeSigner().created
+    assert state.load(w.config.state.path).newest_signature == SIGNED
 
 
 def test_rejection_applies_nothing_and_keeps_state(tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ def test_rejection_applies_nothing_and_keeps_state(tmp_path: Path) -> None:
         run_update(w.ctx)
     assert w.applier.applied == []
     assert "apply" not in w.journal.calls
-    assert not w.config.state_file.exists()
+    assert not w.config.state.path.exists()
     assert w.journal.calls[-1] == "delete_snapshot"
     failed = [e for e in w.reporter.events if isinstance(e, Failed)]
     assert [(f.step, f.code) for f in failed] == [(Step.INSPECT, "reject.signature")]
@@ -147,11 +148,11 @@ def test_failure_at_each_step_cleans_up_and_releases_the_lock(
     if "snapshot" in calls:
         assert after == ["delete_snapshot"] or where == "delete_snapshot"
     assert not w.staging.snapshot_exists
-    assert not w.config.state_file.exists()
+    assert not w.config.state.path.exists()
     if where != "apply":
         assert w.applier.applied == []
     # The lock is free again.
-    with lock.hold(w.config.lock_path):
+    with lock.hold(w.config.lock.path):
         pass
     failed = [e for e in w.reporter.events if isinstance(e, Failed)]
     assert len(failed) == 1
@@ -163,19 +164,19 @@ def test_check_never_applies_and_reports_available(tmp_path: Path) -> None:
     assert run_check(w.ctx) is Outcome.AVAILABLE
     assert "apply" not in w.journal.calls
     assert Step.APPLY not in started(w.reporter.events)
-    saved = state.load(w.config.state_file)
+    saved = state.load(w.config.state.path)
     assert saved.last_check == NOW
     assert saved.pending is None
 
 
 def test_check_up_to_date(tmp_path: Path) -> None:
-    w = make_world(tmp_path, release=FakeRelease(newer=False))
+    w = make_world(tmp_path, verdict=release(newer=False))
     assert run_check(w.ctx) is Outcome.UP_TO_DATE
 
 
 def test_busy_lock_fails_fast_before_any_backend_call(tmp_path: Path) -> None:
     w = make_world(tmp_path)
-    with lock.hold(w.config.lock_path), pytest.raises(BusyError) as info:
+    with lock.hold(w.config.lock.path), pytest.raises(BusyError) as info:
         run_update(w.ctx)
     assert w.journal.calls == []
     assert info.value.exit_status == 4
@@ -193,7 +194,8 @@ def test_fetch_request_carries_share_config_and_timeout(tmp_path: Path) -> None:
     fetcher = w.ctx.fetcher
     req = fetcher.requests[0]  # type: ignore[attr-defined]  # FakeFetcher
     assert req.share == w.staging.share
-    assert req.timeout_s == w.config.vm_timeout_s
+    assert req.timeout_s == w.config.fetcher.timeout_s
+    assert req.command == w.config.fetcher.command
     assert (req.config_dir / "vm-sysupdate.d" / "50-a.transfer").is_file()
     masked = req.config_dir / "vm-sysupdate.d" / "60-masked.transfer"
     assert os.readlink(masked) == "/dev/null"
@@ -222,7 +224,7 @@ def test_a_cleanup_failure_after_success_is_reported(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["-rf", "1 2", "a/b", ""])
 def test_an_invalid_version_never_reaches_sysupdate(tmp_path: Path, bad: str) -> None:
-    w = make_world(tmp_path, release=FakeRelease(version=bad))
+    w = make_world(tmp_path, verdict=release(version=bad))
     with pytest.raises(ApplyError) as info:
         run_update(w.ctx)
     assert info.value.code == "apply.version"

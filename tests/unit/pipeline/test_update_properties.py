@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airlock import lock, state
@@ -16,7 +16,7 @@ from airlock.events import Failed, StepFinished, StepStarted
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 
-from .fakes import FakeRelease, make_world
+from .fakes import make_world, release
 
 CALLS = [
     "prepare",
@@ -35,6 +35,7 @@ CALLS = [
 ]
 
 
+@settings(deadline=None)  # each example creates files and takes a lock: I/O, timing varies
 @given(
     failing=st.sets(st.sampled_from(CALLS), max_size=3),
     newer=st.booleans(),
@@ -42,7 +43,7 @@ CALLS = [
 )
 def test_invariants_hold_for_any_failure(failing: set[str], newer: bool, check: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        w = make_world(Path(tmp), release=FakeRelease(newer=newer))
+        w = make_world(Path(tmp), verdict=release(newer=newer))
         for name in failing:
             w.journal.fail[name] = HostError(f"injected {name}", code=f"host.{name}")
         try:
@@ -60,15 +61,15 @@ def test_invariants_hold_for_any_failure(failing: set[str], newer: bool, check: 
         # prepare removes it); the lock is free again.
         if "delete_snapshot" not in failing:
             assert not w.staging.snapshot_exists
-        with lock.hold(w.config.lock_path):
+        with lock.hold(w.config.lock.path):
             pass
         # State is written only after a successful judgement (and, for updates, apply).
-        written = w.config.state_file.exists()
+        written = w.config.state.path.exists()
         if written:
             assert "judge" in calls
             assert "judge" not in failing
         if outcome is Outcome.UPDATED:
-            assert state.load(w.config.state_file).pending == "2"
+            assert state.load(w.config.state.path).pending == "2"
         # Every started step either finished or failed, in order.
         started = [e.step for e in w.reporter.events if isinstance(e, StepStarted)]
         ended = [e.step for e in w.reporter.events if isinstance(e, StepFinished | Failed)]

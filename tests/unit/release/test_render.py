@@ -98,7 +98,7 @@ def _keys(text: str) -> list[str]:
 
 
 def test_host_transfers_match_spectrum_design(tmp_path: Path, key: SigningKey) -> None:
-    """Design §6.1, key for key."""
+    """design.md#transfers-host, key for key."""
     render.render(ver="1", update_url=URL, signing_key=key.pubring, out=tmp_path)
     d = tmp_path / "etc/sysupdate.d"
     common = [
@@ -144,7 +144,7 @@ def test_host_transfers_match_spectrum_design(tmp_path: Path, key: SigningKey) -
 
 
 def test_vm_transfers_match_spectrum_design(tmp_path: Path, key: SigningKey) -> None:
-    """Design §6.2: @UPDATE_URL@ stays literal for the VM to replace at run time."""
+    """design.md#transfers-vm: @UPDATE_URL@ stays literal for the VM to replace at run time."""
     render.render(ver="1", update_url=URL, signing_key=key.pubring, out=tmp_path)
     d = tmp_path / "etc/vm-sysupdate.d"
     for stem, pat in (

@@ -18,9 +18,9 @@ import pytest
 
 from airlock import fsutil
 from airlock.backends import openpgp
-from airlock.config import Limits
 from airlock.errors import RejectedError
 from airlock.formats import definitions
+from airlock.limits import Limits
 from airlock.trusted import verify
 from airlock.trusted.release import VerifiedRelease
 from tests.support.corpus import (

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from airlock import fsutil
 from airlock.backends import openpgp
-from airlock.config import Limits
 from airlock.errors import SignatureError
 from airlock.formats import definitions
+from airlock.limits import Limits
 from airlock.trusted import verify
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import VerifiedRelease
@@ -28,7 +27,7 @@ from tests.support.keys import KeySet
 
 
 @pytest.fixture
-def armoured_only(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
+def armoured_only(tmp_path: Path, keys: KeySet) -> Staging:
     s = Staging(tmp_path, keys)
     raw = s.release(sign=False)
     s.sign(raw, name="SHA256SUMS.sha256.asc", armor=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from airlock import fsutil
-from airlock.config import Limits
 from airlock.errors import InspectionError, ManifestError
 from airlock.formats import definitions, manifest
+from airlock.limits import Limits
 from airlock.untrusted import candidate, walk
 
 

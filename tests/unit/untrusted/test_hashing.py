@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from airlock import fsutil
-from airlock.config import Limits
 from airlock.errors import InspectionError
+from airlock.limits import Limits
 from airlock.untrusted import hashing, walk
 
 

@@ -1,2 +1,89 @@
 # SPDX-License-Identifier: MIT
-"""airlock.backends.apply."""
+"""Apply backends: install a verified, read-only snapshot with systemd-sysupdate.
+
+``Applier`` is the role the pipeline talks to; ``sysupdate.SysupdateHostApplier`` plays it with the
+host's ``[apply]`` settings (``ApplyConfig``), ``runtime`` finds a systemd-sysupdate ≥ 257 and runs
+it in a private mount namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from airlock import settings
+from airlock.settings import PATH, SECONDS, list_of, optional, setting
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing:
+    """What systemd-sysupdate reports (``list --json=short``): the newest installed, and all.
+
+    Versions derive from file names that were untrusted once: display them escaped.
+    """
+
+    current: str | None
+    versions: tuple[str, ...] = ()
+
+
+class Applier(Protocol):
+    """Installs a verified snapshot with systemd-sysupdate."""
+
+    @property
+    def required_signature_files(self) -> tuple[str, ...]:
+        """Signature file names this sysupdate reads (the judge requires them)."""
+
+    def installed(self) -> Listing:
+        """The versions sysupdate sees installed on the host.
+
+        Raises:
+            ApplyError: sysupdate could not list them.
+        """
+
+    def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
+        """Install ``version`` from the read-only snapshot.
+
+        Raises:
+            ApplyError: sysupdate failed.
+        """
+
+
+def _mount_point(value: object) -> str:
+    path = PATH.parse(value)
+    if path == Path("/") or ".." in path.parts:
+        raise settings.Invalid("must be an absolute path other than /")
+    return str(path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyConfig:
+    """``[apply]``: how systemd-sysupdate installs from the snapshot."""
+
+    SECTION: ClassVar[str] = "apply"
+
+    mount_point: str = setting(
+        "/run/updater",
+        kind=settings.Kind(
+            parse=_mount_point, dump=lambda v: v, metavar="PATH", doc="absolute path"
+        ),
+        help="where sysupdate sees the read-only snapshot (the host transfers' Path=)",
+    )
+    esp_path: Path | None = setting(
+        None, kind=optional(PATH), help="the ESP, for SYSTEMD_ESP_PATH (unset: sysupdate finds it)"
+    )
+    binds: tuple[Path, ...] = setting(
+        (), kind=list_of(PATH), help="host paths sysupdate writes (disk images, devices)"
+    )
+    timeout_s: float = setting(
+        6 * 3600.0, kind=SECONDS, help="bound of one systemd-sysupdate update"
+    )
+    runtime_cache: Path | None = setting(
+        None,
+        kind=optional(PATH),
+        help="cache holding the sysupdate 257 runtime, used when the host's is older"
+        " (unset: $AIRLOCK_CACHE or the default)",
+    )

@@ -1,31 +1,38 @@
 # SPDX-License-Identifier: MIT
-"""SysupdateApplier: a thin, documented wrapper over ``systemd-sysupdate`` 257 verbs.
+"""systemd-sysupdate 257 verbs (``SysupdateApplier``) and the pipeline's applier on top of them.
 
-It only assembles the invocation; ``runtime.Runtime.run`` does the isolation.  Every invocation:
+``SysupdateApplier`` only assembles the invocation; ``runtime.Runtime.run`` does the isolation.
+Every invocation:
 
 * binds the transfer definitions read-only at ``/run/airlock/definitions`` and passes
   ``--definitions=`` (so nothing in the runtime's ``/etc/sysupdate.d`` can leak in);
 * when ``keyring`` is given, binds it read-only over **both** ``/etc/systemd/import-pubring.gpg``
   and ``/usr/lib/systemd/import-pubring.gpg``: sysupdate 257 silently falls back to the vendor
-  keyring when the first is missing (threat model C6), and trixie ships one;
+  keyring when the first is missing (threat C6), and trixie ships one;
 * when ``esp`` is given, binds it writable at ``/run/airlock/esp`` and sets ``SYSTEMD_ESP_PATH``;
 * adds the caller's extra binds (sources, targets, image files) unchanged.
 
 Trusts its caller (the host pipeline) for every argument; the versions that come back from
 ``list``/``check-new`` derive from untrusted file names and are returned raw: display them with
 ``airlock.text.display()``.  Failures of the verbs that change the system raise ``ApplyError``.
+
+``SysupdateHostApplier`` is the pipeline's ``Applier``: the same verbs with the host's ``[apply]``
+settings, its definitions, keyring and os-release, and the snapshot bound read-only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from airlock import proc
+from airlock.backends.apply import ApplyConfig, Listing, ProgressFn
+from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
-from airlock.errors import ApplyError
+from airlock.errors import ApplyError, HostError
 from airlock.text import display, tail
 
 DEFINITIONS = "/run/airlock/definitions"
@@ -60,12 +67,22 @@ class Invocation:
         return env
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Listing:
-    """``list --json=short``: the installed version and every version sysupdate sees."""
+def parse_listing(res: proc.Completed) -> Listing:
+    """The one reader of ``systemd-sysupdate --json=short list`` output.
 
-    current: str | None
-    all: tuple[str, ...]
+    Raises:
+        ApplyError: ``apply.list`` when sysupdate failed or printed something else.
+    """
+    try:
+        doc = json.loads(res.stdout) if res.returncode == 0 else None
+    except ValueError:
+        doc = None
+    versions = doc.get("all") if isinstance(doc, dict) else None
+    current = doc.get("current") if isinstance(doc, dict) else None
+    if not isinstance(versions, list) or not isinstance(current, str | None):
+        detail = tail(res.stderr) if res.returncode != 0 else display(res.stdout)
+        raise ApplyError(f"systemd-sysupdate list failed: {detail}", code="apply.list")
+    return Listing(current=current, versions=tuple(str(v) for v in versions))
 
 
 class SysupdateApplier:
@@ -114,51 +131,11 @@ class SysupdateApplier:
             )
         return res
 
-    def apply(
-        self,
-        snapshot: Path,
-        *,
-        definitions: Path,
-        mount_point: str,
-        esp: Path | None,
-        keyring: Path,
-        binds: Sequence[Bind] = (),
-        version: str | None = None,
-        env: Mapping[str, str] | None = None,
-        notify: Notify | None = None,
-    ) -> proc.Completed:
-        """Install from a verified, read-only snapshot (the host pipeline's entry point).
-
-        ``snapshot`` is bound read-only (``ro,nosuid,nodev,noexec``) at ``mount_point``, where the
-        definitions' sources point (e.g. ``Path=file:///run/airlock/release``); ``keyring`` replaces
-        both of sysupdate's keyring paths; ``binds`` adds targets (image files, directories).
-        sysupdate verifies again (``--verify=yes``): our judgement and its own must both pass.
-        """
-        inv = Invocation(
-            definitions=definitions,
-            keyring=keyring,
-            esp=esp,
-            env=dict(env or {}),
-            binds=(Bind(source=snapshot, target=mount_point, read_only=True), *binds),
-        )
-        return self.update(inv, version=version, verify=True, notify=notify)
-
-    def list_versions(self, inv: Invocation) -> Listing:
-        """``list --json=short`` → ``Listing``."""
-        res = self._run(inv, ["--json=short", "list"], timeout=self.query_timeout_s)
-        if res.returncode != 0:
-            raise ApplyError(
-                f"systemd-sysupdate list failed: {tail(res.stderr)}", code="apply.sysupdate"
-            )
-        try:
-            doc = json.loads(res.stdout)
-            current = doc.get("current")
-            versions = tuple(str(v) for v in doc.get("all", ()))
-        except (ValueError, AttributeError, TypeError):
-            raise ApplyError(
-                f"systemd-sysupdate list printed {display(res.stdout)}", code="apply.sysupdate"
-            ) from None
-        return Listing(current=str(current) if current is not None else None, all=versions)
+    def list_versions(self, inv: Invocation, *, offline: bool = False) -> Listing:
+        """``list --json=short`` (``--offline``: installed versions only, no source read)."""
+        args = ["--offline"] if offline else []
+        res = self._run(inv, [*args, "--json=short", "list"], timeout=self.query_timeout_s)
+        return parse_listing(res)
 
     def check_new(self, inv: Invocation) -> str | None:
         """``check-new --json=short``: the newest available version, or ``None``.
@@ -177,3 +154,78 @@ class SysupdateApplier:
             )
         available = doc["available"]
         return available if isinstance(available, str) else None
+
+
+OS_RELEASE_TARGET = "/usr/lib/os-release"
+
+
+class SysupdateHostApplier:
+    """The pipeline's ``Applier``: sysupdate with the host's definitions, keyring and binds.
+
+    Binds: the host definitions and keyring (``Invocation``), the host's os-release (for ``%A``),
+    the ESP when configured, ``[apply] binds`` (disk images, devices) at the same path, and, for
+    ``update`` only, the read-only snapshot at ``[apply] mount_point``.
+    """
+
+    def __init__(
+        self, config: ApplyConfig, *, definitions: Path, keyring: Path, os_release: Path
+    ) -> None:
+        self._config = config
+        self._definitions = definitions
+        self._keyring = keyring
+        self._os_release = os_release
+        self._sysupdate = SysupdateApplier(
+            runtime_mod.locate(config.runtime_cache), timeout_s=config.timeout_s
+        )
+
+    @property
+    def required_signature_files(self) -> tuple[str, ...]:
+        """systemd-sysupdate 257 reads only ``SHA256SUMS.gpg`` (258+ also ``.sha256.asc``)."""
+        return ("SHA256SUMS.gpg",) if self._sysupdate.runtime.version < 258 else ()
+
+    def _invocation(self, snapshot: Path | None) -> Invocation:
+        cfg = self._config
+        binds = [Bind(source=self._os_release, target=OS_RELEASE_TARGET, read_only=True)]
+        binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.binds]
+        if snapshot is not None:
+            binds.append(Bind(source=snapshot, target=cfg.mount_point, read_only=True))
+        return Invocation(
+            definitions=self._definitions,
+            keyring=self._keyring,
+            esp=cfg.esp_path,
+            binds=tuple(binds),
+        )
+
+    def installed(self) -> Listing:
+        """``systemd-sysupdate --offline --json=short list``: installed versions only.
+
+        Raises:
+            ApplyError: ``apply.list``.
+        """
+        try:
+            return self._sysupdate.list_versions(self._invocation(None), offline=True)
+        except HostError as exc:
+            raise ApplyError(
+                f"Failed to list installed versions: {exc.message}", code="apply.list"
+            ) from exc
+
+    def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
+        """``systemd-sysupdate update VERSION`` from the read-only snapshot.
+
+        Raises:
+            ApplyError: ``apply.sysupdate``.
+        """
+
+        def notify(fields: dict[str, str]) -> None:
+            raw = fields.get("X_SYSUPDATE_PROGRESS", "")
+            if raw.isdigit():
+                progress(min(int(raw), 100), 100)
+
+        try:
+            self._sysupdate.update(self._invocation(snapshot), version=version, notify=notify)
+        except HostError as exc:
+            raise ApplyError(
+                f"systemd-sysupdate failed to install {display(version)}: {exc.message}",
+                code="apply.sysupdate",
+            ) from exc
+        progress(100, 100)

@@ -10,13 +10,12 @@ inspecting.
 from __future__ import annotations
 
 import enum
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-from airlock.errors import ConfigError
 from airlock.events import Reporter
+from airlock.settings import ARGV, PATH, SECONDS, choice, setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,33 +59,39 @@ class Fetcher(Protocol):
 
 
 class FetcherName(enum.StrEnum):
-    """Fetcher backends by config name."""
+    """Fetcher backends by config name (each has its own ``[fetcher.NAME]`` section)."""
 
     SANDBOX = "sandbox"
     QEMU = "qemu"
     SPECTRUM = "spectrum"
 
 
-_TABLE: dict[FetcherName, str] = {
-    FetcherName.SANDBOX: "airlock.backends.fetcher.sandbox:SandboxFetcher",
-    FetcherName.QEMU: "airlock.backends.fetcher.qemu:QemuFetcher",
-    FetcherName.SPECTRUM: "airlock.backends.fetcher.spectrum:SpectrumFetcher",
-}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetcherConfig:
+    """``[fetcher]``: which backend runs the untrusted downloader, what it gets, how long."""
 
+    SECTION: ClassVar[str] = "fetcher"
 
-def load(name: str) -> type:
-    """The fetcher class for ``name`` (imported lazily).
-
-    Raises:
-        ConfigError: unknown name.
-    """
-    try:
-        target = _TABLE[FetcherName(name)]
-    except ValueError:
-        raise ConfigError(
-            f"Unknown fetcher {name!r}; choose one of: {', '.join(FetcherName)}",
-            code="config.fetcher",
-        ) from None
-    module, _, attr = target.partition(":")
-    cls: type = getattr(importlib.import_module(module), attr)
-    return cls
+    backend: FetcherName = setting(
+        FetcherName.SPECTRUM,
+        kind=choice(FetcherName),
+        flag="--fetcher",
+        help="where the untrusted downloader runs: spectrum (Spectrum's VM), qemu, sandbox",
+    )
+    timeout_s: float = setting(
+        3600.0,
+        kind=SECONDS,
+        flag="--timeout",
+        help="wall-clock bound of one fetch; the VM or sandbox is killed after it",
+    )
+    command: tuple[str, ...] = setting(
+        ("/usr/bin/airlock", "agent", "--share", "/host"),
+        kind=ARGV,
+        help="argv run inside the VM or sandbox (not used by spectrum: its VM decides)",
+    )
+    vm_definitions_dir: Path = setting(
+        Path("/etc/vm-sysupdate.d"), kind=PATH, help="the VM's transfer files (copied to its etc/)"
+    )
+    update_url_file: Path = setting(
+        Path("/etc/update-url"), kind=PATH, help="the release URL (copied to the VM's etc/)"
+    )

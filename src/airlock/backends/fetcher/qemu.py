@@ -35,15 +35,27 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from airlock import proc
+from airlock import proc, settings
 from airlock.backends.fetcher import FetchRequest, FetchResult
 from airlock.drain import Drain
 from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.layout import Layout
+from airlock.settings import (
+    ARGV,
+    PATH,
+    SECONDS,
+    Kind,
+    choice,
+    integer,
+    optional,
+    setting,
+    setting_from,
+)
 from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
@@ -64,47 +76,54 @@ class Accel(enum.StrEnum):
     TCG = "tcg"
 
 
+def _server(value: object) -> str:
+    if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+        raise settings.Invalid("must be HOST:PORT on loopback")
+    return value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QemuConfig:
-    """Settings of the QEMU fetcher (all paths absolute; every executable is checked at start)."""
+    """``[fetcher.qemu]``: the update guest under QEMU (all paths absolute, executables checked)."""
 
-    qemu: Path = Path("/usr/bin/qemu-system-x86_64")
-    guest_dir: Path = field(default_factory=lambda: Layout.load().guest)
-    accel: Accel = Accel.TCG
-    memory_mib: int = 512
-    cpus: int = 1
-    # Host side of the one forward; None: taken from the (loopback) host of ``update-url``.
-    server: str | None = None
-    forwarder: tuple[str, ...] = ("/bin/busybox", "nc")
-    agent_source: Path = field(default_factory=lambda: Path(__file__).resolve().parents[2])
-    max_log_bytes: int = 1 << 20
-    probe_timeout_s: float = 20.0
+    SECTION: ClassVar[str] = "fetcher.qemu"
 
-    @classmethod
-    def from_host(cls, host: object) -> QemuConfig:
-        """Settings from the host config's optional ``qemu_*`` fields (defaults otherwise).
-
-        Raises:
-            ConfigError: a ``qemu_*`` value of the wrong kind.
-        """
-        values: dict[str, object] = {}
-        for name, kind in (
-            ("guest_dir", Path),
-            ("accel", Accel),
-            ("server", str),
-            ("memory_mib", int),
-            ("cpus", int),
-        ):
-            value = getattr(host, f"qemu_{name}", None)
-            if value is None:
-                continue
-            try:
-                values[name] = kind(value)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"Invalid host config: qemu_{name}: {display(str(value))}", code="config.host"
-                ) from None
-        return cls(**values)  # type: ignore[arg-type]  # keys and kinds are the fields above
+    qemu: Path = setting(
+        Path("/usr/bin/qemu-system-x86_64"), kind=PATH, help="the QEMU system emulator"
+    )
+    guest_dir: Path = setting_from(
+        lambda: Layout.load().guest,
+        kind=PATH,
+        help="the guest built by scripts/make-guest.sh (kernel, initrd, root)",
+        default_doc="$AIRLOCK_CACHE/guest",
+    )
+    accel: Accel = setting(
+        Accel.TCG,
+        kind=choice(Accel),
+        help="tcg, kvm, or auto (KVM only if a probe boot with it reaches the guest's init)",
+    )
+    memory_mib: int = setting(512, kind=integer(64, 65536), help="guest memory in MiB")
+    cpus: int = setting(1, kind=integer(1, 64), help="guest CPUs")
+    server: str | None = setting(
+        None,
+        kind=optional(Kind(parse=_server, dump=lambda v: v, metavar="HOST:PORT", doc="HOST:PORT")),
+        help="host side of the one forward (unset: the loopback host of update-url)",
+    )
+    forwarder: tuple[str, ...] = setting(
+        ("/bin/busybox", "nc"), kind=ARGV, help="argv QEMU runs per guest connection (+ host port)"
+    )
+    agent_source: Path = setting_from(
+        lambda: Path(__file__).resolve().parents[2],
+        kind=PATH,
+        help="the airlock package shared read-only into the guest",
+        default_doc="this airlock package",
+    )
+    max_log_bytes: int = setting(
+        1 << 20, kind=integer(1), help="bytes of the guest console kept in the fetch log"
+    )
+    probe_timeout_s: float = setting(
+        20.0, kind=SECONDS, help="bound of the KVM probe boot (accel = auto)"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,12 +140,9 @@ class ServerRoute:
 class QemuFetcher:
     """Boots the update guest under QEMU; ``fetch`` returns only after QEMU is gone."""
 
-    def __init__(self, config: QemuConfig | object | None = None) -> None:
-        """Keep ``config``: a ``QemuConfig``, the host config (``qemu_*`` fields) or defaults."""
-        if isinstance(config, QemuConfig):
-            self.config = config
-        else:
-            self.config = QemuConfig() if config is None else QemuConfig.from_host(config)
+    def __init__(self, config: QemuConfig | None = None) -> None:
+        """Keep ``config`` (defaults when ``None``)."""
+        self.config = config or QemuConfig()
 
     def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
         """Boot the guest, run ``request.command`` in it and wait for it to power off.

@@ -25,14 +25,16 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from airlock import pids, proc
+from airlock import pids, proc, settings
 from airlock.backends.fetcher import FetchRequest, FetchResult
 from airlock.drain import Drain
-from airlock.errors import FetchError, HostError
+from airlock.errors import ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
+from airlock.settings import PATH, list_of, matching, optional, setting
 from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,39 @@ _TAIL_BYTES = 16 * 1024
 _REAP_S = 5.0
 
 
+def _root_ok(root: str) -> bool:
+    return root.startswith("/") and root != "/" and ".." not in root.split("/")
+
+
+def _root(value: object) -> str:
+    if not isinstance(value, str) or not value.isprintable() or not _root_ok(value):
+        raise settings.Invalid("must be an absolute directory other than /")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxConfig:
+    """``[fetcher.sandbox]``: the bubblewrap sandbox (development, tests and the demo)."""
+
+    SECTION: ClassVar[str] = "fetcher.sandbox"
+
+    root: str = setting(
+        "/host",
+        kind=settings.Kind(parse=_root, dump=lambda v: v, metavar="DIR", doc="absolute path"),
+        help="where the payload sees its share inside the sandbox (etc/ and updates/ below it)",
+    )
+    netns: str | None = setting(
+        None,
+        kind=optional(
+            matching(r"[A-Za-z0-9_-]+", "must be a network namespace name", doc="netns name")
+        ),
+        help="run inside this existing network namespace (unset: no network at all)",
+    )
+    ro_binds: tuple[Path, ...] = setting(
+        (), kind=list_of(PATH), help="host paths made visible read-only at the same place"
+    )
+
+
 def _pid_ns(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/pid")
@@ -92,22 +127,16 @@ def pids_in_ns(ns: str) -> list[int]:
 class SandboxFetcher:
     """Runs ``request.command`` in a bubblewrap sandbox (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        root: str = "/host",
-        netns: str | None = None,
-        ro_binds: Sequence[Path] = (),
-        bwrap: str = BWRAP,
-    ) -> None:
-        if not root.startswith("/") or root == "/" or ".." in root.split("/"):
-            raise HostError(
-                f"Sandbox root must be an absolute directory, not {display(root)}",
+    def __init__(self, config: SandboxConfig | None = None, *, bwrap: str = BWRAP) -> None:
+        cfg = config or SandboxConfig()
+        if not _root_ok(cfg.root):
+            raise ConfigError(
+                f"Sandbox root must be an absolute directory, not {display(cfg.root)}",
                 code="config.sandbox",
             )
-        self._root = root.rstrip("/")
-        self._netns = netns
-        self._ro_binds = tuple(ro_binds)
+        self._root = cfg.root.rstrip("/")
+        self._netns = cfg.netns
+        self._ro_binds = cfg.ro_binds
         self._bwrap = bwrap
 
     def argv(self, request: FetchRequest, info_fd: int) -> list[str]:

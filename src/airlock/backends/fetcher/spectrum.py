@@ -1,18 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""``SpectrumFetcher``: Spectrum's own host protocol for the update VM (design §3.1 steps 7-14, §9).
+"""``SpectrumFetcher``: Spectrum's own host protocol for the update VM.
+
+The protocol is Spectrum's host command, steps 7 to 14 (design.md#spectrum), with the VM machinery
+of design.md#vm.
 
 Steps, each from config so tests can point them at a test root:
 
 1. resolve the VM id from ``<run>/vm/by-name/<name>`` (the basename of the link; checked against a
    strict grammar before it becomes part of any path);
-2. copy the config into ``<run>/fs/<id>/etc`` (the share root is read-only to the VM, §9.3);
+2. copy the config into ``<run>/fs/<id>/etc`` (the share root is read-only to the VM,
+   design.md#vm-share);
 3. in the VM's mount namespace (``<run>/vm/by-id/<id>/ns/mnt``, entered with ``nsenter``), bind
    the ``shared`` subvolume at ``<run>/fs/<id>/updates`` — the only path the VM may write;
 4. boot it with ``vm-start <id>`` and wait until the VMM service ``<run>/service/vmm/instance/<id>``
    is *really down* (down and its finish script done).  Spectrum runs ``s6-svwait -D`` after
-   ``vm-start`` returns and misses the event when the guest is quicker (§9.6).  Here
-   ``s6-svlisten1 -D`` subscribes first; ``vm-start`` runs only once the subscription is in place
-   (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
+   ``vm-start`` returns and misses the event when the guest is quicker (design.md#vm-wait-race).
+   Here ``s6-svlisten1 -D`` subscribes first; ``vm-start`` runs only once the subscription is in
+   place (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
 5. at the timeout, ``vm-stop <id>`` (then ``s6-svc -d`` as a last resort), each again subscribed
    before it is sent; afterwards the VMM process that ran the guest must be gone;
 6. unmount the share on every exit path;
@@ -37,11 +41,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from airlock import proc
 from airlock.backends.fetcher import FetchRequest, FetchResult
 from airlock.errors import CommandFailed, CommandTimedOut, ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
+from airlock.settings import ARGV, BOOL, PATH, SECONDS, matching, setting
 from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
@@ -54,55 +60,45 @@ _SERIAL_TAIL_BYTES = 64 * 1024
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpectrumConfig:
-    """Where Spectrum keeps things and which tools to run (absolute paths)."""
+    """``[fetcher.spectrum]``: where Spectrum keeps things and which tools to run (absolute)."""
 
-    run_dir: Path = Path("/run")
-    vm_name: str = SPECTRUM_VM
-    vm_start: tuple[str, ...] = ("/usr/bin/vm-start",)
-    vm_stop: tuple[str, ...] = ("/usr/bin/vm-stop",)
-    s6_svlisten1: Path = Path("/usr/bin/s6-svlisten1")
-    s6_svc: Path = Path("/usr/bin/s6-svc")
-    s6_svstat: Path = Path("/usr/bin/s6-svstat")
-    nsenter: Path = Path("/usr/bin/nsenter")
-    mount: Path = Path("/usr/bin/mount")
-    umount: Path = Path("/usr/bin/umount")
-    echo: Path = Path("/usr/bin/echo")
-    stop_timeout_s: float = 60.0
-    command_timeout_s: float = 120.0  # vm-start / vm-stop themselves (vm-start boots net VMs too)
-    restore_vmm: bool = True  # after a forced `s6-svc -d`, bring an idle VMM back up
+    SECTION: ClassVar[str] = "fetcher.spectrum"
 
-    @classmethod
-    def from_host(cls, host: object) -> SpectrumConfig:
-        """Settings from the host config: ``vm_name`` and the optional ``spectrum_*`` fields.
-
-        Raises:
-            ConfigError: a value of the wrong kind.
-        """
-        values: dict[str, object] = {}
-        if isinstance(name := getattr(host, "vm_name", None), str):
-            values["vm_name"] = name
-        for key, kind in (
-            ("run_dir", Path),
-            ("vm_start", tuple),
-            ("vm_stop", tuple),
-            ("stop_timeout_s", float),
-        ):
-            value = getattr(host, f"spectrum_{key}", None)
-            if value is None:
-                continue
-            try:
-                values[key] = kind(value)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"Invalid host config: spectrum_{key}: {display(str(value))}",
-                    code="config.host",
-                ) from None
-        return cls(**values)  # type: ignore[arg-type]  # keys and kinds are the fields above
+    run_dir: Path = setting(
+        Path("/run"), kind=PATH, help="Spectrum's run directory (vm/, fs/, service/ below it)"
+    )
+    vm_name: str = setting(
+        SPECTRUM_VM,
+        kind=matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}", "must be a VM name", doc="VM name"),
+        help="the update VM, resolved through <run_dir>/vm/by-name/",
+    )
+    vm_start: tuple[str, ...] = setting(
+        ("/usr/bin/vm-start",), kind=ARGV, help="boots the VM (its id is appended)"
+    )
+    vm_stop: tuple[str, ...] = setting(
+        ("/usr/bin/vm-stop",), kind=ARGV, help="stops the VM at the timeout (its id is appended)"
+    )
+    s6_svlisten1: Path = setting(Path("/usr/bin/s6-svlisten1"), kind=PATH, help="s6-svlisten1")
+    s6_svc: Path = setting(Path("/usr/bin/s6-svc"), kind=PATH, help="s6-svc")
+    s6_svstat: Path = setting(Path("/usr/bin/s6-svstat"), kind=PATH, help="s6-svstat")
+    nsenter: Path = setting(Path("/usr/bin/nsenter"), kind=PATH, help="nsenter")
+    mount: Path = setting(Path("/usr/bin/mount"), kind=PATH, help="mount")
+    umount: Path = setting(Path("/usr/bin/umount"), kind=PATH, help="umount")
+    echo: Path = setting(Path("/usr/bin/echo"), kind=PATH, help="echo (tells us s6 subscribed)")
+    stop_timeout_s: float = setting(
+        60.0, kind=SECONDS, help="how long vm-stop (then s6-svc -d) may take"
+    )
+    command_timeout_s: float = setting(
+        120.0, kind=SECONDS, help="how long vm-start or vm-stop may run (vm-start boots net VMs)"
+    )
+    restore_vmm: bool = setting(
+        True, kind=BOOL, help="after a forced s6-svc -d, bring an idle VMM back up"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VmPaths:
-    """The per-VM paths of design §9.1-§9.4."""
+    """The per-VM paths (design.md#vm-ids to design.md#vm-service)."""
 
     vm_id: str
     etc: Path
@@ -115,12 +111,9 @@ class VmPaths:
 class SpectrumFetcher:
     """Runs Spectrum's update VM through vm-start/s6; ``fetch`` returns once its VMM is gone."""
 
-    def __init__(self, config: SpectrumConfig | object | None = None) -> None:
-        """Keep ``config``: a ``SpectrumConfig``, the host config or Spectrum's defaults."""
-        if isinstance(config, SpectrumConfig):
-            self.config = config
-        else:
-            self.config = SpectrumConfig() if config is None else SpectrumConfig.from_host(config)
+    def __init__(self, config: SpectrumConfig | None = None) -> None:
+        """Keep ``config`` (Spectrum's defaults when ``None``)."""
+        self.config = config or SpectrumConfig()
 
     def fetch(self, request: FetchRequest, reporter: Reporter) -> FetchResult:
         """Provide config and share, boot the VM, wait until it is really down, unmount.
@@ -247,7 +240,8 @@ class SpectrumFetcher:
         return steps
 
     def _vmm_pid(self, vm: VmPaths) -> int:
-        """The idle VMM must be up before the boot (Spectrum keeps one per VM, §9.4).
+        """The idle VMM must be up before the boot (Spectrum keeps one per VM,
+        design.md#vm-service).
 
         s6 restarts a VMM that just ran a guest (or was stopped) after about a second, so a
         service that is down is given ``stop_timeout_s`` to come back up.
@@ -285,7 +279,8 @@ class SpectrumFetcher:
         cfg = self.config
         r, w = os.pipe2(os.O_CLOEXEC)
         # s6-svlisten1 reads the initial state, subscribes, then spawns its prog: echo writes one
-        # line on our pipe, so when we read it the subscription is in place (no race, §9.6).
+        # line on our pipe, so when we read it the subscription is in place (no race,
+        # design.md#vm-wait-race).
         argv: list[str | os.PathLike[str]] = [
             cfg.s6_svlisten1,
             "-D",

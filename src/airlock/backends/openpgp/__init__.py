@@ -29,8 +29,8 @@ from typing import Protocol
 
 from airlock.backends.openpgp import keyring as keyring_mod
 from airlock.backends.openpgp import packets
-from airlock.config import Limits
 from airlock.errors import AirlockError, ConfigError, HostError, SignatureError
+from airlock.limits import Limits
 
 logger = logging.getLogger(__name__)
 

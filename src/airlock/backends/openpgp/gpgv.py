@@ -2,7 +2,7 @@
 """GpgvVerifier: the fallback verifier, GnuPG's ``gpgv`` driven through ``--status-fd``.
 
 gpgv "assumes that all keys in the keyring are trustworthy" and does not refuse expired or revoked
-keys nor SHA-1 (environment.md §9.2), and its exit status alone does not say that *every* signature
+keys nor SHA-1 (design.md#tools-gpgv), and its exit status alone does not say that *every* signature
 was good.  So this module reads the machine status lines and requires, for every signature packet,
 one ``NEWSIG``/``GOODSIG``/``VALIDSIG`` triple, takes the **primary** fingerprint (last VALIDSIG
 field), creation time and hash algorithm from ``VALIDSIG``, and refuses on any ``BADSIG``,

@@ -6,7 +6,7 @@ on btrfs, a symlink or non-directory where ``shared``/the staging directory shou
 that is not a subvolume.  Everything inside ``shared`` is untrusted: it is touched only relative to
 a directory fd, with ``unlinkat``/fd-based ``rmtree``, never following a link, and names are never
 echoed without ``text.display``.  The snapshot is made a true btrfs read-only subvolume (the
-``ro`` property), not only mounted read-only (Spectrum's weakness §11.9).
+``ro`` property), not only mounted read-only (design.md#weakness-9).
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ import shutil
 import stat
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from airlock import fsutil, proc
+from airlock import fsutil, proc, settings
 from airlock.backends.staging import CleanReport
 from airlock.errors import CommandFailed, HostError
 from airlock.formats import names
+from airlock.settings import setting
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,30 @@ BTRFS = "/usr/bin/btrfs"
 UMOUNT = "/usr/bin/umount"
 _TIMEOUT_S = 120.0
 _libc = ctypes.CDLL(None, use_errno=True)
+_MIB = 1 << 20
+
+
+def _quota(value: object) -> int | None:
+    if value in (0, None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < _MIB:
+        raise settings.Invalid("must be a byte count of at least 1 MiB (0 for none)")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StagingConfig:
+    """``[staging]``: how the staging directory is set up."""
+
+    SECTION: ClassVar[str] = "staging"
+
+    qgroup_limit_bytes: int | None = setting(
+        None,
+        kind=settings.Kind(
+            parse=_quota, dump=lambda v: v, metavar="BYTES", doc="byte count ≥ 1 MiB"
+        ),
+        help="btrfs qgroup cap on what the VM can write into shared (0 or unset: none)",
+    )
 
 
 def _fs_type(path: Path) -> int:
@@ -66,23 +93,12 @@ def _btrfs(*args: str | os.PathLike[str]) -> proc.Completed:
         raise HostError(f"Failed to run btrfs: {exc.message}", code="host.btrfs") from exc
 
 
-def mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    prefix = os.fspath(path)
-    found: list[str] = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        target = line.split()[4].encode().decode("unicode_escape")
-        if target == prefix or target.startswith(prefix + "/"):
-            found.append(target)
-    return sorted(found, key=len, reverse=True)
-
-
 class BtrfsStaging:
     """The staging directory on btrfs.  Host paths only; see the module docstring."""
 
-    def __init__(self, staging_dir: Path, *, qgroup_limit_bytes: int | None = None) -> None:
+    def __init__(self, staging_dir: Path, config: StagingConfig | None = None) -> None:
         self._dir = staging_dir
-        self._qgroup_limit_bytes = qgroup_limit_bytes
+        self._config = config or StagingConfig()
 
     @property
     def share(self) -> Path:
@@ -139,15 +155,15 @@ class BtrfsStaging:
                     hint="remove it; it is recreated on the next run",
                 )
         os.chmod(self.share, 0o755)  # noqa: S103 - the sandbox uid must enter it
-        if self._qgroup_limit_bytes is not None:
+        if self._config.qgroup_limit_bytes is not None:
             _btrfs("quota", "enable", d)
-            _btrfs("qgroup", "limit", str(self._qgroup_limit_bytes), self.share)
+            _btrfs("qgroup", "limit", str(self._config.qgroup_limit_bytes), self.share)
 
     # -- stale state ------------------------------------------------------------------------------
 
     def _umount_below(self, path: Path) -> int:
         count = 0
-        for target in mounts_below(path):
+        for target in fsutil.mounts_below(path):
             try:
                 proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S, share_mounts=True)
             except CommandFailed:

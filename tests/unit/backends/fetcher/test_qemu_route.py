@@ -135,24 +135,6 @@ def test_qemu_option_values_escape_commas() -> None:
     assert "readonly" not in argv[1]
 
 
-def test_settings_from_the_host_config() -> None:
-    class Host:
-        qemu_accel = "auto"
-        qemu_memory_mib = 768
-        qemu_server = None
-
-    cfg = qemu.QemuConfig.from_host(Host())
-    assert cfg.accel is qemu.Accel.AUTO
-    assert cfg.memory_mib == 768
-    assert cfg.server is None
-
-    class Bad:
-        qemu_accel = "hvf"
-
-    with pytest.raises(ConfigError):
-        qemu.QemuConfig.from_host(Bad())
-
-
 def test_console_tail_is_escaped_and_ignores_serial_carriage_returns() -> None:
     raw = b"boot\r\n\x1b]0;owned\x07\xe2\x80\xaeEVIL\r\r\n\r\nairlock-guest: status 3\r\n"
     out = qemu._console_tail(raw)

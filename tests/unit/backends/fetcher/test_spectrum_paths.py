@@ -54,24 +54,3 @@ def test_config_copy_replaces_the_old_tree_and_fixes_modes(tmp_path: Path) -> No
     assert (etc / "systemd").is_dir()
     assert os.readlink(etc / "vm-sysupdate.d" / "70-kernel.transfer") == "/dev/null"
     assert (etc.parent / "updates").is_dir()
-
-
-def test_settings_from_the_host_config() -> None:
-    class Host:
-        vm_name = "sys.appvm-other"
-        spectrum_run_dir = "/srv/run"
-        spectrum_vm_start = ("/opt/bin/vm-start", "--by-id")
-        spectrum_stop_timeout_s = 5
-
-    cfg = SpectrumConfig.from_host(Host())
-    assert cfg.vm_name == "sys.appvm-other"
-    assert cfg.run_dir == Path("/srv/run")
-    assert cfg.vm_start == ("/opt/bin/vm-start", "--by-id")
-    assert cfg.vm_stop == ("/usr/bin/vm-stop",)
-    assert cfg.stop_timeout_s == 5.0
-
-    class Bad:
-        spectrum_stop_timeout_s = "soon"
-
-    with pytest.raises(ConfigError):
-        SpectrumConfig.from_host(Bad())

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Both verifiers, real sqv and gpgv, against the signature tricks of threat-model.md §3."""
+"""Both verifiers, real sqv and gpgv, against the signature tricks C1–C14 (design.md#catalogue)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from airlock.backends.openpgp import (
     verifier,
 )
 from airlock.backends.openpgp import keyring as keyring_mod
-from airlock.config import Limits
 from airlock.errors import SignatureError
+from airlock.limits import Limits
 from tests.support.keys import DATA, KeySet
 
 NAMES = ("sqv", "gpgv")

@@ -7,37 +7,32 @@ check, hashing) and of one ``openssl dgst -sha256`` process over the same files,
 cache warm.  Prints the median wall times and the ratio of throughputs (airlock / openssl; above 1
 means airlock is faster).  Usage:
 
-    PYTHONPATH=src python bench/inspect.py [--repeat 7] [--mib 1024] [--dir /var/tmp]
+    PYTHONPATH=src python bench/inspection.py [--repeat 7] [--mib 1024] [--dir /var/tmp]
+
+The in-process figure uses ``trusted.judge.Judge``, built as the pipeline and ``airlock inspect``
+build it.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import hashlib
+import json
 import os
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# This file is named like the standard library's ``inspect`` (the name the issue asks for): drop
-# its own directory from the import path before anything imports ``inspect``.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from airlock import fsutil  # noqa: E402
-from airlock.backends import openpgp  # noqa: E402
-from airlock.backends.openpgp import gpg  # noqa: E402
-from airlock.config import Limits  # noqa: E402
-from airlock.formats import definitions  # noqa: E402
-from airlock.trusted import verify  # noqa: E402
-from airlock.trusted.policy import Policy  # noqa: E402
+from airlock import fsutil
+from airlock.backends.openpgp import gpg
+from airlock.limits import Limits
+from airlock.trusted.judge import Judge
+from airlock.trusted.policy import Baseline, PolicyConfig
 
 CHUNK = 4 << 20
 
@@ -86,19 +81,19 @@ def time_run(argv: list[str]) -> tuple[float, str]:
 
 def judge_once(staging: Path, defs: Path, keyring: Path) -> float:
     """The judge in process (what the host pipeline runs): no interpreter start-up."""
-    transfers = definitions.load_dir(defs, specifiers=definitions.Specifiers.from_os_release(""))
+    os_release = defs.parent / "os-release"
+    os_release.write_text("")
+    judge = Judge.build(
+        definitions_dir=defs,
+        os_release=os_release,
+        keyring=keyring,
+        policy=PolicyConfig(),
+        limits=Limits(),
+    )
     start = time.perf_counter()
     fd = os.open(staging, fsutil.DIR_FLAGS)
     try:
-        verify.judge(
-            fd,
-            transfers=transfers,
-            keyring=keyring,
-            policy=Policy(),
-            limits=Limits(),
-            verifier=openpgp.verifier(),
-            now=datetime.datetime.now(datetime.UTC),
-        )
+        judge.judge(fd, baseline=Baseline(), now=datetime.datetime.now(datetime.UTC))
     finally:
         os.close(fd)
     return time.perf_counter() - start

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""lock.py (flock, holder pid, --wait), state.py (atomic, strict) and HostConfig (TOML)."""
+"""lock.py (flock, holder pid, --wait) and state.py (atomic, strict)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from airlock import lock, state
-from airlock.config import HostConfig, Limits, load_host_config
 from airlock.errors import BusyError, ConfigError
 
 HOLDER = """
@@ -121,62 +120,3 @@ def test_corrupt_state_is_refused_not_reset(tmp_path: Path, raw: bytes) -> None:
     path.write_bytes(raw)
     with pytest.raises(ConfigError):
         state.load(path)
-
-
-def test_defaults_reproduce_spectrum() -> None:
-    c = HostConfig()
-    assert c.lock_path == Path("/run/update-lock")
-    assert c.vm_name == "sys.appvm-systemd-sysupdate"
-    assert c.definitions_dir == Path("/etc/sysupdate.d")
-    assert c.vm_definitions_dir == Path("/etc/vm-sysupdate.d")
-    assert c.update_url_file == Path("/etc/update-url")
-    assert c.keyring == Path("/etc/systemd/import-pubring.gpg")
-    assert c.sysupdate_path == Path("/usr/lib/systemd/systemd-sysupdate")
-    assert c.mount_point == "/run/updater"
-    assert load_host_config(None) == c
-
-
-def test_toml_overrides(tmp_path: Path) -> None:
-    f = tmp_path / "host.toml"
-    f.write_text(
-        'lock_path = "/tmp/x/lock"\nfetcher = "sandbox"\nvm_timeout_s = 5\n'
-        'fetch_command = ["/bin/true"]\nsandbox_netns = "airlock-t1"\n'
-        'qgroup_limit_bytes = 1073741824\nesp_path = "/tmp/esp"\n'
-        'apply_binds = ["/tmp/disk.img"]\n[limits]\nmax_entries = 10\n'
-    )
-    c = load_host_config(f)
-    assert c.lock_path == Path("/tmp/x/lock")
-    assert c.fetcher == "sandbox"
-    assert c.vm_timeout_s == 5.0
-    assert c.fetch_command == ("/bin/true",)
-    assert c.sandbox_netns == "airlock-t1"
-    assert c.qgroup_limit_bytes == 1 << 30
-    assert c.esp_path == Path("/tmp/esp")
-    assert c.apply_binds == (Path("/tmp/disk.img"),)
-    assert c.limits == Limits(max_entries=10)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "nonsense = 1\n",
-        'lock_path = "relative"\n',
-        "vm_timeout_s = -1\n",
-        "vm_timeout_s = true\n",
-        "fetch_command = []\n",
-        "qgroup_limit_bytes = 12\n",
-        'sandbox_netns = "a b"\n',
-        'trusted_fingerprints = ["abc"]\n',
-        "[limits]\nmax_entries = 0\n",
-        "[limits]\nbogus = 1\n",
-        'threshold = 2\ntrusted_fingerprints = ["' + "A" * 40 + '"]\n',
-        "lock_path = \n",
-    ],
-)
-def test_bad_config_is_a_config_error(tmp_path: Path, text: str) -> None:
-    f = tmp_path / "host.toml"
-    f.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_host_config(f)
-    assert info.value.code == "config.host"
-    assert info.value.exit_status == 3

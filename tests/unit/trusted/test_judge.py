@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: MIT
+"""trusted/judge.py: one judge, built once, with its verifier bound to the configured limits.
+
+The pipeline (``pipeline.wiring.make_judge``), ``airlock inspect`` and the benchmark all build it
+with ``Judge.build``.  The pipeline used to build its verifier without the limits, so
+``[limits] max_keyring_bytes`` and ``signature_timeout_s`` did nothing for ``airlock update``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import pytest
+
+from airlock import fsutil
+from airlock.backends.openpgp import BaseVerifier
+from airlock.config import HostConfig, HostFiles
+from airlock.errors import ConfigError, SignatureError
+from airlock.limits import Limits
+from airlock.pipeline.wiring import make_judge
+from airlock.trusted.judge import Judge
+from airlock.trusted.policy import Baseline, PolicyConfig
+from tests.support.corpus import Staging
+from tests.support.keys import KeySet
+
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+@pytest.fixture
+def signed(tmp_path: Path, keys: KeySet) -> Staging:
+    s = Staging(tmp_path, keys)
+    s.release()
+    s.close()
+    return s
+
+
+def _host(defdir: Path, keys: KeySet, tmp_path: Path, **limits: object) -> HostConfig:
+    os_release = tmp_path / "os-release"
+    os_release.write_text("ID=spectrum\nIMAGE_VERSION=1\n")
+    return HostConfig(
+        host=HostFiles(definitions_dir=defdir, keyring=keys.keyring, os_release=os_release),
+        limits=Limits(**limits),  # type: ignore[arg-type]  # test values of the right types
+    )
+
+
+def _judge(judge: Judge, directory: Path) -> str | None:
+    fd = os.open(directory, fsutil.DIR_FLAGS)
+    try:
+        return judge.judge(fd, baseline=Baseline(installed="1"), now=NOW).version
+    finally:
+        os.close(fd)
+
+
+def test_the_pipeline_judge_accepts_a_good_release(
+    signed: Staging, defdir: Path, keys: KeySet, tmp_path: Path
+) -> None:
+    judge = make_judge(_host(defdir, keys, tmp_path))
+    assert _judge(judge, signed.dir) == "2"
+
+
+def test_the_pipeline_judge_honours_max_keyring_bytes(
+    signed: Staging, defdir: Path, keys: KeySet, tmp_path: Path
+) -> None:
+    size = keys.keyring.stat().st_size
+    judge = make_judge(_host(defdir, keys, tmp_path, max_keyring_bytes=size - 1))
+    with pytest.raises(SignatureError, match=f"Keyring is larger than {size - 1} bytes"):
+        _judge(judge, signed.dir)
+
+
+def test_the_pipeline_judge_honours_signature_timeout_s(
+    signed: Staging, defdir: Path, keys: KeySet, tmp_path: Path
+) -> None:
+    judge = make_judge(_host(defdir, keys, tmp_path, signature_timeout_s=0.001))
+    assert isinstance(judge.verifier, BaseVerifier)
+    assert judge.verifier.limits.signature_timeout_s == 0.001
+    with pytest.raises(SignatureError):
+        _judge(judge, signed.dir)
+
+
+def test_build_refuses_a_missing_keyring_and_definitions_without_transfers(
+    defdir: Path, tmp_path: Path
+) -> None:
+    os_release = tmp_path / "os-release"
+    os_release.write_text("IMAGE_VERSION=1\n")
+    common = {"policy": PolicyConfig(), "limits": Limits(), "os_release": os_release}
+    with pytest.raises(ConfigError) as info:
+        Judge.build(definitions_dir=defdir, keyring=tmp_path / "nope.gpg", **common)  # type: ignore[arg-type]
+    assert info.value.code == "config.keyring"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError) as info:
+        Judge.build(definitions_dir=tmp_path / "empty", keyring=tmp_path, **common)  # type: ignore[arg-type]
+    assert info.value.code == "config.definition"
+    with pytest.raises(ConfigError) as info:
+        Judge.build(
+            definitions_dir=defdir,
+            keyring=tmp_path,
+            policy=PolicyConfig(),
+            limits=Limits(),
+            os_release=tmp_path / "missing",
+        )
+    assert info.value.code == "config.os-release"
