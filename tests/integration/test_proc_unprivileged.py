@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """airlock.proc for an unprivileged caller (the agent in the sandbox, the release tools as a user):
-no PID namespace can be made, so the guard runs the command as a plain child (ADR 0005 §3)."""
+no PID namespace can be made, so the guard runs the command as a plain child (ADR 0005,
+decision 3)."""
 
 from __future__ import annotations
 

@@ -85,6 +85,7 @@ OTHER_JSON = {
     "state.py": "the state file",
     "config.py": "TOML values (JSON's strings, numbers and arrays are TOML)",
     "backends/apply/runtime.py": "the spec handed to enter.py",
+    "proc/teardown.py": "the steps handed to a teardown guard",
     "release/serve.py": "the lab server's byte log",
 }
 

@@ -275,7 +275,7 @@ def _touch(path: Path, status: int = 0) -> proc.Teardown:
 
 def test_a_disarmed_teardown_guard_does_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    with proc.guard([_touch(marker)]):
+    with proc.teardown_guard([_touch(marker)]):
         pass
     assert not marker.exists()
     assert [leaks.describe(p) for p in _mine()] == []
@@ -286,7 +286,7 @@ import sys, time
 from pathlib import Path
 from airlock import proc
 step = proc.Teardown(argv=("/bin/sh", "-c", f"echo x >> {sys.argv[1]}"), timeout_s=10)
-with proc.guard([step]):
+with proc.teardown_guard([step]):
     print("armed", flush=True)
     time.sleep(600)
 """

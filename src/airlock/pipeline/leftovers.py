@@ -4,8 +4,8 @@
 While a run holds the lock, ``RunRecord`` keeps ``<staging>/run.json`` (0600, host-only, outside
 ``shared``) up to date through ``proc.observe``: the boot id, this run's process identity, the
 guard and namespace init of every child it has running (pid + start time, ``airlock.pids``) and
-the teardown steps of every armed ``proc.guard`` (the Spectrum VM, which s6 runs, not airlock).
-A run that ends by any path short of dying removes the file.
+the teardown steps of every armed ``proc.teardown_guard`` (the Spectrum VM, which s6 runs, not
+airlock).  A run that ends by any path short of dying removes the file.
 
 If it is still there when the next run reaches ``prepare``, that run died: ``stop_leftovers``
 SIGKILLs each recorded process that is still the very same process (a pidfd checked against the

@@ -41,7 +41,7 @@ from airlock.proc.child import (
     start,
 )
 from airlock.proc.observe import Ended, Observer, Started, observe
-from airlock.proc.teardown import guard, teardown_now
+from airlock.proc.teardown import teardown_guard, teardown_now
 from airlock.proc.teardown_steps import Teardown
 from airlock.proc.tools import BASE_PATH, base_env, check_executable, tool
 from airlock.text import display_argv, tail
@@ -60,11 +60,11 @@ __all__ = [
     "Teardown",
     "base_env",
     "check_executable",
-    "guard",
     "kill",
     "observe",
     "run",
     "spawn",
+    "teardown_guard",
     "teardown_now",
     "tool",
     "wait",

@@ -47,7 +47,7 @@ def _start_teardown(steps: Sequence[Teardown]) -> tuple[subprocess.Popen[bytes],
 
 
 @contextlib.contextmanager
-def guard(steps: Sequence[Teardown]) -> Iterator[None]:
+def teardown_guard(steps: Sequence[Teardown]) -> Iterator[None]:
     """If airlock dies inside the ``with`` block, a separate process runs ``steps``.
 
     Leaving the block by any path (airlock is alive and cleans up itself) disarms it.

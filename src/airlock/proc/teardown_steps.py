@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""``Teardown``: one command a teardown guard runs if airlock dies (``proc.guard``)."""
+"""``Teardown``: one command a teardown guard runs if airlock dies (``proc.teardown_guard``)."""
 
 from __future__ import annotations
 

@@ -20,9 +20,10 @@ Steps, each from config so tests can point them at a test root:
 5. at the timeout, ``vm-stop <id>`` (then ``s6-svc -d`` as a last resort), each again subscribed
    before it is sent; afterwards the VMM process that ran the guest must be gone;
 6. unmount the share on every exit path;
-7. from before the bind until the unmount, a teardown guard (``proc.guard``) stands by: the VM is
-   s6's, not our child, so if airlock dies (SIGKILL included) the guard runs ``vm-stop`` (or
-   ``s6-svc -d``) and the unmount; the run record lets the next run do it again (ADR 0005).
+7. from before the bind until the unmount, a teardown guard (``proc.teardown_guard``) stands by:
+   the VM is s6's, not our child, so if airlock dies (SIGKILL included) the guard runs
+   ``vm-stop`` (or ``s6-svc -d``) and the unmount; the run record lets the next run do it again
+   (ADR 0005).
 
 Trusted: the host config and the s6/util-linux tools.  Untrusted: anything the VM wrote, including
 its serial log (only an escaped tail is kept).  Failures raise ``FetchError`` (the VM could not be
@@ -147,7 +148,7 @@ class SpectrumFetcher:
         start = time.monotonic()
         # If airlock dies from here on (even by SIGKILL), the guard stops the VM and unbinds the
         # share; the run record lets the next run do the same if the guard died too (ADR 0005).
-        with proc.guard(self.teardown(vm)):
+        with proc.teardown_guard(self.teardown(vm)):
             self._nsenter(vm, [cfg.umount, "--", vm.updates], check=False)  # design step 10
             self._nsenter(vm, [cfg.mount, "--bind", "--", request.share, vm.updates])
             try:
