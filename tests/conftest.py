@@ -24,7 +24,10 @@ from tests.support import leaks, probes
 
 pytest_plugins = ["tests.support.strict_skips"]
 REQUIRE = os.environ.get("AIRLOCK_REQUIRE_ROOT") == "1"
-PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "s6", "e2e")
+# A loop device set up by mount(8) detaches itself once its file system is gone, which the kernel
+# may finish a moment after the last umount (seen under load after the last test of a run).
+LEAK_SETTLE_S = 15.0
+PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "boot", "s6", "e2e")
 
 settings.register_profile("dev", max_examples=200)
 settings.register_profile(
@@ -93,7 +96,7 @@ def leak_scope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     tempfile.tempdir = None  # recomputed from TMPDIR
     before = leaks.snapshot(base, tmpdir)
     yield base, tmpdir
-    _session_leaks.update(leaks.new_since(before, base, tmpdir))
+    _session_leaks.update(leaks.new_since(before, base, tmpdir, wait_s=LEAK_SETTLE_S))
 
 
 @pytest.fixture

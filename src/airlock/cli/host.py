@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from functools import cmp_to_key
 from pathlib import Path
 
 from airlock import config, state
 from airlock.cli.report import make_reporter, print_json
 from airlock.errors import ExitStatus, UsageError
+from airlock.formats import version
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 from airlock.pipeline.wiring import build_context, make_applier
@@ -76,39 +78,38 @@ def _check(args: argparse.Namespace) -> int:
     return _run(args, check=True)
 
 
-def _booted(os_release: Path) -> str | None:
-    """IMAGE_VERSION of the running system (from the configured os-release)."""
-    try:
-        text = os_release.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "IMAGE_VERSION":
-            return value.strip().strip("\"'") or None
-    return None
-
-
 def _status(args: argparse.Namespace) -> int:
     cfg = effective(args).config
     saved = state.load(cfg.state.path)
-    installed = make_applier(cfg).installed()
-    booted = _booted(cfg.host.os_release)
-    pending = installed.current if installed.current and installed.current != booted else None
+    applier = make_applier(cfg)
+    installed = applier.installed()
+    boot = applier.booted()
+    if boot.entries:
+        pending = boot.pending[-1] if boot.pending else None
+    else:  # no boot entries to read: what sysupdate installed beyond the booted version
+        current = installed.current
+        pending = current if current and current != boot.booted else None
+    failed = sorted(set(boot.failed) | set(saved.failed), key=cmp_to_key(version.compare))
     body: dict[str, object] = {
-        "booted": booted,
+        **saved.to_json(),
+        "booted": boot.booted,
+        "blessed": boot.blessed,
         "newest_installed": installed.current,
         "installed": list(installed.versions),
         "pending_reboot": pending,
-        **saved.to_json(),
+        "failed": failed,
     }
     body.pop("format", None)
     if args.json:
         print_json("status", **body)
         return 0
-    print(f"booted:          {booted or 'unknown'}")
+    trial = " (blessed)" if boot.blessed else " (on trial: its boot counter still runs)"
+    # Versions only: checked against sysupdate's version charset before they were stored.
+    print(f"booted:          {boot.booted + trial if boot.booted else 'unknown'}")
     print(f"installed:       {', '.join(installed.versions) or 'none'}")
     print(f"pending reboot:  {pending or 'nothing'}")
+    if failed:
+        print(f"failed to boot:  {', '.join(failed)} (rolled back)")
     if saved.last_check is None:
         print("last check:      never (no fresh, valid manifest seen yet)")
     else:
