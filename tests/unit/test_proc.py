@@ -340,3 +340,33 @@ def test_teardown_verdict(tmp_path: Path, steps: list[tuple[int, str, bool]], ok
         for i, (status, when, critical) in enumerate(steps)
     ]
     assert proc.teardown_now(teardown) is ok
+
+
+def test_the_init_broadcasts_a_signal_only_as_pid_1_of_its_own_namespace() -> None:
+    """kill(-1) from anything but pid 1 of a fresh namespace signals the whole machine: the
+    guard's init forwards to its command alone unless it really is that pid 1."""
+    from airlock.proc import guard
+
+    assert os.getpid() != 1
+    assert guard.forward_target(True, 4242) == 4242  # "contained" but not pid 1: no broadcast
+    assert guard.forward_target(False, 4242) == 4242
+    # Control: as pid 1 of a new PID namespace (a forked child after unshare), -1 is chosen.
+    out = subprocess.run(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--",
+            sys.executable,
+            "-c",
+            "import os; from airlock.proc import guard; print(os.getpid(), guard.forward_target(True, 7))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if out.returncode != 0:  # unprivileged without user namespaces: the first half still holds
+        assert os.geteuid() != 0, out.stderr
+        return
+    assert out.stdout.split() == ["1", "-1"]

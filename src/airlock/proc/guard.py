@@ -139,6 +139,13 @@ def _own_proc() -> None:
         _check(_libc.mount(fstype, target.encode(), fstype, flags, None))
 
 
+def forward_target(contained: bool, child: int) -> int:
+    """Where the init forwards a signal: ``-1`` (every process of its namespace) only when it
+    really is pid 1 of a namespace of its own; anywhere else ``kill(-1)`` would signal every
+    process the caller may signal on the machine, so then only the command itself."""
+    return -1 if contained and os.getpid() == 1 else child
+
+
 def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: bool) -> NoReturn:
     """Pid 1 of the new namespace (or a plain subreaper child): run the command, reap, report."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -173,9 +180,11 @@ def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: b
             os.write(exec_w, (exc.errno or 0).to_bytes(4, "little"))
         os._exit(127)
 
+    target = forward_target(contained, child)
+
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(-1 if contained else child, signum)  # -1 from pid 1: its whole namespace
+            os.kill(target, signum)
         except OSError:
             pass
 
