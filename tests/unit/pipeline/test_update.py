@@ -83,7 +83,7 @@ def test_inspection_gets_the_persisted_floor_and_signature_time(tmp_path: Path) 
     assert seen.floor == "2"
     assert seen.not_before == SIGNED
     assert seen.installed == "2"
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert (saved.floor, saved.pending, saved.booted) == ("2", None, "2")
 
 
@@ -94,12 +94,12 @@ def test_a_boot_on_trial_or_a_failed_one_does_not_raise_the_floor(tmp_path: Path
     trial.applier.boot = Assessment(booted="2", blessed=False, pending=(), failed=(), entries=())
     run_update(trial.ctx)
     assert trial.inspector.baselines[0].floor == "1"
-    assert state.load(w.config.state.path).pending == "2"
+    assert state.load(w.ctx.state_file).pending == "2"
     # 2 ran out of tries; systemd-boot went back to 1 by itself.
     back = make_world(tmp_path, verdict=release(newer=False), current="2")
     back.applier.boot = Assessment(booted="1", blessed=True, pending=(), failed=("2",), entries=())
     run_update(back.ctx)
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert (saved.floor, saved.pending, saved.failed, saved.booted) == ("1", None, ("2",), "1")
     assert back.inspector.baselines[0].floor == "1"
 
