@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest clean bench mutation
+.PHONY: test demo lint deps venv runtime guest spectrum-host clean bench mutation
 
 deps:
 	bash scripts/install-deps.sh
@@ -28,7 +28,11 @@ runtime: deps
 guest: deps runtime venv
 	bash scripts/make-guest.sh
 
-setup: deps venv runtime guest
+# The lab's Spectrum-shaped host: trixie packages over the runtime (docs/spectrum.md#lab).
+spectrum-host: deps runtime
+	bash scripts/make-spectrum-host.sh
+
+setup: deps venv runtime guest spectrum-host
 
 test: setup
 	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)

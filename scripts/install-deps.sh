@@ -7,8 +7,12 @@ set -euo pipefail
 PACKAGES=(
   btrfs-progs gpg gpgv sqv bubblewrap s6 execline fdisk util-linux debootstrap
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
-  qemu-system-x86 qemu-utils dosfstools mtools kmod xz-utils bzip2 zstd lz4
+  qemu-system-x86 qemu-utils dosfstools mtools kmod ovmf dmsetup
+  xz-utils bzip2 zstd lz4 nginx
 )
+# nginx: the tests and bench/delta.py start their own instances (generated config, loopback or a
+# test-made network namespace, stopped by PID); Debian may also enable its default site on :80,
+# which nothing here uses.
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: must run as root (apt-get install)" >&2

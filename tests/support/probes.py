@@ -13,6 +13,7 @@ from pathlib import Path
 
 from airlock.backends.apply import runtime
 from airlock.errors import AirlockError, HostError
+from airlock.layout import Layout
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -146,6 +147,24 @@ def vm() -> str | None:
 
 
 @functools.cache
+def boot() -> str | None:
+    """QEMU, OVMF, the guest's kernel and the runtime's ukify and systemd-boot (lab boots)."""
+    from airlock.lab import esp, initramfs, machine
+
+    if (why := vm()) is not None:
+        return why
+    for path in (machine.OVMF_CODE, machine.OVMF_VARS):
+        if not path.is_file():
+            return f"{path} missing (Debian package ovmf)"
+    if initramfs.GuestKernel.find() is None:
+        return "the guest kernel is missing (make guest)"
+    rt = sysupdate_runtime()
+    if rt is None or not (rt / esp.SYSTEMD_BOOT).is_file() or not (rt / "usr/bin/ukify").exists():
+        return "the runtime has no ukify or systemd-boot (make runtime)"
+    return None
+
+
+@functools.cache
 def s6() -> str | None:
     """The s6 tools."""
     for tool in ("s6-svscan", "s6-svlisten1", "s6-svc"):
@@ -163,12 +182,25 @@ def e2e() -> str | None:
     return None
 
 
+@functools.cache
+def spectrum_host() -> str | None:
+    """The Spectrum-shaped host's layers (make setup: the runtime and make-spectrum-host.sh)."""
+    if (why := e2e()) is not None:
+        return why
+    layout = Layout.load()
+    if layout.spectrum_host_layer() is None:
+        return f"the Spectrum host layer is not built under {layout.spectrum_host} (make setup)"
+    return None
+
+
 PROBES = {
     "root": root,
     "btrfs": btrfs,
     "sandbox": sandbox,
     "sysupdate": sysupdate,
     "vm": vm,
+    "boot": boot,
     "s6": s6,
     "e2e": e2e,
+    "spectrum_host": spectrum_host,
 }

@@ -13,13 +13,16 @@ verified version is available, 20 could not check (fetcher failed, timed out, se
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
+from functools import cmp_to_key
 from pathlib import Path
 
 from airlock import config, state
 from airlock.backends.apply.sysupdate import SysupdateHostApplier
 from airlock.cli.report import make_reporter, print_json
-from airlock.errors import ExitStatus, UsageError
+from airlock.errors import ExitStatus
+from airlock.formats import version
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 from airlock.pipeline.wiring import build_context, make_applier
@@ -31,10 +34,16 @@ STATUS_FLAGS = ("apply.runtime",)
 
 
 def effective(args: argparse.Namespace) -> config.Effective:
-    """The effective config of this invocation: defaults, ``--config`` file, then flags."""
-    if getattr(args, "spectrum", False) and args.config is not None:
-        raise UsageError("--spectrum and --config are mutually exclusive")
-    return config.load(args.config, flags=config.given_flags(args))
+    """The effective config of this invocation: defaults, the file, then flags.
+
+    The file is ``--config``, else ``/etc/airlock/host.toml`` when it exists.  ``--spectrum``
+    (``spectrum-update``) adds ``spectrum-update``'s own defaults (it waits for the lock).
+    """
+    path = args.config
+    if path is None and os.path.lexists(config.DEFAULT_FILE):
+        path = config.DEFAULT_FILE
+    preset = config.SPECTRUM_DEFAULTS if getattr(args, "spectrum", False) else None
+    return config.load(path, flags=config.given_flags(args), preset=preset)
 
 
 def _staging(raw: str) -> Path:
@@ -79,19 +88,6 @@ def _check(args: argparse.Namespace) -> int:
     return _run(args, check=True)
 
 
-def _booted(os_release: Path) -> str | None:
-    """IMAGE_VERSION of the running system (from the configured os-release)."""
-    try:
-        text = os_release.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "IMAGE_VERSION":
-            return value.strip().strip("\"'") or None
-    return None
-
-
 def _sysupdate(applier: SysupdateHostApplier) -> dict[str, object]:
     """Which systemd-sysupdate applies, and whose rules the judge applies with it."""
     rt, rules = applier.runtime, applier.dialect
@@ -109,32 +105,49 @@ def _sysupdate(applier: SysupdateHostApplier) -> dict[str, object]:
 
 def _status(args: argparse.Namespace) -> int:
     cfg = effective(args).config
-    saved = state.load(cfg.state.path)
+    where: Path | None = cfg.state.path
+    if args.staging_dir is not None:
+        where = cfg.state.file(_staging(args.staging_dir))
+    saved = state.load(where) if where is not None else state.State()
     applier = make_applier(cfg)
     installed = applier.installed()
-    booted = _booted(cfg.host.os_release)
-    pending = installed.current if installed.current and installed.current != booted else None
+    boot = applier.booted()
+    if boot.entries:
+        pending = boot.pending[-1] if boot.pending else None
+    else:  # no boot entries to read: what sysupdate installed beyond the booted version
+        current = installed.current
+        pending = current if current and current != boot.booted else None
+    failed = sorted(set(boot.failed) | set(saved.failed), key=cmp_to_key(version.compare))
     sysupdate = _sysupdate(applier)
     body: dict[str, object] = {
-        "booted": booted,
+        **saved.to_json(),
+        "booted": boot.booted,
+        "blessed": boot.blessed,
         "newest_installed": installed.current,
         "installed": list(installed.versions),
         "pending_reboot": pending,
+        "failed": failed,
+        "state_file": os.fspath(where) if where is not None else None,
         "sysupdate": sysupdate,
-        **saved.to_json(),
     }
     body.pop("format", None)
     if args.json:
         print_json("status", **body)
         return 0
-    where = "the host's own" if sysupdate["runtime"] == "host" else f"runtime {sysupdate['root']}"
+    runs = "the host's own" if sysupdate["runtime"] == "host" else f"runtime {sysupdate['root']}"
     verified = "" if sysupdate["rules_verified"] else ", not verified for this version"
     rules = f"rules of {sysupdate['rules']}{verified}"
-    print(f"sysupdate:       {sysupdate['version']} ({where}; {rules})")
-    print(f"booted:          {booted or 'unknown'}")
+    print(f"sysupdate:       {sysupdate['version']} ({runs}; {rules})")
+    trial = " (blessed)" if boot.blessed else " (on trial: its boot counter still runs)"
+    # Versions only: checked against sysupdate's version charset before they were stored.
+    print(f"booted:          {boot.booted + trial if boot.booted else 'unknown'}")
     print(f"installed:       {', '.join(installed.versions) or 'none'}")
     print(f"pending reboot:  {pending or 'nothing'}")
-    if saved.last_check is None:
+    if failed:
+        print(f"failed to boot:  {', '.join(failed)} (rolled back)")
+    if where is None:
+        print("last check:      unknown (give STAGING_DIR: the state is kept there)")
+    elif saved.last_check is None:
         print("last check:      never (no fresh, valid manifest seen yet)")
     else:
         print(f"last check:      {saved.last_check.isoformat()} (fresh, valid manifest)")
@@ -154,7 +167,12 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, staging: bool, flags: bool) -> None:
-    p.add_argument("--config", type=Path, default=None, help="host config (TOML)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"host config (TOML; default {config.DEFAULT_FILE} when it exists)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
     if staging:
@@ -182,6 +200,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_check)
     p = sub.add_parser("status", help="installed versions, pending reboot, last check")
     _common(p, staging=False, flags=False)
+    p.add_argument(
+        "staging_dir",
+        metavar="STAGING_DIR",
+        nargs="?",
+        help="the staging directory whose state to show (unless [state] path is set)",
+    )
     config.add_flags(p, STATUS_FLAGS)
     p.set_defaults(func=_status)
     p = sub.add_parser("config", help="the effective host config")

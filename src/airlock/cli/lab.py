@@ -20,6 +20,8 @@ def _demo(args: argparse.Namespace) -> int:
         as_json=args.json,
         fetcher=args.fetcher,
         runtime=args.runtime,
+        boot=args.boot,
+        boot_tries=args.boot_tries,
     )
 
 
@@ -32,7 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "server in a private network namespace; update 1.0 -> 2.0, rerun (no-op), update "
         "2.0 -> 3.0, optionally replay an attack, and show the disk before and after.",
     )
-    p.add_argument("--workdir", type=Path, help="work directory (default: a new one in /var/tmp)")
+    p.add_argument(
+        "--workdir", type=Path, help="work directory (default: a new one in $TMPDIR or /var/tmp)"
+    )
     p.add_argument(
         "--fetcher",
         choices=["sandbox", "qemu"],
@@ -50,6 +54,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--attack",
         choices=sorted(ATTACKS),
         help="replay one hostile VM behaviour before the last update",
+    )
+    p.add_argument(
+        "--boot",
+        action="store_true",
+        help="boot the disk in QEMU (OVMF, systemd-boot, UKI, dm-verity) before and after each "
+        "update instead of simulating the reboot (about 20 s per boot under TCG)",
+    )
+    p.add_argument(
+        "--boot-tries",
+        type=int,
+        metavar="N",
+        help="render the host's kernel transfer with boot counting (N tries per new UKI)",
     )
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.set_defaults(func=_demo)

@@ -1,18 +1,23 @@
 # SPDX-License-Identifier: MIT
 """The lab: a whole Spectrum-like system on one machine, driven through airlock's real CLI.
 
-``Lab`` builds, under one work directory, a signing key, real releases (EROFS root + dm-verity +
-kernel image per version), a GPT disk image with Spectrum's A/B layout (slot A = the first version),
-a ``$BOOT`` directory, a loop-backed btrfs staging filesystem, Spectrum's build-time files rendered
-by ``airlock render``, an update server (``airlock serve``) reachable only inside a network
-namespace made for the lab (no default route), and a host config that points ``airlock update`` at
-all of it, with the real agent running in the bubblewrap sandbox inside that namespace.
+``Lab`` builds, under one work directory, a signing key, real bootable releases (EROFS root +
+dm-verity + UKI per version, see ``airlock.lab.images``), a GPT disk image with Spectrum's layout
+(an EFI system partition with systemd-boot and the first version's UKI, then the A/B slots, slot A
+= the first version), the ESP's tree as ``$BOOT`` (``airlock.lab.esp``), a loop-backed btrfs
+staging filesystem, Spectrum's build-time files rendered by ``airlock render``, an update server
+(``airlock serve``) reachable only inside a network namespace made for the lab (no default route),
+and a host config that points ``airlock update`` at all of it, with the real agent running in the
+bubblewrap sandbox inside that namespace.  ``reboot()`` boots the disk in QEMU
+(``airlock.lab.booting``).
 
 Leaving no trace: the lab process first moves into a private mount namespace, and mounts a tmpfs
 on ``/run/netns`` there, so every mount it or its children make (btrfs, snapshots, sysupdate's
-namespace, the netns handle) disappears with it even if it is killed.  On a normal exit it also
-unmounts, deletes the namespace, stops the server by PID and removes the work directory (unless
-asked to keep it).  ``airlock demo`` and ``tests/e2e`` both use this class.
+namespace, the netns handle) disappears with it, and every process it starts (the server, the
+updates, their VMs and gpg agents) dies with it (``airlock.proc``), even if it is SIGKILLed.  On a
+normal exit it also unmounts, deletes the namespace, stops the server and removes the work
+directory (unless asked to keep it); after a kill the work directory is all that is left, and the
+next lab removes it (``workdir``).  ``airlock demo`` and ``tests/e2e`` both use this class.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +41,7 @@ from airlock.backends.openpgp import gpg
 from airlock.config import render as render_config
 from airlock.errors import HostError
 from airlock.formats import manifest
-from airlock.lab import disk, images
+from airlock.lab import booting, disk, esp, images, initramfs, machine, workdir
 
 CLONE_NEWNS = 0x00020000
 NETNS = "airlock-lab"
@@ -53,6 +58,10 @@ REQUIRED_TOOLS = {
     "losetup": "util-linux",
     "gpg": "gpg",
     "sqv": "sqv",
+    "mkfs.fat": "dosfstools",
+    "mcopy": "mtools",
+    "cpio": "cpio",
+    "modprobe": "kmod",
 }
 
 
@@ -145,7 +154,7 @@ def enter_private_mount_namespace() -> None:
         raise HostError(
             f"Failed to unshare the mount namespace: {os.strerror(err)}", code="host.namespace"
         )
-    proc.run(["mount", "--make-rprivate", "/"], timeout=30)
+    proc.run(["mount", "--make-rprivate", "/"], timeout=30, share_mounts=True)
 
 
 class Lab:
@@ -160,6 +169,7 @@ class Lab:
         fetcher: str = "sandbox",
         runtime: str = "auto",
         log: Callable[[str], None] | None = None,
+        boot_tries: int | None = None,
     ) -> None:
         if fetcher not in ("sandbox", "qemu"):
             raise HostError(
@@ -167,6 +177,7 @@ class Lab:
             )
         self.fetcher = fetcher
         self.runtime = runtime  # [apply] runtime: which systemd-sysupdate applies
+        self.boot_tries = boot_tries
         self.w = workdir
         self.keep = keep
         self.vm_timeout_s = vm_timeout_s
@@ -177,6 +188,8 @@ class Lab:
         self.served_bytes = 0
         self._last_publish_s = 0
         self.fingerprint = ""
+        self.initrd: Path | None = None
+        self.boots: list[tuple[str, machine.Boot]] = []
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -221,9 +234,10 @@ class Lab:
         where = "the host's own" if rt.name == "host" else f"runtime {rt.name}, {rt.root}"
         self.log(f"systemd-sysupdate {rt.version} applies ({where})")
         enter_private_mount_namespace()
-        created = not self.w.exists()
-        self.w.mkdir(parents=True, exist_ok=True)
-        if created and not self.keep:
+        created = self._stack.enter_context(workdir.claim(self.w))
+        if self.keep:
+            self._stack.callback(workdir.keep, self.w)
+        elif created:
             self._stack.callback(shutil.rmtree, self.w, ignore_errors=True)
         self.w.chmod(0o755)
         self._keygen()
@@ -250,23 +264,48 @@ class Lab:
         self._stack.callback(gpg.kill_agent, self.gnupghome)
 
     def _build_images(self) -> None:
-        runtime = sysupdate_runtime.locate()
+        kernel = initramfs.GuestKernel.find()
+        if kernel is not None:
+            self.log("building the initramfs: busybox, veritysetup, findfs, boot modules")
+            self.initrd = initramfs.build(self.w / "images", kernel)
         for v in VERSIONS:
-            self.log(f"building release {v}: EROFS root, dm-verity tree, kernel image")
-            self.images[v] = images.build(self.w / "images", v, runtime=runtime.root)
+            self.add_release(v)
+
+    def add_release(self, version: str, *, broken: bool = False) -> images.Images:
+        """Build release ``version`` (``broken``: its root is no file system, it cannot boot)."""
+        what = "a root that is no file system" if broken else "EROFS root"
+        self.log(f"building release {version}: {what}, dm-verity tree, UKI")
+        img = images.build(
+            self.w / "images",
+            version,
+            runtime=sysupdate_runtime.locate().root,
+            initrd=self.initrd,
+            broken=broken,
+        )
+        self.images[version] = img
+        return img
 
     def _make_disk(self) -> None:
         first = self.images[VERSIONS[0]]
-        self.log("creating a GPT disk image with Spectrum's A/B layout (slot A = 1.0)")
+        self.log(
+            f"creating a GPT disk image with Spectrum's layout: ESP (systemd-boot, "
+            f"Spectrum_{first.version}.efi), A/B slots (slot A = {first.version})"
+        )
+        esp.populate(
+            self.esp,
+            runtime=sysupdate_runtime.locate().root,
+            ukis={f"Spectrum_{first.version}.efi": first.kernel},
+        )
+        esp_image = esp.image(self.w / "esp.img", self.esp)
         disk.create(
             self.disk,
             roothash=first.roothash,
             version=first.version,
             root_image=first.root,
             verity_image=first.verity,
+            esp_image=esp_image,
         )
-        (self.esp / "EFI/Linux").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(first.kernel, self.esp / f"EFI/Linux/Spectrum_{first.version}.efi")
+        esp_image.unlink()
 
     def _render(self) -> None:
         self.log("rendering Spectrum's build-time files (airlock render)")
@@ -281,6 +320,7 @@ class Lab:
             self.pubring,
             "--out",
             out,
+            *(["--boot-tries", str(self.boot_tries)] if self.boot_tries else []),
         )
         for transfer in sorted((self.etc / "sysupdate.d").glob("*.transfer")):
             text = transfer.read_text().replace("Path=auto", f"Path={self.disk}")
@@ -293,14 +333,18 @@ class Lab:
         with open(img, "wb") as fh:
             fh.truncate(512 << 20)
         proc.run(["mkfs.btrfs", "-q", "-f", img], timeout=120)
-        proc.run(["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", img, mnt], timeout=60)
+        proc.run(
+            ["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", img, mnt],
+            timeout=60,
+            share_mounts=True,
+        )
         self._stack.callback(self._umount, mnt)
 
     @staticmethod
     def _umount(path: Path) -> None:
         for target in fsutil.mounts_below(path):
             with contextlib.suppress(HostError):
-                proc.run(["umount", target], timeout=60)
+                proc.run(["umount", target], timeout=60, share_mounts=True)
 
     def _start_server(self) -> None:
         if self.fetcher == "qemu":
@@ -312,11 +356,15 @@ class Lab:
         run_netns = Path("/run/netns")
         run_netns.mkdir(parents=True, exist_ok=True)
         proc.run(
-            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns], timeout=30
+            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns],
+            timeout=30,
+            share_mounts=True,
         )
         self._stack.callback(self._umount, run_netns)
-        proc.run(["ip", "netns", "add", NETNS], timeout=30)
-        self._stack.callback(proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False)
+        proc.run(["ip", "netns", "add", NETNS], timeout=30, share_mounts=True)
+        self._stack.callback(
+            proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False, share_mounts=True
+        )
         proc.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], timeout=30)
         self._spawn_server(["ip", "netns", "exec", NETNS])
 
@@ -410,8 +458,34 @@ class Lab:
         shutil.rmtree(archive, ignore_errors=True)
         shutil.copytree(self.server_dir, archive)
 
+    def status(self) -> dict[str, object]:
+        """``airlock status --json``: booted, blessed, pending, failed, floor (the host's view)."""
+        out = self._airlock("status", "--config", self.config, "--json").stdout
+        data: dict[str, object] = json.loads(out.decode().splitlines()[-1])
+        return data
+
+    def status_text(self) -> str:
+        """``airlock status`` as a user reads it."""
+        return self._airlock("status", "--config", self.config).stdout.decode()
+
+    def reboot(
+        self, label: str, *, attempts: int = 1, listener: machine.Listener | None = None
+    ) -> machine.Boot:
+        """Boot the disk in QEMU (see ``airlock.lab.booting.reboot``)."""
+        return booting.reboot(self, label, attempts=attempts, listener=listener)
+
+    def boot_copy(
+        self, label: str, mutate: booting.Mutation, *, listener: machine.Listener | None = None
+    ) -> tuple[str, machine.Boot]:
+        """Boot a changed copy of the disk (see ``airlock.lab.booting.boot_copy``)."""
+        return booting.boot_copy(self, label, mutate, listener=listener)
+
     def boot(self, version: str) -> None:
-        """Pretend to reboot into ``version``: the host's os-release now says so (``%A``)."""
+        """The host now runs ``version``: its os-release says so (``%A``).
+
+        After a real boot (``reboot``) this records what booted; without one it stands in for a
+        reboot, as the fast demo does.
+        """
         os_release = self.etc / "os-release"
         lines = [
             f"IMAGE_VERSION={version}" if line.startswith("IMAGE_VERSION=") else line
@@ -512,28 +586,38 @@ class Lab:
 
     def state(self) -> DiskState:
         """What is on the disk now: labels, PARTUUIDs and which image each slot holds."""
-        known = {}
-        for v, img in self.images.items():
-            known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
-            known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
-            known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
-        sizes = {img.root.stat().st_size for img in self.images.values()} | {
-            img.verity.stat().st_size for img in self.images.values()
-        }
-        slots = []
-        for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 5), 0)):
-            content = "empty"
-            for size in sorted(sizes):
-                prefix = disk.state(self.disk, measure={slot.number: size})[slot.number - 1]
-                if prefix.sha256_prefix in known:
-                    content = known[prefix.sha256_prefix]
-                    break
+        return describe(self.disk, self.esp, self.images)
+
+
+def describe(disk_image: Path, esp: Path, built: Mapping[str, images.Images]) -> DiskState:
+    """Slots of ``disk_image`` and UKIs in ``esp``, each named by the built image it holds."""
+    known = {}
+    for v, img in built.items():
+        known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
+        known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
+        known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
+    sizes = sorted(
+        {img.root.stat().st_size for img in built.values()}
+        | {img.verity.stat().st_size for img in built.values()}
+    )
+    slots = []
+    with open(disk_image, "rb") as fh:
+        for slot in disk.state(disk_image, measure=dict.fromkeys(range(1, 129), 0)):
+            if slot.type.upper() == disk.ESP_TYPE:
+                continue
+            fh.seek(slot.start * disk.SECTOR)
+            data = fh.read(min(slot.size, sizes[-1]))
+            content = next(
+                (known[h] for size in sizes
+                 if (h := hashlib.sha256(data[:size]).hexdigest()) in known),
+                "empty",
+            )  # fmt: skip
             slots.append((slot.number, slot.label, slot.partuuid, content))
-        boot = tuple(
-            (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
-            for p in sorted((self.esp / "EFI/Linux").iterdir())
-        )
-        return DiskState(slots=tuple(slots), boot=boot)
+    boot = tuple(
+        (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
+        for p in sorted((esp / "EFI/Linux").iterdir())
+    )
+    return DiskState(slots=tuple(slots), boot=boot)
 
 
 @contextlib.contextmanager

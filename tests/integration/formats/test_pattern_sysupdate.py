@@ -120,8 +120,8 @@ def test_field_followed_by_slash_aborts_257_and_is_rejected(
     if systemd_runtime.version >= 262:
         assert done.returncode == 0, done.stderr
     else:
-        # Run as the product runs it (PID 1 of its own PID namespace, where SIGABRT has no
-        # default action), the failed assertion ends the process with SIGSEGV (-11).
+        # Run as PID 1 of its own PID namespace (as the product did before ADR 0005; SIGABRT has
+        # no default action there), the failed assertion ended the process with SIGSEGV (-11).
         assert done.returncode in (134, -6, -11), done.returncode
         assert b"Aborting." in done.stderr
         assert b"Assertion" in done.stderr

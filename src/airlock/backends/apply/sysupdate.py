@@ -4,14 +4,21 @@
 ``SysupdateApplier`` only assembles the invocation; ``runtime.Runtime.run`` does the isolation.
 Every invocation:
 
-* binds the transfer definitions read-only at ``/run/airlock/definitions`` and passes
-  ``--definitions=`` (so nothing in the runtime's ``/etc/sysupdate.d`` can leak in);
-* when ``keyring`` is given, binds it read-only over **every** keyring path the runtime's
+* in a runtime root (a chroot), binds the transfer definitions read-only at
+  ``/run/airlock/definitions`` and passes ``--definitions=`` (so nothing in the runtime's
+  ``/etc/sysupdate.d`` can leak in), binds the ESP writable at ``/run/airlock/esp``
+  (``SYSTEMD_ESP_PATH``) and the host keyring read-only over **every** keyring path the runtime's
   sysupdate may read (``formats.dialect``: 257 falls back to the vendor keyring under ``/usr/lib``
   when ``/etc``'s is missing, threat C6; 258+ read ``.pgp`` names; 262 trusts the vendor keyring
-  *in addition* to ``/etc``'s, and both runtimes ship one) and, where the version honours it,
-  points ``SYSTEMD_OPENPGP_KEYRING`` at it: only the host's keys count;
-* when ``esp`` is given, binds it writable at ``/run/airlock/esp`` and sets ``SYSTEMD_ESP_PATH``;
+  *in addition* to ``/etc``'s, and both runtimes ship one);
+* with the host's own sysupdate (Spectrum's ``/usr/lib/systemd/systemd-sysupdate``) every path is
+  already where it is (``--definitions=`` and ``SYSTEMD_ESP_PATH`` name the real ones), so only
+  what must *replace* something is bound: the keyring over each keyring path of that version that
+  exists and is not already the same file, and over the first ``/etc`` one when none of those
+  exists; nothing is created on the host's (read-only) ``/usr`` or ``/etc`` (``enter.py`` makes a
+  mount point in a private writable view when one is missing);
+* where the version honours it, points ``SYSTEMD_OPENPGP_KEYRING`` at the host keyring: only the
+  host's keys count;
 * adds the caller's extra binds (sources, targets, image files) unchanged.
 
 Trusts its caller (the host pipeline) for every argument; the versions that come back from
@@ -24,13 +31,16 @@ settings, its definitions, keyring and os-release, and the snapshot bound read-o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airlock import proc
+from airlock import assessment, proc
+from airlock.assessment import Assessment
 from airlock.backends.apply import ApplyConfig, Listing, ProgressFn
 from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
@@ -43,15 +53,23 @@ DEFINITIONS = "/run/airlock/definitions"
 ESP = "/run/airlock/esp"
 
 
-def keyring_targets(rt: Runtime) -> tuple[str, ...]:
-    """The keyring paths ``rt``'s sysupdate may read, to bind the host keyring over.
+def keyring_targets(rt: Runtime, keyring: Path) -> tuple[str, ...]:
+    """The keyring paths ``rt``'s sysupdate may read, to bind the host ``keyring`` over.
 
-    In a runtime root every one (a missing mount point is made in the run's overlay); on the host,
-    only those that exist: sysupdate reads no keyring path that does not exist, and a bind needs
-    an existing target there.
+    In a runtime root every one (a missing mount point is made in the run's overlay).  On the
+    host, those that exist and are not already ``keyring`` (sysupdate reads no path that does not
+    exist), and the first ``/etc`` one when no ``/etc`` one exists, so that what sysupdate reads
+    first is the host keyring, never only the vendor's (a missing mount point is made in a
+    private view of its directory, never on the host's ``/etc``).
     """
     paths = dialect.for_version(rt.version).keyrings
-    return paths if rt.chrooted else tuple(p for p in paths if os.path.lexists(p))
+    if rt.chrooted:
+        return paths
+    etc = [p for p in paths if p.startswith("/etc/")]
+    out = [p for p in paths if os.path.lexists(p) and not _same_file(keyring, p)]
+    if etc and not any(os.path.lexists(p) for p in etc):
+        out.insert(0, etc[0])
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,37 +82,43 @@ class Invocation:
     binds: tuple[Bind, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
 
-    def all_binds(self, rt: Runtime) -> tuple[Bind, ...]:
-        """The binds ``rt.run`` needs for this invocation.
+    def definitions_arg(self, rt: Runtime) -> str:
+        """``--definitions=`` as ``rt``'s sysupdate sees the directory (bound in a chroot)."""
+        path = DEFINITIONS if rt.chrooted else os.fspath(self.definitions.absolute())
+        return f"--definitions={path}"
 
-        Raises:
-            HostError: ``host.sysupdate`` when a keyring is given but ``rt`` (the host's own
-                sysupdate) has no keyring path to bind it over.
-        """
-        out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
+    def all_binds(self, rt: Runtime) -> tuple[Bind, ...]:
+        """The binds ``rt.run`` needs for this invocation."""
+        out: list[Bind] = []
+        if rt.chrooted:
+            out.append(Bind(source=self.definitions, target=DEFINITIONS, read_only=True))
         if self.keyring is not None:
-            targets = keyring_targets(rt)
-            if not targets:
-                raise HostError(
-                    "The host's systemd-sysupdate has no keyring file to bind the host keyring"
-                    f" over (looked for {', '.join(dialect.for_version(rt.version).keyrings)})",
-                    code="host.sysupdate",
-                )
-            out += [Bind(source=self.keyring, target=t, read_only=True) for t in targets]
-        if self.esp is not None:
+            out += [
+                Bind(source=self.keyring, target=t, read_only=True)
+                for t in keyring_targets(rt, self.keyring)
+            ]
+        if self.esp is not None and rt.chrooted:
             out.append(Bind(source=self.esp, target=ESP, read_only=False))
         return (*out, *self.binds)
 
     def all_env(self, rt: Runtime) -> dict[str, str]:
-        """The environment for ``rt``'s sysupdate: ``SYSTEMD_ESP_PATH`` when an ESP is bound,
+        """The environment for ``rt``'s sysupdate: ``SYSTEMD_ESP_PATH`` when an ESP is given,
         the keyring override where the version honours one."""
         env = dict(self.env)
         if self.esp is not None:
-            env["SYSTEMD_ESP_PATH"] = ESP
+            env["SYSTEMD_ESP_PATH"] = ESP if rt.chrooted else os.fspath(self.esp.absolute())
         rules = dialect.for_version(rt.version)
         if self.keyring is not None and rules.keyring_env is not None:
-            env[rules.keyring_env] = keyring_targets(rt)[0]
+            seen = rules.keyrings[0] if rt.chrooted else os.fspath(self.keyring.absolute())
+            env[rules.keyring_env] = seen
         return env
+
+
+def _same_file(a: Path, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def parse_listing(res: proc.Completed) -> Listing:
@@ -137,7 +161,7 @@ class SysupdateApplier:
         self, inv: Invocation, args: Sequence[str], *, timeout: float, notify: Notify | None = None
     ) -> proc.Completed:
         return self.runtime.run(
-            [f"--definitions={DEFINITIONS}", *args],
+            [inv.definitions_arg(self.runtime), *args],
             binds=inv.all_binds(self.runtime),
             env=inv.all_env(self.runtime),
             timeout=timeout,
@@ -229,6 +253,31 @@ class SysupdateApplier:
 
 
 OS_RELEASE_TARGET = "/usr/lib/os-release"
+OS_RELEASE_HOST = "/etc/os-release"
+
+
+def _mount_point(path: Path) -> None:
+    """Create ``path`` 0700 if missing (Spectrum's ``mkdir -p -m 0700 /run/updater``).
+
+    Raises:
+        HostError: ``host.mount-point`` when it cannot be made or is not a plain directory.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.ENOENT):
+            raise HostError(
+                f"Failed to create {os.fspath(path)}: {exc.strerror}", code="host.mount-point"
+            ) from exc
+        return  # a read-only parent: enter.py makes the mount point in a private view
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise HostError(
+            f"Refusing mount point {os.fspath(path)}: not a directory of ours",
+            code="host.mount-point",
+        )
 
 
 class SysupdateHostApplier:
@@ -263,8 +312,17 @@ class SysupdateHostApplier:
 
     def _invocation(self, snapshot: Path | None) -> Invocation:
         cfg = self._config
-        binds = [Bind(source=self._os_release, target=OS_RELEASE_TARGET, read_only=True)]
-        binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.binds]
+        binds = []
+        if not self._sysupdate.runtime.chrooted:
+            # The host's own sysupdate already sees the disks, the ESP and (usually) its
+            # os-release where they are; Spectrum makes /run/updater 0700 (spectrum-step-1).
+            if not _same_file(self._os_release, OS_RELEASE_HOST):
+                binds.append(Bind(source=self._os_release, target=OS_RELEASE_HOST, read_only=True))
+            if snapshot is not None:
+                _mount_point(Path(cfg.mount_point))
+        else:
+            binds.append(Bind(source=self._os_release, target=OS_RELEASE_TARGET, read_only=True))
+            binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.binds]
         if snapshot is not None:
             binds.append(Bind(source=snapshot, target=cfg.mount_point, read_only=True))
         return Invocation(
@@ -298,6 +356,12 @@ class SysupdateHostApplier:
         """``version`` is in the target, but only partly acquired or not yet installed."""
         listed = self._sysupdate.list_versions(inv, offline=True).versions
         return version in listed and not self._sysupdate.settled(inv, version)
+
+    def booted(self) -> Assessment:
+        """The booted version and the boot entries the host's definitions put in ``$BOOT``."""
+        return assessment.observe_host(
+            self._definitions, boot=self._config.esp_path, os_release=self._os_release
+        )
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot.
