@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from airlock.formats import blockindex
 from tests.support.releases import ROOTHASH, SigningKey, payload, spectrum_names
 
 
@@ -244,8 +245,9 @@ def test_publish_accepts_spectrum_s_vm_transfer_templates_as_they_are(
         "--definitions", str(SPECTRUM_VM), "--json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    indexes = [n + blockindex.SUFFIX for n in spectrum_names("3")]  # publish indexes each image
     assert sorted(os.listdir(rel)) == sorted(
-        [*spectrum_names("3"), "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
+        [*spectrum_names("3"), *indexes, "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
     )
 
 
