@@ -55,6 +55,23 @@ def test_every_script_sources_the_layout() -> None:
     assert "include src/airlock/layout.env" in (ROOT / "Makefile").read_text()
 
 
+# A layout variable as the scripts and the Makefile expand it: $X, ${X}, $(X).  Names built at
+# run time (RUNTIME_${name}_DIR, read through ${!var}) have no '$' before them and are not matched.
+_EXPANDED = re.compile(r"\$[{(]?((?:RUNTIME|GUEST|SPECTRUM_HOST|VENV|AIRLOCK_CACHE)[A-Z0-9_]*)")
+
+
+def test_scripts_expand_only_declared_layout_variables() -> None:
+    # A variable layout.env no longer declares (RUNTIME_DIR became RUNTIME_257_DIR) would expand
+    # to nothing, or stop a `set -u` script only when it runs.
+    declared = {*layout.values(), "AIRLOCK_CACHE", "VENV"}  # the environment, the Makefile's own
+    texts = {p.name: p.read_text() for p in (ROOT / "scripts").glob("*.sh")}
+    texts["Makefile"] = (ROOT / "Makefile").read_text()
+    used = {(name, m) for name, text in texts.items() for m in _EXPANDED.findall(text)}
+    assert {m for _, m in used} >= {"RUNTIMES", "RUNTIME_DEFAULT", "GUEST_DIR"}
+    assert sorted(u for u in used if u[1] not in declared) == []
+    assert _EXPANDED.findall('runtime="$cache/$RUNTIME_DIR"') == ["RUNTIME_DIR"]  # control
+
+
 def test_no_second_copy_of_a_stamp_or_cache_path() -> None:
     listed = (
         subprocess.run(
@@ -98,6 +115,7 @@ def test_layout_follows_the_cache_variable(monkeypatch: pytest.MonkeyPatch, tmp_
         assert build.major == int(name)
     assert lay.runtime() == lay.runtime(v["RUNTIME_DEFAULT"])
     assert lay.guest == tmp_path / v["GUEST_DIR"]
+    assert lay.spectrum_host == tmp_path / v["SPECTRUM_HOST_DIR"]
     monkeypatch.delenv("AIRLOCK_CACHE")
     assert layout.Layout.load().cache == Path(v["AIRLOCK_CACHE_DEFAULT"])
 
