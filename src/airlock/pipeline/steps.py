@@ -20,9 +20,10 @@ from pathlib import Path
 
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
-from airlock.errors import AirlockError, ApplyError, BusyError, ConfigError, HostError
+from airlock.errors import AirlockError, ApplyError, ConfigError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
+from airlock.pipeline import leftovers
 from airlock.pipeline.context import RunContext
 from airlock.text import display
 from airlock.trusted.policy import Baseline
@@ -74,39 +75,26 @@ def take_lock(ctx: RunContext) -> Iterator[None]:
         yield
 
 
-def processes_mentioning(path: Path) -> list[int]:
-    """Pids whose command line names ``path`` (e.g. the sysupdate runner of a killed run)."""
-    needle = os.fsencode(path)
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes()
-            except OSError:
-                continue
-            if needle in cmdline:
-                found.append(int(entry))
-    return found
+@contextlib.contextmanager
+def prepare_staging(ctx: RunContext) -> Iterator[None]:
+    """Stop what a killed earlier run left; staging dir (0700, btrfs), ``shared``, quota; stale
+    snapshot and mounts.  Then record this run's children until the ``with`` block ends.
 
-
-def prepare_staging(ctx: RunContext) -> None:
-    """Staging dir (0700, btrfs), ``shared`` created or reused, quota; stale snapshot and mounts.
-
-    A child of a killed earlier run that still uses the snapshot (sysupdate outlives airlock when
-    airlock is SIGKILLed, ADR 0060) makes this run busy rather than pulling the snapshot away.
+    Before ``shared`` is touched, whatever the run record of a dead earlier run names is stopped
+    (``leftovers``): a VM or a namespace that could still write there.  Command lines are never
+    consulted, so no local user can make the run busy.
     """
-    with step(ctx, Step.PREPARE, os.fspath(ctx.staging_dir)) as detail:
-        holders = processes_mentioning(ctx.staging.snapshot_path)
-        if holders:
-            raise BusyError(
-                f"A process of an interrupted run still uses the snapshot (pid {holders[0]})",
-                code="busy.orphan",
-                hint="wait for it to finish, then run again",
-            )
-        ctx.staging.prepare()
-        stale = ctx.staging.remove_stale()
-        if stale:
-            detail.append(f"removed {stale} leftover(s) of an earlier run")
+    with contextlib.ExitStack() as stack:
+        with step(ctx, Step.PREPARE, os.fspath(ctx.staging_dir)) as detail:
+            stopped = leftovers.stop_leftovers(ctx.staging_dir)
+            if stopped:
+                detail.append(str(stopped))
+            ctx.staging.prepare()
+            stack.enter_context(leftovers.RunRecord(ctx.staging_dir))
+            stale = ctx.staging.remove_stale()
+            if stale:
+                detail.append(f"removed {stale} leftover(s) of an earlier run")
+        yield
 
 
 def clean_share(ctx: RunContext) -> None:

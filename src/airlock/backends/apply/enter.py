@@ -2,9 +2,10 @@
 """Namespace-side helper: set up the mounts of one sysupdate run, chroot, exec systemd-sysupdate.
 
 Executed by ``runtime.Runtime.run`` as ``python3 -I -S enter.py SPEC_JSON`` *inside* a fresh private
-mount namespace (``unshare --mount --propagation private --fork --kill-child``), so every mount it
-makes disappears with the namespace.  Standard library only (it runs with ``-I -S``), no airlock
-imports.  The spec is written by trusted host code; nothing here reads untrusted input.
+mount namespace (``unshare --mount --propagation private``, in the PID namespace of proc's guard),
+so every mount it makes disappears with the namespace. Standard library only (it runs with ``-I
+-S``), no airlock imports. The spec is written by trusted host code; nothing here reads untrusted
+input.
 
 The runtime root is the read-only lower layer of an overlay whose upper layer is a tmpfs, so the
 run can create mount points (and sysupdate can write to its own root) without changing the shared

@@ -2,14 +2,14 @@
 """Locate systemd-sysupdate 257 and run it in a throwaway private mount namespace.
 
 Trusts: the runtime root (``$AIRLOCK_CACHE/trixie``, built by ``scripts/make-runtime.sh``), the
-caller's ``Bind`` list and environment.  Every run gets a fresh mount namespace
-(``unshare --mount --propagation private --fork --kill-child``) in which ``enter.py`` mounts
-``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the caller's
-binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the notify
-socket's directory, then chroots and execs sysupdate.  The chroot is an overlay whose lower layer
-is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
+caller's ``Bind`` list and environment. Every run gets a fresh mount namespace (``unshare --mount
+--propagation private``, inside the PID namespace proc gives every child) in which ``enter.py``
+mounts ``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the
+caller's binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the
+notify socket's directory, then chroots and execs sysupdate. The chroot is an overlay whose lower
+layer is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
 sysupdate writes to its own root) live only for the run, so the shared root is never modified and
-concurrent runs cannot see each other.  Nothing is mounted on the host: when the namespace's last
+concurrent runs cannot see each other. Nothing is mounted on the host: when the namespace's last
 process exits, its mounts go with it.
 
 sd_notify messages (``X_SYSUPDATE_PROGRESS=``, ``STATUS=``, …) arrive on a host-side AF_UNIX
@@ -42,6 +42,8 @@ from airlock.text import tail
 logger = logging.getLogger(__name__)
 
 SYSUPDATE = "/usr/lib/systemd/systemd-sysupdate"
+CHROOT = "/usr/sbin/chroot"
+UNSHARE = "/usr/bin/unshare"
 MIN_VERSION = 257
 NOTIFY_DIR = "/run/airlock-notify"
 MAX_NOTIFY_BYTES = 4096
@@ -63,7 +65,7 @@ class Bind:
 def _major(binary: Path, *, chroot: Path | None) -> int | None:
     argv: list[str | os.PathLike[str]] = [binary, "--version"]
     if chroot is not None:
-        argv = ["chroot", chroot, SYSUPDATE, "--version"]
+        argv = [CHROOT, chroot, SYSUPDATE, "--version"]
     try:
         res = proc.run(argv, timeout=30)
     except AirlockError:
@@ -116,6 +118,16 @@ def parse_notify(raw: bytes) -> dict[str, str]:
     return out
 
 
+def _bind_anywhere(sock: socket.socket, directory: Path, name: str) -> None:
+    """Bind ``sock`` to ``directory/name`` even if that path is longer than ``sun_path`` allows
+    (a run's temporary directory is under the staging directory): through ``/proc/self/fd``."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _notify_socket(notify: Notify | None) -> Iterator[Path]:
     """A bound datagram socket in a private directory; a thread forwards messages to ``notify``."""
@@ -142,7 +154,7 @@ def _notify_socket(notify: Notify | None) -> Iterator[Path]:
 
     thread = threading.Thread(target=pump, name="sysupdate-notify", daemon=True)
     try:
-        sock.bind(os.fspath(sock_dir / "notify"))
+        _bind_anywhere(sock, sock_dir, "notify")
         sock.settimeout(0.1)
         thread.start()
         yield sock_dir
@@ -195,14 +207,17 @@ class Runtime:
         scratch = Path(tempfile.mkdtemp(prefix="airlock-sysupdate-"))
         try:
             with _notify_socket(notify) as sock_dir:
+                # In the runtime the socket is bound at a short path; on a host with
+                # sysupdate >= 257 its real path must fit sun_path (108 bytes) or sysupdate
+                # reports no progress (it ignores the failure and installs all the same).
                 notify_dir = NOTIFY_DIR if self.chrooted else os.fspath(sock_dir)
                 notify_path = notify_dir + "/notify"
                 spec = {
                     "root": os.fspath(self.root),
                     "binary": SYSUPDATE,
                     "args": ["--no-pager", *args],
-                    # sysupdate is PID 1 of its PID namespace, where systemd logs to /dev/kmsg by
-                    # default: the host's kernel log, and nothing on the stderr we report.
+                    # In a PID namespace systemd may log to /dev/kmsg by default: the host's
+                    # kernel log, and nothing on the stderr we report.
                     "env": proc.base_env(
                         {
                             "SYSTEMD_LOG_TARGET": "console",
@@ -223,21 +238,14 @@ class Runtime:
                     ],
                 }
                 res = proc.run(
-                    # setpriv --pdeathsig: if airlock itself is killed (even SIGKILL), unshare
-                    # dies with it; --kill-child then kills sysupdate, the init of a new PID
-                    # namespace, and with it the kernel kills every callout (systemd-pull,
-                    # systemd-import): no orphan keeps writing after the lock is gone.
+                    # proc's guard gives the run its own PID namespace that dies with airlock
+                    # (even on SIGKILL), so sysupdate and its callouts (systemd-pull,
+                    # systemd-import) never outlive the lock (ADR 0003, ADR 0005).
                     [
-                        "setpriv",
-                        "--pdeathsig",
-                        "KILL",
-                        "unshare",
+                        UNSHARE,
                         "--mount",
-                        "--pid",
                         "--propagation",
                         "private",
-                        "--fork",
-                        "--kill-child",
                         "--",
                         sys.executable,
                         "-I",
@@ -248,6 +256,7 @@ class Runtime:
                     timeout=timeout,
                     check=False,
                     max_output=4 << 20,
+                    scratch=(scratch, sock_dir),  # removed even if airlock is killed
                 )
         finally:
             # only ever a mount point inside the dead namespace: empty on the host

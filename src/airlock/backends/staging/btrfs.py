@@ -165,9 +165,9 @@ class BtrfsStaging:
         count = 0
         for target in fsutil.mounts_below(path):
             try:
-                proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S)
+                proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S, share_mounts=True)
             except CommandFailed:
-                proc.run([UMOUNT, "--lazy", "--", target], timeout=_TIMEOUT_S)
+                proc.run([UMOUNT, "--lazy", "--", target], timeout=_TIMEOUT_S, share_mounts=True)
             count += 1
         return count
 
