@@ -14,6 +14,7 @@ Trusts the spec, which ``SpectrumHost`` writes.  Any failure exits non-zero with
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -23,10 +24,11 @@ from airlock import proc
 from airlock.errors import AirlockError
 
 _T = 60.0
+MNT_DETACH = 2
 
 
 def _mount(*args: str) -> None:
-    proc.run(["mount", *args], timeout=_T)
+    proc.run(["mount", *args], timeout=_T, share_pids=True)  # this namespace, its /proc
 
 
 def boot(spec: dict[str, object]) -> None:
@@ -48,8 +50,14 @@ def boot(spec: dict[str, object]) -> None:
     for name, source in dict(spec["plumbing"]).items():  # type: ignore[call-overload]  # a dict
         (lab / name).touch()
         _mount("--bind", str(source), str(lab / name))
-    proc.run(["pivot_root", ".", "."], timeout=_T, cwd=Path(root))
-    proc.run(["umount", "--lazy", "."], timeout=_T, cwd=Path("/"))
+    proc.run(["pivot_root", ".", "."], timeout=_T, cwd=Path(root), share_pids=True)
+    # The old root is stacked under the new one; detach it here, not by a command: airlock's
+    # guard (python and its script) is no longer reachable from the new root.
+    os.chdir("/")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(b".", MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"detaching the old root: {os.strerror(err)}")
 
 
 def main(argv: list[str]) -> int:

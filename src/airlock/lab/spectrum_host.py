@@ -173,7 +173,8 @@ class SpectrumHost:
     def _host(
         self, argv: Sequence[str | os.PathLike[str]], *, check: bool = True, timeout: float = _T
     ) -> proc.Completed:
-        return proc.run(argv, timeout=timeout, check=check)
+        # These commands mount, unmount or bind namespaces for the lab: in our mount namespace.
+        return proc.run(argv, timeout=timeout, check=check, share_pids=True)
 
     def _airlock(self, *args: str | os.PathLike[str]) -> proc.Completed:
         """The maintainer's airlock (this one, outside the host)."""
@@ -270,12 +271,15 @@ class SpectrumHost:
         proc.run(
             ["unshare", f"--mount={self.anchor}", "--propagation", "private", sys.executable,
              "-m", "airlock.lab.spectrum_boot", json.dumps(spec)],
-            timeout=_T, inherit_env=True,
+            timeout=_T, inherit_env=True, share_pids=True,  # binds the namespace on the anchor
         )  # fmt: skip
         self.vm_id = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in "123456")
         # The VM's mount namespace: a copy of the host's (slave), kept by a holder process.
         holder = self._running.enter_context(
-            proc.spawn(self.enter(["unshare", "--mount", "--propagation", "slave", "sleep", "inf"]))
+            proc.spawn(
+                self.enter(["unshare", "--mount", "--propagation", "slave", "sleep", "inf"]),
+                share_pids=True,
+            )
         )
         pid = self._holder_pid(holder.pid)
         self.run(
@@ -283,7 +287,7 @@ class SpectrumHost:
             check=True,
         )
         self._running.enter_context(
-            proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]))
+            proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]), share_pids=True)
         )
         deadline = time.monotonic() + 30
         while self.vmm() is None:
@@ -359,7 +363,8 @@ class SpectrumHost:
         self, argv: Sequence[str], *, check: bool = False, timeout: float = _T
     ) -> proc.Completed:
         """Run ``argv`` on the host, as root, with an empty environment (but PATH and LANG)."""
-        return proc.run(self.enter(argv), timeout=timeout, check=check)
+        # In the host's PID namespace, which its /proc shows (mounted at boot), as on a real host.
+        return proc.run(self.enter(argv), timeout=timeout, check=check, share_pids=True)
 
     def spectrum_update(self, *, timeout: float = 600.0) -> Run:
         """``spectrum-update /ext/staging``: one argument, nothing else."""
