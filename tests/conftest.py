@@ -107,11 +107,17 @@ def new_processes() -> Callable[[], set[int]]:
 
 
 @pytest.fixture(autouse=True)
-def _leak_check(leak_scope: tuple[str, Path]) -> Iterator[None]:
-    """The same check around every test: what a test starts or makes, it stops or removes."""
+def _leak_check(leak_scope: tuple[str, Path], request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same check around every test: what a test starts or makes, it stops or removes.
+
+    A test marked ``restarts_world`` restarts processes of its module's world (a reboot, a
+    server): those belong to the world, so only the session's check (and the world's own
+    teardown) covers processes for it; every other kind is still checked per test."""
     base, tmpdir = leak_scope
     before = leaks.snapshot(base, tmpdir)
     yield
     leaked = leaks.new_since(before, base, tmpdir)
+    if request.node.get_closest_marker("restarts_world") is not None:
+        leaked.pop("processes", None)
     if leaked:
         pytest.fail(f"leaked by this test: {leaked}", pytrace=False)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from airlock import config, proc
 from airlock.errors import HostError
-from airlock.lab import disk, images, spectrum_boot, wheel
+from airlock.lab import disk, images, wheel
 from airlock.lab.world import DiskState, describe
 from airlock.layout import Layout
 
@@ -173,8 +173,8 @@ class SpectrumHost:
     def _host(
         self, argv: Sequence[str | os.PathLike[str]], *, check: bool = True, timeout: float = _T
     ) -> proc.Completed:
-        # In our own mount namespace: the lab's mounts (the anchor, the netns file) must stay.
-        return proc.run(argv, timeout=timeout, check=check, share_mounts=True)
+        # These commands mount, unmount or bind namespaces for the lab: in our mount namespace.
+        return proc.run(argv, timeout=timeout, check=check, share_pids=True)
 
     def _airlock(self, *args: str | os.PathLike[str]) -> proc.Completed:
         """The maintainer's airlock (this one, outside the host)."""
@@ -268,13 +268,17 @@ class SpectrumHost:
             "esp": os.fspath(self.esp),
             "plumbing": {"disk.img": os.fspath(self.disk), "netns": os.fspath(self.w / "ns/net")},
         }
-        spectrum_boot.anchored(spec, self.anchor)
+        proc.run(
+            ["unshare", f"--mount={self.anchor}", "--propagation", "private", sys.executable,
+             "-m", "airlock.lab.spectrum_boot", json.dumps(spec)],
+            timeout=_T, inherit_env=True, share_pids=True,  # binds the namespace on the anchor
+        )  # fmt: skip
         self.vm_id = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in "123456")
         # The VM's mount namespace: a copy of the host's (slave), kept by a holder process.
         holder = self._running.enter_context(
             proc.spawn(
                 self.enter(["unshare", "--mount", "--propagation", "slave", "sleep", "inf"]),
-                share_mounts=True,
+                share_pids=True,
             )
         )
         pid = self._holder_pid(holder.pid)
@@ -283,7 +287,7 @@ class SpectrumHost:
             check=True,
         )
         self._running.enter_context(
-            proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]), share_mounts=True)
+            proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]), share_pids=True)
         )
         deadline = time.monotonic() + 30
         while self.vmm() is None:
@@ -351,12 +355,7 @@ class SpectrumHost:
 
     # -- running things inside --------------------------------------------------------------
     def enter(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` as run on the host: in its namespace, environment emptied but PATH, LANG.
-
-        Run it with ``share_mounts=True``: a mount namespace proc makes is a copy of ours, and a
-        copy leaves out the files a mount namespace is bound on (the kernel's rule against loops),
-        so the anchor would be a plain file there.
-        """
+        """``argv`` as run on the host: in its namespace, environment emptied but PATH, LANG."""
         return ["nsenter", f"--mount={self.anchor}", "--", "/usr/bin/env", "-i", f"PATH={_PATH}",
                 "LANG=C.UTF-8", *argv]  # fmt: skip
 
@@ -364,7 +363,8 @@ class SpectrumHost:
         self, argv: Sequence[str], *, check: bool = False, timeout: float = _T
     ) -> proc.Completed:
         """Run ``argv`` on the host, as root, with an empty environment (but PATH and LANG)."""
-        return proc.run(self.enter(argv), timeout=timeout, check=check, share_mounts=True)
+        # In the host's PID namespace, which its /proc shows (mounted at boot), as on a real host.
+        return proc.run(self.enter(argv), timeout=timeout, check=check, share_pids=True)
 
     def spectrum_update(self, *, timeout: float = 600.0) -> Run:
         """``spectrum-update /ext/staging``: one argument, nothing else."""
