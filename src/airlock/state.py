@@ -13,9 +13,9 @@ saw what booted (``Booted``, from the boot entries in ``$BOOT`` and os-release, 
 ``airlock.assessment``), and a run verified a release and maybe installed it (``Verified``).  The
 floor only rises, and only to a version that has booted and been blessed (a good boot): until
 then the previous version must stay installable, since the new one may yet fail to boot and be
-rolled back.  The newest signature time never goes back, the last check is the run's reference
-time, the pending version is the one just installed until it boots or fails.  ``load`` and
-``save`` only read and write it.
+rolled back.  The newest signature time never goes back nor past ``now``, the last check is the
+run's reference time, the pending version is the one just installed until it boots or fails.
+``load`` and ``save`` only read and write it.
 
 It lives where ``[state] path`` says, by default in the staging directory (``state.json`` beside
 the ``shared`` subvolume): persistent, on the host's own filesystem even when the root is read-only,
@@ -179,7 +179,11 @@ def _verified(old: State, event: Verified, now: datetime) -> State:
     version (unless it failed).  The floor does not move here: it rises only once a version has
     booted and been blessed.
     """
-    newest = max((*event.signed, *filter(None, [old.newest_signature])), default=None)
+    # Never later than the run's reference time: a signature within the verifier's clock skew
+    # must not lift the floor past genuine releases signed in the next minutes.
+    newest = max(
+        (*(min(t, now) for t in event.signed), *filter(None, [old.newest_signature])), default=None
+    )
     pending = old.pending
     if event.applied and event.version is not None:
         pending = event.version

@@ -19,6 +19,8 @@ PINNING = "tests/integration/test_runtime_pinning.py"
 STATE = "tests/property/test_state_property.py"
 DIALECT = "tests/integration/test_dialect_vs_sysupdate.py"
 HOST = "tests/integration/host/test_update_e2e.py"
+REPLAY = "tests/unit/trusted/test_replay_floor.py"
+SHARE = "tests/integration/host/test_share_reset.py"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,5 +217,54 @@ MUTATIONS: tuple[Mutation, ...] = (
         find="                self._sysupdate.vacuum(inv)",
         replace="                pass",
         tests=(f"{HOST}::test_an_interrupted_apply_is_finished_by_the_next_run",),
+    ),
+    # --- issue #15: the replay floor, the clean step, the VM's network ----------------------------
+    Mutation(
+        name="uncounted-signers-recorded",
+        guard="only counted signatures become the release's signers (and the recorded floor)",
+        path="trusted/verify.py",
+        find="signers=counted,",
+        replace="signers=counted + uncounted,",
+        tests=(f"{REPLAY}::test_a_key_that_does_not_count_cannot_raise_the_floor",),
+    ),
+    Mutation(
+        name="future-signatures-accepted",
+        guard="no signature created after the reference time plus the clock skew",
+        path="backends/openpgp/__init__.py",
+        find="    if created > not_after:",
+        replace="    if False:",
+        tests=(f"{REPLAY}::test_a_signature_from_the_future_is_refused_by_both_verifiers",),
+    ),
+    Mutation(
+        name="signature-time-past-now",
+        guard="state.advance never stores a signature time later than the run's now",
+        path="state.py",
+        find="min(t, now) for t in event.signed",
+        replace="t for t in event.signed",
+        tests=(
+            f"{REPLAY}::test_the_recorded_time_is_never_later_than_now",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+        ),
+    ),
+    Mutation(
+        name="share-walked",
+        guard="clean_share recreates shared when it holds anything but regular files",
+        path="backends/staging/btrfs.py",
+        find="if not stat.S_ISREG(st.st_mode):\n                return None",
+        replace="if False:\n                return None",
+        tests=(f"{SHARE}::test_a_10000_deep_chain_is_cleared_without_a_walk",),
+    ),
+    Mutation(
+        name="qemu-ipv6-on",
+        guard="QEMU's restricted user network has IPv6 off",
+        path="backends/fetcher/qemu.py",
+        find="restrict=on,ipv6=off,",
+        replace="restrict=on,",
+        tests=(
+            "tests/unit/backends/fetcher/test_qemu_route.py"
+            "::test_the_user_network_is_restricted_and_ipv4_only",
+            "tests/integration/vm/test_qemu_fetcher.py"
+            "::test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it",
+        ),
     ),
 )

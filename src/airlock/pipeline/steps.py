@@ -110,7 +110,10 @@ def clean_share(ctx: RunContext) -> None:
     """Remove what an earlier VM run left in ``shared`` (keeps cached downloads)."""
     with step(ctx, Step.CLEAN) as detail:
         report = ctx.staging.clean_share()
-        detail.append(f"removed {report.removed}, kept {report.kept}")
+        if report.reset:
+            detail.append("it held more than regular files: recreated empty")
+        else:
+            detail.append(f"removed {report.removed}, kept {report.kept}")
 
 
 def provide_vm_config(ctx: RunContext) -> Path:

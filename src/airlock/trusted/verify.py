@@ -13,7 +13,9 @@ checks (each raises; nothing is returned that did not pass all of them):
    (C1–C5, C10, C11), none may use a weak hash (C9).
 3. Signer policy: only trusted primary fingerprints count, at least ``threshold`` distinct ones
    (C7, ``reject.signer``, ``reject.threshold``); no counted signature older than ``not_before``
-   (C12/D2, ``reject.replay``).
+   (C12/D2, ``reject.replay``).  No signature may be created after ``now`` plus
+   ``openpgp.CLOCK_SKEW`` (the verifier refuses it).  Only the counted signatures become the
+   release's ``signers``, whose times the run records as the next ``not_before``.
 4. Parse the authenticated manifest strictly (B1–B11); ``BEST-BEFORE`` in the past or, with
    ``require_fresh``, absent refuses it (D2, ``reject.expired``).
 5. Assemble the release (one file per enabled transfer, D3/B18); a release older than the floor or
@@ -111,6 +113,7 @@ def _verify_signatures(
     keyring: Path,
     limits: Limits,
     verifier: SignatureVerifier,
+    now: datetime.datetime,
 ) -> tuple[ValidSignature, ...]:
     if not signature_files:
         raise SignatureError(
@@ -127,7 +130,7 @@ def _verify_signatures(
                 subject=sig_file.name,
             )
         try:
-            found = verifier.verify(raw_signature, raw_manifest, keyring)
+            found = verifier.verify(raw_signature, raw_manifest, keyring, now=now)
         except SignatureError as exc:
             exc.subject = display(sig_file.name)
             raise exc from None
@@ -278,8 +281,13 @@ def _authenticate(
     policy: Policy,
     limits: Limits,
     verifier: SignatureVerifier,
-) -> tuple[bytes, tuple[ValidSignature, ...]]:
-    """Steps 2 and 3: the manifest bytes, read once, and the signatures that verify over them."""
+    now: datetime.datetime,
+) -> tuple[bytes, tuple[ValidSignature, ...], tuple[ValidSignature, ...]]:
+    """Steps 2 and 3: the manifest bytes, read once, the counted signatures and the others.
+
+    Only counted signatures (by trusted primary keys) are returned as such: a valid signature by
+    another key in the keyring must not raise the replay floor the run records.
+    """
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
     raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
@@ -291,9 +299,10 @@ def _authenticate(
         keyring=keyring,
         limits=limits,
         verifier=verifier,
+        now=now,
     )
-    _apply_signer_policy(signatures, policy)
-    return raw_manifest, signatures
+    counted = _apply_signer_policy(signatures, policy)
+    return raw_manifest, counted, tuple(s for s in signatures if s not in counted)
 
 
 def _not_newer_but_incomplete(release: candidate.CandidateRelease, policy: Policy) -> list[Dropped]:
@@ -387,8 +396,14 @@ def judge(
     if now.tzinfo is None:
         raise RuntimeError("judge() needs a timezone-aware reference time")
     classified = candidate.classify(_list(dir_fd, limits), transfers)
-    raw_manifest, signatures = _authenticate(
-        dir_fd, classified, keyring=keyring, policy=policy, limits=limits, verifier=verifier
+    raw_manifest, counted, uncounted = _authenticate(
+        dir_fd,
+        classified,
+        keyring=keyring,
+        policy=policy,
+        limits=limits,
+        verifier=verifier,
+        now=now,
     )
     parsed = manifest_format.parse(
         raw_manifest, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
@@ -413,7 +428,8 @@ def judge(
         newer=newer,
         files=files,
         dropped=tuple(dropped),
-        signers=signatures,
+        signers=counted,
+        uncounted=uncounted,
         best_before=parsed.best_before,
         bytes_hashed=bytes_hashed,
         manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),

@@ -337,7 +337,9 @@ def _machine_argv(
         "-monitor", "none",
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
-        # seccomp; not elevateprivileges=deny: it breaks the guestfwd forwarder's exec.
+        # seccomp; not elevateprivileges=deny (the forwarder fails) nor spawn=deny (QEMU dies
+        # of SIGSYS at the guest's first connection): the guestfwd cmd: forwarder needs both
+        # (ADR 0142).
         "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
         "-kernel", os.fspath(kernel),
         "-initrd", os.fspath(initrd),
@@ -363,7 +365,9 @@ def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
     # connection (a tcp: chardev would connect once, at start, and serve a single connection).
     cmd = shlex.join([*cfg.forwarder, route.host_addr, str(route.host_port)])
     fwd = f"guestfwd=tcp:{GUEST_SERVER_IP}:{route.guest_port}-cmd:{_opt(cmd)}"
-    return ["-netdev", f"user,id=n0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=n0"]
+    # ipv6=off: libslirp's restrict=on is written for IPv4; the guest gets no IPv6 at all.
+    net = f"user,id=n0,restrict=on,ipv6=off,{fwd}"
+    return ["-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
 
 
 def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:

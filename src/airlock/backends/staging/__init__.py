@@ -16,10 +16,15 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CleanReport:
-    """What ``clean_share`` removed, as counts (names are untrusted and not kept)."""
+    """What ``clean_share`` removed, as counts (names are untrusted and not kept).
+
+    ``reset``: ``shared`` held more than regular files and was deleted and recreated empty
+    (nothing counted, nothing kept).
+    """
 
     removed: int
     kept: int
+    reset: bool = False
 
 
 class Staging(Protocol):
