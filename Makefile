@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest clean bench mutation
+.PHONY: test demo lint deps venv runtime guest clean bench mutation dist
 
 deps:
 	bash scripts/install-deps.sh
@@ -17,7 +17,7 @@ deps:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PY) -m pip install -q -e '.[test,lint,dist]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -38,6 +38,16 @@ test: setup
 mutation: setup
 	$(PY) -m tests.mutation.run $(MUTATIONS)
 
+# The sdist and the wheel (docs/packaging.md), built offline with the pinned `dist` extra; the
+# wheel is built from the unpacked sdist, so a file the sdist lacks is missing from the wheel too.
+# Timestamps come from the last commit (SOURCE_DATE_EPOCH), so the wheel is byte-identical when
+# rebuilt; setuptools' leftovers go first, as its file list would otherwise remember old files.
+DIST ?= dist
+dist: venv
+	rm -rf $(DIST) build src/*.egg-info
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+	  $(PY) -m build --no-isolation --outdir $(DIST) .
+
 demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
 
@@ -54,4 +64,4 @@ bench: setup
 	$(PY) bench/update.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info
