@@ -8,6 +8,7 @@ PACKAGES=(
   btrfs-progs gpg gpgv sqv bubblewrap s6 execline fdisk util-linux debootstrap
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
   qemu-system-x86 qemu-utils dosfstools mtools kmod
+  zsh groff-base man-db
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -48,6 +48,20 @@ def test_wheel_carries_every_module_the_templates_and_the_guest_init(dist: Dist)
     assert "spectrum-update = airlock.cli:spectrum_update_main" in entry_points
 
 
+def test_wheel_carries_the_man_pages_and_completions_for_the_prefix(dist: Dist) -> None:
+    data = f"airlock-{__version__}.data/data/share/"
+    wanted = {
+        "man/man8/airlock.8": "packaging/man/airlock.8",
+        "man/man8/spectrum-update.8": "packaging/man/spectrum-update.8",
+        "man/man5/airlock.toml.5": "packaging/man/airlock.toml.5",
+        "bash-completion/completions/airlock": "packaging/completions/airlock",
+        "zsh/site-functions/_airlock": "packaging/completions/_airlock",
+    }
+    with zipfile.ZipFile(dist.wheel) as whl:
+        for inside, source in wanted.items():
+            assert whl.read(data + inside) == (ROOT / source).read_bytes(), inside
+
+
 def test_sdist_is_the_whole_tracked_source(dist: Dist) -> None:
     tracked = subprocess.run(
         ["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True
@@ -109,3 +123,4 @@ def test_installed_wheel_renders_from_its_own_templates(dist: Dist, tmp_path: Pa
         assert (out / "etc/sysupdate.d" / name).is_file()
     assert "IMAGE_VERSION=2.0" in (out / "etc/os-release").read_text()
     assert os.listdir(tmp_path / "venv/bin").count("spectrum-update") == 1
+    assert (venv / "share/man/man8/airlock.8").is_file()
