@@ -2,13 +2,17 @@
 """Persisted trusted state of the host updater, written atomically as one small JSON file.
 
 Fields: the installed version, the version pending a reboot, the last successful check (a fresh,
-valid manifest was seen), the rollback floor and the creation time of the newest accepted manifest
-signature.  The floor and the signature time are passed to the judge as ``floor`` and
-``not_before``, so a replayed older release is refused even when the GPT labels were rewritten.
+valid manifest was seen), the rollback floor, the creation time of the newest accepted manifest
+signature, and the newer release that check verified but did not install (``available``, what
+``airlock status`` says the next update would install).  The floor and the signature time are
+passed to the judge as ``floor`` and ``not_before``, so a replayed older release is refused even
+when the GPT labels were rewritten.
 
 How the state changes is one pure function, ``advance(old, event, now)``: the floor only rises,
-the newest signature time never goes back, the last check is the run's reference time, and the
-pending version is the one just installed.  ``load`` and ``save`` only read and write it.
+the newest signature time never goes back, the last check is the run's reference time, the
+pending version is the one just installed, and ``available`` is the verified version newer than
+the installed one when this run did not install it (else none).  ``load`` and ``save`` only read
+and write it.
 
 Only the host writes this file and only values it verified go in; it is still parsed strictly
 (a corrupt file is a ``ConfigError``, never silently reset, since resetting would lower the floor).
@@ -27,7 +31,7 @@ from typing import ClassVar
 from airlock import fsutil
 from airlock.errors import ConfigError, HostError
 from airlock.formats import version
-from airlock.settings import PATH, setting
+from airlock.settings import PATH, SECONDS, setting
 
 FORMAT_VERSION = 1
 _MAX_BYTES = 64 * 1024
@@ -44,6 +48,11 @@ class StateConfig:
         kind=PATH,
         help="the state file (rollback floor, newest signature time, last check)",
     )
+    stale_after_s: float = setting(
+        86400.0,
+        kind=SECONDS,
+        help="airlock status calls the last successful check stale after this long",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +65,7 @@ class State:
     floor: str | None = None
     newest_signature: datetime | None = None
     manifest_sha256: str | None = None
+    available: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready mapping (datetimes as ISO 8601 UTC)."""
@@ -104,9 +114,14 @@ def advance(old: State, event: Event, now: datetime) -> State:
     newest = max((*event.signed, *filter(None, [old.newest_signature])), default=None)
     floor = _higher(old.floor, event.installed)
     pending = old.pending
+    available = None
     if event.applied and event.version is not None:
         floor = _higher(floor, event.version)
         pending = event.version
+    elif event.version is not None and (
+        event.installed is None or version.compare(event.version, event.installed) > 0
+    ):
+        available = event.version  # verified newer than what is installed, not installed yet
     return dataclasses.replace(
         old,
         installed=event.installed if event.installed is not None else old.installed,
@@ -115,6 +130,7 @@ def advance(old: State, event: Event, now: datetime) -> State:
         floor=floor,
         newest_signature=newest,
         manifest_sha256=event.manifest_sha256,
+        available=available,
     )
 
 
@@ -179,6 +195,7 @@ def load(path: Path) -> State:
         floor=_text(data.get("floor"), "floor"),
         newest_signature=_time(data.get("newest_signature"), "newest_signature"),
         manifest_sha256=_text(data.get("manifest_sha256"), "manifest_sha256"),
+        available=_text(data.get("available"), "available"),
     )
 
 

@@ -13,15 +13,16 @@ verified version is available, 20 could not check (fetcher failed, timed out, se
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airlock import config, state
+from airlock import config, status
 from airlock.cli.report import make_reporter, print_json
 from airlock.errors import ExitStatus, UsageError
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
-from airlock.pipeline.wiring import build_context, make_applier
+from airlock.pipeline.wiring import build_context
 
 # The settings ``update``, ``check`` and ``config show`` take as flags.
 RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
@@ -76,47 +77,50 @@ def _check(args: argparse.Namespace) -> int:
     return _run(args, check=True)
 
 
-def _booted(os_release: Path) -> str | None:
-    """IMAGE_VERSION of the running system (from the configured os-release)."""
-    try:
-        text = os_release.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "IMAGE_VERSION":
-            return value.strip().strip("\"'") or None
-    return None
-
-
 def _status(args: argparse.Namespace) -> int:
-    cfg = effective(args).config
-    saved = state.load(cfg.state.path)
-    installed = make_applier(cfg).installed()
-    booted = _booted(cfg.host.os_release)
-    pending = installed.current if installed.current and installed.current != booted else None
-    body: dict[str, object] = {
-        "booted": booted,
-        "newest_installed": installed.current,
-        "installed": list(installed.versions),
-        "pending_reboot": pending,
-        **saved.to_json(),
-    }
-    body.pop("format", None)
+    facts = status.gather(effective(args).config, now=datetime.now(UTC))
+    advice = status.advise(facts)
     if args.json:
-        print_json("status", **body)
-        return 0
-    print(f"booted:          {booted or 'unknown'}")
-    print(f"installed:       {', '.join(installed.versions) or 'none'}")
-    print(f"pending reboot:  {pending or 'nothing'}")
-    if saved.last_check is None:
-        print("last check:      never (no fresh, valid manifest seen yet)")
+        print_json("status", **status.as_json(facts, advice))
     else:
-        print(f"last check:      {saved.last_check.isoformat()} (fresh, valid manifest)")
-    print(f"rollback floor:  {saved.floor or 'none'}")
-    if saved.newest_signature is not None:
-        print(f"newest signature: {saved.newest_signature.isoformat()}")
+        print(status_text(facts, advice), end="", flush=True)
     return 0
+
+
+def status_text(facts: status.Facts, advice: status.Advice) -> str:
+    """``airlock status`` for a person: one line per fact, the next action last."""
+    shown = status.shown_version
+    saved = facts.saved
+    lines = [
+        f"booted:      {shown(facts.booted) if facts.booted else 'unknown (no IMAGE_VERSION)'}"
+    ]
+    installed = ", ".join(shown(v) for v in reversed(facts.installed)) or "none"
+    lines.append(f"installed:   {installed}")
+    pending = ", ".join(shown(v) for v in facts.pending)
+    lines.append(f"pending:     {pending + ' (after a reboot)' if pending else 'nothing'}")
+    if saved.available is not None:
+        lines.append(f"available:   {shown(saved.available)} (verified by the last check)")
+    if saved.last_check is None:
+        lines.append("last check:  never (no fresh, valid manifest seen yet)")
+    else:
+        when = saved.last_check.strftime("%Y-%m-%d %H:%M:%S UTC")
+        verdict = "stale" if facts.stale else "fresh"
+        ago = status.age(facts.check_age_s or 0.0)
+        lines.append(f"last check:  {when}, {ago} ago ({verdict})")
+    floor = f"{saved.floor} (older releases are refused)" if saved.floor else "none"
+    lines.append(f"floor:       {floor}")
+    if facts.runtime is None:
+        lines.append("runtime:     none usable")
+    else:
+        where = "the host's" if facts.runtime.source == "host" else os.fspath(facts.runtime.root)
+        lines.append(f"runtime:     systemd-sysupdate {facts.runtime.version} ({where})")
+    lines += [f"problem:     [{p.code}] {p.message}" for p in facts.problems]
+    if advice.action is status.Action.FIX:
+        lines.append("next:        fix the problem above, then run airlock status again")
+    else:
+        command = f": {advice.command}" if advice.command else ""
+        lines.append(f"next:        {advice.action}{command} ({advice.reason})")
+    return "\n".join(lines) + "\n"
 
 
 def _config_show(args: argparse.Namespace) -> int:
@@ -155,7 +159,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _common(p, staging=True, flags=True)
     p.set_defaults(func=_check)
-    p = sub.add_parser("status", help="installed versions, pending reboot, last check")
+    p = sub.add_parser(
+        "status",
+        help="booted, installed and pending versions, last check, floor, runtime, what next",
+        description="Show the host's update state at a glance: the booted, installed and "
+        "pending versions, a newer release the last check verified, the last successful check "
+        "and whether it is stale, the rollback floor, the systemd-sysupdate runtime, and the "
+        "next action (fix, reboot, update, check or none). What cannot be read is listed as a "
+        "problem with its error code; the rest is still shown (exit 0).",
+    )
     _common(p, staging=False, flags=False)
     p.set_defaults(func=_status)
     p = sub.add_parser("config", help="the effective host config")

@@ -179,6 +179,11 @@ class SysupdateHostApplier:
         )
 
     @property
+    def runtime(self) -> Runtime:
+        """The systemd-sysupdate this applier runs (``airlock status`` shows it)."""
+        return self._sysupdate.runtime
+
+    @property
     def required_signature_files(self) -> tuple[str, ...]:
         """systemd-sysupdate 257 reads only ``SHA256SUMS.gpg`` (258+ also ``.sha256.asc``)."""
         return ("SHA256SUMS.gpg",) if self._sysupdate.runtime.version < 258 else ()

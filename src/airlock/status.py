@@ -1,0 +1,254 @@
+# SPDX-License-Identifier: MIT
+"""What ``airlock status`` reports: the host's update state at a glance, and what to do next.
+
+``gather()`` reads the facts once — the booted version (os-release), the installed versions
+(``systemd-sysupdate --offline list``), the state file (floor, last successful check, a newer
+release the last check verified), the systemd-sysupdate runtime in use — and never fails for one
+of them: what could not be read becomes a ``Problem`` with its error code, and the rest is still
+reported.  ``advise()`` is pure: from the facts, the one next action (fix, reboot, update, check
+or nothing) and why.
+
+Trusts: the host's own files and what sysupdate lists (versions installed from verified
+releases; still only shown when they pass the version grammar, else escaped).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from airlock import state
+from airlock.backends.apply.runtime import Runtime
+from airlock.config import HostConfig
+from airlock.errors import AirlockError, ConfigError
+from airlock.formats import version
+from airlock.pipeline.wiring import make_applier
+from airlock.text import display
+
+
+class Action(enum.StrEnum):
+    """What the operator (or the timer) should do next."""
+
+    FIX = "fix"  # something is broken: see ``problems``
+    REBOOT = "reboot"  # a newer version is installed and waits for a reboot
+    UPDATE = "update"  # the last check verified a newer release: ``airlock update`` installs it
+    CHECK = "check"  # never checked, or the last successful check is stale
+    NONE = "none"  # up to date as of a recent check
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """Something ``status`` could not read; ``code`` is the error's stable code."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeInfo:
+    """The systemd-sysupdate ``airlock update`` applies with."""
+
+    root: Path  # "/" for the host's own
+    version: int
+
+    @property
+    def source(self) -> str:
+        """``host`` (the system's own systemd-sysupdate) or ``runtime`` (a separate root)."""
+        return "host" if self.root == Path("/") else "runtime"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facts:
+    """Everything ``status`` read, at ``now``."""
+
+    now: datetime
+    booted: str | None
+    installed: tuple[str, ...]
+    newest_installed: str | None
+    saved: state.State
+    state_file: Path
+    runtime: RuntimeInfo | None
+    stale_after_s: float
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Installed versions newer than the booted one: the next boot uses the newest."""
+        if self.booted is None:
+            return ()
+        return tuple(v for v in self.installed if _newer(v, self.booted))
+
+    @property
+    def check_age_s(self) -> float | None:
+        """Seconds since the last successful check (``None``: never)."""
+        last = self.saved.last_check
+        return None if last is None else max(0.0, (self.now - last).total_seconds())
+
+    @property
+    def stale(self) -> bool:
+        """The last successful check is older than ``stale_after_s`` (or there was none)."""
+        age = self.check_age_s
+        return age is None or age > self.stale_after_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advice:
+    """The next action, the command that does it, and why."""
+
+    action: Action
+    command: str | None
+    reason: str
+
+
+def _newer(a: str, b: str) -> bool:
+    return version.is_valid(a) and version.is_valid(b) and version.compare(a, b) > 0
+
+
+def shown_version(raw: str) -> str:
+    """A version as status shows it: itself when it is a valid version, else escaped."""
+    return raw if version.is_valid(raw) else display(raw)
+
+
+def age(seconds: float) -> str:
+    """``3 d 4 h``, ``2 h 5 min``, ``42 s``: a duration at a glance."""
+    s = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60)):
+        if s >= size:
+            rest = (s % size) // sub_size
+            return f"{s // size} {unit}" + (f" {rest} {sub}" if rest else "")
+    return f"{s // 60} min" if s >= 60 else f"{s} s"
+
+
+def advise(facts: Facts) -> Advice:
+    """The one next action for ``facts`` (pure)."""
+    if facts.problems:
+        first = facts.problems[0]
+        return Advice(action=Action.FIX, command=None, reason=first.message)
+    if facts.pending:
+        newest = shown_version(facts.pending[-1])
+        booted = shown_version(facts.booted or "")
+        return Advice(
+            action=Action.REBOOT,
+            command="reboot",
+            reason=f"{newest} is installed but {booted} is running; a reboot starts {newest}",
+        )
+    available, installed = facts.saved.available, facts.newest_installed
+    if available is not None and (
+        facts.newest_installed is None or _newer(available, facts.newest_installed)
+    ):
+        return Advice(
+            action=Action.UPDATE,
+            command="airlock update STAGING_DIR",
+            reason=f"the last check verified {shown_version(available)}, newer than "
+            f"{shown_version(installed) if installed else 'nothing installed'}; "
+            "airlock update fetches, verifies and installs it",
+        )
+    age_s = facts.check_age_s
+    if age_s is None:
+        return Advice(
+            action=Action.CHECK,
+            command="airlock check STAGING_DIR",
+            reason="no successful check yet: nothing says whether a newer release exists",
+        )
+    if facts.stale:
+        return Advice(
+            action=Action.CHECK,
+            command="airlock check STAGING_DIR",
+            reason=f"the last successful check is {age(age_s)} old "
+            f"(stale after {age(facts.stale_after_s)})",
+        )
+    return Advice(
+        action=Action.NONE,
+        command=None,
+        reason=f"up to date as of the last check, {age(age_s)} ago",
+    )
+
+
+def _problem(exc: AirlockError) -> Problem:
+    return Problem(code=exc.code, message=exc.message)
+
+
+def gather(config: HostConfig, *, now: datetime) -> Facts:
+    """Read every fact ``status`` shows; what fails becomes a ``Problem``."""
+    problems: list[Problem] = []
+    try:
+        saved = state.load(config.state.path)
+    except AirlockError as exc:
+        saved = state.State()
+        problems.append(_problem(exc))
+    rt: RuntimeInfo | None = None
+    installed: tuple[str, ...] = ()
+    newest: str | None = None
+    definitions = config.host.definitions_dir
+    try:
+        applier = make_applier(config)
+        located: Runtime = applier.runtime
+        rt = RuntimeInfo(root=located.root, version=located.version)
+        if not definitions.is_dir():
+            raise ConfigError(
+                f"No transfer definitions: {os.fspath(definitions)} is not a directory"
+                " (setting host.definitions_dir); this host is not set up for updates",
+                code="config.definition",
+            )
+        listing = applier.installed()
+        installed, newest = listing.versions, listing.current
+    except AirlockError as exc:
+        problems.append(_problem(exc))
+    return Facts(
+        now=now,
+        booted=booted_version(config.host.os_release),
+        installed=installed,
+        newest_installed=newest,
+        saved=saved,
+        state_file=config.state.path,
+        runtime=rt,
+        stale_after_s=config.state.stale_after_s,
+        problems=tuple(problems),
+    )
+
+
+def booted_version(os_release: Path) -> str | None:
+    """``IMAGE_VERSION`` of the running system, from its os-release (``None``: not set)."""
+    try:
+        text = os_release.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "IMAGE_VERSION":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
+    """The body of ``status --json`` (see the ``status`` schema)."""
+    saved = facts.saved
+    age_s = facts.check_age_s
+    return {
+        "booted": None if facts.booted is None else shown_version(facts.booted),
+        "installed": [shown_version(v) for v in facts.installed],
+        "newest_installed": None if facts.newest_installed is None
+        else shown_version(facts.newest_installed),
+        "pending": [shown_version(v) for v in facts.pending],
+        "available": None if saved.available is None else shown_version(saved.available),
+        "floor": saved.floor,
+        "last_check": None if saved.last_check is None else {
+            "time": saved.last_check.isoformat(),
+            "age_s": round(age_s or 0.0, 3),
+            "stale": facts.stale,
+            "stale_after_s": facts.stale_after_s,
+        },
+        "newest_signature": None if saved.newest_signature is None
+        else saved.newest_signature.isoformat(),
+        "state_file": os.fspath(facts.state_file),
+        "runtime": None if facts.runtime is None else {
+            "root": os.fspath(facts.runtime.root),
+            "version": facts.runtime.version,
+            "source": facts.runtime.source,
+        },
+        "next": {"action": str(advice.action), "command": advice.command, "reason": advice.reason},
+        "problems": [{"code": p.code, "message": p.message} for p in facts.problems],
+    }  # fmt: skip

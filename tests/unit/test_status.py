@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: MIT
+"""``airlock status``: the next action from the facts (pure), and facts that degrade, not fail."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from airlock import config, state, status
+from airlock.cli.host import status_text
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _facts(**overrides: object) -> status.Facts:
+    base = status.Facts(
+        now=NOW,
+        booted="2",
+        installed=("1", "2"),
+        newest_installed="2",
+        saved=state.State(last_check=NOW - timedelta(hours=2), floor="2"),
+        state_file=Path("/var/lib/airlock/state.json"),
+        runtime=status.RuntimeInfo(root=Path("/"), version=257),
+        stale_after_s=86400.0,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]  # test overrides
+
+
+def _saved(**fields: object) -> state.State:
+    return dataclasses.replace(state.State(last_check=NOW - timedelta(hours=2)), **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("facts", "action", "says"),
+    [
+        (_facts(), status.Action.NONE, "up to date as of the last check, 2 h ago"),
+        (
+            _facts(
+                problems=(status.Problem(code="config.state", message="State file is corrupt"),)
+            ),
+            status.Action.FIX,
+            "State file is corrupt",
+        ),
+        (_facts(booted="1"), status.Action.REBOOT, "2 is installed but 1 is running"),
+        (_facts(saved=_saved(available="3")), status.Action.UPDATE, "verified 3, newer than 2"),
+        (_facts(saved=_saved(available="2")), status.Action.NONE, "up to date"),
+        (_facts(saved=state.State()), status.Action.CHECK, "no successful check yet"),
+        (
+            _facts(saved=_saved(last_check=NOW - timedelta(days=3, hours=4))),
+            status.Action.CHECK,
+            "is 3 d 4 h old (stale after 1 d)",
+        ),
+        (
+            _facts(installed=(), newest_installed=None, saved=_saved(available="1")),
+            status.Action.UPDATE,
+            "newer than nothing installed",
+        ),
+    ],
+)
+def test_advice_names_the_one_next_action(
+    facts: status.Facts, action: status.Action, says: str
+) -> None:
+    advice = status.advise(facts)
+    assert advice.action is action
+    assert says in advice.reason
+
+
+def test_a_problem_outranks_a_pending_reboot() -> None:
+    problem = status.Problem(code="apply.list", message="x")
+    assert status.advise(_facts(booted="1", problems=(problem,))).action is status.Action.FIX
+
+
+def test_pending_lists_only_versions_newer_than_the_booted_one() -> None:
+    assert _facts(booted="1", installed=("0.9", "1", "2", "3")).pending == ("2", "3")
+    assert _facts(booted=None).pending == ()
+
+
+def test_a_version_outside_the_grammar_is_shown_escaped() -> None:
+    facts = _facts(installed=("2", "\x1b[31mred"), newest_installed="2")
+    body = status.as_json(facts, status.advise(facts))
+    assert body["installed"] == ["2", "'\\x1b[31mred'"]
+    assert "\x1b" not in status_text(facts, status.advise(facts))
+
+
+def test_human_status_shows_every_fact_at_a_glance() -> None:
+    facts = _facts(booted="1", saved=_saved(available="3", floor="2"))
+    text = status_text(facts, status.advise(facts))
+    assert text.splitlines() == [
+        "booted:      1",
+        "installed:   2, 1",
+        "pending:     2 (after a reboot)",
+        "available:   3 (verified by the last check)",
+        "last check:  2026-11-26 10:00:00 UTC, 2 h ago (fresh)",
+        "floor:       2 (older releases are refused)",
+        "runtime:     systemd-sysupdate 257 (the host's)",
+        "next:        reboot: reboot (2 is installed but 1 is running; a reboot starts 2)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(5, "5 s"), (59, "59 s"), (61, "1 min"), (7260, "2 h 1 min"),
+                          (86400, "1 d"), (90000, "1 d 1 h")],
+)  # fmt: skip
+def test_age_reads_at_a_glance(seconds: float, text: str) -> None:
+    assert status.age(seconds) == text
+
+
+def test_gather_reports_what_it_cannot_read_and_still_reads_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "os-release").write_text('ID=spectrum\nIMAGE_VERSION="7"\n')
+    (tmp_path / "state.json").write_bytes(b"{not json")
+    cfg = config.load(None, flags={}).config
+    cfg = dataclasses.replace(
+        cfg,
+        host=dataclasses.replace(
+            cfg.host, os_release=tmp_path / "os-release", definitions_dir=tmp_path / "none"
+        ),
+        state=dataclasses.replace(cfg.state, path=tmp_path / "state.json"),
+    )
+    facts = status.gather(cfg, now=NOW)
+    assert facts.booted == "7"
+    codes = [p.code for p in facts.problems]
+    assert codes[0] == "config.state"
+    assert len(codes) == 2  # and either no runtime here or no definitions: both are problems
+    assert codes[1] in ("config.definition", "host.sysupdate")
+    assert status.advise(facts).action is status.Action.FIX
+
+
+def test_state_remembers_a_verified_newer_release_until_it_is_installed() -> None:
+    def run(old: state.State, *, version: str | None, applied: bool) -> state.State:
+        event = state.Verified(
+            installed="1", version=version, applied=applied, signed=(), manifest_sha256="0" * 64
+        )
+        return state.advance(old, event, NOW)
+
+    checked = run(state.State(), version="2", applied=False)
+    assert checked.available == "2"
+    assert run(checked, version="2", applied=True).available is None
+    assert run(checked, version=None, applied=False).available is None
+    assert run(state.State(), version="1", applied=False).available is None  # not newer
