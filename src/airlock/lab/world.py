@@ -371,13 +371,13 @@ class Lab:
     def publish(self, version: str) -> None:
         """Publish ``version`` to the server (``airlock publish --spectrum``), keeping two.
 
-        OpenPGP signature times have a resolution of one second: each publish waits for a new
-        second, so a later release is always signed later (the replay guard compares them).
+        OpenPGP signature times have a resolution of one second: each publish starts in a second
+        after the one the previous publish ENDED in (its signature is made before it ends), so a
+        later release is always signed strictly later (the replay guard compares them).
         """
         img = self.images[version]
         while int(time.time()) <= self._last_publish_s:
             time.sleep(0.05)
-        self._last_publish_s = int(time.time())
         self._airlock(
             "publish",
             self.server_dir,
@@ -397,6 +397,7 @@ class Lab:
             "--keep",
             "2",
         )
+        self._last_publish_s = int(time.time())
         archive = self.w / "archive" / version
         shutil.rmtree(archive, ignore_errors=True)
         shutil.copytree(self.server_dir, archive)
