@@ -15,6 +15,7 @@ releases; still only shown when they pass the version grammar, else escaped).
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,10 +77,11 @@ class Facts:
 
     @property
     def pending(self) -> tuple[str, ...]:
-        """Installed versions newer than the booted one: the next boot uses the newest."""
+        """Installed versions newer than the booted one, newest first: the next boot's."""
         if self.booted is None:
             return ()
-        return tuple(v for v in self.installed if _newer(v, self.booted))
+        newer = [v for v in self.installed if _newer(v, self.booted)]
+        return tuple(sorted(newer, key=functools.cmp_to_key(version.compare), reverse=True))
 
     @property
     def check_age_s(self) -> float | None:
@@ -128,7 +130,7 @@ def advise(facts: Facts) -> Advice:
         first = facts.problems[0]
         return Advice(action=Action.FIX, command=None, reason=first.message)
     if facts.pending:
-        newest = shown_version(facts.pending[-1])
+        newest = shown_version(facts.pending[0])
         booted = shown_version(facts.booted or "")
         return Advice(
             action=Action.REBOOT,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from airlock.lab.disk import EMPTY_ROOT_UUID, EMPTY_VERITY_UUID, format_uuid
+from tests.support import schemas
 
 pytestmark = [
     pytest.mark.e2e,
@@ -54,7 +55,7 @@ def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
+    (report,) = schemas.check_output(("demo", "--json"), result.stdout)
     h = report["roothashes"]
     states = {s["when"]: s for s in report["states"]}
     assert _slots(states["initial"]) == [

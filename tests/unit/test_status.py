@@ -19,7 +19,7 @@ def _facts(**overrides: object) -> status.Facts:
     base = status.Facts(
         now=NOW,
         booted="2",
-        installed=("1", "2"),
+        installed=("2", "1"),
         newest_installed="2",
         saved=state.State(last_check=NOW - timedelta(hours=2), floor="2"),
         state_file=Path("/var/lib/airlock/state.json"),
@@ -74,7 +74,7 @@ def test_a_problem_outranks_a_pending_reboot() -> None:
 
 
 def test_pending_lists_only_versions_newer_than_the_booted_one() -> None:
-    assert _facts(booted="1", installed=("0.9", "1", "2", "3")).pending == ("2", "3")
+    assert _facts(booted="1", installed=("3", "0.9", "1", "2")).pending == ("3", "2")
     assert _facts(booted=None).pending == ()
 
 

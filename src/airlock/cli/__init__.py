@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import resources
 
 from airlock import __version__
 from airlock.cli.report import print_json
@@ -33,6 +34,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     "airlock.cli.lab": ("demo",),
 }
 VERB_MODULES = tuple(VERBS)
+SCHEMA = "schemas/airlock.v1.schema.json"  # the promised shape of --json (docs/json.md)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +63,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--exit-codes", action="store_true", help="print the exit-status table and exit"
     )
+    parser.add_argument(
+        "--json-schema",
+        action="store_true",
+        help="print the JSON Schema of every --json output and exit",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     only = _module_for(argv)
     for name in VERB_MODULES:
@@ -74,6 +81,11 @@ def exit_code_table() -> str:
     rows = ["| status | meaning |", "|---|---|"]
     rows += [f"| {s.value} | {EXIT_STATUS_MEANING[s]} |" for s in ExitStatus]
     return "\n".join(rows)
+
+
+def json_schema() -> str:
+    """The JSON Schema of every ``--json`` output, as shipped in the package."""
+    return resources.files("airlock").joinpath(SCHEMA).read_text(encoding="utf-8")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -111,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
         if args.exit_codes:
             print(exit_code_table())
+            return 0
+        if args.json_schema:
+            print(json_schema(), end="")
             return 0
         if not getattr(args, "func", None):
             parser.print_help()

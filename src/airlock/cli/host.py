@@ -94,7 +94,7 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
     lines = [
         f"booted:      {shown(facts.booted) if facts.booted else 'unknown (no IMAGE_VERSION)'}"
     ]
-    installed = ", ".join(shown(v) for v in reversed(facts.installed)) or "none"
+    installed = ", ".join(shown(v) for v in facts.installed) or "none"  # newest first
     lines.append(f"installed:   {installed}")
     pending = ", ".join(shown(v) for v in facts.pending)
     lines.append(f"pending:     {pending + ' (after a reboot)' if pending else 'nothing'}")

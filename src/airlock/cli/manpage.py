@@ -125,18 +125,21 @@ systemd service. Nothing is applied unless everything was verified, the state fi
 last, and the snapshot is deleted on every path."""
 
 JSON = """\
-With \\fB\\-\\-json\\fR every command prints JSON objects on standard output, one per line, each \
-carrying \\fB"v": 1\\fR, the version of its shape, and (except single-object outputs \
-such as \\fBinspect\\fR and \\fBconfig show\\fR) an \\fB"event"\\fR naming its kind: \
-\\fBstep\\-started\\fR, \
-\\fBstep\\-progress\\fR, \\fBstep\\-finished\\fR, \\fBnotice\\fR, \\fBfailed\\fR, \\fBresult\\fR, \
-\\fBerror\\fR, \\fBstatus\\fR. Every string that quotes untrusted input is escaped and the output \
-is ASCII. A JSON Schema of every shape is installed with the package (the \\fBschemas\\fR \
-directory of the \\fBairlock\\fR Python package).
+With \\fB\\-\\-json\\fR every command prints JSON objects on standard output, one per line, \
+each carrying \\fB"v": 1\\fR, the version of its shape, and (except \\fBinspect\\fR and \
+\\fBpattern match\\fR, which print one object) an \\fB"event"\\fR naming its kind: \
+\\fBstep\\-started\\fR, \\fBstep\\-progress\\fR, \\fBstep\\-finished\\fR, \\fBnotice\\fR, \
+\\fBfailed\\fR, \\fBresult\\fR, \\fBerror\\fR (the last line of a failed command), \
+\\fBstatus\\fR, \\fBconfig\\fR, \\fBmanifest\\-check\\fR, \\fBpublished\\fR, \\fBrendered\\fR, \
+\\fBkey\\fR, \\fBdemo\\fR. Every string that quotes untrusted input is escaped and the output \
+is ASCII. \\fBairlock \\-\\-json\\-schema\\fR prints the JSON Schema (draft 2020\\-12) of every \
+shape, one \\fB$defs\\fR entry per command; the package installs it as \
+\\fBairlock/schemas/airlock.v1.schema.json\\fR.
 .PP
 Within one value of \\fB"v"\\fR fields are only ever added: no field is removed, renamed or \
-given another type, and no enumeration loses a value. Consumers must ignore fields they do not \
-know. A change that breaks this rule increments \\fB"v"\\fR."""
+given another type, no required field becomes optional, and no enumeration loses a value. \
+Consumers must ignore fields and enumeration values they do not know. A change that breaks \
+this rule increments \\fB"v"\\fR."""
 
 ENVIRONMENT = (
     ("AIRLOCK_CACHE", "where the systemd-sysupdate runtime root and the QEMU guest are built and "
