@@ -13,7 +13,6 @@ typed, a control character at the start of a line), and nothing depends on the d
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -260,7 +259,7 @@ def _setting_items(table: str, attr: str, cls: type[settings.Section]) -> list[s
     defaults = getattr(config.HostConfig(), attr)
     for key, decl in settings.declarations(cls):
         value = decl.kind.dump(getattr(defaults, key))
-        shown = decl.default_doc or ("unset" if value is None else json.dumps(value))
+        shown = decl.default_doc or ("unset" if value is None else config.toml_value(value))
         out += [".TP", f"{bold(key)} = {prose(decl.kind.doc)[:-1]}", prose(decl.help)]
         extra = f"Default: {shown}." + (f" Overridden by {decl.flag}." if decl.flag else "")
         out += [".br", esc(extra)]
