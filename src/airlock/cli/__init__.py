@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from importlib import resources
 
 from airlock import __version__
-from airlock.cli.report import print_json
+from airlock.cli.report import notify_status, print_json
 from airlock.errors import EXIT_STATUS_MEANING, AirlockError, ExitStatus, UsageError
 from airlock.text import display
 
@@ -98,6 +98,7 @@ def _setup_logging(debug: bool) -> None:
 
 
 def _report_error(exc: AirlockError, *, as_json: bool) -> None:
+    notify_status(f"failed: [{exc.code}] {_one_line(exc.message)}")
     if as_json:
         print_json("error", code=exc.code, message=exc.message, exit_status=int(exc.exit_status))
     # The message is already escaped where it quotes untrusted text; escape controls anyway.

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from airlock import config, status
-from airlock.cli.report import make_reporter, print_json
+from airlock.cli.report import make_reporter, notify_status, print_json
 from airlock.errors import ExitStatus, UsageError
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
@@ -42,16 +42,19 @@ def _staging(raw: str) -> Path:
     return path
 
 
+RESULT_TEXT = {
+    Outcome.UPDATED: "Updated; the new version is used after a reboot.",
+    Outcome.UP_TO_DATE: "Already up to date (a fresh, valid manifest was seen).",
+    Outcome.AVAILABLE: "A newer verified version is available.",
+}
+
+
 def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> int:
+    notify_status(RESULT_TEXT[outcome])
     if args.json:
         print_json("result", outcome=str(outcome), exit_status=int(status))
     else:
-        text = {
-            Outcome.UPDATED: "Updated; the new version is used after a reboot.",
-            Outcome.UP_TO_DATE: "Already up to date (a fresh, valid manifest was seen).",
-            Outcome.AVAILABLE: "A newer verified version is available.",
-        }[outcome]
-        print(text, flush=True)
+        print(RESULT_TEXT[outcome], flush=True)
     return int(status)
 
 

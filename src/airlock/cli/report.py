@@ -160,26 +160,72 @@ class FanoutReporter:
             reporter.emit(event)
 
 
+def notify_address() -> str | None:
+    """``$NOTIFY_SOCKET`` when it names a socket (set by systemd for ``Type=notify``), else None."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    return address if address and address.startswith(("/", "@")) else None
+
+
 class NotifyReporter:
-    """sd_notify ``STATUS=`` and ``X_AIRLOCK_PROGRESS=`` when run as a service (NOTIFY_SOCKET)."""
+    """sd_notify(3) for a ``Type=notify`` service: the step and its progress in ``STATUS=``.
+
+    ``READY=1`` goes with the first event (the run has started: ``systemctl start`` returns and
+    the unit is active while it works); then each step sets ``STATUS=`` to what ``systemctl
+    status`` shows (``apply: 45%``, ``fetch: sandbox, timeout 60 s``, ``failed: [code] …``) and
+    ``X_AIRLOCK_STEP=``/``X_AIRLOCK_PROGRESS=`` for tools, the way systemd-sysupdate reports
+    ``X_SYSUPDATE_PROGRESS=`` (its own notifications are forwarded as the apply step's progress).
+    Progress is sent only when the percentage changes.  Best effort: a lost datagram is ignored.
+    """
 
     def __init__(self, address: str) -> None:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._ready = False
+        self._last: tuple[str, int] | None = None
+
+    def send(self, fields: dict[str, str]) -> None:
+        """One datagram of ``KEY=VALUE`` lines (values on one line, ASCII)."""
+        text = "\n".join(f"{k}={' '.join(v.split())}" for k, v in fields.items())
+        with contextlib.suppress(OSError):
+            self._sock.sendto(text.encode("ascii", "backslashreplace"), self._address)
+
+    def _fields(self, event: Event) -> dict[str, str] | None:
+        match event:
+            case StepStarted(step=step, detail=detail):
+                self._last = (str(step), 0)
+                status = f"{step}: {detail}" if detail else f"{step}"
+                return {"STATUS": status, "X_AIRLOCK_STEP": str(step), "X_AIRLOCK_PROGRESS": "0"}
+            case StepProgress(step=step, done=done, total=total) if total > 0:
+                pct = min(100, done * 100 // total)
+                if self._last == (str(step), pct):
+                    return None
+                self._last = (str(step), pct)
+                return {"STATUS": f"{step}: {pct}%", "X_AIRLOCK_STEP": str(step),
+                        "X_AIRLOCK_PROGRESS": str(pct)}  # fmt: skip
+            case StepFinished(step=step, duration_s=duration, detail=detail):
+                text = f"{step}: done in {duration:.1f} s" + (f" ({detail})" if detail else "")
+                return {"STATUS": text, "X_AIRLOCK_STEP": str(step), "X_AIRLOCK_PROGRESS": "100"}
+            case Notice(message=message):
+                return {"STATUS": message}
+            case Failed(code=code, message=message):
+                return {"STATUS": f"failed: [{code}] {message}"}
+        return None
 
     def emit(self, event: Event) -> None:
-        """Send a status line for ``event`` (best effort)."""
-        match event:
-            case StepStarted(step=step):
-                msg = f"STATUS=airlock: {step}"
-            case StepProgress(step=step, done=done, total=total) if total > 0:
-                msg = f"X_AIRLOCK_PROGRESS={min(100, done * 100 // total)}\nSTATUS=airlock: {step}"
-            case Failed(code=code):
-                msg = f"STATUS=airlock: failed ({code})"
-            case _:
-                return
-        with contextlib.suppress(OSError):
-            self._sock.sendto(msg.encode("ascii", "backslashreplace"), self._address)
+        """Send what ``event`` changes (with ``READY=1`` the first time)."""
+        fields = self._fields(event)
+        if fields is None:
+            return
+        if not self._ready:
+            fields = {"READY": "1", **fields}
+            self._ready = True
+        self.send(fields)
+
+
+def notify_status(text: str) -> None:
+    """A last ``STATUS=`` (the run's result) when running as a ``Type=notify`` service."""
+    if (address := notify_address()) is not None:
+        NotifyReporter(address).send({"STATUS": text})
 
 
 def make_reporter(*, json_lines: bool) -> Reporter:
@@ -191,7 +237,5 @@ def make_reporter(*, json_lines: bool) -> Reporter:
         main = RichTerminalReporter()
     else:
         main = TerminalReporter()
-    address = os.environ.get("NOTIFY_SOCKET")
-    if address and (address.startswith("/") or address.startswith("@")):
-        return FanoutReporter(main, NotifyReporter(address))
-    return main
+    address = notify_address()
+    return main if address is None else FanoutReporter(main, NotifyReporter(address))
