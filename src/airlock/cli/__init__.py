@@ -12,9 +12,12 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from importlib import resources
+from types import FrameType
 
 from airlock import __version__
 from airlock.cli.report import notify_status, print_json
@@ -113,8 +116,16 @@ def _one_line(text: str) -> str:
     return display(text, limit=2000)[1:-1]
 
 
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM (systemctl stop, kill) unwinds like ^C: every step's cleanup runs (the VM is
+    # stopped, mounts and the snapshot are removed) and the exit status is 130.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run airlock with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list or os.environ.get("AIRLOCK_DEBUG") == "1"
     as_json = "--json" in args_list
