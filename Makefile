@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest clean bench mutation dist
+.PHONY: test demo lint deps venv runtime guest clean bench mutation dist deb
 
 deps:
 	bash scripts/install-deps.sh
@@ -47,6 +47,10 @@ dist: venv
 	rm -rf $(DIST) build src/*.egg-info
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
 	  $(PY) -m build --no-isolation --outdir $(DIST) .
+
+# The Debian package (docs/packaging.md): built with debhelper from the sdist and the wheel.
+deb: dist deps
+	bash scripts/make-deb.sh $(DIST)
 
 demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)

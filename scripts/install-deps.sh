@@ -9,6 +9,7 @@ PACKAGES=(
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
   qemu-system-x86 qemu-utils dosfstools mtools kmod
   zsh groff-base man-db
+  debhelper dh-python python3-installer
 )
 
 if [ "$(id -u)" -ne 0 ]; then
