@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest clean bench mutation dist deb
+.PHONY: test demo lint deps venv runtime guest debs setup clean bench mutation dist deb
 
 deps:
 	bash scripts/install-deps.sh
@@ -28,7 +28,11 @@ runtime: deps
 guest: deps runtime venv
 	bash scripts/make-guest.sh
 
-setup: deps venv runtime guest
+# What a clean trixie root needs to install the .deb offline (the packaging tests).
+debs: deps runtime
+	bash scripts/fetch-debs.sh
+
+setup: deps venv runtime guest debs
 
 test: setup
 	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)

@@ -16,6 +16,11 @@ trap 'rm -rf "$work"' EXIT
 tar -xzf "$sdist" -C "$work"
 src=$(echo "$work"/airlock-*)
 cp -r "$src/packaging/debian" "$src/debian"
+# The package's upstream version is the sdist's (airlock.__version__): refuse a stale changelog.
+version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version)
+if [ "${version%-*}" != "${src##*/airlock-}" ]; then
+  echo "make-deb: debian/changelog says $version, the sdist is ${src##*/}" >&2; exit 1
+fi
 mkdir "$src/dist"
 cp "$wheel" "$src/dist/"
 (cd "$src" && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -b -us -uc --no-sign >"$work/build.log" 2>&1) || {

@@ -48,6 +48,8 @@ class Layout:
     runtime_stamp: Path
     guest: Path
     guest_stamp_prefix: str
+    debs: Path
+    debs_stamp_prefix: str
 
     @classmethod
     def load(cls, cache: Path | None = None) -> Layout:
@@ -61,4 +63,6 @@ class Layout:
             runtime_stamp=runtime / v["RUNTIME_STAMP"],
             guest=base / v["GUEST_DIR"],
             guest_stamp_prefix=v["GUEST_STAMP_PREFIX"],
+            debs=base / v["DEBS_DIR"],
+            debs_stamp_prefix=v["DEBS_STAMP_PREFIX"],
         )

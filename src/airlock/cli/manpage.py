@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from airlock import __version__, config, settings
+from airlock import __version__, config, layout, settings
 from airlock.cli.parsetree import Command, Option, walk
 from airlock.errors import CODE_PREFIXES, EXIT_STATUS_MEANING, ExitStatus
 
@@ -142,8 +142,8 @@ this rule increments \\fB"v"\\fR."""
 
 ENVIRONMENT = (
     ("AIRLOCK_CACHE", "where the systemd-sysupdate runtime root and the QEMU guest are built and "
-     "looked for (default /var/cache/airlock); the runtime is used only when the host has no "
-     "systemd-sysupdate 257 or later"),
+     f"looked for (default {layout.values()['AIRLOCK_CACHE_DEFAULT']}); the runtime is used only "
+     "when the host has no systemd-sysupdate 257 or later"),
     ("AIRLOCK_DEBUG", "1: debug logging and tracebacks, as --debug"),
     ("NOTIFY_SOCKET", "set by systemd for Type=notify services: airlock then also reports "
      "READY=1, STATUS= and X_AIRLOCK_PROGRESS= there (sd_notify(3))"),

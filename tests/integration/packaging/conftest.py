@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""What the packaging tests share: ``make dist`` run once per session into a temporary directory."""
+"""What the packaging tests share: ``make dist`` and ``make deb`` run once per session into a
+temporary directory, and a clean Debian root with the package installed."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from airlock import __version__
-from airlock.layout import values
+from airlock.layout import Layout, values
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -52,3 +54,100 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
         sdist=out / f"airlock-{__version__}.tar.gz",
         wheel=out / f"airlock-{__version__}-py3-none-any.whl",
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebRoot:
+    """A throwaway Debian trixie root: an overlay on the shared runtime root (never modified).
+
+    ``upper`` holds every change; each ``run`` mounts the overlay afresh in a private mount
+    namespace that dies with it, so nothing stays mounted on the host.
+    """
+
+    base: Path
+    lower: str  # overlay lower layers, top first, joined by ":"
+
+    @property
+    def upper(self) -> Path:
+        """The overlay's writable layer (what the root has that the runtime has not)."""
+        return self.base / "upper"
+
+    def run(
+        self, script: str, *, network: bool = False, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """``sh -c SCRIPT`` as root in the root, with a clean environment (no network: a new,
+        empty network namespace)."""
+        setup = (
+            'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" \\\n'
+            '  "$2/root"\n'
+            'for d in proc dev sys; do mount --rbind "/$d" "$2/root/$d"; done\n'
+            'mount -t tmpfs tmpfs "$2/root/run"; mount -t tmpfs tmpfs "$2/root/tmp"\n'
+            'exec chroot "$2/root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin '
+            'LANG=C.UTF-8 HOME=/root TERM=dumb /bin/sh -c "$3"\n'
+        )
+        argv = ["unshare", "--mount", "--propagation", "private", "--fork"]
+        argv += [] if network else ["--net"]
+        argv += ["bash", "-euc", setup, "bash", self.lower, str(self.base), script]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def child(self, base: Path) -> DebRoot:
+        """A copy-on-write root on top of this one (whose layers must not change meanwhile)."""
+        return _layers(base, f"{self.upper}:{self.lower}")
+
+
+def _layers(base: Path, lower: str) -> DebRoot:
+    for d in ("upper", "work", "root"):
+        (base / d).mkdir(parents=True)
+    return DebRoot(base=base, lower=lower)
+
+
+def debroot(base: Path) -> DebRoot:
+    """An empty overlay of the trixie runtime root built by scripts/make-runtime.sh."""
+    lay = Layout.load()
+    if not lay.runtime_stamp.exists():
+        pytest.fail(f"the trixie runtime {lay.runtime} is not built (make runtime)")
+    if ":" in str(lay.runtime) or "," in str(lay.runtime):
+        pytest.fail(f"the runtime path {lay.runtime} cannot be an overlay layer")
+    return _layers(base, str(lay.runtime))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Installed:
+    """A clean trixie root with only airlock's .deb (and what it depends on) installed."""
+
+    root: DebRoot
+    deb: Path
+    apt_log: str
+
+
+@pytest.fixture(scope="session")
+def installed(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """``make deb`` from ``dist``, then ``apt-get install ./airlock_*.deb`` in a clean root,
+    offline: apt resolves the package's Depends from the trixie lists and installs them from the
+    .debs scripts/fetch-debs.sh downloaded into its archive cache (an empty network namespace:
+    any download would fail)."""
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts/make-deb.sh"), str(dist.wheel.parent)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-4000:]
+    deb = Path(built.stdout.split()[-1])
+    lay = Layout.load()
+    if not any(p.name.startswith(lay.debs_stamp_prefix) for p in lay.debs.glob(".*")):
+        pytest.fail(f"{lay.debs} is not filled (make debs)")
+    root = debroot(tmp_path_factory.mktemp("debroot"))
+    archives = root.upper / "var/cache/apt/archives"
+    lists = root.upper / "var/lib/apt/lists"
+    for target, source in ((archives, lay.debs / "archives"), (lists, lay.debs / "lists")):
+        target.mkdir(parents=True)
+        for f in source.iterdir():
+            shutil.copy(f, target / f.name)
+    (root.upper / "srv").mkdir()
+    shutil.copy(deb, root.upper / "srv" / deb.name)
+    done = root.run(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+        f"--no-install-recommends -o APT::Sandbox::User=root /srv/{deb.name} "
+        "man-db bash-completion zsh"
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return Installed(root=root, deb=deb, apt_log=done.stdout)
