@@ -8,10 +8,12 @@ the terminal.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
 import json
 import os
+import select
 import socket
 import sys
 from typing import TextIO
@@ -221,11 +223,40 @@ class NotifyReporter:
             self._ready = True
         self.send(fields)
 
+    def barrier(self, timeout_s: float = 5.0) -> None:
+        """Wait until the service manager has read every message sent so far (``BARRIER=1``).
+
+        A message that arrives after the process exited cannot be attributed to the service and
+        is dropped; the last status must be read before airlock exits.  Best effort: a manager
+        without barriers (or none listening) costs at most ``timeout_s``.
+        """
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):
+                self._sock.sendmsg(
+                    [b"BARRIER=1"],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [write_end]))],
+                    0,
+                    self._address,
+                )
+            os.close(write_end)
+            write_end = -1
+            poller = select.poll()
+            poller.register(read_end, select.POLLHUP)
+            poller.poll(int(timeout_s * 1000))  # the manager closes its copy once it has read
+        finally:
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
+
 
 def notify_status(text: str) -> None:
-    """A last ``STATUS=`` (the run's result) when running as a ``Type=notify`` service."""
+    """A last ``STATUS=`` (the run's result) when running as a ``Type=notify`` service, read by
+    the service manager before airlock exits (``systemctl status`` keeps showing it)."""
     if (address := notify_address()) is not None:
-        NotifyReporter(address).send({"STATUS": text})
+        reporter = NotifyReporter(address)
+        reporter.send({"STATUS": text})
+        reporter.barrier()
 
 
 def make_reporter(*, json_lines: bool) -> Reporter:

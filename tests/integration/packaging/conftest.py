@@ -95,6 +95,16 @@ class DebRoot:
         return _layers(base, f"{self.upper}:{self.lower}")
 
 
+def in_private_namespace(
+    script: str, args: list[str], *, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``bash -euc SCRIPT ARGS`` in a private mount namespace: its mounts die with it (and, if
+    it is killed at the timeout, so does everything it started)."""
+    argv = ["unshare", "--mount", "--propagation", "private", "--fork", "--kill-child"]
+    argv += ["bash", "-euc", script, "bash", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def _layers(base: Path, lower: str) -> DebRoot:
     for d in ("upper", "work", "root"):
         (base / d).mkdir(parents=True)

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from airlock.cli.report import (
@@ -105,22 +106,33 @@ def test_notify_reporter_sends_ready_then_each_steps_status_and_progress(tmp_pat
     ]
 
 
-def test_the_result_and_a_failure_reach_the_notify_socket(tmp_path: Path) -> None:
+def test_the_last_status_is_read_before_airlock_exits(tmp_path: Path) -> None:
+    # Like systemd: read the STATUS, then the BARRIER=1 with its fd; airlock must wait until
+    # that fd is closed (a status read after the process exited would be dropped).
     path = tmp_path / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
-    sock.settimeout(5)
+    sock.settimeout(10)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "airlock", "update", "--config", str(tmp_path / "no.toml"), "x"],
+        env={**os.environ, "NOTIFY_SOCKET": str(path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "airlock", "update", "--config", str(tmp_path / "no.toml"), "x"],
-            env={**os.environ, "NOTIFY_SOCKET": str(path)},
-            capture_output=True, timeout=60, check=False,
-        )  # fmt: skip
-        got = sock.recv(4096).decode()
+        status = sock.recv(4096).decode()
+        barrier, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+        time.sleep(0.5)
+        assert child.poll() is None, "airlock exited before its last status was read"
+        for fd in fds:
+            os.close(fd)
+        assert child.wait(timeout=5) == 3
     finally:
         sock.close()
-    assert done.returncode == 3
-    assert got.startswith("STATUS=failed: [config.host] Failed to read config ")
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert status.startswith("STATUS=failed: [config.host] Failed to read config ")
+    assert (barrier, len(fds)) == (b"BARRIER=1", 1)
 
 
 def test_fanout() -> None:

@@ -102,7 +102,11 @@ def main(argv: list[str]) -> int:  # returns only on failure; success replaces t
     root: str = spec["root"]
     try:
         mount("none", "/", None, MS_REC | MS_PRIVATE)  # belt and braces over --propagation
-        if root != "/":
+        if root == "/":
+            # sysupdate is PID 1 of a new PID namespace: its /proc must show that namespace
+            # (it waits for and inspects its callouts, systemd-pull and systemd-import, there).
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        else:
             root = _overlay(root, spec["scratch"])
             mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             bind("/sys", root + "/sys", read_only=False, recursive=True)

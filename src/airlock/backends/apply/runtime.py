@@ -58,6 +58,9 @@ class Bind:
     source: Path
     target: str
     read_only: bool
+    # The host's own sysupdate only: skip the bind when the target does not exist (a keyring
+    # path sysupdate would not find cannot be read, so there is nothing to cover).
+    if_present: bool = False
 
 
 def _major(binary: Path, *, chroot: Path | None) -> int | None:
@@ -97,6 +100,29 @@ def locate(cache: Path | None = None) -> Runtime:
             f"The runtime in {root} has no working systemd-sysupdate >= 257", code="host.sysupdate"
         )
     return Runtime(root=root, version=v)
+
+
+HOST_MOUNT_POINTS = "/run/"
+
+
+def _missing(target: str) -> list[str]:
+    """``target`` and its missing parents below ``/run``, outermost first."""
+    out = []
+    path = PurePosixPath(target)
+    while os.fspath(path).startswith(HOST_MOUNT_POINTS) and not os.path.lexists(path):
+        out.append(os.fspath(path))
+        path = path.parent
+    return out[::-1]
+
+
+def _remove_mount_points(created: Sequence[str]) -> None:
+    """Remove the empty mount points a host run created (innermost first); a busy one stays."""
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
 
 
 def _check_target(target: str) -> str:
@@ -166,13 +192,32 @@ class Runtime:
         """True for the trixie runtime."""
         return self.root != Path("/")
 
-    def _check_binds(self, binds: Sequence[Bind]) -> None:
+    def _check_binds(self, binds: Sequence[Bind]) -> tuple[tuple[Bind, ...], tuple[str, ...]]:
+        """The binds to make and, for the host's sysupdate, the mount points to create.
+
+        In the runtime root every mount point is made in the run's throwaway overlay.  With the
+        host's own sysupdate a missing target is created only below ``/run`` (airlock's own
+        ``/run/airlock/…`` and the snapshot's mount point, as Spectrum's update script does);
+        anywhere else it is an error, so nothing is ever created in ``/etc`` or ``/usr``.
+        """
+        used: list[Bind] = []
+        created: list[str] = []
         for b in binds:
             target = _check_target(b.target)
-            if not self.chrooted and not os.path.lexists(target):
-                raise HostError(f"Bind target {target} does not exist", code="host.sysupdate")
             if not os.path.exists(b.source):
                 raise HostError(f"Bind source {b.source} does not exist", code="host.sysupdate")
+            if not self.chrooted and not os.path.lexists(target):
+                if b.if_present:
+                    continue
+                if not target.startswith(HOST_MOUNT_POINTS):
+                    raise HostError(
+                        f"Bind target {target} does not exist (the host's systemd-sysupdate "
+                        f"gets mount points created only below {HOST_MOUNT_POINTS})",
+                        code="host.sysupdate",
+                    )
+                created += _missing(target)
+            used.append(b)
+        return tuple(used), tuple(dict.fromkeys(created))
 
     def run(
         self,
@@ -191,7 +236,7 @@ class Runtime:
         Raises:
             HostError: bad binds, setup failure, timeout (``CommandTimedOut``).
         """
-        self._check_binds(binds)
+        binds, created = self._check_binds(binds)
         scratch = Path(tempfile.mkdtemp(prefix="airlock-sysupdate-"))
         try:
             with _notify_socket(notify) as sock_dir:
@@ -252,6 +297,7 @@ class Runtime:
         finally:
             # only ever a mount point inside the dead namespace: empty on the host
             shutil.rmtree(scratch, ignore_errors=True)
+            _remove_mount_points(created)
         if res.returncode == 125:
             raise HostError(
                 f"Setting up the sysupdate namespace failed: {tail(res.stderr)}",

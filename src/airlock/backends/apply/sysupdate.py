@@ -8,7 +8,8 @@ Every invocation:
   ``--definitions=`` (so nothing in the runtime's ``/etc/sysupdate.d`` can leak in);
 * when ``keyring`` is given, binds it read-only over **both** ``/etc/systemd/import-pubring.gpg``
   and ``/usr/lib/systemd/import-pubring.gpg``: sysupdate 257 silently falls back to the vendor
-  keyring when the first is missing (threat C6), and trixie ships one;
+  keyring when the first is missing (threat C6), and trixie ships one; with the host's own
+  sysupdate (no runtime root), over those of the two that exist: a missing one is not read;
 * when ``esp`` is given, binds it writable at ``/run/airlock/esp`` and sets ``SYSTEMD_ESP_PATH``;
 * adds the caller's extra binds (sources, targets, image files) unchanged.
 
@@ -23,6 +24,7 @@ settings, its definitions, keyring and os-release, and the snapshot bound read-o
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
 from airlock.errors import ApplyError, HostError
 from airlock.text import display, tail
+
+logger = logging.getLogger(__name__)
 
 DEFINITIONS = "/run/airlock/definitions"
 ESP = "/run/airlock/esp"
@@ -54,7 +58,10 @@ class Invocation:
         """The binds ``Runtime.run`` needs for this invocation."""
         out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
         if self.keyring is not None:
-            out += [Bind(source=self.keyring, target=t, read_only=True) for t in KEYRING_TARGETS]
+            out += [
+                Bind(source=self.keyring, target=t, read_only=True, if_present=True)
+                for t in KEYRING_TARGETS
+            ]
         if self.esp is not None:
             out.append(Bind(source=self.esp, target=ESP, read_only=False))
         return (*out, *self.binds)
@@ -124,6 +131,7 @@ class SysupdateApplier:
         args = [f"--verify={'yes' if verify else 'no'}", "update", *([version] if version else [])]
         res = self._run(inv, args, timeout=self.timeout_s, notify=notify)
         if res.returncode != 0:
+            logger.debug("systemd-sysupdate update: %s", tail(res.stderr, lines=40))
             raise ApplyError(
                 f"systemd-sysupdate update failed with status {res.returncode}: "
                 f"{tail(res.stderr)}",
