@@ -158,6 +158,15 @@ class FetchError(AirlockError):
     default_code = "fetch.failed"
 
 
+class BlockIndexError(FetchError):
+    """A block index (``NAME.blocks``) is malformed or does not fit its file.
+
+    The agent never fails on it: it reports the reason and downloads the whole file instead.
+    """
+
+    default_code = "fetch.index"
+
+
 class RejectedError(AirlockError):
     """Untrusted content was refused; nothing was applied."""
 

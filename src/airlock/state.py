@@ -1,18 +1,23 @@
 # SPDX-License-Identifier: MIT
 """Persisted trusted state of the host updater, written atomically as one small JSON file.
 
-Fields: the installed version, the version pending a reboot, the last successful check (a fresh,
-valid manifest was seen), the rollback floor, the creation time of the newest accepted manifest
-signature, and the newer release that check verified but did not install (``available``, what
-``airlock status`` says the next update would install).  The floor and the signature time are
-passed to the judge as ``floor`` and ``not_before``, so a replayed older release is refused even
-when the GPT labels were rewritten.
+Fields: the installed version, the version pending a reboot, the version booted (and whether its
+boot was blessed), the versions that failed to boot and were rolled back, the last successful
+check (a fresh, valid manifest was seen), the rollback floor, the creation time of the newest
+accepted manifest signature, and the newer release that check verified but did not install
+(``available``, what ``airlock status`` says the next update would install).  The floor and the
+signature time are passed to the judge as ``floor`` and ``not_before``, so a replayed older
+release is refused even when the GPT labels were rewritten.
 
-How the state changes is one pure function, ``advance(old, event, now)``: the floor only rises,
-the newest signature time never goes back, the last check is the run's reference time, the
-pending version is the one just installed, and ``available`` is the verified version newer than
-the installed one when this run did not install it (else none).  ``load`` and ``save`` only read
-and write it.
+How the state changes is one pure function, ``advance(old, event, now)``, over two events: a run
+saw what booted (``Booted``, from the boot entries in ``$BOOT`` and os-release, see
+``airlock.assessment``), and a run verified a release and maybe installed it (``Verified``).  The
+floor only rises, and only to a version that has booted and been blessed (a good boot): until
+then the previous version must stay installable, since the new one may yet fail to boot and be
+rolled back.  The newest signature time never goes back, the last check is the run's reference
+time, the pending version is the one just installed until it boots or fails, and ``available``
+is the verified version newer than the installed one when the run did not install it (else
+none).  ``load`` and ``save`` only read and write it.
 
 Only the host writes this file and only values it verified go in; it is still parsed strictly
 (a corrupt file is a ``ConfigError``, never silently reset, since resetting would lower the floor).
@@ -21,12 +26,13 @@ Only the host writes this file and only values it verified go in; it is still pa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, assert_never
 
 from airlock import fsutil
 from airlock.errors import ConfigError, HostError
@@ -61,6 +67,9 @@ class State:
 
     installed: str | None = None
     pending: str | None = None
+    booted: str | None = None
+    blessed: bool = False
+    failed: tuple[str, ...] = ()
     last_check: datetime | None = None
     floor: str | None = None
     newest_signature: datetime | None = None
@@ -72,7 +81,9 @@ class State:
         out: dict[str, object] = {"format": FORMAT_VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
@@ -95,7 +106,23 @@ class Verified:
     manifest_sha256: str
 
 
-Event = Verified  # boot counting (booted, pending, failed) will add its events here
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Booted:
+    """What a run saw of the running system (``airlock.assessment``).
+
+    Attributes:
+        version: the booted version (os-release ``IMAGE_VERSION``), if known.
+        blessed: its boot entry carries no boot counter (a good boot, or no boot counting).
+        failed: versions whose boot entry has no try left and that are not booted: systemd-boot
+            gave up on them and booted another.
+    """
+
+    version: str | None
+    blessed: bool
+    failed: tuple[str, ...] = ()
+
+
+Event = Verified | Booted
 
 
 def _higher(a: str | None, b: str | None) -> str | None:
@@ -104,30 +131,72 @@ def _higher(a: str | None, b: str | None) -> str | None:
     return a
 
 
-def advance(old: State, event: Event, now: datetime) -> State:
-    """The state after ``event`` at ``now`` (pure: no I/O, ``old`` is not changed).
+def _by_version(versions: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(versions, key=functools.cmp_to_key(version.compare)))
 
-    The floor rises to the release just installed and to what sysupdate reports installed (so a
-    run killed between apply and record converges on the next run), and never falls; the newest
-    signature time never goes back.
+
+def advance(old: State, event: Event, now: datetime) -> State:
+    """The state after ``event`` at ``now`` (pure: no I/O, ``old`` is not changed)."""
+    match event:
+        case Booted():
+            return _booted(old, event)
+        case Verified():
+            return _verified(old, event, now)
+        case _:
+            assert_never(event)
+
+
+def _booted(old: State, event: Booted) -> State:
+    """The floor rises to a blessed booted version; a pending version it covers, or one that
+    failed, is no longer pending; failures accumulate until that version boots well."""
+    floor = old.floor
+    pending = old.pending
+    failed = set(old.failed) | set(event.failed)
+    if event.blessed and event.version is not None:
+        floor = _higher(floor, event.version)
+        failed.discard(event.version)
+        if pending is not None and version.compare(pending, event.version) <= 0:
+            pending = None
+    if pending in failed:
+        pending = None
+    return dataclasses.replace(
+        old,
+        booted=event.version,
+        blessed=event.blessed,
+        failed=_by_version(failed),
+        floor=floor,
+        pending=pending,
+    )
+
+
+def _verified(old: State, event: Verified, now: datetime) -> State:
+    """A verified run: the check, the signature time and what it installed (pending a boot).
+
+    Pending is the version just installed, or what sysupdate reports installed beyond the booted
+    version (unless it failed).  The floor does not move here: it rises only once a version has
+    booted and been blessed.
     """
     newest = max((*event.signed, *filter(None, [old.newest_signature])), default=None)
-    floor = _higher(old.floor, event.installed)
     pending = old.pending
     available = None
     if event.applied and event.version is not None:
-        floor = _higher(floor, event.version)
         pending = event.version
     elif event.version is not None and (
         event.installed is None or version.compare(event.version, event.installed) > 0
     ):
         available = event.version  # verified newer than what is installed, not installed yet
+    if (  # installed beyond what runs, not failed: a run killed after apply converges here
+        event.installed is not None
+        and old.booted is not None
+        and event.installed not in old.failed
+        and version.compare(event.installed, old.booted) > 0
+    ):
+        pending = _higher(pending, event.installed)
     return dataclasses.replace(
         old,
         installed=event.installed if event.installed is not None else old.installed,
         pending=pending,
         last_check=now,
-        floor=floor,
         newest_signature=newest,
         manifest_sha256=event.manifest_sha256,
         available=available,
@@ -154,6 +223,18 @@ def _text(raw: object, key: str) -> str | None:
     ):
         return raw
     raise ConfigError(f"State file: {key} is not a short printable string", code="config.state")
+
+
+def _flag(raw: object, key: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    raise ConfigError(f"State file: {key} is not true or false", code="config.state")
+
+
+def _texts(raw: object, key: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or len(raw) > 64 or not all(isinstance(i, str) for i in raw):
+        raise ConfigError(f"State file: {key} is not a short list of strings", code="config.state")
+    return tuple(str(_text(item, key)) for item in raw)
 
 
 def load(path: Path) -> State:
@@ -191,6 +272,9 @@ def load(path: Path) -> State:
     return State(
         installed=_text(data.get("installed"), "installed"),
         pending=_text(data.get("pending"), "pending"),
+        booted=_text(data.get("booted"), "booted"),
+        blessed=_flag(data.get("blessed", False), "blessed"),
+        failed=_texts(data.get("failed", []), "failed"),
         last_check=_time(data.get("last_check"), "last_check"),
         floor=_text(data.get("floor"), "floor"),
         newest_signature=_time(data.get("newest_signature"), "newest_signature"),

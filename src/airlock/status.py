@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """What ``airlock status`` reports: the host's update state at a glance, and what to do next.
 
-``gather()`` reads the facts once — the booted version (os-release), the installed versions
+``gather()`` reads the facts once — the booted version (os-release) and the boot entries in
+``$BOOT`` (``airlock.assessment``: blessed, pending, failed), the installed versions
 (``systemd-sysupdate --offline list``), the state file (floor, last successful check, a newer
 release the last check verified), the systemd-sysupdate runtime in use — and never fails for one
 of them: what could not be read becomes a ``Problem`` with its error code, and the rest is still
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from airlock import state
+from airlock import assessment, state
 from airlock.backends.apply.runtime import Runtime
 from airlock.config import HostConfig
 from airlock.errors import AirlockError, ConfigError
@@ -70,6 +71,9 @@ class Facts:
     installed: tuple[str, ...]
     newest_installed: str | None
     saved: state.State
+    blessed: bool = True  # the booted version's boot entry carries no counter (a good boot)
+    entry_pending: tuple[str, ...] | None = None  # from $BOOT's entries (None: no entries)
+    failed: tuple[str, ...] = ()  # failed to boot and were rolled back
     state_file: Path
     runtime: RuntimeInfo | None
     stale_after_s: float
@@ -77,10 +81,15 @@ class Facts:
 
     @property
     def pending(self) -> tuple[str, ...]:
-        """Installed versions newer than the booted one, newest first: the next boot's."""
-        if self.booted is None:
+        """What the next boot will try, newest first: the boot entries with tries left that are
+        newer than the booted version, or without entries, installed versions newer than it."""
+        if self.entry_pending is not None:
+            newer = list(self.entry_pending)
+        elif self.booted is None:
             return ()
-        newer = [v for v in self.installed if _newer(v, self.booted)]
+        else:
+            newer = [v for v in self.installed if _newer(v, self.booted)]
+        newer = [v for v in newer if v not in self.failed]
         return tuple(sorted(newer, key=functools.cmp_to_key(version.compare), reverse=True))
 
     @property
@@ -197,32 +206,25 @@ def gather(config: HostConfig, *, now: datetime) -> Facts:
             )
         listing = applier.installed()
         installed, newest = listing.versions, listing.current
+        boot = applier.booted()
     except AirlockError as exc:
         problems.append(_problem(exc))
+        boot = None
+    failed = set(saved.failed) | set(boot.failed if boot else ())
     return Facts(
         now=now,
-        booted=booted_version(config.host.os_release),
+        booted=assessment.booted_version(config.host.os_release),
         installed=installed,
         newest_installed=newest,
         saved=saved,
+        blessed=boot.blessed if boot else True,
+        entry_pending=boot.pending if boot and boot.entries else None,
+        failed=tuple(sorted(failed, key=functools.cmp_to_key(version.compare))),
         state_file=config.state.path,
         runtime=rt,
         stale_after_s=config.state.stale_after_s,
         problems=tuple(problems),
     )
-
-
-def booted_version(os_release: Path) -> str | None:
-    """``IMAGE_VERSION`` of the running system, from its os-release (``None``: not set)."""
-    try:
-        text = os_release.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "IMAGE_VERSION":
-            return value.strip().strip("\"'") or None
-    return None
 
 
 def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
@@ -235,6 +237,8 @@ def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
         "newest_installed": None if facts.newest_installed is None
         else shown_version(facts.newest_installed),
         "pending": [shown_version(v) for v in facts.pending],
+        "blessed": facts.blessed,
+        "failed": [shown_version(v) for v in facts.failed],
         "available": None if saved.available is None else shown_version(saved.available),
         "floor": saved.floor,
         "last_check": None if saved.last_check is None else {

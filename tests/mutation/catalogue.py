@@ -59,7 +59,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="floor-not-recorded",
-        guard="record raises the floor to the version just installed",
+        guard="a good boot raises the floor to the version that booted and was blessed",
         path="state.py",
         find="floor = _higher(floor, event.version)",
         replace="floor = floor",

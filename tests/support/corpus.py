@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airlock.formats import blockindex
 from airlock.trusted.policy import Policy
 from tests.support.keys import DATA, KeySet
 from tests.support.staging import (
@@ -108,6 +109,28 @@ def _manifest(mutate: Callable[[bytes], bytes]) -> Callable[[Staging], None]:
 
 def _hostile_name(raw: bytes) -> Callable[[Staging], None]:
     return _with(_release, lambda s: s.put(raw, b"x"))
+
+
+def _block_index(*, listed: bool) -> Callable[[Staging], None]:
+    """The root image's block index (issue #17) beside it, or (``listed``) only in SHA256SUMS.
+
+    ``Spectrum_V_<uuid>.root.blocks`` matches the root pattern by sysupdate's prefix rule, so
+    systemd 257 would take it for a second root image of the same version: the file is refused
+    by the allowlist, the manifest entry by the release assembly.
+    """
+
+    def build(s: Staging) -> None:
+        root = payload_names()["60-root"]
+        if not listed:
+            s.release()
+            index = blockindex.build((s.dir / root).read_bytes())
+            s.put(blockindex.index_name(root), index)
+            return
+        files = s.payloads()
+        files[blockindex.index_name(root)] = blockindex.build(files[root])
+        s.signed_manifest(b"".join(manifest_line(n, d) for n, d in sorted(files.items())))
+
+    return build
 
 
 def _fifo(name: str, *, replace: bool = False) -> Callable[[Staging], None]:
@@ -397,6 +420,16 @@ def _cases_names() -> Iterator[Case]:
         name="other_signature_name",
         expect="reject.unlisted",
         build=_hostile_name(b"SHA256SUMS.asc"),
+    )
+    yield Case(
+        name="block_index_beside_its_image",
+        expect="reject.unlisted",
+        build=_block_index(listed=False),
+    )
+    yield Case(
+        name="block_index_listed_in_the_manifest",
+        expect="reject.manifest",
+        build=_block_index(listed=True),
     )
     # One transfer's pattern matches it exactly, another's would pick it up by systemd 257's
     # prefix matching (version "2", then ".efi"): sysupdate could install it as the kernel.

@@ -136,6 +136,24 @@ def vm() -> str | None:
 
 
 @functools.cache
+def boot() -> str | None:
+    """QEMU, OVMF, the guest's kernel and the runtime's ukify and systemd-boot (lab boots)."""
+    from airlock.lab import esp, initramfs, machine
+
+    if (why := vm()) is not None:
+        return why
+    for path in (machine.OVMF_CODE, machine.OVMF_VARS):
+        if not path.is_file():
+            return f"{path} missing (Debian package ovmf)"
+    if initramfs.GuestKernel.find() is None:
+        return "the guest kernel is missing (make guest)"
+    rt = sysupdate_runtime()
+    if rt is None or not (rt / esp.SYSTEMD_BOOT).is_file() or not (rt / "usr/bin/ukify").exists():
+        return "the runtime has no ukify or systemd-boot (make runtime)"
+    return None
+
+
+@functools.cache
 def s6() -> str | None:
     """The s6 tools."""
     for tool in ("s6-svscan", "s6-svlisten1", "s6-svc"):
@@ -159,6 +177,7 @@ PROBES = {
     "sandbox": sandbox,
     "sysupdate": sysupdate,
     "vm": vm,
+    "boot": boot,
     "s6": s6,
     "e2e": e2e,
 }

@@ -16,20 +16,26 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from airlock.agent.transport import RestartError, Source, TransientError
+from airlock.agent.progress import Meter, SerialReporter
+from airlock.agent.transport import CHUNK_BYTES, Body, RestartError, Source, TransientError
+from airlock.agent.writer import Writer
 from airlock.errors import FetchError
-from airlock.events import Notice, Reporter, Step, StepProgress
+from airlock.events import Notice, Reporter
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
 T = TypeVar("T")
-PROGRESS_INTERVAL_S = 0.5
+SMALL_CHUNK_BYTES = 64 * 1024
 MAX_VALIDATOR_BYTES = 512
 
 
@@ -56,55 +62,31 @@ def validator_name(name: str) -> str:
     return f".{name}.partial.validator"
 
 
-class Meter:
-    """Bytes, rate and ETA of one file, as throttled ``StepProgress`` events."""
-
-    def __init__(self, reporter: Reporter, item: str, *, done: int, total: int) -> None:
-        self._reporter = reporter
-        self._item = item
-        self._start = time.monotonic()
-        self._base = done
-        self.done = done
-        self.total = total
-        self._last = 0.0
-        self._reported = -1
-
-    def add(self, n: int, *, final: bool = False) -> None:
-        """Count ``n`` more bytes; emit at most every half second (and at the end)."""
-        self.done += n
-        now = time.monotonic()
-        if not final and now - self._last < PROGRESS_INTERVAL_S:
-            return
-        if final and self._reported == self.done:
-            return
-        self._last = now
-        self._reported = self.done
-        elapsed = max(now - self._start, 1e-6)
-        rate = (self.done - self._base) / elapsed
-        eta = (self.total - self.done) / rate if self.total and rate > 0 else None
-        self._reporter.emit(
-            StepProgress(
-                step=Step.DOWNLOAD,
-                done=self.done,
-                total=self.total,
-                item=self._item,
-                rate=round(rate, 1),
-                eta_s=None if eta is None else round(max(eta, 0.0), 1),
-            )
-        )
-
-
 class Downloader:
-    """Fetches through one ``Source`` within one ``Budget``; counts payload bytes received."""
+    """Fetches through one ``Source`` within one ``Budget``; counts payload bytes received.
 
-    def __init__(self, source: Source, budget: Budget, reporter: Reporter) -> None:
+    ``fork`` makes another ``Source`` for the same URL (its own connection), for byte ranges
+    fetched in parallel; ``None``: one connection only.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        budget: Budget,
+        reporter: Reporter,
+        *,
+        fork: Callable[[], Source] | None = None,
+    ) -> None:
         self.source = source
         self.budget = budget
-        self.reporter = reporter
+        self.reporter: Reporter = SerialReporter(reporter)
+        self.fork = fork
         self.payload_bytes = 0
+        self._count_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
 
-    def _check_deadline(self, what: str) -> None:
+    def check_deadline(self, what: str) -> None:
+        """Raise ``fetch.timeout`` once the run's deadline has passed."""
         if time.monotonic() > self.budget.deadline:
             raise FetchError(
                 f"Failed to fetch {what}: the time limit ran out",
@@ -117,7 +99,7 @@ class Downloader:
         delay = self.budget.backoff_initial_s
         tries = 0
         while True:
-            self._check_deadline(what)
+            self.check_deadline(what)
             tries += 1
             try:
                 return attempt()
@@ -132,7 +114,7 @@ class Downloader:
                 delay = min(delay * 2, self.budget.backoff_max_s)
 
     def get_small(self, name: str, *, limit: int) -> bytes | None:
-        """The whole of a small file (manifest, signature), or ``None`` when absent."""
+        """The whole of a small file (manifest, signature, block index), or ``None`` when absent."""
         return self.retrying(display(name), lambda: self._get_small_once(name, limit))
 
     def _get_small_once(self, name: str, limit: int) -> bytes | None:
@@ -146,14 +128,27 @@ class Downloader:
                     code="fetch.too-large",
                 )
             data = bytearray()
-            for chunk in body.chunks:
-                data += chunk
+            view = memoryview(bytearray(SMALL_CHUNK_BYTES))
+            while n := body.readinto(view):
+                data += view[:n]
                 if len(data) > limit:
                     raise FetchError(
                         f"Refusing {what}: more than {limit} bytes", code="fetch.too-large"
                     )
-                self._check_deadline(what)
+                self.check_deadline(what)
             return bytes(data)
+
+    def count(self, n: int, what: str) -> None:
+        """Count ``n`` payload bytes received against the run's cap."""
+        with self._count_lock:
+            self.payload_bytes += n
+            total = self.payload_bytes
+        if total > self.budget.max_total_bytes:
+            raise FetchError(
+                f"Refusing {what}: this run received more than "
+                f"{self.budget.max_total_bytes} payload bytes",
+                code="fetch.too-large",
+            )
 
     def download(self, dir_fd: int, name: str, sha256: str) -> None:
         """Download ``name`` into ``dir_fd`` with the given SHA-256, resuming a partial file."""
@@ -185,8 +180,8 @@ class Downloader:
         fd = os.open(
             part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd
         )
-        with os.fdopen(fd, "r+b", buffering=0) as f:
-            digest, offset = _hash_existing(f)
+        try:
+            digest, offset = _hash_existing(fd)
             resumed = offset > 0
             validator = _read_validator(dir_fd, name) if offset else None
             with self.source.open(name, offset=offset, validator=validator) as body:
@@ -194,8 +189,7 @@ class Downloader:
                     raise FetchError(f"Failed to fetch {what}: not found", code="fetch.missing")
                 if body.offset != offset:
                     logger.info("server sent %s from the start", what)
-                    f.seek(0)
-                    f.truncate()
+                    os.ftruncate(fd, 0)
                     digest, offset, resumed = hashlib.sha256(), 0, False
                 if body.validator:
                     _write_validator(dir_fd, name, body.validator)
@@ -207,28 +201,13 @@ class Downloader:
                         code="fetch.too-large",
                     )
                 meter = Meter(self.reporter, what, done=offset, total=total)
-                for chunk in body.chunks:
-                    offset += len(chunk)
-                    if offset > self.budget.max_file_bytes:
-                        raise FetchError(
-                            f"Refusing {what}: more than {self.budget.max_file_bytes} bytes",
-                            code="fetch.too-large",
-                        )
-                    self.payload_bytes += len(chunk)
-                    if self.payload_bytes > self.budget.max_total_bytes:
-                        raise FetchError(
-                            f"Refusing {what}: this run received more than "
-                            f"{self.budget.max_total_bytes} payload bytes",
-                            code="fetch.too-large",
-                        )
-                    _write_all(f.fileno(), chunk)
-                    digest.update(chunk)
-                    meter.add(len(chunk))
-                    self._check_deadline(what)
+                self._receive(fd, body, offset, digest, what, meter)
                 meter.add(0, final=True)
             good = digest.hexdigest() == sha256
             if good:
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         if not good:
             _unlink(dir_fd, part)
             _unlink(dir_fd, validator_name(name))
@@ -242,20 +221,51 @@ class Downloader:
         _unlink(dir_fd, validator_name(name))
         os.fsync(dir_fd)
 
+    def _receive(
+        self, fd: int, body: Body, offset: int, digest: Hash, what: str, meter: Meter
+    ) -> None:
+        """Stream ``body`` into ``fd`` from ``offset``, hashing it into ``digest``.
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+        This thread receives into pooled 1 MiB buffers; a second one hashes and writes them (both
+        release the GIL), so the three overlap.  Every received byte is written before this
+        returns, also on failure, so a later attempt can resume after it.
+        """
+        limit = self.budget.max_file_bytes
+        with Writer(fd, offset, digest) as writer:
+            eof = False
+            while not eof:
+                buf = writer.take()
+                view = memoryview(buf)
+                filled = 0
+                try:
+                    while filled < len(view):
+                        got = body.readinto(view[filled:])
+                        if got == 0:
+                            eof = True
+                            break
+                        if offset + filled + got > limit:
+                            filled = max(limit - offset, 0)  # nothing past the cap is written
+                            raise FetchError(
+                                f"Refusing {what}: more than {limit} bytes", code="fetch.too-large"
+                            )
+                        filled += got
+                        self.count(got, what)
+                        self.check_deadline(what)
+                finally:
+                    writer.give(buf, filled)
+                offset += filled
+                meter.add(filled)
 
 
-def _hash_existing(f: object) -> tuple[hashlib._Hash, int]:
+def _hash_existing(fd: int) -> tuple[Hash, int]:
+    """SHA-256 and length of what ``fd`` holds (read from its start)."""
     digest = hashlib.sha256()
-    reader = f.read  # type: ignore[attr-defined]  # a raw binary file object
+    buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
     offset = 0
-    while chunk := reader(1 << 20):
-        digest.update(chunk)
-        offset += len(chunk)
+    while n := os.preadv(fd, [view], offset):
+        digest.update(view[:n])
+        offset += n
     return digest, offset
 
 
@@ -267,12 +277,14 @@ def hash_file(dir_fd: int, name: str, *, limit: int) -> str | None:
         )
     except OSError:
         return None
-    with os.fdopen(fd, "rb", buffering=0) as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        digest, _ = _hash_existing(f)
+        digest, _ = _hash_existing(fd)
         return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def _read_validator(dir_fd: int, name: str) -> str | None:

@@ -4,7 +4,9 @@
 Steps (native mode): read the share's ``etc/`` → fetch ``SHA256SUMS`` and its signature under both
 names → verify them with the host-provided keyring and stop if they are bad, before any payload is
 fetched → choose the newest complete version → download the files not already present with the
-right hash → write the manifest and the signatures → drop versions beyond ``InstancesMax``.
+right hash (a delta download from the previous version's files when the server has block
+indexes, ``agent.delta``) → write the manifest and the signatures → drop versions beyond
+``InstancesMax``.
 
 The agent's verification only saves a pointless download: the host verifies everything again from
 the frozen snapshot.  Signatures and the manifest are written last, so a run cut short leaves the
@@ -16,8 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 
-from airlock.agent import selection, share, signed, sysupdate
+from airlock.agent import delta, selection, share, signed, sysupdate
 from airlock.agent.fetch import Budget, Downloader, hash_file, partial_name, remove
 from airlock.agent.options import Mode, Options, Outcome, Result
 from airlock.agent.transport import source_for
@@ -33,7 +36,9 @@ def run(options: Options, reporter: Reporter) -> Result:
     """Run the agent once; raises ``AirlockError`` (``FetchError`` for anything the server did)."""
     deadline = time.monotonic() + options.timeout_s
     config = share.read_share(options.share)
-    source = source_for(config.url, stall_s=options.stall_s, deadline=deadline)
+    source = source_for(
+        config.url, stall_s=options.stall_s, deadline=deadline, ca_file=options.ca_file
+    )
     budget = Budget(
         deadline=deadline,
         max_manifest_bytes=options.limits.max_manifest_bytes,
@@ -41,7 +46,14 @@ def run(options: Options, reporter: Reporter) -> Result:
         max_file_bytes=options.limits.max_file_bytes,
         max_total_bytes=options.limits.max_total_bytes,
     )
-    downloader = Downloader(source, budget, reporter)
+    downloader = Downloader(
+        source,
+        budget,
+        reporter,
+        fork=lambda: source_for(
+            config.url, stall_s=options.stall_s, deadline=deadline, ca_file=options.ca_file
+        ),
+    )
     try:
         if options.mode == Mode.SYSUPDATE:
             with share.rendered_definitions(config) as directory:
@@ -77,25 +89,33 @@ def _native(
     started = time.monotonic()
     reporter.emit(StepStarted(step=Step.DOWNLOAD, detail=display(chosen.version or "nothing")))
     try:
-        downloaded = _download(config, transfers, downloader, options, release, chosen)
+        counts = _download(config, transfers, downloader, options, release, chosen)
     except OSError as exc:
         raise FetchError(
             f"Failed to write into the share's updates/: {exc.strerror}", code="fetch.write"
         ) from exc
+    detail = f"{counts.files} files, {downloader.payload_bytes} bytes"
+    if counts.reused:
+        detail += f" fetched, {counts.reused} bytes reused"
     reporter.emit(
-        StepFinished(
-            step=Step.DOWNLOAD,
-            duration_s=time.monotonic() - started,
-            detail=f"{downloaded} files, {downloader.payload_bytes} bytes",
-        )
+        StepFinished(step=Step.DOWNLOAD, duration_s=time.monotonic() - started, detail=detail)
     )
     return Result(
-        outcome=Outcome.DOWNLOADED if downloaded else Outcome.NOTHING_NEW,
+        outcome=Outcome.DOWNLOADED if counts.files else Outcome.NOTHING_NEW,
         version=chosen.version,
-        files_downloaded=downloaded,
+        files_downloaded=counts.files,
         payload_bytes=downloader.payload_bytes,
         signatures=tuple(n for n, _ in release.signatures),
+        reused_bytes=counts.reused,
+        index_bytes=counts.index,
     )
+
+
+@dataclass(slots=True)
+class _Counts:
+    files: int = 0
+    reused: int = 0
+    index: int = 0
 
 
 def _download(
@@ -105,10 +125,12 @@ def _download(
     options: Options,
     release: signed.Release,
     chosen: selection.Selection,
-) -> int:
-    """Fetch the missing files of ``chosen``, publish the manifest, tidy; return files fetched."""
-    downloaded = 0
+) -> _Counts:
+    """Fetch the missing files of ``chosen``, publish the manifest, tidy; count what was done."""
+    counts = _Counts()
+    by_name = {t.name: t for t in transfers}
     with signed.updates_dir(config.updates) as dir_fd:
+        listing = os.listdir(dir_fd)
         for wanted in chosen.files:
             if len(partial_name(wanted.name).encode()) > options.limits.max_name_bytes:
                 raise FetchError(
@@ -118,11 +140,25 @@ def _download(
             if have == wanted.sha256:
                 logger.debug("%s already present", display(wanted.name))
                 continue
-            downloader.download(dir_fd, wanted.name, wanted.sha256)
-            downloaded += 1
+            seeds = delta.seeds(listing, by_name[wanted.transfer], chosen.version)
+            if have is not None:  # a damaged or half-replaced copy: most of it may still be good
+                seeds.insert(0, wanted.name)
+            done = None
+            if options.delta and (seeds or partial_name(wanted.name) in listing):
+                index = delta.fetch_index(downloader, wanted.name, wanted.sha256)
+                if index is not None:
+                    done = delta.assemble(
+                        downloader, dir_fd, wanted.name, wanted.sha256, index, seeds
+                    )
+            if done is None:
+                downloader.download(dir_fd, wanted.name, wanted.sha256)
+            else:
+                counts.reused += done.reused_bytes
+                counts.index += done.index_bytes
+            counts.files += 1
         signed.publish_release(dir_fd, release)
         tidy(dir_fd, transfers, chosen)
-    return downloaded
+    return counts
 
 
 def tidy(

@@ -40,6 +40,8 @@ class Options:
     verifier: str = "auto"
     sysupdate_path: str | None = None
     sysupdate_tries: int = 5
+    ca_file: str | None = None  # https: trust only these CAs (default: the VM's trust store)
+    delta: bool = True  # use block indexes and the previous version's files
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,5 +51,7 @@ class Result:
     outcome: Outcome
     version: str | None
     files_downloaded: int
-    payload_bytes: int
+    payload_bytes: int  # payload bytes received (whole files and byte ranges)
     signatures: tuple[str, ...]
+    reused_bytes: int = 0  # payload bytes found in files the VM already had
+    index_bytes: int = 0  # bytes of block indexes used

@@ -84,9 +84,10 @@ def summary(result: Result) -> str:
     """The final human line."""
     version = f"version {result.version}" if result.version else "no complete version"
     if result.outcome == Outcome.DOWNLOADED:
+        reused = f", {result.reused_bytes} bytes reused" if result.reused_bytes else ""
         return (
             f"downloaded: {version}, {result.files_downloaded} files, "
-            f"{result.payload_bytes} payload bytes"
+            f"{result.payload_bytes} payload bytes{reused}"
         )
     return (
         f"nothing new: {version} already present"
@@ -110,6 +111,8 @@ def _handle(args: argparse.Namespace) -> int:
         stall_s=args.stall_timeout,
         limits=limits,
         verifier=args.verifier,
+        ca_file=args.ca_file,
+        delta=not args.no_delta,
     )
     reporter = JsonReporter() if args.json else ConsoleReporter()
     result = run(options, reporter)
@@ -120,6 +123,8 @@ def _handle(args: argparse.Namespace) -> int:
             version=result.version,
             files_downloaded=result.files_downloaded,
             payload_bytes=result.payload_bytes,
+            reused_bytes=result.reused_bytes,
+            index_bytes=result.index_bytes,
             signatures=list(result.signatures),
         )
     else:
@@ -175,5 +180,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="auto",
         choices=["auto", "sqv", "gpgv"],
         help="OpenPGP verifier for the early signature check",
+    )
+    p.add_argument(
+        "--ca-file",
+        default=None,
+        metavar="FILE",
+        help="https: trust only the CA certificates in FILE (default: the system's trust store)",
+    )
+    p.add_argument(
+        "--no-delta",
+        action="store_true",
+        help="always download whole files (ignore block indexes and earlier versions)",
     )
     p.set_defaults(func=_handle)

@@ -94,13 +94,22 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
     """``airlock status`` for a person: one line per fact, the next action last."""
     shown = status.shown_version
     saved = facts.saved
-    lines = [
-        f"booted:      {shown(facts.booted) if facts.booted else 'unknown (no IMAGE_VERSION)'}"
-    ]
+    if facts.booted is None:
+        booted = "unknown (no IMAGE_VERSION)"
+    else:
+        if not facts.blessed:
+            trial = " (on trial: its boot counter still runs)"
+        else:  # with boot entries to go by: a good boot
+            trial = " (blessed)" if facts.entry_pending is not None else ""
+        booted = shown(facts.booted) + trial
+    lines = [f"booted:      {booted}"]
     installed = ", ".join(shown(v) for v in facts.installed) or "none"  # newest first
     lines.append(f"installed:   {installed}")
     pending = ", ".join(shown(v) for v in facts.pending)
     lines.append(f"pending:     {pending + ' (after a reboot)' if pending else 'nothing'}")
+    if facts.failed:
+        failed = ", ".join(shown(v) for v in facts.failed)
+        lines.append(f"failed:      {failed} (did not boot; rolled back)")
     if saved.available is not None:
         lines.append(f"available:   {shown(saved.available)} (verified by the last check)")
     if saved.last_check is None:

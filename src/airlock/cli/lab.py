@@ -13,7 +13,13 @@ def _demo(args: argparse.Namespace) -> int:
     from airlock.lab import demo  # imported lazily: the lab is not needed by other verbs
 
     return demo.run(
-        args.workdir, attack=args.attack, keep=args.keep, as_json=args.json, fetcher=args.fetcher
+        args.workdir,
+        attack=args.attack,
+        keep=args.keep,
+        as_json=args.json,
+        fetcher=args.fetcher,
+        boot=args.boot,
+        boot_tries=args.boot_tries,
     )
 
 
@@ -38,6 +44,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--attack",
         choices=sorted(ATTACKS),
         help="replay one hostile VM behaviour before the last update",
+    )
+    p.add_argument(
+        "--boot",
+        action="store_true",
+        help="boot the disk in QEMU (OVMF, systemd-boot, UKI, dm-verity) before and after each "
+        "update instead of simulating the reboot (about 20 s per boot under TCG)",
+    )
+    p.add_argument(
+        "--boot-tries",
+        type=int,
+        metavar="N",
+        help="render the host's kernel transfer with boot counting (N tries per new UKI)",
     )
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.set_defaults(func=_demo)

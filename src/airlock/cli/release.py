@@ -113,6 +113,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="templates (default: the package's, reproducing Spectrum's files)",
     )
+    p.add_argument(
+        "--boot-tries",
+        type=int,
+        metavar="N",
+        help="opt in to boot counting: new UKIs get N tries (Spectrum_V+N-0.efi), after which "
+        "systemd-boot falls back to the previous version",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_render)
 
@@ -237,6 +244,7 @@ def _render(args: argparse.Namespace) -> int:
         signing_key=args.signing_key,
         out=args.out,
         templates=args.templates,
+        boot_tries=args.boot_tries,
     )
     if args.json:
         print_json(

@@ -10,6 +10,11 @@
 5. Reboot into 2.0, publish 3.0; optionally replay one attack (refused, disk unchanged); then
    ``airlock update`` 2.0 → 3.0 into slot A.
 6. Print a table: slots before/after, UKIs in ``$BOOT``, bytes downloaded and time per step.
+
+With ``--boot`` the reboots are real: QEMU boots the disk through OVMF, systemd-boot, the UKI and
+its initramfs into the dm-verity-protected root (before the first update, after each update), the
+console's lines are shown with a bar per boot, and a table sums the boots up.  ``--boot-tries N``
+renders the host's kernel transfer with boot counting (``airlock render --boot-tries``).
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from types import FrameType
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, HostError
+from airlock.lab import machine
 from airlock.lab.hostile import ATTACKS
 from airlock.lab.world import VERSIONS, DiskState, Lab, Run
 
@@ -50,6 +57,7 @@ class Report:
     attack: dict[str, object] | None = None
     kernel_is_uki: bool = False
     roothashes: dict[str, str] = field(default_factory=dict)
+    boots: list[tuple[str, machine.Boot]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         """JSON-friendly form."""
@@ -71,6 +79,7 @@ class Report:
             "attack": self.attack,
             "kernel_is_uki": self.kernel_is_uki,
             "roothashes": self.roothashes,
+            "boots": [{"label": label, **b.as_json()} for label, b in self.boots],
         }
 
 
@@ -86,7 +95,14 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 def run(
-    workdir: Path | None, *, attack: str | None, keep: bool, as_json: bool, fetcher: str = "sandbox"
+    workdir: Path | None,
+    *,
+    attack: str | None,
+    keep: bool,
+    as_json: bool,
+    fetcher: str = "sandbox",
+    boot: bool = False,
+    boot_tries: int | None = None,
 ) -> int:
     """Run the demo; return the exit status."""
     console = Console(stderr=as_json, highlight=False, width=max(120, _width()))
@@ -99,7 +115,7 @@ def run(
     def log(message: str) -> None:
         console.print(f"[dim]·[/dim] {escape(message)}")
 
-    with Lab(base, keep=keep, fetcher=fetcher, log=log) as world:
+    with Lab(base, keep=keep, fetcher=fetcher, log=log, boot_tries=boot_tries) as world:
         report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:
@@ -107,17 +123,31 @@ def run(
                 "[yellow]note:[/yellow] kernels are labelled stand-in files "
                 "(no ukify/EFI stub in the runtime); roots and verity trees are real"
             )
+        if boot and not all(img.bootable for img in world.images.values()):
+            raise HostError(
+                "--boot needs bootable releases (ukify, the guest kernel and an initramfs)",
+                code="host.demo",
+                hint="run `make demo` as root: it builds the runtime and the guest kernel",
+            )
         report.states.append(("initial", world.state()))
+        if boot:
+            _boot(console, world, report, expect=VERSIONS[0])
         world.publish(VERSIONS[0])
         world.publish(VERSIONS[1])
         _update(console, world, report, f"update {VERSIONS[0]} → {VERSIONS[1]}", expect="updated")
         _update(console, world, report, "no-op rerun", expect="up-to-date")
-        world.boot(VERSIONS[1])
-        console.print(f"[dim]·[/dim] rebooted into {VERSIONS[1]} (os-release IMAGE_VERSION)")
+        if boot:
+            _boot(console, world, report, expect=VERSIONS[1])
+        else:
+            world.boot(VERSIONS[1])
+            console.print(f"[dim]·[/dim] rebooted into {VERSIONS[1]} (os-release IMAGE_VERSION)")
         world.publish(VERSIONS[2])
         if attack is not None:
             report.attack = _attack(console, world, report, attack)
         _update(console, world, report, f"update {VERSIONS[1]} → {VERSIONS[2]}", expect="updated")
+        if boot:
+            _boot(console, world, report, expect=VERSIONS[2])
+            report.states.append((f"after boot {len(report.boots)}", world.state()))
         _show(console, report, world)
         if keep:
             console.print(f"kept the work directory: {escape(os.fspath(base))}")
@@ -139,6 +169,44 @@ def _update(console: Console, world: Lab, report: Report, label: str, *, expect:
             code="host.demo",
             hint=f"rerun with --keep and read {world.w}/serve.log and the JSON events",
         )
+    return result
+
+
+def _boot(console: Console, world: Lab, report: Report, *, expect: str) -> machine.Boot:
+    label = f"boot {len(report.boots) + 1}"
+    console.rule(f"{label}: OVMF → systemd-boot → UKI → initramfs → dm-verity root (QEMU, TCG)")
+    stages = len(machine.Stage) - 1
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(f"{label} attempt 1", total=stages, stage="firmware")
+
+        def listen(attempt: int, stage: machine.Stage, line: str) -> None:
+            bar.update(task, completed=stage, stage=stage.name.lower(),
+                       description=f"{label} attempt {attempt}")  # fmt: skip
+            bar.console.print(f"  [dim]serial[/dim] {escape(line)}", soft_wrap=True)
+
+        result = world.reboot(label, listener=listen)
+    report.boots.append((label, result))
+    final = result.final
+    if final is None or not final.ok or final.version != expect:
+        raise HostError(
+            f"demo: {label} did not boot {expect}: "
+            + (final.failure or final.stage.name.lower() if final else "no console output"),
+            code="host.demo",
+            hint=f"rerun with --keep and read {result.transcript}",
+        )
+    console.print(
+        f"booted [bold]{escape(final.version or '')}[/bold] from {escape(final.data_device or '?')}"
+        f", dm-verity status {escape(final.verity or '?')}, root hash "
+        f"{escape(final.roothash or '?')}, in {result.seconds:.1f} s",
+        soft_wrap=True,
+    )
     return result
 
 
@@ -204,6 +272,23 @@ def _show(console: Console, report: Report, world: Lab) -> None:
             f"{r.duration_s:.1f}",
         )
     console.print(runs)
+    if report.boots:
+        boots = Table(title="Boots (QEMU TCG, OVMF → systemd-boot → UKI → initramfs → root)")
+        for col in ("boot", "attempts", "booted", "root on", "verity", "root hash", "blessed", "s"):
+            boots.add_column(col)
+        for label, b in report.boots:
+            f = b.final
+            boots.add_row(
+                label,
+                str(len(b.attempts)),
+                escape(f.version or "-") if f else "-",
+                escape(f.data_device or "-") if f else "-",
+                escape(f.verity or "-") if f else "-",
+                escape((f.roothash or "-")[:16] + "…") if f else "-",
+                "yes" if f and f.blessed else "no",
+                f"{b.seconds:.1f}",
+            )
+        console.print(boots)
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: MIT
 """A GPT disk image with Spectrum's A/B layout (design.md#gpt-layout), and what is on it.
 
-Partition order follows Spectrum: verity A, root A, verity B, root B (the ESP is replaced by a plain
-``$BOOT`` directory, which systemd-sysupdate accepts through ``SYSTEMD_ESP_PATH``).  Slot A holds
-the first version, labelled and with PARTUUIDs derived from the root hash as Spectrum's build does;
-slot B is ``_empty`` with Spectrum's fixed PARTUUIDs.  systemd-sysupdate can target the image file
-itself, so no loop device or partition scanning is needed for the update; ``state()`` reads the
-table with ``sfdisk --json`` and hashes the slots' bytes.
+Partition order follows Spectrum: the EFI system partition (given as a ready FAT image, see
+``airlock.lab.esp``; without one the disk has only the slots and ``$BOOT`` is a plain directory
+elsewhere), then verity A, root A, verity B, root B.  Slot A holds the first version, labelled and
+with PARTUUIDs derived from the root hash as Spectrum's build does; slot B is ``_empty`` with
+Spectrum's fixed PARTUUIDs.  systemd-sysupdate can target the image file itself, so no loop device
+or partition scanning is needed for the slots; ``state()`` reads the table with ``sfdisk --json``
+and hashes the partitions' bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from airlock import proc
 
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 VERITY_TYPE = "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ESP_UUID = "5BD5A1A3-0000-4000-8000-0000000000E5"  # Spectrum's is random; fixed: reproducible
 EMPTY_VERITY_UUID = "18F2CCFF-92F1-4BB1-A80E-24F76ECDA90C"
 EMPTY_ROOT_UUID = "EC0C5FF3-F6B1-4ADF-82B4-61336C4D135F"
 SECTOR = 512
@@ -56,14 +59,18 @@ def create(
     verity_image: Path,
     root_mib: int = 8,
     verity_mib: int = 1,
+    esp_image: Path | None = None,
 ) -> None:
-    """Create the disk image with slot A holding ``version``."""
-    size = (2 + 2 * (root_mib + verity_mib) + 1) * MIB
+    """Create the disk image with slot A holding ``version`` (and the ESP first, if given)."""
+    esp_mib = -(-esp_image.stat().st_size // MIB) if esp_image is not None else 0
+    size = (2 + esp_mib + 2 * (root_mib + verity_mib) + 1) * MIB
     with open(path, "wb") as fh:
         fh.truncate(size)
+    esp = [f"size={esp_mib}MiB, type={ESP_TYPE}, uuid={ESP_UUID}"] if esp_image else []
     layout = "\n".join(
         [
             "label: gpt",
+            *esp,
             f"size={verity_mib}MiB, type={VERITY_TYPE}, uuid={format_uuid(roothash[32:64])}, "
             f'name="Spectrum_{version}.verity"',
             f"size={root_mib}MiB, type={ROOT_TYPE}, uuid={format_uuid(roothash[0:32])}, "
@@ -76,6 +83,8 @@ def create(
     proc.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", path],
              input=layout.encode(), timeout=60)  # fmt: skip
     parts = _table(path)
+    if esp_image is not None:
+        _write_at(path, int(parts.pop(0)["start"]) * SECTOR, esp_image.read_bytes())
     _write_at(path, int(parts[0]["start"]) * SECTOR, verity_image.read_bytes())
     _write_at(path, int(parts[1]["start"]) * SECTOR, root_image.read_bytes())
 

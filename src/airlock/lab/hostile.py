@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from airlock.formats import blockindex
+
 ATTACKS = {
     "symlink": "plant a symlink to a host file under a payload's name",
     "tampered": "flip one byte of the root image after download (same size, same name)",
@@ -35,9 +37,11 @@ def _clear(updates: Path) -> None:
 
 
 def _copy_release(src: Path, updates: Path) -> None:
+    """Everything a genuine download leaves: the release without its block indexes."""
     _clear(updates)
     for item in sorted(src.iterdir()):
-        shutil.copyfile(item, updates / item.name)
+        if not item.name.endswith(blockindex.SUFFIX):
+            shutil.copyfile(item, updates / item.name)
 
 
 def _root_file(updates: Path) -> Path:

@@ -1,16 +1,25 @@
 # SPDX-License-Identifier: MIT
-"""Real, small OS images for the lab: an EROFS root, its dm-verity hash tree and a kernel image.
+"""Real, small, bootable OS images for the lab: an EROFS root, its dm-verity hash tree and a UKI.
 
-Everything is deterministic for a given version (fixed UUIDs, salts and timestamps, payload from a
-seeded hash), so the demo's tables are reproducible.  ``veritysetup format`` works on plain files,
-so no device-mapper is needed.  The kernel image is a real UKI when the systemd runtime provides
-``ukify`` and an EFI stub; otherwise it is a clearly labelled stand-in file.
+The root is a tiny system of its own: static busybox, the host's ``dmsetup`` and ``findfs`` with
+their libraries (``airlock.lab.userland``), ``/etc/os-release`` carrying ``IMAGE_VERSION`` and
+``/sbin/init`` (``lab/system/root-init``), which reports what booted on the serial console and
+blesses the boot.  The UKI is made by ``ukify`` from the runtime around the QEMU guest's Debian
+kernel and the lab's initramfs (``airlock.lab.initramfs``), with Spectrum's command line
+``ro intel_iommu=on roothash=H`` plus what the lab needs to watch and bound a boot:
+``console=ttyS0 quiet panic=-1``.
+
+Everything is deterministic for a given version on one host (fixed UUIDs, salts and timestamps),
+so the demo's tables are reproducible.  ``veritysetup format`` works on plain files, so no
+device-mapper is needed on the host.  Without ukify, an EFI stub, the guest kernel or an initramfs
+the kernel image is a clearly labelled stand-in file (the update flow still runs; nothing boots).
+A *broken* release has a root that is not a file system at all (with a valid verity tree over it):
+a release that passes every check of the update and then cannot boot.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,11 +27,14 @@ from pathlib import Path
 
 from airlock import proc
 from airlock.errors import HostError
-from airlock.layout import Layout
+from airlock.lab import userland
+from airlock.lab.initramfs import GuestKernel, system_file
 
 _ROOT_HASH = re.compile(rb"Root hash:\s+([0-9a-f]{64})")
 _ZERO_SALT = "0" * 64
 STANDIN_MAGIC = b"AIRLOCK-LAB-STAND-IN-KERNEL-IMAGE (not a bootable UKI)\n"
+ROOT_PROGRAMS = (Path("/sbin/dmsetup"), Path("/sbin/findfs"))
+LAB_CMDLINE = "console=ttyS0 quiet panic=-1"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,10 +47,12 @@ class Images:
     roothash: str
     kernel: Path
     kernel_is_uki: bool
+    bootable: bool = False
+    broken: bool = False
 
 
 def _filler(version: str, size: int) -> bytes:
-    """Deterministic, incompressible-looking bytes (so the images have a realistic size)."""
+    """Deterministic, incompressible-looking bytes."""
     out = bytearray()
     seed = hashlib.sha256(f"airlock-lab-{version}".encode()).digest()
     counter = 0
@@ -48,26 +62,42 @@ def _filler(version: str, size: int) -> bytes:
     return bytes(out[:size])
 
 
-def build_root(workdir: Path, version: str, *, payload_bytes: int = 2 << 20) -> Path:
-    """An EROFS image whose ``/etc/os-release`` carries ``IMAGE_VERSION``.
+def os_release(version: str) -> str:
+    """The release's ``/etc/os-release`` (also embedded in its UKI)."""
+    return (
+        'NAME="Spectrum (airlock lab)"\nID=spectrum\nIMAGE_ID=spectrum\n'
+        f"IMAGE_VERSION={version}\n"
+    )
 
-    Raises:
-        HostError: mkfs.erofs failed.
-    """
+
+def _tree(workdir: Path, version: str) -> Path:
     tree = workdir / f"tree-{version}"
     if tree.exists():
         shutil.rmtree(tree)
-    (tree / "etc").mkdir(parents=True)
-    (tree / "usr/share/lab").mkdir(parents=True)
-    (tree / "etc/os-release").write_text(
-        f'NAME="Spectrum (airlock lab)"\nID=spectrum\nIMAGE_ID=spectrum\nIMAGE_VERSION={version}\n'
-    )
-    (tree / "usr/share/lab/payload.bin").write_bytes(_filler(version, payload_bytes))
-    for p in tree.rglob("*"):
-        os.utime(p, (0, 0), follow_symlinks=False)
+    for d in ("etc", "sbin", "proc", "sys", "dev", "boot", "run", "tmp"):
+        (tree / d).mkdir(parents=True)
+    (tree / "etc/os-release").write_text(os_release(version))
+    userland.install(tree, ROOT_PROGRAMS)
+    userland.busybox(tree, links=True)
+    shutil.copyfile(system_file("root-init"), tree / "sbin/init")
+    (tree / "sbin/init").chmod(0o755)
+    return tree
+
+
+def build_root(workdir: Path, version: str, *, broken: bool = False) -> Path:
+    """An EROFS image (lz4hc) of the release's root; ``broken``: 1 MiB that is no file system.
+
+    Raises:
+        HostError: mkfs.erofs failed or a program for the root is missing.
+    """
     image = workdir / f"root-{version}.img"
+    if broken:
+        image.write_bytes(_filler(f"broken-root-{version}", 1 << 20))
+        return image
+    userland.check()
+    tree = _tree(workdir, version)
     proc.run(
-        ["mkfs.erofs", "-T0", "-U", "5bd5a1a3-0000-4000-8000-000000000001", "--quiet",
+        ["mkfs.erofs", "-T0", "-zlz4hc", "-U", "5bd5a1a3-0000-4000-8000-000000000001", "--quiet",
          image, tree],
         timeout=120,
     )  # fmt: skip
@@ -94,7 +124,7 @@ def build_verity(root: Path, out: Path) -> str:
 
 
 def build_kernel(
-    workdir: Path, version: str, roothash: str, *, runtime: Path | None
+    workdir: Path, version: str, roothash: str, *, runtime: Path | None, initrd: Path | None = None
 ) -> tuple[Path, bool]:
     """A UKI for ``version`` (real with ukify and a stub, else a labelled stand-in).
 
@@ -103,8 +133,11 @@ def build_kernel(
     """
     out = workdir / f"kernel-{version}.efi"
     cmdline = f"ro intel_iommu=on roothash={roothash}"
-    if runtime is not None and _can_build_uki(runtime):
-        if _build_uki(runtime, workdir, out, version, cmdline):
+    kernel = GuestKernel.find()
+    if runtime is not None and kernel is not None and _can_build_uki(runtime):
+        if initrd is not None:
+            cmdline = f"{cmdline} {LAB_CMDLINE}"
+        if _build_uki(runtime, kernel, workdir, out, version, cmdline, initrd):
             return out, True
     out.write_bytes(
         STANDIN_MAGIC
@@ -116,38 +149,38 @@ def build_kernel(
 
 def _can_build_uki(runtime: Path) -> bool:
     stub = runtime / "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
-    return stub.exists() and (runtime / "usr/bin/ukify").exists() and _guest_kernel() is not None
-
-
-def _guest_kernel() -> Path | None:
-    # The QEMU guest's Debian kernel (scripts/make-guest.sh) doubles as the UKI's kernel.
-    kernel = Layout.load().guest / "vmlinuz"
-    return kernel if kernel.is_file() else None
+    return stub.exists() and (runtime / "usr/bin/ukify").exists()
 
 
 # Runs ukify from the runtime root with a private /tmp bound over the root's own (the shared
 # runtime root is never written).  Data reaches the fixed script only as positional arguments.
 _UKIFY = (
     'mount --bind "$1" "$2/tmp" && exec chroot "$2" ukify build --linux /tmp/vmlinuz '
-    '--cmdline "$3" --os-release @/tmp/os-release --uname "$4" --output /tmp/uki.efi'
+    '--cmdline "$3" --os-release @/tmp/os-release --uname "$4" --output /tmp/uki.efi '
+    "${5:+--initrd /tmp/initrd.img}"
 )
 
 
-def _build_uki(runtime: Path, workdir: Path, out: Path, version: str, cmdline: str) -> bool:
-    kernel = _guest_kernel()
-    if kernel is None:
-        return False
+def _build_uki(
+    runtime: Path,
+    kernel: GuestKernel,
+    workdir: Path,
+    out: Path,
+    version: str,
+    cmdline: str,
+    initrd: Path | None,
+) -> bool:
     stage = workdir / f"uki-{version}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        shutil.copyfile(kernel, stage / "vmlinuz")
-        (stage / "os-release").write_text(
-            f'NAME="Spectrum (airlock lab)"\nID=spectrum\nIMAGE_VERSION={version}\n'
-        )
+        shutil.copyfile(kernel.image, stage / "vmlinuz")
+        if initrd is not None:
+            shutil.copyfile(initrd, stage / "initrd.img")
+        (stage / "os-release").write_text(os_release(version))
         proc.run(
             ["unshare", "--mount", "--propagation", "private", "--fork", "/bin/sh", "-c", _UKIFY,
-             "sh", stage, runtime, cmdline, version],
+             "sh", stage, runtime, cmdline, kernel.release, "initrd" if initrd else ""],
             timeout=120,
         )  # fmt: skip
         shutil.copyfile(stage / "uki.efi", out)
@@ -158,13 +191,23 @@ def _build_uki(runtime: Path, workdir: Path, out: Path, version: str, cmdline: s
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def build(workdir: Path, version: str, *, runtime: Path | None = None) -> Images:
-    """Build root, verity and kernel for ``version`` under ``workdir``."""
+def build(
+    workdir: Path,
+    version: str,
+    *,
+    runtime: Path | None = None,
+    initrd: Path | None = None,
+    broken: bool = False,
+) -> Images:
+    """Build root, verity and kernel for ``version`` under ``workdir``.
+
+    With ``initrd`` (``airlock.lab.initramfs.build``) and ukify the release boots.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    root = build_root(workdir, version)
+    root = build_root(workdir, version, broken=broken)
     verity = workdir / f"verity-{version}.img"
     roothash = build_verity(root, verity)
-    kernel, is_uki = build_kernel(workdir, version, roothash, runtime=runtime)
+    kernel, is_uki = build_kernel(workdir, version, roothash, runtime=runtime, initrd=initrd)
     return Images(
         version=version,
         root=root,
@@ -172,4 +215,6 @@ def build(workdir: Path, version: str, *, runtime: Path | None = None) -> Images
         roothash=roothash,
         kernel=kernel,
         kernel_is_uki=is_uki,
+        bootable=is_uki and initrd is not None,
+        broken=broken,
     )

@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: MIT
 """The lab: a whole Spectrum-like system on one machine, driven through airlock's real CLI.
 
-``Lab`` builds, under one work directory, a signing key, real releases (EROFS root + dm-verity +
-kernel image per version), a GPT disk image with Spectrum's A/B layout (slot A = the first version),
-a ``$BOOT`` directory, a loop-backed btrfs staging filesystem, Spectrum's build-time files rendered
-by ``airlock render``, an update server (``airlock serve``) reachable only inside a network
-namespace made for the lab (no default route), and a host config that points ``airlock update`` at
-all of it, with the real agent running in the bubblewrap sandbox inside that namespace.
+``Lab`` builds, under one work directory, a signing key, real bootable releases (EROFS root +
+dm-verity + UKI per version, see ``airlock.lab.images``), a GPT disk image with Spectrum's layout
+(an EFI system partition with systemd-boot and the first version's UKI, then the A/B slots, slot A
+= the first version), the ESP's tree as ``$BOOT`` (``airlock.lab.esp``), a loop-backed btrfs
+staging filesystem, Spectrum's build-time files rendered by ``airlock render``, an update server
+(``airlock serve``) reachable only inside a network namespace made for the lab (no default route),
+and a host config that points ``airlock update`` at all of it, with the real agent running in the
+bubblewrap sandbox inside that namespace.  ``reboot()`` boots the disk in QEMU
+(``airlock.lab.booting``).
 
 Leaving no trace: the lab process first moves into a private mount namespace, and mounts a tmpfs
 on ``/run/netns`` there, so every mount it or its children make (btrfs, snapshots, sysupdate's
@@ -36,7 +39,7 @@ from airlock.backends.openpgp import gpg
 from airlock.config import render as render_config
 from airlock.errors import HostError
 from airlock.formats import manifest
-from airlock.lab import disk, images
+from airlock.lab import booting, disk, esp, images, initramfs, machine
 
 CLONE_NEWNS = 0x00020000
 NETNS = "airlock-lab"
@@ -53,6 +56,10 @@ REQUIRED_TOOLS = {
     "losetup": "util-linux",
     "gpg": "gpg",
     "sqv": "sqv",
+    "mkfs.fat": "dosfstools",
+    "mcopy": "mtools",
+    "cpio": "cpio",
+    "modprobe": "kmod",
 }
 
 
@@ -157,12 +164,14 @@ class Lab:
         vm_timeout_s: float = 300.0,
         fetcher: str = "sandbox",
         log: Callable[[str], None] | None = None,
+        boot_tries: int | None = None,
     ) -> None:
         if fetcher not in ("sandbox", "qemu"):
             raise HostError(
                 f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}", code="host.lab"
             )
         self.fetcher = fetcher
+        self.boot_tries = boot_tries
         self.w = workdir
         self.keep = keep
         self.vm_timeout_s = vm_timeout_s
@@ -173,6 +182,8 @@ class Lab:
         self.served_bytes = 0
         self._last_publish_s = 0
         self.fingerprint = ""
+        self.initrd: Path | None = None
+        self.boots: list[tuple[str, machine.Boot]] = []
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -243,23 +254,48 @@ class Lab:
         self._stack.callback(gpg.kill_agent, self.gnupghome)
 
     def _build_images(self) -> None:
-        runtime = sysupdate_runtime.locate()
+        kernel = initramfs.GuestKernel.find()
+        if kernel is not None:
+            self.log("building the initramfs: busybox, veritysetup, findfs, boot modules")
+            self.initrd = initramfs.build(self.w / "images", kernel)
         for v in VERSIONS:
-            self.log(f"building release {v}: EROFS root, dm-verity tree, kernel image")
-            self.images[v] = images.build(self.w / "images", v, runtime=runtime.root)
+            self.add_release(v)
+
+    def add_release(self, version: str, *, broken: bool = False) -> images.Images:
+        """Build release ``version`` (``broken``: its root is no file system, it cannot boot)."""
+        what = "a root that is no file system" if broken else "EROFS root"
+        self.log(f"building release {version}: {what}, dm-verity tree, UKI")
+        img = images.build(
+            self.w / "images",
+            version,
+            runtime=sysupdate_runtime.locate().root,
+            initrd=self.initrd,
+            broken=broken,
+        )
+        self.images[version] = img
+        return img
 
     def _make_disk(self) -> None:
         first = self.images[VERSIONS[0]]
-        self.log("creating a GPT disk image with Spectrum's A/B layout (slot A = 1.0)")
+        self.log(
+            f"creating a GPT disk image with Spectrum's layout: ESP (systemd-boot, "
+            f"Spectrum_{first.version}.efi), A/B slots (slot A = {first.version})"
+        )
+        esp.populate(
+            self.esp,
+            runtime=sysupdate_runtime.locate().root,
+            ukis={f"Spectrum_{first.version}.efi": first.kernel},
+        )
+        esp_image = esp.image(self.w / "esp.img", self.esp)
         disk.create(
             self.disk,
             roothash=first.roothash,
             version=first.version,
             root_image=first.root,
             verity_image=first.verity,
+            esp_image=esp_image,
         )
-        (self.esp / "EFI/Linux").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(first.kernel, self.esp / f"EFI/Linux/Spectrum_{first.version}.efi")
+        esp_image.unlink()
 
     def _render(self) -> None:
         self.log("rendering Spectrum's build-time files (airlock render)")
@@ -274,6 +310,7 @@ class Lab:
             self.pubring,
             "--out",
             out,
+            *(["--boot-tries", str(self.boot_tries)] if self.boot_tries else []),
         )
         for transfer in sorted((self.etc / "sysupdate.d").glob("*.transfer")):
             text = transfer.read_text().replace("Path=auto", f"Path={self.disk}")
@@ -402,8 +439,34 @@ class Lab:
         shutil.rmtree(archive, ignore_errors=True)
         shutil.copytree(self.server_dir, archive)
 
+    def status(self) -> dict[str, object]:
+        """``airlock status --json``: booted, blessed, pending, failed, floor (the host's view)."""
+        out = self._airlock("status", "--config", self.config, "--json").stdout
+        data: dict[str, object] = json.loads(out.decode().splitlines()[-1])
+        return data
+
+    def status_text(self) -> str:
+        """``airlock status`` as a user reads it."""
+        return self._airlock("status", "--config", self.config).stdout.decode()
+
+    def reboot(
+        self, label: str, *, attempts: int = 1, listener: machine.Listener | None = None
+    ) -> machine.Boot:
+        """Boot the disk in QEMU (see ``airlock.lab.booting.reboot``)."""
+        return booting.reboot(self, label, attempts=attempts, listener=listener)
+
+    def boot_copy(
+        self, label: str, mutate: booting.Mutation, *, listener: machine.Listener | None = None
+    ) -> tuple[str, machine.Boot]:
+        """Boot a changed copy of the disk (see ``airlock.lab.booting.boot_copy``)."""
+        return booting.boot_copy(self, label, mutate, listener=listener)
+
     def boot(self, version: str) -> None:
-        """Pretend to reboot into ``version``: the host's os-release now says so (``%A``)."""
+        """The host now runs ``version``: its os-release says so (``%A``).
+
+        After a real boot (``reboot``) this records what booted; without one it stands in for a
+        reboot, as the fast demo does.
+        """
         os_release = self.etc / "os-release"
         lines = [
             f"IMAGE_VERSION={version}" if line.startswith("IMAGE_VERSION=") else line
@@ -509,18 +572,23 @@ class Lab:
             known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
             known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
             known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
-        sizes = {img.root.stat().st_size for img in self.images.values()} | {
-            img.verity.stat().st_size for img in self.images.values()
-        }
+        sizes = sorted(
+            {img.root.stat().st_size for img in self.images.values()}
+            | {img.verity.stat().st_size for img in self.images.values()}
+        )
         slots = []
-        for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 5), 0)):
-            content = "empty"
-            for size in sorted(sizes):
-                prefix = disk.state(self.disk, measure={slot.number: size})[slot.number - 1]
-                if prefix.sha256_prefix in known:
-                    content = known[prefix.sha256_prefix]
-                    break
-            slots.append((slot.number, slot.label, slot.partuuid, content))
+        with open(self.disk, "rb") as fh:
+            for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 129), 0)):
+                if slot.type.upper() == disk.ESP_TYPE:
+                    continue
+                fh.seek(slot.start * disk.SECTOR)
+                data = fh.read(min(slot.size, sizes[-1]))
+                content = next(
+                    (known[h] for size in sizes
+                     if (h := hashlib.sha256(data[:size]).hexdigest()) in known),
+                    "empty",
+                )  # fmt: skip
+                slots.append((slot.number, slot.label, slot.partuuid, content))
         boot = tuple(
             (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
             for p in sorted((self.esp / "EFI/Linux").iterdir())

@@ -196,7 +196,12 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
         installed = ctx.applier.installed().current
-        saved = state.load(ctx.config.state.path)
+        boot = ctx.applier.booted()
+        saved = state.advance(
+            state.load(ctx.config.state.path),
+            state.Booted(version=boot.booted, blessed=boot.blessed, failed=boot.failed),
+            ctx.now,
+        )
         baseline = Baseline(
             floor=saved.floor,
             installed=installed or saved.installed,
@@ -209,6 +214,13 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
             f"verified {version}, {'newer' if release.newer else 'not newer'} than "
             f"{installed or 'nothing'}; {len(release.signers)} signature(s)"
         )
+        if boot.booted is not None:
+            detail.append(
+                f"booted {display(boot.booted)}" + ("" if boot.blessed else " (on trial)")
+            )
+        if boot.failed:
+            failed = ", ".join(display(v) for v in boot.failed)
+            detail.append(f"failed to boot and rolled back: {failed}")
     return Inspected(snapshot=snapshot, release=release, installed=installed, state=saved)
 
 

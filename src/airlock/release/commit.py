@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,19 @@ class Transaction:
         finally:
             os.close(fd)
 
-    def stage_copy(self, name: str, source_fd: int, *, mode: int = 0o644) -> tuple[str, int]:
+    def stage_copy(
+        self,
+        name: str,
+        source_fd: int,
+        *,
+        mode: int = 0o644,
+        observe: Callable[[bytes], None] | None = None,
+    ) -> tuple[str, int]:
         """Copy ``source_fd`` (from its start) to a temporary name; return (sha256, size).
 
         The digest is of the bytes written, so a source that changes while being copied cannot
-        make the manifest disagree with the published file.
+        make the manifest disagree with the published file; ``observe`` sees the same bytes (the
+        block index is built from them).
         """
         tmp = self._tmp_name("new")
         fd = os.open(
@@ -80,6 +89,8 @@ class Transaction:
             while chunk := os.pread(source_fd, CHUNK_BYTES, offset):
                 offset += len(chunk)
                 digest.update(chunk)
+                if observe is not None:
+                    observe(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]

@@ -33,8 +33,8 @@ from airlock import fsutil
 from airlock.backends import openpgp
 from airlock.backends.openpgp import gpg
 from airlock.errors import AirlockError, BusyError, ConfigError, UsageError
-from airlock.formats import definitions, manifest, names, pattern, version
-from airlock.release import armor, commit, render
+from airlock.formats import blockindex, definitions, manifest, names, pattern, version
+from airlock.release import armor, commit, indexes, render
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
@@ -237,6 +237,9 @@ def _existing(dir_fd: int, transfers: Sequence[definitions.Transfer]) -> dict[st
     for name in sorted(os.listdir(dir_fd)):
         if name.startswith(".") or name in RESERVED:
             continue
+        base = name.removesuffix(blockindex.SUFFIX)
+        if base != name and classify(base, transfers) is not None:
+            continue  # a payload's block index
         payload = classify(name, transfers)
         if payload is None:
             logger.debug("not a payload, left alone: %s", display(name))
@@ -249,18 +252,6 @@ def _existing(dir_fd: int, transfers: Sequence[definitions.Transfer]) -> dict[st
             )
         found[name] = payload
     return found
-
-
-def _hash_existing(dir_fd: int, name: str) -> str:
-    fd = os.open(name, fsutil.FILE_FLAGS, dir_fd=dir_fd)
-    try:
-        os.set_blocking(fd, True)
-        digest = hashlib.sha256()
-        while chunk := os.read(fd, commit.CHUNK_BYTES):
-            digest.update(chunk)
-        return digest.hexdigest()
-    finally:
-        os.close(fd)
 
 
 def resolve_signers(gnupghome: Path, signers: Sequence[str]) -> tuple[str, ...]:
@@ -406,6 +397,7 @@ def publish(
         result = _write(
             release_dir,
             dir_fd,
+            transfers,
             artifacts,
             sources,
             plan,
@@ -433,6 +425,7 @@ def publish(
 def _write(
     release_dir: Path,
     dir_fd: int,
+    transfers: Sequence[definitions.Transfer],
     artifacts: Sequence[Artifact],
     sources: list[int],
     plan: _Plan,
@@ -444,10 +437,15 @@ def _write(
 ) -> Published:
     txn = commit.Transaction(dir_fd=dir_fd)
     try:
-        digests = {
-            a.name: txn.stage_copy(a.name, fd)[0] for a, fd in zip(artifacts, sources, strict=True)
-        }
-        digests |= {n: _hash_existing(dir_fd, n) for n in plan.keep_names}
+        digests = {}
+        for a, fd in zip(artifacts, sources, strict=True):
+            builder = blockindex.Builder()
+            digests[a.name] = txn.stage_copy(a.name, fd, observe=builder.update)[0]
+            txn.stage_bytes(blockindex.index_name(a.name), builder.finish())
+        for n in plan.keep_names:  # hashed again: the manifest covers what is there now
+            digests[n], index = indexes.hash_existing(dir_fd, n)
+            if indexes.read_index(dir_fd, n, len(index)) != index:
+                txn.stage_bytes(blockindex.index_name(n), index)
         entries = [manifest.Entry(name=n, sha256=d, binary=True) for n, d in digests.items()]
         raw = manifest.format(entries, best_before=best_before)
         manifest.parse(raw)  # what we publish must pass our own reader
@@ -455,7 +453,10 @@ def _write(
         txn.stage_bytes(MANIFEST, raw)
         txn.stage_bytes(SIGNATURE_BINARY, sig_binary)
         txn.stage_bytes(SIGNATURE_ARMORED, sig_armored)
-        for name in plan.drop_names:
+        orphans = indexes.orphans(
+            dir_fd, set(digests), lambda n: classify(n, transfers) is not None
+        )
+        for name in [*plan.drop_names, *orphans]:
             txn.remove(name)
         txn.commit()
     except BaseException:

@@ -12,6 +12,12 @@ Template rule: files whose name ends in ``.in`` get ``@VERSION@`` and ``@UPDATE_
 byte for byte, so the VM files keep Spectrum's literal ``@UPDATE_URL@``, which the update VM
 replaces at run time from ``etc/update-url``.
 
+Boot counting is opt-in (``--boot-tries N``, 1–15): the host files in the templates'
+``boot-counting/sysupdate.d/`` then replace the same-named defaults, with ``@TRIES_LEFT@`` set to
+``N`` (the package's replace only the kernel transfer: its UKI pattern gains ``+@l-@d`` and it
+sets ``TriesLeft=N``, as systemd's automatic boot assessment expects).  Without it Spectrum's
+files are rendered unchanged.
+
 Trusts: the maintainer's inputs only after checking them.  Refuses (``ConfigError``/``UsageError``,
 nothing written): a URL that is not plain http(s) or contains whitespace, controls, non-ASCII,
 ``?``, ``#``, ``%`` (systemd expands ``%`` specifiers in ``Path=``) or a trailing ``/``; a version
@@ -42,6 +48,8 @@ logger = logging.getLogger(__name__)
 HOST_DIR = "sysupdate.d"
 VM_DIR = "vm-sysupdate.d"
 OS_RELEASE = "os-release.in"
+BOOT_COUNTING_DIR = "boot-counting"
+MAX_BOOT_TRIES = 15
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_URL_BYTES = 2048
 _URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/@!$&'()*+,;=[]")
@@ -173,12 +181,14 @@ def _read_template(path: Path) -> str:
         ) from exc
 
 
-def _instantiate(path: Path, *, ver: str, url: str) -> tuple[str, str]:
+def _instantiate(path: Path, *, ver: str, url: str, tries: int | None = None) -> tuple[str, str]:
     """(output name, text) of one template file."""
     text = _read_template(path)
     if not path.name.endswith(".in"):
         return path.name, text
     text = text.replace("@VERSION@", ver).replace("@UPDATE_URL@", url)
+    if tries is not None:
+        text = text.replace("@TRIES_LEFT@", str(tries))
     if (left := _LEFTOVER.search(text)) is not None:
         raise ConfigError(
             f"Template {display(os.fspath(path))} uses unknown placeholder "
@@ -188,14 +198,14 @@ def _instantiate(path: Path, *, ver: str, url: str) -> tuple[str, str]:
     return path.name[:-3], text
 
 
-def _transfers(directory: Path, *, ver: str, url: str) -> dict[str, str]:
+def _transfers(directory: Path, *, ver: str, url: str, tries: int | None = None) -> dict[str, str]:
     if not directory.is_dir():
         raise ConfigError(
             f"Template directory {display(os.fspath(directory))} is missing", code="config.template"
         )
     out: dict[str, str] = {}
     for path in sorted(directory.iterdir()):
-        name, text = _instantiate(path, ver=ver, url=url)
+        name, text = _instantiate(path, ver=ver, url=url, tries=tries)
         if not name.endswith(".transfer"):
             raise ConfigError(
                 f"Unexpected template {display(os.fspath(path))}", code="config.template"
@@ -232,7 +242,33 @@ def _validate(host: dict[str, str], vm: dict[str, str], *, os_release: str, url:
         )
 
 
-def plan(*, ver: str, update_url: str, key: bytes, templates: Path) -> dict[str, bytes]:
+def check_boot_tries(tries: int) -> int:
+    """Return ``tries`` if it is a sensible initial ``TriesLeft=``, else raise ``UsageError``."""
+    if not 1 <= tries <= MAX_BOOT_TRIES:
+        raise UsageError(
+            f"Refusing --boot-tries {tries}: give 1 to {MAX_BOOT_TRIES} tries",
+            code="usage.boot-tries",
+        )
+    return tries
+
+
+def _boot_counting(
+    host: dict[str, str], templates: Path, *, ver: str, url: str, tries: int
+) -> None:
+    """Replace host files by their boot-counting variants (``BOOT_COUNTING_DIR``)."""
+    overlay = _transfers(templates / BOOT_COUNTING_DIR / HOST_DIR, ver=ver, url=url, tries=tries)
+    for name, text in overlay.items():
+        if name not in host:
+            raise ConfigError(
+                f"Boot-counting template {display(name)} replaces no host transfer",
+                code="config.template",
+            )
+        host[name] = text
+
+
+def plan(
+    *, ver: str, update_url: str, key: bytes, templates: Path, boot_tries: int | None = None
+) -> dict[str, bytes]:
     """The files to write, relative path → bytes (pure apart from reading templates)."""
     os_name, os_release = _instantiate(templates / OS_RELEASE, ver=ver, url=update_url)
     if not re.search(rf"^IMAGE_VERSION={re.escape(ver)}$", os_release, re.MULTILINE):
@@ -240,6 +276,8 @@ def plan(*, ver: str, update_url: str, key: bytes, templates: Path) -> dict[str,
             "The os-release template does not set IMAGE_VERSION=@VERSION@", code="config.template"
         )
     host = _transfers(templates / HOST_DIR, ver=ver, url=update_url)
+    if boot_tries is not None:
+        _boot_counting(host, templates, ver=ver, url=update_url, tries=boot_tries)
     vm = _transfers(templates / VM_DIR, ver=ver, url=update_url)
     _validate(host, vm, os_release=os_release, url=update_url)
     files = {
@@ -253,7 +291,13 @@ def plan(*, ver: str, update_url: str, key: bytes, templates: Path) -> dict[str,
 
 
 def render(
-    *, ver: str, update_url: str, signing_key: Path, out: Path, templates: Path | None = None
+    *,
+    ver: str,
+    update_url: str,
+    signing_key: Path,
+    out: Path,
+    templates: Path | None = None,
+    boot_tries: int | None = None,
 ) -> Rendered:
     """Validate everything, then write the files atomically under ``out``.
 
@@ -263,9 +307,15 @@ def render(
     """
     check_version(ver)
     check_url(update_url)
+    if boot_tries is not None:
+        check_boot_tries(boot_tries)
     ring = check_key(signing_key)
     files = plan(
-        ver=ver, update_url=update_url, key=ring.raw, templates=templates or default_templates()
+        ver=ver,
+        update_url=update_url,
+        key=ring.raw,
+        templates=templates or default_templates(),
+        boot_tries=boot_tries,
     )
     for rel, data in sorted(files.items()):
         target = out / rel

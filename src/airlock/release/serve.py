@@ -205,6 +205,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "airlock-serve"
     sys_version = ""
     server: FileServer
+    # Headers and body go out in two writes; without TCP_NODELAY every kept-alive answer waited
+    # for the client's delayed ACK (about 40 ms: a delta of 300 ranges took 14 s instead of 0.2).
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         self.request.settimeout(self.server.config.idle_timeout_s)

@@ -37,8 +37,9 @@ def mounted_btrfs(where: Path, size: int = 512 << 20) -> Iterator[Path]:
         for target in sorted(targets, key=len, reverse=True):
             if subprocess.run(["umount", target], check=False).returncode != 0:
                 subprocess.run(["umount", "-l", target], check=False)
-        # The auto-clear loop device goes away asynchronously; wait for it.
-        for _ in range(100):
+        # The auto-clear loop device goes away asynchronously (seconds later on a loaded machine,
+        # after processes that ran in other mount namespaces are gone); wait for it.
+        for _ in range(600):
             held = subprocess.run(["losetup", "-j", str(img)], capture_output=True, text=True)
             if not held.stdout.strip():
                 break

@@ -99,6 +99,14 @@ def _updated(w: World, plant: Callable[[Path], None]) -> state.State:
     return state.load(w.state_file)
 
 
+def _settled(w: World, plant: Callable[[Path], None]) -> state.State:
+    """A run with nothing new to install: it records what booted."""
+    run = planting.update(w, plant)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.final["outcome"] == "up-to-date"
+    return state.load(w.state_file)
+
+
 def _refused(w: World, plant: Callable[[Path], None], code: str) -> str:
     before = w.host_state()
     run = planting.update(w, plant)
@@ -114,7 +122,10 @@ def test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows(
 ) -> None:
     w = world
     recorded = _updated(w, publisher.release("2", MARCH))
-    assert (recorded.floor, recorded.pending) == ("2", "2")
+    assert (recorded.floor, recorded.pending) == ("1", "2")  # 2 has not booted yet
+    w.boot("2")  # a good boot: its entry in $BOOT carries no boot counter
+    recorded = _settled(w, publisher.release("2", MARCH))
+    assert (recorded.floor, recorded.pending, recorded.booted) == ("2", None, "2")
     w.restore(state=False)  # sysupdate now reports version 1 installed
     # 1.5 is newer than what the disk shows and signed after everything accepted so far: only the
     # floor in the state file stands between it and the disk.
@@ -127,7 +138,7 @@ def test_negative_control_without_a_floor_the_same_release_installs(
 ) -> None:
     w = world
     after = _updated(w, publisher.release("1.5", APRIL))
-    assert after.floor == "1.5"
+    assert (after.floor, after.pending) == ("1", "1.5")
 
 
 def test_the_newest_signature_time_refuses_an_older_manifest(
@@ -142,14 +153,16 @@ def test_the_newest_signature_time_refuses_an_older_manifest(
     assert "before 2025-03-01" in message
     # Negative control: the same version signed later goes through.
     again = _updated(w, publisher.release("3", APRIL))
-    assert (again.floor, again.newest_signature) == ("3", _utc(APRIL))
+    assert (again.pending, again.newest_signature) == ("3", _utc(APRIL))
 
 
 def test_the_floor_only_rises_when_sysupdate_reports_an_older_version(
     world: World, publisher: Publisher
 ) -> None:
     w = world
-    assert _updated(w, publisher.release("3", MARCH)).floor == "3"
+    assert _updated(w, publisher.release("3", MARCH)).pending == "3"
+    w.boot("3")
+    assert _settled(w, publisher.release("3", MARCH)).floor == "3"
     w.restore(state=False)  # sysupdate reports 1 again
     # Reinstalling 3 records both 3 (applied) and 1 (what sysupdate reports): the floor stays 3.
     again = _updated(w, publisher.release("3", APRIL))

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from airlock.formats import blockindex
 from airlock.release.serve import ServeConfig, serving
 from tests.integration.host.conftest import btrfs_dir  # noqa: F401 - the fixture
+from tests.integration.host.test_delta_e2e import V3_HASH, assert_v3_installed, v3_files
 from tests.integration.host.test_update_e2e import assert_no_leftovers, assert_v2_installed
 from tests.integration.host.world import World, build, events
+from tests.support import releases
 from tests.support.releases import write_vm_transfers
 
 pytestmark = [
@@ -56,7 +59,7 @@ def test_qemu_fetcher_v1_to_v2_then_noop(world: World) -> None:
         assert_no_leftovers(w)
         # The guest wrote the release into the share (plain files on the host, mapped-xattr).
         shared = w.staging / "shared"
-        assert sorted(os.listdir(shared)) == sorted(os.listdir(w.release))
+        assert sorted(os.listdir(shared)) == sorted(os.listdir(w.release))  # no block index
         log = (w.staging / "fetch.log").read_text(errors="replace")
         assert "airlock-guest: status 0" in log
 
@@ -69,3 +72,36 @@ def test_qemu_fetcher_v1_to_v2_then_noop(world: World) -> None:
         assert w.disk_digest() == disk_before
         assert "nothing new" in (w.staging / "fetch.log").read_text(errors="replace")
         print(json.dumps({"first_s": round(first_s, 1), "noop_s": round(second_s, 1)}))
+
+
+def test_qemu_fetcher_fetches_v3_as_a_delta_of_v2(world: World, tmp_path: Path) -> None:
+    w = world
+    www = tmp_path / "www"  # published by `airlock publish`: block indexes included
+    releases.make_release(www, "2", w.files, w.key)
+    with serving(ServeConfig(root=www, port=0)) as server:
+        (w.root / "etc/update-url").write_text(server.url + "\n")
+        w.write_config(
+            ["/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "240"],
+            {"fetcher.timeout_s": 300},
+        )
+        first = w.update("--fetcher", "qemu", timeout=400)
+        assert first.returncode == 0, first.stderr
+        assert_v2_installed(w)
+        (w.root / "etc/os-release").write_text('ID=spectrum\nNAME="Spectrum"\nIMAGE_VERSION=2\n')
+        files = v3_files(w)
+        releases.make_release(www, "3", files, w.key)
+        before = server.bytes_served()
+        start = time.monotonic()
+        second = w.update("--fetcher", "qemu", timeout=400)
+        second_s = time.monotonic() - start
+        assert second.returncode == 0, second.stderr
+        assert events(second.stdout)[-1]["outcome"] == "updated"
+        assert_v3_installed(w, files)
+        assert_no_leftovers(w)
+        served = {k: n - before.get(k, 0) for k, n in server.bytes_served().items()}
+    root_name = releases.spectrum_names("3", V3_HASH)[0]
+    assert 0 < served[root_name] <= 6 * 1024  # of a 4 MiB root image
+    assert served[blockindex.index_name(root_name)] > 0
+    log = (w.staging / "fetch.log").read_text(errors="replace")
+    assert "found locally" in log
+    print(json.dumps({"delta_update_s": round(second_s, 1), "root_bytes": served[root_name]}))

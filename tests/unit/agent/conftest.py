@@ -17,7 +17,8 @@ import pytest
 
 from airlock.agent.options import Options
 from airlock.backends.openpgp import gpg
-from airlock.formats import manifest
+from airlock.formats import blockindex, manifest
+from airlock.lab import nginx
 from airlock.release.serve import ServeConfig, Server, serving
 from tests.support import keys
 from tests.support.releases import write_vm_transfers
@@ -65,6 +66,7 @@ class World:
 
     root: Path
     key: Key
+    indexes: bool = True  # write NAME.blocks next to each payload, as `airlock publish` does
     share: Path = field(init=False)
     updates: Path = field(init=False)
     origin: Path = field(init=False)
@@ -92,12 +94,13 @@ class World:
         signatures: Sequence[str] = BOTH,
         key: Key | None = None,
         extra: Sequence[tuple[str, bytes]] = (),
+        root: bytes | None = None,
     ) -> dict[str, bytes]:
         """Add a release to origin/ and re-sign the manifest over everything there."""
         verity, rootfs, efi = release_names(version)
         files = {
             verity: os.urandom(16 * KIB),
-            rootfs: os.urandom(root_bytes),
+            rootfs: os.urandom(root_bytes) if root is None else root,
             efi: os.urandom(32 * KIB),
             **dict(extra),
         }
@@ -116,9 +119,12 @@ class World:
     ) -> bytes:
         entries = []
         for path in sorted(self.origin.iterdir()):
-            if path.name.startswith("SHA256SUMS"):
+            if path.name.startswith("SHA256SUMS") or path.name.endswith(blockindex.SUFFIX):
                 path.unlink()
                 continue
+            if self.indexes:
+                index = blockindex.build(path.read_bytes())
+                (self.origin / blockindex.index_name(path.name)).write_bytes(index)
             entries.append(
                 manifest.Entry(
                     name=path.name,
@@ -149,13 +155,24 @@ def world(tmp_path: Path, signing_key: Key) -> World:
     return World(root=tmp_path, key=signing_key)
 
 
-@pytest.fixture
-def server(world: World) -> Iterator[Server]:
+@pytest.fixture(params=["serve", "nginx"])
+def server(request: pytest.FixtureRequest, world: World) -> Iterator[Server]:
+    """The release directory served by `airlock serve`, then by nginx (any static server works)."""
+    if request.param == "nginx":
+        config = nginx.NginxConfig(root=world.origin, workdir=world.root / "nginx")
+        with nginx.serving(config) as web:
+            world.set_url(web.url)
+            yield web  # type: ignore[misc]  # same url/bytes_served/requests as Server
+        return
     with serving(ServeConfig(root=world.origin)) as srv:
         world.set_url(srv.url)
         yield srv
 
 
 def payload_bytes(srv: Server) -> int:
-    """Bytes the server wrote for anything but the manifest and its signatures."""
-    return sum(n for name, n in srv.bytes_served().items() if not name.startswith("SHA256SUMS"))
+    """Bytes the server wrote for payloads (not the manifest, signatures or block indexes)."""
+    return sum(
+        n
+        for name, n in srv.bytes_served().items()
+        if not name.startswith("SHA256SUMS") and not name.endswith(blockindex.SUFFIX)
+    )

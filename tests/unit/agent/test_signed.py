@@ -11,8 +11,9 @@ import pytest
 
 from airlock.agent import signed
 from airlock.agent.fetch import Budget, Downloader
+from airlock.agent.offline import FileSource
 from airlock.agent.options import Options
-from airlock.agent.transport import Body, FileSource
+from airlock.agent.transport import Body, body_from_bytes
 from airlock.errors import FetchError
 from airlock.events import ListReporter
 from tests.unit.agent.conftest import World
@@ -31,7 +32,7 @@ class _RacingSource(FileSource):
     ) -> Iterator[Body | None]:
         if name == "SHA256SUMS" and self.stale is not None:
             data, self.stale = self.stale, None
-            yield Body(offset=0, length=len(data), validator=None, chunks=iter([data]))
+            yield body_from_bytes(data)
             return
         with super().open(name, offset=offset, validator=validator) as body:
             yield body

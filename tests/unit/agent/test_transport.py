@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import http.client
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from airlock.agent import transport
+from airlock.agent import transport, web
+from airlock.agent.offline import FileSource
 from airlock.errors import FetchError
 
 
@@ -40,8 +41,11 @@ def test_join_appends_one_quoted_name(base: str, name: str, url: str) -> None:
     ],
 )
 def test_validator_prefers_a_strong_etag(headers: dict[str, str], expected: str | None) -> None:
-    response = httpx.Response(200, headers=headers)
-    assert transport._validator(response) == expected
+    response = http.client.HTTPResponse.__new__(http.client.HTTPResponse)
+    response.headers = http.client.HTTPMessage()
+    for key, value in headers.items():
+        response.headers[key] = value
+    assert web._validator(response) == expected
 
 
 def test_file_source_decodes_percent_escapes(tmp_path: Path) -> None:
@@ -51,20 +55,20 @@ def test_file_source_decodes_percent_escapes(tmp_path: Path) -> None:
     source = transport.source_for(f"file://{tmp_path}/usb%20stick", stall_s=1, deadline=0)
     with source.open("SHA256SUMS") as body:
         assert body is not None
-        assert b"".join(body.chunks) == b"x"
+        assert b"".join(transport.iter_chunks(body)) == b"x"
     with source.open("absent") as body:
         assert body is None
 
 
 def test_file_source_resumes_only_with_the_same_validator(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"0123456789")
-    source = transport.FileSource(f"file://{tmp_path}")
+    source = FileSource(f"file://{tmp_path}")
     with source.open("f") as body:
         assert body is not None
         validator = body.validator
     with source.open("f", offset=4, validator=validator) as body:
         assert body is not None
-        assert (body.offset, b"".join(body.chunks)) == (4, b"456789")
+        assert (body.offset, b"".join(transport.iter_chunks(body))) == (4, b"456789")
     with source.open("f", offset=4, validator="other") as body:
         assert body is not None
         assert body.offset == 0

@@ -92,6 +92,9 @@ def test_state_round_trip_and_atomic_mode(tmp_path: Path) -> None:
     s = state.State(
         installed="1",
         pending="2",
+        booted="1",
+        blessed=True,
+        failed=("1.5", "1.10"),
         floor="2",
         last_check=datetime(2026, 1, 2, tzinfo=UTC),
         newest_signature=datetime(2026, 1, 1, tzinfo=UTC),
@@ -112,6 +115,11 @@ def test_state_round_trip_and_atomic_mode(tmp_path: Path) -> None:
         b'{"format": 1, "floor": 3}',
         b'{"format": 1, "last_check": "2026-01-01T00:00:00"}',
         b'{"format": 1, "floor": "a\\u001b"}',
+        b'{"format": 1, "blessed": "yes"}',
+        b'{"format": 1, "failed": "2"}',
+        b'{"format": 1, "failed": [2]}',
+        b'{"format": 1, "failed": [null]}',
+        b'{"format": 1, "failed": ["a\\u001b"]}',
         b"\xff",
     ],
 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from airlock.assessment import Assessment
 from airlock.backends.apply import Listing, ProgressFn
 from airlock.backends.fetcher import FetcherConfig, FetchRequest, FetchResult
 from airlock.backends.openpgp import ValidSignature
@@ -145,6 +146,9 @@ class FakeApplier:
         self.j = journal
         self.current = current
         self.applied: list[str] = []
+        # The running system: the installed version, booted and blessed (no boot counting).
+        self.boot = Assessment(booted=current, blessed=current is not None, pending=(), failed=(),
+                               entries=())  # fmt: skip
 
     @property
     def required_signature_files(self) -> tuple[str, ...]:
@@ -153,6 +157,9 @@ class FakeApplier:
     def installed(self) -> Listing:
         self.j.hit("installed")
         return Listing(current=self.current, versions=(self.current,) if self.current else ())
+
+    def booted(self) -> Assessment:
+        return self.boot
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         self.j.hit("apply")

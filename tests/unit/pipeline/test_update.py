@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from airlock import lock, state
+from airlock.assessment import Assessment
 from airlock.errors import (
     AirlockError,
     ApplyError,
@@ -67,7 +68,8 @@ def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
     assert any(isinstance(e, StepProgress) and e.step is Step.APPLY for e in w.reporter.events)
     saved = state.load(w.config.state.path)
     assert saved.pending == "2"
-    assert saved.floor == "2"
+    assert (saved.booted, saved.blessed) == ("1", True)
+    assert saved.floor == "1"  # 2 has not booted yet: 1 must stay installable
     assert saved.last_check == NOW
     assert saved.newest_signature == SIGNED
 
@@ -75,12 +77,31 @@ def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
 def test_inspection_gets_the_persisted_floor_and_signature_time(tmp_path: Path) -> None:
     w = make_world(tmp_path)
     run_update(w.ctx)
-    w2 = make_world(tmp_path, verdict=release(newer=False))
+    w2 = make_world(tmp_path, verdict=release(newer=False), current="2")  # 2 booted, blessed
     assert run_update(w2.ctx) is Outcome.UP_TO_DATE
     seen = w2.inspector.baselines[0]
     assert seen.floor == "2"
     assert seen.not_before == SIGNED
-    assert seen.installed == "1"
+    assert seen.installed == "2"
+    saved = state.load(w.config.state.path)
+    assert (saved.floor, saved.pending, saved.booted) == ("2", None, "2")
+
+
+def test_a_boot_on_trial_or_a_failed_one_does_not_raise_the_floor(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    run_update(w.ctx)  # installs 2 while 1 runs
+    trial = make_world(tmp_path, verdict=release(newer=False), current="2")
+    trial.applier.boot = Assessment(booted="2", blessed=False, pending=(), failed=(), entries=())
+    run_update(trial.ctx)
+    assert trial.inspector.baselines[0].floor == "1"
+    assert state.load(w.config.state.path).pending == "2"
+    # 2 ran out of tries; systemd-boot went back to 1 by itself.
+    back = make_world(tmp_path, verdict=release(newer=False), current="2")
+    back.applier.boot = Assessment(booted="1", blessed=True, pending=(), failed=("2",), entries=())
+    run_update(back.ctx)
+    saved = state.load(w.config.state.path)
+    assert (saved.floor, saved.pending, saved.failed, saved.booted) == ("1", None, ("2",), "1")
+    assert back.inspector.baselines[0].floor == "1"
 
 
 def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> None:
@@ -91,7 +112,7 @@ def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> Non
     assert w.journal.calls[-1] == "delete_snapshot"
     saved = state.load(w.config.state.path)
     assert saved.last_check == NOW
-    assert saved.floor == "1"  # the floor follows what sysupdate reports installed
+    assert saved.floor == "1"  # the version that booted and was blessed
     assert saved.installed == "1"
 
 

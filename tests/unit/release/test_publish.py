@@ -14,7 +14,7 @@ import pytest
 
 from airlock.backends.openpgp import gpg
 from airlock.errors import BusyError, ConfigError, UsageError
-from airlock.formats import manifest
+from airlock.formats import blockindex, manifest
 from airlock.release import commit, publish
 from tests.support.releases import (
     ROOTHASH,
@@ -93,8 +93,17 @@ def test_publish_spectrum_release(tmp_path: Path, key: SigningKey) -> None:
     rel = tmp_path / "rel"
     res = make_release(rel, "1.0", None, key, valid_for_days=30, today=TODAY)
     assert sorted(os.listdir(rel)) == sorted(
-        [*spectrum_names("1.0"), "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
+        [
+            *spectrum_names("1.0"),
+            *(n + ".blocks" for n in spectrum_names("1.0")),
+            "SHA256SUMS",
+            "SHA256SUMS.gpg",
+            "SHA256SUMS.sha256.asc",
+        ]
     )
+    for name in spectrum_names("1.0"):  # each payload's block index matches its bytes
+        index = blockindex.parse((rel / f"{name}.blocks").read_bytes(), max_file_bytes=1 << 40)
+        assert index.header.sha256 == hashlib.sha256((rel / name).read_bytes()).hexdigest()
     raw = (rel / "SHA256SUMS").read_bytes()
     assert raw == res.manifest
     parsed = manifest.parse(raw)
@@ -228,7 +237,8 @@ def test_force_same_version_replaces_old_files(tmp_path: Path, key: SigningKey) 
     res = make_release(rel, "2.0", spectrum_files("2.0", roothash=other), key, force=True)
     assert sorted(res.removed) == sorted(spectrum_names("2.0")[:2])
     names = sorted(n for n in os.listdir(rel) if not n.startswith("SHA256SUMS"))
-    assert names == sorted(spectrum_names("2.0", other))
+    new = spectrum_names("2.0", other)
+    assert names == sorted([*new, *(f"{n}.blocks" for n in new)])  # old indexes went too
 
 
 def test_keep_drops_oldest(tmp_path: Path, key: SigningKey) -> None:
@@ -240,7 +250,8 @@ def test_keep_drops_oldest(tmp_path: Path, key: SigningKey) -> None:
     assert sorted(res.removed) == sorted([*spectrum_names("1.9"), *spectrum_names("1.10")])
     listed = {e.name for e in manifest.parse((rel / "SHA256SUMS").read_bytes()).entries}
     assert listed == {*spectrum_names("2.0"), *spectrum_names("1.11")}
-    assert listed | {"SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"} == set(
+    indexes = {f"{n}.blocks" for n in listed}
+    assert listed | indexes | {"SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"} == set(
         os.listdir(rel)
     )
 
@@ -423,3 +434,30 @@ def test_missing_release_dir_is_created_and_removed_on_failure(
     assert not (tmp_path / "new").exists()
     res = make_release(tmp_path / "fresh", "1", None, key)
     assert res.release_dir == tmp_path / "fresh"
+
+
+def test_missing_or_stale_index_of_a_kept_payload_is_written_again(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    rel = tmp_path / "rel"
+    make_release(rel, "1.0", None, key)
+    root, verity, efi = spectrum_names("1.0")
+    (rel / f"{root}.blocks").unlink()
+    (rel / f"{verity}.blocks").write_bytes(b"stale")
+    efi_index = (rel / f"{efi}.blocks").stat()
+    make_release(rel, "1.1", None, key)
+    for name in (root, verity, efi):
+        raw = (rel / f"{name}.blocks").read_bytes()
+        header = blockindex.parse(raw, max_file_bytes=1 << 40).header
+        assert header.sha256 == hashlib.sha256((rel / name).read_bytes()).hexdigest()
+    # A current index is left as it was (same inode: not rewritten).
+    assert (rel / f"{efi}.blocks").stat().st_ino == efi_index.st_ino
+
+
+def test_a_blocks_file_of_no_payload_is_left_alone(tmp_path: Path, key: SigningKey) -> None:
+    rel = tmp_path / "rel"
+    make_release(rel, "1.0", None, key)
+    (rel / "notes.blocks").write_bytes(b"the maintainer's own file")
+    make_release(rel, "1.1", None, key, keep=1)
+    assert (rel / "notes.blocks").read_bytes() == b"the maintainer's own file"
+    assert not [n for n in os.listdir(rel) if n.startswith("Spectrum_1.0")]  # dropped, indexes too

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import ConfigError, UsageError
+from airlock.formats import definitions, pattern
 from airlock.release import render
 from tests.support.releases import SigningKey
 
@@ -294,3 +295,62 @@ def test_os_release_without_image_version_refused(tmp_path: Path, key: SigningKe
         render.render(
             ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", templates=t
         )
+
+
+def test_boot_counting_is_opt_in_and_changes_only_the_kernel_transfer(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    plain = render.render(ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "a")
+    counted = render.render(
+        ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "b", boot_tries=3
+    )
+    assert plain.files == counted.files
+    changed = [
+        rel
+        for rel in plain.files
+        if (tmp_path / "a" / rel).read_bytes() != (tmp_path / "b" / rel).read_bytes()
+    ]
+    assert changed == ["etc/sysupdate.d/70-kernel.transfer"]
+    text = (tmp_path / "b/etc/sysupdate.d/70-kernel.transfer").read_text()
+    keys = _keys(text)
+    assert "MatchPattern=Spectrum_@v+@l-@d.efi Spectrum_@v+@l.efi Spectrum_@v.efi" in keys
+    assert "TriesLeft=3" in keys
+    assert "TriesDone=0" in keys
+    # The source side, which the judge and the VM rely on, is Spectrum's.
+    assert "MatchPattern=Spectrum_@v.efi" in keys
+    spec = definitions.Specifiers.from_os_release("IMAGE_VERSION=4\n")
+    transfer = definitions.parse(text, origin="70-kernel.transfer", specifiers=spec)
+    assert transfer.tries_left == 3
+    assert transfer.tries_done == 0
+    # The first target pattern names new UKIs; all three read every name systemd-boot leaves.
+    first, *rest = transfer.target.match_patterns
+    fields = first.match("Spectrum_5+3-0.efi")
+    assert fields is not None and (fields.version, fields.tries_left) == ("5", 3)
+    assert pattern.match_any(transfer.target.match_patterns, "Spectrum_5+0-3.efi") is not None
+    assert pattern.match_any(transfer.target.match_patterns, "Spectrum_5.efi") is not None
+
+
+@pytest.mark.parametrize("tries", [0, -1, 16, 1000])
+def test_boot_tries_out_of_range_refused(tmp_path: Path, key: SigningKey, tries: int) -> None:
+    with pytest.raises(UsageError) as info:
+        render.render(
+            ver="4", update_url=URL, signing_key=key.pubring, out=tmp_path / "o", boot_tries=tries
+        )
+    assert info.value.code == "usage.boot-tries"
+    assert not (tmp_path / "o").exists()
+
+
+def test_boot_counting_template_replacing_nothing_refused(tmp_path: Path, key: SigningKey) -> None:
+    t = _copy_templates(tmp_path / "t")
+    extra = t / "boot-counting" / "sysupdate.d" / "80-extra.transfer"
+    extra.write_text((t / "sysupdate.d" / "70-kernel.transfer").read_text())
+    with pytest.raises(ConfigError, match="replaces no host transfer"):
+        render.render(
+            ver="4",
+            update_url=URL,
+            signing_key=key.pubring,
+            out=tmp_path / "o",
+            templates=t,
+            boot_tries=2,
+        )
+    assert not (tmp_path / "o").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from airlock import settings
+from airlock.assessment import Assessment
 from airlock.settings import PATH, SECONDS, list_of, optional, setting
 
 ProgressFn = Callable[[int, int], None]
@@ -42,6 +43,13 @@ class Applier(Protocol):
 
         Raises:
             ApplyError: sysupdate could not list them.
+        """
+
+    def booted(self) -> Assessment:
+        """What booted and what the boot entries in ``$BOOT`` say (``airlock.assessment``).
+
+        Raises:
+            ConfigError: the host's definitions do not parse.
         """
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:

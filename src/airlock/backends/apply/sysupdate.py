@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airlock import proc
+from airlock import assessment, proc
+from airlock.assessment import Assessment
 from airlock.backends.apply import ApplyConfig, Listing, ProgressFn
 from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
@@ -221,6 +222,12 @@ class SysupdateHostApplier:
             raise ApplyError(
                 f"Failed to list installed versions: {exc.message}", code="apply.list"
             ) from exc
+
+    def booted(self) -> Assessment:
+        """The booted version and the boot entries the host's definitions put in ``$BOOT``."""
+        return assessment.observe_host(
+            self._definitions, boot=self._config.esp_path, os_release=self._os_release
+        )
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot.
