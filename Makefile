@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest debs setup clean bench mutation dist deb
+.PHONY: test demo lint deps venv runtime guest debs spectrum-host setup clean bench mutation dist deb
 
 deps:
 	bash scripts/install-deps.sh
@@ -32,7 +32,11 @@ guest: deps runtime venv
 debs: deps runtime
 	bash scripts/fetch-debs.sh
 
-setup: deps venv runtime guest debs
+# The lab's Spectrum-shaped host: trixie packages over the runtime (docs/spectrum.md#lab).
+spectrum-host: deps runtime
+	bash scripts/make-spectrum-host.sh
+
+setup: deps venv runtime guest debs spectrum-host
 
 test: setup
 	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)

@@ -3,25 +3,31 @@
 
 Under ``AIRLOCK_REQUIRE_ROOT=1`` (CI) a missing capability fails the test instead of skipping it,
 and the run fails if any test at all was skipped (``tests/support/strict_skips.py``).
+
+The leak check runs around every test and around the session: a process, mount, loop device,
+network namespace, temporary file or btrfs subvolume that a test made and did not remove fails
+that test, and whatever survives the last test fails the run.  ``tests/support/leaks.py`` tells
+this session's from those of other suites running on the same machine at the same time.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.support import probes
+from tests.support import leaks, probes
 
 pytest_plugins = ["tests.support.strict_skips"]
 REQUIRE = os.environ.get("AIRLOCK_REQUIRE_ROOT") == "1"
+PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "boot", "s6", "e2e", "spectrum_host")
+# A loop device set up by mount(8) detaches itself once its file system is gone, which the kernel
+# may finish a moment after the last umount (seen under load after the last test of a run).
 LEAK_SETTLE_S = 15.0
-PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "boot", "s6", "e2e")
 
 settings.register_profile("dev", max_examples=200)
 settings.register_profile(
@@ -35,6 +41,7 @@ settings.register_profile("fuzz", max_examples=20000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if REQUIRE else "dev"))
 
 _stats = {"privileged_ran": 0}
+_session_leaks: dict[str, list[str]] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -66,40 +73,45 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"airlock: privileged tests ran: {_stats['privileged_ran']}")
+    if _session_leaks:
+        terminalreporter.write_line(f"airlock: LEAKED by the session: {_session_leaks}", red=True)
 
 
-def _snapshot_host(base: str) -> dict[str, frozenset[str]]:
-    """Mounts and loop devices below this run's base temp dir, and network namespaces.
-
-    Scoping to ``base`` keeps concurrent test runs on the same machine from tripping each other.
-    """
-    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return {
-        "mounts": frozenset(m.split()[4] for m in mounts if base in m.split()[4]),
-        "loops": frozenset(line for line in loops.splitlines() if base in line),
-        "netns": frozenset(line.split()[0] for line in netns.stdout.splitlines() if line.strip()),
-    }
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown (the leak check)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _session_leaks:
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _leak_check(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fail the run if a mount, loop device or network namespace survives the last test."""
+def leak_scope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Fail the run if a process, mount, loop device, network namespace, temp file or btrfs
+    subvolume of this session survives the last test (``tests/support/leaks.py`` says how they
+    are told apart from other sessions' on the same machine)."""
+    leaks.become_subreaper()
     base = str(tmp_path_factory.getbasetemp())
-    before = _snapshot_host(base)
+    tmpdir = Path(base) / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(tmpdir)
+    tempfile.tempdir = None  # recomputed from TMPDIR
+    before = leaks.snapshot(base, tmpdir)
+    yield base, tmpdir
+    _session_leaks.update(leaks.new_since(before, base, tmpdir, wait_s=LEAK_SETTLE_S))
+
+
+@pytest.fixture
+def new_processes() -> Callable[[], set[int]]:
+    """Live processes below this session that were not running when the test began."""
+    before = leaks.descendants(os.getpid())
+    return lambda: leaks.descendants(os.getpid()) - before
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(leak_scope: tuple[str, Path]) -> Iterator[None]:
+    """The same check around every test: what a test starts or makes, it stops or removes."""
+    base, tmpdir = leak_scope
+    before = leaks.snapshot(base, tmpdir)
     yield
-    # A loop device set up by mount(8) detaches itself once its file system is gone, which the
-    # kernel may finish a moment after the last umount (seen under load after the last test):
-    # give what is still there a few seconds before calling it a leak.
-    deadline = time.monotonic() + LEAK_SETTLE_S
-    while True:
-        after = _snapshot_host(base)
-        leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
-        if os.environ.get("AIRLOCK_LEAK_NETNS") == "0":
-            leaked.pop("netns", None)
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    leaked = leaks.new_since(before, base, tmpdir)
     if leaked:
-        pytest.fail(f"leaked host resources: {leaked}", pytrace=False)
+        pytest.fail(f"leaked by this test: {leaked}", pytrace=False)

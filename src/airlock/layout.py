@@ -50,6 +50,14 @@ class Layout:
     guest_stamp_prefix: str
     debs: Path
     debs_stamp_prefix: str
+    spectrum_host: Path
+    spectrum_host_stamp_prefix: str
+
+    def spectrum_host_layer(self) -> Path | None:
+        """The Spectrum host's package layer (``scripts/make-spectrum-host.sh``), if built."""
+        stamps = list(self.spectrum_host.glob(self.spectrum_host_stamp_prefix + "*"))
+        root = self.spectrum_host / "root"
+        return root if stamps and root.is_dir() else None
 
     @classmethod
     def load(cls, cache: Path | None = None) -> Layout:
@@ -65,4 +73,6 @@ class Layout:
             guest_stamp_prefix=v["GUEST_STAMP_PREFIX"],
             debs=base / v["DEBS_DIR"],
             debs_stamp_prefix=v["DEBS_STAMP_PREFIX"],
+            spectrum_host=base / v["SPECTRUM_HOST_DIR"],
+            spectrum_host_stamp_prefix=v["SPECTRUM_HOST_STAMP_PREFIX"],
         )

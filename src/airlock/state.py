@@ -19,6 +19,11 @@ time, the pending version is the one just installed until it boots or fails, and
 is the verified version newer than the installed one when the run did not install it (else
 none).  ``load`` and ``save`` only read and write it.
 
+It lives where ``[state] path`` says, by default in the staging directory (``state.json`` beside
+the ``shared`` subvolume): persistent, on the host's own filesystem even when the root is read-only,
+and never bound into the VM (only ``shared`` is).  Deleting the staging directory forgets it; the
+floor then falls back to what systemd-sysupdate reports installed.
+
 Only the host writes this file and only values it verified go in; it is still parsed strictly
 (a corrupt file is a ``ConfigError``, never silently reset, since resetting would lower the floor).
 """
@@ -37,9 +42,10 @@ from typing import ClassVar, assert_never
 from airlock import fsutil
 from airlock.errors import ConfigError, HostError
 from airlock.formats import version
-from airlock.settings import PATH, SECONDS, setting
+from airlock.settings import PATH, SECONDS, optional, setting
 
 FORMAT_VERSION = 1
+IN_STAGING = "state.json"
 _MAX_BYTES = 64 * 1024
 
 
@@ -49,16 +55,21 @@ class StateConfig:
 
     SECTION: ClassVar[str] = "state"
 
-    path: Path = setting(
-        Path("/var/lib/airlock/state.json"),
-        kind=PATH,
-        help="the state file (rollback floor, newest signature time, last check)",
+    path: Path | None = setting(
+        None,
+        kind=optional(PATH),
+        help="the state file (rollback floor, newest signature time, last check); unset: "
+        f"{IN_STAGING} in the staging directory, next to shared but never shared with the VM",
     )
     stale_after_s: float = setting(
         86400.0,
         kind=SECONDS,
         help="airlock status calls the last successful check stale after this long",
     )
+
+    def file(self, staging_dir: Path) -> Path:
+        """Where the state lives for a run on ``staging_dir``: ``path``, else inside it."""
+        return self.path if self.path is not None else staging_dir / IN_STAGING
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,8 @@
 ``gather()`` reads the facts once — the booted version (os-release) and the boot entries in
 ``$BOOT`` (``airlock.assessment``: blessed, pending, failed), the installed versions
 (``systemd-sysupdate --offline list``), the state file (floor, last successful check, a newer
-release the last check verified), the systemd-sysupdate runtime in use — and never fails for one
+release the last check verified: ``[state] path``, else ``state.json`` in the staging directory
+given, else unknown), the systemd-sysupdate runtime in use — and never fails for one
 of them: what could not be read becomes a ``Problem`` with its error code, and the rest is still
 reported.  ``advise()`` is pure: from the facts, the one next action (fix, reboot, update, check
 or nothing) and why.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +76,8 @@ class Facts:
     blessed: bool = True  # the booted version's boot entry carries no counter (a good boot)
     entry_pending: tuple[str, ...] | None = None  # from $BOOT's entries (None: no entries)
     failed: tuple[str, ...] = ()  # failed to boot and were rolled back
-    state_file: Path
+    state_file: Path | None  # None: [state] path unset and no staging directory given
+    staging_dir: Path | None = None
     runtime: RuntimeInfo | None
     stale_after_s: float
     problems: tuple[Problem, ...] = ()
@@ -133,6 +136,12 @@ def age(seconds: float) -> str:
     return f"{s // 60} min" if s >= 60 else f"{s} s"
 
 
+def _command(verb: str, staging_dir: Path | None) -> str:
+    """The command to run next, with the staging directory given (quoted for a shell)."""
+    raw = "STAGING_DIR" if staging_dir is None else os.fspath(staging_dir)
+    return f"airlock {verb} {shlex.quote(raw) if raw.isprintable() else display(raw)}"
+
+
 def advise(facts: Facts) -> Advice:
     """The one next action for ``facts`` (pure)."""
     if facts.problems:
@@ -152,22 +161,29 @@ def advise(facts: Facts) -> Advice:
     ):
         return Advice(
             action=Action.UPDATE,
-            command="airlock update STAGING_DIR",
+            command=_command("update", facts.staging_dir),
             reason=f"the last check verified {shown_version(available)}, newer than "
             f"{shown_version(installed) if installed else 'nothing installed'}; "
             "airlock update fetches, verifies and installs it",
         )
     age_s = facts.check_age_s
+    if facts.state_file is None:
+        return Advice(
+            action=Action.CHECK,
+            command=_command("check", None),
+            reason="the last check is unknown: the state is kept in the staging directory "
+            "([state] path unset); airlock status STAGING_DIR shows it",
+        )
     if age_s is None:
         return Advice(
             action=Action.CHECK,
-            command="airlock check STAGING_DIR",
+            command=_command("check", facts.staging_dir),
             reason="no successful check yet: nothing says whether a newer release exists",
         )
     if facts.stale:
         return Advice(
             action=Action.CHECK,
-            command="airlock check STAGING_DIR",
+            command=_command("check", facts.staging_dir),
             reason=f"the last successful check is {age(age_s)} old "
             f"(stale after {age(facts.stale_after_s)})",
         )
@@ -182,13 +198,26 @@ def _problem(exc: AirlockError) -> Problem:
     return Problem(code=exc.code, message=exc.message)
 
 
-def gather(config: HostConfig, *, now: datetime) -> Facts:
-    """Read every fact ``status`` shows; what fails becomes a ``Problem``."""
+def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None) -> Facts:
+    """Read every fact ``status`` shows; what fails becomes a ``Problem``.
+
+    The state is ``[state] path``, else ``state.json`` in ``staging_dir``; with neither it is
+    unknown (``state_file`` is ``None``), which is not a problem: the rest is still read.
+    """
     problems: list[Problem] = []
+    where = config.state.path if staging_dir is None else config.state.file(staging_dir)
+    saved = state.State()
+    if staging_dir is not None and not staging_dir.is_dir():
+        problems.append(
+            Problem(
+                code="host.staging",
+                message=f"Staging directory {display(os.fspath(staging_dir))} does not exist",
+            )
+        )
     try:
-        saved = state.load(config.state.path)
+        if where is not None:
+            saved = state.load(where)
     except AirlockError as exc:
-        saved = state.State()
         problems.append(_problem(exc))
     rt: RuntimeInfo | None = None
     installed: tuple[str, ...] = ()
@@ -220,7 +249,8 @@ def gather(config: HostConfig, *, now: datetime) -> Facts:
         blessed=boot.blessed if boot else True,
         entry_pending=boot.pending if boot and boot.entries else None,
         failed=tuple(sorted(failed, key=functools.cmp_to_key(version.compare))),
-        state_file=config.state.path,
+        state_file=where,
+        staging_dir=staging_dir,
         runtime=rt,
         stale_after_s=config.state.stale_after_s,
         problems=tuple(problems),
@@ -249,7 +279,7 @@ def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
         },
         "newest_signature": None if saved.newest_signature is None
         else saved.newest_signature.isoformat(),
-        "state_file": os.fspath(facts.state_file),
+        "state_file": None if facts.state_file is None else os.fspath(facts.state_file),
         "runtime": None if facts.runtime is None else {
             "root": os.fspath(facts.runtime.root),
             "version": facts.runtime.version,

@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from airlock.backends.apply.runtime import ENTER, Bind, Runtime, locate
 from airlock.backends.apply.sysupdate import KEYRING_TARGETS, Invocation, SysupdateApplier
 from airlock.backends.openpgp import gpg
 from airlock.errors import ApplyError, CommandTimedOut, HostError
+from tests.support import leaks
 from tests.support.keys import kill_agent, make_key
 
 pytestmark = pytest.mark.sysupdate
@@ -238,21 +240,17 @@ def test_vendor_keyring_is_shadowed(runtime: Runtime, site: Site) -> None:
     assert (site.dst / "foo_1.img").exists()
 
 
-def test_timeout_kills_and_unmounts(runtime: Runtime, site: Site) -> None:
+def test_timeout_kills_and_unmounts(
+    runtime: Runtime, site: Site, new_processes: Callable[[], set[int]]
+) -> None:
     site.updates.mkdir()
     os.mkfifo(site.updates / "SHA256SUMS")  # the download blocks forever
     inv = site.invocation()
     with pytest.raises(CommandTimedOut):
         SysupdateApplier(runtime, timeout_s=3).update(inv)
-    deadline = time.monotonic() + 5  # children die by PDEATHSIG, a moment after sysupdate
-    while True:
-        out = subprocess.run(
-            ["pgrep", "-f", f"updates-{site.token}"], capture_output=True, text=True, check=False
-        ).stdout
-        if not out.strip() or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert out.strip() == ""
+    # At once, not after a grace period: run() returns only when sysupdate's PID namespace,
+    # callouts included, is empty.  (The mount table is checked by the autouse fixture.)
+    assert new_processes() == set()
 
 
 def test_bad_bind_source_is_a_setup_failure(runtime: Runtime, tmp_path: Path) -> None:
@@ -409,12 +407,6 @@ SysupdateApplier(locate(), timeout_s=600).update(inv)
 """
 
 
-def _sysupdate_of(token: str) -> str:
-    return subprocess.run(
-        ["pgrep", "-f", f"updates-{token}"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-
-
 def test_sysupdate_dies_with_a_sigkilled_airlock(runtime: Runtime, site: Site) -> None:
     site.updates.mkdir()
     os.mkfifo(site.updates / "SHA256SUMS")  # sysupdate blocks reading it
@@ -438,16 +430,24 @@ def test_sysupdate_dies_with_a_sigkilled_airlock(runtime: Runtime, site: Site) -
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "started"
         deadline = time.monotonic() + 30
-        while not _sysupdate_of(site.token) and time.monotonic() < deadline:
+        sysupdate: set[int] = set()
+        while not sysupdate and time.monotonic() < deadline:
             time.sleep(0.1)
-        # Negative control: sysupdate really is running (blocked on the FIFO) before the kill.
-        assert _sysupdate_of(site.token) != ""
+            sysupdate = {
+                p for p in leaks.descendants(child.pid) if leaks.exe_name(p) == "systemd-sysupdate"
+            }
+        # Negative control: sysupdate (found below the driver by its program, never by a
+        # command line) really runs, blocked on the FIFO, before the kill, and still a second
+        # later: only the kill can end it.
+        assert len(sysupdate) == 1
         time.sleep(1)
-        assert _sysupdate_of(site.token) != ""
+        assert leaks.alive(sysupdate) == sysupdate
+        tree = leaks.descendants(child.pid)
     finally:
         child.kill()
         child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 10
-    while _sysupdate_of(site.token) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _sysupdate_of(site.token) == "", "sysupdate outlived the killed airlock process"
+    while leaks.alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leaks.alive(tree) == set(), "sysupdate outlived the killed airlock process"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from airlock.backends.apply import runtime
 from airlock.errors import HostError
+from airlock.layout import Layout
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -171,6 +172,17 @@ def e2e() -> str | None:
     return None
 
 
+@functools.cache
+def spectrum_host() -> str | None:
+    """The Spectrum-shaped host's layers (make setup: the runtime and make-spectrum-host.sh)."""
+    if (why := e2e()) is not None:
+        return why
+    layout = Layout.load()
+    if layout.spectrum_host_layer() is None:
+        return f"the Spectrum host layer is not built under {layout.spectrum_host} (make setup)"
+    return None
+
+
 PROBES = {
     "root": root,
     "btrfs": btrfs,
@@ -180,4 +192,5 @@ PROBES = {
     "boot": boot,
     "s6": s6,
     "e2e": e2e,
+    "spectrum_host": spectrum_host,
 }

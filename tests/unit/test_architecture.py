@@ -34,8 +34,28 @@ def _rel(path: Path) -> str:
 
 
 def test_only_proc_imports_subprocess() -> None:
-    offenders = [_rel(p) for p, t in _modules() if "subprocess" in _imports(t)]
-    assert offenders == ["proc.py"]
+    offenders = sorted(_rel(p) for p, t in _modules() if "subprocess" in _imports(t))
+    assert offenders == ["proc/__init__.py", "proc/child.py", "proc/teardown.py"]
+
+
+def test_only_the_guard_and_the_namespace_helper_fork_or_exec() -> None:
+    """Everything else goes through proc, so every child is under a guard (ADR 0005)."""
+    starters = {"fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
+        f"{p}{s}"
+        for p in ("exec", "spawn")
+        for s in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
+    }
+    found = set()
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in starters
+            ):
+                found.add(_rel(path))
+    assert sorted(found) == ["backends/apply/enter.py", "proc/guard.py"]
 
 
 def test_rich_only_in_cli_report_and_http_client_only_outside_the_host_path() -> None:
@@ -65,6 +85,7 @@ OTHER_JSON = {
     "state.py": "the state file",
     "config.py": "TOML values (JSON's strings, numbers and arrays are TOML)",
     "backends/apply/runtime.py": "the spec handed to enter.py",
+    "proc/teardown.py": "the steps handed to a teardown guard",
     "release/serve.py": "the lab server's byte log",
 }
 

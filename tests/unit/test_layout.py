@@ -15,9 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = ROOT / "src/airlock/layout.env"
 # Literals that may appear only in layout.env: a second copy is how a stamp name drifted before.
 _LITERALS = (
-    ".airlock-runtime-", ".airlock-guest-", ".airlock-debs-", ".airlock-installed",
+    ".airlock-runtime-",
+    ".airlock-guest-",
+    ".airlock-debs-",
+    ".airlock-spectrum-host-",
+    ".airlock-installed",
     "/var/cache/airlock",
-)  # fmt: skip
+)
 _SCANNED = ("scripts", "src", "tests", "bench", "Makefile", ".ci")
 
 
@@ -46,7 +50,7 @@ def test_make_reads_the_same_values() -> None:
 
 
 def test_every_script_sources_the_layout() -> None:
-    for script in ("make-runtime.sh", "make-guest.sh", "fetch-debs.sh"):
+    for script in ("make-runtime.sh", "make-guest.sh", "fetch-debs.sh", "make-spectrum-host.sh"):
         text = (ROOT / "scripts" / script).read_text()
         assert '. "$here/src/airlock/layout.env"' in text, script
     assert "include src/airlock/layout.env" in (ROOT / "Makefile").read_text()

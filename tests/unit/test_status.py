@@ -11,6 +11,8 @@ import pytest
 
 from airlock import config, state, status
 from airlock.cli.host import status_text
+from airlock.text import display
+from tests.support import schemas
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -140,3 +142,64 @@ def test_state_remembers_a_verified_newer_release_until_it_is_installed() -> Non
     assert run(checked, version="2", applied=True).available is None
     assert run(checked, version=None, applied=False).available is None
     assert run(state.State(), version="1", applied=False).available is None  # not newer
+
+
+def test_without_a_state_file_the_last_check_is_unknown_not_never() -> None:
+    # [state] path unset and no STAGING_DIR: the state (in the staging dir) was not read.
+    facts = _facts(state_file=None, saved=state.State())
+    advice = status.advise(facts)
+    assert (advice.action, advice.command) == (status.Action.CHECK, "airlock check STAGING_DIR")
+    assert "the last check is unknown" in advice.reason
+    text = status_text(facts, advice)
+    assert "last check:  unknown (give STAGING_DIR: the state is kept there)" in text
+    assert "floor:       unknown" in text
+    body = status.as_json(facts, advice)
+    assert (body["state_file"], body["last_check"], body["floor"]) == (None, None, None)
+    schemas.check({"v": 1, "event": "status", **body}, "status")
+    # control: with a state file that was never written, it is "never", and the floor "none"
+    known = status_text(_facts(saved=state.State()), status.advise(_facts(saved=state.State())))
+    assert "last check:  never" in known
+    assert "floor:       none" in known
+
+
+def test_the_next_command_names_the_staging_dir_given() -> None:
+    facts = _facts(staging_dir=Path("/ext/my staging"), saved=_saved(available="3"))
+    assert status.advise(facts).command == "airlock update '/ext/my staging'"
+    stale = _facts(saved=state.State(), staging_dir=Path("/ext/staging"))
+    assert status.advise(stale).command == "airlock check /ext/staging"
+
+
+def _host_config(tmp_path: Path, state_path: Path | None) -> config.HostConfig:
+    cfg = config.load(None, flags={}).config
+    return dataclasses.replace(
+        cfg,
+        host=dataclasses.replace(
+            cfg.host, os_release=tmp_path / "os-release", definitions_dir=tmp_path / "none"
+        ),
+        state=dataclasses.replace(cfg.state, path=state_path),
+    )
+
+
+def test_gather_reads_the_state_in_the_staging_dir_unless_a_path_is_set(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    state.save(staging / state.IN_STAGING, state.State(floor="5"))
+    facts = status.gather(_host_config(tmp_path, None), now=NOW, staging_dir=staging)
+    assert (facts.state_file, facts.saved.floor) == (staging / "state.json", "5")
+    assert "config.state" not in [p.code for p in facts.problems]
+    elsewhere = tmp_path / "elsewhere.json"
+    state.save(elsewhere, state.State(floor="4"))
+    facts = status.gather(_host_config(tmp_path, elsewhere), now=NOW, staging_dir=staging)
+    assert (facts.state_file, facts.saved.floor) == (elsewhere, "4")  # [state] path wins
+    facts = status.gather(_host_config(tmp_path, None), now=NOW)
+    assert (facts.state_file, facts.saved) == (None, state.State())
+    assert "config.state" not in [p.code for p in facts.problems]
+
+
+def test_gather_names_a_staging_dir_that_does_not_exist(tmp_path: Path) -> None:
+    typo = tmp_path / "stagign"
+    facts = status.gather(_host_config(tmp_path, None), now=NOW, staging_dir=typo)
+    assert facts.problems[0] == status.Problem(
+        code="host.staging", message=f"Staging directory {display(str(typo))} does not exist"
+    )
+    assert status.advise(facts).action is status.Action.FIX

@@ -34,6 +34,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     "airlock.cli.agent": ("agent",),
     "airlock.cli.tools": ("version-compare", "pattern"),
     "airlock.cli.manifest": ("manifest",),
+    "airlock.cli.dircheck": ("updates-dir-check",),
     "airlock.cli.lab": ("demo",),
 }
 VERB_MODULES = tuple(VERBS)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from airlock import config, status
 from airlock.cli.report import make_reporter, notify_status, print_json
-from airlock.errors import ExitStatus, UsageError
+from airlock.errors import ExitStatus
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 from airlock.pipeline.wiring import build_context
@@ -29,10 +29,16 @@ RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
 
 
 def effective(args: argparse.Namespace) -> config.Effective:
-    """The effective config of this invocation: defaults, ``--config`` file, then flags."""
-    if getattr(args, "spectrum", False) and args.config is not None:
-        raise UsageError("--spectrum and --config are mutually exclusive")
-    return config.load(args.config, flags=config.given_flags(args))
+    """The effective config of this invocation: defaults, the file, then flags.
+
+    The file is ``--config``, else ``/etc/airlock/host.toml`` when it exists.  ``--spectrum``
+    (``spectrum-update``) adds ``spectrum-update``'s own defaults (it waits for the lock).
+    """
+    path = args.config
+    if path is None and os.path.lexists(config.DEFAULT_FILE):
+        path = config.DEFAULT_FILE
+    preset = config.SPECTRUM_DEFAULTS if getattr(args, "spectrum", False) else None
+    return config.load(path, flags=config.given_flags(args), preset=preset)
 
 
 def _staging(raw: str) -> Path:
@@ -81,7 +87,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    facts = status.gather(effective(args).config, now=datetime.now(UTC))
+    staging = None if args.staging_dir is None else _staging(args.staging_dir)
+    facts = status.gather(effective(args).config, now=datetime.now(UTC), staging_dir=staging)
     advice = status.advise(facts)
     if args.json:
         print_json("status", **status.as_json(facts, advice))
@@ -112,14 +119,19 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
         lines.append(f"failed:      {failed} (did not boot; rolled back)")
     if saved.available is not None:
         lines.append(f"available:   {shown(saved.available)} (verified by the last check)")
-    if saved.last_check is None:
+    if facts.state_file is None:
+        lines.append("last check:  unknown (give STAGING_DIR: the state is kept there)")
+    elif saved.last_check is None:
         lines.append("last check:  never (no fresh, valid manifest seen yet)")
     else:
         when = saved.last_check.strftime("%Y-%m-%d %H:%M:%S UTC")
         verdict = "stale" if facts.stale else "fresh"
         ago = status.age(facts.check_age_s or 0.0)
         lines.append(f"last check:  {when}, {ago} ago ({verdict})")
-    floor = f"{saved.floor} (older releases are refused)" if saved.floor else "none"
+    if saved.floor:
+        floor = f"{saved.floor} (older releases are refused)"
+    else:
+        floor = "unknown" if facts.state_file is None else "none"
     lines.append(f"floor:       {floor}")
     if facts.runtime is None:
         lines.append("runtime:     none usable")
@@ -145,7 +157,12 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, staging: bool, flags: bool) -> None:
-    p.add_argument("--config", type=Path, default=None, help="host config (TOML)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"host config (TOML; default {config.DEFAULT_FILE} when it exists)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
     if staging:
@@ -177,10 +194,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Show the host's update state at a glance: the booted, installed and "
         "pending versions, a newer release the last check verified, the last successful check "
         "and whether it is stale, the rollback floor, the systemd-sysupdate runtime, and the "
-        "next action (fix, reboot, update, check or none). What cannot be read is listed as a "
-        "problem with its error code; the rest is still shown (exit 0).",
+        "next action (fix, reboot, update, check or none). The last check, the floor and the "
+        "available release come from the state file: [state] path, else state.json in "
+        "STAGING_DIR (unknown without either). What cannot be read is listed as a problem with "
+        "its error code; the rest is still shown (exit 0).",
     )
     _common(p, staging=False, flags=False)
+    p.add_argument(
+        "staging_dir",
+        metavar="STAGING_DIR",
+        nargs="?",
+        help="the staging directory whose state to show (unless [state] path is set)",
+    )
     p.set_defaults(func=_status)
     p = sub.add_parser("config", help="the effective host config")
     verbs = p.add_subparsers(

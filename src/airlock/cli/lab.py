@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "server in a private network namespace; update 1.0 -> 2.0, rerun (no-op), update "
         "2.0 -> 3.0, optionally replay an attack, and show the disk before and after.",
     )
-    p.add_argument("--workdir", type=Path, help="work directory (default: a new one in /var/tmp)")
+    p.add_argument(
+        "--workdir", type=Path, help="work directory (default: a new one in $TMPDIR or /var/tmp)"
+    )
     p.add_argument(
         "--fetcher",
         choices=["sandbox", "qemu"],

@@ -36,6 +36,7 @@ from rich.table import Table
 from airlock.cli.report import print_json
 from airlock.errors import ExitStatus, HostError
 from airlock.lab import machine
+from airlock.lab import workdir as lab_workdir
 from airlock.lab.hostile import ATTACKS
 from airlock.lab.world import VERSIONS, DiskState, Lab, Run
 
@@ -108,7 +109,11 @@ def run(
     console = Console(stderr=as_json, highlight=False, width=max(120, _width()))
     signal.signal(signal.SIGTERM, _interrupt)
     report = Report()
-    base = workdir or Path(tempfile.mkdtemp(prefix="airlock-demo-", dir="/var/tmp"))
+    for stale in lab_workdir.sweep(lab_workdir.default_parent()):
+        console.print(f"[dim]·[/dim] removed {escape(os.fspath(stale))}, left by a killed demo")
+    base = workdir or Path(
+        tempfile.mkdtemp(prefix=lab_workdir.PREFIX, dir=lab_workdir.default_parent())
+    )
     if workdir is None:
         os.rmdir(base)  # the lab creates it and removes it again unless --keep
 

@@ -59,7 +59,8 @@ class NginxConfig:
 
 
 class _Child(Protocol):
-    pid: int
+    @property
+    def pid(self) -> int: ...
 
     def poll(self) -> int | None: ...
 

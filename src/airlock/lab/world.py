@@ -13,9 +13,11 @@ bubblewrap sandbox inside that namespace.  ``reboot()`` boots the disk in QEMU
 
 Leaving no trace: the lab process first moves into a private mount namespace, and mounts a tmpfs
 on ``/run/netns`` there, so every mount it or its children make (btrfs, snapshots, sysupdate's
-namespace, the netns handle) disappears with it even if it is killed.  On a normal exit it also
-unmounts, deletes the namespace, stops the server by PID and removes the work directory (unless
-asked to keep it).  ``airlock demo`` and ``tests/e2e`` both use this class.
+namespace, the netns handle) disappears with it, and every process it starts (the server, the
+updates, their VMs and gpg agents) dies with it (``airlock.proc``), even if it is SIGKILLed.  On a
+normal exit it also unmounts, deletes the namespace, stops the server and removes the work
+directory (unless asked to keep it); after a kill the work directory is all that is left, and the
+next lab removes it (``workdir``).  ``airlock demo`` and ``tests/e2e`` both use this class.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from airlock.backends.openpgp import gpg
 from airlock.config import render as render_config
 from airlock.errors import HostError
 from airlock.formats import manifest
-from airlock.lab import booting, disk, esp, images, initramfs, machine
+from airlock.lab import booting, disk, esp, images, initramfs, machine, workdir
 
 CLONE_NEWNS = 0x00020000
 NETNS = "airlock-lab"
@@ -150,7 +152,7 @@ def enter_private_mount_namespace() -> None:
         raise HostError(
             f"Failed to unshare the mount namespace: {os.strerror(err)}", code="host.namespace"
         )
-    proc.run(["mount", "--make-rprivate", "/"], timeout=30)
+    proc.run(["mount", "--make-rprivate", "/"], timeout=30, share_mounts=True)
 
 
 class Lab:
@@ -225,9 +227,10 @@ class Lab:
     def _setup(self) -> None:
         check_prerequisites()
         enter_private_mount_namespace()
-        created = not self.w.exists()
-        self.w.mkdir(parents=True, exist_ok=True)
-        if created and not self.keep:
+        created = self._stack.enter_context(workdir.claim(self.w))
+        if self.keep:
+            self._stack.callback(workdir.keep, self.w)
+        elif created:
             self._stack.callback(shutil.rmtree, self.w, ignore_errors=True)
         self.w.chmod(0o755)
         self._keygen()
@@ -323,14 +326,18 @@ class Lab:
         with open(img, "wb") as fh:
             fh.truncate(512 << 20)
         proc.run(["mkfs.btrfs", "-q", "-f", img], timeout=120)
-        proc.run(["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", img, mnt], timeout=60)
+        proc.run(
+            ["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", img, mnt],
+            timeout=60,
+            share_mounts=True,
+        )
         self._stack.callback(self._umount, mnt)
 
     @staticmethod
     def _umount(path: Path) -> None:
         for target in fsutil.mounts_below(path):
             with contextlib.suppress(HostError):
-                proc.run(["umount", target], timeout=60)
+                proc.run(["umount", target], timeout=60, share_mounts=True)
 
     def _start_server(self) -> None:
         if self.fetcher == "qemu":
@@ -342,11 +349,15 @@ class Lab:
         run_netns = Path("/run/netns")
         run_netns.mkdir(parents=True, exist_ok=True)
         proc.run(
-            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns], timeout=30
+            ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", run_netns],
+            timeout=30,
+            share_mounts=True,
         )
         self._stack.callback(self._umount, run_netns)
-        proc.run(["ip", "netns", "add", NETNS], timeout=30)
-        self._stack.callback(proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False)
+        proc.run(["ip", "netns", "add", NETNS], timeout=30, share_mounts=True)
+        self._stack.callback(
+            proc.run, ["ip", "netns", "del", NETNS], timeout=30, check=False, share_mounts=True
+        )
         proc.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], timeout=30)
         self._spawn_server(["ip", "netns", "exec", NETNS])
 
@@ -567,33 +578,38 @@ class Lab:
 
     def state(self) -> DiskState:
         """What is on the disk now: labels, PARTUUIDs and which image each slot holds."""
-        known = {}
-        for v, img in self.images.items():
-            known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
-            known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
-            known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
-        sizes = sorted(
-            {img.root.stat().st_size for img in self.images.values()}
-            | {img.verity.stat().st_size for img in self.images.values()}
-        )
-        slots = []
-        with open(self.disk, "rb") as fh:
-            for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 129), 0)):
-                if slot.type.upper() == disk.ESP_TYPE:
-                    continue
-                fh.seek(slot.start * disk.SECTOR)
-                data = fh.read(min(slot.size, sizes[-1]))
-                content = next(
-                    (known[h] for size in sizes
-                     if (h := hashlib.sha256(data[:size]).hexdigest()) in known),
-                    "empty",
-                )  # fmt: skip
-                slots.append((slot.number, slot.label, slot.partuuid, content))
-        boot = tuple(
-            (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
-            for p in sorted((self.esp / "EFI/Linux").iterdir())
-        )
-        return DiskState(slots=tuple(slots), boot=boot)
+        return describe(self.disk, self.esp, self.images)
+
+
+def describe(disk_image: Path, esp: Path, built: Mapping[str, images.Images]) -> DiskState:
+    """Slots of ``disk_image`` and UKIs in ``esp``, each named by the built image it holds."""
+    known = {}
+    for v, img in built.items():
+        known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
+        known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
+        known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
+    sizes = sorted(
+        {img.root.stat().st_size for img in built.values()}
+        | {img.verity.stat().st_size for img in built.values()}
+    )
+    slots = []
+    with open(disk_image, "rb") as fh:
+        for slot in disk.state(disk_image, measure=dict.fromkeys(range(1, 129), 0)):
+            if slot.type.upper() == disk.ESP_TYPE:
+                continue
+            fh.seek(slot.start * disk.SECTOR)
+            data = fh.read(min(slot.size, sizes[-1]))
+            content = next(
+                (known[h] for size in sizes
+                 if (h := hashlib.sha256(data[:size]).hexdigest()) in known),
+                "empty",
+            )  # fmt: skip
+            slots.append((slot.number, slot.label, slot.partuuid, content))
+    boot = tuple(
+        (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
+        for p in sorted((esp / "EFI/Linux").iterdir())
+    )
+    return DiskState(slots=tuple(slots), boot=boot)
 
 
 @contextlib.contextmanager

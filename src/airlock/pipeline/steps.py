@@ -20,15 +20,18 @@ from pathlib import Path
 
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
-from airlock.errors import AirlockError, ApplyError, BusyError, ConfigError, HostError
+from airlock.errors import AirlockError, ApplyError, ConfigError, FetchError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
+from airlock.pipeline import leftovers
 from airlock.pipeline.context import RunContext
 from airlock.text import display
 from airlock.trusted.policy import Baseline
 from airlock.trusted.release import VerifiedRelease
+from airlock.untrusted import candidate
 
 logger = logging.getLogger(__name__)
+LOG_NAME = "fetch.log"  # the VM's console (a copy for the spectrum fetcher), in the staging dir
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,43 +73,37 @@ def take_lock(ctx: RunContext) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         cfg = ctx.config.lock
         with step(ctx, Step.LOCK, os.fspath(cfg.path)):
-            stack.enter_context(lock.hold(cfg.path, wait=cfg.wait))
+
+            def waiting(pid: int | None) -> None:
+                who = f"pid {pid}" if pid is not None else "another process"
+                notice(ctx, f"waiting for the update lock ({who} holds it)", Step.LOCK)
+
+            stack.enter_context(
+                lock.hold(cfg.path, wait=cfg.wait, timeout_s=cfg.wait_timeout_s, on_wait=waiting)
+            )
         yield
 
 
-def processes_mentioning(path: Path) -> list[int]:
-    """Pids whose command line names ``path`` (e.g. the sysupdate runner of a killed run)."""
-    needle = os.fsencode(path)
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes()
-            except OSError:
-                continue
-            if needle in cmdline:
-                found.append(int(entry))
-    return found
+@contextlib.contextmanager
+def prepare_staging(ctx: RunContext) -> Iterator[None]:
+    """Stop what a killed earlier run left; staging dir (0700, btrfs), ``shared``, quota; stale
+    snapshot and mounts.  Then record this run's children until the ``with`` block ends.
 
-
-def prepare_staging(ctx: RunContext) -> None:
-    """Staging dir (0700, btrfs), ``shared`` created or reused, quota; stale snapshot and mounts.
-
-    A child of a killed earlier run that still uses the snapshot (sysupdate outlives airlock when
-    airlock is SIGKILLed, ADR 0060) makes this run busy rather than pulling the snapshot away.
+    Before ``shared`` is touched, whatever the run record of a dead earlier run names is stopped
+    (``leftovers``): a VM or a namespace that could still write there.  Command lines are never
+    consulted, so no local user can make the run busy.
     """
-    with step(ctx, Step.PREPARE, os.fspath(ctx.staging_dir)) as detail:
-        holders = processes_mentioning(ctx.staging.snapshot_path)
-        if holders:
-            raise BusyError(
-                f"A process of an interrupted run still uses the snapshot (pid {holders[0]})",
-                code="busy.orphan",
-                hint="wait for it to finish, then run again",
-            )
-        ctx.staging.prepare()
-        stale = ctx.staging.remove_stale()
-        if stale:
-            detail.append(f"removed {stale} leftover(s) of an earlier run")
+    with contextlib.ExitStack() as stack:
+        with step(ctx, Step.PREPARE, os.fspath(ctx.staging_dir)) as detail:
+            stopped = leftovers.stop_leftovers(ctx.staging_dir)
+            if stopped:
+                detail.append(str(stopped))
+            ctx.staging.prepare()
+            stack.enter_context(leftovers.RunRecord(ctx.staging_dir))
+            stale = ctx.staging.remove_stale()
+            if stale:
+                detail.append(f"removed {stale} leftover(s) of an earlier run")
+        yield
 
 
 def clean_share(ctx: RunContext) -> None:
@@ -150,7 +147,7 @@ def fetch(ctx: RunContext) -> None:
                 share=ctx.staging.share,
                 timeout_s=cfg.timeout_s,
                 command=cfg.command,
-                log_path=ctx.staging_dir / "fetch.log",
+                log_path=ctx.staging_dir / LOG_NAME,
             ),
             ctx.reporter,
         )
@@ -171,6 +168,7 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
             with fsutil.open_dir_nofollow(snap) as fd:
                 names = ctx.inspector.droppable(fd)
             dropped = ctx.staging.drop(snap, names)
+            _present_signature(ctx, snap, detail)
             ctx.staging.make_read_only(snap)
             ctx.staging.sync(snap)
             detail.append(f"dropped {dropped}, read-only")
@@ -186,19 +184,66 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
         cleanup(ctx)
 
 
+def _present_signature(ctx: RunContext, snapshot: Path, detail: list[str]) -> None:
+    """Give systemd-sysupdate the signature name it reads, from the other name the VM sent.
+
+    systemd 257 reads only ``SHA256SUMS.gpg``; Spectrum's VM sends only
+    ``SHA256SUMS.sha256.asc`` (design.md#signature-names).  The same detached signature under the
+    other name is the same signature (gpg reads armoured and binary alike); the judge verifies
+    both files, so nothing is accepted that was not signed (docs/adr/0131).
+    """
+    for wanted in ctx.applier.required_signature_files:
+        for other in candidate.SIGNATURE_NAMES:
+            if other != wanted and ctx.staging.copy_signature(
+                snapshot, other, wanted, max_bytes=ctx.config.limits.max_signature_bytes
+            ):
+                detail.append(f"{wanted} from {other}")
+                break
+
+
 def cleanup(ctx: RunContext) -> None:
     """Delete the snapshot (always); ``shared`` is kept as the download cache."""
     with step(ctx, Step.CLEANUP):
         ctx.staging.delete_snapshot()
 
 
+def _require_delivery(ctx: RunContext, dir_fd: int) -> None:
+    """The VM must have sent a manifest and a signature file, or there is nothing to check.
+
+    Spectrum's ``updates-dir-check check`` (design.md#spectrum-step-16) fails when no signature
+    arrived, saying the download probably failed and to read the VM's log: a network failure is
+    the usual cause, so it is "could not check" (20) with that hint, not a refusal (21).  Only
+    absence counts here (host-chosen names, never followed); anything present is judged.
+
+    Raises:
+        FetchError: ``fetch.nothing`` (no ``SHA256SUMS``) or ``fetch.unsigned`` (no signature).
+    """
+
+    def present(name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    hint = f"the download probably failed; see the update VM's log, {ctx.staging_dir / LOG_NAME}"
+    if not present(candidate.MANIFEST_NAME):
+        raise FetchError("The update VM sent no SHA256SUMS", code="fetch.nothing", hint=hint)
+    if not any(present(name) for name in candidate.SIGNATURE_NAMES):
+        raise FetchError(
+            "The update VM sent SHA256SUMS but no signature file", code="fetch.unsigned", hint=hint
+        )
+
+
 def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
+        with fsutil.open_dir_nofollow(snapshot) as fd:
+            _require_delivery(ctx, fd)
         installed = ctx.applier.installed().current
         boot = ctx.applier.booted()
         saved = state.advance(
-            state.load(ctx.config.state.path),
+            state.load(ctx.state_file),
             state.Booted(version=boot.booted, blessed=boot.blessed, failed=boot.failed),
             ctx.now,
         )
@@ -245,7 +290,7 @@ def apply(ctx: RunContext, inspected: Inspected) -> None:
 
 def record(ctx: RunContext, inspected: Inspected, *, applied: bool) -> None:
     """Write the state file (atomically, last): ``state.advance`` over the state loaded once."""
-    path = ctx.config.state.path
+    path = ctx.state_file
     with step(ctx, Step.RECORD, os.fspath(path)):
         release = inspected.release
         event = state.Verified(

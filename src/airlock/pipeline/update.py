@@ -32,8 +32,7 @@ from airlock.pipeline.steps import (
 @contextlib.contextmanager
 def judged_snapshot(ctx: RunContext) -> Iterator[Inspected]:
     """Lock, prepare, clean, fetch, freeze and judge; the snapshot lives for the ``with`` block."""
-    with take_lock(ctx):
-        prepare_staging(ctx)
+    with take_lock(ctx), prepare_staging(ctx):
         clean_share(ctx)
         fetch(ctx)
         with freeze(ctx) as snapshot:

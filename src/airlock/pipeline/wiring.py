@@ -18,8 +18,11 @@ from airlock.backends.fetcher.sandbox import SandboxFetcher
 from airlock.backends.fetcher.spectrum import SpectrumFetcher
 from airlock.backends.staging.btrfs import BtrfsStaging
 from airlock.config import HostConfig
+from airlock.errors import ConfigError
 from airlock.events import Reporter
+from airlock.formats import updateurl
 from airlock.pipeline.context import RunContext
+from airlock.text import shown
 from airlock.trusted.judge import Judge
 
 
@@ -56,10 +59,43 @@ def make_judge(config: HostConfig, *, required_signature_files: tuple[str, ...] 
     )
 
 
+def check_vm_inputs(config: HostConfig) -> None:
+    """What the VM needs from the host must be there before anything starts (exit 3, not 20).
+
+    ``update-url`` (one URL by Spectrum's rule) and at least one ``*.transfer`` in the VM's
+    transfer directory; the keyring is checked by the judge, which needs it too.
+
+    Raises:
+        ConfigError: ``config.update-url`` or ``config.vm-transfers``.
+    """
+    cfg = config.fetcher
+    try:
+        raw = cfg.update_url_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"Failed to read the update URL {shown(cfg.update_url_file)}: {exc.strerror}",
+            code="config.update-url",
+            hint="it is written at build time (airlock render --update-url)",
+        ) from exc
+    try:
+        updateurl.validate(raw)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{shown(cfg.update_url_file)}: {exc.message}", code="config.update-url"
+        ) from None
+    if not any(cfg.vm_definitions_dir.glob("*.transfer")):
+        raise ConfigError(
+            f"No VM transfer files (*.transfer) in {shown(cfg.vm_definitions_dir)}",
+            code="config.vm-transfers",
+            hint="they are written at build time (airlock render)",
+        )
+
+
 def build_context(
     config: HostConfig, staging_dir: Path, *, reporter: Reporter, now: datetime
 ) -> RunContext:
-    """A RunContext with the real backends."""
+    """A RunContext with the real backends (after ``check_vm_inputs``)."""
+    check_vm_inputs(config)
     fetcher = make_fetcher(config)
     applier = make_applier(config)
     return RunContext(

@@ -89,10 +89,20 @@ def default_transfers() -> tuple[definitions.Transfer, ...]:
     return load_transfers(render.default_templates() / render.HOST_DIR)
 
 
+# Spectrum's VM transfer templates carry ``Path=@UPDATE_URL@``, which the VM replaces with the
+# update URL (design.md#vm-download).  A publisher needs only their patterns, so any syntactically
+# valid URL stands in; it never reaches a file or a network.
+UPDATE_URL_PLACEHOLDER = "@UPDATE_URL@"
+_STAND_IN_URL = "https://update-url.invalid"
+
+
 def load_transfers(directory: Path) -> tuple[definitions.Transfer, ...]:
-    """The transfers in ``directory`` (``--definitions`` semantics)."""
+    """The transfers in ``directory`` (``--definitions`` semantics), host or VM files alike."""
     specs = definitions.Specifiers.from_os_release(_SPECIFIERS_OS_RELEASE)
-    transfers = tuple(t for t in definitions.load_dir(directory, specifiers=specs) if t.enabled)
+    loaded = definitions.load_dir(
+        directory, specifiers=specs, substitute={UPDATE_URL_PLACEHOLDER: _STAND_IN_URL}
+    )
+    transfers = tuple(t for t in loaded if t.enabled)
     if not transfers:
         raise ConfigError(
             f"No enabled transfers in {display(os.fspath(directory))}", code="config.definition"

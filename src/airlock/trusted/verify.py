@@ -219,13 +219,22 @@ def _check_payload(digest: hashing.Digest, transfer: Transfer | None) -> None:
         )
 
 
+_ROLLBACK_HINTS = {
+    "floor": "the floor is the newest version this host has verified; a release below it is never"
+    " installed, whoever signed it",
+    "installed version": "the update server offers nothing newer than what is installed; nothing"
+    " was changed (if you installed a newer build yourself, there is nothing to do)",
+}
+
+
 def _check_rollback(release_version: str, policy: Policy) -> None:
     for label, bound in (("floor", policy.floor), ("installed version", policy.installed)):
         if bound is not None and version.compare(release_version, bound) < 0:
             raise FreshnessError(
-                f"Refusing release {display(release_version)}: older than the {label}"
-                f" {display(bound)}",
+                f"Refusing release {display(release_version)}: it is older than the {label}"
+                f" {display(bound)}, and a rollback is never installed",
                 code="reject.rollback",
+                hint=_ROLLBACK_HINTS[label],
             )
 
 

@@ -26,11 +26,14 @@ from tests.unit.agent.conftest import Key, World, release_names
 
 pytestmark = pytest.mark.sysupdate
 
+# The VM's root is the runtime: what the agent made /etc/systemd/import-pubring.gpg in its
+# namespace (the share's keyring) becomes the runtime's, as if the agent ran inside it.
 _INNER = (
-    "R=$1; U=$2; K=$3; D=$4; shift 4; "
+    "R=$1; U=$2; D=$3; shift 3; "
     'mount -t proc proc "$R/proc" && mount --rbind /dev "$R/dev" && '
     'mount -t tmpfs tmpfs "$R/run" && mount -t tmpfs tmpfs "$R/tmp" && '
-    'mount -t tmpfs tmpfs "$R/etc/systemd" && cp "$K" "$R/etc/systemd/import-pubring.gpg" && '
+    'mount -t tmpfs tmpfs "$R/etc/systemd" && '
+    'cp /etc/systemd/import-pubring.gpg "$R/etc/systemd/import-pubring.gpg" && '
     'mkdir -p "$R$U" "$R$D" && mount --bind "$U" "$R$U" && mount --bind "$D" "$R$D" && '
     'exec chroot "$R" /usr/lib/systemd/systemd-sysupdate "$@"'
 )
@@ -44,7 +47,7 @@ def _wrapper(world: World) -> Path:
         "#!/bin/sh\n"
         'for a in "$@"; do case $a in --definitions=*) D=${a#--definitions=};; esac; done\n'
         f"exec unshare --mount --propagation private --fork sh -c '{_INNER}' sh "
-        f'"{root}" "{world.updates}" "{world.share / "etc/systemd/import-pubring.gpg"}" "$D" "$@"\n'
+        f'"{root}" "{world.updates}" "$D" "$@"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script

@@ -111,8 +111,8 @@ def test_field_followed_by_slash_aborts_257_and_is_rejected(
     # Why compile() refuses "@v/": 257 hits an assertion (SIGABRT, 134) once a candidate exists.
     _layout(tmp_path, "foo_@v/bar.efi", ["foo_1/bar.efi"])
     done = sysupdate(systemd_runtime, tmp_path, f"--definitions={WORK}/defs", "list")
-    # Run as the product runs it (PID 1 of its own PID namespace, where SIGABRT has no default
-    # action), the failed assertion ends the process with SIGSEGV (-11) instead of SIGABRT.
+    # Run as PID 1 of its own PID namespace (as the product did before ADR 0005; SIGABRT has no
+    # default action there), the failed assertion ended the process with SIGSEGV (-11) instead.
     assert done.returncode in (134, -6, -11), done.returncode
     assert b"Aborting." in done.stderr
     assert b"Assertion" in done.stderr

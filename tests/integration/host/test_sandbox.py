@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from airlock.backends.fetcher import FetchRequest
 from airlock.backends.fetcher.sandbox import SandboxConfig, SandboxFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter, Notice
+from tests.support import leaks
 
 pytestmark = pytest.mark.sandbox
 
@@ -34,16 +34,18 @@ def _request(tmp_path: Path, script: str, timeout: float = 20) -> FetchRequest:
     )
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _before() -> None:
+    _BEFORE.clear()
+    _BEFORE.update(leaks.descendants(os.getpid()))
+
+
+def _ours() -> set[int]:
+    """Live processes below this test, new since it began (orphans stay below: subreaper)."""
+    return leaks.descendants(os.getpid()) - _BEFORE
 
 
 def test_only_the_share_is_writable(tmp_path: Path) -> None:
@@ -83,10 +85,9 @@ def test_negative_control_unsandboxed_payload_does_leak(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_everything_including_detached_children(tmp_path: Path) -> None:
-    marker = f"{uuid.uuid4().int % 10**6}.{os.getpid()}"
     script = (
-        f"trap '' TERM; (trap '' TERM; setsid sleep {marker} &) ; "
-        f"nohup sleep {marker} >/dev/null 2>&1 & sleep {marker}"
+        "trap '' TERM; (trap '' TERM; setsid sleep 300 &) ; "
+        "nohup sleep 300 >/dev/null 2>&1 & sleep 300"
     )
     reporter = ListReporter()
     start = time.monotonic()
@@ -94,27 +95,44 @@ def test_timeout_kills_everything_including_detached_children(tmp_path: Path) ->
         SandboxFetcher().fetch(_request(tmp_path, script, timeout=1.0), reporter)
     assert info.value.code == "fetch.timeout"
     assert time.monotonic() - start < 15
-    assert _processes_with(marker) == []
+    assert _ours() == set()  # at once: fetch() returns only when all of it is gone
+    assert leaks.holders(tmp_path / "shared") == set()
     assert any(isinstance(e, Notice) for e in reporter.events)
 
 
-def test_lingering_child_cannot_write_after_fetch_returns(tmp_path: Path) -> None:
+def test_lingering_child_is_gone_when_fetch_returns(tmp_path: Path) -> None:
     script = (
-        "(trap '' TERM HUP; sleep 1; echo late > /host/updates/late) & "
+        "(trap '' TERM HUP; exec 3>>/host/updates/late; while :; do echo late >&3; sleep 0.1; done)"
+        " & "
         "echo done > /host/updates/early; exit 0"
     )
     SandboxFetcher().fetch(_request(tmp_path, script), ListReporter())
-    time.sleep(2.0)
+    # Nothing of the sandbox runs or holds the share when fetch() returns: not "a while later".
+    assert _ours() == set()
+    assert leaks.holders(tmp_path / "shared") == set()
     assert (tmp_path / "shared" / "early").exists()
-    assert not (tmp_path / "shared" / "late").exists()
 
 
-def test_negative_control_lingering_child_without_pid_namespace_writes(tmp_path: Path) -> None:
+def test_negative_control_the_same_lingering_child_unsandboxed_survives(tmp_path: Path) -> None:
     out = tmp_path / "plain"
     out.mkdir()
-    subprocess.run(["/bin/sh", "-c", f"(sleep 0.5; echo late > {out}/late) & exit 0"], check=True)
-    time.sleep(1.5)
-    assert (out / "late").exists()
+    subprocess.run(
+        [
+            "/bin/sh",
+            "-c",
+            f"(exec 3>>{out}/late; while :; do echo late >&3; sleep 0.1; done) & exit 0",
+        ],
+        check=True,
+    )
+    left = _ours()
+    try:
+        assert left  # the detector above sees a lingering writer...
+        assert leaks.holders(out) & left  # ...and the share check sees it hold the directory
+    finally:
+        for pid in left:
+            os.kill(pid, 9)
+        while leaks.alive(left):
+            time.sleep(0.01)
 
 
 def test_failure_is_a_fetch_error_with_escaped_output(tmp_path: Path) -> None:
@@ -128,7 +146,7 @@ def test_failure_is_a_fetch_error_with_escaped_output(tmp_path: Path) -> None:
 
 
 def test_runs_inside_a_given_network_namespace(tmp_path: Path) -> None:
-    ns = f"airlock-t{os.getpid()}"
+    ns = leaks.netns_name("sandbox")
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)

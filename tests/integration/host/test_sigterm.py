@@ -2,8 +2,10 @@
 """SIGTERM (``systemctl stop``, ``kill``) stops ``airlock update`` cleanly: the fetcher is gone,
 nothing is mounted, no snapshot or lock is left, exit 130; the next run then updates normally.
 
-The negative control is the SIGKILL test next door: there the run cannot clean up, and only the
-next run's prepare step converges."""
+The negative control is the crash matrix next door (test_crash_matrix.py): SIGKILLed, the run
+cannot clean up; its processes die with it only through the guards, and the next run's prepare
+step converges.  The fetcher is found as the crash matrix finds processes: by descent from the
+airlock process, never by command line."""
 
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ import pytest
 from airlock import lock
 from airlock.errors import ExitStatus
 from airlock.fsutil import mounts_below
+from tests.support import killer, leaks
 
-from .test_kill_converge import _orphans
 from .world import World, build
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
@@ -51,15 +53,19 @@ def test_sigterm_during_fetch_cleans_up_and_exits_130(world: World) -> None:
                                 "detail": "sandbox, timeout 60 s"}:  # fmt: skip
             break
     deadline = time.monotonic() + 10
-    while not _orphans(w) and time.monotonic() < deadline:  # the sandbox is up
+    tree: set[int] = set()
+    while time.monotonic() < deadline:  # the sandbox is up: its payload, sleep, runs
+        tree = leaks.descendants(p.pid)
+        if any(leaks.exe_name(pid) == "sleep" for pid in tree):
+            break
         time.sleep(0.05)
-    assert _orphans(w), "the fetcher never started"
+    assert any(leaks.exe_name(pid) == "sleep" for pid in tree), "the fetcher never started"
     p.send_signal(signal.SIGTERM)
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == ExitStatus.INTERRUPTED, stderr
     assert "error: interrupted" in stderr
     assert "Traceback" not in stderr
-    assert _orphans(w) == []
+    assert killer.gone(tree, within_s=5) == set()  # the whole tree, the fetcher included
     assert not os.path.lexists(w.staging / "snapshot")
     assert mounts_below(w.staging) == []
     assert mounts_below(w.root) == []

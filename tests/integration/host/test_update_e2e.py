@@ -265,22 +265,3 @@ def test_spectrum_fetcher_without_spectrum_fails_clearly_before_touching_anythin
     assert [e["step"] for e in started][-1] == "fetch"
     assert "spectrum" in str(started[-1]["detail"])
     assert world.disk_digest() == digest
-
-
-def test_an_orphan_of_a_killed_run_using_the_snapshot_makes_the_run_busy(world: World) -> None:
-    import subprocess
-
-    w = world
-    snapshot = w.staging / "snapshot"
-    # Stand-in for the sysupdate runner of a killed run: its command line names the snapshot.
-    holder = subprocess.Popen(["/bin/sh", "-c", "sleep 30", str(snapshot)])
-    try:
-        out = w.update()
-        assert out.returncode == 4, out.stderr
-        assert events(out.stdout)[-1]["code"] == "busy.orphan"
-        assert f"pid {holder.pid}" in out.stderr
-    finally:
-        holder.kill()
-        holder.wait()
-    # Negative control: with the holder gone the same run goes through.
-    assert w.update().returncode == 0

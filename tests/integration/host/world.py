@@ -176,7 +176,7 @@ class World:
 def build(root: Path, btrfs: Path) -> World:
     """Create everything under ``root`` (staging on the mounted btrfs ``btrfs``)."""
     etc = root / "etc"
-    (etc / "vm-sysupdate.d").mkdir(parents=True)
+    releases.write_vm_transfers(etc / "vm-sysupdate.d")  # the host checks the VM gets them
     (etc / "update-url").write_text("http://127.0.0.1:9/\n")
     (etc / "os-release").write_text('ID=spectrum\nNAME="Spectrum"\nIMAGE_VERSION=1\n')
     image = root / "disk.img"

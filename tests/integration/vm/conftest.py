@@ -54,18 +54,3 @@ def vm_config(tmp_path: Path, url: str) -> Path:
     (cfg / "systemd").mkdir()
     (cfg / "update-url").write_text(url + "\n")
     return cfg
-
-
-def qemu_pids_for(marker: str) -> list[int]:
-    """Pids of live processes whose command line mentions ``marker`` (a tmp path of the test)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmd:
-            found.append(int(entry))
-    return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
 from airlock.release.serve import Server
-from tests.integration.vm.conftest import qemu_pids_for, vm_config, write_release
+from tests.integration.vm.conftest import vm_config, write_release
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -74,7 +75,10 @@ def _request(tmp_path: Path, cfg: Path, command: tuple[str, ...], timeout_s: flo
 
 
 def test_guest_downloads_release_through_the_one_forward(
-    guest_dir: Path, release_server: tuple[str, Path, Server], tmp_path: Path
+    guest_dir: Path,
+    release_server: tuple[str, Path, Server],
+    tmp_path: Path,
+    new_processes: Callable[[], set[int]],
 ) -> None:
     url, root, server = release_server
     sums = write_release(root, "2", {"Demo_2.root": b"R" * 300_000, "Demo_2.efi": b"K" * 1234})
@@ -105,11 +109,14 @@ def test_guest_downloads_release_through_the_one_forward(
     # Our config tree is untouched: the guest got a private copy with the rewritten URL.
     assert (cfg / "update-url").read_text() == url + "\n"
     assert sorted(server.bytes_served()) == sorted(["SHA256SUMS", "Demo_2.root", "Demo_2.efi"])
-    assert qemu_pids_for(str(tmp_path)) == []
+    assert new_processes() == set()  # QEMU and its forwarders are gone
 
 
 def test_guest_that_never_powers_off_is_killed_at_the_timeout(
-    guest_dir: Path, release_server: tuple[str, Path, Server], tmp_path: Path
+    guest_dir: Path,
+    release_server: tuple[str, Path, Server],
+    tmp_path: Path,
+    new_processes: Callable[[], set[int]],
 ) -> None:
     url, _, _ = release_server
     cfg = vm_config(tmp_path, url)
@@ -123,7 +130,7 @@ def test_guest_that_never_powers_off_is_killed_at_the_timeout(
     assert time.monotonic() - start < 60 + 15
     # It was killed while running its command, not while still booting.
     assert "GUEST HANGING" in (tmp_path / "console.log").read_text(errors="replace")
-    assert qemu_pids_for(str(tmp_path)) == []  # QEMU and its forwarders are gone
+    assert new_processes() == set()  # QEMU and its forwarders are gone
 
 
 def test_hostile_console_output_is_bounded_and_escaped(

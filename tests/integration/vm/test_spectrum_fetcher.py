@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,20 +21,26 @@ from airlock.errors import FetchError
 from airlock.events import ListReporter
 from airlock.release.serve import Server
 from tests.integration.vm.conftest import write_release
-from tests.integration.vm.spectrum_world import World, processes_mentioning, spectrum_world
+from tests.integration.vm.spectrum_world import World, spectrum_world
 from tests.integration.vm.test_qemu_fetcher import DOWNLOADER
+from tests.support import leaks
 
 pytestmark = [pytest.mark.s6]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, new_processes: Callable[[], set[int]]) -> Iterator[World]:
     with spectrum_world(tmp_path) as w:
         yield w
     # Cleanup verified: no process of the world survives and nothing is mounted.
-    assert processes_mentioning(str(tmp_path)) == []
+    assert new_processes() == set()
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(tmp_path) not in mounts
+
+
+def _guests() -> set[int]:
+    """The stand-in guest's program (``tail -f``) anywhere below this test (s6 runs it)."""
+    return {p for p in leaks.descendants(os.getpid()) if leaks.exe_name(p) == "tail"}
 
 
 def _request(world: World, timeout_s: float = 30) -> FetchRequest:
@@ -85,19 +92,19 @@ def test_naive_svwait_after_vm_start_misses_the_quick_guest(world: World) -> Non
 
 
 def test_guest_that_never_powers_off_is_stopped_at_the_timeout(world: World) -> None:
-    world.set_guest(f"echo started > {world.fs}/updates/started\nexec sleep 3600")
+    world.set_guest(f"echo started > {world.fs}/updates/started\nexec tail -f /dev/null")
     world.wait_up()
     with pytest.raises(FetchError) as info:
         SpectrumFetcher(world.config()).fetch(_request(world, timeout_s=4), ListReporter())
     assert info.value.code == "fetch.timeout"
     assert (world.share / "started").exists()
     assert world.vm_mounts() == [str(world.fs)]
-    assert not [p for p in processes_mentioning("sleep 3600")]
+    assert _guests() == set()
     world.wait_up()  # the VMM is idle again
 
 
 def test_failing_vm_stop_falls_back_to_the_supervisor(world: World, tmp_path: Path) -> None:
-    world.set_guest("exec sleep 3600")
+    world.set_guest("exec tail -f /dev/null")
     broken = tmp_path / "vm-stop-broken"
     broken.write_text("#!/bin/sh\nexit 1\n")
     broken.chmod(0o755)
@@ -106,7 +113,7 @@ def test_failing_vm_stop_falls_back_to_the_supervisor(world: World, tmp_path: Pa
     with pytest.raises(FetchError) as info:
         fetcher.fetch(_request(world, timeout_s=3), ListReporter())
     assert info.value.code == "fetch.timeout"
-    assert not [p for p in processes_mentioning("sleep 3600")]
+    assert _guests() == set()
     assert world.vm_mounts() == [str(world.fs)]
     world.wait_up()  # restored with s6-svc -u
 
@@ -115,7 +122,7 @@ def test_vmm_service_down_is_refused_before_anything_is_mounted(world: World) ->
     subprocess.run(["s6-svc", "-d", world.service], check=True)
     time.sleep(0.5)
     with pytest.raises(FetchError) as info:
-        SpectrumFetcher(world.config()).fetch(_request(world), ListReporter())
+        SpectrumFetcher(world.config(stop_timeout_s=2)).fetch(_request(world), ListReporter())
     assert info.value.code == "fetch.vmm"
     assert world.vm_mounts() == [str(world.fs)]
 
@@ -159,4 +166,4 @@ def test_spectrum_protocol_with_a_real_qemu_guest_as_the_vmm(
     for name, digest in sums.items():
         assert hashlib.sha256((world.share / name).read_bytes()).hexdigest() == digest
     assert world.vm_mounts() == [str(world.fs)]
-    assert [p for p in processes_mentioning("qemu-system") if str(world.root) in p] == []
+    assert not [p for p in leaks.descendants(os.getpid()) if "qemu" in leaks.exe_name(p)]

@@ -49,7 +49,7 @@ def files(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        (("airlock", "up"), ["update"]),
+        (("airlock", "up"), ["update", "updates-dir-check"]),
         (("airlock", "con"), ["config"]),
         (("airlock", "config", ""), ["show"]),
         (("airlock", "version-compare", "--s"), ["--strict"]),
@@ -86,7 +86,7 @@ def _zsh(cwd: Path, line: str) -> set[str]:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("airlock up", {"update"}),
+        ("airlock up", {"update", "updates-dir-check"}),
         ("airlock config ", {"show"}),
         ("airlock update --fetcher ", {"sandbox", "qemu", "spectrum"}),
         ("airlock update --config ", {"host.toml", "staging"}),

@@ -27,12 +27,26 @@ def test_update_needs_a_staging_dir() -> None:
     assert _airlock("update").returncode == 2
 
 
-def test_spectrum_and_config_are_exclusive(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("")
-    out = _airlock("update", "--spectrum", "--config", str(cfg), str(tmp_path))
-    assert out.returncode == 2
-    assert "mutually exclusive" in out.stderr
+def test_spectrum_update_waits_for_the_lock_unless_its_config_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    out = _airlock("config", "show", "--spectrum")
+    assert out.returncode == 0, out.stderr
+    assert "wait = true  # spectrum-update" in out.stdout.splitlines()
+    plain = _airlock("config", "show")
+    assert "wait = false  # default" in plain.stdout.splitlines()
+    cfg = tmp_path / "host.toml"
+    cfg.write_text("[lock]\nwait = false\n[fetcher]\ntimeout_s = 60\n")
+    out = _airlock("config", "show", "--spectrum", "--config", str(cfg))
+    lines = out.stdout.splitlines()
+    assert "wait = false  # file" in lines
+    assert "timeout_s = 60.0  # file" in lines
+
+
+def test_the_state_lives_in_the_staging_directory_by_default() -> None:
+    out = _airlock("config", "show", "--spectrum")
+    assert "# path is not set  # default" in out.stdout.splitlines()
+    assert "state.json in the staging directory" in out.stdout
 
 
 def test_bad_config_exits_3_with_one_line(tmp_path: Path) -> None:

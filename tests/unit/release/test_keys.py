@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airlock.backends import openpgp
+from airlock.backends.openpgp import gpg
 from airlock.errors import ConfigError, UsageError
 from airlock.release import armor, keygen, pubring
 from tests.support.releases import SigningKey
@@ -50,13 +51,8 @@ def test_pubring_refuses_duplicates_and_trailing_garbage(key: SigningKey) -> Non
 
 
 def test_pubring_refuses_signature_first(tmp_path: Path, key: SigningKey) -> None:
-    sig = subprocess.run(
-        ["gpg", "--homedir", str(key.gnupghome), "--batch", "--detach-sign"],
-        input=b"x",
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    # Through airlock.proc: gpg's agent ends with gpg instead of outliving the test.
+    sig = gpg.sign(b"x", gnupghome=key.gnupghome, signer=None, armor=False)
     with pytest.raises(ConfigError, match="first packet"):
         pubring.parse(sig)
 

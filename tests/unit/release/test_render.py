@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from airlock import proc
 from airlock.errors import ConfigError, UsageError
 from airlock.formats import definitions, pattern
 from airlock.release import render
@@ -192,8 +193,9 @@ def test_armoured_key_refused(tmp_path: Path, key: SigningKey) -> None:
 
 def test_secret_key_refused(tmp_path: Path, key: SigningKey) -> None:
     secret = tmp_path / "secret.gpg"
+    # Through airlock.proc, so the agent gpg starts ends with it.
     secret.write_bytes(
-        subprocess.run(
+        proc.run(
             [
                 "gpg",
                 "--homedir",
@@ -206,8 +208,6 @@ def test_secret_key_refused(tmp_path: Path, key: SigningKey) -> None:
                 "--export-secret-keys",
                 key.fingerprint,
             ],
-            capture_output=True,
-            check=True,
             timeout=60,
         ).stdout
     )

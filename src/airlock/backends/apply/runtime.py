@@ -2,14 +2,14 @@
 """Locate systemd-sysupdate 257 and run it in a throwaway private mount namespace.
 
 Trusts: the runtime root (``$AIRLOCK_CACHE/trixie``, built by ``scripts/make-runtime.sh``), the
-caller's ``Bind`` list and environment.  Every run gets a fresh mount namespace
-(``unshare --mount --propagation private --fork --kill-child``) in which ``enter.py`` mounts
-``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the caller's
-binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the notify
-socket's directory, then chroots and execs sysupdate.  The chroot is an overlay whose lower layer
-is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
+caller's ``Bind`` list and environment. Every run gets a fresh mount namespace (``unshare --mount
+--propagation private``, inside the PID namespace proc gives every child) in which ``enter.py``
+mounts ``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the
+caller's binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the
+notify socket's directory, then chroots and execs sysupdate. The chroot is an overlay whose lower
+layer is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
 sysupdate writes to its own root) live only for the run, so the shared root is never modified and
-concurrent runs cannot see each other.  Nothing is mounted on the host: when the namespace's last
+concurrent runs cannot see each other. Nothing is mounted on the host: when the namespace's last
 process exits, its mounts go with it.
 
 sd_notify messages (``X_SYSUPDATE_PROGRESS=``, ``STATUS=``, …) arrive on a host-side AF_UNIX
@@ -42,6 +42,8 @@ from airlock.text import tail
 logger = logging.getLogger(__name__)
 
 SYSUPDATE = "/usr/lib/systemd/systemd-sysupdate"
+CHROOT = "/usr/sbin/chroot"
+UNSHARE = "/usr/bin/unshare"
 MIN_VERSION = 257
 NOTIFY_DIR = "/run/airlock-notify"
 MAX_NOTIFY_BYTES = 4096
@@ -58,15 +60,12 @@ class Bind:
     source: Path
     target: str
     read_only: bool
-    # The host's own sysupdate only: skip the bind when the target does not exist (a keyring
-    # path sysupdate would not find cannot be read, so there is nothing to cover).
-    if_present: bool = False
 
 
 def _major(binary: Path, *, chroot: Path | None) -> int | None:
     argv: list[str | os.PathLike[str]] = [binary, "--version"]
     if chroot is not None:
-        argv = ["chroot", chroot, SYSUPDATE, "--version"]
+        argv = [CHROOT, chroot, SYSUPDATE, "--version"]
     try:
         res = proc.run(argv, timeout=30)
     except AirlockError:
@@ -102,29 +101,6 @@ def locate(cache: Path | None = None) -> Runtime:
     return Runtime(root=root, version=v)
 
 
-HOST_MOUNT_POINTS = "/run/"
-
-
-def _missing(target: str) -> list[str]:
-    """``target`` and its missing parents below ``/run``, outermost first."""
-    out = []
-    path = PurePosixPath(target)
-    while os.fspath(path).startswith(HOST_MOUNT_POINTS) and not os.path.lexists(path):
-        out.append(os.fspath(path))
-        path = path.parent
-    return out[::-1]
-
-
-def _remove_mount_points(created: Sequence[str]) -> None:
-    """Remove the empty mount points a host run created (innermost first); a busy one stays."""
-    for path in reversed(created):
-        with contextlib.suppress(OSError):
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.rmdir(path)
-            else:
-                os.unlink(path)
-
-
 def _check_target(target: str) -> str:
     p = PurePosixPath(target)
     if not p.is_absolute() or ".." in p.parts or str(p) != target or target == "/":
@@ -140,6 +116,16 @@ def parse_notify(raw: bytes) -> dict[str, str]:
         if sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
             out[key] = value
     return out
+
+
+def _bind_anywhere(sock: socket.socket, directory: Path, name: str) -> None:
+    """Bind ``sock`` to ``directory/name`` even if that path is longer than ``sun_path`` allows
+    (a run's temporary directory is under the staging directory): through ``/proc/self/fd``."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -168,7 +154,7 @@ def _notify_socket(notify: Notify | None) -> Iterator[Path]:
 
     thread = threading.Thread(target=pump, name="sysupdate-notify", daemon=True)
     try:
-        sock.bind(os.fspath(sock_dir / "notify"))
+        _bind_anywhere(sock, sock_dir, "notify")
         sock.settimeout(0.1)
         thread.start()
         yield sock_dir
@@ -192,32 +178,11 @@ class Runtime:
         """True for the trixie runtime."""
         return self.root != Path("/")
 
-    def _check_binds(self, binds: Sequence[Bind]) -> tuple[tuple[Bind, ...], tuple[str, ...]]:
-        """The binds to make and, for the host's sysupdate, the mount points to create.
-
-        In the runtime root every mount point is made in the run's throwaway overlay.  With the
-        host's own sysupdate a missing target is created only below ``/run`` (airlock's own
-        ``/run/airlock/…`` and the snapshot's mount point, as Spectrum's update script does);
-        anywhere else it is an error, so nothing is ever created in ``/etc`` or ``/usr``.
-        """
-        used: list[Bind] = []
-        created: list[str] = []
+    def _check_binds(self, binds: Sequence[Bind]) -> None:
         for b in binds:
-            target = _check_target(b.target)
+            _check_target(b.target)
             if not os.path.exists(b.source):
                 raise HostError(f"Bind source {b.source} does not exist", code="host.sysupdate")
-            if not self.chrooted and not os.path.lexists(target):
-                if b.if_present:
-                    continue
-                if not target.startswith(HOST_MOUNT_POINTS):
-                    raise HostError(
-                        f"Bind target {target} does not exist (the host's systemd-sysupdate "
-                        f"gets mount points created only below {HOST_MOUNT_POINTS})",
-                        code="host.sysupdate",
-                    )
-                created += _missing(target)
-            used.append(b)
-        return tuple(used), tuple(dict.fromkeys(created))
 
     def run(
         self,
@@ -236,18 +201,21 @@ class Runtime:
         Raises:
             HostError: bad binds, setup failure, timeout (``CommandTimedOut``).
         """
-        binds, created = self._check_binds(binds)
+        self._check_binds(binds)
         scratch = Path(tempfile.mkdtemp(prefix="airlock-sysupdate-"))
         try:
             with _notify_socket(notify) as sock_dir:
+                # In the runtime the socket is bound at a short path; on a host with
+                # sysupdate >= 257 its real path must fit sun_path (108 bytes) or sysupdate
+                # reports no progress (it ignores the failure and installs all the same).
                 notify_dir = NOTIFY_DIR if self.chrooted else os.fspath(sock_dir)
                 notify_path = notify_dir + "/notify"
                 spec = {
                     "root": os.fspath(self.root),
                     "binary": SYSUPDATE,
                     "args": ["--no-pager", *args],
-                    # sysupdate is PID 1 of its PID namespace, where systemd logs to /dev/kmsg by
-                    # default: the host's kernel log, and nothing on the stderr we report.
+                    # In a PID namespace systemd may log to /dev/kmsg by default: the host's
+                    # kernel log, and nothing on the stderr we report.
                     "env": proc.base_env(
                         {
                             "SYSTEMD_LOG_TARGET": "console",
@@ -268,21 +236,14 @@ class Runtime:
                     ],
                 }
                 res = proc.run(
-                    # setpriv --pdeathsig: if airlock itself is killed (even SIGKILL), unshare
-                    # dies with it; --kill-child then kills sysupdate, the init of a new PID
-                    # namespace, and with it the kernel kills every callout (systemd-pull,
-                    # systemd-import): no orphan keeps writing after the lock is gone.
+                    # proc's guard gives the run its own PID namespace that dies with airlock
+                    # (even on SIGKILL), so sysupdate and its callouts (systemd-pull,
+                    # systemd-import) never outlive the lock (ADR 0003, ADR 0005).
                     [
-                        "setpriv",
-                        "--pdeathsig",
-                        "KILL",
-                        "unshare",
+                        UNSHARE,
                         "--mount",
-                        "--pid",
                         "--propagation",
                         "private",
-                        "--fork",
-                        "--kill-child",
                         "--",
                         sys.executable,
                         "-I",
@@ -293,11 +254,11 @@ class Runtime:
                     timeout=timeout,
                     check=False,
                     max_output=4 << 20,
+                    scratch=(scratch, sock_dir),  # removed even if airlock is killed
                 )
         finally:
             # only ever a mount point inside the dead namespace: empty on the host
             shutil.rmtree(scratch, ignore_errors=True)
-            _remove_mount_points(created)
         if res.returncode == 125:
             raise HostError(
                 f"Setting up the sysupdate namespace failed: {tail(res.stderr)}",

@@ -2,16 +2,18 @@
 """systemd-sysupdate 257 verbs (``SysupdateApplier``) and the pipeline's applier on top of them.
 
 ``SysupdateApplier`` only assembles the invocation; ``runtime.Runtime.run`` does the isolation.
-Every invocation:
+Every invocation passes ``--definitions=`` (so nothing in ``/etc/sysupdate.d`` of the runtime can
+leak in) and, when ``keyring`` is given, puts it read-only over ``/etc/systemd/import-pubring.gpg``
+and over ``/usr/lib/systemd/import-pubring.gpg`` when that exists: sysupdate 257 silently falls
+back to the vendor keyring when the first is missing (threat C6), and trixie ships one.
 
-* binds the transfer definitions read-only at ``/run/airlock/definitions`` and passes
-  ``--definitions=`` (so nothing in the runtime's ``/etc/sysupdate.d`` can leak in);
-* when ``keyring`` is given, binds it read-only over **both** ``/etc/systemd/import-pubring.gpg``
-  and ``/usr/lib/systemd/import-pubring.gpg``: sysupdate 257 silently falls back to the vendor
-  keyring when the first is missing (threat C6), and trixie ships one; with the host's own
-  sysupdate (no runtime root), over those of the two that exist: a missing one is not read;
-* when ``esp`` is given, binds it writable at ``/run/airlock/esp`` and sets ``SYSTEMD_ESP_PATH``;
-* adds the caller's extra binds (sources, targets, image files) unchanged.
+In the trixie runtime (a chroot) the definitions are bound at ``/run/airlock/definitions``, the ESP
+at ``/run/airlock/esp`` (``SYSTEMD_ESP_PATH``), and the caller's extra binds (sources, targets,
+image files) are added unchanged.  With the host's own sysupdate (Spectrum's
+``/usr/lib/systemd/systemd-sysupdate``) every path is already where it is, so only what must
+*replace* something is bound: the keyring where it is not already the file sysupdate reads, and
+the caller's binds; nothing is created on the host's (read-only) ``/usr`` or ``/etc``
+(``enter.py`` makes a mount point in a private writable view when one is missing).
 
 Trusts its caller (the host pipeline) for every argument; the versions that come back from
 ``list``/``check-new`` derive from untrusted file names and are returned raw: display them with
@@ -23,9 +25,11 @@ settings, its definitions, keyring and os-release, and the snapshot bound read-o
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,24 +59,43 @@ class Invocation:
     binds: tuple[Bind, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
 
-    def all_binds(self) -> tuple[Bind, ...]:
-        """The binds ``Runtime.run`` needs for this invocation."""
-        out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
+    def definitions_arg(self, *, host: bool = False) -> str:
+        """``--definitions=`` as sysupdate sees the directory (bound unless ``host``)."""
+        return f"--definitions={os.fspath(self.definitions.absolute()) if host else DEFINITIONS}"
+
+    def all_binds(self, *, host: bool = False) -> tuple[Bind, ...]:
+        """The binds ``Runtime.run`` needs (``host``: the host's own sysupdate, no chroot)."""
+        if not host:
+            out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
+            if self.keyring is not None:
+                out += [
+                    Bind(source=self.keyring, target=t, read_only=True) for t in KEYRING_TARGETS
+                ]
+            if self.esp is not None:
+                out.append(Bind(source=self.esp, target=ESP, read_only=False))
+            return (*out, *self.binds)
+        out = []
         if self.keyring is not None:
-            out += [
-                Bind(source=self.keyring, target=t, read_only=True, if_present=True)
-                for t in KEYRING_TARGETS
-            ]
-        if self.esp is not None:
-            out.append(Bind(source=self.esp, target=ESP, read_only=False))
+            etc, vendor = KEYRING_TARGETS
+            if not _same_file(self.keyring, etc):
+                out.append(Bind(source=self.keyring, target=etc, read_only=True))
+            if os.path.exists(vendor) and not _same_file(self.keyring, vendor):
+                out.append(Bind(source=self.keyring, target=vendor, read_only=True))
         return (*out, *self.binds)
 
-    def all_env(self) -> dict[str, str]:
-        """The environment for sysupdate (``SYSTEMD_ESP_PATH`` when an ESP is bound)."""
+    def all_env(self, *, host: bool = False) -> dict[str, str]:
+        """The environment for sysupdate (``SYSTEMD_ESP_PATH`` when an ESP is given)."""
         env = dict(self.env)
         if self.esp is not None:
-            env["SYSTEMD_ESP_PATH"] = ESP
+            env["SYSTEMD_ESP_PATH"] = os.fspath(self.esp.absolute()) if host else ESP
         return env
+
+
+def _same_file(a: Path, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def parse_listing(res: proc.Completed) -> Listing:
@@ -112,10 +135,11 @@ class SysupdateApplier:
     def _run(
         self, inv: Invocation, args: Sequence[str], *, timeout: float, notify: Notify | None = None
     ) -> proc.Completed:
+        host = not self.runtime.chrooted
         return self.runtime.run(
-            [f"--definitions={DEFINITIONS}", *args],
-            binds=inv.all_binds(),
-            env=inv.all_env(),
+            [inv.definitions_arg(host=host), *args],
+            binds=inv.all_binds(host=host),
+            env=inv.all_env(host=host),
             timeout=timeout,
             notify=notify,
         )
@@ -166,6 +190,31 @@ class SysupdateApplier:
 
 
 OS_RELEASE_TARGET = "/usr/lib/os-release"
+OS_RELEASE_HOST = "/etc/os-release"
+
+
+def _mount_point(path: Path) -> None:
+    """Create ``path`` 0700 if missing (Spectrum's ``mkdir -p -m 0700 /run/updater``).
+
+    Raises:
+        HostError: ``host.mount-point`` when it cannot be made or is not a plain directory.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.ENOENT):
+            raise HostError(
+                f"Failed to create {os.fspath(path)}: {exc.strerror}", code="host.mount-point"
+            ) from exc
+        return  # a read-only parent: enter.py makes the mount point in a private view
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise HostError(
+            f"Refusing mount point {os.fspath(path)}: not a directory of ours",
+            code="host.mount-point",
+        )
 
 
 class SysupdateHostApplier:
@@ -199,8 +248,17 @@ class SysupdateHostApplier:
 
     def _invocation(self, snapshot: Path | None) -> Invocation:
         cfg = self._config
-        binds = [Bind(source=self._os_release, target=OS_RELEASE_TARGET, read_only=True)]
-        binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.binds]
+        binds = []
+        if not self._sysupdate.runtime.chrooted:
+            # The host's own sysupdate already sees the disks, the ESP and (usually) its
+            # os-release where they are; Spectrum makes /run/updater 0700 (spectrum-step-1).
+            if not _same_file(self._os_release, OS_RELEASE_HOST):
+                binds.append(Bind(source=self._os_release, target=OS_RELEASE_HOST, read_only=True))
+            if snapshot is not None:
+                _mount_point(Path(cfg.mount_point))
+        else:
+            binds.append(Bind(source=self._os_release, target=OS_RELEASE_TARGET, read_only=True))
+            binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in cfg.binds]
         if snapshot is not None:
             binds.append(Bind(source=snapshot, target=cfg.mount_point, read_only=True))
         return Invocation(

@@ -16,8 +16,9 @@ host gives the guest, and nothing more:
 
 Trust: the guest is hostile.  Its console output goes through a bounded reader into the log file and
 only escaped tails reach messages; its reported exit status is a hint.  QEMU runs with
-``-sandbox on`` (seccomp), is waited for with a timeout, and its whole process group (the
-per-connection forwarders included) is killed on every exit path.  KVM is used only when a probe
+``-sandbox on`` (seccomp), is waited for with a timeout, and runs under ``proc``'s guard: QEMU and
+the per-connection forwarders are killed on every exit path, and die with airlock if airlock is
+killed (ADR 0005), as do the boot files the guard removes.  KVM is used only when a probe
 boot with KVM really reaches the guest's init; otherwise TCG.
 """
 
@@ -31,7 +32,6 @@ import re
 import shlex
 import shutil
 import tempfile
-import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -41,6 +41,7 @@ from typing import ClassVar
 
 from airlock import proc, settings
 from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.drain import Drain
 from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.layout import Layout
@@ -160,7 +161,8 @@ class QemuFetcher:
         if accel is Accel.TCG:
             reporter.emit(Notice(message="update VM runs under TCG (no KVM)", step=Step.FETCH))
         start = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="airlock-qemu-") as tmp:
+        # The guard removes it too if airlock is killed while QEMU runs.
+        with tempfile.TemporaryDirectory(prefix="airlock-qemu-", ignore_cleanup_errors=True) as tmp:
             work = Path(tmp)
             _prepare_boot(work, request, route)
             argv = [
@@ -172,7 +174,7 @@ class QemuFetcher:
                 *_virtfs("airlock-updates", request.share, readonly=False),
                 *_netdev(cfg, route),
             ]
-            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes)
+            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes, scratch=work)
         duration = time.monotonic() - start
         detail = _console_tail(console_tail)
         if status is None:
@@ -390,39 +392,8 @@ def _console_tail(data: bytes) -> str:
     return tail(b"\n".join(lines[-3:]))
 
 
-class _Console:
-    """Bounded capture of the guest's console: the first ``max_bytes`` to the log, a tail kept."""
-
-    def __init__(self, fd: int, log_path: Path | None, max_bytes: int) -> None:
-        self._fd, self._max = fd, max_bytes
-        try:
-            self._log = open(log_path, "wb") if log_path is not None else None
-        except OSError as exc:
-            raise HostError(
-                f"Failed to open the VM log {log_path}: {exc.strerror}", code="host.log"
-            ) from exc
-        self.tail = b""
-        self.total = 0
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        while chunk := os.read(self._fd, 65536):
-            if self._log is not None and self.total < self._max:
-                self._log.write(chunk[: self._max - self.total])
-                if self.total + len(chunk) >= self._max:
-                    self._log.write(b"\n[airlock: console log truncated]\n")
-            self.total += len(chunk)
-            self.tail = (self.tail + chunk)[-_TAIL_BYTES:]
-
-    def close(self, timeout: float) -> None:
-        self._thread.join(timeout)
-        if self._log is not None:
-            self._log.close()
-
-
 def _run_vm(
-    argv: Sequence[str], request: FetchRequest, max_log_bytes: int
+    argv: Sequence[str], request: FetchRequest, max_log_bytes: int, *, scratch: Path
 ) -> tuple[int | None, bytes]:
     """Run QEMU to power-off or the timeout; return the guest's reported status and console tail.
 
@@ -433,9 +404,17 @@ def _run_vm(
     console = errors = None
     returncode: int | None = None
     try:
-        console = _Console(fds[0], request.log_path, max_log_bytes)
-        errors = _Console(fds[2], None, 0)
-        with proc.spawn(argv, stdout=fds[1], stderr=fds[3]) as vm:
+        fd, fds[0] = fds[0], -1  # a Drain owns its fd from here on, even if it fails
+        console = Drain(
+            fd,
+            tail=_TAIL_BYTES,
+            log_path=request.log_path,
+            log_limit=max_log_bytes,
+            marker=b"\n[airlock: console log truncated]\n",
+        )
+        fd, fds[2] = fds[2], -1
+        errors = Drain(fd, tail=_TAIL_BYTES)
+        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=(scratch,)) as vm:
             for i in (1, 3):  # only QEMU (and its forwarders) hold the write ends now
                 os.close(fds[i])
                 fds[i] = -1
@@ -443,15 +422,13 @@ def _run_vm(
             if returncode is None:
                 proc.kill(vm)
     finally:
-        # QEMU's whole process group is gone when spawn() returns: the readers see EOF.
-        for i in (1, 3):
-            if fds[i] >= 0:
-                os.close(fds[i])
+        # QEMU and everything it started are gone when spawn() returns: the readers see EOF.
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
         for reader in (console, errors):
             if reader is not None:
                 reader.close(timeout=proc.GRACE_S)
-        for i in (0, 2):
-            os.close(fds[i])
     if returncode is None:
         raise FetchError(
             f"Failed to fetch: the update VM did not power off within {request.timeout_s:g} s and "

@@ -9,11 +9,12 @@ read-only at ``<root>/etc`` and the share writable at ``<root>/updates`` — the
 path.  With ``netns`` set it runs inside that existing network namespace (``ip netns exec``), so a
 test server on its loopback is reachable; otherwise it has no network at all.
 
-At the timeout the whole process group is killed; since the payload runs in its own PID namespace
-with ``--die-with-parent``, killing bubblewrap kills every process of the sandbox.  Afterwards we
-check that no process of that PID namespace survives (and kill stragglers), so when ``fetch``
-returns nothing can write into the share any more.  The payload's output is untrusted: only an
-escaped, bounded tail is kept.
+bubblewrap runs under ``proc``'s guard, in a PID namespace that ends before ``spawn`` returns and
+that dies with airlock, even on SIGKILL (ADR 0005): at the timeout, or when airlock is killed, every
+process of the sandbox is gone, so when ``fetch`` returns nothing can write into the share any more.
+Only for an unprivileged caller (no PID namespace of proc's) are the processes of bubblewrap's own
+PID namespace looked up and killed afterwards. The payload's output is untrusted: only an escaped,
+bounded tail is kept.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from airlock import proc, settings
+from airlock import pids, proc, settings
 from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.drain import Drain
 from airlock.errors import ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.settings import PATH, list_of, matching, optional, setting
@@ -96,19 +97,6 @@ class SandboxConfig:
     ro_binds: tuple[Path, ...] = setting(
         (), kind=list_of(PATH), help="host paths made visible read-only at the same place"
     )
-
-
-def _drain(fd: int, log_path: Path | None, keep: bytearray) -> None:
-    written = 0
-    with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(log_path, "wb")) if log_path else None
-        while chunk := os.read(fd, 65536):
-            keep += chunk
-            del keep[:-_TAIL_BYTES]
-            if log is not None and written < MAX_LOG_BYTES:
-                log.write(chunk[: MAX_LOG_BYTES - written])
-                written += len(chunk)
-    os.close(fd)
 
 
 def _pid_ns(pid: int) -> str | None:
@@ -202,11 +190,10 @@ class SandboxFetcher:
             raise FetchError("No fetch command configured", code="fetch.config")
         info_r, info_w = os.pipe()
         out_r, out_w = os.pipe()
-        keep = bytearray()
+        output = Drain(out_r, tail=_TAIL_BYTES, log_path=request.log_path, log_limit=MAX_LOG_BYTES)
         start = time.monotonic()
         ns: str | None = None
         status: int | None = None
-        drain = threading.Thread(target=_drain, args=(out_r, request.log_path, keep), daemon=True)
         try:
             with proc.spawn(
                 self.argv(request, info_w), stdout=out_w, stderr=out_w, pass_fds=(info_w,)
@@ -215,8 +202,12 @@ class SandboxFetcher:
                 info_w = -1
                 os.close(out_w)
                 out_w = -1
-                drain.start()
                 ns = self._read_info(info_r)
+                if child.contained:
+                    # bubblewrap runs inside proc's PID namespace (its pids are not ours to
+                    # look up), and that namespace ends, with every sandbox process, before
+                    # spawn() returns.
+                    ns = None
                 status = proc.wait(child, timeout=max(0.0, request.timeout_s))
                 if status is None:
                     reporter.emit(
@@ -234,12 +225,9 @@ class SandboxFetcher:
                         os.close(fd)
             if ns is not None:
                 self._ensure_gone(ns)
-            if drain.ident is not None:
-                drain.join(timeout=_REAP_S)
-            else:
-                os.close(out_r)
+            output.close(timeout=_REAP_S)
         duration = time.monotonic() - start
-        log_tail = tail(bytes(keep))
+        log_tail = tail(output.tail)
         if status is None:
             raise FetchError(
                 f"The fetcher did not finish within {request.timeout_s:g} s and was" " killed",
@@ -269,12 +257,18 @@ class SandboxFetcher:
 
     @staticmethod
     def _ensure_gone(ns: str) -> None:
+        if pids.frame() is None or ns == _pid_ns(os.getpid()):
+            # /proc is not ours to read pids from, or bubblewrap named our own namespace
+            # (that would be everyone): never reap on such a basis.
+            raise HostError(
+                "Refusing to reap by pids this /proc does not show", code="host.sandbox"
+            )
         deadline = time.monotonic() + _REAP_S
-        while pids := pids_in_ns(ns):
-            for pid in pids:
+        while left := pids_in_ns(ns):
+            for pid in left:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             if time.monotonic() > deadline:
-                raise HostError(f"Sandbox processes survived killing: {pids}", code="host.sandbox")
+                raise HostError(f"Sandbox processes survived killing: {left}", code="host.sandbox")
             time.sleep(0.05)
         logger.debug("sandbox pid namespace %s is empty", ns)

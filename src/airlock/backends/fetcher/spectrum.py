@@ -19,7 +19,11 @@ Steps, each from config so tests can point them at a test root:
    place (its child signals us), so a guest that finishes before ``vm-start`` returns is still seen;
 5. at the timeout, ``vm-stop <id>`` (then ``s6-svc -d`` as a last resort), each again subscribed
    before it is sent; afterwards the VMM process that ran the guest must be gone;
-6. unmount the share on every exit path.
+6. unmount the share on every exit path;
+7. from before the bind until the unmount, a teardown guard (``proc.teardown_guard``) stands by:
+   the VM is s6's, not our child, so if airlock dies (SIGKILL included) the guard runs
+   ``vm-stop`` (or ``s6-svc -d``) and the unmount; the run record lets the next run do it again
+   (ADR 0005).
 
 Trusted: the host config and the s6/util-linux tools.  Untrusted: anything the VM wrote, including
 its serial log (only an escaped tail is kept).  Failures raise ``FetchError`` (the VM could not be
@@ -142,22 +146,25 @@ class SpectrumFetcher:
         provide_config(request.config_dir, vm.etc)
         vmm_pid = self._vmm_pid(vm)
         start = time.monotonic()
-        self._nsenter(vm, [cfg.umount, "--", vm.updates], check=False)  # design step 10
-        self._nsenter(vm, [cfg.mount, "--bind", "--", request.share, vm.updates])
-        try:
-            finished = self._listen_down(vm, cfg.vm_start, request.timeout_s, "start")
-            if not finished:
-                reporter.emit(
-                    Notice(
-                        message=f"update VM did not power off within {request.timeout_s:g} s; "
-                        "stopping it",
-                        step=Step.FETCH,
+        # If airlock dies from here on (even by SIGKILL), the guard stops the VM and unbinds the
+        # share; the run record lets the next run do the same if the guard died too (ADR 0005).
+        with proc.teardown_guard(self.teardown(vm)):
+            self._nsenter(vm, [cfg.umount, "--", vm.updates], check=False)  # design step 10
+            self._nsenter(vm, [cfg.mount, "--bind", "--", request.share, vm.updates])
+            try:
+                finished = self._listen_down(vm, cfg.vm_start, request.timeout_s, "start")
+                if not finished:
+                    reporter.emit(
+                        Notice(
+                            message=f"update VM did not power off within {request.timeout_s:g} "
+                            "s; stopping it",
+                            step=Step.FETCH,
+                        )
                     )
-                )
-                self._stop(vm)
-            self._check_gone(vm, vmm_pid)
-        finally:
-            self._nsenter(vm, [cfg.umount, "--", vm.updates])
+                    self._stop(vm)
+                self._check_gone(vm, vmm_pid)
+            finally:
+                self._nsenter(vm, [cfg.umount, "--", vm.updates])
         duration = time.monotonic() - start
         log_tail = _serial_tail(vm.serial, request.log_path)
         if not finished:
@@ -180,24 +187,80 @@ class SpectrumFetcher:
             *argv,
         ]
         try:
-            proc.run(full, timeout=_TOOL_TIMEOUT_S, check=check)
+            # In our own mount namespace: the VM's namespace file is a bind mount that the copy
+            # a child would otherwise get cannot be entered (setns: EINVAL).
+            proc.run(full, timeout=_TOOL_TIMEOUT_S, check=check, share_mounts=True)
         except (CommandFailed, CommandTimedOut) as exc:
             raise HostError(
                 f"Failed to run in the VM's mount namespace: {exc.message}", code="host.vm-mount"
             ) from exc
 
+    def teardown(self, vm: VmPaths) -> list[proc.Teardown]:
+        """What stops the VM and unbinds the share if airlock dies while it may run.
+
+        ``vm-stop`` under ``s6-svlisten1 -D`` (subscribed first, so it succeeds only once the VMM
+        is really down), the supervisor's own ``down`` as the fallback (then an idle VMM back up),
+        and the unmount in the VM's mount namespace (lazily if it is busy).
+        """
+        cfg = self.config
+        wait = cfg.stop_timeout_s + cfg.command_timeout_s
+        listen = (
+            os.fspath(cfg.s6_svlisten1),
+            "-D",
+            "-t",
+            str(max(1, int(cfg.stop_timeout_s * 1000))),
+            os.fspath(vm.service),
+        )
+        ns = (os.fspath(cfg.nsenter), f"--mount={vm.ns_mnt}", "--", os.fspath(cfg.umount))
+        steps = [
+            proc.Teardown(argv=(*listen, *cfg.vm_stop, vm.vm_id), timeout_s=wait),
+            proc.Teardown(
+                argv=(*listen, os.fspath(cfg.s6_svc), "-d", os.fspath(vm.service)),
+                timeout_s=wait,
+                when="failed",
+            ),
+        ]
+        if cfg.restore_vmm:
+            steps.append(
+                proc.Teardown(
+                    argv=(os.fspath(cfg.s6_svc), "-u", os.fspath(vm.service)),
+                    timeout_s=_TOOL_TIMEOUT_S,
+                    when="ok",
+                    critical=False,
+                )
+            )
+        for options, when in (((), "always"), (("--lazy",), "failed")):
+            steps.append(
+                proc.Teardown(
+                    argv=(*ns, *options, "--", os.fspath(vm.updates)),
+                    timeout_s=_TOOL_TIMEOUT_S,
+                    when=when,
+                    critical=False,
+                )
+            )
+        return steps
+
     def _vmm_pid(self, vm: VmPaths) -> int:
         """The idle VMM must be up before the boot (Spectrum keeps one per VM,
-        design.md#vm-service)."""
-        try:
-            out = proc.run(
-                [self.config.s6_svstat, "-o", "up,pid", vm.service], timeout=_TOOL_TIMEOUT_S
-            ).stdout.split()
-        except HostError as exc:
-            raise FetchError(
-                f"Failed to query the VMM service of VM {vm.vm_id}: {exc.message}",
-                code="fetch.vmm",
-            ) from exc
+        design.md#vm-service).
+
+        s6 restarts a VMM that just ran a guest (or was stopped) after about a second, so a
+        service that is down is given ``stop_timeout_s`` to come back up.
+        """
+        deadline = time.monotonic() + self.config.stop_timeout_s
+        while True:
+            try:
+                out = proc.run(
+                    [self.config.s6_svstat, "-o", "up,pid", vm.service], timeout=_TOOL_TIMEOUT_S
+                ).stdout.split()
+            except HostError as exc:
+                raise FetchError(
+                    f"Failed to query the VMM service of VM {vm.vm_id}: {exc.message}",
+                    code="fetch.vmm",
+                ) from exc
+            if (len(out) == 2 and out[0] == b"true") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if len(out) != 2 or out[0] != b"true" or not out[1].isdigit():
             raise FetchError(
                 f"Failed to start VM {vm.vm_id}: its VMM service is not up",

@@ -52,6 +52,9 @@ class Staging(Protocol):
     def drop(self, snapshot: Path, names: Sequence[str]) -> int:
         """Unlink the given single-component names from the writable snapshot."""
 
+    def copy_signature(self, snapshot: Path, source: str, target: str, *, max_bytes: int) -> bool:
+        """Copy signature file ``source`` to an absent ``target`` in the writable snapshot."""
+
     def make_read_only(self, snapshot: Path) -> None:
         """Turn the snapshot into a read-only subvolume and check that it is one."""
 

@@ -165,9 +165,9 @@ class BtrfsStaging:
         count = 0
         for target in fsutil.mounts_below(path):
             try:
-                proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S)
+                proc.run([UMOUNT, "--", target], timeout=_TIMEOUT_S, share_mounts=True)
             except CommandFailed:
-                proc.run([UMOUNT, "--lazy", "--", target], timeout=_TIMEOUT_S)
+                proc.run([UMOUNT, "--lazy", "--", target], timeout=_TIMEOUT_S, share_mounts=True)
             count += 1
         return count
 
@@ -277,6 +277,48 @@ class BtrfsStaging:
                 count += 1
             os.fsync(fd)
         return count
+
+    def copy_signature(self, snapshot: Path, source: str, target: str, *, max_bytes: int) -> bool:
+        """Copy the signature file ``source`` to ``target`` in the writable snapshot.
+
+        Only when ``target`` is absent and ``source`` is a regular, singly linked file of at most
+        ``max_bytes``: the judge then verifies both (the same bytes), and systemd-sysupdate finds
+        the name it reads.  Both names are the host's constants; nothing is followed.
+
+        Returns:
+            True when the copy was made.
+        """
+        with fsutil.open_dir_nofollow(snapshot) as dir_fd:
+            try:
+                os.stat(target, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                return False
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                return False
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size > max_bytes:
+                    return False
+                data = os.pread(fd, max_bytes + 1, 0)
+            finally:
+                os.close(fd)
+            if len(data) > max_bytes:
+                return False
+            out = os.open(
+                target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd
+            )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view) :]
+                os.fsync(out)
+            finally:
+                os.close(out)
+        return True
 
     def make_read_only(self, snapshot: Path) -> None:
         """Set the btrfs ``ro`` property and read it back.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.apply import runtime
+from airlock.backends.apply import runtime, sysupdate
 from airlock.backends.apply.runtime import Bind
 from airlock.backends.apply.sysupdate import DEFINITIONS, ESP, KEYRING_TARGETS, Invocation
 from airlock.errors import HostError
@@ -47,9 +47,7 @@ def test_invocation_binds_keyring_over_both_paths(tmp_path: Path) -> None:
     )
     binds = {b.target: b for b in inv.all_binds()}
     for target in KEYRING_TARGETS:
-        assert binds[target] == Bind(
-            source=tmp_path / "k.gpg", target=target, read_only=True, if_present=True
-        )
+        assert binds[target] == Bind(source=tmp_path / "k.gpg", target=target, read_only=True)
     assert binds[DEFINITIONS].read_only
     assert not binds[ESP].read_only
     assert inv.all_env() == {"SYSTEMD_LOG_LEVEL": "debug", "SYSTEMD_ESP_PATH": ESP}
@@ -63,20 +61,25 @@ def test_locate_without_runtime(tmp_path: Path) -> None:
     assert info.value.code == "host.sysupdate"
 
 
-def test_host_sysupdate_gets_mount_points_only_below_run(tmp_path: Path) -> None:
-    # The host's own systemd-sysupdate (no runtime root): a missing mount point is created
-    # only below /run (and listed for removal), an absent keyring path is not covered, and a
-    # missing target anywhere else is refused: nothing is ever created in /etc or /usr.
-    host = runtime.Runtime(root=Path("/"), version=257)
-    src = tmp_path / "src"
-    src.mkdir()
-    token = tmp_path.name
-    below_run = Bind(source=src, target=f"/run/airlock-{token}/definitions", read_only=True)
-    absent_key = Bind(source=src, target=f"/etc/{token}.gpg", read_only=True, if_present=True)
-    used, created = host._check_binds([below_run, absent_key])
-    assert used == (below_run,)
-    assert created == (f"/run/airlock-{token}", f"/run/airlock-{token}/definitions")
-    with pytest.raises(HostError, match="only below /run"):
-        host._check_binds([Bind(source=src, target=f"/etc/{token}/x", read_only=True)])
-    chroot = runtime.Runtime(root=tmp_path, version=257)  # the runtime root: all in its overlay
-    assert chroot._check_binds([absent_key]) == ((absent_key,), ())
+@pytest.mark.parametrize("vendor_exists", [True, False])
+def test_the_host_s_own_sysupdate_gets_real_paths_and_only_replacing_binds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vendor_exists: bool
+) -> None:
+    # Spectrum's host: nothing is bound where it already is, nothing created on /usr or /etc.
+    etc, vendor = tmp_path / "etc-pubring.gpg", tmp_path / "vendor-pubring.gpg"
+    etc.write_bytes(b"host keyring")
+    if vendor_exists:
+        vendor.write_bytes(b"vendor keyring")
+    monkeypatch.setattr(sysupdate, "KEYRING_TARGETS", (str(etc), str(vendor)))
+    inv = Invocation(definitions=tmp_path / "d", keyring=etc, esp=tmp_path / "esp")
+    assert inv.definitions_arg(host=True) == f"--definitions={tmp_path / 'd'}"
+    assert inv.all_env(host=True) == {"SYSTEMD_ESP_PATH": str(tmp_path / "esp")}
+    binds = inv.all_binds(host=True)
+    # the configured keyring is the file sysupdate reads: only the vendor fallback is covered
+    assert binds == (
+        (Bind(source=etc, target=str(vendor), read_only=True),) if vendor_exists else ()
+    )
+    other = tmp_path / "other.gpg"
+    other.write_bytes(b"pinned")
+    binds = Invocation(definitions=tmp_path / "d", keyring=other).all_binds(host=True)
+    assert [b.target for b in binds] == [str(etc), *([str(vendor)] if vendor_exists else [])]

@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: MIT
+"""``Child``: a process under its guard (``guard.py``), started by ``start``.
+
+The guard reports on a unix socket whose other end only airlock holds (``started INIT ns|plain``,
+answered by ``ack`` once we hold a pidfd of the namespace's init, or ``failed ERRNO WHAT``); that
+socket is also its lifeline: closing it (airlock's death) makes the guard kill everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from airlock import pids
+from airlock.errors import HostError
+from airlock.proc.observe import Ended, Started, notify
+from airlock.proc.tools import tool
+from airlock.text import display_argv
+
+logger = logging.getLogger(__name__)
+
+GRACE_S = 3.0
+START_TIMEOUT_S = 60.0  # the guard reports its start well within this, even on a loaded machine
+GUARD = Path(__file__).with_name("guard.py")
+
+Stream = int | IO[bytes] | None
+
+
+def describe_status(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"returned non-zero exit code {returncode}"
+
+
+def guard_argv(ctl: int, mode: str, *args: str) -> list[str]:
+    return [sys.executable, "-I", "-S", os.fspath(GUARD), str(ctl), mode, *args]
+
+
+def read_report(sock: socket.socket, args: tuple[str, ...]) -> list[str]:
+    """The guard's first line.
+
+    Raises:
+        HostError: the guard died or stayed silent.
+    """
+    sock.settimeout(START_TIMEOUT_S)
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise HostError(
+            f"Failed to start {display_argv(args)}: the guard did not report ({exc})",
+            code="host.command",
+        ) from exc
+    return data.decode("ascii", "replace").split()
+
+
+class Child:
+    """A child under its guard.  ``pid`` is the guard's; the child's namespace ends with it."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        ctl: socket.socket,
+        init: int,
+        init_fd: int,
+        *,
+        contained: bool,
+    ) -> None:
+        self._popen, self._ctl, self._init_fd = popen, ctl, init_fd
+        self.guard_id = pids.identify(popen.pid) or pids.ProcessId(pid=popen.pid, start=0)
+        self.init_id = pids.identify(init)
+        self.contained = contained  # False: an unprivileged caller, no PID namespace
+
+    @property
+    def pid(self) -> int:
+        """The guard's pid (the leader of the process group everything here belongs to)."""
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The command's exit status (negative: killed by that signal), once it is known."""
+        return self._popen.returncode
+
+    def poll(self) -> int | None:
+        """The exit status if the child has finished (and left nothing behind), else ``None``."""
+        if self._popen.poll() is None:
+            return None
+        self._await_init()
+        return self._popen.returncode
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Wait up to ``timeout`` seconds; the exit status, or ``None`` if still running."""
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._await_init()
+        return self._popen.returncode
+
+    def kill(self) -> None:
+        """SIGTERM to everything here, SIGKILL after ``GRACE_S``; returns once all are gone."""
+        if self._popen.poll() is None:  # not reaped: its pid (the group's id) cannot be reused
+            self._signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout=GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._popen.wait()
+        self._await_init()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._popen.pid, sig)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(self._init_fd, sig)
+
+    def _await_init(self) -> None:
+        """The init's exit completes only once its namespace is empty; wait for that."""
+        if self._init_fd < 0:
+            return
+        if not pids.wait_gone_fd(self._init_fd, timeout_s=GRACE_S):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._init_fd, signal.SIGKILL)
+            if not pids.wait_gone_fd(self._init_fd, timeout_s=30.0):
+                logger.warning("the namespace of pid %d did not end", self._popen.pid)
+                return
+        os.close(self._init_fd)
+        self._init_fd = -1
+
+    def close(self) -> None:
+        """Stop what is left and release the guard (never before it is gone)."""
+        try:
+            self.kill()
+        finally:
+            self._ctl.close()
+            notify(Ended(guard=self.guard_id))
+
+
+def start(
+    args: tuple[str, ...],
+    *,
+    env: dict[str, str],
+    cwd: Path | None,
+    stdin: Stream,
+    stdout: Stream,
+    stderr: Stream,
+    pass_fds: Sequence[int],
+    share_mounts: bool,
+    scratch: Sequence[Path],
+) -> Child:
+    program = args[0] if os.path.isabs(args[0]) else tool(args[0])
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    required = "1" if os.geteuid() == 0 else "0"
+    mounts = "shared" if share_mounts else "own"
+    remove = [os.fspath(p.absolute()) for p in scratch]
+    try:
+        popen = subprocess.Popen(
+            [
+                *guard_argv(theirs.fileno(), "run", required, mounts, *remove, "--"),
+                program,
+                *args[1:],
+            ],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=cwd,
+            process_group=0,
+            pass_fds=(*pass_fds, theirs.fileno()),
+            close_fds=True,
+        )
+    except OSError as exc:
+        ours.close()
+        raise HostError(
+            f"Failed to start {display_argv(args)}: {exc.strerror}", code="host.command"
+        ) from exc
+    finally:
+        theirs.close()
+    try:
+        words = read_report(ours, args)
+        if len(words) == 3 and words[0] == "started" and words[1].isdigit():
+            # The guard does not reap the init before our "ack": the pid is still the init's.
+            init_fd = os.pidfd_open(int(words[1]))
+            ours.sendall(b"ack\n")
+        else:
+            init_fd = -1
+    except (HostError, OSError):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+        ours.close()
+        raise
+    if init_fd >= 0:
+        if words[2] != "ns":
+            logger.debug("no PID namespace for %s (unprivileged)", display_argv(args))
+        child = Child(popen, ours, int(words[1]), init_fd, contained=words[2] == "ns")
+        notify(Started(guard=child.guard_id, init=child.init_id))
+        return child
+    popen.wait()
+    ours.close()
+    reason = "the guard failed"
+    if len(words) == 3 and words[0] == "failed" and words[1].isdigit():
+        reason = os.strerror(int(words[1])) if int(words[1]) else "it exited"
+        if words[2] in ("unshare", "setup"):
+            reason = f"cannot set up its namespaces: {reason}"
+    raise HostError(f"Failed to start {display_argv(args)}: {reason}", code="host.command")
