@@ -359,7 +359,8 @@ def test_the_init_broadcasts_a_signal_only_as_pid_1_of_its_own_namespace() -> No
             "--",
             sys.executable,
             "-c",
-            "import os; from airlock.proc import guard; print(os.getpid(), guard.forward_target(True, 7))",
+            "import os; from airlock.proc import guard;"
+            " print(os.getpid(), guard.forward_target(True, 7))",
         ],
         capture_output=True,
         text=True,

@@ -247,9 +247,11 @@ def test_publish_accepts_spectrum_s_vm_transfer_templates_as_they_are(
         "--definitions", str(SPECTRUM_VM), "--json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    names = spectrum_names("3")
     assert sorted(os.listdir(rel)) == sorted(
-        [*spectrum_names("3"), "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
-    )
+        [*names, *(f"{n}.blocks" for n in names), "SHA256SUMS", "SHA256SUMS.gpg",
+         "SHA256SUMS.sha256.asc"]
+    )  # fmt: skip
 
 
 def test_negative_control_a_name_spectrum_s_vm_templates_do_not_match_is_refused(
