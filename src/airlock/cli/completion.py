@@ -105,12 +105,16 @@ complete -F _spectrum_update spectrum-update
 """
 
 
+def _help(command: Command) -> list[str]:
+    return ["--help"] if command.help_flag else []
+
+
 def bash(root: Command) -> str:
     """The bash completion script (``/usr/share/bash-completion/completions/airlock``)."""
     commands = list(walk(root))
     verbs = [(_key(c), " ".join(child.path[-1] for child in c.children)) for c in commands]
     options = [
-        (_key(c), " ".join([*(f for o in c.options for f in o.flags), "--help"])) for c in commands
+        (_key(c), " ".join([*(f for o in c.options for f in o.flags), *_help(c)])) for c in commands
     ]
     values = [
         (f'"{_key(c)} {flag}"' + (f'|"{_key(c)} {flag}="*' if _kind(o) else ""), _kind(o))
@@ -167,7 +171,8 @@ def _zspecs(command: Command) -> list[str]:
         for flag in option.flags:
             desc = _zdesc(option.help)
             specs.append(f"'{_zq(f'{star}{flag}[{desc}]{_zaction(option)}')}'")
-    specs.append("'(- *)--help[show the help and exit]'")
+    if command.help_flag:
+        specs.append("'(- *)--help[show the help and exit]'")
     for p in command.positionals:
         action = _zaction(p)
         specs.append(f"'{_zq(('*' + action) if p.repeat else action)}'")

@@ -49,6 +49,7 @@ class Command:
     options: tuple[Option, ...]
     positionals: tuple[Option, ...]
     children: tuple[Command, ...]
+    help_flag: bool = True  # takes --help (updates-dir-check, like Spectrum's tool, does not)
 
     @property
     def name(self) -> str:
@@ -78,7 +79,7 @@ def _value(action: argparse.Action, metavar: str) -> tuple[Value, tuple[str, ...
         return Value.NONE, ()
     if action.choices is not None:
         return Value.CHOICE, tuple(map(str, action.choices))
-    if "|" in metavar:
+    if "|" in metavar and " " not in metavar:  # "cleanup|check DIR" is two arguments
         return Value.CHOICE, tuple(metavar.split("|"))
     if metavar.endswith("DIR") or action.dest.endswith(("_dir", "workdir", "gnupghome")):
         return Value.DIR, ()
@@ -125,6 +126,7 @@ def tree(parser: argparse.ArgumentParser, path: tuple[str, ...] = (), summary: s
         options=tuple(options),
         positionals=tuple(positionals),
         children=tuple(children),
+        help_flag=any(isinstance(a, argparse._HelpAction) for a in parser._actions),
     )
 
 

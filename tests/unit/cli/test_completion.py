@@ -60,6 +60,9 @@ def files(tmp_path: Path) -> Path:
         (("airlock", "demo", "--attack", "t"), ["tampered"]),
         (("spectrum-update", ""), ["staging"]),
         (("airlock", "update", "--timeout", ""), []),  # a number: nothing to offer
+        (("airlock", "status", ""), ["staging"]),  # STAGING_DIR: whose state to show
+        (("airlock", "updates-dir-check", "check", ""), ["staging"]),
+        (("airlock", "updates-dir-check", "--"), []),  # no --help: the C tool has no options
     ],
 )
 def test_bash_completes_verbs_options_choices_and_paths(
@@ -91,6 +94,8 @@ def _zsh(cwd: Path, line: str) -> set[str]:
         ("airlock update --fetcher ", {"sandbox", "qemu", "spectrum"}),
         ("airlock update --config ", {"host.toml", "staging"}),
         ("spectrum-update ", {"staging"}),
+        ("airlock status ", {"staging"}),
+        ("airlock updates-dir-check check ", {"staging"}),
     ],
 )
 def test_zsh_completes_verbs_choices_and_paths(files: Path, line: str, expected: set[str]) -> None:
