@@ -5,7 +5,7 @@ Spectrum takes this lock with ``s6-setlock /run/update-lock``.  skalibs' ``fd_lo
 Debian 12, 2.14 in Debian 13) takes a POSIX record lock with ``fcntl``: a write lock over the whole
 file, which ``flock`` does not conflict with.  airlock takes an *open file description* record lock
 (``F_OFD_SETLK``) over the whole file: the kernel makes OFD and POSIX record locks exclude each
-other, so airlock and ``s6-setlock`` wait for each other (docs/adr/0130).  An OFD lock belongs to
+other, so airlock and ``s6-setlock`` wait for each other (docs/adr/0132).  An OFD lock belongs to
 the open file, not the process, so closing another descriptor of the same file (reading the holder
 pid) cannot drop it, as it would drop a POSIX lock.
 

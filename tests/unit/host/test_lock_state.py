@@ -104,7 +104,7 @@ def _lock_kind(path: Path) -> str:
 
 
 def test_s6_setlock_holds_a_posix_record_lock(tmp_path: Path) -> None:
-    # What skalibs' fd_lock takes: the reason airlock cannot use flock (docs/adr/0130).
+    # What skalibs' fd_lock takes: the reason airlock cannot use flock (docs/adr/0132).
     path = tmp_path / "update-lock"
     p = _s6_setlock(path, 30)
     try:
