@@ -176,8 +176,11 @@ def _error_codes(codes: Mapping[str, int]) -> list[str]:
 
 
 def _files() -> list[str]:
-    units = "the host config the service units pass with \\fB\\-\\-config\\fR (airlock.toml(5))."
-    out = [".TP", bold("/etc/airlock/airlock.toml"), units]
+    units = (
+        "the host config (airlock.toml(5)): read when no \\fB\\-\\-config\\fR is given, and "
+        "the one the service units pass."
+    )
+    out = [".TP", bold(os.fspath(config.DEFAULT_FILE)), units]
     defaults = config.HostConfig()
     for table, (attr, cls) in config.sections().items():
         for key, decl in settings.declarations(cls):
@@ -273,7 +276,7 @@ def config_page() -> str:
         ".SH NAME",
         "airlock.toml \\- host configuration of airlock(8)",
         ".SH SYNOPSIS",
-        "/etc/airlock/airlock.toml, or any file given with \\fB\\-\\-config\\fR",
+        f"{os.fspath(config.DEFAULT_FILE)}, or any file given with \\fB\\-\\-config\\fR",
         ".SH DESCRIPTION",
         "A TOML file with one table per part of the host. Every key is optional and every default "
         "is Spectrum's; an unknown table or key, or a value a setting refuses, stops the run with "

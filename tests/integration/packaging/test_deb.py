@@ -94,7 +94,7 @@ def test_systemd_analyze_verifies_the_units(installed: Installed) -> None:
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if "airlock" in line] == []
     enabled = installed.root.run("systemctl is-enabled airlock-check.timer airlock-update.service")
-    # The timer is enabled by the package (inert until /etc/airlock/airlock.toml exists); the
+    # The timer is enabled by the package (inert until /etc/airlock/host.toml exists); the
     # update service has no [Install]: it is started by hand or by a timer of one's own.
     assert enabled.stdout.split() == ["enabled", "static"]
 

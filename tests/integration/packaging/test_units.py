@@ -7,7 +7,7 @@ update lands in the world's A/B disk image and ESP on this host.
 The container is systemd-nspawn 257 from an overlay of the trixie runtime (PID 1 of this machine
 is not systemd; ``/run/systemd/nspawn`` is a tmpfs in a private mount namespace). The world
 (tests/integration/host/world.py) is bound in at ``/srv/w`` and its btrfs at ``/srv/btrfs``; the
-only configuration is what an operator writes: ``/etc/airlock/airlock.toml`` and a drop-in with
+only configuration is what an operator writes: ``/etc/airlock/host.toml`` and a drop-in with
 the staging directory and ``ReadWritePaths=`` for the image (docs/packaging.md).
 """
 
@@ -76,12 +76,12 @@ mkdir -p /run/airlock-test-proc && mount -t proc proc /run/airlock-test-proc
 rm -rf /boot
 timeout 120 systemctl start airlock-check.service; echo "check=$?" >> "$out/rc"
 watch airlock-check.service
-airlock status --json --config /etc/airlock/airlock.toml > "$out/status-checked.json"
+airlock status --json > "$out/status-checked.json"  # reads /etc/airlock/host.toml
 systemctl log-level debug
 timeout 120 systemctl start airlock-update.service; echo "update=$?" >> "$out/rc"
 watch airlock-update.service
 systemctl log-level info
-airlock status --json --config /etc/airlock/airlock.toml > "$out/status-updated.json"
+airlock status --json > "$out/status-updated.json"
 journalctl -u airlock-update.service -o cat --no-pager > "$out/update.journal"
 systemctl show -p NextElapseUSecRealtime -p UnitFileState airlock-check.timer > "$out/timer.show"
 """
@@ -117,7 +117,7 @@ def _prepare(root: DebRoot, w: World) -> None:
     view.write_config(view.copy_in(), keyring=W / w.key.pubring.relative_to(w.root))
     etc = root.upper / "etc"
     (etc / "airlock").mkdir(parents=True)
-    (etc / "airlock/airlock.toml").write_text(view.config.read_text())
+    (etc / "airlock/host.toml").write_text(view.config.read_text())
     for unit in ("airlock-check.service", "airlock-update.service"):
         (etc / f"systemd/system/{unit}.d").mkdir(parents=True)
         (etc / f"systemd/system/{unit}.d/test.conf").write_text(DROP_IN)
