@@ -4,13 +4,14 @@
 # (tests/integration/packaging): under $AIRLOCK_CACHE/debs, the package lists of trixie (lists/)
 # and the .debs (archives/) of the Depends in packaging/debian/control, plus man-db,
 # bash-completion and zsh (to try man pages and completions), as apt would fetch them for the
-# trixie runtime root. The work happens in a throwaway overlay of that root: the shared runtime
+# default runtime root (trixie). The work happens in a throwaway overlay of that root: the runtime
 # is never modified. A stamp keyed on this script, the control file and layout.env skips it all.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/src/airlock/layout.env"
 cache=${AIRLOCK_CACHE:-$AIRLOCK_CACHE_DEFAULT}
-runtime="$cache/$RUNTIME_DIR"
+dir_var=RUNTIME_${RUNTIME_DEFAULT}_DIR stamp_var=RUNTIME_${RUNTIME_DEFAULT}_STAMP
+runtime="$cache/${!dir_var}"
 out="$cache/$DEBS_DIR"
 control="$here/packaging/debian/control"
 
@@ -18,7 +19,7 @@ key=$(cat "$0" "$control" "$here/src/airlock/layout.env" | sha256sum | cut -c1-1
 stamp="$out/$DEBS_STAMP_PREFIX$key"
 [ -f "$stamp" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then echo "fetch-debs: must run as root" >&2; exit 1; fi
-if [ ! -f "$runtime/$RUNTIME_STAMP" ]; then
+if [ ! -f "$runtime/${!stamp_var}" ]; then
   echo "fetch-debs: the trixie runtime is missing; run scripts/make-runtime.sh first" >&2; exit 1
 fi
 

@@ -3,7 +3,8 @@
 # Build, idempotently, the package layer of the lab's Spectrum-shaped host (issue #13) under
 # $AIRLOCK_CACHE/spectrum-host/root: the Debian trixie packages a Spectrum host runs and the
 # sysupdate runtime lacks (btrfs-progs, s6, execline, curl, bubblewrap), installed by apt into the
-# upper layer of an overlay over the runtime tree ($AIRLOCK_CACHE/trixie, scripts/make-runtime.sh).
+# upper layer of an overlay over the default runtime tree ($AIRLOCK_CACHE/trixie,
+# scripts/make-runtime.sh).
 # The runtime is never written.  The lab stacks this layer on the runtime, read-only
 # (airlock.lab.spectrum_host).  The stamp is keyed on this script, layout.env and the runtime's own
 # stamp, so a rebuilt runtime rebuilds the layer.  Uses the runtime's apt lists (from debootstrap);
@@ -12,15 +13,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/src/airlock/layout.env"
 cache=${AIRLOCK_CACHE:-$AIRLOCK_CACHE_DEFAULT}
-runtime="$cache/$RUNTIME_DIR"
+dir_var=RUNTIME_${RUNTIME_DEFAULT}_DIR stamp_var=RUNTIME_${RUNTIME_DEFAULT}_STAMP
+runtime="$cache/${!dir_var}"
+runtime_stamp="$runtime/${!stamp_var}"
 out="$cache/$SPECTRUM_HOST_DIR"
 packages=(btrfs-progs s6 execline curl bubblewrap)
 
-if [ ! -f "$runtime/$RUNTIME_STAMP" ]; then
+if [ ! -f "$runtime_stamp" ]; then
   echo "make-spectrum-host: the trixie runtime is missing; run scripts/make-runtime.sh first" >&2
   exit 1
 fi
-key=$( (cat "$0" "$here/src/airlock/layout.env"; stat -c '%i %Y' "$runtime/$RUNTIME_STAMP") |
+key=$( (cat "$0" "$here/src/airlock/layout.env"; stat -c '%i %Y' "$runtime_stamp") |
   sha256sum | cut -c1-16)
 stamp="$out/$SPECTRUM_HOST_STAMP_PREFIX$key"
 [ -f "$stamp" ] && exit 0

@@ -28,7 +28,7 @@ from airlock import assessment, state
 from airlock.backends.apply.runtime import Runtime
 from airlock.config import HostConfig
 from airlock.errors import AirlockError, ConfigError
-from airlock.formats import version
+from airlock.formats import dialect, version
 from airlock.pipeline.wiring import make_applier
 from airlock.text import display
 
@@ -53,10 +53,27 @@ class Problem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimeInfo:
-    """The systemd-sysupdate ``airlock update`` applies with."""
+    """The systemd-sysupdate ``airlock update`` applies with, and whose rules the judge uses."""
 
     root: Path  # "/" for the host's own
     version: int
+    name: str = "host"  # [apply] runtime's name for it: host, 257, 262
+    rules: int | None = None  # the dialect row (formats.dialect): its first version
+    rules_verified: bool = True  # False: a version newer than any row, given the newest row
+    signature_names: tuple[str, ...] = ()  # what it reads next to SHA256SUMS from the snapshot
+
+    @classmethod
+    def of(cls, rt: Runtime, rules: dialect.Dialect) -> RuntimeInfo:
+        """From the located runtime and its dialect row."""
+        names = rules.signature_names if rules.file_fallback else rules.signature_names[:1]
+        return cls(
+            root=rt.root,
+            version=rt.version,
+            name=rt.name,
+            rules=rules.since,
+            rules_verified=rules.verified,
+            signature_names=names,
+        )
 
     @property
     def source(self) -> str:
@@ -225,8 +242,7 @@ def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None
     definitions = config.host.definitions_dir
     try:
         applier = make_applier(config)
-        located: Runtime = applier.runtime
-        rt = RuntimeInfo(root=located.root, version=located.version)
+        rt = RuntimeInfo.of(applier.runtime, applier.dialect)
         if not definitions.is_dir():
             raise ConfigError(
                 f"No transfer definitions: {os.fspath(definitions)} is not a directory"
@@ -284,6 +300,10 @@ def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
             "root": os.fspath(facts.runtime.root),
             "version": facts.runtime.version,
             "source": facts.runtime.source,
+            "name": facts.runtime.name,
+            "rules": facts.runtime.rules,
+            "rules_verified": facts.runtime.rules_verified,
+            "signature_names": list(facts.runtime.signature_names),
         },
         "next": {"action": str(advice.action), "command": advice.command, "reason": advice.reason},
         "problems": [{"code": p.code, "message": p.message} for p in facts.problems],

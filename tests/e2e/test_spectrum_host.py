@@ -98,7 +98,8 @@ def test_update_v1_to_v2_noop_reboot_v2_to_v3(host: SpectrumHost) -> None:
     assert _slots(h) == [*initial[:2], *_pair(h, "2")]
     assert [name for name, _ in h.state().boot] == ["Spectrum_1.efi", "Spectrum_2.efi"]
     saved = _state(h)
-    assert (saved["floor"], saved["pending"]) == ("2", "2")
+    # The floor rises only to a version that booted and was blessed (1 here), not to 2 (ADR 0100)
+    assert (saved["floor"], saved["pending"]) == ("1", "2")
     assert h.run(["stat", "-c", "%a %F", "/run/updater"]).stdout == b"700 directory\n"
     listing = h.run(["ls", "-A", STAGING]).stdout.split()
     assert listing == [b"fetch.log", b"shared", b"state.json", b"vm-etc"]
@@ -122,7 +123,7 @@ def test_update_v1_to_v2_noop_reboot_v2_to_v3(host: SpectrumHost) -> None:
     h.shutdown()
     h.boot("2")
     assert b"IMAGE_VERSION=2\n" in h.read("/etc/os-release")
-    assert _state(h)["floor"] == "2"  # /ext persisted over the reboot, /run did not
+    assert _state(h)["pending"] == "2"  # /ext persisted over the reboot, /run did not
     h.publish("3")
     run = h.spectrum_update()
     assert run.exit_status == 0, run.stderr[-3000:]
@@ -130,12 +131,14 @@ def test_update_v1_to_v2_noop_reboot_v2_to_v3(host: SpectrumHost) -> None:
     assert run.payload_bytes == sum(p.stat().st_size for p in (v3.root, v3.verity, v3.kernel))
     assert _slots(h) == [*_pair(h, "3"), *_pair(h, "2")]  # 2 is booted, hence protected
     assert [name for name, _ in h.state().boot] == ["Spectrum_2.efi", "Spectrum_3.efi"]
-    assert _state(h)["floor"] == "3"
+    assert (_state(h)["floor"], _state(h)["pending"]) == ("2", "3")  # 2 booted and was blessed
 
 
 def test_s6_setlock_makes_spectrum_update_wait(host: SpectrumHost) -> None:
     h = host
-    with proc.spawn(h.enter(["s6-setlock", "/run/update-lock", "sleep", "4"])) as holder:
+    with proc.spawn(
+        h.enter(["s6-setlock", "/run/update-lock", "sleep", "4"]), share_mounts=True
+    ) as holder:
         time.sleep(0.5)
         start = time.monotonic()
         run = h.spectrum_update()
@@ -151,7 +154,7 @@ def test_spectrum_update_makes_s6_setlock_wait(host: SpectrumHost) -> None:
     log = h.w / "update.err"
     with (
         open(log, "wb") as err,
-        proc.spawn(h.enter(["spectrum-update", STAGING]), stderr=err) as update,
+        proc.spawn(h.enter(["spectrum-update", STAGING]), stderr=err, share_mounts=True) as update,
     ):
         deadline = time.monotonic() + 60
         while "‣ fetch" not in log.read_text() and time.monotonic() < deadline:
@@ -177,4 +180,4 @@ def test_a_vm_that_sends_nothing_is_exit_20_with_its_log(host: SpectrumHost) -> 
     )
     log = h.read(f"{STAGING}/fetch.log")
     assert b"systemd-sysupdate failed five times" in log
-    assert _state(h)["floor"] == "3"
+    assert _state(h)["floor"] == "2"  # unchanged

@@ -39,11 +39,7 @@ def test_only_proc_imports_subprocess() -> None:
 
 
 def test_only_the_guard_and_the_namespace_helpers_fork_or_exec() -> None:
-    """Everything else goes through proc, so every child is under a guard (ADR 0005).
-
-    The namespace helpers (apply's ``enter.py``, the agent's ``nsexec.py``) are themselves
-    started through proc and only exec the program they set a namespace up for.
-    """
+    """Everything else goes through proc, so every child is under a guard (ADR 0005)."""
     starters = {"fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
         f"{p}{s}"
         for p in ("exec", "spawn")
@@ -59,6 +55,7 @@ def test_only_the_guard_and_the_namespace_helpers_fork_or_exec() -> None:
                 and node.attr in starters
             ):
                 found.add(_rel(path))
+    # enter.py and the agent's nsexec.py exec sysupdate in the namespace proc started them in
     assert sorted(found) == ["agent/nsexec.py", "backends/apply/enter.py", "proc/guard.py"]
 
 
@@ -89,9 +86,9 @@ OTHER_JSON = {
     "state.py": "the state file",
     "config.py": "TOML values (JSON's strings, numbers and arrays are TOML)",
     "backends/apply/runtime.py": "the spec handed to enter.py",
-    "proc/teardown.py": "the steps handed to a teardown guard",
     "agent/sysupdate.py": "the spec handed to nsexec.py",
-    "lab/spectrum_host.py": "the spec handed to lab/spectrum_boot.py",
+    "lab/spectrum_boot.py": "the spec handed to its own helper process",
+    "proc/teardown.py": "the steps handed to a teardown guard",
     "release/serve.py": "the lab server's byte log",
 }
 

@@ -97,7 +97,7 @@ def test_human_status_shows_every_fact_at_a_glance() -> None:
         "available:   3 (verified by the last check)",
         "last check:  2026-11-26 10:00:00 UTC, 2 h ago (fresh)",
         "floor:       2 (older releases are refused)",
-        "runtime:     systemd-sysupdate 257 (the host's)",
+        "runtime:     systemd-sysupdate 257 (the host's own)",
         "next:        reboot: reboot (2 is installed but 1 is running; a reboot starts 2)",
     ]
 
@@ -203,3 +203,23 @@ def test_gather_names_a_staging_dir_that_does_not_exist(tmp_path: Path) -> None:
         code="host.staging", message=f"Staging directory {display(str(typo))} does not exist"
     )
     assert status.advise(facts).action is status.Action.FIX
+
+
+def test_the_runtime_line_names_the_runtime_and_the_rules_the_judge_uses() -> None:
+    rt = status.RuntimeInfo(
+        root=Path("/srv/cache/testing"), version=263, name="262", rules=262,
+        rules_verified=False, signature_names=("SHA256SUMS.sha256.asc", "SHA256SUMS.gpg"),
+    )  # fmt: skip
+    facts = _facts(runtime=rt)
+    text = status_text(facts, status.advise(facts))
+    assert (
+        "runtime:     systemd-sysupdate 263 (runtime 262 at /srv/cache/testing; "
+        "rules of 262, not verified for this version)"
+    ) in text.splitlines()
+    body = status.as_json(facts, status.advise(facts))
+    assert body["runtime"] == {
+        "root": "/srv/cache/testing", "version": 263, "source": "runtime", "name": "262",
+        "rules": 262, "rules_verified": False,
+        "signature_names": ["SHA256SUMS.sha256.asc", "SHA256SUMS.gpg"],
+    }  # fmt: skip
+    schemas.check({"v": 1, "event": "status", **body}, "status")

@@ -25,7 +25,9 @@ from airlock.pipeline.update import run_check, run_update
 from airlock.pipeline.wiring import build_context
 
 # The settings ``update``, ``check`` and ``config show`` take as flags.
-RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
+RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait", "apply.runtime")
+# The settings ``status`` takes as flags.
+STATUS_FLAGS = ("apply.runtime",)
 
 
 def effective(args: argparse.Namespace) -> config.Effective:
@@ -97,6 +99,14 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime_text(rt: status.RuntimeInfo) -> str:
+    """``systemd-sysupdate 262 (runtime 262 at CACHE/testing; rules of 262)``."""
+    where = "the host's own" if rt.source == "host" else f"runtime {rt.name} at {rt.root}"
+    rules = "" if rt.rules is None else f"; rules of {rt.rules}"
+    unverified = "" if rt.rules_verified else ", not verified for this version"
+    return f"systemd-sysupdate {rt.version} ({where}{rules}{unverified})"
+
+
 def status_text(facts: status.Facts, advice: status.Advice) -> str:
     """``airlock status`` for a person: one line per fact, the next action last."""
     shown = status.shown_version
@@ -136,8 +146,7 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
     if facts.runtime is None:
         lines.append("runtime:     none usable")
     else:
-        where = "the host's" if facts.runtime.source == "host" else os.fspath(facts.runtime.root)
-        lines.append(f"runtime:     systemd-sysupdate {facts.runtime.version} ({where})")
+        lines.append(f"runtime:     {_runtime_text(facts.runtime)}")
     lines += [f"problem:     [{p.code}] {p.message}" for p in facts.problems]
     if advice.action is status.Action.FIX:
         lines.append("next:        fix the problem above, then run airlock status again")
@@ -206,6 +215,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         nargs="?",
         help="the staging directory whose state to show (unless [state] path is set)",
     )
+    config.add_flags(p, STATUS_FLAGS)
     p.set_defaults(func=_status)
     p = sub.add_parser("config", help="the effective host config")
     verbs = p.add_subparsers(

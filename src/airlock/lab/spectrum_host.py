@@ -40,7 +40,7 @@ from pathlib import Path
 
 from airlock import config, proc
 from airlock.errors import HostError
-from airlock.lab import disk, images, wheel
+from airlock.lab import disk, images, spectrum_boot, wheel
 from airlock.lab.world import DiskState, describe
 from airlock.layout import Layout
 
@@ -133,7 +133,7 @@ class SpectrumHost:
 
     def _setup(self) -> None:
         layer = self.layout.spectrum_host_layer()
-        if layer is None or not self.layout.runtime_stamp.exists():
+        if layer is None or not self.layout.runtime().stamp.exists():
             raise HostError(
                 "The Spectrum host's layers are not built", code="host.lab", hint="make setup"
             )
@@ -144,7 +144,7 @@ class SpectrumHost:
         self._host(["mount", "--make-private", self.w / "ns"])
         self._keygen()
         for v in self.versions:
-            self.images[v] = images.build(self.w / "images", v, runtime=self.layout.runtime)
+            self.images[v] = images.build(self.w / "images", v, runtime=self.layout.runtime().root)
         first = self.images[self.versions[0]]
         disk.create(
             self.disk,
@@ -165,7 +165,7 @@ class SpectrumHost:
             self.w / "layers" / "lab",
             self.w / "layers" / "airlock",
             layer,
-            self.layout.runtime,
+            self.layout.runtime().root,
         ]
         self._stack.callback(self.shutdown)
         self.boot(self.versions[0])
@@ -173,7 +173,8 @@ class SpectrumHost:
     def _host(
         self, argv: Sequence[str | os.PathLike[str]], *, check: bool = True, timeout: float = _T
     ) -> proc.Completed:
-        return proc.run(argv, timeout=timeout, check=check)
+        # In our own mount namespace: the lab's mounts (the anchor, the netns file) must stay.
+        return proc.run(argv, timeout=timeout, check=check, share_mounts=True)
 
     def _airlock(self, *args: str | os.PathLike[str]) -> proc.Completed:
         """The maintainer's airlock (this one, outside the host)."""
@@ -267,15 +268,14 @@ class SpectrumHost:
             "esp": os.fspath(self.esp),
             "plumbing": {"disk.img": os.fspath(self.disk), "netns": os.fspath(self.w / "ns/net")},
         }
-        proc.run(
-            ["unshare", f"--mount={self.anchor}", "--propagation", "private", sys.executable,
-             "-m", "airlock.lab.spectrum_boot", json.dumps(spec)],
-            timeout=_T, inherit_env=True,
-        )  # fmt: skip
+        spectrum_boot.anchored(spec, self.anchor)
         self.vm_id = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in "123456")
         # The VM's mount namespace: a copy of the host's (slave), kept by a holder process.
         holder = self._running.enter_context(
-            proc.spawn(self.enter(["unshare", "--mount", "--propagation", "slave", "sleep", "inf"]))
+            proc.spawn(
+                self.enter(["unshare", "--mount", "--propagation", "slave", "sleep", "inf"]),
+                share_mounts=True,
+            )
         )
         pid = self._holder_pid(holder.pid)
         self.run(
@@ -283,7 +283,7 @@ class SpectrumHost:
             check=True,
         )
         self._running.enter_context(
-            proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]))
+            proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]), share_mounts=True)
         )
         deadline = time.monotonic() + 30
         while self.vmm() is None:
@@ -351,7 +351,12 @@ class SpectrumHost:
 
     # -- running things inside --------------------------------------------------------------
     def enter(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` as run on the host: in its namespace, environment emptied but PATH, LANG."""
+        """``argv`` as run on the host: in its namespace, environment emptied but PATH, LANG.
+
+        Run it with ``share_mounts=True``: a mount namespace proc makes is a copy of ours, and a
+        copy leaves out the files a mount namespace is bound on (the kernel's rule against loops),
+        so the anchor would be a plain file there.
+        """
         return ["nsenter", f"--mount={self.anchor}", "--", "/usr/bin/env", "-i", f"PATH={_PATH}",
                 "LANG=C.UTF-8", *argv]  # fmt: skip
 
@@ -359,7 +364,7 @@ class SpectrumHost:
         self, argv: Sequence[str], *, check: bool = False, timeout: float = _T
     ) -> proc.Completed:
         """Run ``argv`` on the host, as root, with an empty environment (but PATH and LANG)."""
-        return proc.run(self.enter(argv), timeout=timeout, check=check)
+        return proc.run(self.enter(argv), timeout=timeout, check=check, share_mounts=True)
 
     def spectrum_update(self, *, timeout: float = 600.0) -> Run:
         """``spectrum-update /ext/staging``: one argument, nothing else."""

@@ -99,8 +99,10 @@ class DiskState:
         }
 
 
-def check_prerequisites() -> None:
+def check_prerequisites(runtime: str = "auto") -> None:
     """Refuse early, in one line, when the machine lacks what the lab needs.
+
+    ``runtime`` is the systemd-sysupdate the lab's host applies with (``[apply] runtime``).
 
     Raises:
         HostError: not root, a tool missing, no loop/btrfs support, no sysupdate runtime.
@@ -129,7 +131,7 @@ def check_prerequisites() -> None:
             code="host.btrfs",
             hint="load the btrfs module (modprobe btrfs)",
         )
-    sysupdate_runtime.locate()
+    sysupdate_runtime.locate(choice=runtime)
 
 
 def _can_modprobe(module: str) -> bool:
@@ -165,6 +167,7 @@ class Lab:
         keep: bool = False,
         vm_timeout_s: float = 300.0,
         fetcher: str = "sandbox",
+        runtime: str = "auto",
         log: Callable[[str], None] | None = None,
         boot_tries: int | None = None,
     ) -> None:
@@ -173,6 +176,7 @@ class Lab:
                 f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}", code="host.lab"
             )
         self.fetcher = fetcher
+        self.runtime = runtime  # [apply] runtime: which systemd-sysupdate applies
         self.boot_tries = boot_tries
         self.w = workdir
         self.keep = keep
@@ -225,7 +229,10 @@ class Lab:
         self._stack.close()
 
     def _setup(self) -> None:
-        check_prerequisites()
+        check_prerequisites(self.runtime)
+        rt = sysupdate_runtime.locate(choice=self.runtime)
+        where = "the host's own" if rt.name == "host" else f"runtime {rt.name}, {rt.root}"
+        self.log(f"systemd-sysupdate {rt.version} applies ({where})")
         enter_private_mount_namespace()
         created = self._stack.enter_context(workdir.claim(self.w))
         if self.keep:
@@ -411,6 +418,7 @@ class Lab:
             "fetcher.sandbox.ro_binds": sorted({os.fspath(b) for b in binds}),
             "apply.esp_path": self.esp,
             "apply.binds": [self.disk],
+            "apply.runtime": self.runtime,
             "state.path": self.w / "state/state.json",
         }
         self.config.write_text(render_config(values))

@@ -187,18 +187,23 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
 def _present_signature(ctx: RunContext, snapshot: Path, detail: list[str]) -> None:
     """Give systemd-sysupdate the signature name it reads, from the other name the VM sent.
 
-    systemd 257 reads only ``SHA256SUMS.gpg``; Spectrum's VM sends only
-    ``SHA256SUMS.sha256.asc`` (design.md#signature-names).  The same detached signature under the
-    other name is the same signature (gpg reads armoured and binary alike); the judge verifies
-    both files, so nothing is accepted that was not signed (docs/adr/0131).
+    A sysupdate that does not move on from a missing signature name over ``file://``
+    (``formats.dialect``: 257 reads only ``SHA256SUMS.gpg``) finds only the first of its names;
+    Spectrum's VM sends only ``SHA256SUMS.sha256.asc`` (design.md#signature-names).  The same
+    detached signature under the other name is the same signature (gpg reads armoured and binary
+    alike); the judge verifies both files, so nothing is accepted that was not signed.  262 reads
+    either name itself: nothing is copied for it.
     """
-    for wanted in ctx.applier.required_signature_files:
-        for other in candidate.SIGNATURE_NAMES:
-            if other != wanted and ctx.staging.copy_signature(
-                snapshot, other, wanted, max_bytes=ctx.config.limits.max_signature_bytes
-            ):
-                detail.append(f"{wanted} from {other}")
-                break
+    rules = ctx.applier.dialect
+    if rules.file_fallback:
+        return
+    wanted = rules.signature_names[0]
+    for other in candidate.SIGNATURE_NAMES:
+        if other != wanted and ctx.staging.copy_signature(
+            snapshot, other, wanted, max_bytes=ctx.config.limits.max_signature_bytes
+        ):
+            detail.append(f"{wanted} from {other}")
+            break
 
 
 def cleanup(ctx: RunContext) -> None:

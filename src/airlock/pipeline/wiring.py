@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Build a RunContext from the host config: each backend gets its own section.
 
-The applier is made first: it locates systemd-sysupdate, and the judge must require the signature
-file name that sysupdate reads (docs/adr/0004).  The judge is ``trusted.judge.Judge``, built once
+The applier is made first: it locates systemd-sysupdate, and the judge applies that version's rules
+(``formats.dialect``): it requires the signature file name that sysupdate reads (docs/adr/0004,
+docs/sysupdate-versions.md).  The judge is ``trusted.judge.Judge``, built once
 with the ``[host]`` files, ``[policy]`` and ``[limits]``, its verifier included.
 """
 
@@ -20,7 +21,7 @@ from airlock.backends.staging.btrfs import BtrfsStaging
 from airlock.config import HostConfig
 from airlock.errors import ConfigError
 from airlock.events import Reporter
-from airlock.formats import updateurl
+from airlock.formats import dialect, updateurl
 from airlock.pipeline.context import RunContext
 from airlock.text import shown
 from airlock.trusted.judge import Judge
@@ -47,15 +48,15 @@ def make_applier(config: HostConfig) -> SysupdateHostApplier:
     )
 
 
-def make_judge(config: HostConfig, *, required_signature_files: tuple[str, ...] = ()) -> Judge:
-    """The judge with the ``[host]`` files, ``[policy]`` and ``[limits]``."""
+def make_judge(config: HostConfig, *, appliers: tuple[dialect.Dialect, ...] = ()) -> Judge:
+    """The judge with the ``[host]`` files, ``[policy]``, ``[limits]`` and the applier's rules."""
     return Judge.build(
         definitions_dir=config.host.definitions_dir,
         os_release=config.host.os_release,
         keyring=config.host.keyring,
         policy=config.policy,
         limits=config.limits,
-        required_signature_files=required_signature_files,
+        appliers=appliers,
     )
 
 
@@ -103,7 +104,7 @@ def build_context(
         staging_dir=staging_dir,
         staging=BtrfsStaging(staging_dir, config.staging),
         fetcher=fetcher,
-        inspector=make_judge(config, required_signature_files=applier.required_signature_files),
+        inspector=make_judge(config, appliers=(applier.dialect,)),
         applier=applier,
         reporter=reporter,
         now=now,

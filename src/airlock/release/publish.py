@@ -33,7 +33,7 @@ from airlock import fsutil
 from airlock.backends import openpgp
 from airlock.backends.openpgp import gpg
 from airlock.errors import AirlockError, BusyError, ConfigError, UsageError
-from airlock.formats import blockindex, definitions, manifest, names, pattern, version
+from airlock.formats import blockindex, definitions, dialect, manifest, names, pattern, version
 from airlock.release import armor, commit, indexes, render
 from airlock.text import display
 
@@ -43,13 +43,9 @@ MANIFEST = "SHA256SUMS"
 SIGNATURE_BINARY = "SHA256SUMS.gpg"
 SIGNATURE_ARMORED = "SHA256SUMS.sha256.asc"
 RESERVED = frozenset({MANIFEST, SIGNATURE_BINARY, SIGNATURE_ARMORED})
-MIN_PAYLOAD_BYTES = 6
-COMPRESSION_MAGIC = {
-    b"\xfd7zXZ\x00": "xz",
-    b"\x1f\x8b": "gzip",
-    b"BZh": "bzip2",
-    b"\x28\xb5\x2f\xfd": "zstd",
-}
+MIN_PAYLOAD_BYTES = max(d.min_url_file_bytes for d in dialect.TABLE)
+# The magic of every compression any supported systemd-sysupdate undoes (formats.dialect).
+COMPRESSION_MAGIC = dict(dialect.ALL_COMPRESSIONS)
 _SPECIFIERS_OS_RELEASE = "ID=airlock-publish\nIMAGE_VERSION=0\n"
 
 

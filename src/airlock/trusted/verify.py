@@ -45,8 +45,8 @@ from airlock.errors import (
     ManifestError,
     SignatureError,
 )
+from airlock.formats import dialect, version
 from airlock.formats import manifest as manifest_format
-from airlock.formats import version
 from airlock.formats.definitions import ResourceType, Transfer
 from airlock.limits import Limits
 from airlock.text import display
@@ -61,17 +61,13 @@ logger = logging.getLogger(__name__)
 WEAK_HASH_ALGOS = frozenset({1, 2, 3})
 
 # systemd-sysupdate decompresses url-file payloads by magic (xz, gzip, bzip2 in 257; zstd from
-# 258) and fails on ones shorter than 6 bytes, after it has vacuumed
-# (design.md#sysupdate-vacuum-first, design.md#sysupdate-decompress).
+# 258; lz4 in 262) and 257 fails on ones shorter than 6 bytes, after it has vacuumed
+# (design.md#sysupdate-vacuum-first, design.md#sysupdate-decompress, docs/sysupdate-versions.md).
 # The release format is uncompressed (design.md#no-compression; the publisher refuses both, threat
-# B20).
-MIN_URL_FILE_BYTES = 6
-COMPRESSION_MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
+# B20).  The magic refused is that of every compression any supported sysupdate undoes
+# (formats.dialect), so a release installs the same bytes under every runtime a host may use.
+MIN_URL_FILE_BYTES = max(d.min_url_file_bytes for d in dialect.TABLE)
+COMPRESSION_MAGIC = dialect.ALL_COMPRESSIONS
 
 
 def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
@@ -254,6 +250,26 @@ def _list(dir_fd: int, limits: Limits) -> Listing:
         ) from exc
 
 
+def _check_appliers_read_a_signature(
+    classified: candidate.Classified, appliers: Sequence[dialect.Dialect]
+) -> None:
+    """Refuse a snapshot in which an applying sysupdate would find no signature file it reads.
+
+    It would fail before changing anything (the manifest is loaded first), but on every run: the
+    release could never be installed, so the host refuses it here and says why.
+    """
+    present = {f.name for f in classified.signatures}
+    for applier in appliers:
+        if applier.reads_signature(present) is not None:
+            continue
+        tried = applier.signature_names if applier.file_fallback else applier.signature_names[:1]
+        raise SignatureError(
+            f"Refusing snapshot: no {' or '.join(tried)} (what systemd-sysupdate"
+            f" {applier.major}, which applies it, reads from a file:// source)",
+            code="reject.signature",
+        )
+
+
 def _authenticate(
     dir_fd: int,
     classified: candidate.Classified,
@@ -267,14 +283,7 @@ def _authenticate(
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
     raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
-    present = {f.name for f in classified.signatures}
-    for name in policy.required_signature_files:
-        if name not in present:
-            raise SignatureError(
-                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
-                " that signature name)",
-                code="reject.signature",
-            )
+    _check_appliers_read_a_signature(classified, policy.appliers)
     signatures = _verify_signatures(
         dir_fd,
         classified.signatures,

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""sysupdate mode with the real systemd-sysupdate 257 (trixie runtime), against `airlock serve`.
+"""sysupdate mode with the real systemd-sysupdate of each runtime (257, 262) and `airlock serve`.
 
 The agent renders Spectrum's VM transfer files and runs systemd-sysupdate on them, as Spectrum's
 download-update does.  The "VM" here is a private mount namespace that chroots into the runtime,
@@ -21,7 +21,7 @@ from airlock.agent.options import Mode, Outcome
 from airlock.errors import FetchError
 from airlock.events import ListReporter
 from airlock.release.serve import Server
-from tests.support import probes
+from tests.support.oracles import RUNTIMES, require_runtime
 from tests.unit.agent.conftest import Key, World, release_names
 
 pytestmark = pytest.mark.sysupdate
@@ -39,9 +39,16 @@ _INNER = (
 )
 
 
-def _wrapper(world: World) -> Path:
-    root = probes.sysupdate_runtime()
-    assert root is not None
+@pytest.fixture(params=RUNTIMES)
+def runtime_root(request: pytest.FixtureRequest) -> Path:
+    """The root of each runtime (the "VM" chroots into it)."""
+    rt = require_runtime(str(request.param))
+    if rt.root == Path("/"):
+        pytest.skip("the host's own sysupdate: covered by the QEMU guest test")
+    return rt.root
+
+
+def _wrapper(world: World, root: Path) -> Path:
     script = world.root / "systemd-sysupdate"
     script.write_text(
         "#!/bin/sh\n"
@@ -53,8 +60,10 @@ def _wrapper(world: World) -> Path:
     return script
 
 
-def test_real_sysupdate_downloads_v1_then_v2_into_the_share(world: World, server: Server) -> None:
-    script = _wrapper(world)
+def test_real_sysupdate_downloads_v1_then_v2_into_the_share(
+    world: World, server: Server, runtime_root: Path
+) -> None:
+    script = _wrapper(world, runtime_root)
     options = world.options(mode=Mode.SYSUPDATE, sysupdate_path=os.fspath(script), timeout_s=120)
     files = world.publish("1")
     first = run(options, ListReporter())
@@ -74,10 +83,14 @@ def test_real_sysupdate_downloads_v1_then_v2_into_the_share(world: World, server
 
 
 def test_real_sysupdate_refuses_a_foreign_signature(
-    world: World, server: Server, stranger_key: Key, monkeypatch: pytest.MonkeyPatch
+    world: World,
+    server: Server,
+    stranger_key: Key,
+    monkeypatch: pytest.MonkeyPatch,
+    runtime_root: Path,
 ) -> None:
     monkeypatch.setattr(sysupdate, "RETRY_PAUSE_S", 0.01)
-    script = _wrapper(world)
+    script = _wrapper(world, runtime_root)
     world.publish("1", key=stranger_key)
     options = world.options(mode=Mode.SYSUPDATE, sysupdate_path=os.fspath(script), timeout_s=120)
     with pytest.raises(FetchError) as info:

@@ -113,12 +113,12 @@ def _layers(base: Path, lower: str) -> DebRoot:
 
 def debroot(base: Path) -> DebRoot:
     """An empty overlay of the trixie runtime root built by scripts/make-runtime.sh."""
-    lay = Layout.load()
-    if not lay.runtime_stamp.exists():
-        pytest.fail(f"the trixie runtime {lay.runtime} is not built (make runtime)")
-    if ":" in str(lay.runtime) or "," in str(lay.runtime):
-        pytest.fail(f"the runtime path {lay.runtime} cannot be an overlay layer")
-    return _layers(base, str(lay.runtime))
+    runtime = Layout.load().runtime()  # the default runtime: Debian trixie, systemd 257
+    if not runtime.stamp.exists():
+        pytest.fail(f"the trixie runtime {runtime.root} is not built (make runtime)")
+    if ":" in str(runtime.root) or "," in str(runtime.root):
+        pytest.fail(f"the runtime path {runtime.root} cannot be an overlay layer")
+    return _layers(base, str(runtime.root))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -164,7 +164,7 @@ exec /usr/sbin/chroot . /bin/sh -c 'umount -l /mnt/old && exec "$@"' sh \
 """
     done = in_private_namespace(
         script,
-        [root.lower, str(root.base), str(Layout.load().runtime), str(runner),
+        [root.lower, str(root.base), str(Layout.load().runtime().root), str(runner),
          *(f"{src}={dst}" for src, dst in binds.items())],
         timeout=600,
     )  # fmt: skip

@@ -102,3 +102,27 @@ def test_help_lists_the_exit_statuses() -> None:
     out = _airlock("update", "--help")
     assert out.returncode == 0
     assert "21 rejected" in out.stdout.replace("\n", " ")
+
+
+def test_the_runtime_is_chosen_by_flag_or_file_and_shown(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[apply]\nruntime = "262"\n')
+    shown = json.loads(_airlock("config", "show", "--config", str(cfg), "--json").stdout)
+    assert shown["sections"]["apply"]["runtime"] == {"value": "262", "origin": "file"}
+    flagged = _airlock("config", "show", "--config", str(cfg), "--runtime", "257", "--json")
+    assert json.loads(flagged.stdout)["sections"]["apply"]["runtime"] == {
+        "value": "257",
+        "origin": "flag",
+    }
+
+
+def test_an_unknown_runtime_is_refused_in_one_line(tmp_path: Path) -> None:
+    for verb in (["status"], ["config", "show"], ["update", str(tmp_path)]):
+        out = _airlock(*verb, "--runtime", "258")
+        assert out.returncode == 2, verb
+        assert out.stderr == "error: --runtime: must be one of auto, host, 257, 262\n"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[apply]\nruntime = "trixie"\n')
+    out = _airlock("status", "--config", str(cfg))
+    assert out.returncode == 3
+    assert "[apply] runtime: must be one of auto, host, 257, 262" in out.stderr

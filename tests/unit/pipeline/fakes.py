@@ -17,6 +17,7 @@ from airlock.backends.staging import CleanReport
 from airlock.config import HostConfig, HostFiles
 from airlock.errors import AirlockError
 from airlock.events import ListReporter, Reporter
+from airlock.formats import dialect
 from airlock.lock import LockConfig
 from airlock.pipeline.context import RunContext
 from airlock.state import StateConfig
@@ -160,14 +161,15 @@ class FakeApplier:
         self.j = journal
         self.current = current
         self.applied: list[str] = []
-        self.reads: tuple[str, ...] = ()
+        # 262 moves on between signature names by itself: nothing to present under another name.
+        self.rules: dialect.Dialect = dialect.V262
         # The running system: the installed version, booted and blessed (no boot counting).
         self.boot = Assessment(booted=current, blessed=current is not None, pending=(), failed=(),
                                entries=())  # fmt: skip
 
     @property
-    def required_signature_files(self) -> tuple[str, ...]:
-        return self.reads
+    def dialect(self) -> dialect.Dialect:
+        return self.rules
 
     def installed(self) -> Listing:
         self.j.hit("installed")

@@ -21,6 +21,7 @@ from airlock.errors import (
     SignatureError,
 )
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
+from airlock.formats import dialect
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 
@@ -317,7 +318,7 @@ def test_a_spectrum_vm_s_signature_is_presented_under_the_name_sysupdate_257_rea
     tmp_path: Path,
 ) -> None:
     w = make_world(tmp_path)
-    w.applier.reads = ("SHA256SUMS.gpg",)
+    w.applier.rules = dialect.V257
     w.staging.delivered = ("SHA256SUMS", "SHA256SUMS.sha256.asc")
     assert run_update(w.ctx) is Outcome.UPDATED
     assert w.staging.frozen == ["SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
@@ -326,7 +327,7 @@ def test_a_spectrum_vm_s_signature_is_presented_under_the_name_sysupdate_257_rea
 
 
 def test_negative_control_without_the_need_nothing_is_copied(tmp_path: Path) -> None:
-    w = make_world(tmp_path)
+    w = make_world(tmp_path)  # its applier is a 262, which reads .sha256.asc itself
     w.staging.delivered = ("SHA256SUMS", "SHA256SUMS.sha256.asc")
     assert run_update(w.ctx) is Outcome.UPDATED
     assert "copy_signature" not in w.journal.calls

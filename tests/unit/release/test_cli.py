@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from airlock.formats import blockindex
 from tests.support import schemas
 from tests.support.releases import ROOTHASH, SigningKey, payload, spectrum_names
 
@@ -247,11 +248,10 @@ def test_publish_accepts_spectrum_s_vm_transfer_templates_as_they_are(
         "--definitions", str(SPECTRUM_VM), "--json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    names = spectrum_names("3")
+    indexes = [n + blockindex.SUFFIX for n in spectrum_names("3")]  # publish indexes each image
     assert sorted(os.listdir(rel)) == sorted(
-        [*names, *(f"{n}.blocks" for n in names), "SHA256SUMS", "SHA256SUMS.gpg",
-         "SHA256SUMS.sha256.asc"]
-    )  # fmt: skip
+        [*spectrum_names("3"), *indexes, "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
+    )
 
 
 def test_negative_control_a_name_spectrum_s_vm_templates_do_not_match_is_refused(

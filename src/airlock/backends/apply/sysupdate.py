@@ -1,19 +1,25 @@
 # SPDX-License-Identifier: MIT
-"""systemd-sysupdate 257 verbs (``SysupdateApplier``) and the pipeline's applier on top of them.
+"""systemd-sysupdate verbs (``SysupdateApplier``; 257 and later) and the pipeline's applier on them.
 
 ``SysupdateApplier`` only assembles the invocation; ``runtime.Runtime.run`` does the isolation.
-Every invocation passes ``--definitions=`` (so nothing in ``/etc/sysupdate.d`` of the runtime can
-leak in) and, when ``keyring`` is given, puts it read-only over ``/etc/systemd/import-pubring.gpg``
-and over ``/usr/lib/systemd/import-pubring.gpg`` when that exists: sysupdate 257 silently falls
-back to the vendor keyring when the first is missing (threat C6), and trixie ships one.
+Every invocation:
 
-In the trixie runtime (a chroot) the definitions are bound at ``/run/airlock/definitions``, the ESP
-at ``/run/airlock/esp`` (``SYSTEMD_ESP_PATH``), and the caller's extra binds (sources, targets,
-image files) are added unchanged.  With the host's own sysupdate (Spectrum's
-``/usr/lib/systemd/systemd-sysupdate``) every path is already where it is, so only what must
-*replace* something is bound: the keyring where it is not already the file sysupdate reads, and
-the caller's binds; nothing is created on the host's (read-only) ``/usr`` or ``/etc``
-(``enter.py`` makes a mount point in a private writable view when one is missing).
+* in a runtime root (a chroot), binds the transfer definitions read-only at
+  ``/run/airlock/definitions`` and passes ``--definitions=`` (so nothing in the runtime's
+  ``/etc/sysupdate.d`` can leak in), binds the ESP writable at ``/run/airlock/esp``
+  (``SYSTEMD_ESP_PATH``) and the host keyring read-only over **every** keyring path the runtime's
+  sysupdate may read (``formats.dialect``: 257 falls back to the vendor keyring under ``/usr/lib``
+  when ``/etc``'s is missing, threat C6; 258+ read ``.pgp`` names; 262 trusts the vendor keyring
+  *in addition* to ``/etc``'s, and both runtimes ship one);
+* with the host's own sysupdate (Spectrum's ``/usr/lib/systemd/systemd-sysupdate``) every path is
+  already where it is (``--definitions=`` and ``SYSTEMD_ESP_PATH`` name the real ones), so only
+  what must *replace* something is bound: the keyring over each keyring path of that version that
+  exists and is not already the same file, and over the first ``/etc`` one when none of those
+  exists; nothing is created on the host's (read-only) ``/usr`` or ``/etc`` (``enter.py`` makes a
+  mount point in a private writable view when one is missing);
+* where the version honours it, points ``SYSTEMD_OPENPGP_KEYRING`` at the host keyring: only the
+  host's keys count;
+* adds the caller's extra binds (sources, targets, image files) unchanged.
 
 Trusts its caller (the host pipeline) for every argument; the versions that come back from
 ``list``/``check-new`` derive from untrusted file names and are returned raw: display them with
@@ -40,13 +46,33 @@ from airlock.backends.apply import ApplyConfig, Listing, ProgressFn
 from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
 from airlock.errors import ApplyError, HostError
+from airlock.formats import dialect
+from airlock.formats.version import key as version_key
 from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
 
 DEFINITIONS = "/run/airlock/definitions"
 ESP = "/run/airlock/esp"
-KEYRING_TARGETS = ("/etc/systemd/import-pubring.gpg", "/usr/lib/systemd/import-pubring.gpg")
+
+
+def keyring_targets(rt: Runtime, keyring: Path) -> tuple[str, ...]:
+    """The keyring paths ``rt``'s sysupdate may read, to bind the host ``keyring`` over.
+
+    In a runtime root every one (a missing mount point is made in the run's overlay).  On the
+    host, those that exist and are not already ``keyring`` (sysupdate reads no path that does not
+    exist), and the first ``/etc`` one when no ``/etc`` one exists, so that what sysupdate reads
+    first is the host keyring, never only the vendor's (a missing mount point is made in a
+    private view of its directory, never on the host's ``/etc``).
+    """
+    paths = dialect.for_version(rt.version).keyrings
+    if rt.chrooted:
+        return paths
+    etc = [p for p in paths if p.startswith("/etc/")]
+    out = [p for p in paths if os.path.lexists(p) and not _same_file(keyring, p)]
+    if etc and not any(os.path.lexists(p) for p in etc):
+        out.insert(0, etc[0])
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,35 +85,35 @@ class Invocation:
     binds: tuple[Bind, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
 
-    def definitions_arg(self, *, host: bool = False) -> str:
-        """``--definitions=`` as sysupdate sees the directory (bound unless ``host``)."""
-        return f"--definitions={os.fspath(self.definitions.absolute()) if host else DEFINITIONS}"
+    def definitions_arg(self, rt: Runtime) -> str:
+        """``--definitions=`` as ``rt``'s sysupdate sees the directory (bound in a chroot)."""
+        path = DEFINITIONS if rt.chrooted else os.fspath(self.definitions.absolute())
+        return f"--definitions={path}"
 
-    def all_binds(self, *, host: bool = False) -> tuple[Bind, ...]:
-        """The binds ``Runtime.run`` needs (``host``: the host's own sysupdate, no chroot)."""
-        if not host:
-            out = [Bind(source=self.definitions, target=DEFINITIONS, read_only=True)]
-            if self.keyring is not None:
-                out += [
-                    Bind(source=self.keyring, target=t, read_only=True) for t in KEYRING_TARGETS
-                ]
-            if self.esp is not None:
-                out.append(Bind(source=self.esp, target=ESP, read_only=False))
-            return (*out, *self.binds)
-        out = []
+    def all_binds(self, rt: Runtime) -> tuple[Bind, ...]:
+        """The binds ``rt.run`` needs for this invocation."""
+        out: list[Bind] = []
+        if rt.chrooted:
+            out.append(Bind(source=self.definitions, target=DEFINITIONS, read_only=True))
         if self.keyring is not None:
-            etc, vendor = KEYRING_TARGETS
-            if not _same_file(self.keyring, etc):
-                out.append(Bind(source=self.keyring, target=etc, read_only=True))
-            if os.path.exists(vendor) and not _same_file(self.keyring, vendor):
-                out.append(Bind(source=self.keyring, target=vendor, read_only=True))
+            out += [
+                Bind(source=self.keyring, target=t, read_only=True)
+                for t in keyring_targets(rt, self.keyring)
+            ]
+        if self.esp is not None and rt.chrooted:
+            out.append(Bind(source=self.esp, target=ESP, read_only=False))
         return (*out, *self.binds)
 
-    def all_env(self, *, host: bool = False) -> dict[str, str]:
-        """The environment for sysupdate (``SYSTEMD_ESP_PATH`` when an ESP is given)."""
+    def all_env(self, rt: Runtime) -> dict[str, str]:
+        """The environment for ``rt``'s sysupdate: ``SYSTEMD_ESP_PATH`` when an ESP is given,
+        the keyring override where the version honours one."""
         env = dict(self.env)
         if self.esp is not None:
-            env["SYSTEMD_ESP_PATH"] = os.fspath(self.esp.absolute()) if host else ESP
+            env["SYSTEMD_ESP_PATH"] = ESP if rt.chrooted else os.fspath(self.esp.absolute())
+        rules = dialect.for_version(rt.version)
+        if self.keyring is not None and rules.keyring_env is not None:
+            seen = rules.keyrings[0] if rt.chrooted else os.fspath(self.keyring.absolute())
+            env[rules.keyring_env] = seen
         return env
 
 
@@ -109,7 +135,9 @@ def parse_listing(res: proc.Completed) -> Listing:
     except ValueError:
         doc = None
     versions = doc.get("all") if isinstance(doc, dict) else None
-    current = doc.get("current") if isinstance(doc, dict) else None
+    current = None
+    if isinstance(doc, dict):  # 262 says "current+pending" when that version is only acquired
+        current = doc.get("current", doc.get("current+pending"))
     if not isinstance(versions, list) or not isinstance(current, str | None):
         detail = tail(res.stderr) if res.returncode != 0 else display(res.stdout)
         raise ApplyError(f"systemd-sysupdate list failed: {detail}", code="apply.list")
@@ -135,11 +163,10 @@ class SysupdateApplier:
     def _run(
         self, inv: Invocation, args: Sequence[str], *, timeout: float, notify: Notify | None = None
     ) -> proc.Completed:
-        host = not self.runtime.chrooted
         return self.runtime.run(
-            [inv.definitions_arg(host=host), *args],
-            binds=inv.all_binds(host=host),
-            env=inv.all_env(host=host),
+            [inv.definitions_arg(self.runtime), *args],
+            binds=inv.all_binds(self.runtime),
+            env=inv.all_env(self.runtime),
             timeout=timeout,
             notify=notify,
         )
@@ -164,6 +191,43 @@ class SysupdateApplier:
             )
         return res
 
+    def settled(self, inv: Invocation, version: str) -> bool:
+        """Whether ``version`` is installed and neither partial nor pending (``list VERSION``).
+
+        260+ keep what a failed or interrupted acquire left as a *partial* or *pending*
+        instance (``formats.dialect.partial_instances``), list it as installed, and refuse to
+        update that version until ``vacuum`` removes it.
+
+        Raises:
+            ApplyError: ``apply.list`` when sysupdate fails or prints something else.
+        """
+        args = ["--offline", "--json=short", "list", version]
+        res = self._run(inv, args, timeout=self.query_timeout_s)
+        try:
+            doc = json.loads(res.stdout) if res.returncode == 0 else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("version") != version:
+            raise ApplyError(
+                f"systemd-sysupdate list {display(version)} failed: {tail(res.stderr)}",
+                code="apply.list",
+            )
+        return doc.get("installed") is True and not doc.get("partial") and not doc.get("pending")
+
+    def vacuum(self, inv: Invocation) -> None:
+        """``vacuum``: partial and pending instances go, and what exceeds ``InstancesMax``.
+
+        (``update`` removes the same and one more, so it takes nothing ``update`` would keep.)
+
+        Raises:
+            ApplyError: ``apply.sysupdate``.
+        """
+        res = self._run(inv, ["--offline", "vacuum"], timeout=self.query_timeout_s)
+        if res.returncode != 0:
+            raise ApplyError(
+                f"systemd-sysupdate vacuum failed: {tail(res.stderr)}", code="apply.sysupdate"
+            )
+
     def list_versions(self, inv: Invocation, *, offline: bool = False) -> Listing:
         """``list --json=short`` (``--offline``: installed versions only, no source read)."""
         args = ["--offline"] if offline else []
@@ -173,15 +237,18 @@ class SysupdateApplier:
     def check_new(self, inv: Invocation) -> str | None:
         """``check-new --json=short``: the newest available version, or ``None``.
 
-        sysupdate 257.13 exits 0 and prints ``{"available":"V"}`` or ``{"available":null}``
-        (observed in the trixie runtime).
+        It prints ``{"available":"V"}`` or ``{"available":null}``; 257.13 exits 0 either way, 262
+        exits 1 when nothing is available (both observed in the runtimes).
         """
         res = self._run(inv, ["--json=short", "check-new"], timeout=self.query_timeout_s)
         try:
             doc = json.loads(res.stdout)
         except ValueError:
             doc = None
-        if res.returncode != 0 or not isinstance(doc, dict) or "available" not in doc:
+        ok = isinstance(doc, dict) and "available" in doc
+        if ok and res.returncode == 1 and doc["available"] is None:
+            return None
+        if res.returncode != 0 or not ok:
             raise ApplyError(
                 f"systemd-sysupdate check-new failed: {tail(res.stderr)}", code="apply.sysupdate"
             )
@@ -233,7 +300,8 @@ class SysupdateHostApplier:
         self._keyring = keyring
         self._os_release = os_release
         self._sysupdate = SysupdateApplier(
-            runtime_mod.locate(config.runtime_cache), timeout_s=config.timeout_s
+            runtime_mod.locate(config.runtime_cache, choice=config.runtime),
+            timeout_s=config.timeout_s,
         )
 
     @property
@@ -242,9 +310,9 @@ class SysupdateHostApplier:
         return self._sysupdate.runtime
 
     @property
-    def required_signature_files(self) -> tuple[str, ...]:
-        """systemd-sysupdate 257 reads only ``SHA256SUMS.gpg`` (258+ also ``.sha256.asc``)."""
-        return ("SHA256SUMS.gpg",) if self._sysupdate.runtime.version < 258 else ()
+    def dialect(self) -> dialect.Dialect:
+        """The rules of that sysupdate's version (``formats.dialect``)."""
+        return dialect.for_version(self._sysupdate.runtime.version)
 
     def _invocation(self, snapshot: Path | None) -> Invocation:
         cfg = self._config
@@ -274,12 +342,24 @@ class SysupdateHostApplier:
         Raises:
             ApplyError: ``apply.list``.
         """
+        inv = self._invocation(None)
         try:
-            return self._sysupdate.list_versions(self._invocation(None), offline=True)
+            listing = self._sysupdate.list_versions(inv, offline=True)
+            if not self.dialect.partial_instances or listing.current is None:
+                return listing
+            # 260+ count a partly acquired version as installed: take the newest settled one.
+            newest_first = sorted(listing.versions, key=version_key, reverse=True)
+            current = next((v for v in newest_first if self._sysupdate.settled(inv, v)), None)
         except HostError as exc:
             raise ApplyError(
                 f"Failed to list installed versions: {exc.message}", code="apply.list"
             ) from exc
+        return Listing(current=current, versions=listing.versions)
+
+    def _unsettled(self, inv: Invocation, version: str) -> bool:
+        """``version`` is in the target, but only partly acquired or not yet installed."""
+        listed = self._sysupdate.list_versions(inv, offline=True).versions
+        return version in listed and not self._sysupdate.settled(inv, version)
 
     def booted(self) -> Assessment:
         """The booted version and the boot entries the host's definitions put in ``$BOOT``."""
@@ -299,8 +379,13 @@ class SysupdateHostApplier:
             if raw.isdigit():
                 progress(min(int(raw), 100), 100)
 
+        inv = self._invocation(snapshot)
         try:
-            self._sysupdate.update(self._invocation(snapshot), version=version, notify=notify)
+            if self.dialect.partial_instances and self._unsettled(inv, version):
+                # A partial or pending instance of this version from an interrupted run would
+                # make `update` refuse it (260+), or install bytes judged in an earlier run.
+                self._sysupdate.vacuum(inv)
+            self._sysupdate.update(inv, version=version, notify=notify)
         except HostError as exc:
             raise ApplyError(
                 f"systemd-sysupdate failed to install {display(version)}: {exc.message}",
