@@ -49,12 +49,15 @@ def test_the_installed_commands_run_from_the_package(installed: Installed) -> No
 
 def test_status_in_a_root_that_is_not_set_up_says_what_to_fix(installed: Installed) -> None:
     text = _ok(installed.root.run("airlock status"))
-    assert "runtime:     systemd-sysupdate 257 (the host's)" in text
+    assert "runtime:     systemd-sysupdate 257 (the host's own; rules of 257)" in text
     assert "problem:     [config.definition] No transfer definitions: /etc/sysupdate.d" in text
     assert "next:        fix the problem above" in text
     (body,) = schemas.check_output(("status", "--json"), _ok(installed.root.run(
         "airlock status --json")))  # fmt: skip
-    assert body["runtime"] == {"root": "/", "version": 257, "source": "host"}
+    assert body["runtime"] == {
+        "root": "/", "version": 257, "source": "host", "name": "host", "rules": 257,
+        "rules_verified": True, "signature_names": ["SHA256SUMS.gpg"],
+    }  # fmt: skip
     assert body["next"]["action"] == "fix"
 
 
