@@ -108,7 +108,7 @@ def test_update_v1_to_v2_noop_reboot_v2_to_v3(host: SpectrumHost) -> None:
     )
     assert (status["booted"], status["pending"]) == ("1", ["2"])
     assert status["state_file"] == f"{STAGING}/state.json"  # the state-in-staging default
-    assert status["floor"] == "2" and status["last_check"] is not None
+    assert status["floor"] == "1" and status["last_check"] is not None
     assert status["runtime"]["source"] == "host"  # Spectrum's own systemd-sysupdate
     assert status["next"]["command"] == "reboot"
 
