@@ -9,6 +9,8 @@ PACKAGES=(
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
   qemu-system-x86 qemu-utils dosfstools mtools kmod ovmf dmsetup
   xz-utils bzip2 zstd lz4 nginx
+  zsh groff-base man-db
+  debhelper dh-python python3-installer
 )
 # nginx: the tests and bench/delta.py start their own instances (generated config, loopback or a
 # test-made network namespace, stopped by PID); Debian may also enable its default site on :80,

@@ -323,6 +323,11 @@ def _toml(value: object) -> str:
     return json.dumps(value)
 
 
+def toml_value(value: object) -> str:
+    """``value`` as the TOML file would hold it (the man page shows defaults so)."""
+    return _toml(value)
+
+
 def render(values: Mapping[str, object]) -> str:
     """A TOML host config from ``{dotted setting name: value}`` (checked against declarations).
 

@@ -63,6 +63,8 @@ class Layout:
     default_runtime: str
     guest: Path
     guest_stamp_prefix: str
+    debs: Path
+    debs_stamp_prefix: str
     spectrum_host: Path
     spectrum_host_stamp_prefix: str
 
@@ -94,6 +96,8 @@ class Layout:
             default_runtime=v["RUNTIME_DEFAULT"],
             guest=base / v["GUEST_DIR"],
             guest_stamp_prefix=v["GUEST_STAMP_PREFIX"],
+            debs=base / v["DEBS_DIR"],
+            debs_stamp_prefix=v["DEBS_STAMP_PREFIX"],
             spectrum_host=base / v["SPECTRUM_HOST_DIR"],
             spectrum_host_stamp_prefix=v["SPECTRUM_HOST_STAMP_PREFIX"],
         )

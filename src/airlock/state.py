@@ -3,10 +3,11 @@
 
 Fields: the installed version, the version pending a reboot, the version booted (and whether its
 boot was blessed), the versions that failed to boot and were rolled back, the last successful
-check (a fresh, valid manifest was seen), the rollback floor and the creation time of the newest
-accepted manifest signature.  The floor and the signature time are passed to the judge as
-``floor`` and ``not_before``, so a replayed older release is refused even when the GPT labels were
-rewritten.
+check (a fresh, valid manifest was seen), the rollback floor, the creation time of the newest
+accepted manifest signature, and the newer release that check verified but did not install
+(``available``, what ``airlock status`` says the next update would install).  The floor and the
+signature time are passed to the judge as ``floor`` and ``not_before``, so a replayed older
+release is refused even when the GPT labels were rewritten.
 
 How the state changes is one pure function, ``advance(old, event, now)``, over two events: a run
 saw what booted (``Booted``, from the boot entries in ``$BOOT`` and os-release, see
@@ -14,8 +15,9 @@ saw what booted (``Booted``, from the boot entries in ``$BOOT`` and os-release, 
 floor only rises, and only to a version that has booted and been blessed (a good boot): until
 then the previous version must stay installable, since the new one may yet fail to boot and be
 rolled back.  The newest signature time never goes back nor past ``now``, the last check is the
-run's reference time, the pending version is the one just installed until it boots or fails.
-``load`` and ``save`` only read and write it.
+run's reference time, the pending version is the one just installed until it boots or fails, and
+``available`` is the verified version newer than the installed one when the run did not install it
+(else none).  ``load`` and ``save`` only read and write it.
 
 It lives where ``[state] path`` says, by default in the staging directory (``state.json`` beside
 the ``shared`` subvolume): persistent, on the host's own filesystem even when the root is read-only,
@@ -40,7 +42,7 @@ from typing import ClassVar, assert_never
 from airlock import fsutil
 from airlock.errors import ConfigError, HostError
 from airlock.formats import version
-from airlock.settings import PATH, optional, setting
+from airlock.settings import PATH, SECONDS, optional, setting
 
 FORMAT_VERSION = 1
 IN_STAGING = "state.json"
@@ -58,6 +60,11 @@ class StateConfig:
         kind=optional(PATH),
         help="the state file (rollback floor, newest signature time, last check); unset: "
         f"{IN_STAGING} in the staging directory, next to shared but never shared with the VM",
+    )
+    stale_after_s: float = setting(
+        86400.0,
+        kind=SECONDS,
+        help="airlock status calls the last successful check stale after this long",
     )
 
     def file(self, staging_dir: Path) -> Path:
@@ -78,6 +85,7 @@ class State:
     floor: str | None = None
     newest_signature: datetime | None = None
     manifest_sha256: str | None = None
+    available: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready mapping (datetimes as ISO 8601 UTC)."""
@@ -185,8 +193,13 @@ def _verified(old: State, event: Verified, now: datetime) -> State:
         (*(min(t, now) for t in event.signed), *filter(None, [old.newest_signature])), default=None
     )
     pending = old.pending
+    available = None
     if event.applied and event.version is not None:
         pending = event.version
+    elif event.version is not None and (
+        event.installed is None or version.compare(event.version, event.installed) > 0
+    ):
+        available = event.version  # verified newer than what is installed, not installed yet
     if (  # installed beyond what runs, not failed: a run killed after apply converges here
         event.installed is not None
         and old.booted is not None
@@ -201,6 +214,7 @@ def _verified(old: State, event: Verified, now: datetime) -> State:
         last_check=now,
         newest_signature=newest,
         manifest_sha256=event.manifest_sha256,
+        available=available,
     )
 
 
@@ -280,6 +294,7 @@ def load(path: Path) -> State:
         floor=_text(data.get("floor"), "floor"),
         newest_signature=_time(data.get("newest_signature"), "newest_signature"),
         manifest_sha256=_text(data.get("manifest_sha256"), "manifest_sha256"),
+        available=_text(data.get("available"), "available"),
     )
 
 

@@ -23,6 +23,8 @@ def airlock_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(SRC, src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for data in ("packaging/man", "packaging/completions"):  # the wheel's data files (pyproject)
+        shutil.copytree(REPO / data, src / data)
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from airlock.lab.disk import EMPTY_ROOT_UUID, EMPTY_VERITY_UUID, format_uuid
+from tests.support import schemas
 from tests.support.oracles import RUNTIMES, require_runtime
 
 pytestmark = [
@@ -64,7 +65,7 @@ def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(
     assert result.returncode == 0, result.stderr[-3000:]
     where = "the host's own" if rt.name == "host" else f"runtime {runtime},"
     assert f"systemd-sysupdate {rt.version} applies ({where}" in result.stderr
-    report = json.loads(result.stdout)
+    (report,) = schemas.check_output(("demo", "--json"), result.stdout)
     h = report["roothashes"]
     states = {s["when"]: s for s in report["states"]}
     assert _slots(states["initial"]) == [

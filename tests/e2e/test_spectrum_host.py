@@ -23,6 +23,7 @@ import pytest
 from airlock import proc
 from airlock.lab.disk import format_uuid
 from airlock.lab.spectrum_host import STAGING, SpectrumHost
+from tests.support import schemas
 
 pytestmark = [
     pytest.mark.e2e,
@@ -115,8 +116,14 @@ def test_update_v1_to_v2_noop_reboot_v2_to_v3(host: SpectrumHost) -> None:
     assert h.run(["stat", "-c", "%a %F", "/run/updater"]).stdout == b"700 directory\n"
     listing = h.run(["ls", "-A", STAGING]).stdout.split()
     assert listing == [b"fetch.log", b"shared", b"state.json", b"vm-etc"]
-    status = json.loads(h.run(["airlock", "status", STAGING, "--json"]).stdout)
-    assert (status["booted"], status["pending_reboot"]) == ("1", "2")
+    (status,) = schemas.check_output(
+        ("status", "--json"), h.run(["airlock", "status", STAGING, "--json"]).stdout.decode()
+    )
+    assert (status["booted"], status["pending"]) == ("1", ["2"])
+    assert status["state_file"] == f"{STAGING}/state.json"  # the state-in-staging default
+    assert status["floor"] == "1" and status["last_check"] is not None
+    assert status["runtime"]["source"] == "host"  # Spectrum's own systemd-sysupdate
+    assert status["next"]["command"] == "reboot"
 
     disk_before = h.state()
     noop = h.spectrum_update()

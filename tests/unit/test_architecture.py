@@ -38,7 +38,7 @@ def test_only_proc_imports_subprocess() -> None:
     assert offenders == ["proc/__init__.py", "proc/child.py", "proc/teardown.py"]
 
 
-def test_only_the_guard_and_the_namespace_helper_fork_or_exec() -> None:
+def test_only_the_guard_and_the_namespace_helpers_fork_or_exec() -> None:
     """Everything else goes through proc, so every child is under a guard (ADR 0005)."""
     starters = {"fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
         f"{p}{s}"

@@ -17,6 +17,7 @@ ENV = ROOT / "src/airlock/layout.env"
 _LITERALS = (
     ".airlock-runtime-",
     ".airlock-guest-",
+    ".airlock-debs-",
     ".airlock-spectrum-host-",
     ".airlock-installed",
     "/var/cache/airlock",
@@ -49,7 +50,7 @@ def test_make_reads_the_same_values() -> None:
 
 
 def test_every_script_sources_the_layout() -> None:
-    for script in ("make-runtime.sh", "make-guest.sh", "make-spectrum-host.sh"):
+    for script in ("make-runtime.sh", "make-guest.sh", "fetch-debs.sh", "make-spectrum-host.sh"):
         text = (ROOT / "scripts" / script).read_text()
         assert '. "$here/src/airlock/layout.env"' in text, script
     assert "include src/airlock/layout.env" in (ROOT / "Makefile").read_text()

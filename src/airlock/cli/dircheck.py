@@ -53,5 +53,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         prefix_chars="\0",
         add_help=False,
     )
-    p.add_argument("arguments", nargs="*", metavar="cleanup|check DIR")
+    p.add_argument(
+        "arguments",
+        nargs="*",
+        metavar="cleanup|check DIR",
+        help="the mode, cleanup or check, and the directory (anything else: usage, exit 1)",
+    )
     p.set_defaults(func=run)

@@ -3,9 +3,10 @@
 
 The lab's Spectrum-shaped host runs airlock as an OS image would ship it: the package in
 ``/usr/lib/python3/dist-packages`` (where Debian's ``python3`` finds it, next to its ``httpx`` and
-``rich``), and one script in ``/usr/bin`` per console entry point, run by ``/usr/bin/python3``.
-This is what an installer does with a wheel (unpack ``purelib``, write the entry-point scripts);
-nothing runs at install time and nothing is compiled.
+``rich``), one script in ``/usr/bin`` per console entry point, run by ``/usr/bin/python3``, and
+the wheel's data files (``NAME.data/data/…``: the man pages and shell completions) under the
+prefix ``/usr``.  This is what an installer does with a wheel (unpack ``purelib`` and the ``data``
+scheme, write the entry-point scripts); nothing runs at install time and nothing is compiled.
 
 Trusts the wheel the project just built.  Refuses one whose members would land outside the tree
 or that is not a pure-Python wheel.
@@ -23,6 +24,7 @@ from airlock.errors import HostError
 
 SITE = PurePosixPath("usr/lib/python3/dist-packages")
 BIN = PurePosixPath("usr/bin")
+PREFIX = PurePosixPath("usr")  # the wheel's "data" scheme: share/man/… -> /usr/share/man/…
 _ENTRY = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
 
 
@@ -32,6 +34,17 @@ def _script(module: str, function: str) -> str:
         f"import sys\nfrom {module} import {function}\n"
         f"sys.exit({function}())\n"
     )
+
+
+def _where(path: PurePosixPath, wheel: Path) -> PurePosixPath:
+    """Where a wheel member goes below the root: the package, or a data file under ``/usr``."""
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise HostError(f"Refusing {wheel}: member {str(path)!r}", code="host.wheel")
+    if not path.parts[0].endswith(".data"):
+        return SITE / path
+    if len(path.parts) < 3 or path.parts[1] != "data":  # scripts, headers, platlib: none here
+        raise HostError(f"Refusing {wheel}: member {str(path)!r}", code="host.wheel")
+    return PREFIX.joinpath(*path.parts[2:])
 
 
 def install(wheel: Path, root: Path) -> tuple[str, ...]:
@@ -51,11 +64,9 @@ def install(wheel: Path, root: Path) -> tuple[str, ...]:
             raise HostError(f"Refusing {wheel}: not a pure-Python wheel", code="host.wheel")
         for name in members:
             path = PurePosixPath(name)
-            if path.is_absolute() or ".." in path.parts or ".data" in path.parts[0]:
-                raise HostError(f"Refusing {wheel}: member {name!r}", code="host.wheel")
             if name.endswith("/"):
                 continue
-            target = root / SITE / path
+            target = root / _where(path, wheel)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(archive.read(name))
             # Package data keeps its executable bit (the lab's stand-in scripts).

@@ -131,7 +131,8 @@ def test_human_output_and_status(world: World) -> None:
         assert step in out.stderr
     status = w.airlock("status")
     assert status.returncode == 0, status.stderr
-    assert "pending reboot:  2" in status.stdout
+    assert "pending:     2 (after a reboot)" in status.stdout
+    assert "next:        reboot" in status.stdout
     assert "last check:" in status.stdout
 
 

@@ -8,15 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import schemas
+
 
 def _airlock(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "airlock", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+    schemas.check_output(args, done.stdout)
+    return done
 
 
 def test_update_needs_a_staging_dir() -> None:

@@ -14,17 +14,20 @@ from pathlib import Path
 import pytest
 
 from airlock.formats import blockindex
+from tests.support import schemas
 from tests.support.releases import ROOTHASH, SigningKey, payload, spectrum_names
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "airlock", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    schemas.check_output(args, done.stdout)
+    return done
 
 
 def one_line_error(r: subprocess.CompletedProcess[str]) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,8 @@ from airlock.errors import ApplyError, HostError
 from airlock.formats import dialect
 from airlock.formats.version import key as version_key
 from airlock.text import display, tail
+
+logger = logging.getLogger(__name__)
 
 DEFINITIONS = "/run/airlock/definitions"
 ESP = "/run/airlock/esp"
@@ -180,6 +183,7 @@ class SysupdateApplier:
         args = [f"--verify={'yes' if verify else 'no'}", "update", *([version] if version else [])]
         res = self._run(inv, args, timeout=self.timeout_s, notify=notify)
         if res.returncode != 0:
+            logger.debug("systemd-sysupdate update: %s", tail(res.stderr, lines=40))
             raise ApplyError(
                 f"systemd-sysupdate update failed with status {res.returncode}: "
                 f"{tail(res.stderr)}",
@@ -302,7 +306,7 @@ class SysupdateHostApplier:
 
     @property
     def runtime(self) -> Runtime:
-        """The systemd-sysupdate this applier runs."""
+        """The systemd-sysupdate this applier runs (``airlock status`` shows it)."""
         return self._sysupdate.runtime
 
     @property
