@@ -87,7 +87,7 @@ OTHER_JSON = {
     "config.py": "TOML values (JSON's strings, numbers and arrays are TOML)",
     "backends/apply/runtime.py": "the spec handed to enter.py",
     "agent/sysupdate.py": "the spec handed to nsexec.py",
-    "lab/spectrum_boot.py": "the spec handed to its own helper process",
+    "lab/spectrum_host.py": "the boot spec handed to lab/spectrum_boot.py",
     "proc/teardown.py": "the steps handed to a teardown guard",
     "release/serve.py": "the lab server's byte log",
 }
