@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest clean bench mutation
+.PHONY: test demo lint deps venv runtime guest debs spectrum-host setup clean bench mutation dist deb
 
 deps:
 	bash scripts/install-deps.sh
@@ -17,7 +17,7 @@ deps:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PY) -m pip install -q -e '.[test,lint,dist]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -28,7 +28,15 @@ runtime: deps
 guest: deps runtime venv
 	bash scripts/make-guest.sh
 
-setup: deps venv runtime guest
+# What a clean trixie root needs to install the .deb offline (the packaging tests).
+debs: deps runtime
+	bash scripts/fetch-debs.sh
+
+# The lab's Spectrum-shaped host: trixie packages over the runtime (docs/spectrum.md#lab).
+spectrum-host: deps runtime
+	bash scripts/make-spectrum-host.sh
+
+setup: deps venv runtime guest debs spectrum-host
 
 test: setup
 	bash scripts/run-tests.sh $(PY) $(PYTEST_ARGS)
@@ -37,6 +45,20 @@ test: setup
 # (docs/mutation.md); MUTATIONS="name ..." runs some.
 mutation: setup
 	$(PY) -m tests.mutation.run $(MUTATIONS)
+
+# The sdist and the wheel (docs/packaging.md), built offline with the pinned `dist` extra; the
+# wheel is built from the unpacked sdist, so a file the sdist lacks is missing from the wheel too.
+# Timestamps come from the last commit (SOURCE_DATE_EPOCH), so the wheel is byte-identical when
+# rebuilt; setuptools' leftovers go first, as its file list would otherwise remember old files.
+DIST ?= dist
+dist: venv
+	rm -rf $(DIST) build src/*.egg-info
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+	  $(PY) -m build --no-isolation --outdir $(DIST) .
+
+# The Debian package (docs/packaging.md): built with debhelper from the sdist and the wheel.
+deb: dist deps
+	bash scripts/make-deb.sh $(DIST)
 
 demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
@@ -54,4 +76,4 @@ bench: setup
 	$(PY) bench/update.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info

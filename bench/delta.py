@@ -81,7 +81,7 @@ def sh(*argv: object, timeout: float = 600) -> None:
 
 
 def source_tree() -> Path:
-    usr = Layout.load().runtime / "usr"
+    usr = Layout.load().runtime().root / "usr"
     if not (usr / "lib").is_dir():
         raise SystemExit(f"no runtime tree at {usr}: run make test (or make runtime) first")
     return usr

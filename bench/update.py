@@ -39,7 +39,7 @@ from airlock.backends.apply.runtime import Bind
 from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier
 from airlock.config import render as render_config
 from airlock.lab import disk
-from airlock.release import publish
+from airlock.release import publish, render
 from tests.integration.host.world import host_transfers
 from tests.support import releases
 
@@ -115,6 +115,9 @@ def main() -> int:
         total = sum(p.stat().st_size for p in release.iterdir())
         etc = work / "etc"
         (etc / "vm-sysupdate.d").mkdir(parents=True)
+        for template in (render.default_templates() / "vm-sysupdate.d").glob("*.transfer"):
+            shutil.copyfile(template, etc / "vm-sysupdate.d" / template.name)
+        (etc / "update-url").write_text("http://127.0.0.1:9/\n")  # unused: the VM copies
         (etc / "os-release").write_text("ID=spectrum\nIMAGE_VERSION=1\n")
         image = work / "disk.img"
         defs = host_transfers(etc / "sysupdate.d", image)

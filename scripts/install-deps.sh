@@ -8,7 +8,9 @@ PACKAGES=(
   btrfs-progs gpg gpgv sqv bubblewrap s6 execline fdisk util-linux debootstrap
   iproute2 openssl curl cpio busybox-static erofs-utils cryptsetup-bin
   qemu-system-x86 qemu-utils dosfstools mtools kmod ovmf dmsetup
-  nginx
+  xz-utils bzip2 zstd lz4 nginx
+  zsh groff-base man-db
+  debhelper dh-python python3-installer
 )
 # nginx: the tests and bench/delta.py start their own instances (generated config, loopback or a
 # test-made network namespace, stopped by PID); Debian may also enable its default site on :80,

@@ -3,7 +3,8 @@
 # Build, idempotently, airlock's QEMU update guest (issue #7) under $AIRLOCK_CACHE/guest:
 #   vmlinuz       a Debian 12 kernel (newest linux-image-6.1.0-N-amd64, unpacked with dpkg -x)
 #   initrd.img    busybox-static + the virtio / 9p / virtio_net modules in dependency order + init
-#   root          -> the Debian trixie tree from scripts/make-runtime.sh, shared READ-ONLY by 9p;
+#   root          -> the default runtime's Debian tree (trixie) from scripts/make-runtime.sh, shared
+#                    READ-ONLY by 9p (the fetcher can boot another runtime's root: docs/vm.md);
 #                    the guest builds a throwaway tmpfs root around it, so nothing here or in the
 #                    runtime tree is ever modified by a guest.
 # Runs as root on Debian 12 with only the package registries.  A stamp keyed on this script and the
@@ -14,7 +15,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/src/airlock/layout.env"
 cache=${AIRLOCK_CACHE:-$AIRLOCK_CACHE_DEFAULT}
 out="$cache/$GUEST_DIR"
-runtime="$cache/$RUNTIME_DIR"
+dir_var=RUNTIME_${RUNTIME_DEFAULT}_DIR stamp_var=RUNTIME_${RUNTIME_DEFAULT}_STAMP
+runtime="$cache/${!dir_var}"
 init_src="$here/src/airlock/lab/guest/init"
 modules=(virtio_pci 9p 9pnet_virtio virtio_net)
 
@@ -27,8 +29,8 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "make-guest: must run as root" >&2
   exit 1
 fi
-if [ ! -f "$runtime/$RUNTIME_STAMP" ] || [ ! -x "$runtime/usr/bin/python3" ]; then
-  echo "make-guest: the trixie runtime is missing; run scripts/make-runtime.sh first" >&2
+if [ ! -f "$runtime/${!stamp_var}" ] || [ ! -x "$runtime/usr/bin/python3" ]; then
+  echo "make-guest: the default runtime ($RUNTIME_DEFAULT) is missing; run scripts/make-runtime.sh first" >&2
   exit 1
 fi
 for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip; do

@@ -12,11 +12,11 @@ shift
 if [ "$#" -gt 0 ]; then
   exec "$py" -m pytest -p no:cacheprovider "$@"
 fi
-run=("$py" -m pytest -p no:cacheprovider)
+run=("$py" -m pytest -p no:cacheprovider --durations=30)
 if [ "${AIRLOCK_COVERAGE:-0}" = 1 ]; then
   export COVERAGE_FILE="$PWD/.coverage"
   rm -f "$PWD"/.coverage "$PWD"/.coverage.*
-  run=("$py" -m coverage run -m pytest -p no:cacheprovider)
+  run=("$py" -m coverage run -m pytest -p no:cacheprovider --durations=30)
 fi
 start=$SECONDS
 "${run[@]}" tests/e2e tests/integration

@@ -24,10 +24,10 @@ from tests.support import leaks, probes
 
 pytest_plugins = ["tests.support.strict_skips"]
 REQUIRE = os.environ.get("AIRLOCK_REQUIRE_ROOT") == "1"
+PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "boot", "s6", "e2e", "spectrum_host")
 # A loop device set up by mount(8) detaches itself once its file system is gone, which the kernel
 # may finish a moment after the last umount (seen under load after the last test of a run).
 LEAK_SETTLE_S = 15.0
-PRIVILEGED = ("root", "btrfs", "sandbox", "sysupdate", "vm", "boot", "s6", "e2e")
 
 settings.register_profile("dev", max_examples=200)
 settings.register_profile(
@@ -107,11 +107,17 @@ def new_processes() -> Callable[[], set[int]]:
 
 
 @pytest.fixture(autouse=True)
-def _leak_check(leak_scope: tuple[str, Path]) -> Iterator[None]:
-    """The same check around every test: what a test starts or makes, it stops or removes."""
+def _leak_check(leak_scope: tuple[str, Path], request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same check around every test: what a test starts or makes, it stops or removes.
+
+    A test marked ``restarts_world`` restarts processes of its module's world (a reboot, a
+    server): those belong to the world, so only the session's check (and the world's own
+    teardown) covers processes for it; every other kind is still checked per test."""
     base, tmpdir = leak_scope
     before = leaks.snapshot(base, tmpdir)
     yield
     leaked = leaks.new_since(before, base, tmpdir)
+    if request.node.get_closest_marker("restarts_world") is not None:
+        leaked.pop("processes", None)
     if leaked:
         pytest.fail(f"leaked by this test: {leaked}", pytrace=False)

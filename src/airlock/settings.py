@@ -33,6 +33,7 @@ class Origin(enum.StrEnum):
     """Where an effective value came from (``airlock config show``)."""
 
     DEFAULT = "default"
+    SPECTRUM = "spectrum-update"  # spectrum-update's own default where it differs
     FILE = "file"
     FLAG = "flag"
 

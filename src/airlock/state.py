@@ -3,19 +3,26 @@
 
 Fields: the installed version, the version pending a reboot, the version booted (and whether its
 boot was blessed), the versions that failed to boot and were rolled back, the last successful
-check (a fresh, valid manifest was seen), the rollback floor and the creation time of the newest
-accepted manifest signature.  The floor and the signature time are passed to the judge as
-``floor`` and ``not_before``, so a replayed older release is refused even when the GPT labels were
-rewritten.
+check (a fresh, valid manifest was seen), the rollback floor, the creation time of the newest
+accepted manifest signature, and the newer release that check verified but did not install
+(``available``, what ``airlock status`` says the next update would install).  The floor and the
+signature time are passed to the judge as ``floor`` and ``not_before``, so a replayed older
+release is refused even when the GPT labels were rewritten.
 
 How the state changes is one pure function, ``advance(old, event, now)``, over two events: a run
 saw what booted (``Booted``, from the boot entries in ``$BOOT`` and os-release, see
 ``airlock.assessment``), and a run verified a release and maybe installed it (``Verified``).  The
 floor only rises, and only to a version that has booted and been blessed (a good boot): until
 then the previous version must stay installable, since the new one may yet fail to boot and be
-rolled back.  The newest signature time never goes back, the last check is the run's reference
-time, the pending version is the one just installed until it boots or fails.  ``load`` and
-``save`` only read and write it.
+rolled back.  The newest signature time never goes back nor past ``now``, the last check is the
+run's reference time, the pending version is the one just installed until it boots or fails, and
+``available`` is the verified version newer than the installed one when the run did not install it
+(else none).  ``load`` and ``save`` only read and write it.
+
+It lives where ``[state] path`` says, by default in the staging directory (``state.json`` beside
+the ``shared`` subvolume): persistent, on the host's own filesystem even when the root is read-only,
+and never bound into the VM (only ``shared`` is).  Deleting the staging directory forgets it; the
+floor then falls back to what systemd-sysupdate reports installed.
 
 Only the host writes this file and only values it verified go in; it is still parsed strictly
 (a corrupt file is a ``ConfigError``, never silently reset, since resetting would lower the floor).
@@ -35,9 +42,10 @@ from typing import ClassVar, assert_never
 from airlock import fsutil
 from airlock.errors import ConfigError, HostError
 from airlock.formats import version
-from airlock.settings import PATH, setting
+from airlock.settings import PATH, SECONDS, optional, setting
 
 FORMAT_VERSION = 1
+IN_STAGING = "state.json"
 _MAX_BYTES = 64 * 1024
 
 
@@ -47,11 +55,21 @@ class StateConfig:
 
     SECTION: ClassVar[str] = "state"
 
-    path: Path = setting(
-        Path("/var/lib/airlock/state.json"),
-        kind=PATH,
-        help="the state file (rollback floor, newest signature time, last check)",
+    path: Path | None = setting(
+        None,
+        kind=optional(PATH),
+        help="the state file (rollback floor, newest signature time, last check); unset: "
+        f"{IN_STAGING} in the staging directory, next to shared but never shared with the VM",
     )
+    stale_after_s: float = setting(
+        86400.0,
+        kind=SECONDS,
+        help="airlock status calls the last successful check stale after this long",
+    )
+
+    def file(self, staging_dir: Path) -> Path:
+        """Where the state lives for a run on ``staging_dir``: ``path``, else inside it."""
+        return self.path if self.path is not None else staging_dir / IN_STAGING
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +85,7 @@ class State:
     floor: str | None = None
     newest_signature: datetime | None = None
     manifest_sha256: str | None = None
+    available: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready mapping (datetimes as ISO 8601 UTC)."""
@@ -168,10 +187,19 @@ def _verified(old: State, event: Verified, now: datetime) -> State:
     version (unless it failed).  The floor does not move here: it rises only once a version has
     booted and been blessed.
     """
-    newest = max((*event.signed, *filter(None, [old.newest_signature])), default=None)
+    # Never later than the run's reference time: a signature within the verifier's clock skew
+    # must not lift the floor past genuine releases signed in the next minutes.
+    newest = max(
+        (*(min(t, now) for t in event.signed), *filter(None, [old.newest_signature])), default=None
+    )
     pending = old.pending
+    available = None
     if event.applied and event.version is not None:
         pending = event.version
+    elif event.version is not None and (
+        event.installed is None or version.compare(event.version, event.installed) > 0
+    ):
+        available = event.version  # verified newer than what is installed, not installed yet
     if (  # installed beyond what runs, not failed: a run killed after apply converges here
         event.installed is not None
         and old.booted is not None
@@ -186,6 +214,7 @@ def _verified(old: State, event: Verified, now: datetime) -> State:
         last_check=now,
         newest_signature=newest,
         manifest_sha256=event.manifest_sha256,
+        available=available,
     )
 
 
@@ -265,6 +294,7 @@ def load(path: Path) -> State:
         floor=_text(data.get("floor"), "floor"),
         newest_signature=_time(data.get("newest_signature"), "newest_signature"),
         manifest_sha256=_text(data.get("manifest_sha256"), "manifest_sha256"),
+        available=_text(data.get("available"), "available"),
     )
 
 

@@ -51,7 +51,7 @@ def record(label, boot, **extra):
 def status(label):
     s = lab.status()
     out["status"][label] = {k: s.get(k) for k in
-                            ("booted", "blessed", "pending_reboot", "failed", "floor", "pending")}
+                            ("booted", "blessed", "pending", "failed", "floor")}
 
 with Lab(Path(sys.argv[1]), boot_tries=2) as lab:
     out["roothash"] = {v: img.roothash for v, img in lab.images.items()}
@@ -163,20 +163,20 @@ def test_the_updated_disk_boots_and_the_controls_fail_as_they_must(tmp_path: Pat
     # once a version has booted and been blessed: while 2.0 waits for its first boot the floor is
     # still 1.0; 2.0's good boot (seen by the next run) raises it to 2.0; 4.0 never raised it.
     st = out["status"]
-    assert st["2.0 installed"] == {"booted": "1.0", "blessed": True, "pending_reboot": "2.0",
-                                   "failed": [], "floor": "1.0", "pending": "2.0"}  # fmt: skip
+    assert st["2.0 installed"] == {"booted": "1.0", "blessed": True, "pending": ["2.0"],
+                                   "failed": [], "floor": "1.0"}  # fmt: skip
     assert st["3.0 installed"]["floor"] == "2.0"  # the run that installed 3.0 saw 2.0 blessed
     assert st["3.0 installed"]["booted"] == "2.0"
-    assert st["3.0 installed"]["pending_reboot"] == "3.0"
+    assert st["3.0 installed"]["pending"] == ["3.0"]
     assert st["4.0 installed"]["floor"] == "3.0"
-    assert st["4.0 installed"]["pending_reboot"] == "4.0"
+    assert st["4.0 installed"]["pending"] == ["4.0"]
     # After the fallback the ESP says it (4.0 has no try left, 3.0 runs); the next run records it.
     assert st["after the fallback"]["booted"] == "3.0"
     assert st["after the fallback"]["failed"] == ["4.0"]
-    assert st["after the fallback"]["pending_reboot"] is None
+    assert st["after the fallback"]["pending"] == []
     assert out["rerun after fallback"] == "up-to-date"
     assert st["recorded after the fallback"] == {"booted": "3.0", "blessed": True,
-                                                 "pending_reboot": None, "failed": ["4.0"],
-                                                 "floor": "3.0", "pending": None}  # fmt: skip
-    assert "failed to boot:  4.0 (rolled back)" in out["status text"]
-    assert "booted:          3.0 (blessed)" in out["status text"]
+                                                 "pending": [], "failed": ["4.0"],
+                                                 "floor": "3.0"}  # fmt: skip
+    assert "failed:      4.0 (did not boot; rolled back)" in out["status text"]
+    assert "booted:      3.0 (blessed)" in out["status text"]

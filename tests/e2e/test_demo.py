@@ -3,7 +3,7 @@
 
 Real everything: EROFS + dm-verity images, a GPT disk image with Spectrum's A/B layout, btrfs on a
 loop file, the agent in bubblewrap inside a network namespace, ``airlock serve``, the host's
-judgement and systemd-sysupdate 257 writing the slots.
+judgement and systemd-sysupdate (257, and the main flow again with 262) writing the slots.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from airlock.lab.disk import EMPTY_ROOT_UUID, EMPTY_VERITY_UUID, format_uuid
+from tests.support import schemas
+from tests.support.oracles import RUNTIMES, require_runtime
 
 pytestmark = [
     pytest.mark.e2e,
@@ -34,7 +36,12 @@ def _slots(state: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(s["label"], s["partuuid"], s["content"]) for s in state["slots"]]
 
 
-def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(
+    tmp_path: Path, runtime: str
+) -> None:
+    # Once per systemd-sysupdate runtime (make demo DEMO_ARGS="--runtime 262").
+    rt = require_runtime(runtime)
     work = tmp_path / "demo"
     result = subprocess.run(
         [
@@ -47,6 +54,8 @@ def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -
             "--json",
             "--attack",
             "tampered",
+            "--runtime",
+            runtime,
         ],
         capture_output=True,
         text=True,
@@ -54,7 +63,9 @@ def test_demo_updates_a_to_b_to_a_and_refuses_a_tampered_image(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
+    where = "the host's own" if rt.name == "host" else f"runtime {runtime},"
+    assert f"systemd-sysupdate {rt.version} applies ({where}" in result.stderr
+    (report,) = schemas.check_output(("demo", "--json"), result.stdout)
     h = report["roothashes"]
     states = {s["when"]: s for s in report["states"]}
     assert _slots(states["initial"]) == [

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""Differential: airlock.formats.definitions against the real systemd-sysupdate 257.
+"""Differential: airlock.formats.definitions against the real systemd-sysupdate of each runtime.
 
-Each definition is given to both.  What airlock accepts, 257 must load without a warning; what 257
-refuses, airlock must refuse; what 257 only warns about and ignores, airlock refuses (ADR 0020)
-and names the same line.  257 is the runtime ``airlock update`` applies with, run the way it runs
-it (``tests.support.oracles``, once per runtime under test): ``--offline list`` (no network, no
-installation) in a private mount namespace that is gone when the process exits.
+Each definition is given to both.  What airlock accepts, sysupdate must load without a warning;
+what it refuses, airlock must refuse; what it only warns about and ignores, airlock refuses (ADR
+0020) and names the same line.  Each runtime (257 and 262) is run the way ``airlock update`` runs
+it (``tests.support.oracles``): ``--offline list`` (no network, no installation) in a private
+mount namespace that is gone when the process exits, with one fixed os-release bound over the
+runtime's (as the product binds the host's), so specifiers expand alike in both.  Where the two
+versions read a value differently, airlock accepts only what both read alike.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from airlock.backends.apply.runtime import Runtime
 from airlock.errors import FormatError
 from airlock.formats import definitions as d
+from airlock.formats import dialect
 from tests.support.oracles import WORK, sysupdate
 
 pytestmark = pytest.mark.sysupdate
@@ -34,8 +37,18 @@ class Listed:
     stderr: str
 
 
+OS_RELEASE = 'ID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\nBUILD_ID=b1\n'
+
+
+def os_release(defs: Path) -> Path:
+    """The fixed os-release, beside (not in) the definitions directory."""
+    path = defs.parent / f"{defs.name}.os-release"
+    path.write_text(OS_RELEASE)
+    return path
+
+
 def sysupdate_defs(rt: Runtime, defs: Path, *args: str) -> Listed:
-    done = sysupdate(rt, defs, f"--definitions={WORK}", *args)
+    done = sysupdate(rt, defs, f"--definitions={WORK}", *args, os_release=os_release(defs))
     return Listed(
         returncode=done.returncode,
         stdout=done.stdout.decode(errors="replace"),
@@ -44,8 +57,9 @@ def sysupdate_defs(rt: Runtime, defs: Path, *args: str) -> Listed:
 
 
 def runtime_specifiers(rt: Runtime) -> d.Specifiers:
-    text = (rt.root / "usr/lib/os-release").read_text()
-    return d.Specifiers.from_os_release(text)
+    """The specifiers sysupdate expands in ``rt`` (from the os-release bound over its own)."""
+    del rt  # every runtime gets OS_RELEASE
+    return d.Specifiers.from_os_release(OS_RELEASE)
 
 
 def warnings(stderr: str) -> list[str]:
@@ -147,7 +161,7 @@ WARNED = {
     "unknown-key": ("Transfer", "Bogus=1"),
     "bad-boolean": ("Transfer", "Verify=sometimes"),
     "min-version-specifier": ("Transfer", "MinVersion=%A"),
-    "bad-protect-version": ("Transfer", "ProtectVersion=1~rc1"),
+    "bad-protect-version": ("Transfer", "ProtectVersion=1:rc1"),
     "non-http-changelog": ("Transfer", "ChangeLog=ftp://h/x"),
     "bad-instances": ("Target", "InstancesMax=lots"),
     "bad-mode": ("Target", "Mode=banana"),
@@ -175,6 +189,24 @@ def test_what_257_only_warns_about_airlock_refuses_at_the_same_line(
     with pytest.raises(FormatError) as info:
         d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
     assert f"{path}:{number}:" in info.value.message
+
+
+@pytest.mark.parametrize("value", ["1~rc1", "1,1"])
+def test_a_version_only_some_sysupdates_accept_is_refused(
+    systemd_runtime: Runtime, tmp_path: Path, value: str
+) -> None:
+    # "~" is a version character from 260 on, "," only before: airlock accepts neither, so a
+    # definition means the same to every runtime.
+    text = f"[Transfer]\nProtectVersion={value}\n\n{BASE}"
+    (tmp_path / "10-a.transfer").write_text(text)
+    result = sysupdate_defs(systemd_runtime, tmp_path, "--offline", "list")
+    assert result.returncode == 0, result.stderr
+    valid_here = dialect.for_version(systemd_runtime.version).version_is_valid(value)
+    warned = any(w.startswith(f"{WORK}/10-a.transfer:2:") for w in warnings(result.stderr))
+    assert warned is not valid_here, result.stderr
+    assert {value in "1~rc1", valid_here} != {True} or systemd_runtime.version >= 260
+    with pytest.raises(FormatError):
+        d.load_dir(tmp_path, specifiers=runtime_specifiers(systemd_runtime))
 
 
 REFUSED = {
@@ -254,14 +286,17 @@ def gpt_flags_after_install(rt: Runtime, work: Path, flags: str) -> int | None:
     return int.from_bytes(entry[48:56], "little")
 
 
-def test_partition_flags_base_as_257_reads_it(systemd_runtime: Runtime, tmp_path: Path) -> None:
+def test_partition_flags_base_as_each_version_reads_it(
+    systemd_runtime: Runtime, tmp_path: Path
+) -> None:
     # Measured: 257 reads PartitionFlags= with base 0 (safe_atou64): "1000000000000000" is the
-    # decimal 0x38d7ea4c68000 (reserved bits; libfdisk refuses), while later systemd's parser
-    # (safe_atoux64, base 16) would read bit 60.  airlock accepts only spellings both agree on.
+    # decimal 0x38d7ea4c68000 (reserved bits; libfdisk refuses), while 262's parser
+    # (safe_atoux64, base 16) reads bit 60.  airlock accepts only spellings both agree on.
     assert (
         gpt_flags_after_install(systemd_runtime, tmp_path / "hex", "0x1000000000000000") == 1 << 60
     )
-    assert gpt_flags_after_install(systemd_runtime, tmp_path / "dec", "1000000000000000") is None
+    dec = gpt_flags_after_install(systemd_runtime, tmp_path / "dec", "1000000000000000")
+    assert dec == (None if systemd_runtime.version < 262 else 1 << 60)
     assert gpt_flags_after_install(systemd_runtime, tmp_path / "zero", "0") == 0
     spec = runtime_specifiers(systemd_runtime)
     hex_text = (tmp_path / "hex" / "defs" / "10-p.transfer").read_text()

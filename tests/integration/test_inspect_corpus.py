@@ -8,7 +8,6 @@ silent FIFO canary.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import ExitStatus
+from tests.support import schemas
 from tests.support.corpus import (
     Case,
     FifoCanary,
@@ -74,7 +74,7 @@ def test_corpus_case_via_cli(case: Case, tmp_path: Path, keys: KeySet, defdir: P
         )
         breached = canary.stop()
     assert not breached, "a file outside the staging directory was opened"
-    obj = json.loads(proc.stdout)
+    (obj,) = schemas.check_output(("inspect", "--json"), proc.stdout)
     if case.expect is None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert obj["accepted"] is True

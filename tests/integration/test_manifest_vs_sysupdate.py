@@ -1,18 +1,20 @@
 # SPDX-License-Identifier: MIT
-"""Differential: airlock.formats.manifest against the real systemd-sysupdate 257 SHA256SUMS reader.
+"""Differential: airlock.formats.manifest against the real SHA256SUMS readers of 257 and 262.
 
-Each manifest is served to 257 (the runtime ``airlock update`` applies with, run the way it runs
-it: ``tests.support.oracles``, once per runtime under test) as a ``file://`` url-file source
-(``--verify=no list``, no network, nothing installed) and parsed by airlock.  Where 257 refuses,
-airlock refuses (at the same line when 257 names one); where 257 accepts, airlock accepts and lists
-the same versions — except for the documented extra refusals of ADR 0021 (duplicates, malformed
-BEST-BEFORE markers), which 257 accepts.
+Each manifest is served to each runtime (run the way ``airlock update`` runs it:
+``tests.support.oracles``) as a ``file://`` url-file source (``--verify=no list``, no network,
+nothing installed) and parsed by airlock.  Where sysupdate refuses, airlock refuses (at the same
+line when it names one); where it accepts, airlock accepts and lists the same versions — except
+for the documented extra refusals of ADR 0021 (duplicates, malformed BEST-BEFORE markers), which
+both accept, and the names only one version refuses (``/`` in 257, ``%`` in 262: airlock refuses
+both, ADR 0130).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 
 from airlock.backends.apply.runtime import Runtime
 from airlock.errors import ManifestError
-from airlock.formats import manifest
+from airlock.formats import dialect, manifest
 from tests.support.oracles import WORK, sysupdate
 
 pytestmark = pytest.mark.sysupdate
@@ -83,12 +85,17 @@ BOTH_REFUSE = {
     "tab-separator": (f"{H}\t*os_1.raw\n", 1),
     "escaped-name": (f"\\{H} *os_1.raw\n", 1),
     "empty-name": (f"{H} *\n{H} *os_1.raw\n", 1),
-    "subdirectory": (f"{H} *os_1.raw\n{H} *sub/os_2.raw\n", 2),
     "dot-dot": (f"{H} *..\n", 1),
     "escape-sequence": (f"{H} *os_1\x1b[2J.raw\n", 1),
     "crlf": (f"{H} *os_1.raw\r\n", 1),
     "nul": (f"{H} *os_1.raw\n{H} *os\0.raw\n", None),
     "long-name": (f"{H} *os_{'1' * 260}.raw\n", 1),
+}
+
+# name: (manifest, line, does this version refuse it?) — airlock refuses every one of them.
+SOME_REFUSE: dict[str, tuple[str, int, Callable[[dialect.Dialect], bool]]] = {
+    "subdirectory": (f"{H} *os_1.raw\n{H} *sub/os_2.raw\n", 2, lambda r: not r.manifest_subpaths),
+    "percent": (f"{H} *os_1.raw\n{H} *os_%32.raw\n", 2, lambda r: "%" in r.manifest_refused_chars),
 }
 
 AIRLOCK_ONLY_REFUSES = {
@@ -130,12 +137,30 @@ def test_empty_manifest_parses_but_257_cannot_download_it(
 ) -> None:
     # 257's parser accepts 0 bytes (design.md#sysupdate-manifest), but systemd-pull refuses any
     # download shorter than 6 bytes ("Premature connection termination."), so 257 never sees an
-    # empty manifest. airlock's parser follows the parser: no entries, hence nothing to install
-    # (ADR 0021).
+    # empty manifest; 262 downloads it and lists nothing (dialect.min_url_file_bytes).  airlock's
+    # parser follows the parser: no entries, hence nothing to install (ADR 0021).
     assert manifest.parse(b"") == manifest.Manifest(entries=())
     result = sysupdate_list(systemd_runtime, tmp_path, b"")
+    if dialect.for_version(systemd_runtime.version).min_url_file_bytes == 0:
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["all"] == []
+        return
     assert result.returncode != 0
     assert "Premature connection termination" in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(SOME_REFUSE))
+def test_what_one_version_refuses_airlock_refuses(
+    systemd_runtime: Runtime, tmp_path: Path, name: str
+) -> None:
+    text, line, refused_by = SOME_REFUSE[name]
+    result = sysupdate_list(systemd_runtime, tmp_path, text.encode())
+    rules = dialect.for_version(systemd_runtime.version)
+    assert (result.returncode != 0) is refused_by(rules), result.stderr
+    assert {refused_by(dialect.V257), refused_by(dialect.V262)} == {True, False}
+    with pytest.raises(ManifestError) as info:
+        manifest.parse(text.encode())
+    assert info.value.line == line
 
 
 def test_both_refuse_invalid_utf8(systemd_runtime: Runtime, tmp_path: Path) -> None:

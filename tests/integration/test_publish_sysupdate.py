@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""Acceptance: the REAL systemd-sysupdate 257 installs what ``airlock publish`` made, and refuses
-it after tampering.
+"""Acceptance: the REAL systemd-sysupdate (257 and 262) installs what ``airlock publish`` made, and
+refuses it after tampering.
 
 The release is Spectrum-named and signed by ``publish``; the transfer files are Spectrum's VM
 files as ``airlock render`` writes them (``@UPDATE_URL@`` replaced, as the update VM does), with
-``Verify=yes`` and the published keyring bound at ``/etc/systemd/import-pubring.gpg``.  Each case
-runs once over ``file://`` and once over HTTP from ``airlock serve``, with the server and sysupdate
-both inside a fresh network namespace that has only ``lo`` and no route.
+``Verify=yes`` and the published keyring bound over every keyring path the version reads (as the
+update VM's own sysupdate would find it).  Each case runs once over ``file://`` and once over
+HTTP from ``airlock serve``, with the server and sysupdate both inside a fresh network namespace
+that has only ``lo`` and no route, against each runtime.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import pytest
 
 import airlock
-from airlock.formats import manifest
+from airlock.backends.apply.runtime import Runtime
+from airlock.formats import dialect, manifest
 from airlock.release import render
 from tests.support.releases import SigningKey, make_key, make_release, payload, spectrum_names
 
@@ -40,7 +42,7 @@ from pathlib import Path
 from airlock.backends.apply import runtime
 spec = json.loads(sys.argv[1])
 binds = [runtime.Bind(source=Path(s), target=t, read_only=ro) for s, t, ro in spec["binds"]]
-res = runtime.locate().run(spec["args"], binds=binds, timeout=spec["timeout"])
+res = runtime.locate(choice=spec["runtime"]).run(spec["args"], binds=binds, timeout=spec["timeout"])
 print(json.dumps({"rc": res.returncode, "out": res.stdout.decode(errors="replace"),
                   "err": res.stderr.decode(errors="replace")}))
 """
@@ -107,10 +109,18 @@ def definitions(out: Path, url: str, key: Path) -> Path:
     return defs
 
 
+def keyring_binds(rt: Runtime, keyring: Path) -> list[tuple[str, str, bool]]:
+    """The keyring over every path ``rt``'s sysupdate reads (the vendor one masked too)."""
+    return [(os.fspath(keyring), t, True) for t in dialect.for_version(rt.version).keyrings]
+
+
 def sysupdate(
-    args: list[str], binds: list[tuple[str, str, bool]], netns: str | None = None
+    rt: Runtime,
+    args: list[str],
+    binds: list[tuple[str, str, bool]],
+    netns: str | None = None,
 ) -> dict[str, object]:
-    spec = json.dumps({"args": args, "binds": binds, "timeout": 120})
+    spec = json.dumps({"args": args, "binds": binds, "timeout": 120, "runtime": rt.name})
     argv = [sys.executable, "-c", DRIVER, spec]
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
@@ -178,6 +188,7 @@ def start_server(netns: str, root: Path, log: Path) -> tuple[subprocess.Popen[st
 @pytest.mark.parametrize("transport", ["file", "http"])
 @pytest.mark.parametrize("case", CASES)
 def test_sysupdate_installs_published_release_and_refuses_tampering(
+    systemd_runtime: Runtime,
     tmp_path: Path,
     release: Path,
     keys: tuple[SigningKey, SigningKey],
@@ -204,17 +215,23 @@ def test_sysupdate_installs_published_release_and_refuses_tampering(
         binds = [
             (os.fspath(served), f"{base}/rel", True),
             (os.fspath(defs), f"{base}/defs", True),
-            (os.fspath(keyring), "/etc/systemd/import-pubring.gpg", True),
+            *keyring_binds(systemd_runtime, keyring),
             (os.fspath(dst), "/host/updates", False),
         ]
-        res = sysupdate([f"--definitions={base}/defs", "update"], binds, netns=ns)
+        res = sysupdate(systemd_runtime, [f"--definitions={base}/defs", "update"], binds, netns=ns)
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
     err = str(res["err"])
     installed = sorted(os.listdir(dst))
-    if case == "good":
+    rules = dialect.for_version(systemd_runtime.version)
+    # "missing-signature" removes SHA256SUMS.gpg: a version that reads .sha256.asc installs.
+    present = {"SHA256SUMS.sha256.asc"} | (
+        {"SHA256SUMS.gpg"} if case != "missing-signature" else set()
+    )
+    reads = rules.reads_signature(present)
+    if case == "good" or (case == "missing-signature" and reads is not None):
         assert res["rc"] == 0, err
         assert "Signature verification succeeded" in err
         assert installed == sorted(spectrum_names("1.1"))
@@ -223,12 +240,18 @@ def test_sysupdate_installs_published_release_and_refuses_tampering(
         if transport == "http":
             log = [json.loads(x) for x in (tmp_path / "serve.jsonl").read_text().splitlines()]
             fetched = {e["path"] for e in log if e["status"] == 200}
-            assert {"SHA256SUMS", "SHA256SUMS.gpg", *spectrum_names("1.1")} <= fetched
+            assert {"SHA256SUMS", str(reads), *spectrum_names("1.1")} <= fetched
         return
     assert res["rc"] != 0, f"sysupdate accepted a tampered release ({case}): {err}"
-    assert installed == [], installed
+    assert case != "missing-signature" or reads is None
+    # 260+ keep what they acquired before the failure as partial/pending instances (dot names).
+    leftovers = [
+        n for n in installed if n.startswith((".sysupdate.partial.", ".sysupdate.pending."))
+    ]
+    assert leftovers == ([] if not rules.partial_instances else leftovers), installed
+    assert [n for n in installed if n not in leftovers] == [], installed
     expected = {
-        "payload-byte": "did not check out",
+        "payload-byte": "did not check out" if systemd_runtime.version < 262 else "yikes",
         "manifest-line": "Signature verification failed",
         "wrong-key": "No public key",
         "missing-signature": "Failed to retrieve signature file",
@@ -293,8 +316,10 @@ def test_sqv_and_gpgv_agree_on_the_same_releases(
     assert verdicts == expected
 
 
-def test_two_signers_need_every_key_in_sysupdates_keyring(tmp_path: Path) -> None:
-    """ADR 0041: systemd 257's gpg check fails if any signature's key is missing."""
+def test_two_signers_need_every_key_in_sysupdates_keyring(
+    systemd_runtime: Runtime, tmp_path: Path
+) -> None:
+    """ADR 0041: sysupdate's gpg check fails if any signature's key is missing (257 and 262)."""
     from airlock.backends.openpgp import gpg
 
     home = tmp_path / "both"
@@ -319,10 +344,10 @@ def test_two_signers_need_every_key_in_sysupdates_keyring(tmp_path: Path) -> Non
         binds = [
             (os.fspath(rel), f"{base}/rel", True),
             (os.fspath(defs), f"{base}/defs", True),
-            (os.fspath(ring), "/etc/systemd/import-pubring.gpg", True),
+            *keyring_binds(systemd_runtime, ring),
             (os.fspath(dst), "/host/updates", False),
         ]
-        res = sysupdate([f"--definitions={base}/defs", "update"], binds)
+        res = sysupdate(systemd_runtime, [f"--definitions={base}/defs", "update"], binds)
         results[label] = (res["rc"], sorted(os.listdir(dst)))
     assert results["both"] == (0, sorted(spectrum_names("2.0")))
     assert results["one"][0] != 0

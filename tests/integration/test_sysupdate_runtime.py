@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The real systemd-sysupdate 257 in the trixie runtime, driven through Runtime/SysupdateApplier.
+"""The real systemd-sysupdate of each runtime (257, 262), driven through Runtime/SysupdateApplier.
 
 Each test gets its own directories under ``tmp_path`` bound into a throwaway mount namespace and
 checks what the kernel and the file system report: the mount table is unchanged afterwards and the
@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.apply.runtime import ENTER, Bind, Runtime, locate
-from airlock.backends.apply.sysupdate import KEYRING_TARGETS, Invocation, SysupdateApplier
+from airlock.backends.apply.runtime import ENTER, Bind, Runtime
+from airlock.backends.apply.sysupdate import Invocation, SysupdateApplier, keyring_targets
 from airlock.backends.openpgp import gpg
 from airlock.errors import ApplyError, CommandTimedOut, HostError
+from airlock.formats import dialect
 from tests.support import leaks
 from tests.support.keys import kill_agent, make_key
+from tests.support.oracles import RUNTIMES, require_runtime
 
 pytestmark = pytest.mark.sysupdate
 
@@ -68,9 +70,9 @@ def _mounts(*prefixes: Path) -> frozenset[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def runtime() -> Runtime:
-    return locate()
+@pytest.fixture(scope="module", params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> Runtime:
+    return require_runtime(str(request.param))
 
 
 #: Names our runs bind into the runtime (other suites may write other names into the shared
@@ -197,7 +199,11 @@ def test_tampered_payload_same_size_refused(runtime: Runtime, site: Site) -> Non
     with pytest.raises(ApplyError) as info:
         SysupdateApplier(runtime).update(site.invocation())
     assert info.value.code == "apply.sysupdate"
-    assert os.listdir(site.dst) == []
+    # 260+ keep the failed download as a partial instance (dialect.partial_instances).
+    partial = [".sysupdate.partial.foo_1.img"]
+    assert os.listdir(site.dst) == (
+        partial if dialect.for_version(runtime.version).partial_instances else []
+    )
 
 
 def test_manifest_edited_after_signing_refused(runtime: Runtime, site: Site) -> None:
@@ -223,9 +229,10 @@ def test_signature_by_key_not_in_keyring_refused(runtime: Runtime, site: Site) -
 
 
 def test_vendor_keyring_is_shadowed(runtime: Runtime, site: Site) -> None:
-    """C6: 257 falls back to /usr/lib/systemd/import-pubring.gpg; both paths get our keyring."""
-    assert {b.target for b in site.invocation().all_binds()} >= set(KEYRING_TARGETS)
-    etc_keyring = runtime.root / KEYRING_TARGETS[0].lstrip("/")
+    """C6: 257 falls back to /usr/lib/systemd/import-pubring.gpg; every path gets our keyring."""
+    targets = keyring_targets(runtime, site.keyring)
+    assert {b.target for b in site.invocation().all_binds(runtime)} >= set(targets)
+    etc_keyring = runtime.root / targets[0].lstrip("/")
     if etc_keyring.exists():
         pytest.skip(f"another suite wrote {etc_keyring} into the shared runtime root")
     site.publish({"1": payload(65536, "1")})
@@ -234,7 +241,7 @@ def test_vendor_keyring_is_shadowed(runtime: Runtime, site: Site) -> None:
     inv = site.invocation(keyring_binds=False)
     vendor_only = Invocation(
         definitions=inv.definitions,
-        binds=(*inv.binds, Bind(source=site.keyring, target=KEYRING_TARGETS[1], read_only=True)),
+        binds=(*inv.binds, Bind(source=site.keyring, target=targets[-1], read_only=True)),
     )
     SysupdateApplier(runtime).update(vendor_only)
     assert (site.dst / "foo_1.img").exists()
@@ -403,7 +410,7 @@ inv = Invocation(definitions=Path(sys.argv[1]), keyring=Path(sys.argv[2]), binds
     Bind(source=Path(sys.argv[3]), target=sys.argv[4], read_only=True),
     Bind(source=Path(sys.argv[5]), target="/srv/dst", read_only=False)))
 print("started", flush=True)
-SysupdateApplier(locate(), timeout_s=600).update(inv)
+SysupdateApplier(locate(choice=sys.argv[6]), timeout_s=600).update(inv)
 """
 
 
@@ -422,6 +429,7 @@ def test_sysupdate_dies_with_a_sigkilled_airlock(runtime: Runtime, site: Site) -
             str(site.updates),
             f"/srv/updates-{site.token}",
             str(site.dst),
+            runtime.name,
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -17,6 +17,10 @@ VERSION = "tests/property/test_version_property.py"
 MANIFEST = "tests/integration/test_manifest_vs_sysupdate.py"
 PINNING = "tests/integration/test_runtime_pinning.py"
 STATE = "tests/property/test_state_property.py"
+DIALECT = "tests/integration/test_dialect_vs_sysupdate.py"
+HOST = "tests/integration/host/test_update_e2e.py"
+REPLAY = "tests/unit/trusted/test_replay_floor.py"
+SHARE = "tests/integration/host/test_share_reset.py"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,7 +159,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         path="backends/apply/runtime.py",
         find="if host.exists() and",
         replace="if False and",
-        tests=(f"{PINNING}::test_a_host_sysupdate_of_257_is_used_directly",),
+        tests=(f"{PINNING}::test_a_host_sysupdate_is_used_directly",),
     ),
     Mutation(
         name="manifest-refuses-text-mode",
@@ -164,5 +168,103 @@ MUTATIONS: tuple[Mutation, ...] = (
         find="""if raw[p] not in b"* ":""",
         replace="""if raw[p] not in b"*":""",
         tests=(f"{MANIFEST}::test_both_accept_and_list_the_same_versions",),
+    ),
+    # --- what each systemd-sysupdate version reads (issue #14, formats.dialect) ---------------
+    Mutation(
+        name="applier-signature-not-required",
+        guard="the judge requires a signature file the applying sysupdate reads",
+        path="trusted/verify.py",
+        find="    _check_appliers_read_a_signature(classified, policy.appliers)\n",
+        replace="",
+        tests=(f"{DIALECT}::test_signature_names_each_version_reads",),
+    ),
+    Mutation(
+        name="lz4-not-refused",
+        guard="the judge refuses lz4 magic, which 262 decompresses",
+        path="formats/dialect.py",
+        find="    compressions=(XZ, GZIP, BZIP2, ZSTD, LZ4),",
+        replace="    compressions=(XZ, GZIP, BZIP2, ZSTD),",
+        tests=(f"{DIALECT}::test_compressions_each_version_undoes",),
+    ),
+    Mutation(
+        name="vendor-keyring-not-bound-over",
+        guard="the host keyring is bound over the vendor keyring too (262 merges it)",
+        path="backends/apply/sysupdate.py",
+        find="    paths = dialect.for_version(rt.version).keyrings\n",
+        replace="    paths = dialect.for_version(rt.version).keyrings[:-1]\n",
+        tests=(f"{DIALECT}::test_a_key_only_the_vendor_keyring_holds_is_never_trusted",),
+    ),
+    Mutation(
+        name="keyring-env-not-set",
+        guard="SYSTEMD_OPENPGP_KEYRING names the host keyring where the version honours it",
+        path="backends/apply/sysupdate.py",
+        find="        if self.keyring is not None and rules.keyring_env is not None:",
+        replace="        if False:",
+        tests=(f"{DIALECT}::test_a_key_only_the_vendor_keyring_holds_is_never_trusted",),
+    ),
+    Mutation(
+        name="partial-taken-for-installed",
+        guard="a version 262 only partly acquired is not taken for the installed one",
+        path="backends/apply/sysupdate.py",
+        find="            if not self.dialect.partial_instances or listing.current is None:",
+        replace="            if True:",
+        tests=(f"{HOST}::test_an_interrupted_apply_is_finished_by_the_next_run",),
+    ),
+    Mutation(
+        name="partial-not-vacuumed",
+        guard="a partial instance of the version to install is vacuumed first (262)",
+        path="backends/apply/sysupdate.py",
+        find="                self._sysupdate.vacuum(inv)",
+        replace="                pass",
+        tests=(f"{HOST}::test_an_interrupted_apply_is_finished_by_the_next_run",),
+    ),
+    # --- issue #15: the replay floor, the clean step, the VM's network ----------------------------
+    Mutation(
+        name="uncounted-signers-recorded",
+        guard="only counted signatures become the release's signers (and the recorded floor)",
+        path="trusted/verify.py",
+        find="signers=counted,",
+        replace="signers=counted + uncounted,",
+        tests=(f"{REPLAY}::test_a_key_that_does_not_count_cannot_raise_the_floor",),
+    ),
+    Mutation(
+        name="future-signatures-accepted",
+        guard="no signature created after the reference time plus the clock skew",
+        path="backends/openpgp/__init__.py",
+        find="    if created > not_after:",
+        replace="    if False:",
+        tests=(f"{REPLAY}::test_a_signature_from_the_future_is_refused_by_both_verifiers",),
+    ),
+    Mutation(
+        name="signature-time-past-now",
+        guard="state.advance never stores a signature time later than the run's now",
+        path="state.py",
+        find="min(t, now) for t in event.signed",
+        replace="t for t in event.signed",
+        tests=(
+            f"{REPLAY}::test_the_recorded_time_is_never_later_than_now",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+        ),
+    ),
+    Mutation(
+        name="share-walked",
+        guard="clean_share recreates shared when it holds anything but regular files",
+        path="backends/staging/btrfs.py",
+        find="if not stat.S_ISREG(st.st_mode):\n                return None",
+        replace="if False:\n                return None",
+        tests=(f"{SHARE}::test_a_10000_deep_chain_is_cleared_without_a_walk",),
+    ),
+    Mutation(
+        name="qemu-ipv6-on",
+        guard="QEMU's restricted user network has IPv6 off",
+        path="backends/fetcher/qemu.py",
+        find="restrict=on,ipv6=off,",
+        replace="restrict=on,",
+        tests=(
+            "tests/unit/backends/fetcher/test_qemu_route.py"
+            "::test_the_user_network_is_restricted_and_ipv4_only",
+            "tests/integration/vm/test_qemu_fetcher.py"
+            "::test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it",
+        ),
     ),
 )

@@ -15,7 +15,7 @@ from airlock.formats import manifest
 HEX = st.text("0123456789abcdef", min_size=64, max_size=64)
 NAME_CHARS = st.characters(
     codec="utf-8",
-    exclude_characters="/\0\r\n\x7f",
+    exclude_characters="/%\0\r\n\x7f",  # "%": refused for 262 (formats.dialect)
     min_codepoint=0x20,
 )
 NAMES = (

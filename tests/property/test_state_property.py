@@ -112,9 +112,16 @@ def violations(
                    floor=before.floor, pending=before.pending) != before:  # fmt: skip
             out.append("a boot changed what only a verified run may change")
         return out
-    times = [*event.signed, *([before.newest_signature] if before.newest_signature else [])]
+    # A signature time counts up to the run's reference time (a clock a little ahead must not
+    # lift the floor past genuine releases still to come, issue #15 item 1).
+    times = [min(t, now) for t in event.signed]
+    times += [before.newest_signature] if before.newest_signature else []
     if times and (after.newest_signature is None or after.newest_signature < max(times)):
         out.append("the newest signature time went back")
+    if after.newest_signature is not None and after.newest_signature > max(
+        now, before.newest_signature or now
+    ):
+        out.append("the newest signature time went past now")
     if after.last_check != now or after.manifest_sha256 != event.manifest_sha256:
         out.append("the check was not recorded")
     return out

@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""Oracles pinned to the systemd the product applies with: one per runtime.
+"""Oracles pinned to the systemds the product applies with: one per runtime.
 
-The differential and oracle tests must ask the systemd that ``airlock update`` really runs —
-``airlock.backends.apply.runtime.locate()``: the host's systemd-sysupdate if it is ≥ 257, else the
-trixie runtime root (257) — never whatever ``systemd-analyze`` the test machine has on ``PATH``
-(Debian 12: 252).  ``RUNTIMES`` names the runtimes under test; the session fixture
-``systemd_runtime`` is parametrized over it, so a second runtime (issue #14: systemd 262) is one
-more name and one more branch in ``resolve``, and every oracle test runs against each.
+The differential and oracle tests must ask a systemd that ``airlock update`` really runs —
+``airlock.backends.apply.runtime.locate(choice=NAME)``: the host's systemd-sysupdate if it is that
+very version, else the runtime root of that name (257: Debian trixie, 262: Debian testing) —
+never whatever ``systemd-analyze`` the test machine has on ``PATH`` (Debian 12: 252).
+``RUNTIMES`` names the runtimes under test (every runtime ``layout.env`` declares); the session
+fixture ``systemd_runtime`` is parametrized over it, so every oracle and differential test runs
+against each, and ``tests/integration/test_runtime_pinning.py`` checks that the runtime the product
+picks by default is one of them.
 
 ``VersionOracle`` is one long-lived process *inside* a runtime (its own ``python3``, chrooted
 unless the runtime is the host) that answers batches of comparisons over a pipe: ``cli`` runs the
@@ -37,9 +39,11 @@ import pytest
 from airlock import proc
 from airlock.backends.apply import runtime
 from airlock.backends.apply.runtime import Bind
+from airlock.layout import Layout
+from tests.support import probes
 
-#: The runtimes every oracle test runs against ("product": what ``runtime.locate()`` picks).
-RUNTIMES: tuple[str, ...] = ("product",)
+#: The runtimes every oracle test runs against: each runtime ``layout.env`` declares.
+RUNTIMES: tuple[str, ...] = tuple(b.name for b in Layout.load().runtimes)
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
@@ -83,14 +87,14 @@ _STATUS = {0: 0, 11: 1, 12: -1}
 
 
 def resolve(name: str) -> runtime.Runtime:
-    """The runtime called ``name`` in ``RUNTIMES``.
+    """The runtime called ``name`` in ``RUNTIMES``, as the product would locate it.
 
     Raises:
         HostError: ``host.sysupdate`` when it is not available (the probe says so first).
     """
-    if name == "product":
-        return runtime.locate()
-    raise ValueError(f"unknown runtime {name!r}")
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}")
+    return runtime.locate(choice=name)
 
 
 def in_runtime(rt: runtime.Runtime, argv: Sequence[str]) -> list[str]:
@@ -114,14 +118,18 @@ def sysupdate(
     work: Path,
     *args: str,
     writable: Sequence[Path] = (),
+    os_release: Path | None = None,
     timeout: float = 60,
 ) -> proc.Completed:
     """``systemd-sysupdate --no-pager ARGS`` exactly as the product runs it (``Runtime.run``).
 
-    ``work`` is bound read-only at ``WORK``; each of ``writable`` read-write at its own path.
+    ``work`` is bound read-only at ``WORK``; each of ``writable`` read-write at its own path;
+    ``os_release`` (as the product binds the host's) over the runtime's ``/usr/lib/os-release``.
     """
     binds = [Bind(source=work, target=WORK, read_only=True)]
     binds += [Bind(source=p, target=os.fspath(p), read_only=False) for p in writable]
+    if os_release is not None:
+        binds.append(Bind(source=os_release, target="/usr/lib/os-release", read_only=True))
     return rt.run(list(args), binds=binds, timeout=timeout)
 
 
@@ -220,10 +228,20 @@ class VersionOracle:
         self.close()
 
 
+def require_runtime(name: str) -> runtime.Runtime:
+    """The runtime ``name``; skip (fail under ``AIRLOCK_REQUIRE_ROOT=1``) when it is unusable."""
+    why = probes.sysupdate_named(name)
+    if why is not None:
+        if os.environ.get("AIRLOCK_REQUIRE_ROOT") == "1":
+            pytest.fail(f"required systemd-sysupdate runtime {name} missing: {why}", pytrace=False)
+        pytest.skip(f"needs systemd-sysupdate runtime {name}: {why}")
+    return resolve(name)
+
+
 @pytest.fixture(scope="session", params=RUNTIMES)
 def systemd_runtime(request: pytest.FixtureRequest) -> runtime.Runtime:
     """Each runtime under test in turn (use with the ``sysupdate`` marker)."""
-    return resolve(str(request.param))
+    return require_runtime(str(request.param))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from airlock.backends.apply import runtime
-from airlock.errors import HostError
+from airlock.errors import AirlockError, HostError
+from airlock.layout import Layout
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -90,31 +91,32 @@ def sandbox() -> str | None:
 
 
 @functools.cache
-def _located() -> runtime.Runtime | str:
-    """The runtime ``airlock update`` will apply with (the product's own choice), or why none."""
+def _located(choice: str | None = None) -> runtime.Runtime | str:
+    """The runtime ``choice`` names (``None``: the one ``airlock update`` uses), or why none."""
     try:
-        return runtime.locate()
-    except HostError as exc:
+        return runtime.locate(choice=choice)
+    except AirlockError as exc:
         return exc.message + (f" ({exc.hint})" if exc.hint else "")
 
 
-def sysupdate_runtime() -> Path | None:
-    """The root of the runtime the product applies with (``/`` for the host's own), if any."""
-    rt = _located()
+def sysupdate_runtime(choice: str | None = None) -> Path | None:
+    """The root of that runtime (``/`` for the host's own), if any."""
+    rt = _located(choice)
     return rt.root if isinstance(rt, runtime.Runtime) else None
 
 
 @functools.cache
-def sysupdate() -> str | None:
-    """The systemd-sysupdate the product will use runs, the way it runs it, and is ≥ 257.
+def sysupdate_named(choice: str | None) -> str | None:
+    """The systemd-sysupdate ``choice`` names runs, the way the product runs it.
 
-    ``runtime.locate()`` picks it (the host's if ≥ 257, else the trixie root) and reads its major
-    version; ``Runtime.run`` (private mount and PID namespaces, overlay, chroot) must then
-    report that same version: the tests run exactly what ``airlock update`` would.
+    ``runtime.locate(choice=...)`` picks it (``None``: the product's own choice — the host's if
+    ≥ 257, else the default runtime) and reads its major version; ``Runtime.run`` (private mount
+    and PID namespaces, overlay, chroot) must then report that same version, and a named runtime
+    must be that major: the tests run exactly what ``airlock update`` would.
     """
     if (why := root()) is not None:
         return why
-    rt = _located()
+    rt = _located(choice)
     if isinstance(rt, str):
         return rt
     try:
@@ -124,9 +126,18 @@ def sysupdate() -> str | None:
     found = re.match(rb"systemd (\d+) ", done.stdout)
     if done.returncode != 0 or found is None:
         return f"systemd-sysupdate in {rt.root} does not run (exit {done.returncode})"
-    if int(found.group(1)) != rt.version or rt.version < runtime.MIN_VERSION:
+    major = int(found.group(1))
+    if major != rt.version or rt.version < runtime.MIN_VERSION:
         return f"systemd-sysupdate in {rt.root} is {found.group(1).decode()}, not {rt.version}"
+    if choice not in (None, runtime.AUTO, runtime.HOST) and str(major) != choice:
+        return f"runtime {choice} runs systemd-sysupdate {major}"
     return None
+
+
+@functools.cache
+def sysupdate() -> str | None:
+    """The systemd-sysupdate the product will use runs and is ≥ 257 (``sysupdate_named``)."""
+    return sysupdate_named.__wrapped__(None)
 
 
 @functools.cache
@@ -171,6 +182,17 @@ def e2e() -> str | None:
     return None
 
 
+@functools.cache
+def spectrum_host() -> str | None:
+    """The Spectrum-shaped host's layers (make setup: the runtime and make-spectrum-host.sh)."""
+    if (why := e2e()) is not None:
+        return why
+    layout = Layout.load()
+    if layout.spectrum_host_layer() is None:
+        return f"the Spectrum host layer is not built under {layout.spectrum_host} (make setup)"
+    return None
+
+
 PROBES = {
     "root": root,
     "btrfs": btrfs,
@@ -180,4 +202,5 @@ PROBES = {
     "boot": boot,
     "s6": s6,
     "e2e": e2e,
+    "spectrum_host": spectrum_host,
 }

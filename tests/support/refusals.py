@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 
+from airlock.errors import ExitStatus
 from airlock.state import State
 from tests.support.corpus import Case, all_cases
 from tests.support.keys import KeySet
@@ -40,6 +41,16 @@ EXCLUDED: Mapping[str, str] = {
     " pipeline is version_below_floor and tests/integration/host/test_update_rollback.py",
 }
 
+#: Cases whose snapshot lacks what any check needs: through the pipeline the VM "sent nothing
+#: usable" (exit 20, Spectrum's "didn't send a signature file … check its logs"), not a refusal;
+#: ``airlock inspect`` on the same tree still refuses them (21).
+COULD_NOT_CHECK: Mapping[str, str] = {
+    "empty_snapshot": "fetch.nothing",
+    "only_a_signature_file": "fetch.nothing",
+    "manifest_missing": "fetch.nothing",
+    "signature_missing": "fetch.unsigned",
+}
+
 UNREACHABLE: Mapping[str, str] = {
     "reject.invalid": "RejectedError's default; every RejectedError is raised with its own code",
     "reject.inspection": "InspectionError's default; every InspectionError names its code",
@@ -59,6 +70,14 @@ DEFAULT_OF: Mapping[str, str] = {
 def pipeline_cases() -> tuple[Case, ...]:
     """Every refusal case of the corpus except ``EXCLUDED``."""
     return tuple(c for c in all_cases() if c.expect is not None and c.name not in EXCLUDED)
+
+
+def pipeline_verdict(case: Case) -> tuple[str, ExitStatus]:
+    """The code and exit status ``airlock update`` ends with for ``case``."""
+    if case.name in COULD_NOT_CHECK:
+        return COULD_NOT_CHECK[case.name], ExitStatus.FETCH
+    assert case.expect is not None
+    return case.expect, ExitStatus.REJECTED
 
 
 def host_policy(case: Case, keys: KeySet) -> dict[str, object]:

@@ -38,7 +38,7 @@ def test_only_proc_imports_subprocess() -> None:
     assert offenders == ["proc/__init__.py", "proc/child.py", "proc/teardown.py"]
 
 
-def test_only_the_guard_and_the_namespace_helper_fork_or_exec() -> None:
+def test_only_the_guard_and_the_namespace_helpers_fork_or_exec() -> None:
     """Everything else goes through proc, so every child is under a guard (ADR 0005)."""
     starters = {"fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
         f"{p}{s}"
@@ -55,7 +55,8 @@ def test_only_the_guard_and_the_namespace_helper_fork_or_exec() -> None:
                 and node.attr in starters
             ):
                 found.add(_rel(path))
-    assert sorted(found) == ["backends/apply/enter.py", "proc/guard.py"]
+    # enter.py and the agent's nsexec.py exec sysupdate in the namespace proc started them in
+    assert sorted(found) == ["agent/nsexec.py", "backends/apply/enter.py", "proc/guard.py"]
 
 
 def test_rich_only_in_cli_report_and_http_client_only_outside_the_host_path() -> None:
@@ -85,6 +86,8 @@ OTHER_JSON = {
     "state.py": "the state file",
     "config.py": "TOML values (JSON's strings, numbers and arrays are TOML)",
     "backends/apply/runtime.py": "the spec handed to enter.py",
+    "agent/sysupdate.py": "the spec handed to nsexec.py",
+    "lab/spectrum_host.py": "the boot spec handed to lab/spectrum_boot.py",
     "proc/teardown.py": "the steps handed to a teardown guard",
     "release/serve.py": "the lab server's byte log",
 }

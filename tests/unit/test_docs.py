@@ -35,3 +35,14 @@ def test_config_reference_is_current() -> None:
 
 def test_readme_carries_the_generated_exit_status_table() -> None:
     assert exit_code_table() in (ROOT / "README.md").read_text()
+
+
+def test_man_pages_and_completions_are_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/packaging-files.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"run: python3 scripts/packaging-files.py\n{result.stderr}"

@@ -18,6 +18,10 @@ def test_an_orphaned_daemon_is_seen(leak_scope: tuple[str, Path]) -> None:
     # Double fork into a new session: the parent is gone at once, the daemon is an orphan.
     subprocess.run(["/bin/sh", "-c", "setsid sleep 300 >/dev/null 2>&1 &"], check=True)
     leaked = leaks.new_since(before, base, tmpdir, wait_s=0)
+    deadline = time.monotonic() + 10
+    while "sleep 300" not in str(leaked) and time.monotonic() < deadline:  # still exec'ing
+        time.sleep(0.01)
+        leaked = leaks.new_since(before, base, tmpdir, wait_s=0)
     found = {int(p.split()[0]) for p in leaked.get("processes", [])}
     try:
         assert len(found) == 1

@@ -371,3 +371,24 @@ def test_the_init_broadcasts_a_signal_only_as_pid_1_of_its_own_namespace() -> No
         assert os.geteuid() != 0, out.stderr
         return
     assert out.stdout.split() == ["1", "-1"]
+
+
+def test_share_pids_runs_in_our_pid_namespace_and_still_leaves_nothing() -> None:
+    """The lab's mode for a world whose /proc must show its own pids: no PID namespace, yet
+    what the command left behind is killed when it exits (the guard's init is a subreaper)."""
+    ours = os.readlink("/proc/self/ns/pid")
+    r = proc.run(
+        ["/bin/sh", "-c", "readlink /proc/self/ns/pid; setsid sleep 300 >/dev/null 2>&1 & echo $!"],
+        timeout=10,
+        share_pids=True,
+    )
+    ns, orphan = r.stdout.decode().split()
+    assert ns == ours
+    assert int(orphan) > 2  # a pid of our namespace, not of a fresh one
+    deadline = time.monotonic() + 10
+    while leaks.alive({int(orphan)}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _mine() == set()
+    # Control: by default the command gets a PID namespace of its own.
+    default = proc.run(["readlink", "/proc/self/ns/pid"], timeout=10)
+    assert default.stdout.decode().strip() != ours

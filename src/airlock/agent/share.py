@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airlock.errors import ConfigError
-from airlock.formats import definitions
+from airlock.formats import definitions, updateurl
 from airlock.text import display
 
 URL_PLACEHOLDER = "@UPDATE_URL@"
@@ -32,10 +32,6 @@ MAX_URL_BYTES = 4096
 MAX_TRANSFER_BYTES = 64 * 1024
 MAX_TRANSFERS = 64
 MAX_OS_RELEASE_BYTES = 64 * 1024
-
-# Spectrum: ^[^\001-\040?#\x7F]+$ (NUL cannot survive the shell).  We also refuse NUL and "\".
-_URL_CHARS = re.compile(r"[^\x00-\x20?#\x7f\\]+")
-_URL_SCHEME = re.compile(r"(https?)://[^/]+(/.*)?|file://(localhost)?(/.*)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,33 +46,8 @@ class ShareConfig:
 
 
 def validate_url(raw: bytes | str) -> str:
-    """Return the update URL without trailing newlines, or raise ``ConfigError``.
-
-    Spectrum's rule (no control characters, whitespace, ``?``, ``#``, DEL), plus: strict UTF-8,
-    no NUL or backslash, scheme http, https or file (``file://`` with an absolute path).
-    """
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8", errors="strict")
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"Bad update URL from host: not UTF-8: {display(raw)}", code="config.url"
-            ) from None
-    else:
-        text = raw
-    text = text.rstrip("\n")  # as the shell's $(cat /etc/update-url) in Spectrum
-    if not _URL_CHARS.fullmatch(text):
-        raise ConfigError(
-            "Bad update URL from host: control characters, whitespace, query parameters, "
-            f"and fragment specifiers not allowed: {display(text)}",
-            code="config.url",
-        )
-    if not _URL_SCHEME.fullmatch(text):
-        raise ConfigError(
-            f"Bad update URL from host: scheme must be http, https or file: {display(text)}",
-            code="config.url",
-        )
-    return text
+    """The update URL by Spectrum's rule (``formats.updateurl``); raises ``ConfigError``."""
+    return updateurl.validate(raw)
 
 
 def escape_for_definition(url: str) -> str:

@@ -3,16 +3,20 @@
 
 Runs ``systemd-sysupdate --definitions=<rendered dir> update`` up to five times (one second apart)
 through ``airlock.proc``, then fetches ``SHA256SUMS`` and both signature names into ``updates/``,
-checking the signatures like native mode.  systemd-sysupdate reads its keyring from the VM's own
-``/etc/systemd/import-pubring.gpg``: the VM image must put the share's keyring there (Spectrum
-overlays ``/host/etc`` onto ``/etc``); the signatures written into the share are checked against
-the share's keyring either way, and the host checks everything again.
+checking the signatures like native mode.  systemd-sysupdate reads its keyring from
+``/etc/systemd/import-pubring.gpg`` (else the vendor keyring): each try runs in a private mount
+namespace where the share's keyring is bound over both (``nsexec``), as Spectrum's VM overlays the
+host's ``etc/`` on its ``/etc``, so sysupdate verifies with the host's key, not the VM image's.
+The host checks everything again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from airlock.events import Notice, Reporter, Step, StepFinished, StepStarted
 from airlock.formats import definitions
 
 RETRY_PAUSE_S = 1.0
+NSEXEC = Path(__file__).with_name("nsexec.py")
 
 
 def locate(explicit: str | None) -> str:
@@ -44,6 +49,25 @@ def locate(explicit: str | None) -> str:
         code="fetch.sysupdate",
         hint="use --mode native, or set SYSTEMD_SYSUPDATE_PATH",
     )
+
+
+def with_share_keyring(argv: list[str], *, keyring: Path, scratch: Path) -> list[str]:
+    """``argv`` run where ``keyring`` is the one systemd-sysupdate reads (``nsexec``).
+
+    A new private mount namespace (and, when not root, a user namespace mapping us to root in
+    it, as Spectrum's ``unshare -mr``); the helper binds the keyring and execs ``argv``.
+    """
+    spec = {
+        "keyring": os.fspath(keyring),
+        "argv": argv,
+        "env": proc.base_env({"SYSTEMD_LOG_COLOR": "0"}),
+        "scratch": os.fspath(scratch),
+    }
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return [
+        "unshare", "--mount", "--propagation", "private", *user, "--",
+        sys.executable, "-I", "-S", os.fspath(NSEXEC), json.dumps(spec),
+    ]  # fmt: skip
 
 
 def _listing(updates: Path) -> frozenset[str]:
@@ -76,11 +100,15 @@ def run(
             last = "the time limit ran out"
             break
         try:
-            proc.run(
-                [binary, "--no-pager", f"--definitions={directory}", "update"],
-                timeout=remaining,
-                env={"SYSTEMD_LOG_COLOR": "0"},
-            )
+            with tempfile.TemporaryDirectory(prefix="airlock-agent-ns-") as scratch:
+                proc.run(
+                    with_share_keyring(
+                        [binary, "--no-pager", f"--definitions={directory}", "update"],
+                        keyring=config.keyring,
+                        scratch=Path(scratch),
+                    ),
+                    timeout=remaining,
+                )
         except (CommandFailed, CommandTimedOut, HostError) as exc:
             last = exc.message
             reporter.emit(

@@ -12,11 +12,15 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from importlib import resources
+from types import FrameType
 
 from airlock import __version__
-from airlock.cli.report import print_json
+from airlock.cli.report import notify_status, print_json
 from airlock.errors import EXIT_STATUS_MEANING, AirlockError, ExitStatus, UsageError
 from airlock.text import display
 
@@ -30,9 +34,11 @@ VERBS: dict[str, tuple[str, ...]] = {
     "airlock.cli.agent": ("agent",),
     "airlock.cli.tools": ("version-compare", "pattern"),
     "airlock.cli.manifest": ("manifest",),
+    "airlock.cli.dircheck": ("updates-dir-check",),
     "airlock.cli.lab": ("demo",),
 }
 VERB_MODULES = tuple(VERBS)
+SCHEMA = "schemas/airlock.v1.schema.json"  # the promised shape of --json (docs/json.md)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +67,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--exit-codes", action="store_true", help="print the exit-status table and exit"
     )
+    parser.add_argument(
+        "--json-schema",
+        action="store_true",
+        help="print the JSON Schema of every --json output and exit",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     only = _module_for(argv)
     for name in VERB_MODULES:
@@ -76,6 +87,11 @@ def exit_code_table() -> str:
     return "\n".join(rows)
 
 
+def json_schema() -> str:
+    """The JSON Schema of every ``--json`` output, as shipped in the package."""
+    return resources.files("airlock").joinpath(SCHEMA).read_text(encoding="utf-8")
+
+
 def _setup_logging(debug: bool) -> None:
     log = logging.getLogger("airlock")
     handler = logging.StreamHandler(sys.stderr)
@@ -86,6 +102,7 @@ def _setup_logging(debug: bool) -> None:
 
 
 def _report_error(exc: AirlockError, *, as_json: bool) -> None:
+    notify_status(f"failed: [{exc.code}] {_one_line(exc.message)}")
     if as_json:
         print_json("error", code=exc.code, message=exc.message, exit_status=int(exc.exit_status))
     # The message is already escaped where it quotes untrusted text; escape controls anyway.
@@ -100,8 +117,16 @@ def _one_line(text: str) -> str:
     return display(text, limit=2000)[1:-1]
 
 
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM (systemctl stop, kill) unwinds like ^C: every step's cleanup runs (the VM is
+    # stopped, mounts and the snapshot are removed) and the exit status is 130.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run airlock with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list or os.environ.get("AIRLOCK_DEBUG") == "1"
     as_json = "--json" in args_list
@@ -111,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
         if args.exit_codes:
             print(exit_code_table())
+            return 0
+        if args.json_schema:
+            print(json_schema(), end="")
             return 0
         if not getattr(args, "func", None):
             parser.print_help()

@@ -13,27 +13,34 @@ verified version is available, 20 could not check (fetcher failed, timed out, se
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
-from functools import cmp_to_key
 from pathlib import Path
 
-from airlock import config, state
-from airlock.cli.report import make_reporter, print_json
-from airlock.errors import ExitStatus, UsageError
-from airlock.formats import version
+from airlock import config, status
+from airlock.cli.report import make_reporter, notify_status, print_json
+from airlock.errors import ExitStatus
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
-from airlock.pipeline.wiring import build_context, make_applier
+from airlock.pipeline.wiring import build_context
 
 # The settings ``update``, ``check`` and ``config show`` take as flags.
-RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait")
+RUN_FLAGS = ("fetcher.backend", "fetcher.timeout_s", "lock.wait", "apply.runtime")
+# The settings ``status`` takes as flags.
+STATUS_FLAGS = ("apply.runtime",)
 
 
 def effective(args: argparse.Namespace) -> config.Effective:
-    """The effective config of this invocation: defaults, ``--config`` file, then flags."""
-    if getattr(args, "spectrum", False) and args.config is not None:
-        raise UsageError("--spectrum and --config are mutually exclusive")
-    return config.load(args.config, flags=config.given_flags(args))
+    """The effective config of this invocation: defaults, the file, then flags.
+
+    The file is ``--config``, else ``/etc/airlock/host.toml`` when it exists.  ``--spectrum``
+    (``spectrum-update``) adds ``spectrum-update``'s own defaults (it waits for the lock).
+    """
+    path = args.config
+    if path is None and os.path.lexists(config.DEFAULT_FILE):
+        path = config.DEFAULT_FILE
+    preset = config.SPECTRUM_DEFAULTS if getattr(args, "spectrum", False) else None
+    return config.load(path, flags=config.given_flags(args), preset=preset)
 
 
 def _staging(raw: str) -> Path:
@@ -43,16 +50,19 @@ def _staging(raw: str) -> Path:
     return path
 
 
+RESULT_TEXT = {
+    Outcome.UPDATED: "Updated; the new version is used after a reboot.",
+    Outcome.UP_TO_DATE: "Already up to date (a fresh, valid manifest was seen).",
+    Outcome.AVAILABLE: "A newer verified version is available.",
+}
+
+
 def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> int:
+    notify_status(RESULT_TEXT[outcome])
     if args.json:
         print_json("result", outcome=str(outcome), exit_status=int(status))
     else:
-        text = {
-            Outcome.UPDATED: "Updated; the new version is used after a reboot.",
-            Outcome.UP_TO_DATE: "Already up to date (a fresh, valid manifest was seen).",
-            Outcome.AVAILABLE: "A newer verified version is available.",
-        }[outcome]
-        print(text, flush=True)
+        print(RESULT_TEXT[outcome], flush=True)
     return int(status)
 
 
@@ -79,45 +89,71 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    cfg = effective(args).config
-    saved = state.load(cfg.state.path)
-    applier = make_applier(cfg)
-    installed = applier.installed()
-    boot = applier.booted()
-    if boot.entries:
-        pending = boot.pending[-1] if boot.pending else None
-    else:  # no boot entries to read: what sysupdate installed beyond the booted version
-        current = installed.current
-        pending = current if current and current != boot.booted else None
-    failed = sorted(set(boot.failed) | set(saved.failed), key=cmp_to_key(version.compare))
-    body: dict[str, object] = {
-        **saved.to_json(),
-        "booted": boot.booted,
-        "blessed": boot.blessed,
-        "newest_installed": installed.current,
-        "installed": list(installed.versions),
-        "pending_reboot": pending,
-        "failed": failed,
-    }
-    body.pop("format", None)
+    staging = None if args.staging_dir is None else _staging(args.staging_dir)
+    facts = status.gather(effective(args).config, now=datetime.now(UTC), staging_dir=staging)
+    advice = status.advise(facts)
     if args.json:
-        print_json("status", **body)
-        return 0
-    trial = " (blessed)" if boot.blessed else " (on trial: its boot counter still runs)"
-    # Versions only: checked against sysupdate's version charset before they were stored.
-    print(f"booted:          {boot.booted + trial if boot.booted else 'unknown'}")
-    print(f"installed:       {', '.join(installed.versions) or 'none'}")
-    print(f"pending reboot:  {pending or 'nothing'}")
-    if failed:
-        print(f"failed to boot:  {', '.join(failed)} (rolled back)")
-    if saved.last_check is None:
-        print("last check:      never (no fresh, valid manifest seen yet)")
+        print_json("status", **status.as_json(facts, advice))
     else:
-        print(f"last check:      {saved.last_check.isoformat()} (fresh, valid manifest)")
-    print(f"rollback floor:  {saved.floor or 'none'}")
-    if saved.newest_signature is not None:
-        print(f"newest signature: {saved.newest_signature.isoformat()}")
+        print(status_text(facts, advice), end="", flush=True)
     return 0
+
+
+def _runtime_text(rt: status.RuntimeInfo) -> str:
+    """``systemd-sysupdate 262 (runtime 262 at CACHE/testing; rules of 262)``."""
+    where = "the host's own" if rt.source == "host" else f"runtime {rt.name} at {rt.root}"
+    rules = "" if rt.rules is None else f"; rules of {rt.rules}"
+    unverified = "" if rt.rules_verified else ", not verified for this version"
+    return f"systemd-sysupdate {rt.version} ({where}{rules}{unverified})"
+
+
+def status_text(facts: status.Facts, advice: status.Advice) -> str:
+    """``airlock status`` for a person: one line per fact, the next action last."""
+    shown = status.shown_version
+    saved = facts.saved
+    if facts.booted is None:
+        booted = "unknown (no IMAGE_VERSION)"
+    else:
+        if not facts.blessed:
+            trial = " (on trial: its boot counter still runs)"
+        else:  # with boot entries to go by: a good boot
+            trial = " (blessed)" if facts.entry_pending is not None else ""
+        booted = shown(facts.booted) + trial
+    lines = [f"booted:      {booted}"]
+    installed = ", ".join(shown(v) for v in facts.installed) or "none"  # newest first
+    lines.append(f"installed:   {installed}")
+    pending = ", ".join(shown(v) for v in facts.pending)
+    lines.append(f"pending:     {pending + ' (after a reboot)' if pending else 'nothing'}")
+    if facts.failed:
+        failed = ", ".join(shown(v) for v in facts.failed)
+        lines.append(f"failed:      {failed} (did not boot; rolled back)")
+    if saved.available is not None:
+        lines.append(f"available:   {shown(saved.available)} (verified by the last check)")
+    if facts.state_file is None:
+        lines.append("last check:  unknown (give STAGING_DIR: the state is kept there)")
+    elif saved.last_check is None:
+        lines.append("last check:  never (no fresh, valid manifest seen yet)")
+    else:
+        when = saved.last_check.strftime("%Y-%m-%d %H:%M:%S UTC")
+        verdict = "stale" if facts.stale else "fresh"
+        ago = status.age(facts.check_age_s or 0.0)
+        lines.append(f"last check:  {when}, {ago} ago ({verdict})")
+    if saved.floor:
+        floor = f"{saved.floor} (older releases are refused)"
+    else:
+        floor = "unknown" if facts.state_file is None else "none"
+    lines.append(f"floor:       {floor}")
+    if facts.runtime is None:
+        lines.append("runtime:     none usable")
+    else:
+        lines.append(f"runtime:     {_runtime_text(facts.runtime)}")
+    lines += [f"problem:     [{p.code}] {p.message}" for p in facts.problems]
+    if advice.action is status.Action.FIX:
+        lines.append("next:        fix the problem above, then run airlock status again")
+    else:
+        command = f": {advice.command}" if advice.command else ""
+        lines.append(f"next:        {advice.action}{command} ({advice.reason})")
+    return "\n".join(lines) + "\n"
 
 
 def _config_show(args: argparse.Namespace) -> int:
@@ -130,7 +166,12 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, staging: bool, flags: bool) -> None:
-    p.add_argument("--config", type=Path, default=None, help="host config (TOML)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"host config (TOML; default {config.DEFAULT_FILE} when it exists)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--spectrum", action="store_true", help="Spectrum's default paths")
     if staging:
@@ -156,8 +197,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _common(p, staging=True, flags=True)
     p.set_defaults(func=_check)
-    p = sub.add_parser("status", help="installed versions, pending reboot, last check")
+    p = sub.add_parser(
+        "status",
+        help="booted, installed and pending versions, last check, floor, runtime, what next",
+        description="Show the host's update state at a glance: the booted, installed and "
+        "pending versions, a newer release the last check verified, the last successful check "
+        "and whether it is stale, the rollback floor, the systemd-sysupdate runtime, and the "
+        "next action (fix, reboot, update, check or none). The last check, the floor and the "
+        "available release come from the state file: [state] path, else state.json in "
+        "STAGING_DIR (unknown without either). What cannot be read is listed as a problem with "
+        "its error code; the rest is still shown (exit 0).",
+    )
     _common(p, staging=False, flags=False)
+    p.add_argument(
+        "staging_dir",
+        metavar="STAGING_DIR",
+        nargs="?",
+        help="the staging directory whose state to show (unless [state] path is set)",
+    )
+    config.add_flags(p, STATUS_FLAGS)
     p.set_defaults(func=_status)
     p = sub.add_parser("config", help="the effective host config")
     verbs = p.add_subparsers(

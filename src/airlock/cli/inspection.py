@@ -117,6 +117,10 @@ def release_json(release: VerifiedRelease, *, installed: str | None) -> str:
             {"fingerprint": s.fingerprint, "created": s.created.isoformat()}
             for s in release.signers
         ],
+        "uncounted": [
+            {"fingerprint": s.fingerprint, "created": s.created.isoformat()}
+            for s in release.uncounted
+        ],
         "best_before": release.best_before.isoformat() if release.best_before else None,
         "bytes_hashed": release.bytes_hashed,
         "manifest_sha256": release.manifest_sha256,
@@ -135,6 +139,7 @@ def rejection_json(exc: RejectedError, *, installed: str | None) -> str:
         "files": [],
         "dropped": [],
         "signers": [],
+        "uncounted": [],
         "best_before": None,
         "bytes_hashed": 0,
         "manifest_sha256": None,
@@ -156,6 +161,8 @@ def _print_human(release: VerifiedRelease, installed: str | None) -> None:
         print(f"  drop {d.name_display}: {d.reason}")
     for s in release.signers:
         print(f"  signed by {s.fingerprint} at {s.created.isoformat()}")
+    for s in release.uncounted:
+        print(f"  also signed by {s.fingerprint} at {s.created.isoformat()} (does not count)")
     if release.best_before:
         print(f"  best before {release.best_before.isoformat()}")
     print(f"  {release.bytes_hashed} bytes hashed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from airlock.backends.apply import runtime_choices
 from airlock.lab.hostile import ATTACKS
 
 
@@ -18,6 +19,7 @@ def _demo(args: argparse.Namespace) -> int:
         keep=args.keep,
         as_json=args.json,
         fetcher=args.fetcher,
+        runtime=args.runtime,
         boot=args.boot,
         boot_tries=args.boot_tries,
     )
@@ -40,6 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["sandbox", "qemu"],
         default="sandbox",
         help="where the untrusted agent runs: bubblewrap sandbox (default) or a QEMU VM",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=runtime_choices(),
+        default="auto",
+        help="which systemd-sysupdate applies (setting apply.runtime; docs/sysupdate-versions.md)",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     p.add_argument(

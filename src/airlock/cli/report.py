@@ -8,10 +8,12 @@ the terminal.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
 import json
 import os
+import select
 import socket
 import sys
 from typing import TextIO
@@ -160,26 +162,101 @@ class FanoutReporter:
             reporter.emit(event)
 
 
+def notify_address() -> str | None:
+    """``$NOTIFY_SOCKET`` when it names a socket (set by systemd for ``Type=notify``), else None."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    return address if address and address.startswith(("/", "@")) else None
+
+
 class NotifyReporter:
-    """sd_notify ``STATUS=`` and ``X_AIRLOCK_PROGRESS=`` when run as a service (NOTIFY_SOCKET)."""
+    """sd_notify(3) for a ``Type=notify`` service: the step and its progress in ``STATUS=``.
+
+    ``READY=1`` goes with the first event (the run has started: ``systemctl start`` returns and
+    the unit is active while it works); then each step sets ``STATUS=`` to what ``systemctl
+    status`` shows (``apply: 45%``, ``fetch: sandbox, timeout 60 s``, ``failed: [code] …``) and
+    ``X_AIRLOCK_STEP=``/``X_AIRLOCK_PROGRESS=`` for tools, the way systemd-sysupdate reports
+    ``X_SYSUPDATE_PROGRESS=`` (its own notifications are forwarded as the apply step's progress).
+    Progress is sent only when the percentage changes.  Best effort: a lost datagram is ignored.
+    """
 
     def __init__(self, address: str) -> None:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._ready = False
+        self._last: tuple[str, int] | None = None
+
+    def send(self, fields: dict[str, str]) -> None:
+        """One datagram of ``KEY=VALUE`` lines (values on one line, ASCII)."""
+        text = "\n".join(f"{k}={' '.join(v.split())}" for k, v in fields.items())
+        with contextlib.suppress(OSError):
+            self._sock.sendto(text.encode("ascii", "backslashreplace"), self._address)
+
+    def _fields(self, event: Event) -> dict[str, str] | None:
+        match event:
+            case StepStarted(step=step, detail=detail):
+                self._last = (str(step), 0)
+                status = f"{step}: {detail}" if detail else f"{step}"
+                return {"STATUS": status, "X_AIRLOCK_STEP": str(step), "X_AIRLOCK_PROGRESS": "0"}
+            case StepProgress(step=step, done=done, total=total) if total > 0:
+                pct = min(100, done * 100 // total)
+                if self._last == (str(step), pct):
+                    return None
+                self._last = (str(step), pct)
+                return {"STATUS": f"{step}: {pct}%", "X_AIRLOCK_STEP": str(step),
+                        "X_AIRLOCK_PROGRESS": str(pct)}  # fmt: skip
+            case StepFinished(step=step, duration_s=duration, detail=detail):
+                text = f"{step}: done in {duration:.1f} s" + (f" ({detail})" if detail else "")
+                return {"STATUS": text, "X_AIRLOCK_STEP": str(step), "X_AIRLOCK_PROGRESS": "100"}
+            case Notice(message=message):
+                return {"STATUS": message}
+            case Failed(code=code, message=message):
+                return {"STATUS": f"failed: [{code}] {message}"}
+        return None
 
     def emit(self, event: Event) -> None:
-        """Send a status line for ``event`` (best effort)."""
-        match event:
-            case StepStarted(step=step):
-                msg = f"STATUS=airlock: {step}"
-            case StepProgress(step=step, done=done, total=total) if total > 0:
-                msg = f"X_AIRLOCK_PROGRESS={min(100, done * 100 // total)}\nSTATUS=airlock: {step}"
-            case Failed(code=code):
-                msg = f"STATUS=airlock: failed ({code})"
-            case _:
-                return
-        with contextlib.suppress(OSError):
-            self._sock.sendto(msg.encode("ascii", "backslashreplace"), self._address)
+        """Send what ``event`` changes (with ``READY=1`` the first time)."""
+        fields = self._fields(event)
+        if fields is None:
+            return
+        if not self._ready:
+            fields = {"READY": "1", **fields}
+            self._ready = True
+        self.send(fields)
+
+    def barrier(self, timeout_s: float = 5.0) -> None:
+        """Wait until the service manager has read every message sent so far (``BARRIER=1``).
+
+        A message that arrives after the process exited cannot be attributed to the service and
+        is dropped; the last status must be read before airlock exits.  Best effort: a manager
+        without barriers (or none listening) costs at most ``timeout_s``.
+        """
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):
+                self._sock.sendmsg(
+                    [b"BARRIER=1"],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [write_end]))],
+                    0,
+                    self._address,
+                )
+            os.close(write_end)
+            write_end = -1
+            poller = select.poll()
+            poller.register(read_end, select.POLLHUP)
+            poller.poll(int(timeout_s * 1000))  # the manager closes its copy once it has read
+        finally:
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
+
+
+def notify_status(text: str) -> None:
+    """A last ``STATUS=`` (the run's result) when running as a ``Type=notify`` service, read by
+    the service manager before airlock exits (``systemctl status`` keeps showing it)."""
+    if (address := notify_address()) is not None:
+        reporter = NotifyReporter(address)
+        reporter.send({"STATUS": text})
+        reporter.barrier()
 
 
 def make_reporter(*, json_lines: bool) -> Reporter:
@@ -191,7 +268,5 @@ def make_reporter(*, json_lines: bool) -> Reporter:
         main = RichTerminalReporter()
     else:
         main = TerminalReporter()
-    address = os.environ.get("NOTIFY_SOCKET")
-    if address and (address.startswith("/") or address.startswith("@")):
-        return FanoutReporter(main, NotifyReporter(address))
-    return main
+    address = notify_address()
+    return main if address is None else FanoutReporter(main, NotifyReporter(address))

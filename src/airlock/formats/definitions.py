@@ -111,12 +111,25 @@ def parse(
     return transfer.read([(text, origin)], specifiers=specifiers, features=features or {})
 
 
-def _with_dropins(path: Path, directories: Sequence[Path]) -> list[tuple[str, str]]:
+def _with_dropins(
+    path: Path, directories: Sequence[Path], substitute: Mapping[str, str]
+) -> list[tuple[str, str]]:
     dropins = sdconf.list_files([d / f"{path.name}.d" for d in directories], ".conf")
-    return [(sdconf.read_text(p), os.fspath(p)) for p in (path, *dropins)]
+    texts = []
+    for p in (path, *dropins):
+        text = sdconf.read_text(p)
+        for placeholder, value in substitute.items():
+            text = text.replace(placeholder, value)
+        texts.append((text, os.fspath(p)))
+    return texts
 
 
-def load(search_paths: Sequence[Path], *, specifiers: Specifiers) -> tuple[Transfer, ...]:
+def load(
+    search_paths: Sequence[Path],
+    *,
+    specifiers: Specifiers,
+    substitute: Mapping[str, str] | None = None,
+) -> tuple[Transfer, ...]:
     """Read every transfer the way ``context_read_definitions()`` does.
 
     ``search_paths`` are in priority order (``DEFAULT_SEARCH_PATHS``: /etc, /run, /usr/local/lib,
@@ -124,6 +137,8 @@ def load(search_paths: Sequence[Path], *, specifiers: Specifiers) -> tuple[Trans
     file or a symlink to /dev/null masks it.  ``*.feature`` files are read first; then
     ``*.transfer``, or ``*.conf`` if there is no ``*.transfer`` at all.  ``NAME.transfer.d/*.conf``
     drop-ins from every search path are applied after the main file, sorted by basename.
+    ``substitute`` replaces placeholders in the text before parsing, as Spectrum's update VM
+    replaces ``@UPDATE_URL@`` in its transfer templates.
 
     Returns:
         All transfers, enabled or not, sorted by file name (the order sysupdate acquires and
@@ -134,7 +149,9 @@ def load(search_paths: Sequence[Path], *, specifiers: Specifiers) -> tuple[Trans
     """
     features: dict[str, Feature] = {}
     for path in sdconf.list_files(search_paths, ".feature"):
-        feature = parse_feature(_with_dropins(path, search_paths), specifiers=specifiers)
+        feature = parse_feature(
+            _with_dropins(path, search_paths, substitute or {}), specifiers=specifiers
+        )
         features[feature.name] = feature
     paths = sdconf.list_files(search_paths, ".transfer")
     if not paths:
@@ -145,15 +162,21 @@ def load(search_paths: Sequence[Path], *, specifiers: Specifiers) -> tuple[Trans
                 shown(os.fspath(paths[0])),
             )
     return tuple(
-        transfer.read(_with_dropins(path, search_paths), specifiers=specifiers, features=features)
+        transfer.read(
+            _with_dropins(path, search_paths, substitute or {}),
+            specifiers=specifiers,
+            features=features,
+        )
         for path in paths
     )
 
 
-def load_dir(directory: Path, *, specifiers: Specifiers) -> tuple[Transfer, ...]:
+def load_dir(
+    directory: Path, *, specifiers: Specifiers, substitute: Mapping[str, str] | None = None
+) -> tuple[Transfer, ...]:
     """The ``--definitions=DIR`` behaviour: exactly that one directory (drop-ins too).
 
     Raises:
         FormatError: code ``config.definition`` for any unreadable or invalid file.
     """
-    return load([directory], specifiers=specifiers)
+    return load([directory], specifiers=specifiers, substitute=substitute)

@@ -21,6 +21,8 @@ manifest (0 bytes) is valid and has no entries.
 
 Refused in addition (airlock is stricter than systemd 257):
 
+* a name with ``%``, on which 262 refuses the whole manifest (``formats.dialect``: airlock accepts
+  only what every supported sysupdate reads alike; 262 accepts ``dir/file`` names, 257 does not);
 * the same file name twice (systemd adds both and picks one unpredictably);
 * more than ``max_bytes`` bytes (code ``reject.size``) or more than ``max_lines`` lines
   (code ``reject.count``), checked before any parsing;
@@ -111,7 +113,7 @@ def _line_of(raw: bytes, offset: int) -> int:
 
 
 def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a manifest file name (systemd 257's rules), or ``None`` if it can."""
+    """Why ``name`` cannot be a manifest file name (for every supported sysupdate), or ``None``."""
     if not name:
         return "empty file name"
     if name.startswith("\\"):
@@ -122,6 +124,8 @@ def name_problem(name: str) -> str | None:
         return "file name contains control characters"
     if "/" in name:
         return "file name contains '/' (subdirectories are not supported)"
+    if "%" in name:  # 260+ refuse the whole manifest (curl would percent-decode the name)
+        return "file name contains '%'"
     if name in (".", ".."):
         return "file name is '.' or '..'"
     try:

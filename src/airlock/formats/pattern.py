@@ -9,9 +9,11 @@ literal ``@``.  A field extends to the *first* occurrence of the literal that fo
 Two matching modes:
 
 * ``Mode.EXACT`` — the whole name must be consumed.  Every security decision uses this.
-* ``Mode.SYSUPDATE`` — systemd 257's ``pattern_match()``, which never checks that the name was
-  consumed: ``foo_@v.raw`` matches ``foo_2.raw.bak``.  Used only to predict what sysupdate picks.
-  An EXACT match is always a SYSUPDATE match with the same fields (tested).
+* ``Mode.SYSUPDATE`` — systemd's ``pattern_match()`` of a given version (``formats.dialect``,
+  default 257).  257 never checks that the name was consumed: ``foo_@v.raw`` matches
+  ``foo_2.raw.bak``; 262 matches whole names but with its own version charset (``~``, ``^`` in,
+  ``,`` out) and numeric parsing.  Used only to predict what sysupdate picks.  With 257's rules an
+  EXACT match is always a SYSUPDATE match with the same fields (tested).
 
 ``compile`` refuses what 257 refuses (unknown marker, repeated marker, adjacent markers, trailing
 ``@``, missing ``@v``, characters outside printable ASCII or in ``$*?[]!\\|``) and, unlike 257, a
@@ -30,7 +32,7 @@ import itertools
 from collections.abc import Callable, Sequence
 
 from airlock.errors import FormatError
-from airlock.formats import version
+from airlock.formats import dialect, version
 from airlock.text import display
 
 __all__ = [
@@ -71,8 +73,8 @@ class Fields:
 # --- the C field parsers (design.md#sysupdate-patterns, design.md#sysupdate-numbers) ------------
 
 
-def _strtoull(s: str, base: int) -> tuple[int, bool, int] | None:
-    """glibc's C23 ``strtoull``: (value mod 2**64, overflowed, characters used) or None."""
+def _strtoull(s: str, base: int, *, c23: bool = True) -> tuple[int, bool, int] | None:
+    """glibc's ``strtoull`` (C23 unless ``c23`` is False): (value mod 2**64, overflowed, used)."""
     k = 0
     while k < len(s) and s[k] in _C_SPACE:
         k += 1
@@ -83,7 +85,7 @@ def _strtoull(s: str, base: int) -> tuple[int, bool, int] | None:
     # C23 (glibc >= 2.38, what 257 links against): 0x/0b prefixes only before a valid digit.
     if base in (0, 16) and head == "0x" and s[k + 2 : k + 3] in _HEX and s[k + 2 : k + 3]:
         base, k = 16, k + 2
-    elif base in (0, 2) and head == "0b" and s[k + 2 : k + 3] in ("0", "1"):
+    elif c23 and base in (0, 2) and head == "0b" and s[k + 2 : k + 3] in ("0", "1"):
         base, k = 2, k + 2
     elif base == 0:
         base = 8 if s[k : k + 1] == "0" else 10
@@ -100,7 +102,7 @@ def _strtoull(s: str, base: int) -> tuple[int, bool, int] | None:
 
 
 def _safe_atou(
-    s: str, base: int, *, limit: int = _U64_MAX, refuse_sign: bool = False
+    s: str, base: int, *, limit: int = _U64_MAX, refuse_sign: bool = False, c23: bool = True
 ) -> int | None:
     """systemd's ``safe_atollu_full``/``safe_atou_full`` (base 0 adds ``0b``/``0o``)."""
     k = 0
@@ -113,7 +115,7 @@ def _safe_atou(
         s, base = s[2:], 2
     elif base == 0 and s[:2].lower() == "0o":
         s, base = s[2:], 8
-    parsed = _strtoull(s, base)
+    parsed = _strtoull(s, base, c23=c23)
     if parsed is None:
         return None
     value, overflow, used = parsed
@@ -122,8 +124,8 @@ def _safe_atou(
     return value
 
 
-def _u64_not_max(s: str) -> int | None:
-    value = _safe_atou(s, 0)
+def _u64_not_max(s: str, *, c23: bool = True) -> int | None:
+    value = _safe_atou(s, 0, c23=c23)
     return None if value is None or value == _U64_MAX else value
 
 
@@ -170,6 +172,15 @@ FIELD_PARSERS: dict[str, tuple[str, _Parser]] = {
     "g": ("growfs", _boolean),
     "h": ("sha256", _sha256),
 }
+
+
+def _parse_as(rules: dialect.Dialect, marker: str, text: str) -> object:
+    """A field value as sysupdate ``rules`` parse it (its version charset and ``strtoull``)."""
+    if marker == "v":
+        return text if rules.version_is_valid(text) else None
+    if marker in "tsdl":
+        return _u64_not_max(text, c23=rules.strtoull_c23)
+    return FIELD_PARSERS[marker][1](text)
 
 
 def _format_field(marker: str, fields: Fields) -> str | None:
@@ -234,16 +245,22 @@ class Pattern:
         """The field markers (letters) this pattern contains."""
         return frozenset(e.kind for e in self.elements if e.kind in _MARKERS)
 
-    def classify(self, name: str, mode: Mode = Mode.EXACT) -> tuple[MatchResult, Fields | None]:
+    def classify(
+        self, name: str, mode: Mode = Mode.EXACT, rules: dialect.Dialect | None = None
+    ) -> tuple[MatchResult, Fields | None]:
         """Match ``name`` and say whether it matched, failed, or is a directory to descend into.
 
         Args:
             name: a relative name (``dir/file`` for patterns with ``/``), untrusted.
             mode: ``EXACT`` or ``SYSUPDATE``.
+            rules: for ``SYSUPDATE``, the sysupdate version to predict (default 257): its prefix
+                matching, version charset and numeric parsing (``formats.dialect``).
 
         Returns:
             ``(YES, fields)``, ``(NO, None)`` or ``(RETRY, None)``.
         """
+        loose = Mode(mode) is Mode.SYSUPDATE
+        view = (rules or dialect.V257) if loose else None
         found: dict[str, object] = {}
         p = 0
         n_name = len(name)
@@ -269,29 +286,32 @@ class Pattern:
             else:
                 end = n_name
             attr, parse_field = FIELD_PARSERS[e.kind]
-            parsed = parse_field(name[p:end])
+            parsed = _parse_as(view, e.kind, name[p:end]) if view else parse_field(name[p:end])
             if parsed is None:
                 return MatchResult.NO, None
             found[attr] = parsed
             p = end
         # Fail closed: anything but an explicit SYSUPDATE (a plain "sysupdate" str included, via
-        # the StrEnum) gets the whole-name check.
-        if Mode(mode) is not Mode.SYSUPDATE and p != n_name:
+        # the StrEnum) of a version that prefix-matches gets the whole-name check.
+        if not (view is not None and view.prefix_match) and p != n_name:
             return MatchResult.NO, None
         # Each value came from its attribute's parser, so the types are right.
         return MatchResult.YES, Fields(**found)  # type: ignore[arg-type]  # values typed by parser
 
-    def match(self, name: str, mode: Mode = Mode.EXACT) -> Fields | None:
+    def match(
+        self, name: str, mode: Mode = Mode.EXACT, rules: dialect.Dialect | None = None
+    ) -> Fields | None:
         """The fields of ``name`` if it matches, else None (RETRY counts as no match).
 
         Args:
             name: an untrusted name.
-            mode: ``EXACT`` (whole name) or ``SYSUPDATE`` (257's prefix behaviour).
+            mode: ``EXACT`` (whole name) or ``SYSUPDATE`` (what sysupdate would read).
+            rules: for ``SYSUPDATE``, the sysupdate version (default 257).
 
         Returns:
             The extracted ``Fields`` or None.
         """
-        result, fields = self.classify(name, mode)
+        result, fields = self.classify(name, mode, rules)
         return fields if result is MatchResult.YES else None
 
     def format(self, fields: Fields) -> str:
@@ -410,23 +430,32 @@ def compile(text: str) -> Pattern:
     return Pattern(text=text, elements=tuple(elements))
 
 
-def match_any(patterns: Sequence[Pattern], name: str, mode: Mode = Mode.EXACT) -> Fields | None:
+def match_any(
+    patterns: Sequence[Pattern],
+    name: str,
+    mode: Mode = Mode.EXACT,
+    rules: dialect.Dialect | None = None,
+) -> Fields | None:
     """The fields from the first pattern that matches ``name`` (``pattern_match_many``).
 
     Args:
         patterns: compiled patterns, most specific first.
         name: an untrusted name.
         mode: ``EXACT`` or ``SYSUPDATE``.
+        rules: for ``SYSUPDATE``, the sysupdate version (default 257).
 
     Returns:
         The first match's ``Fields``, or None.
     """
-    result, fields = classify_any(patterns, name, mode)
+    result, fields = classify_any(patterns, name, mode, rules)
     return fields if result is MatchResult.YES else None
 
 
 def classify_any(
-    patterns: Sequence[Pattern], name: str, mode: Mode = Mode.EXACT
+    patterns: Sequence[Pattern],
+    name: str,
+    mode: Mode = Mode.EXACT,
+    rules: dialect.Dialect | None = None,
 ) -> tuple[MatchResult, Fields | None]:
     """``pattern_match_many``: the first pattern whose answer is not NO decides (RETRY too).
 
@@ -434,12 +463,13 @@ def classify_any(
         patterns: compiled patterns, most specific first.
         name: an untrusted name.
         mode: ``EXACT`` or ``SYSUPDATE``.
+        rules: for ``SYSUPDATE``, the sysupdate version (default 257).
 
     Returns:
         ``(YES, fields)``, ``(RETRY, None)`` or ``(NO, None)``.
     """
     for pat in patterns:
-        result, fields = pat.classify(name, mode)
+        result, fields = pat.classify(name, mode, rules)
         if result is not MatchResult.NO:
             return result, fields
     return MatchResult.NO, None

@@ -3,8 +3,10 @@
 
 Owns:
 
-* ``is_valid``/``parse``: sysupdate 257's ``version_is_valid()`` — 1..255 bytes of
-  ``[A-Za-z0-9.,_+-]`` (so ``~`` and ``^`` are refused, design.md#sysupdate-versions).
+* ``is_valid``/``parse``: the versions every supported sysupdate's ``version_is_valid()``
+  accepts — 1..255 bytes of ``[A-Za-z0-9._+-]``: 257–259 also take ``,``
+  (design.md#sysupdate-versions), 260+ take ``~`` and ``^`` instead (``formats.dialect``,
+  docs/sysupdate-versions.md), so a version airlock accepts means the same to each of them.
 * ``compare``: a port of systemd's ``strverscmp_improved()`` (design.md#sysupdate-versions), the
   ordering every "which version is newer" decision uses.  It is total on every string, valid or not,
   exactly as ``systemd-analyze compare-versions`` is.
@@ -27,17 +29,17 @@ from airlock.text import display
 Version = NewType("Version", str)
 
 MAX_VERSION_BYTES = 255
-_VERSION_CHARS = frozenset(string.ascii_letters + string.digits + ".,_+-")
+_VERSION_CHARS = frozenset(string.ascii_letters + string.digits + "._+-")
 
 
 def is_valid(v: str) -> bool:
-    """Whether ``v`` passes sysupdate 257's ``version_is_valid()``.
+    """Whether ``v`` passes ``version_is_valid()`` of every supported systemd-sysupdate.
 
     Args:
         v: a candidate version string.
 
     Returns:
-        True for 1..255 bytes drawn from ``[A-Za-z0-9.,_+-]``.  ``.`` and ``..`` pass, as in C.
+        True for 1..255 bytes drawn from ``[A-Za-z0-9._+-]``.  ``.`` and ``..`` pass, as in C.
     """
     return bool(v) and len(v) <= MAX_VERSION_BYTES and all(c in _VERSION_CHARS for c in v)
 
@@ -57,7 +59,7 @@ def parse(v: str) -> Version:
     if not is_valid(v):
         raise FormatError(
             f"Refusing version {display(v)}: not 1..{MAX_VERSION_BYTES} characters of "
-            "[A-Za-z0-9.,_+-]",
+            "[A-Za-z0-9._+-]",
             code="config.version",
         )
     return Version(v)

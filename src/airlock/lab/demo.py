@@ -102,6 +102,7 @@ def run(
     keep: bool,
     as_json: bool,
     fetcher: str = "sandbox",
+    runtime: str = "auto",
     boot: bool = False,
     boot_tries: int | None = None,
 ) -> int:
@@ -120,7 +121,9 @@ def run(
     def log(message: str) -> None:
         console.print(f"[dim]·[/dim] {escape(message)}")
 
-    with Lab(base, keep=keep, fetcher=fetcher, log=log, boot_tries=boot_tries) as world:
+    with Lab(
+        base, keep=keep, fetcher=fetcher, runtime=runtime, log=log, boot_tries=boot_tries
+    ) as world:
         report.roothashes = {v: img.roothash for v, img in world.images.items()}
         report.kernel_is_uki = all(img.kernel_is_uki for img in world.images.values())
         if not report.kernel_is_uki:

@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +99,10 @@ class DiskState:
         }
 
 
-def check_prerequisites() -> None:
+def check_prerequisites(runtime: str = "auto") -> None:
     """Refuse early, in one line, when the machine lacks what the lab needs.
+
+    ``runtime`` is the systemd-sysupdate the lab's host applies with (``[apply] runtime``).
 
     Raises:
         HostError: not root, a tool missing, no loop/btrfs support, no sysupdate runtime.
@@ -129,7 +131,7 @@ def check_prerequisites() -> None:
             code="host.btrfs",
             hint="load the btrfs module (modprobe btrfs)",
         )
-    sysupdate_runtime.locate()
+    sysupdate_runtime.locate(choice=runtime)
 
 
 def _can_modprobe(module: str) -> bool:
@@ -165,6 +167,7 @@ class Lab:
         keep: bool = False,
         vm_timeout_s: float = 300.0,
         fetcher: str = "sandbox",
+        runtime: str = "auto",
         log: Callable[[str], None] | None = None,
         boot_tries: int | None = None,
     ) -> None:
@@ -173,6 +176,7 @@ class Lab:
                 f"The lab runs the sandbox or qemu fetcher, not {fetcher!r}", code="host.lab"
             )
         self.fetcher = fetcher
+        self.runtime = runtime  # [apply] runtime: which systemd-sysupdate applies
         self.boot_tries = boot_tries
         self.w = workdir
         self.keep = keep
@@ -225,7 +229,10 @@ class Lab:
         self._stack.close()
 
     def _setup(self) -> None:
-        check_prerequisites()
+        check_prerequisites(self.runtime)
+        rt = sysupdate_runtime.locate(choice=self.runtime)
+        where = "the host's own" if rt.name == "host" else f"runtime {rt.name}, {rt.root}"
+        self.log(f"systemd-sysupdate {rt.version} applies ({where})")
         enter_private_mount_namespace()
         created = self._stack.enter_context(workdir.claim(self.w))
         if self.keep:
@@ -411,6 +418,7 @@ class Lab:
             "fetcher.sandbox.ro_binds": sorted({os.fspath(b) for b in binds}),
             "apply.esp_path": self.esp,
             "apply.binds": [self.disk],
+            "apply.runtime": self.runtime,
             "state.path": self.w / "state/state.json",
         }
         self.config.write_text(render_config(values))
@@ -578,33 +586,38 @@ class Lab:
 
     def state(self) -> DiskState:
         """What is on the disk now: labels, PARTUUIDs and which image each slot holds."""
-        known = {}
-        for v, img in self.images.items():
-            known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
-            known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
-            known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
-        sizes = sorted(
-            {img.root.stat().st_size for img in self.images.values()}
-            | {img.verity.stat().st_size for img in self.images.values()}
-        )
-        slots = []
-        with open(self.disk, "rb") as fh:
-            for slot in disk.state(self.disk, measure=dict.fromkeys(range(1, 129), 0)):
-                if slot.type.upper() == disk.ESP_TYPE:
-                    continue
-                fh.seek(slot.start * disk.SECTOR)
-                data = fh.read(min(slot.size, sizes[-1]))
-                content = next(
-                    (known[h] for size in sizes
-                     if (h := hashlib.sha256(data[:size]).hexdigest()) in known),
-                    "empty",
-                )  # fmt: skip
-                slots.append((slot.number, slot.label, slot.partuuid, content))
-        boot = tuple(
-            (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
-            for p in sorted((self.esp / "EFI/Linux").iterdir())
-        )
-        return DiskState(slots=tuple(slots), boot=boot)
+        return describe(self.disk, self.esp, self.images)
+
+
+def describe(disk_image: Path, esp: Path, built: Mapping[str, images.Images]) -> DiskState:
+    """Slots of ``disk_image`` and UKIs in ``esp``, each named by the built image it holds."""
+    known = {}
+    for v, img in built.items():
+        known[hashlib.sha256(img.root.read_bytes()).hexdigest()] = f"root {v}"
+        known[hashlib.sha256(img.verity.read_bytes()).hexdigest()] = f"verity {v}"
+        known[hashlib.sha256(img.kernel.read_bytes()).hexdigest()] = f"kernel {v}"
+    sizes = sorted(
+        {img.root.stat().st_size for img in built.values()}
+        | {img.verity.stat().st_size for img in built.values()}
+    )
+    slots = []
+    with open(disk_image, "rb") as fh:
+        for slot in disk.state(disk_image, measure=dict.fromkeys(range(1, 129), 0)):
+            if slot.type.upper() == disk.ESP_TYPE:
+                continue
+            fh.seek(slot.start * disk.SECTOR)
+            data = fh.read(min(slot.size, sizes[-1]))
+            content = next(
+                (known[h] for size in sizes
+                 if (h := hashlib.sha256(data[:size]).hexdigest()) in known),
+                "empty",
+            )  # fmt: skip
+            slots.append((slot.number, slot.label, slot.partuuid, content))
+    boot = tuple(
+        (p.name, known.get(hashlib.sha256(p.read_bytes()).hexdigest(), "unknown"))
+        for p in sorted((esp / "EFI/Linux").iterdir())
+    )
+    return DiskState(slots=tuple(slots), boot=boot)
 
 
 @contextlib.contextmanager

@@ -56,6 +56,11 @@ class RunContext:
     now: datetime
 
     @property
+    def state_file(self) -> Path:
+        """The state file: ``[state] path``, else ``state.json`` in the staging directory."""
+        return self.config.state.file(self.staging_dir)
+
+    @property
     def vm_config_dir(self) -> Path:
         """The host-built config tree the VM sees read-only as ``etc/``."""
         return self.staging_dir / "vm-etc"

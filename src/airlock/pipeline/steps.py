@@ -20,7 +20,7 @@ from pathlib import Path
 
 from airlock import fsutil, lock, state
 from airlock.backends.fetcher import FetchRequest
-from airlock.errors import AirlockError, ApplyError, ConfigError, HostError
+from airlock.errors import AirlockError, ApplyError, ConfigError, FetchError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
 from airlock.formats import version
 from airlock.pipeline import leftovers
@@ -28,8 +28,10 @@ from airlock.pipeline.context import RunContext
 from airlock.text import display
 from airlock.trusted.policy import Baseline
 from airlock.trusted.release import VerifiedRelease
+from airlock.untrusted import candidate
 
 logger = logging.getLogger(__name__)
+LOG_NAME = "fetch.log"  # the VM's console (a copy for the spectrum fetcher), in the staging dir
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +73,14 @@ def take_lock(ctx: RunContext) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         cfg = ctx.config.lock
         with step(ctx, Step.LOCK, os.fspath(cfg.path)):
-            stack.enter_context(lock.hold(cfg.path, wait=cfg.wait))
+
+            def waiting(pid: int | None) -> None:
+                who = f"pid {pid}" if pid is not None else "another process"
+                notice(ctx, f"waiting for the update lock ({who} holds it)", Step.LOCK)
+
+            stack.enter_context(
+                lock.hold(cfg.path, wait=cfg.wait, timeout_s=cfg.wait_timeout_s, on_wait=waiting)
+            )
         yield
 
 
@@ -101,7 +110,10 @@ def clean_share(ctx: RunContext) -> None:
     """Remove what an earlier VM run left in ``shared`` (keeps cached downloads)."""
     with step(ctx, Step.CLEAN) as detail:
         report = ctx.staging.clean_share()
-        detail.append(f"removed {report.removed}, kept {report.kept}")
+        if report.reset:
+            detail.append("it held more than regular files: recreated empty")
+        else:
+            detail.append(f"removed {report.removed}, kept {report.kept}")
 
 
 def provide_vm_config(ctx: RunContext) -> Path:
@@ -138,7 +150,7 @@ def fetch(ctx: RunContext) -> None:
                 share=ctx.staging.share,
                 timeout_s=cfg.timeout_s,
                 command=cfg.command,
-                log_path=ctx.staging_dir / "fetch.log",
+                log_path=ctx.staging_dir / LOG_NAME,
             ),
             ctx.reporter,
         )
@@ -159,6 +171,7 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
             with fsutil.open_dir_nofollow(snap) as fd:
                 names = ctx.inspector.droppable(fd)
             dropped = ctx.staging.drop(snap, names)
+            _present_signature(ctx, snap, detail)
             ctx.staging.make_read_only(snap)
             ctx.staging.sync(snap)
             detail.append(f"dropped {dropped}, read-only")
@@ -174,19 +187,71 @@ def freeze(ctx: RunContext) -> Iterator[Path]:
         cleanup(ctx)
 
 
+def _present_signature(ctx: RunContext, snapshot: Path, detail: list[str]) -> None:
+    """Give systemd-sysupdate the signature name it reads, from the other name the VM sent.
+
+    A sysupdate that does not move on from a missing signature name over ``file://``
+    (``formats.dialect``: 257 reads only ``SHA256SUMS.gpg``) finds only the first of its names;
+    Spectrum's VM sends only ``SHA256SUMS.sha256.asc`` (design.md#signature-names).  The same
+    detached signature under the other name is the same signature (gpg reads armoured and binary
+    alike); the judge verifies both files, so nothing is accepted that was not signed.  262 reads
+    either name itself: nothing is copied for it.
+    """
+    rules = ctx.applier.dialect
+    if rules.file_fallback:
+        return
+    wanted = rules.signature_names[0]
+    for other in candidate.SIGNATURE_NAMES:
+        if other != wanted and ctx.staging.copy_signature(
+            snapshot, other, wanted, max_bytes=ctx.config.limits.max_signature_bytes
+        ):
+            detail.append(f"{wanted} from {other}")
+            break
+
+
 def cleanup(ctx: RunContext) -> None:
     """Delete the snapshot (always); ``shared`` is kept as the download cache."""
     with step(ctx, Step.CLEANUP):
         ctx.staging.delete_snapshot()
 
 
+def _require_delivery(ctx: RunContext, dir_fd: int) -> None:
+    """The VM must have sent a manifest and a signature file, or there is nothing to check.
+
+    Spectrum's ``updates-dir-check check`` (design.md#spectrum-step-16) fails when no signature
+    arrived, saying the download probably failed and to read the VM's log: a network failure is
+    the usual cause, so it is "could not check" (20) with that hint, not a refusal (21).  Only
+    absence counts here (host-chosen names, never followed); anything present is judged.
+
+    Raises:
+        FetchError: ``fetch.nothing`` (no ``SHA256SUMS``) or ``fetch.unsigned`` (no signature).
+    """
+
+    def present(name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    hint = f"the download probably failed; see the update VM's log, {ctx.staging_dir / LOG_NAME}"
+    if not present(candidate.MANIFEST_NAME):
+        raise FetchError("The update VM sent no SHA256SUMS", code="fetch.nothing", hint=hint)
+    if not any(present(name) for name in candidate.SIGNATURE_NAMES):
+        raise FetchError(
+            "The update VM sent SHA256SUMS but no signature file", code="fetch.unsigned", hint=hint
+        )
+
+
 def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
+        with fsutil.open_dir_nofollow(snapshot) as fd:
+            _require_delivery(ctx, fd)
         installed = ctx.applier.installed().current
         boot = ctx.applier.booted()
         saved = state.advance(
-            state.load(ctx.config.state.path),
+            state.load(ctx.state_file),
             state.Booted(version=boot.booted, blessed=boot.blessed, failed=boot.failed),
             ctx.now,
         )
@@ -233,7 +298,7 @@ def apply(ctx: RunContext, inspected: Inspected) -> None:
 
 def record(ctx: RunContext, inspected: Inspected, *, applied: bool) -> None:
     """Write the state file (atomically, last): ``state.advance`` over the state loaded once."""
-    path = ctx.config.state.path
+    path = ctx.state_file
     with step(ctx, Step.RECORD, os.fspath(path)):
         release = inspected.release
         event = state.Verified(

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Build a RunContext from the host config: each backend gets its own section.
 
-The applier is made first: it locates systemd-sysupdate, and the judge must require the signature
-file name that sysupdate reads (docs/adr/0004).  The judge is ``trusted.judge.Judge``, built once
+The applier is made first: it locates systemd-sysupdate, and the judge applies that version's rules
+(``formats.dialect``): it requires the signature file name that sysupdate reads (docs/adr/0004,
+docs/sysupdate-versions.md).  The judge is ``trusted.judge.Judge``, built once
 with the ``[host]`` files, ``[policy]`` and ``[limits]``, its verifier included.
 """
 
@@ -18,8 +19,11 @@ from airlock.backends.fetcher.sandbox import SandboxFetcher
 from airlock.backends.fetcher.spectrum import SpectrumFetcher
 from airlock.backends.staging.btrfs import BtrfsStaging
 from airlock.config import HostConfig
+from airlock.errors import ConfigError
 from airlock.events import Reporter
+from airlock.formats import dialect, updateurl
 from airlock.pipeline.context import RunContext
+from airlock.text import shown
 from airlock.trusted.judge import Judge
 
 
@@ -44,22 +48,55 @@ def make_applier(config: HostConfig) -> SysupdateHostApplier:
     )
 
 
-def make_judge(config: HostConfig, *, required_signature_files: tuple[str, ...] = ()) -> Judge:
-    """The judge with the ``[host]`` files, ``[policy]`` and ``[limits]``."""
+def make_judge(config: HostConfig, *, appliers: tuple[dialect.Dialect, ...] = ()) -> Judge:
+    """The judge with the ``[host]`` files, ``[policy]``, ``[limits]`` and the applier's rules."""
     return Judge.build(
         definitions_dir=config.host.definitions_dir,
         os_release=config.host.os_release,
         keyring=config.host.keyring,
         policy=config.policy,
         limits=config.limits,
-        required_signature_files=required_signature_files,
+        appliers=appliers,
     )
+
+
+def check_vm_inputs(config: HostConfig) -> None:
+    """What the VM needs from the host must be there before anything starts (exit 3, not 20).
+
+    ``update-url`` (one URL by Spectrum's rule) and at least one ``*.transfer`` in the VM's
+    transfer directory; the keyring is checked by the judge, which needs it too.
+
+    Raises:
+        ConfigError: ``config.update-url`` or ``config.vm-transfers``.
+    """
+    cfg = config.fetcher
+    try:
+        raw = cfg.update_url_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"Failed to read the update URL {shown(cfg.update_url_file)}: {exc.strerror}",
+            code="config.update-url",
+            hint="it is written at build time (airlock render --update-url)",
+        ) from exc
+    try:
+        updateurl.validate(raw)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{shown(cfg.update_url_file)}: {exc.message}", code="config.update-url"
+        ) from None
+    if not any(cfg.vm_definitions_dir.glob("*.transfer")):
+        raise ConfigError(
+            f"No VM transfer files (*.transfer) in {shown(cfg.vm_definitions_dir)}",
+            code="config.vm-transfers",
+            hint="they are written at build time (airlock render)",
+        )
 
 
 def build_context(
     config: HostConfig, staging_dir: Path, *, reporter: Reporter, now: datetime
 ) -> RunContext:
-    """A RunContext with the real backends."""
+    """A RunContext with the real backends (after ``check_vm_inputs``)."""
+    check_vm_inputs(config)
     fetcher = make_fetcher(config)
     applier = make_applier(config)
     return RunContext(
@@ -67,7 +104,7 @@ def build_context(
         staging_dir=staging_dir,
         staging=BtrfsStaging(staging_dir, config.staging),
         fetcher=fetcher,
-        inspector=make_judge(config, required_signature_files=applier.required_signature_files),
+        inspector=make_judge(config, appliers=(applier.dialect,)),
         applier=applier,
         reporter=reporter,
         now=now,

@@ -104,6 +104,7 @@ def spawn(
     pass_fds: Sequence[int] = (),
     share_mounts: bool = False,
     scratch: Sequence[Path] = (),
+    share_pids: bool = False,
 ) -> Iterator[Child]:
     """Start a long-running child that is stopped, with everything it started, on every exit path.
 
@@ -128,6 +129,7 @@ def spawn(
         pass_fds=pass_fds,
         share_mounts=share_mounts,
         scratch=scratch,
+        share_pids=share_pids,
     )
     try:
         yield child
@@ -159,6 +161,7 @@ def run(
     pass_fds: Sequence[int] = (),
     share_mounts: bool = False,
     scratch: Sequence[Path] = (),
+    share_pids: bool = False,
 ) -> Completed:
     """Run ``argv`` to completion (a ``spawn`` whose output is drained and bounded).
 
@@ -173,6 +176,9 @@ def run(
         check: raise ``CommandFailed`` on a non-zero exit status.
         pass_fds: file descriptors the child inherits.
         share_mounts: run in our mount namespace (the command mounts or unmounts for us).
+        share_pids: no PID namespace either (only the lab, for a long-lived world whose /proc
+            must show the pids its processes have): a subreaper that kills what the command
+            left when it exits, and the command dies with the guard; implies ``share_mounts``.
         scratch: directories removed once the command and all it started are gone.
 
     Returns:
@@ -200,6 +206,7 @@ def run(
             pass_fds=pass_fds,
             share_mounts=share_mounts,
             scratch=scratch,
+            share_pids=share_pids,
         ) as child:
             for fd in (out_w, err_w, in_r):
                 if fd >= 0:

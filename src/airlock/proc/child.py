@@ -164,11 +164,12 @@ def start(
     pass_fds: Sequence[int],
     share_mounts: bool,
     scratch: Sequence[Path],
+    share_pids: bool = False,
 ) -> Child:
     program = args[0] if os.path.isabs(args[0]) else tool(args[0])
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     required = "1" if os.geteuid() == 0 else "0"
-    mounts = "shared" if share_mounts else "own"
+    mounts = "host" if share_pids else "shared" if share_mounts else "own"
     remove = [os.fspath(p.absolute()) for p in scratch]
     try:
         popen = subprocess.Popen(

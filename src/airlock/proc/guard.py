@@ -10,7 +10,8 @@ that started it exits, not the process, and could be missed in the window before
 ``run REQUIRED MOUNTS [SCRATCH...] -- ARGV...``: the guard unshares a PID namespace (with ``MOUNTS``
 ``own``, also a mount namespace, in which the init mounts a /proc that shows the new PID namespace;
 with ``shared`` the command changes airlock's own mount table and sees airlock's /proc, whose pids
-are not its own) and forks its *init* (pid 1 there), which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards
+are not its own; with ``host``, no namespace at all: as without the privilege below) and forks
+its *init* (pid 1 there), which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards
 the guard (then checks the guard did not die before that), forks and execs ``ARGV``, forwards
 SIGTERM/SIGINT/SIGHUP/SIGQUIT to the whole namespace and reaps orphans until the command exits.
 Then, enforced by the kernel:
@@ -255,9 +256,9 @@ def run(ctl: int, required: bool, mounts: str, scratch: list[str], argv: list[st
     """Run mode (see the module docstring)."""
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)  # the init forwards them; only SIGKILL ends us
-    contained = True
+    contained = mounts != "host"
     own = mounts == "own"
-    if _libc.unshare(CLONE_NEWPID | (CLONE_NEWNS if own else 0)) != 0:
+    if contained and _libc.unshare(CLONE_NEWPID | (CLONE_NEWNS if own else 0)) != 0:
         err = ctypes.get_errno()
         if required:
             _send(ctl, f"failed {err} unshare")

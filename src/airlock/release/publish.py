@@ -33,7 +33,7 @@ from airlock import fsutil
 from airlock.backends import openpgp
 from airlock.backends.openpgp import gpg
 from airlock.errors import AirlockError, BusyError, ConfigError, UsageError
-from airlock.formats import blockindex, definitions, manifest, names, pattern, version
+from airlock.formats import blockindex, definitions, dialect, manifest, names, pattern, version
 from airlock.release import armor, commit, indexes, render
 from airlock.text import display
 
@@ -43,13 +43,9 @@ MANIFEST = "SHA256SUMS"
 SIGNATURE_BINARY = "SHA256SUMS.gpg"
 SIGNATURE_ARMORED = "SHA256SUMS.sha256.asc"
 RESERVED = frozenset({MANIFEST, SIGNATURE_BINARY, SIGNATURE_ARMORED})
-MIN_PAYLOAD_BYTES = 6
-COMPRESSION_MAGIC = {
-    b"\xfd7zXZ\x00": "xz",
-    b"\x1f\x8b": "gzip",
-    b"BZh": "bzip2",
-    b"\x28\xb5\x2f\xfd": "zstd",
-}
+MIN_PAYLOAD_BYTES = max(d.min_url_file_bytes for d in dialect.TABLE)
+# The magic of every compression any supported systemd-sysupdate undoes (formats.dialect).
+COMPRESSION_MAGIC = dict(dialect.ALL_COMPRESSIONS)
 _SPECIFIERS_OS_RELEASE = "ID=airlock-publish\nIMAGE_VERSION=0\n"
 
 
@@ -89,10 +85,20 @@ def default_transfers() -> tuple[definitions.Transfer, ...]:
     return load_transfers(render.default_templates() / render.HOST_DIR)
 
 
+# Spectrum's VM transfer templates carry ``Path=@UPDATE_URL@``, which the VM replaces with the
+# update URL (design.md#vm-download).  A publisher needs only their patterns, so any syntactically
+# valid URL stands in; it never reaches a file or a network.
+UPDATE_URL_PLACEHOLDER = "@UPDATE_URL@"
+_STAND_IN_URL = "https://update-url.invalid"
+
+
 def load_transfers(directory: Path) -> tuple[definitions.Transfer, ...]:
-    """The transfers in ``directory`` (``--definitions`` semantics)."""
+    """The transfers in ``directory`` (``--definitions`` semantics), host or VM files alike."""
     specs = definitions.Specifiers.from_os_release(_SPECIFIERS_OS_RELEASE)
-    transfers = tuple(t for t in definitions.load_dir(directory, specifiers=specs) if t.enabled)
+    loaded = definitions.load_dir(
+        directory, specifiers=specs, substitute={UPDATE_URL_PLACEHOLDER: _STAND_IN_URL}
+    )
+    transfers = tuple(t for t in loaded if t.enabled)
     if not transfers:
         raise ConfigError(
             f"No enabled transfers in {display(os.fspath(directory))}", code="config.definition"

@@ -115,7 +115,8 @@ def check_version(text: str) -> str:
     """Return ``text`` if it is a version Spectrum's file names and sysupdate both accept."""
     if not version.is_valid(text):
         raise UsageError(
-            f"Refusing version {display(text)}: sysupdate accepts 1-255 of [A-Za-z0-9.,_+-]",
+            f"Refusing version {display(text)}: every supported sysupdate accepts only 1-255 of"
+            " [A-Za-z0-9._+-]",
             code="usage.version",
         )
     if "_" in text:

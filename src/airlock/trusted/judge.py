@@ -19,7 +19,7 @@ from pathlib import Path
 from airlock.backends import openpgp
 from airlock.backends.openpgp import SignatureVerifier
 from airlock.errors import ConfigError, HostError
-from airlock.formats import definitions
+from airlock.formats import definitions, dialect
 from airlock.formats.definitions import Transfer
 from airlock.limits import Limits
 from airlock.text import display
@@ -62,7 +62,7 @@ class Judge:
     verifier: SignatureVerifier
     policy: PolicyConfig
     limits: Limits
-    required_signature_files: tuple[str, ...] = ()
+    appliers: tuple[dialect.Dialect, ...] = ()
 
     @classmethod
     def build(
@@ -73,7 +73,7 @@ class Judge:
         keyring: Path,
         policy: PolicyConfig,
         limits: Limits,
-        required_signature_files: tuple[str, ...] = (),
+        appliers: tuple[dialect.Dialect, ...] = (),
     ) -> Judge:
         """Load the definitions, check the keyring, pick the verifier (with ``limits``).
 
@@ -92,7 +92,7 @@ class Judge:
             verifier=openpgp.verifier(policy.verifier, limits=limits),
             policy=policy,
             limits=limits,
-            required_signature_files=required_signature_files,
+            appliers=appliers,
         )
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
@@ -116,9 +116,7 @@ class Judge:
             RejectedError: a subclass with a ``reject.*`` code; nothing may be applied.
             HostError: the snapshot could not be synced or read.
         """
-        policy = Policy.of(
-            self.policy, baseline, required_signature_files=self.required_signature_files
-        )
+        policy = Policy.of(self.policy, baseline, appliers=self.appliers)
         return verify.judge(
             dir_fd,
             transfers=self.transfers,

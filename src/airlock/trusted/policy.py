@@ -16,7 +16,7 @@ from typing import ClassVar
 from airlock import settings
 from airlock.backends.openpgp import VerifierName
 from airlock.errors import UsageError
-from airlock.formats import version
+from airlock.formats import dialect, version
 from airlock.settings import BOOL, choice, integer, list_of, setting
 
 _FPR = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
@@ -116,9 +116,10 @@ class Policy:
             result says whether the release is newer.
         not_before: a counted signature created before this instant is a replay.
         require_fresh: a manifest without ``BEST-BEFORE`` is refused.
-        required_signature_files: signature file names that must be present (the host sets
-            ``SHA256SUMS.gpg`` when it applies with systemd-sysupdate 257, which reads no other
-            name: without it sysupdate would vacuum a slot and then fail, on every run).
+        appliers: the rules (``formats.dialect``) of every systemd-sysupdate that may apply the
+            release — the one the host runs: the judge requires a signature file each of them
+            reads from a ``file://`` source (without it sysupdate would fail on every run).
+            Empty (``airlock inspect``, which does not know the applier): either name is enough.
     """
 
     trusted_fingerprints: frozenset[str] = field(default_factory=frozenset)
@@ -127,7 +128,7 @@ class Policy:
     installed: str | None = None
     not_before: datetime.datetime | None = None
     require_fresh: bool = False
-    required_signature_files: tuple[str, ...] = ()
+    appliers: tuple[dialect.Dialect, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse inconsistent policies (programmer or usage errors, never untrusted input)."""
@@ -164,7 +165,7 @@ class Policy:
         config: PolicyConfig,
         baseline: Baseline,
         *,
-        required_signature_files: tuple[str, ...] = (),
+        appliers: tuple[dialect.Dialect, ...] = (),
     ) -> Policy:
         """The rules for one judgement: the host's settings plus what it knows now."""
         return cls(
@@ -174,5 +175,5 @@ class Policy:
             installed=baseline.installed,
             not_before=baseline.not_before,
             require_fresh=config.require_fresh,
-            required_signature_files=required_signature_files,
+            appliers=appliers,
         )

@@ -41,7 +41,9 @@ class VerifiedRelease:
 
     ``version`` is ``None`` when the signed manifest's release (not newer than the installed
     version) is not present in the snapshot; ``newer`` says whether ``version`` is newer than
-    ``Policy.installed``.
+    ``Policy.installed``.  ``signers`` are the counted signatures (trusted primary keys; their
+    times are what the run records as the replay floor), ``uncounted`` the other valid ones (keys
+    in the keyring that the policy does not count), shown but never recorded.
     """
 
     version: str | None
@@ -52,3 +54,4 @@ class VerifiedRelease:
     best_before: datetime.date | None
     bytes_hashed: int
     manifest_sha256: str
+    uncounted: tuple[ValidSignature, ...] = ()

@@ -13,7 +13,9 @@ checks (each raises; nothing is returned that did not pass all of them):
    (C1–C5, C10, C11), none may use a weak hash (C9).
 3. Signer policy: only trusted primary fingerprints count, at least ``threshold`` distinct ones
    (C7, ``reject.signer``, ``reject.threshold``); no counted signature older than ``not_before``
-   (C12/D2, ``reject.replay``).
+   (C12/D2, ``reject.replay``).  No signature may be created after ``now`` plus
+   ``openpgp.CLOCK_SKEW`` (the verifier refuses it).  Only the counted signatures become the
+   release's ``signers``, whose times the run records as the next ``not_before``.
 4. Parse the authenticated manifest strictly (B1–B11); ``BEST-BEFORE`` in the past or, with
    ``require_fresh``, absent refuses it (D2, ``reject.expired``).
 5. Assemble the release (one file per enabled transfer, D3/B18); a release older than the floor or
@@ -45,8 +47,8 @@ from airlock.errors import (
     ManifestError,
     SignatureError,
 )
+from airlock.formats import dialect, version
 from airlock.formats import manifest as manifest_format
-from airlock.formats import version
 from airlock.formats.definitions import ResourceType, Transfer
 from airlock.limits import Limits
 from airlock.text import display
@@ -61,17 +63,13 @@ logger = logging.getLogger(__name__)
 WEAK_HASH_ALGOS = frozenset({1, 2, 3})
 
 # systemd-sysupdate decompresses url-file payloads by magic (xz, gzip, bzip2 in 257; zstd from
-# 258) and fails on ones shorter than 6 bytes, after it has vacuumed
-# (design.md#sysupdate-vacuum-first, design.md#sysupdate-decompress).
+# 258; lz4 in 262) and 257 fails on ones shorter than 6 bytes, after it has vacuumed
+# (design.md#sysupdate-vacuum-first, design.md#sysupdate-decompress, docs/sysupdate-versions.md).
 # The release format is uncompressed (design.md#no-compression; the publisher refuses both, threat
-# B20).
-MIN_URL_FILE_BYTES = 6
-COMPRESSION_MAGIC = (
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
+# B20).  The magic refused is that of every compression any supported sysupdate undoes
+# (formats.dialect), so a release installs the same bytes under every runtime a host may use.
+MIN_URL_FILE_BYTES = max(d.min_url_file_bytes for d in dialect.TABLE)
+COMPRESSION_MAGIC = dialect.ALL_COMPRESSIONS
 
 
 def _read_control(dir_fd: int, listed: ListedFile, max_bytes: int, what: str) -> bytes:
@@ -115,6 +113,7 @@ def _verify_signatures(
     keyring: Path,
     limits: Limits,
     verifier: SignatureVerifier,
+    now: datetime.datetime,
 ) -> tuple[ValidSignature, ...]:
     if not signature_files:
         raise SignatureError(
@@ -131,7 +130,7 @@ def _verify_signatures(
                 subject=sig_file.name,
             )
         try:
-            found = verifier.verify(raw_signature, raw_manifest, keyring)
+            found = verifier.verify(raw_signature, raw_manifest, keyring, now=now)
         except SignatureError as exc:
             exc.subject = display(sig_file.name)
             raise exc from None
@@ -219,13 +218,22 @@ def _check_payload(digest: hashing.Digest, transfer: Transfer | None) -> None:
         )
 
 
+_ROLLBACK_HINTS = {
+    "floor": "the floor is the newest version this host has verified; a release below it is never"
+    " installed, whoever signed it",
+    "installed version": "the update server offers nothing newer than what is installed; nothing"
+    " was changed (if you installed a newer build yourself, there is nothing to do)",
+}
+
+
 def _check_rollback(release_version: str, policy: Policy) -> None:
     for label, bound in (("floor", policy.floor), ("installed version", policy.installed)):
         if bound is not None and version.compare(release_version, bound) < 0:
             raise FreshnessError(
-                f"Refusing release {display(release_version)}: older than the {label}"
-                f" {display(bound)}",
+                f"Refusing release {display(release_version)}: it is older than the {label}"
+                f" {display(bound)}, and a rollback is never installed",
                 code="reject.rollback",
+                hint=_ROLLBACK_HINTS[label],
             )
 
 
@@ -245,6 +253,26 @@ def _list(dir_fd: int, limits: Limits) -> Listing:
         ) from exc
 
 
+def _check_appliers_read_a_signature(
+    classified: candidate.Classified, appliers: Sequence[dialect.Dialect]
+) -> None:
+    """Refuse a snapshot in which an applying sysupdate would find no signature file it reads.
+
+    It would fail before changing anything (the manifest is loaded first), but on every run: the
+    release could never be installed, so the host refuses it here and says why.
+    """
+    present = {f.name for f in classified.signatures}
+    for applier in appliers:
+        if applier.reads_signature(present) is not None:
+            continue
+        tried = applier.signature_names if applier.file_fallback else applier.signature_names[:1]
+        raise SignatureError(
+            f"Refusing snapshot: no {' or '.join(tried)} (what systemd-sysupdate"
+            f" {applier.major}, which applies it, reads from a file:// source)",
+            code="reject.signature",
+        )
+
+
 def _authenticate(
     dir_fd: int,
     classified: candidate.Classified,
@@ -253,19 +281,17 @@ def _authenticate(
     policy: Policy,
     limits: Limits,
     verifier: SignatureVerifier,
-) -> tuple[bytes, tuple[ValidSignature, ...]]:
-    """Steps 2 and 3: the manifest bytes, read once, and the signatures that verify over them."""
+    now: datetime.datetime,
+) -> tuple[bytes, tuple[ValidSignature, ...], tuple[ValidSignature, ...]]:
+    """Steps 2 and 3: the manifest bytes, read once, the counted signatures and the others.
+
+    Only counted signatures (by trusted primary keys) are returned as such: a valid signature by
+    another key in the keyring must not raise the replay floor the run records.
+    """
     if classified.manifest is None:
         raise ManifestError("Refusing snapshot: no SHA256SUMS", code="reject.manifest")
     raw_manifest = _read_control(dir_fd, classified.manifest, limits.max_manifest_bytes, "manifest")
-    present = {f.name for f in classified.signatures}
-    for name in policy.required_signature_files:
-        if name not in present:
-            raise SignatureError(
-                f"Refusing snapshot: no {name} (the systemd-sysupdate that applies it reads only"
-                " that signature name)",
-                code="reject.signature",
-            )
+    _check_appliers_read_a_signature(classified, policy.appliers)
     signatures = _verify_signatures(
         dir_fd,
         classified.signatures,
@@ -273,9 +299,10 @@ def _authenticate(
         keyring=keyring,
         limits=limits,
         verifier=verifier,
+        now=now,
     )
-    _apply_signer_policy(signatures, policy)
-    return raw_manifest, signatures
+    counted = _apply_signer_policy(signatures, policy)
+    return raw_manifest, counted, tuple(s for s in signatures if s not in counted)
 
 
 def _not_newer_but_incomplete(release: candidate.CandidateRelease, policy: Policy) -> list[Dropped]:
@@ -369,8 +396,14 @@ def judge(
     if now.tzinfo is None:
         raise RuntimeError("judge() needs a timezone-aware reference time")
     classified = candidate.classify(_list(dir_fd, limits), transfers)
-    raw_manifest, signatures = _authenticate(
-        dir_fd, classified, keyring=keyring, policy=policy, limits=limits, verifier=verifier
+    raw_manifest, counted, uncounted = _authenticate(
+        dir_fd,
+        classified,
+        keyring=keyring,
+        policy=policy,
+        limits=limits,
+        verifier=verifier,
+        now=now,
     )
     parsed = manifest_format.parse(
         raw_manifest, max_bytes=limits.max_manifest_bytes, max_lines=limits.max_manifest_lines
@@ -395,7 +428,8 @@ def judge(
         newer=newer,
         files=files,
         dropped=tuple(dropped),
-        signers=signatures,
+        signers=counted,
+        uncounted=uncounted,
         best_before=parsed.best_before,
         bytes_hashed=bytes_hashed,
         manifest_sha256=hashlib.sha256(raw_manifest).hexdigest(),

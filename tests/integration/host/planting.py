@@ -12,7 +12,6 @@ kill, the freeze, the judge, systemd-sysupdate and the state file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support import schemas
 
 from .world import World
 
@@ -91,7 +92,7 @@ def update(world: World, plant: Callable[[Path], object], *args: str, timeout: f
         if child.poll() is None:
             child.kill()
             child.communicate()
-    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    events = schemas.check_output(("update", "--json"), stdout)
     return Run(
         returncode=child.returncode, stdout=stdout, stderr=stderr, events=events, planted=planted
     )

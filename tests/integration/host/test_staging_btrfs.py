@@ -59,7 +59,26 @@ def test_prepare_refuses_shared_that_is_not_a_subvolume(btrfs_dir: Path, kind: s
         BtrfsStaging(d).prepare()
 
 
-def test_clean_share_removes_leftovers_without_following(btrfs_dir: Path) -> None:
+def test_clean_share_unlinks_unwanted_regular_files(btrfs_dir: Path) -> None:
+    staging = BtrfsStaging(btrfs_dir / "staging")
+    staging.prepare()
+    s = staging.share
+    (s / "Spectrum_1_0123.root").write_bytes(b"r")  # kept: cached download
+    (s / "Spectrum_1.efi").write_bytes(b"k")  # kept
+    (s / ".#sysupdateSpectrum_2.efi").write_bytes(b"tmp")  # dot-temporary
+    (s / "SHA256SUMS").write_bytes(b"old")
+    (s / "SHA256SUMS.gpg").write_bytes(b"old")
+    (s / "bad name").write_bytes(b"x")
+    (s / "-dash").write_bytes(b"x")
+    (s / "trailing.").write_bytes(b"x")
+    (s / "hard").write_bytes(b"h")
+    os.link(s / "hard", s / "hard2")  # a second name: refused (threat A2)
+    report = staging.clean_share()
+    assert sorted(os.listdir(s)) == ["Spectrum_1.efi", "Spectrum_1_0123.root"]
+    assert (report.kept, report.removed, report.reset) == (2, 8, False)
+
+
+def test_clean_share_recreates_a_share_holding_more_than_files(btrfs_dir: Path) -> None:
     staging = BtrfsStaging(btrfs_dir / "staging")
     staging.prepare()
     s = staging.share
@@ -67,32 +86,29 @@ def test_clean_share_removes_leftovers_without_following(btrfs_dir: Path) -> Non
     canary.write_text("keep me")
     (btrfs_dir / "outside").mkdir()
     (btrfs_dir / "outside" / "f").write_text("keep me too")
-    (s / "Spectrum_1_0123.root").write_bytes(b"r")  # kept: cached download
-    (s / "Spectrum_1.efi").write_bytes(b"k")  # kept
-    (s / ".#sysupdateSpectrum_2.efi").write_bytes(b"tmp")  # dot-temporary
-    (s / "SHA256SUMS").write_bytes(b"old")
-    (s / "SHA256SUMS.gpg").write_bytes(b"old")
+    (s / "Spectrum_1.efi").write_bytes(b"k")
     (s / "link").symlink_to(canary)
     (s / "dirlink").symlink_to(btrfs_dir / "outside")
     os.mkfifo(s / "fifo")
-    (s / "bad name").write_bytes(b"x")
-    (s / "-dash").write_bytes(b"x")
-    (s / "trailing.").write_bytes(b"x")
-    (s / "hard").write_bytes(b"h")
-    os.link(s / "hard", s / "hard2")  # a second name: refused (threat A2)
     (s / "dir").mkdir()
     (s / "dir" / "escape").symlink_to(btrfs_dir / "outside")
-    subprocess.run(
-        ["btrfs", "subvolume", "create", str(s / "nested")], check=True, capture_output=True
-    )
-    (s / "nested" / "x").write_bytes(b"x")
+    for nested in (s / "nested", s / "nested" / "deeper", s / "dir" / "inner"):
+        subprocess.run(
+            ["btrfs", "subvolume", "create", str(nested)], check=True, capture_output=True
+        )
+    (s / "nested" / "deeper" / "x").write_bytes(b"x")
     report = staging.clean_share()
-    assert sorted(os.listdir(s)) == ["Spectrum_1.efi", "Spectrum_1_0123.root"]
-    assert report.kept == 2
-    assert report.removed == 13
+    assert report.reset
+    assert os.listdir(s) == []
+    st = os.lstat(s)
+    assert (st.st_ino, st.st_mode & 0o777) == (SUBVOL_INO, 0o755)
     # Negative control: nothing outside the share was touched through a link.
     assert canary.read_text() == "keep me"
     assert (btrfs_dir / "outside" / "f").read_text() == "keep me too"
+    listed = subprocess.run(
+        ["btrfs", "subvolume", "list", str(btrfs_dir)], check=True, capture_output=True, text=True
+    ).stdout
+    assert [line.split()[-1] for line in listed.splitlines()] == ["staging/shared"]
 
 
 def test_snapshot_drop_and_true_read_only(btrfs_dir: Path) -> None:

@@ -4,7 +4,8 @@
 One world for the module (btrfs on a loop file, Spectrum's A/B GPT image at version 1, ``$BOOT``,
 a state file): each case is planted in the share while the real sandbox fetcher runs
 (``planting``), then the real freeze, judge and systemd-sysupdate listing run.  Every case must end
-with exit status 21 and its own ``reject.*`` code in the final JSON event, nothing opened outside
+with exit status 21 and its own ``reject.*`` code (or, for a snapshot without a manifest, 20
+``fetch.nothing``: ``refusals.COULD_NOT_CHECK``) in the final JSON event, nothing opened outside
 the share (FIFO canary), no snapshot or mount left, and the disk image, every byte under ``$BOOT``
 and the state file exactly as before.  ``tests/support/refusals.py`` maps each case's policy onto
 host config and state, and lists the few cases that cannot go through a pipeline.
@@ -19,11 +20,16 @@ from pathlib import Path
 import pytest
 
 from airlock import state
-from airlock.errors import ExitStatus
 from airlock.fsutil import mounts_below
 from tests.support.corpus import Case, FifoCanary, Staging, all_cases
 from tests.support.keys import KeySet, kill_agent
-from tests.support.refusals import BASE_STATE, host_policy, host_state, pipeline_cases
+from tests.support.refusals import (
+    BASE_STATE,
+    host_policy,
+    host_state,
+    pipeline_cases,
+    pipeline_verdict,
+)
 
 from . import planting
 from .world import World, build
@@ -91,9 +97,10 @@ def test_refused_by_airlock_update(case: Case, world: World, keys: KeySet, tmp_p
         run = planting.update(w, _planter(case, s))
         breached = canary.stop()
     assert run.planted, run.stderr
-    assert run.returncode == ExitStatus.REJECTED, run.stdout + run.stderr
+    code, status = pipeline_verdict(case)
+    assert run.returncode == status, run.stdout + run.stderr
     assert run.final["event"] == "error"
-    assert run.final["code"] == case.expect, run.final
+    assert run.final["code"] == code, run.final
     assert "inspect" in run.steps() or "freeze" in run.steps()
     assert "apply" not in run.steps()
     assert not breached, "a file outside the share was opened"
@@ -101,7 +108,7 @@ def test_refused_by_airlock_update(case: Case, world: World, keys: KeySet, tmp_p
     # one escaped line on stderr, the same as the final JSON event; never a traceback
     lines = run.stderr.splitlines()
     assert [ln for ln in lines if not ln.startswith("hint: ")] == [f"error: {run.final['message']}"]
-    assert run.final["exit_status"] == ExitStatus.REJECTED
+    assert run.final["exit_status"] == status
     assert w.host_state() == before
     _assert_nothing_left(w)
 

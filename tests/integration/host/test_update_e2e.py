@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""``airlock update`` end to end: real btrfs, real bubblewrap, real systemd-sysupdate 257 writing a
-Spectrum A/B GPT image and an ESP directory.  v1 → v2, a no-op rerun, hostile fetchers."""
+"""``airlock update`` end to end: real btrfs, real bubblewrap, real systemd-sysupdate writing a
+Spectrum A/B GPT image and an ESP directory.  v1 → v2 and a no-op rerun with each runtime (257,
+262: ``[apply] runtime``), an interrupted apply resumed, hostile fetchers (default runtime)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from airlock import state
+from airlock.formats import dialect
 from airlock.fsutil import mounts_below
 from airlock.lab import disk
+from tests.support.oracles import RUNTIMES, require_runtime
 
 from .world import V1_HASH, V2_HASH, World, build, events
 
@@ -35,19 +39,20 @@ def assert_no_leftovers(w: World) -> None:
     assert mounts_below(w.root) == []
 
 
-def assert_v2_installed(w: World) -> None:
+def assert_v2_installed(w: World, *, read_only: bool = True) -> None:
     slots = w.slots()
     root_name = next(n for n in w.files if n.endswith(".root"))
     verity_name = next(n for n in w.files if n.endswith(".verity"))
     # Slot A (booted version 1) untouched: protected by ProtectVersion=%A.
     assert (slots[0].label, slots[1].label) == ("Spectrum_1.verity", "Spectrum_1")
     assert slots[1].partuuid == disk.format_uuid(V1_HASH[:32])
-    # Slot B now holds version 2, PARTUUIDs from @u, attribute bit 60 (read-only).
+    # Slot B now holds version 2, PARTUUIDs from @u, attribute bit 60 (read-only) unless the
+    # version loses ReadOnly= (dialect.partition_attributes: 262).
     assert (slots[2].label, slots[3].label) == ("Spectrum_2.verity", "Spectrum_2")
     assert slots[3].partuuid == disk.format_uuid(V2_HASH[:32])
     assert slots[2].partuuid == disk.format_uuid(V2_HASH[32:])
-    assert slots[3].attrs == "GUID:60"
-    assert slots[2].attrs == "GUID:60"
+    assert slots[3].attrs == ("GUID:60" if read_only else "")
+    assert slots[2].attrs == ("GUID:60" if read_only else "")
     data = disk.state(w.image, measure={3: len(w.files[verity_name]), 4: len(w.files[root_name])})
     assert data[3].sha256_prefix == hashlib.sha256(w.files[root_name]).hexdigest()
     assert data[2].sha256_prefix == hashlib.sha256(w.files[verity_name]).hexdigest()
@@ -56,8 +61,11 @@ def assert_v2_installed(w: World) -> None:
     assert "Spectrum_1.efi" in esp
 
 
-def test_v1_to_v2_then_noop(world: World) -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_v1_to_v2_then_noop(world: World, runtime: str) -> None:
     w = world
+    rules = dialect.for_version(require_runtime(runtime).version)
+    w.write_config(w.copy_in(), {"apply.runtime": runtime})
     first = w.update()
     assert first.returncode == 0, first.stderr
     evs = events(first.stdout)
@@ -74,7 +82,7 @@ def test_v1_to_v2_then_noop(world: World) -> None:
         "cleanup",
     ]
     assert evs[-1] == {"v": 1, "event": "result", "outcome": "updated", "exit_status": 0}
-    assert_v2_installed(w)
+    assert_v2_installed(w, read_only=rules.partition_attributes)
     assert_no_leftovers(w)
     saved = state.load(w.state_file)
     assert saved.pending == "2"
@@ -94,6 +102,26 @@ def test_v1_to_v2_then_noop(world: World) -> None:
     assert_no_leftovers(w)
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_interrupted_apply_is_finished_by_the_next_run(world: World, runtime: str) -> None:
+    # What an apply killed mid-download leaves in $BOOT: 262 keeps it as a *partial* instance
+    # (dialect.partial_instances), lists it as installed, and refuses to update that version
+    # until it is vacuumed; 257 ignores the dot name.  airlock must neither believe it nor stall.
+    w = world
+    rules = dialect.for_version(require_runtime(runtime).version)
+    w.write_config(w.copy_in(), {"apply.runtime": runtime})
+    partial = w.esp / "EFI/Linux/.sysupdate.partial.Spectrum_2.efi"
+    partial.write_bytes(w.files["Spectrum_2.efi"][:4096])
+    out = w.update()
+    assert out.returncode == 0, out.stderr
+    assert events(out.stdout)[-1]["outcome"] == "updated"
+    assert_v2_installed(w, read_only=rules.partition_attributes)
+    # 262 vacuumed it before installing; 257 never reads the name (a stray file, no instance).
+    assert partial.exists() is not rules.partial_instances
+    status = w.airlock("status", "--json")
+    assert json.loads(status.stdout.splitlines()[-1])["newest_installed"] == "2"
+
+
 def test_human_output_and_status(world: World) -> None:
     w = world
     out = w.airlock("update", str(w.staging))
@@ -103,7 +131,8 @@ def test_human_output_and_status(world: World) -> None:
         assert step in out.stderr
     status = w.airlock("status")
     assert status.returncode == 0, status.stderr
-    assert "pending reboot:  2" in status.stdout
+    assert "pending:     2 (after a reboot)" in status.stdout
+    assert "next:        reboot" in status.stdout
     assert "last check:" in status.stdout
 
 

@@ -131,6 +131,7 @@ def test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows(
     # floor in the state file stands between it and the disk.
     message = _refused(w, publisher.release("1.5", APRIL), "reject.rollback")
     assert "older than the floor '2'" in message
+    assert "a rollback is never installed" in message
 
 
 def test_negative_control_without_a_floor_the_same_release_installs(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from airlock import config
 from airlock.lab import disk
-from tests.support import releases
+from tests.support import releases, schemas
 
 V1_HASH = hashlib.sha256(b"v1").hexdigest()
 V2_HASH = hashlib.sha256(b"v2").hexdigest()
@@ -106,13 +106,15 @@ class World:
         return ["/bin/sh", "-c", f"cp {self.release}/* /host/updates/ {extra}"]
 
     def airlock(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "airlock", *args, "--config", str(self.config)],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
+        schemas.check_output(args, done.stdout)  # every --json run checks the promised shape
+        return done
 
     def update(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return self.airlock("update", str(self.staging), "--json", *args, timeout=timeout)
@@ -174,7 +176,7 @@ class World:
 def build(root: Path, btrfs: Path) -> World:
     """Create everything under ``root`` (staging on the mounted btrfs ``btrfs``)."""
     etc = root / "etc"
-    (etc / "vm-sysupdate.d").mkdir(parents=True)
+    releases.write_vm_transfers(etc / "vm-sysupdate.d")  # the host checks the VM gets them
     (etc / "update-url").write_text("http://127.0.0.1:9/\n")
     (etc / "os-release").write_text('ID=spectrum\nNAME="Spectrum"\nIMAGE_VERSION=1\n')
     image = root / "disk.img"

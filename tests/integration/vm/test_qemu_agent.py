@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The real `airlock agent` in the real TCG guest: a signed release from `airlock serve` on host
 loopback lands in the share; a rerun is a no-op; a release signed by a stranger is refused in the
-guest and reported as "could not check"."""
+guest and reported as "could not check"; and `--mode sysupdate` (Spectrum's way: the guest's own
+systemd-sysupdate downloads) with the guest booting each runtime's root, 257 and 262."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.backends.openpgp import gpg
 from airlock.errors import FetchError
 from airlock.events import ListReporter
-from airlock.formats import manifest
+from airlock.formats import dialect, manifest
 from airlock.release.serve import ServeConfig, serving
 from tests.support import keys
+from tests.support.oracles import RUNTIMES, require_runtime
 from tests.support.releases import write_vm_transfers
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(700)]  # 2 guests, 300 s each
 
 UUID = "0123456789abcdef0123456789abcdef"
 AGENT = ("/usr/bin/airlock", "agent", "--share", "/host", "--timeout", "200")
+SYSUPDATE_MODE = (*AGENT, "--mode", "sysupdate")
 
 
 @pytest.fixture
@@ -119,3 +122,40 @@ def test_release_signed_by_a_stranger_is_refused_in_the_guest(
         assert info.value.code == "fetch.failed"
         assert info.value.message.isprintable()
         assert not any(server.bytes_served().get(n) for n in files)  # stopped before payloads
+
+
+@pytest.mark.sysupdate
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_agent_sysupdate_mode_in_the_guest_with_each_runtime(
+    guest_dir: Path, signer: tuple[Path, str, Path], tmp_path: Path, runtime: str
+) -> None:
+    rt = require_runtime(runtime)
+    home, fpr, pubring = signer
+    origin, share = tmp_path / "origin", tmp_path / "shared"
+    origin.mkdir()
+    share.mkdir()
+    files = publish(origin, "2", home, fpr)
+    root = None if rt.root == Path("/") else rt.root  # the host's own: the guest's default root
+    fetcher = QemuFetcher(QemuConfig(guest_dir=guest_dir, guest_root=root))
+    with serving(ServeConfig(root=origin, port=0)) as server:
+        request = FetchRequest(
+            config_dir=vm_etc(tmp_path, pubring, server.url),
+            share=share,
+            timeout_s=300,
+            command=SYSUPDATE_MODE,
+            log_path=tmp_path / "console.log",
+        )
+        result = fetcher.fetch(request, ListReporter())
+        console = (tmp_path / "console.log").read_text(errors="replace")
+        assert result.exit_status == 0, console[-3000:]
+        served = server.bytes_served()
+    # Which sysupdate ran shows in what it fetched: the signature its version reads comes twice
+    # (sysupdate's own request, then the agent's check of both names), the other name once.
+    reads = dialect.for_version(rt.version).reads_signature(set(dialect.AIRLOCK_SIGNATURES))
+    for name in dialect.AIRLOCK_SIGNATURES:
+        size = (origin / name).stat().st_size
+        assert served[name] == (2 if name == reads else 1) * size, (name, served)
+    for name, data in files.items():
+        assert (share / name).read_bytes() == data
+    for name in ("SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"):
+        assert (share / name).read_bytes() == (origin / name).read_bytes()

@@ -4,7 +4,10 @@ killed at the timeout, and its console output never reaches a message unescaped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,3 +181,89 @@ def test_auto_accel_uses_kvm_only_if_a_probe_boot_reaches_init(guest_dir: Path) 
         assert (str(cfg.qemu), str(kernel)) in qemu._kvm_verdicts  # probed once per process
     finally:
         qemu._kvm_verdicts.clear()
+
+
+# The guest (root, hostile) waits for an IPv6 address from QEMU's user network (router
+# advertisements, SLAAC), then tries the host's address on it over TCP and UDP.  libslirp's
+# restrict=on is written for IPv4 (issue #15 item 3); with ipv6=off the guest gets no IPv6 at all.
+V6_PROBE = r"""
+import socket, time
+deadline, prefix = time.monotonic() + 15, None
+while time.monotonic() < deadline and prefix is None:
+    for line in open("/proc/net/if_inet6"):
+        if line.startswith("fec0"):
+            prefix = line.split()[0]
+    time.sleep(0.5)
+print("WALL v6", "address " + prefix if prefix else "none", flush=True)
+try:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as d:
+        d.sendto(b"udp from the guest", ("fec0::2", PORT))
+    with socket.create_connection(("fec0::2", PORT), timeout=5) as s:
+        s.sendall(b"tcp from the guest")
+    print("WALL v6 tcp reached", flush=True)
+except OSError as exc:
+    print("WALL v6 refused:", exc.errno, flush=True)
+"""
+
+
+def _listen_v6(
+    accepted: list[bytes], stop: threading.Event
+) -> tuple[int, list[socket.socket], threading.Thread]:
+    """TCP and UDP listeners on the host's ::1 (one port) that record what reaches them."""
+    tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    tcp.bind(("::1", 0))
+    tcp.listen(4)
+    port = tcp.getsockname()[1]
+    udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    udp.bind(("::1", port))
+    for sock in (tcp, udp):
+        sock.settimeout(0.2)
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = tcp.accept()
+                with conn:
+                    conn.settimeout(5)
+                    accepted.append(conn.recv(64))
+            with contextlib.suppress(TimeoutError):
+                accepted.append(udp.recv(64))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, [tcp, udp], thread
+
+
+def test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it(
+    guest_dir: Path, release_server: tuple[str, Path, Server], tmp_path: Path
+) -> None:
+    url, _, _ = release_server
+    cfg = vm_config(tmp_path, url)
+    accepted: list[bytes] = []
+    stop = threading.Event()
+    port, socks, thread = _listen_v6(accepted, stop)
+    try:
+        # Control: the listeners do record what reaches ::1 (the detector fires).
+        with socket.create_connection(("::1", port), timeout=5) as s:
+            s.sendall(b"host")
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as d:
+            d.sendto(b"host udp", ("::1", port))
+        for _ in range(100):
+            if len(accepted) == 2:
+                break
+            time.sleep(0.05)
+        assert sorted(accepted) == [b"host", b"host udp"]
+        accepted.clear()
+        probe = V6_PROBE.replace("PORT", str(port))
+        request = _request(tmp_path, cfg, ("python3", "-c", probe), 240)
+        QemuFetcher(QemuConfig(guest_dir=guest_dir)).fetch(request, ListReporter())
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(10)
+        for sock in socks:
+            sock.close()
+    log = (tmp_path / "console.log").read_text(errors="replace")
+    assert "WALL v6 none" in log  # without ipv6=off: "WALL v6 address fec0…"
+    assert "WALL v6 refused" in log
+    assert accepted == []

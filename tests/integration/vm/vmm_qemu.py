@@ -8,6 +8,7 @@ Usage: vmm_qemu.py FS_DIR GUEST_DIR TIMEOUT_S COMMAND...
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def main(argv: list[str]) -> int:
         share=fs / "updates",
         timeout_s=timeout_s,
         command=tuple(command),
-        log_path=None,
+        log_path=fs.parent / f"{fs.name}.console" if os.environ.get("AIRLOCK_VMM_LOG") else None,
     )
     try:
         QemuFetcher(QemuConfig(guest_dir=guest_dir)).fetch(request, NullReporter())

@@ -10,11 +10,12 @@ import sys
 
 from airlock.errors import ExitStatus
 from airlock.release.serve import Faults, ServeConfig, Server, serving
+from tests.support import schemas
 from tests.unit.agent.conftest import MIB, World, release_names
 
 
 def _agent(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -31,6 +32,8 @@ def _agent(world: World, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+    schemas.check_output(("agent", *args), done.stdout)
+    return done
 
 
 def test_json_run_reports_progress_and_outcome(world: World, server: Server) -> None:

@@ -32,6 +32,9 @@ def _fake_sysupdate(world: World, *, fail_times: int) -> tuple[Path, Path]:
         f"R={record}\n"
         'n=$(cat "$R/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$R/count"\n'
         'echo "$@" > "$R/argv"\n'
+        'cat /etc/systemd/import-pubring.gpg > "$R/keyring"\n'
+        "[ ! -e /usr/lib/systemd/import-pubring.gpg ] || "
+        'cat /usr/lib/systemd/import-pubring.gpg > "$R/vendor"\n'
         'for a in "$@"; do case $a in --definitions=*) cp "${a#--definitions=}"/* "$R/";; '
         "esac; done\n"
         f'[ $n -le {fail_times} ] && {{ echo "Network is down" >&2; exit 1; }}\n'
@@ -52,6 +55,12 @@ def test_sysupdate_is_retried_then_manifest_and_signatures_fetched(
     )
     assert (record / "count").read_text().strip() == "3"
     assert (record / "argv").read_text().split()[-1] == "update"
+    # sysupdate read the share's keyring, under both names it reads (#13 item 7)
+    share_keyring = (world.share / "etc/systemd/import-pubring.gpg").read_bytes()
+    assert (record / "keyring").read_bytes() == share_keyring
+    if Path("/usr/lib/systemd/import-pubring.gpg").exists():
+        assert (record / "vendor").read_bytes() == share_keyring
+    assert not Path("/etc/systemd/import-pubring.gpg").exists()  # nothing left on this host
     rendered = (record / "70-kernel.transfer").read_text()
     assert f"Path={server.url}\n" in rendered
     assert f"Path={world.updates}\n" in rendered

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from airlock.errors import ExitStatus
+from tests.support import schemas
 from tests.support.corpus import Staging, payload_names, tree_state, write_definitions
 from tests.support.keys import KeySet, kill_agent
 
@@ -38,7 +39,7 @@ def staging(tmp_path: Path, keys: KeySet) -> Iterator[Staging]:
 
 
 def inspect(s: Staging, defdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -56,6 +57,8 @@ def inspect(s: Staging, defdir: Path, *extra: str) -> subprocess.CompletedProces
         timeout=120,
         check=False,
     )
+    schemas.check_output(("inspect", *extra), done.stdout)
+    return done
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -14,18 +14,22 @@ import pytest
 
 from airlock.errors import ExitStatus
 from airlock.formats import manifest
+from tests.support import schemas
 
 H = "ab" * 32
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "airlock", "manifest", "check", *[os.fspath(a) for a in args]],
+    argv = ["manifest", "check", *[os.fspath(a) for a in args]]
+    done = subprocess.run(
+        [sys.executable, "-m", "airlock", *argv],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+    schemas.check_output(argv, done.stdout)
+    return done
 
 
 def test_valid_manifest(tmp_path: Path) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from airlock.cli.report import (
@@ -77,19 +81,58 @@ def test_rich_reporter_prints_plain_text_without_markup() -> None:
     assert "✓ apply" in out.getvalue()
 
 
-def test_notify_reporter_sends_status(tmp_path: Path) -> None:
+def test_notify_reporter_sends_ready_then_each_steps_status_and_progress(tmp_path: Path) -> None:
     path = tmp_path / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(2)
     try:
         r = NotifyReporter(str(path))
-        r.emit(StepStarted(step=Step.FETCH))
+        r.emit(StepStarted(step=Step.FETCH, detail="sandbox, timeout 60 s"))
+        r.emit(StepFinished(step=Step.FETCH, duration_s=1.25))
         r.emit(StepProgress(step=Step.APPLY, done=3, total=4))
-        assert sock.recv(4096) == b"STATUS=airlock: fetch"
-        assert sock.recv(4096) == b"X_AIRLOCK_PROGRESS=75\nSTATUS=airlock: apply"
+        r.emit(StepProgress(step=Step.APPLY, done=30, total=40))  # same percentage: not sent
+        r.emit(StepProgress(step=Step.APPLY, done=4, total=4))
+        r.emit(Failed(step=Step.APPLY, code="apply.sysupdate", message="line 1\nline 2"))
+        got = [sock.recv(4096).decode() for _ in range(5)]
     finally:
         sock.close()
+    assert got == [
+        "READY=1\nSTATUS=fetch: sandbox, timeout 60 s\nX_AIRLOCK_STEP=fetch\nX_AIRLOCK_PROGRESS=0",
+        "STATUS=fetch: done in 1.2 s\nX_AIRLOCK_STEP=fetch\nX_AIRLOCK_PROGRESS=100",
+        "STATUS=apply: 75%\nX_AIRLOCK_STEP=apply\nX_AIRLOCK_PROGRESS=75",
+        "STATUS=apply: 100%\nX_AIRLOCK_STEP=apply\nX_AIRLOCK_PROGRESS=100",
+        "STATUS=failed: [apply.sysupdate] line 1 line 2",
+    ]
+
+
+def test_the_last_status_is_read_before_airlock_exits(tmp_path: Path) -> None:
+    # Like systemd: read the STATUS, then the BARRIER=1 with its fd; airlock must wait until
+    # that fd is closed (a status read after the process exited would be dropped).
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(10)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "airlock", "update", "--config", str(tmp_path / "no.toml"), "x"],
+        env={**os.environ, "NOTIFY_SOCKET": str(path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        status = sock.recv(4096).decode()
+        barrier, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+        time.sleep(0.5)
+        assert child.poll() is None, "airlock exited before its last status was read"
+        for fd in fds:
+            os.close(fd)
+        assert child.wait(timeout=5) == 3
+    finally:
+        sock.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert status.startswith("STATUS=failed: [config.host] Failed to read config ")
+    assert (barrier, len(fds)) == (b"BARRIER=1", 1)
 
 
 def test_fanout() -> None:

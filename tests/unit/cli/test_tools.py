@@ -9,14 +9,17 @@ import sys
 
 import pytest
 
+from tests.support import schemas
 from tests.support.oracles import VersionOracle
 
 
 def airlock(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "airlock", *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+    schemas.check_output(args, done.stdout)
+    return done
 
 
 CASES = (

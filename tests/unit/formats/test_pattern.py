@@ -27,7 +27,8 @@ MATCH_TABLE: tuple[tuple[str, str, Fields | None, Fields | None], ...] = (
     ("foo_@v.raw", "foo_1~rc1.raw", None, None),  # '~' is not a valid version character
     ("foo_@v.raw", "foo_1^p.raw", None, None),
     ("foo_@v.raw", "foo_1", None, None),
-    ("foo_@v", "foo_1.2-3_4,5+6", Fields(version="1.2-3_4,5+6"), Fields(version="1.2-3_4,5+6")),
+    ("foo_@v", "foo_1.2-3_4.5+6", Fields(version="1.2-3_4.5+6"), Fields(version="1.2-3_4.5+6")),
+    ("foo_@v", "foo_4,5", None, Fields(version="4,5")),  # ',': 257's charset, not 262's
     ("foo_@v", "foo_1/2", None, None),
     # a field stops at the FIRST occurrence of the next literal (non-greedy)
     ("uki-@v.efi", "uki-extra-v1.efi", Fields(version="extra-v1"), Fields(version="extra-v1")),

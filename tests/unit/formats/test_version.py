@@ -52,7 +52,7 @@ def test_non_ascii_is_a_separator() -> None:
 
 @pytest.mark.parametrize(
     "v",
-    ["1", "1.0", "v1.2.3", "1_2", "1,2", "1+git", "A-b", ".", "..", "x" * 255],
+    ["1", "1.0", "v1.2.3", "1_2", "1+git", "A-b", ".", "..", "x" * 255],
 )
 def test_valid_versions(v: str) -> None:
     assert version.is_valid(v)
@@ -61,9 +61,10 @@ def test_valid_versions(v: str) -> None:
 
 @pytest.mark.parametrize(
     "v",
-    ["", "1.0~rc1", "1^p", "1/2", "1 2", "1\n", "1:2", "é", "1\x00", "x" * 256, "1@2", "#1"],
+    ["", "1.0~rc1", "1^p", "1,2", "1/2", "1 2", "1\n", "1:2", "é", "1\x00", "x" * 256, "1@2", "#1"],
 )
 def test_invalid_versions_are_refused(v: str) -> None:
+    # "1,2" is valid to 257-259 and "1.0~rc1", "1^p" to 260+: never to every version.
     assert not version.is_valid(v)
     with pytest.raises(FormatError) as info:
         version.parse(v)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -16,6 +17,7 @@ from airlock.backends.staging import CleanReport
 from airlock.config import HostConfig, HostFiles
 from airlock.errors import AirlockError
 from airlock.events import ListReporter, Reporter
+from airlock.formats import dialect
 from airlock.lock import LockConfig
 from airlock.pipeline.context import RunContext
 from airlock.state import StateConfig
@@ -68,6 +70,9 @@ class FakeStaging:
         self.j = journal
         self.root = root
         self.snapshot_exists = False
+        # What the VM sent (the snapshot's content); the judge itself is faked.
+        self.delivered: tuple[str, ...] = ("SHA256SUMS", "SHA256SUMS.gpg")
+        self.frozen: list[str] = []  # the snapshot's names when it was made read-only
 
     @property
     def share(self) -> Path:
@@ -92,6 +97,8 @@ class FakeStaging:
     def snapshot(self) -> Path:
         self.j.hit("snapshot")
         self.snapshot_path.mkdir()
+        for name in self.delivered:
+            (self.snapshot_path / name).write_bytes(b"")
         self.snapshot_exists = True
         return self.snapshot_path
 
@@ -99,8 +106,16 @@ class FakeStaging:
         self.j.hit("drop")
         return len(names)
 
+    def copy_signature(self, snapshot: Path, source: str, target: str, *, max_bytes: int) -> bool:
+        self.j.hit("copy_signature")
+        if (snapshot / target).exists() or not (snapshot / source).exists():
+            return False
+        (snapshot / target).write_bytes((snapshot / source).read_bytes())
+        return True
+
     def make_read_only(self, snapshot: Path) -> None:
         self.j.hit("make_read_only")
+        self.frozen = sorted(p.name for p in snapshot.iterdir())
 
     def sync(self, snapshot: Path) -> None:
         self.j.hit("sync")
@@ -109,7 +124,7 @@ class FakeStaging:
         self.j.hit("delete_snapshot")
         existed = self.snapshot_exists
         if existed:
-            self.snapshot_path.rmdir()
+            shutil.rmtree(self.snapshot_path)
         self.snapshot_exists = False
         return existed
 
@@ -146,13 +161,15 @@ class FakeApplier:
         self.j = journal
         self.current = current
         self.applied: list[str] = []
+        # 262 moves on between signature names by itself: nothing to present under another name.
+        self.rules: dialect.Dialect = dialect.V262
         # The running system: the installed version, booted and blessed (no boot counting).
         self.boot = Assessment(booted=current, blessed=current is not None, pending=(), failed=(),
                                entries=())  # fmt: skip
 
     @property
-    def required_signature_files(self) -> tuple[str, ...]:
-        return ()
+    def dialect(self) -> dialect.Dialect:
+        return self.rules
 
     def installed(self) -> Listing:
         self.j.hit("installed")
@@ -178,15 +195,25 @@ class World:
     config: HostConfig
 
 
+_STATE = object()
+
+
 def make_world(
-    tmp_path: Path, *, verdict: VerifiedRelease | None = None, current: str | None = "1"
+    tmp_path: Path,
+    *,
+    verdict: VerifiedRelease | None = None,
+    current: str | None = "1",
+    state_path: Path | None | object = _STATE,
+    wait: bool = False,
 ) -> World:
     keyring = tmp_path / "pubring.gpg"
     keyring.write_bytes(b"k")
     config = HostConfig(
         host=HostFiles(keyring=keyring),
-        lock=LockConfig(path=tmp_path / "lock"),
-        state=StateConfig(path=tmp_path / "state" / "state.json"),
+        lock=LockConfig(path=tmp_path / "lock", wait=wait, wait_timeout_s=30.0),
+        state=StateConfig(
+            path=tmp_path / "state" / "state.json" if state_path is _STATE else state_path  # type: ignore[arg-type]  # a Path or None
+        ),
         fetcher=FetcherConfig(
             vm_definitions_dir=tmp_path / "vm-defs", update_url_file=tmp_path / "update-url"
         ),

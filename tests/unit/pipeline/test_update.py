@@ -20,7 +20,8 @@ from airlock.errors import (
     HostError,
     SignatureError,
 )
-from airlock.events import Failed, Step, StepFinished, StepProgress, StepStarted
+from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
+from airlock.formats import dialect
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
 
@@ -66,7 +67,7 @@ def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
     ]
     assert w.applier.applied == ["2"]
     assert any(isinstance(e, StepProgress) and e.step is Step.APPLY for e in w.reporter.events)
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert saved.pending == "2"
     assert (saved.booted, saved.blessed) == ("1", True)
     assert saved.floor == "1"  # 2 has not booted yet: 1 must stay installable
@@ -83,7 +84,7 @@ def test_inspection_gets_the_persisted_floor_and_signature_time(tmp_path: Path) 
     assert seen.floor == "2"
     assert seen.not_before == SIGNED
     assert seen.installed == "2"
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert (saved.floor, saved.pending, saved.booted) == ("2", None, "2")
 
 
@@ -94,12 +95,12 @@ def test_a_boot_on_trial_or_a_failed_one_does_not_raise_the_floor(tmp_path: Path
     trial.applier.boot = Assessment(booted="2", blessed=False, pending=(), failed=(), entries=())
     run_update(trial.ctx)
     assert trial.inspector.baselines[0].floor == "1"
-    assert state.load(w.config.state.path).pending == "2"
+    assert state.load(w.ctx.state_file).pending == "2"
     # 2 ran out of tries; systemd-boot went back to 1 by itself.
     back = make_world(tmp_path, verdict=release(newer=False), current="2")
     back.applier.boot = Assessment(booted="1", blessed=True, pending=(), failed=("2",), entries=())
     run_update(back.ctx)
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert (saved.floor, saved.pending, saved.failed, saved.booted) == ("1", None, ("2",), "1")
     assert back.inspector.baselines[0].floor == "1"
 
@@ -110,7 +111,7 @@ def test_up_to_date_applies_nothing_but_records_the_check(tmp_path: Path) -> Non
     assert "apply" not in w.journal.calls
     assert Step.APPLY not in started(w.reporter.events)
     assert w.journal.calls[-1] == "delete_snapshot"
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert saved.last_check == NOW
     assert saved.floor == "1"  # the version that booted and was blessed
     assert saved.installed == "1"
@@ -122,7 +123,7 @@ def test_newest_signature_time_never_goes_back(tmp_path: Path) -> None:
     older = signer(created=SIGNED.replace(year=2020))
     w2 = make_world(tmp_path, verdict=release(newer=False, signers=(older,)))
     run_update(w2.ctx)
-    assert state.load(w.config.state.path).newest_signature == SIGNED
+    assert state.load(w.ctx.state_file).newest_signature == SIGNED
 
 
 def test_rejection_applies_nothing_and_keeps_state(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_rejection_applies_nothing_and_keeps_state(tmp_path: Path) -> None:
         run_update(w.ctx)
     assert w.applier.applied == []
     assert "apply" not in w.journal.calls
-    assert not w.config.state.path.exists()
+    assert not w.ctx.state_file.exists()
     assert w.journal.calls[-1] == "delete_snapshot"
     failed = [e for e in w.reporter.events if isinstance(e, Failed)]
     assert [(f.step, f.code) for f in failed] == [(Step.INSPECT, "reject.signature")]
@@ -169,7 +170,7 @@ def test_failure_at_each_step_cleans_up_and_releases_the_lock(
     if "snapshot" in calls:
         assert after == ["delete_snapshot"] or where == "delete_snapshot"
     assert not w.staging.snapshot_exists
-    assert not w.config.state.path.exists()
+    assert not w.ctx.state_file.exists()
     if where != "apply":
         assert w.applier.applied == []
     # The lock is free again.
@@ -185,7 +186,7 @@ def test_check_never_applies_and_reports_available(tmp_path: Path) -> None:
     assert run_check(w.ctx) is Outcome.AVAILABLE
     assert "apply" not in w.journal.calls
     assert Step.APPLY not in started(w.reporter.events)
-    saved = state.load(w.config.state.path)
+    saved = state.load(w.ctx.state_file)
     assert saved.last_check == NOW
     assert saved.pending is None
 
@@ -250,3 +251,83 @@ def test_an_invalid_version_never_reaches_sysupdate(tmp_path: Path, bad: str) ->
         run_update(w.ctx)
     assert info.value.code == "apply.version"
     assert w.applier.applied == []
+
+
+@pytest.mark.parametrize(
+    ("delivered", "code"),
+    [
+        ((), "fetch.nothing"),
+        (("SHA256SUMS.gpg",), "fetch.nothing"),
+        (("SHA256SUMS",), "fetch.unsigned"),
+    ],
+)
+def test_a_vm_that_sent_nothing_usable_is_could_not_check_with_its_log(
+    tmp_path: Path, delivered: tuple[str, ...], code: str
+) -> None:
+    # Spectrum's updates-dir-check: no signature arrived → "check its logs" (status 20, not 21).
+    w = make_world(tmp_path)
+    w.staging.delivered = delivered
+    with pytest.raises(FetchError) as info:
+        run_update(w.ctx)
+    assert info.value.code == code
+    assert info.value.hint is not None
+    assert os.fspath(tmp_path / "staging" / "fetch.log") in info.value.hint
+    assert "judge" not in w.journal.calls
+    assert w.applier.applied == []
+    assert w.journal.calls[-1] == "delete_snapshot"
+
+
+def test_negative_control_a_delivery_reaches_the_judge(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.staging.delivered = ("SHA256SUMS", "SHA256SUMS.sha256.asc")
+    assert run_update(w.ctx) is Outcome.UPDATED
+    assert "judge" in w.journal.calls
+
+
+def test_the_state_file_defaults_to_the_staging_directory(tmp_path: Path) -> None:
+    w = make_world(tmp_path, state_path=None)
+    assert run_update(w.ctx) is Outcome.UPDATED
+    saved = state.load(tmp_path / "staging" / "state.json")
+    assert saved.pending == "2"
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_waiting_run_says_who_holds_the_lock(tmp_path: Path) -> None:
+    import threading
+
+    w = make_world(tmp_path, wait=True)
+    release_it = threading.Event()
+
+    def holder() -> None:
+        with lock.hold(w.config.lock.path):
+            held.set()
+            release_it.wait(10)
+
+    held = threading.Event()
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(5)
+    threading.Timer(0.5, release_it.set).start()
+    assert run_update(w.ctx) is Outcome.UPDATED
+    t.join()
+    notices = [e.message for e in w.reporter.events if isinstance(e, Notice)]
+    assert notices[0] == f"waiting for the update lock (pid {os.getpid()} holds it)"
+
+
+def test_a_spectrum_vm_s_signature_is_presented_under_the_name_sysupdate_257_reads(
+    tmp_path: Path,
+) -> None:
+    w = make_world(tmp_path)
+    w.applier.rules = dialect.V257
+    w.staging.delivered = ("SHA256SUMS", "SHA256SUMS.sha256.asc")
+    assert run_update(w.ctx) is Outcome.UPDATED
+    assert w.staging.frozen == ["SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
+    freeze = [e for e in w.reporter.events if isinstance(e, StepFinished) and e.step is Step.FREEZE]
+    assert "SHA256SUMS.gpg from SHA256SUMS.sha256.asc" in freeze[0].detail
+
+
+def test_negative_control_without_the_need_nothing_is_copied(tmp_path: Path) -> None:
+    w = make_world(tmp_path)  # its applier is a 262, which reads .sha256.asc itself
+    w.staging.delivered = ("SHA256SUMS", "SHA256SUMS.sha256.asc")
+    assert run_update(w.ctx) is Outcome.UPDATED
+    assert "copy_signature" not in w.journal.calls

@@ -64,12 +64,12 @@ def test_invariants_hold_for_any_failure(failing: set[str], newer: bool, check: 
         with lock.hold(w.config.lock.path):
             pass
         # State is written only after a successful judgement (and, for updates, apply).
-        written = w.config.state.path.exists()
+        written = w.ctx.state_file.exists()
         if written:
             assert "judge" in calls
             assert "judge" not in failing
         if outcome is Outcome.UPDATED:
-            assert state.load(w.config.state.path).pending == "2"
+            assert state.load(w.ctx.state_file).pending == "2"
         # Every started step either finished or failed, in order.
         started = [e.step for e in w.reporter.events if isinstance(e, StepStarted)]
         ended = [e.step for e in w.reporter.events if isinstance(e, StepFinished | Failed)]

@@ -13,17 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from airlock.formats import blockindex
+from tests.support import schemas
 from tests.support.releases import ROOTHASH, SigningKey, payload, spectrum_names
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "airlock", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    schemas.check_output(args, done.stdout)
+    return done
 
 
 def one_line_error(r: subprocess.CompletedProcess[str]) -> None:
@@ -224,3 +228,40 @@ def test_serve_bad_fault_spec() -> None:
     r = cli("serve", ".", "--cut", "nonumber")
     assert r.returncode == 2
     one_line_error(r)
+
+
+SPECTRUM_VM = Path(__file__).resolve().parents[2] / "data/spectrum/vm"
+
+
+def test_publish_accepts_spectrum_s_vm_transfer_templates_as_they_are(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    # Path=@UPDATE_URL@ is what the VM substitutes; a publisher needs only the patterns (#13).
+    assert "Path=@UPDATE_URL@" in (SPECTRUM_VM / "60-root.transfer").read_text()
+    rel = tmp_path / "rel"
+    srcs = []
+    for name in spectrum_names("3"):
+        (tmp_path / name).write_bytes(payload(1024, seed=name))
+        srcs.append(str(tmp_path / name))
+    r = cli(
+        "publish", str(rel), *srcs, "--gnupghome", str(key.gnupghome),
+        "--definitions", str(SPECTRUM_VM), "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    indexes = [n + blockindex.SUFFIX for n in spectrum_names("3")]  # publish indexes each image
+    assert sorted(os.listdir(rel)) == sorted(
+        [*spectrum_names("3"), *indexes, "SHA256SUMS", "SHA256SUMS.gpg", "SHA256SUMS.sha256.asc"]
+    )
+
+
+def test_negative_control_a_name_spectrum_s_vm_templates_do_not_match_is_refused(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    (tmp_path / "Spectrum_3.img").write_bytes(b"x")
+    r = cli(
+        "publish", str(tmp_path / "rel"), str(tmp_path / "Spectrum_3.img"),
+        "--gnupghome", str(key.gnupghome), "--definitions", str(SPECTRUM_VM),
+    )  # fmt: skip
+    assert r.returncode != 0
+    one_line_error(r)
+    assert "Spectrum_3.img" in r.stderr

@@ -63,12 +63,14 @@ def test_bad_urls(url: str) -> None:
     assert info.value.message.isprintable()
 
 
-@pytest.mark.parametrize("ver", ["0.0.0", "1", "1.2.3+build.4", "2026-01-01", "1,2", "A.b"])
+@pytest.mark.parametrize("ver", ["0.0.0", "1", "1.2.3+build.4", "2026-01-01", "A.b"])
 def test_good_versions(ver: str) -> None:
     assert render.check_version(ver) == ver
 
 
-@pytest.mark.parametrize("ver", ["", "1_0", "1.0~rc1", "1.0^x", "1/0", "-1", "1 0", "é", "v" * 256])
+@pytest.mark.parametrize(
+    "ver", ["", "1_0", "1.0~rc1", "1.0^x", "1,0", "1/0", "-1", "1 0", "é", "v" * 256]
+)
 def test_bad_versions(ver: str) -> None:
     with pytest.raises(UsageError) as info:
         render.check_version(ver)

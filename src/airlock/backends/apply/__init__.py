@@ -2,8 +2,8 @@
 """Apply backends: install a verified, read-only snapshot with systemd-sysupdate.
 
 ``Applier`` is the role the pipeline talks to; ``sysupdate.SysupdateHostApplier`` plays it with the
-host's ``[apply]`` settings (``ApplyConfig``), ``runtime`` finds a systemd-sysupdate ≥ 257 and runs
-it in a private mount namespace.
+host's ``[apply]`` settings (``ApplyConfig``), ``runtime`` finds the chosen systemd-sysupdate (the
+host's if ≥ 257, or a runtime root: 257, 262) and runs it in a private mount namespace.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import ClassVar, Protocol
 
 from airlock import settings
 from airlock.assessment import Assessment
+from airlock.formats import dialect
+from airlock.layout import Layout
 from airlock.settings import PATH, SECONDS, list_of, optional, setting
 
 ProgressFn = Callable[[int, int], None]
@@ -35,8 +37,8 @@ class Applier(Protocol):
     """Installs a verified snapshot with systemd-sysupdate."""
 
     @property
-    def required_signature_files(self) -> tuple[str, ...]:
-        """Signature file names this sysupdate reads (the judge requires them)."""
+    def dialect(self) -> dialect.Dialect:
+        """The rules of this sysupdate's version (the judge requires the signature it reads)."""
 
     def installed(self) -> Listing:
         """The versions sysupdate sees installed on the host.
@@ -67,6 +69,26 @@ def _mount_point(value: object) -> str:
     return str(path)
 
 
+def runtime_choices() -> tuple[str, ...]:
+    """What ``[apply] runtime`` accepts: ``auto``, ``host`` or a runtime ``layout.env`` declares."""
+    return ("auto", "host", *(b.name for b in Layout.load().runtimes))
+
+
+def _runtime(value: object) -> str:
+    allowed = runtime_choices()
+    if value not in allowed:
+        raise settings.Invalid("must be one of " + ", ".join(allowed))
+    return str(value)
+
+
+RUNTIME = settings.Kind(
+    parse=_runtime,
+    dump=lambda v: v,
+    metavar="|".join(runtime_choices()),
+    doc="one of " + ", ".join(f"`{c}`" for c in runtime_choices()),
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyConfig:
     """``[apply]``: how systemd-sysupdate installs from the snapshot."""
@@ -89,9 +111,16 @@ class ApplyConfig:
     timeout_s: float = setting(
         6 * 3600.0, kind=SECONDS, help="bound of one systemd-sysupdate update"
     )
+    runtime: str = setting(
+        "auto",
+        kind=RUNTIME,
+        flag="--runtime",
+        help="which systemd-sysupdate applies: auto (the host's if >= 257, else the default"
+        " runtime), host, or a runtime by its systemd version (docs/sysupdate-versions.md)",
+    )
     runtime_cache: Path | None = setting(
         None,
         kind=optional(PATH),
-        help="cache holding the sysupdate 257 runtime, used when the host's is older"
+        help="cache holding the sysupdate runtimes (make runtime builds them)"
         " (unset: $AIRLOCK_CACHE or the default)",
     )

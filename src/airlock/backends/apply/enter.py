@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import os
 import sys
@@ -86,8 +87,48 @@ def _overlay(lower: str, scratch: str) -> str:
     return merged
 
 
+def _mounts_below(path: str) -> list[str]:
+    """Mount points strictly below ``path`` (octal escapes of mountinfo left as they are)."""
+    prefix = path.rstrip("/") + "/"
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(prefix)]
+
+
+def _writable_view(path: str, scratch: str, made: list[str]) -> None:
+    """Make the nearest existing ancestor of ``path`` writable *in this namespace only*.
+
+    An overlay whose lower layer is that directory and whose upper layer is a tmpfs is mounted on
+    the directory itself: it shows the same entries, and a mount point created in it lives in the
+    tmpfs, so a read-only ``/usr`` or ``/etc`` of the host is never written.  Refused for ``/``
+    and for a directory with mounts below it (the overlay would hide them).
+    """
+    existing = path
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    if existing in made:
+        return
+    if existing == "/" or _mounts_below(existing):
+        raise OSError(
+            errno.EROFS, f"cannot make a mount point below {existing}: it is / or has mounts"
+        )
+    layer = os.path.join(scratch, f"view{len(made)}")
+    os.mkdir(layer, 0o700)
+    mount("tmpfs", layer, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    os.mkdir(os.path.join(layer, "upper"), 0o755)
+    os.mkdir(os.path.join(layer, "work"), 0o755)
+    mount(
+        "overlay",
+        existing,
+        "overlay",
+        MS_NOSUID | MS_NODEV,
+        f"lowerdir={existing},upperdir={layer}/upper,workdir={layer}/work",
+    )
+    made.append(existing)
+
+
 def _ensure_target(target: str, *, is_dir: bool) -> None:
-    """Create a missing mount point (in the overlay's tmpfs upper layer when chrooted)."""
+    """Create a missing mount point (in a tmpfs upper layer: the chroot's, or a private view)."""
     if os.path.lexists(target):
         return
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
@@ -103,6 +144,10 @@ def main(argv: list[str]) -> int:  # returns only on failure; success replaces t
     root: str = spec["root"]
     try:
         mount("none", "/", None, MS_REC | MS_PRIVATE)  # belt and braces over --propagation
+        if root == "/":
+            # The run has its own PID namespace: a /proc of it, or sysupdate's helpers (forked
+            # and waited for by pid, with /proc/PID checks) see the host's pids and fail.
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         if root != "/":
             root = _overlay(root, spec["scratch"])
             mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -118,8 +163,12 @@ def main(argv: list[str]) -> int:  # returns only on failure; success replaces t
                 read_only=False,
                 extra=MS_NOSUID | MS_NODEV | MS_NOEXEC,
             )
+        views: list[str] = []
         for b in spec["binds"]:
             target = root + b["target"] if root != "/" else b["target"]
+            if root == "/" and not os.path.lexists(target):
+                # The host's own files: never written, even where they are writable.
+                _writable_view(os.path.dirname(target), spec["scratch"], views)
             _ensure_target(target, is_dir=os.path.isdir(b["source"]))
             extra = MS_NOSUID | MS_NODEV | (MS_NOEXEC if b["read_only"] else 0)
             bind(b["source"], target, read_only=b["read_only"], extra=extra)

@@ -1,16 +1,20 @@
 # SPDX-License-Identifier: MIT
-"""Locate systemd-sysupdate 257 and run it in a throwaway private mount namespace.
+"""Locate a systemd-sysupdate and run it in a throwaway private mount namespace.
 
-Trusts: the runtime root (``$AIRLOCK_CACHE/trixie``, built by ``scripts/make-runtime.sh``), the
-caller's ``Bind`` list and environment. Every run gets a fresh mount namespace (``unshare --mount
---propagation private``, inside the PID namespace proc gives every child) in which ``enter.py``
-mounts ``/proc``, ``/sys`` and ``/dev`` (rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the
-caller's binds (read-only ones ``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the
-notify socket's directory, then chroots and execs sysupdate. The chroot is an overlay whose lower
-layer is the runtime root and whose upper layer is a tmpfs: mount points for the binds (and anything
-sysupdate writes to its own root) live only for the run, so the shared root is never modified and
-concurrent runs cannot see each other. Nothing is mounted on the host: when the namespace's last
-process exits, its mounts go with it.
+``locate`` picks the host's own systemd-sysupdate (≥ 257) or a runtime root — one per name in
+``layout.env``: 257 (Debian trixie), 262 (Debian testing) — as ``[apply] runtime`` says
+(docs/sysupdate-versions.md).  Trusts: the runtime roots (under ``$AIRLOCK_CACHE``, built by
+``scripts/make-runtime.sh``), the caller's ``Bind`` list and environment.
+
+Every run gets a fresh mount namespace (``unshare --mount --propagation private``, inside the PID
+namespace proc gives every child) in which ``enter.py`` mounts ``/proc``, ``/sys`` and ``/dev``
+(rbind), tmpfs ``/run``, ``/tmp`` and ``/var/tmp``, the caller's binds (read-only ones
+``ro,nosuid,nodev,noexec``; writable ones ``nosuid,nodev``) and the notify socket's directory,
+then chroots and execs sysupdate. The chroot is an overlay whose lower layer is the runtime root
+and whose upper layer is a tmpfs: mount points for the binds (and anything sysupdate writes to its
+own root) live only for the run, so the shared root is never modified and concurrent runs cannot
+see each other. Nothing is mounted on the host: when the namespace's last process exits, its
+mounts go with it.
 
 sd_notify messages (``X_SYSUPDATE_PROGRESS=``, ``STATUS=``, …) arrive on a host-side AF_UNIX
 datagram socket and are handed to ``notify`` as ``dict[str, str]``.  Their values can quote
@@ -35,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from airlock import proc
-from airlock.errors import AirlockError, HostError
+from airlock.backends.apply import runtime_choices
+from airlock.errors import AirlockError, ConfigError, HostError
 from airlock.layout import Layout
 from airlock.text import tail
 
@@ -74,31 +79,63 @@ def _major(binary: Path, *, chroot: Path | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def locate(cache: Path | None = None) -> Runtime:
-    """The host's systemd-sysupdate if ≥ 257, else the trixie runtime under ``cache``.
+AUTO = "auto"
+HOST = "host"
 
-    Raises:
-        HostError: ``host.sysupdate`` when neither is usable.
-    """
+
+def _host() -> Runtime | None:
     host = Path(SYSUPDATE)
     if host.exists() and (v := _major(host, chroot=None)) is not None and v >= MIN_VERSION:
-        return Runtime(root=Path("/"), version=v)
+        return Runtime(root=Path("/"), version=v, name=HOST)
+    return None
+
+
+def locate(cache: Path | None = None, *, choice: str | None = None) -> Runtime:
+    """The systemd-sysupdate to run: the host's own when it fits, else a runtime root.
+
+    ``choice`` (``--runtime``, ``[apply] runtime``): ``auto`` (the default) takes the host's
+    systemd-sysupdate if it is ≥ 257, else the default runtime (``RUNTIME_DEFAULT``); ``host``
+    only the host's; a runtime name (``257``, ``262``) the host's if it is that very major version,
+    else that runtime's root under ``cache``.
+
+    Raises:
+        HostError: ``host.sysupdate`` when the chosen one is not usable.
+        ConfigError: ``config.runtime`` for a name no runtime has.
+    """
+    wanted = choice or AUTO
     layout = Layout.load(cache)
-    root = layout.runtime
+    if wanted not in (AUTO, HOST) and wanted not in (b.name for b in layout.runtimes):
+        raise ConfigError(
+            f"Unknown systemd-sysupdate runtime {wanted!r}",
+            code="config.runtime",
+            hint=f"choose one of {', '.join(runtime_choices())}",
+        )
+    host = _host()
+    if host is not None and (wanted in (AUTO, HOST) or str(host.version) == wanted):
+        return host
+    if wanted == HOST:
+        raise HostError(
+            f"The host has no systemd-sysupdate >= {MIN_VERSION} at {SYSUPDATE}",
+            code="host.sysupdate",
+            hint="choose a runtime with --runtime (make runtime builds them)",
+        )
+    build = layout.runtime(None if wanted == AUTO else wanted)
+    root = build.root
     if any(c in os.fspath(root) for c in ",:\\\n"):
         raise HostError(f"Unusable runtime path {root!r} (overlay options)", code="host.sysupdate")
-    if not layout.runtime_stamp.exists() or not (root / SYSUPDATE.lstrip("/")).exists():
+    if not build.stamp.exists() or not (root / SYSUPDATE.lstrip("/")).exists():
         raise HostError(
-            f"No systemd-sysupdate >= {MIN_VERSION}: the runtime {root} is not built",
+            f"No systemd-sysupdate {build.name}: the runtime {root} is not built",
             code="host.sysupdate",
-            hint="run scripts/make-runtime.sh (make runtime)",
+            hint=f"run scripts/make-runtime.sh {build.name} (make runtime)",
         )
     v = _major(root, chroot=root)
-    if v is None or v < MIN_VERSION:
+    if v is None or v != build.major:
         raise HostError(
-            f"The runtime in {root} has no working systemd-sysupdate >= 257", code="host.sysupdate"
+            f"The runtime in {root} has no working systemd-sysupdate {build.name}",
+            code="host.sysupdate",
         )
-    return Runtime(root=root, version=v)
+    return Runtime(root=root, version=v, name=build.name)
 
 
 def _check_target(target: str) -> str:
@@ -168,21 +205,23 @@ def _notify_socket(notify: Notify | None) -> Iterator[Path]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Runtime:
-    """A usable systemd-sysupdate ≥ 257: ``root`` is ``/`` (host) or the trixie chroot."""
+    """A usable systemd-sysupdate ≥ 257: ``root`` is ``/`` (host) or a runtime root (chroot).
+
+    ``name`` is ``host`` or the runtime's name in ``layout.env`` (``257``, ``262``).
+    """
 
     root: Path
     version: int
+    name: str = HOST
 
     @property
     def chrooted(self) -> bool:
-        """True for the trixie runtime."""
+        """True for a runtime root (run chrooted), False for the host's own."""
         return self.root != Path("/")
 
     def _check_binds(self, binds: Sequence[Bind]) -> None:
         for b in binds:
-            target = _check_target(b.target)
-            if not self.chrooted and not os.path.lexists(target):
-                raise HostError(f"Bind target {target} does not exist", code="host.sysupdate")
+            _check_target(b.target)
             if not os.path.exists(b.source):
                 raise HostError(f"Bind source {b.source} does not exist", code="host.sysupdate")
 

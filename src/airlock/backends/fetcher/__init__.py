@@ -79,10 +79,11 @@ class FetcherConfig:
         help="where the untrusted downloader runs: spectrum (Spectrum's VM), qemu, sandbox",
     )
     timeout_s: float = setting(
-        3600.0,
+        6 * 3600.0,
         kind=SECONDS,
         flag="--timeout",
-        help="wall-clock bound of one fetch; the VM or sandbox is killed after it",
+        help="wall-clock bound of one fetch; the VM or sandbox is stopped after it (the default"
+        " lets a slow link bring a whole release in one run: a VM does not resume)",
     )
     command: tuple[str, ...] = setting(
         ("/usr/bin/airlock", "agent", "--share", "/host"),

@@ -2,8 +2,8 @@
 """``QemuFetcher``: run the untrusted downloader in a real VM under QEMU (issue #7).
 
 The guest is the one ``scripts/make-guest.sh`` builds (a Debian kernel, a busybox initramfs whose
-init is ``airlock/lab/guest/init``, and the Debian trixie tree as a read-only 9p root).  What the
-host gives the guest, and nothing more:
+init is ``airlock/lab/guest/init``, and the default runtime's Debian tree — or ``guest_root``,
+another runtime's — as a read-only 9p root).  What the host gives the guest, and nothing more:
 
 * read-only 9p shares: the guest root, the airlock package, a boot share holding the command,
   and a private *copy* of the config (``/host/etc``) whose ``update-url`` points at the
@@ -97,6 +97,12 @@ class QemuConfig:
         help="the guest built by scripts/make-guest.sh (kernel, initrd, root)",
         default_doc="$AIRLOCK_CACHE/guest",
     )
+    guest_root: Path | None = setting(
+        None,
+        kind=optional(PATH),
+        help="the Debian tree the guest boots read-only (unset: the guest's root, the default"
+        " sysupdate runtime; another runtime's root gives the VM that systemd-sysupdate)",
+    )
     accel: Accel = setting(
         Accel.TCG,
         kind=choice(Accel),
@@ -153,7 +159,7 @@ class QemuFetcher:
             HostError: the guest is not built or an executable is unsafe.
         """
         cfg = self.config
-        kernel, initrd, root = _guest_files(cfg.guest_dir)
+        kernel, initrd, root = _guest_files(cfg.guest_dir, cfg.guest_root)
         for exe in (cfg.qemu, Path(cfg.forwarder[0])):
             proc.check_executable(exe)
         route = _route(request.config_dir, cfg.server)
@@ -197,8 +203,9 @@ class QemuFetcher:
         return FetchResult(exit_status=status, duration_s=duration, log_tail=detail)
 
 
-def _guest_files(guest_dir: Path) -> tuple[Path, Path, Path]:
-    kernel, initrd, root = guest_dir / "vmlinuz", guest_dir / "initrd.img", guest_dir / "root"
+def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, Path]:
+    kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
+    root = guest_root or guest_dir / "root"
     for path in (kernel, initrd, root / "usr/bin/python3"):
         if not path.exists():
             raise HostError(
@@ -330,7 +337,9 @@ def _machine_argv(
         "-monitor", "none",
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
-        # seccomp; not elevateprivileges=deny: it breaks the guestfwd forwarder's exec.
+        # seccomp; not elevateprivileges=deny (the forwarder fails) nor spawn=deny (QEMU dies
+        # of SIGSYS at the guest's first connection): the guestfwd cmd: forwarder needs both
+        # (ADR 0142).
         "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
         "-kernel", os.fspath(kernel),
         "-initrd", os.fspath(initrd),
@@ -356,7 +365,9 @@ def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
     # connection (a tcp: chardev would connect once, at start, and serve a single connection).
     cmd = shlex.join([*cfg.forwarder, route.host_addr, str(route.host_port)])
     fwd = f"guestfwd=tcp:{GUEST_SERVER_IP}:{route.guest_port}-cmd:{_opt(cmd)}"
-    return ["-netdev", f"user,id=n0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=n0"]
+    # ipv6=off: libslirp's restrict=on is written for IPv4; the guest gets no IPv6 at all.
+    net = f"user,id=n0,restrict=on,ipv6=off,{fwd}"
+    return ["-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
 
 
 def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:

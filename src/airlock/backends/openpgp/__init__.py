@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 ACCEPTED_HASHES = frozenset({8, 9, 10})
 #: Signature types accepted: 0x00 binary document, 0x01 canonical text document.
 ACCEPTED_SIG_TYPES = frozenset({0x00, 0x01})
+#: How far past the reference time a signature's creation time may lie (the publisher's clock may
+#: run a little ahead of the host's).  A signature created later is refused by both verifiers,
+#: whatever the tool would say: otherwise one future-dated signature would raise the host's replay
+#: floor (``state.newest_signature``) past every genuine release still to come.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
@@ -52,8 +57,14 @@ class ValidSignature:
 class SignatureVerifier(Protocol):
     """Verifies detached signatures; only ``verify()`` is public."""
 
-    def verify(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
-        """Every signature packet in ``signature`` must be a valid signature over ``data``."""
+    def verify(
+        self, signature: bytes, data: bytes, keyring: Path, *, now: dt.datetime | None = None
+    ) -> tuple[ValidSignature, ...]:
+        """Every signature packet in ``signature`` must be a valid signature over ``data``.
+
+        ``now`` is the reference time (timezone-aware; ``None``: the clock, read once); no
+        signature may be created after ``now + CLOCK_SKEW``.
+        """
         ...
 
 
@@ -67,6 +78,7 @@ class Work:
     keyring: keyring_mod.Keyring
     sigs: tuple[packets.SignaturePacket, ...]
     timeout_s: float
+    not_after: dt.datetime  # the reference time plus CLOCK_SKEW: no signature may be newer
 
 
 class BaseVerifier(abc.ABC):
@@ -75,14 +87,28 @@ class BaseVerifier(abc.ABC):
     def __init__(self, *, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
 
-    def verify(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
+    def verify(
+        self, signature: bytes, data: bytes, keyring: Path, *, now: dt.datetime | None = None
+    ) -> tuple[ValidSignature, ...]:
         """Verify; return the valid signatures sorted by (fingerprint, created).
+
+        Args:
+            signature: the detached signature file (binary or armoured), untrusted.
+            data: the signed bytes.
+            keyring: the pinned keyring.
+            now: the reference time (timezone-aware); ``None`` reads the clock once.  A signature
+                created after ``now + CLOCK_SKEW`` is refused, before and after the tool runs
+                (sqv also gets it as ``--not-after``; gpgv has no such option).
 
         Raises:
             SignatureError: for every failure (never another type).
         """
+        if now is None:
+            now = dt.datetime.now(dt.UTC)
+        elif now.tzinfo is None:
+            raise RuntimeError("verify() needs a timezone-aware reference time")
         try:
-            return self._checked(signature, data, keyring)
+            return self._checked(signature, data, keyring, not_after=now + CLOCK_SKEW)
         except SignatureError:
             raise
         except AirlockError as exc:
@@ -91,7 +117,9 @@ class BaseVerifier(abc.ABC):
             logger.debug("verifier failure", exc_info=True)
             raise SignatureError(f"Signature verification failed: {type(exc).__name__}") from None
 
-    def _checked(self, signature: bytes, data: bytes, keyring: Path) -> tuple[ValidSignature, ...]:
+    def _checked(
+        self, signature: bytes, data: bytes, keyring: Path, *, not_after: dt.datetime
+    ) -> tuple[ValidSignature, ...]:
         if len(signature) > self.limits.max_signature_bytes:
             raise SignatureError(
                 f"Signature file is larger than {self.limits.max_signature_bytes} bytes"
@@ -104,6 +132,7 @@ class BaseVerifier(abc.ABC):
                 )
             if sig.sig_type not in ACCEPTED_SIG_TYPES:
                 raise SignatureError(f"Signature type 0x{sig.sig_type:02x} is not a document one")
+            _check_not_after(sig.created, not_after)
         ring = keyring_mod.load(
             keyring.absolute(),
             max_bytes=self.limits.max_keyring_bytes,
@@ -119,6 +148,7 @@ class BaseVerifier(abc.ABC):
                 keyring=ring,
                 sigs=sigs,
                 timeout_s=self.limits.signature_timeout_s,
+                not_after=not_after,
             )
             work.signature_file.write_bytes(signature)
             work.data_file.write_bytes(data)
@@ -131,6 +161,8 @@ class BaseVerifier(abc.ABC):
                 "The verifier's answer does not match the signature packets "
                 f"({len(found)} valid of {len(sigs)})"
             )
+        for valid in found:  # the tool's own reading of the time, too
+            _check_not_after(valid.created, not_after)
         return tuple(expected)
 
     @staticmethod
@@ -162,6 +194,15 @@ class BaseVerifier(abc.ABC):
     @abc.abstractmethod
     def _verify(self, work: Work) -> list[ValidSignature]:
         """Run the tool; return one ValidSignature per valid signature packet, or raise."""
+
+
+def _check_not_after(created: dt.datetime, not_after: dt.datetime) -> None:
+    if created > not_after:
+        raise SignatureError(
+            f"Signature created {created.isoformat()}, after the reference time plus the allowed"
+            f" clock skew ({not_after.isoformat()}): the signer's clock, or the signature, is"
+            " from the future"
+        )
 
 
 class VerifierName(enum.StrEnum):

@@ -9,7 +9,10 @@ field), creation time and hash algorithm from ``VALIDSIG``, and refuses on any `
 ``ERRSIG``, ``EXPSIG``, ``EXPKEYSIG``, ``REVKEYSIG``, ``NO_PUBKEY`` or similar line, on a non-zero
 exit status (1 bad, 2 missing key: both are failures), and on SHA-1.
 gpgv runs with an empty temporary home (no user configuration) and an absolute keyring path
-(a bare name would be looked up inside the home, C14).  Trusts the gpgv binary only.
+(a bare name would be looked up inside the home, C14).  gpgv accepts signatures created in the
+future and (2.2) has no option to pass it the reference time, so the template refuses any whose
+creation time, read from the packet and from ``VALIDSIG``, is past ``Work.not_after`` — the same
+bound sqv gets as ``--not-after``.  Trusts the gpgv binary only.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """SqvVerifier: the preferred verifier, Sequoia's ``sqv`` with its legacy CLI (1.0–1.2).
 
-Runs ``sqv --keyring K -n N SIG DATA`` where N is the number of signature packets, so every packet
-must be a valid signature by a distinct certificate in the keyring (sqv counts certificates, and
+Runs ``sqv --keyring K --not-after T -n N SIG DATA`` (T: the reference time plus the clock skew
+the template allows, so sqv and gpgv accept the same creation times) where N is the number of
+signature packets, so every packet must be a valid signature by a distinct certificate in the
+keyring (sqv counts certificates, and
 prints each one's **primary** fingerprint — also when a signing subkey made the signature; verified
 with sqv 1.1.0).  sqv itself refuses revoked certificates and SHA-1; expired keys and the creation
 times come from the template's cross-check against the keyring and the parsed packets.
@@ -11,6 +13,7 @@ Trusts the sqv binary; the signature and data are untrusted and only passed as f
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 
@@ -55,6 +58,8 @@ class SqvVerifier(BaseVerifier):
                 SQV,
                 "--keyring",
                 work.keyring_file,
+                "--not-after",
+                work.not_after.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "-n",
                 str(len(work.sigs)),
                 work.signature_file,

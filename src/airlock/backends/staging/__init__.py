@@ -16,10 +16,15 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CleanReport:
-    """What ``clean_share`` removed, as counts (names are untrusted and not kept)."""
+    """What ``clean_share`` removed, as counts (names are untrusted and not kept).
+
+    ``reset``: ``shared`` held more than regular files and was deleted and recreated empty
+    (nothing counted, nothing kept).
+    """
 
     removed: int
     kept: int
+    reset: bool = False
 
 
 class Staging(Protocol):
@@ -51,6 +56,9 @@ class Staging(Protocol):
 
     def drop(self, snapshot: Path, names: Sequence[str]) -> int:
         """Unlink the given single-component names from the writable snapshot."""
+
+    def copy_signature(self, snapshot: Path, source: str, target: str, *, max_bytes: int) -> bool:
+        """Copy signature file ``source`` to an absent ``target`` in the writable snapshot."""
 
     def make_read_only(self, snapshot: Path) -> None:
         """Turn the snapshot into a read-only subvolume and check that it is one."""

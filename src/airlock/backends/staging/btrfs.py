@@ -4,21 +4,21 @@
 Trusts: the staging path from the host config and the btrfs CLI.  Refuses: a staging directory not
 on btrfs, a symlink or non-directory where ``shared``/the staging directory should be, a ``shared``
 that is not a subvolume.  Everything inside ``shared`` is untrusted: it is touched only relative to
-a directory fd, with ``unlinkat``/fd-based ``rmtree``, never following a link, and names are never
-echoed without ``text.display``.  The snapshot is made a true btrfs read-only subvolume (the
-``ro`` property), not only mounted read-only (design.md#weakness-9).
+a directory fd, with ``unlinkat`` on one level, never following a link nor walking into a
+directory (a ``shared`` holding more than regular files is deleted and recreated in the kernel),
+and names are never echoed without ``text.display``.  The snapshot is made a true btrfs read-only
+subvolume (the ``ro`` property), not only mounted read-only (design.md#weakness-9).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import logging
 import os
+import re
 import shutil
 import stat
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +35,14 @@ logger = logging.getLogger(__name__)
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 SUBVOL_INO = 256
-# _IOW(0x94, 15, struct btrfs_ioctl_vol_args): 4096-byte argument (int64 fd, char name[4088]).
-BTRFS_IOC_SNAP_DESTROY = 0x5000940F
 BTRFS = "/usr/bin/btrfs"
 UMOUNT = "/usr/bin/umount"
 _TIMEOUT_S = 120.0
+#: Entries of ``shared`` looked at before giving up and recreating it (the judge's default
+#: ``Limits.max_entries``: a share holding more would be refused anyway).
+MAX_SHARE_ENTRIES = 4096
+# "ID 257 gen 9 parent 5 top level 5 path shared" (btrfs subvolume list -p)
+_LIST_LINE = re.compile(r"^ID (\d+) gen \d+ parent (\d+) ")
 _libc = ctypes.CDLL(None, use_errno=True)
 _MIB = 1 << 20
 
@@ -86,9 +89,23 @@ def _is_manifest_or_signature(name: str) -> bool:
     return name == "SHA256SUMS" or name.startswith("SHA256SUMS.")
 
 
-def _btrfs(*args: str | os.PathLike[str]) -> proc.Completed:
+def _regular_entries(dir_fd: int, bound: int) -> list[tuple[str, os.stat_result]] | None:
+    """The entries of ``dir_fd`` if all are regular files and at most ``bound``, else ``None``."""
+    out: list[tuple[str, os.stat_result]] = []
+    with os.scandir(dir_fd) as it:
+        for entry in it:
+            if len(out) >= bound:
+                return None
+            st = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            out.append((entry.name, st))
+    return out
+
+
+def _btrfs(*args: str | os.PathLike[str], max_output: int = _MIB) -> proc.Completed:
     try:
-        return proc.run([BTRFS, *args], timeout=_TIMEOUT_S)
+        return proc.run([BTRFS, *args], timeout=_TIMEOUT_S, max_output=max_output)
     except CommandFailed as exc:
         raise HostError(f"Failed to run btrfs: {exc.message}", code="host.btrfs") from exc
 
@@ -198,58 +215,71 @@ class BtrfsStaging:
     def clean_share(self) -> CleanReport:
         """Keep only regular, singly linked files with safe names that are not manifests/signatures.
 
-        Everything else (dot-temporaries, old ``SHA256SUMS*``, symlinks, FIFOs, sockets, devices,
-        directories, nested subvolumes, hard links, unsafe names) is removed with ``unlinkat`` or an
-        fd-based ``rmtree``; nothing is followed.
+        A bounded look first: at most ``MAX_SHARE_ENTRIES`` entries, each ``lstat``-ed relative to
+        the directory fd.  When all are regular files, the unwanted ones (dot-temporaries, old
+        ``SHA256SUMS*``, hard links, unsafe names) are unlinked, one level, nothing followed.
+        Anything else — a directory, symlink, FIFO, socket, device, nested subvolume, or more
+        entries than the bound — and ``shared`` is deleted and recreated empty in the kernel
+        (``_reset_share``): no walk into what the VM built, so no depth or count can crash or
+        stall the host (issue #15 item 5).  The cached downloads are lost then, only after a VM
+        left such things.
         """
-        removed = kept = 0
         with fsutil.open_dir_nofollow(self.share) as fd:
             fsutil.syncfs(fd)
             # Decide on one consistent view first, so removing one hard link cannot make its
             # sibling look singly linked.
-            entries = [
-                (e.name, os.stat(e.name, dir_fd=fd, follow_symlinks=False)) for e in os.scandir(fd)
-            ]
-            for name, st in entries:
-                keep = (
-                    stat.S_ISREG(st.st_mode)
-                    and st.st_nlink == 1
-                    and is_safe_name(name)
-                    and not _is_manifest_or_signature(name)
-                )
-                if keep:
-                    kept += 1
-                    continue
-                logger.debug("cleaning %s from shared", display(name))
-                self._remove_entry(fd, name, st)
-                removed += 1
-            os.fsync(fd)
-        return CleanReport(removed=removed, kept=kept)
+            entries = _regular_entries(fd, MAX_SHARE_ENTRIES)
+            if entries is not None:
+                removed = kept = 0
+                for name, st in entries:
+                    keep = (
+                        st.st_nlink == 1
+                        and is_safe_name(name)
+                        and not _is_manifest_or_signature(name)
+                    )
+                    if keep:
+                        kept += 1
+                        continue
+                    logger.debug("cleaning %s from shared", display(name))
+                    os.unlink(name, dir_fd=fd)
+                    removed += 1
+                os.fsync(fd)
+                return CleanReport(removed=removed, kept=kept)
+        self._reset_share()
+        return CleanReport(removed=0, kept=0, reset=True)
 
-    def _remove_entry(self, dir_fd: int, name: str, st: os.stat_result) -> None:
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(name, dir_fd=dir_fd)
-            return
-        if st.st_ino == SUBVOL_INO:
-            # A nested subvolume: delete it by its single-component name below our own path.
-            self._delete_nested_subvolume(dir_fd, name)
-            return
-        shutil.rmtree(name, dir_fd=dir_fd)
+    def _reset_share(self) -> None:
+        """Delete ``shared`` (nested subvolumes first, by id) and create it again, empty."""
+        logger.info("shared holds more than regular files: deleting and recreating it")
+        for subvol_id in self._nested_subvolumes():
+            _btrfs("subvolume", "delete", "--subvolid", str(subvol_id), self.share)
+        _btrfs("subvolume", "delete", "--", self.share)
+        _btrfs("subvolume", "create", "--", self.share)
+        os.chmod(self.share, 0o755)  # noqa: S103 - the sandbox uid must enter it
+        if self._config.qgroup_limit_bytes is not None:
+            _btrfs("qgroup", "limit", str(self._config.qgroup_limit_bytes), self.share)
 
-    def _delete_nested_subvolume(self, dir_fd: int, name: str) -> None:
-        with fsutil.open_dir_nofollow(name, dir_fd=dir_fd) as sub:
-            for entry in list(os.scandir(sub)):
-                est = os.stat(entry.name, dir_fd=sub, follow_symlinks=False)
-                self._remove_entry(sub, entry.name, est)
-        # BTRFS_IOC_SNAP_DESTROY on the parent fd with a single name: nothing is resolved by path.
-        args = bytearray(struct.pack("q4088s", 0, name.encode("utf-8", "surrogateescape")))
-        try:
-            fcntl.ioctl(dir_fd, BTRFS_IOC_SNAP_DESTROY, args, True)
-        except OSError as exc:
-            raise HostError(
-                f"Failed to delete nested subvolume {display(name)}: {exc.strerror}",
-                code="host.btrfs",
-            ) from exc
+    def _nested_subvolumes(self) -> list[int]:
+        """Ids of the subvolumes below ``shared``, children before parents (btrfs refuses to
+        delete a subvolume that holds another).  From the kernel's list, never by a path."""
+        own = int(_btrfs("inspect-internal", "rootid", "--", self.share).stdout.strip())
+        parent: dict[int, int] = {}
+        listing = _btrfs("subvolume", "list", "-p", self.share, max_output=16 * _MIB)
+        for line in listing.stdout.decode("ascii", errors="replace").splitlines():
+            m = _LIST_LINE.match(line)
+            if m is not None:
+                parent[int(m.group(1))] = int(m.group(2))
+
+        def depth(subvol: int) -> int | None:
+            hops = 0
+            while subvol != own:
+                if subvol not in parent or hops > len(parent):
+                    return None
+                subvol, hops = parent[subvol], hops + 1
+            return hops
+
+        below = [(d, s) for s in parent if s != own and (d := depth(s)) is not None]
+        return [s for _, s in sorted(below, reverse=True)]
 
     # -- the snapshot -----------------------------------------------------------------------------
 
@@ -273,10 +303,56 @@ class BtrfsStaging:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                self._remove_entry(fd, name, st)
+                if stat.S_ISDIR(st.st_mode):  # the walk refuses directories; never walk into one
+                    raise HostError(
+                        f"Refusing to drop {display(name)}: a directory", code="host.staging"
+                    )
+                os.unlink(name, dir_fd=fd)
                 count += 1
             os.fsync(fd)
         return count
+
+    def copy_signature(self, snapshot: Path, source: str, target: str, *, max_bytes: int) -> bool:
+        """Copy the signature file ``source`` to ``target`` in the writable snapshot.
+
+        Only when ``target`` is absent and ``source`` is a regular, singly linked file of at most
+        ``max_bytes``: the judge then verifies both (the same bytes), and systemd-sysupdate finds
+        the name it reads.  Both names are the host's constants; nothing is followed.
+
+        Returns:
+            True when the copy was made.
+        """
+        with fsutil.open_dir_nofollow(snapshot) as dir_fd:
+            try:
+                os.stat(target, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                return False
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                return False
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size > max_bytes:
+                    return False
+                data = os.pread(fd, max_bytes + 1, 0)
+            finally:
+                os.close(fd)
+            if len(data) > max_bytes:
+                return False
+            out = os.open(
+                target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd
+            )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view) :]
+                os.fsync(out)
+            finally:
+                os.close(out)
+        return True
 
     def make_read_only(self, snapshot: Path) -> None:
         """Set the btrfs ``ro`` property and read it back.

@@ -143,3 +143,14 @@ def test_console_tail_is_escaped_and_ignores_serial_carriage_returns() -> None:
     assert "\\x1b" in out
     assert "\\u202e" in out
     assert out.endswith("airlock-guest: status 3")
+
+
+def test_the_user_network_is_restricted_and_ipv4_only(tmp_path: Path) -> None:
+    route = qemu._route(_cfg(tmp_path, b"http://127.0.0.1:8080/r/\n"), None)
+    argv = qemu._netdev(qemu.QemuConfig(), route)
+    assert argv[0] == "-netdev"
+    opts = argv[1].split(",")
+    # libslirp's restrict=on filters IPv4 only: IPv6 must be off (issue #15 item 3).
+    assert {"user", "restrict=on", "ipv6=off"} <= set(opts)
+    assert sum(o.startswith("guestfwd=") for o in opts) == 1
+    assert not any(o.startswith(("hostfwd=", "ipv6-")) for o in opts)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from airlock.backends.openpgp import (
+    CLOCK_SKEW,
     BaseVerifier,
     ValidSignature,
     Work,
@@ -153,7 +154,9 @@ def test_keyring_without_the_signer(v: BaseVerifier, openpgp_keys: KeySet, tmp_p
 # ------------------------------------------- each layer's detector fires on its own
 
 
-def _work(keys: KeySet, sig: bytes, data: bytes, tmp_path: Path) -> Work:
+def _work(
+    keys: KeySet, sig: bytes, data: bytes, tmp_path: Path, not_after: dt.datetime | None = None
+) -> Work:
     (tmp_path / "s").write_bytes(sig)
     (tmp_path / "d").write_bytes(data)
     ring = keyring_mod.load(keys.keyring, max_bytes=1 << 20, timeout=30)
@@ -164,6 +167,7 @@ def _work(keys: KeySet, sig: bytes, data: bytes, tmp_path: Path) -> Work:
         keyring=ring,
         sigs=packets.parse_signatures(sig),
         timeout_s=30,
+        not_after=not_after or dt.datetime.now(dt.UTC) + CLOCK_SKEW,
     )
 
 
@@ -199,6 +203,26 @@ def test_tool_layer_alone(
         assert v._verify(work)
         with pytest.raises(SignatureError):
             v.verify(sig, data, openpgp_keys.keyring)
+
+
+def test_future_signature_tool_layer_alone(
+    v: BaseVerifier, openpgp_keys: KeySet, tmp_path: Path
+) -> None:
+    """sqv gets the bound as ``--not-after``; gpgv cannot, and takes it: the template refuses."""
+    now = dt.datetime.now(dt.UTC)
+    ahead = (now + dt.timedelta(minutes=2)).strftime("%Y%m%dT%H%M%S")
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good, faked_time=ahead)
+    work = _work(openpgp_keys, sig, DATA, tmp_path, not_after=now + dt.timedelta(minutes=1))
+    if type(v).__name__.startswith("Sqv"):
+        with pytest.raises(SignatureError):
+            v._verify(work)
+        later = _work(openpgp_keys, sig, DATA, tmp_path, not_after=now + dt.timedelta(minutes=5))
+        assert v._verify(later)  # control: the bound, not the signature, made sqv refuse
+    else:
+        assert v._verify(work)
+    with pytest.raises(SignatureError, match="from the future"):
+        v.verify(sig, DATA, openpgp_keys.keyring, now=now - CLOCK_SKEW)
+    assert v.verify(sig, DATA, openpgp_keys.keyring, now=now)
 
 
 def test_keyring_fingerprints(openpgp_keys: KeySet) -> None:
