@@ -116,8 +116,9 @@ def _leak_check(leak_scope: tuple[str, Path], request: pytest.FixtureRequest) ->
     base, tmpdir = leak_scope
     before = leaks.snapshot(base, tmpdir)
     yield
-    leaked = leaks.new_since(before, base, tmpdir)
-    if request.node.get_closest_marker("restarts_world") is not None:
-        leaked.pop("processes", None)
+    restarts = request.node.get_closest_marker("restarts_world") is not None
+    leaked = leaks.new_since(
+        before, base, tmpdir, ignore=frozenset({"processes"}) if restarts else frozenset()
+    )
     if leaked:
         pytest.fail(f"leaked by this test: {leaked}", pytrace=False)

@@ -222,9 +222,16 @@ def snapshot(base: str, tmpdir: Path) -> dict[str, frozenset[str]]:
 
 
 def new_since(
-    before: dict[str, frozenset[str]], base: str, tmpdir: Path, *, wait_s: float = 10.0
+    before: dict[str, frozenset[str]],
+    base: str,
+    tmpdir: Path,
+    *,
+    wait_s: float = 10.0,
+    ignore: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """What appeared since ``before`` and is still there after up to ``wait_s`` seconds.
+
+    ``ignore`` names kinds (of ``KINDS``) not to look at, nor to wait for.
 
     Killing takes the kernel a moment (a guard sees EOF, a namespace is emptied), so the check
     waits until the leftovers are gone or the time is up, and reports what is still there.
@@ -232,7 +239,9 @@ def new_since(
     deadline = time.monotonic() + wait_s
     while True:
         now = snapshot(base, tmpdir)
-        leaked = {k: sorted(now[k] - before[k]) for k in KINDS if now[k] - before[k]}
+        leaked = {
+            k: sorted(now[k] - before[k]) for k in KINDS if k not in ignore and now[k] - before[k]
+        }
         if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.1)
