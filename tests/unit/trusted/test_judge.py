@@ -25,8 +25,6 @@ from airlock.trusted.policy import Baseline, PolicyConfig
 from tests.support.corpus import Staging
 from tests.support.keys import KeySet
 
-NOW = datetime.datetime.now(datetime.UTC)
-
 
 @pytest.fixture
 def signed(tmp_path: Path, keys: KeySet) -> Staging:
@@ -48,7 +46,10 @@ def _host(defdir: Path, keys: KeySet, tmp_path: Path, **limits: object) -> HostC
 def _judge(judge: Judge, directory: Path) -> str | None:
     fd = os.open(directory, fsutil.DIR_FLAGS)
     try:
-        return judge.judge(fd, baseline=Baseline(installed="1"), now=NOW).version
+        # The reference time of the call, as a run takes it (a module-level time goes stale: a
+        # signature made minutes after collection would be "from the future").
+        now = datetime.datetime.now(datetime.UTC)
+        return judge.judge(fd, baseline=Baseline(installed="1"), now=now).version
     finally:
         os.close(fd)
 
