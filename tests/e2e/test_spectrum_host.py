@@ -23,7 +23,7 @@ import pytest
 from airlock import proc
 from airlock.lab.disk import format_uuid
 from airlock.lab.spectrum_host import STAGING, SpectrumHost
-from tests.support import schemas
+from tests.support import leaks, schemas
 
 pytestmark = [
     pytest.mark.e2e,
@@ -55,17 +55,6 @@ def _pair(h: SpectrumHost, version: str) -> list[tuple[str, str, str]]:
         (f"Spectrum_{version}.verity", format_uuid(roothash[32:]), f"verity {version}"),
         (f"Spectrum_{version}", format_uuid(roothash[:32]), f"root {version}"),
     ]
-
-
-def _descendants(pid: int) -> list[str]:
-    """Every process below ``pid`` (read from /proc's children lists)."""
-    todo, found = [str(pid)], []
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").iterdir():
-            children = (task / "children").read_text().split()
-            found += children
-            todo += children
-    return found
 
 
 def _state(h: SpectrumHost) -> dict[str, object]:
@@ -155,7 +144,7 @@ def test_s6_setlock_makes_spectrum_update_wait(host: SpectrumHost) -> None:
         h.enter(["s6-setlock", "/run/update-lock", "sleep", "4"]), share_pids=True
     ) as holder:
         time.sleep(0.5)
-        lockers = _descendants(holder.pid)  # proc's guard: the command runs below its init
+        lockers = leaks.descendants(holder.pid)  # proc's guard: the command runs below its init
         start = time.monotonic()
         run = h.spectrum_update()
         waited = time.monotonic() - start
@@ -164,7 +153,7 @@ def test_s6_setlock_makes_spectrum_update_wait(host: SpectrumHost) -> None:
     assert waited > 3
     named = re.search(r"waiting for the update lock \(pid (\d+) holds it\)", run.stderr)
     assert named is not None, run.stderr[-3000:]
-    assert named.group(1) in lockers
+    assert int(named.group(1)) in lockers
 
 
 def test_spectrum_update_makes_s6_setlock_wait(host: SpectrumHost) -> None:
