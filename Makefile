@@ -9,7 +9,7 @@ export AIRLOCK_CACHE := $(CACHE)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/$(VENV_STAMP)
 
-.PHONY: test demo lint deps venv runtime guest debs spectrum-host setup clean bench mutation dist deb
+.PHONY: fuzz fuzz-long test demo lint deps venv runtime guest debs spectrum-host setup clean bench mutation dist deb
 
 deps:
 	bash scripts/install-deps.sh
@@ -17,7 +17,7 @@ deps:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,lint,dist]'
+	$(PY) -m pip install -q -e '.[test,lint,dist,fuzz]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -64,8 +64,8 @@ demo: setup
 	$(VENV)/bin/airlock demo $(DEMO_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff format --check src tests bench scripts
-	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts fuzz
+	$(VENV)/bin/ruff check src tests bench scripts fuzz
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -74,6 +74,16 @@ bench: setup
 	$(PY) bench/agent.py
 	$(PY) bench/fetchers.py
 	$(PY) bench/update.py
+
+# Coverage-guided fuzzing (docs/fuzzing.md): every target in turn, crash inputs in fuzz-crashes/.
+# `make fuzz` is the short run (FUZZ_RUNS each); `make fuzz-long` the benchmark of
+# docs/benchmarks.md (1,000,000 each, at the lowest priority).
+FUZZ_RUNS ?= 20000
+fuzz: venv
+	$(PY) -m fuzz.run all --runs $(FUZZ_RUNS)
+
+fuzz-long: venv
+	nice -n 19 $(PY) -m fuzz.run all --runs 1000000
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -38,6 +38,7 @@ from airlock.fsutil import DIR_FLAGS
 from airlock.limits import Limits
 from airlock.trusted import verify
 from airlock.trusted.policy import Policy
+from airlock.trusted.release import VerifiedRelease
 from airlock.untrusted import candidate, walk
 from fuzz.common import Reader, check, refusals
 from tests.support import corpus, staging
@@ -237,7 +238,7 @@ def _check_listing(dfd: int, listing: walk.Listing) -> None:
         check(not st.st_mode & (stat.S_ISUID | stat.S_ISGID), f"set-ID {f.name!r} listed")
 
 
-def _check_release(dfd: int, release: verify.VerifiedRelease) -> None:
+def _check_release(dfd: int, release: VerifiedRelease) -> None:
     for f in release.files:
         fd = os.open(f.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
         try:

@@ -22,7 +22,7 @@ _LITERALS = (
     ".airlock-installed",
     "/var/cache/airlock",
 )
-_SCANNED = ("scripts", "src", "tests", "bench", "Makefile", ".ci")
+_SCANNED = ("scripts", "src", "tests", "bench", "fuzz", "Makefile", ".ci")
 
 
 def test_bash_and_python_read_the_same_values() -> None:

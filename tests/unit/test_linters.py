@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-RUFF = [str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "bench", "scripts"]
-FORMAT = [str(BIN / "ruff"), "format", "--check", "--no-cache", "src", "tests", "bench", "scripts"]
+RUFF = [str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "bench", "scripts", "fuzz"]
+FORMAT = [
+    str(BIN / "ruff"), "format", "--check", "--no-cache", "src", "tests", "bench", "scripts", "fuzz",
+]  # fmt: skip
 MYPY = [str(BIN / "mypy"), "--no-incremental", "--cache-dir=/dev/null"]
 
 
