@@ -18,6 +18,7 @@ import argparse
 import importlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def _run_one(target: str, opts: argparse.Namespace) -> int:
             f"-runs={opts.runs}",
             f"-seed={opts.seed}",
             f"-max_len={opts.max_len or max_len}",
+            f"-max_total_time={opts.max_time_s}",
             f"-timeout={opts.timeout_s}",
             "-rss_limit_mb=2048",
             "-print_final_stats=1",
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20000, help="executions per target")
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
     parser.add_argument("--max-len", type=int, help="largest input in bytes (default: target's)")
+    parser.add_argument("--max-time-s", type=int, default=0,
+                        help="stop after this long even before --runs (0: no limit)")  # fmt: skip
     parser.add_argument("--timeout-s", type=int, default=20, help="slowest allowed input")
     parser.add_argument("--corpus", help="keep the corpus in CORPUS/TARGET (default: discard)")
     parser.add_argument("--artifacts", default="fuzz-crashes", help="where crash inputs go")
@@ -117,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, action="append", default=[], help=once)
     parser.add_argument("--verbose", action="store_true", help="show libFuzzer's log")
     opts = parser.parse_args(args)
+    # A SIGTERM unwinds like an exception, so the scratch directories are removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     targets = TARGETS if opts.target == "all" else (opts.target,)
     for target in targets:
         status = _run_one(target, opts)

@@ -20,6 +20,7 @@ an accepted release's files hash to what it says.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import hashlib
@@ -106,6 +107,7 @@ def _workdir() -> Path:
             base = tempfile.mkdtemp(
                 prefix="airlock-fuzz-", dir=shm if os.access(shm, os.W_OK) else None
             )
+            atexit.register(shutil.rmtree, base, ignore_errors=True)  # in-process use (tests)
         _WORK.append(Path(base))
     return _WORK[0]
 

@@ -14,9 +14,8 @@ BIN = Path(sys.executable).parent
 
 
 RUFF = [str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "bench", "scripts", "fuzz"]
-FORMAT = [
-    str(BIN / "ruff"), "format", "--check", "--no-cache", "src", "tests", "bench", "scripts", "fuzz",
-]  # fmt: skip
+FORMAT = [str(BIN / "ruff"), "format", "--check", "--no-cache",
+          "src", "tests", "bench", "scripts", "fuzz"]  # fmt: skip
 MYPY = [str(BIN / "mypy"), "--no-incremental", "--cache-dir=/dev/null"]
 
 
