@@ -143,8 +143,14 @@ def test_s6_setlock_makes_spectrum_update_wait(host: SpectrumHost) -> None:
     with proc.spawn(
         h.enter(["s6-setlock", "/run/update-lock", "sleep", "4"]), share_pids=True
     ) as holder:
-        time.sleep(0.5)
+        # s6-setlock runs its command only once it holds the lock: wait for the `sleep`.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            leaks.exe_name(p) == "sleep" for p in leaks.descendants(holder.pid)
+        ):
+            time.sleep(0.02)
         lockers = leaks.descendants(holder.pid)  # proc's guard: the command runs below its init
+        assert any(leaks.exe_name(p) == "sleep" for p in lockers)
         start = time.monotonic()
         run = h.spectrum_update()
         waited = time.monotonic() - start
