@@ -259,6 +259,7 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
             floor=saved.floor,
             installed=installed or saved.installed,
             not_before=saved.newest_signature,
+            room=ctx.applier.room(),
         )
         with fsutil.open_dir_nofollow(snapshot) as fd:
             release = ctx.inspector.judge(fd, baseline=baseline, now=ctx.now)
