@@ -29,8 +29,9 @@ from airlock.limits import Limits
 from airlock.trusted import verify
 from airlock.trusted.policy import Policy, Room
 from airlock.trusted.release import VerifiedRelease
-from tests.support.corpus import VERSION, Staging, manifest_line, payload_names, write_definitions
+from tests.support.corpus import VERSION, Staging, payload_names, write_definitions
 from tests.support.keys import KeySet, kill_agent
+from tests.support.staging import manifest_line
 
 pytestmark = pytest.mark.btrfs
 

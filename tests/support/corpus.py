@@ -50,6 +50,9 @@ __all__ = [
 #: ``room`` policy is what that disk gives through ``airlock update``; ``airlock inspect`` has no
 #: target disk, so its corpus run leaves the ``room`` cases out.
 ROOT_SLOT_BYTES = 8 << 20
+#: 27 characters: with the corpus definitions' target pattern ``Spectrum_@v`` a label of exactly
+#: 36 UTF-16 units, GPT's maximum.
+LABEL_VERSION = "2." + "1" * 25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -414,6 +417,12 @@ def _cases_filesystem() -> Iterator[Case]:
         build=_big_payload("60-root", ROOT_SLOT_BYTES + 1),
         policy={"room": {"60-root": ROOT_SLOT_BYTES}},
     )
+    # ADR 0161: "Spectrum_" + 28 characters is 37 UTF-16 units, one more than a GPT label holds.
+    yield Case(
+        name="version_too_long_for_a_gpt_partition_label",
+        expect="reject.label",
+        build=lambda s: s.release(LABEL_VERSION + "1") and None,
+    )
     yield Case(name="ten_thousand_files", expect="reject.count", build=_many_files(10_000))
     yield Case(
         name="too_many_entries_small_cap",
@@ -728,6 +737,12 @@ def _cases_accept() -> Iterator[Case]:
         expect=None,
         build=_big_payload("60-root", ROOT_SLOT_BYTES),
         policy={"room": {"60-root": ROOT_SLOT_BYTES}},
+    )
+    yield Case(
+        name="good_release_partition_label_of_36_units",
+        expect=None,
+        build=lambda s: s.release(LABEL_VERSION) and None,
+        version=LABEL_VERSION,
     )
     yield Case(
         name="good_release_dot_fifo_temporary",
