@@ -145,6 +145,7 @@ class FakeInspector:
         self.j = journal
         self.verdict = verdict
         self.baselines: list[Baseline] = []
+        self.warnings: tuple[str, ...] = ()
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         self.j.hit("droppable")
