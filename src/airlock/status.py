@@ -262,7 +262,7 @@ def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None
     warnings: tuple[str, ...] = ()
     try:
         verifier = openpgp.verifier(config.policy.verifier, limits=config.limits)
-        warnings = judge.weaknesses(config.policy, verifier)
+        warnings = judge.weaknesses(config.policy, verifier)  # the runtime line tells unverified
     except AirlockError as exc:
         problems.append(_problem(exc))
     return Facts(

@@ -54,7 +54,11 @@ def load_transfers(definitions_dir: Path, os_release: Path) -> tuple[Transfer, .
     return transfers
 
 
-def weaknesses(policy: PolicyConfig, verifier: SignatureVerifier) -> tuple[str, ...]:
+def weaknesses(
+    policy: PolicyConfig,
+    verifier: SignatureVerifier,
+    appliers: tuple[dialect.Dialect, ...] = (),
+) -> tuple[str, ...]:
     """What the host's settings leave weaker than they look (docs/adr/0161); shown, not refused.
 
     Each run reports them as notices of the inspect step, and ``airlock status`` lists them.
@@ -69,6 +73,12 @@ def weaknesses(policy: PolicyConfig, verifier: SignatureVerifier) -> tuple[str, 
             "signatures are checked with gpgv: sqv is missing or unsupported ([policy] verifier"
             " = auto falls back)"
         )
+    for rules in appliers:
+        if not rules.verified:
+            out.append(
+                f"systemd-sysupdate {rules.major} is newer than any version whose rules airlock"
+                f" models ({dialect.NEWEST}); the judge applies {rules.since}'s"
+            )
     return tuple(out)
 
 
@@ -117,7 +127,7 @@ class Judge:
     @property
     def warnings(self) -> tuple[str, ...]:
         """The host settings' weaknesses (``weaknesses``), reported on every run."""
-        return weaknesses(self.policy, self.verifier)
+        return weaknesses(self.policy, self.verifier, self.appliers)
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Dot-temporaries and stale versions the host may unlink from the writable snapshot.

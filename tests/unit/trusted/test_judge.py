@@ -125,3 +125,14 @@ def test_weak_settings_are_reported_not_silent(
     assert len(found) == len(expected)
     for text, part in zip(found, expected, strict=True):
         assert part in text
+
+
+def test_a_sysupdate_newer_than_the_modelled_ones_is_told() -> None:
+    from airlock.backends.openpgp import sqv
+    from airlock.formats import dialect
+
+    policy = PolicyConfig(trusted_fingerprints=("A" * 40,), verifier=VerifierName.SQV)
+    newer = dialect.for_version(dialect.NEWEST + 1)
+    (found,) = weaknesses(policy, sqv.SqvVerifier(), (newer,))
+    assert f"systemd-sysupdate {dialect.NEWEST + 1} is newer" in found
+    assert weaknesses(policy, sqv.SqvVerifier(), (dialect.for_version(dialect.NEWEST),)) == ()
