@@ -24,7 +24,7 @@ from airlock.formats import definitions
 from tests.support import releases
 
 from . import planting
-from .world import ROOT_MIB, VERITY_MIB, World, build
+from .world import ROOT_MIB, VERITY_MIB, World, build, events
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
 
@@ -114,3 +114,24 @@ def test_negative_control_the_normal_release_is_installed(world: World) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.final["outcome"] == "updated"
     w.restore()
+
+
+def test_a_host_transfer_not_reading_the_snapshot_stops_update_before_it_starts(
+    world: World,
+) -> None:
+    # ADR 0161: a host transfer installing from elsewhere would install bytes nobody judged.
+    w = world
+    w.restore()
+    kernel = w.root / "etc/sysupdate.d/70-kernel.transfer"
+    good = kernel.read_text()
+    kernel.write_text(good.replace("Path=file:///run/updater", "Path=file:///var/tmp/elsewhere"))
+    before = w.host_state()
+    try:
+        done = w.update()
+    finally:
+        kernel.write_text(good)
+    assert done.returncode == 3, done.stdout + done.stderr
+    (final,) = [e for e in events(done.stdout) if e.get("event") == "error"]
+    assert final["code"] == "config.source"
+    assert not [e for e in events(done.stdout) if e.get("event") == "step-started"]
+    assert w.host_state() == before
