@@ -25,12 +25,14 @@ from datetime import datetime
 from pathlib import Path
 
 from airlock import assessment, state
+from airlock.backends import openpgp
 from airlock.backends.apply.runtime import Runtime
 from airlock.config import HostConfig
 from airlock.errors import AirlockError, ConfigError
 from airlock.formats import dialect, version
 from airlock.pipeline.wiring import make_applier
 from airlock.text import display
+from airlock.trusted import judge
 
 
 class Action(enum.StrEnum):
@@ -98,6 +100,7 @@ class Facts:
     runtime: RuntimeInfo | None
     stale_after_s: float
     problems: tuple[Problem, ...] = ()
+    warnings: tuple[str, ...] = ()  # weaknesses of the settings (``trusted.judge.weaknesses``)
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -256,6 +259,12 @@ def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None
         problems.append(_problem(exc))
         boot = None
     failed = set(saved.failed) | set(boot.failed if boot else ())
+    warnings: tuple[str, ...] = ()
+    try:
+        verifier = openpgp.verifier(config.policy.verifier, limits=config.limits)
+        warnings = judge.weaknesses(config.policy, verifier)  # the runtime line tells unverified
+    except AirlockError as exc:
+        problems.append(_problem(exc))
     return Facts(
         now=now,
         booted=assessment.booted_version(config.host.os_release),
@@ -270,6 +279,7 @@ def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None
         runtime=rt,
         stale_after_s=config.state.stale_after_s,
         problems=tuple(problems),
+        warnings=warnings,
     )
 
 
@@ -307,4 +317,5 @@ def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
         },
         "next": {"action": str(advice.action), "command": advice.command, "reason": advice.reason},
         "problems": [{"code": p.code, "message": p.message} for p in facts.problems],
+        "warnings": list(facts.warnings),
     }  # fmt: skip

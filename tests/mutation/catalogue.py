@@ -267,4 +267,63 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it",
         ),
     ),
+    # --- bounded hashing cost and what cannot install (issue 15 points 6 and 8) ---------------
+    Mutation(
+        name="sparse-check-removed",
+        guard="the walk refuses a file with fewer than half of its bytes allocated",
+        path="untrusted/walk.py",
+        find="if st.st_size > SPARSE_EXEMPT_BYTES and 2 * allocated < st.st_size:",
+        replace="if False:",
+        tests=(
+            "tests/unit/untrusted/test_walk.py"
+            "::test_negative_control_the_sparse_rule_fires_on_half_a_hole",
+            f"{CORPUS}::test_refused_by_airlock_update[sparse_root_image_64gib]",
+        ),
+    ),
+    Mutation(
+        name="room-check-removed",
+        guard="the judge refuses a payload larger than its target's room before hashing",
+        path="trusted/verify.py",
+        find="        bounds.check_room(release, policy)",
+        replace="        pass",
+        tests=(
+            "tests/integration/host/test_update_room.py"
+            "::test_root_image_one_byte_larger_than_its_slot_is_refused",
+            "tests/integration/test_bounded_hashing_btrfs.py"
+            "::test_reflinked_root_image_is_not_sparse_but_its_slot_bounds_it",
+        ),
+    ),
+    Mutation(
+        name="room-not-fed",
+        guard="the room the applier measured reaches the judge",
+        path="pipeline/steps.py",
+        find="room=ctx.applier.room(),",
+        replace="room=(),",
+        tests=(
+            "tests/unit/pipeline/test_update.py::test_the_judge_gets_the_room_the_applier_measured",
+            "tests/integration/host/test_update_room.py"
+            "::test_root_image_one_byte_larger_than_its_slot_is_refused",
+        ),
+    ),
+    Mutation(
+        name="label-check-removed",
+        guard="the judge refuses a partition label longer than GPT's 36 UTF-16 units",
+        path="trusted/verify.py",
+        find="        bounds.check_labels(release, transfers)",
+        replace="        pass",
+        tests=(
+            f"{CORPUS}::test_refused_by_airlock_update[version_too_long_for_a_gpt_partition_label]",
+        ),
+    ),
+    Mutation(
+        name="host-sources-unchecked",
+        guard="host transfers must install url-file from file://MOUNT_POINT",
+        path="pipeline/wiring.py",
+        find="    check_host_sources(judge.transfers, config.apply.mount_point)\n",
+        replace="",
+        tests=(
+            "tests/integration/host/test_update_room.py"
+            "::test_a_host_transfer_not_reading_the_snapshot_stops_update_before_it_starts",
+        ),
+    ),
 )

@@ -148,6 +148,7 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
     else:
         lines.append(f"runtime:     {_runtime_text(facts.runtime)}")
     lines += [f"problem:     [{p.code}] {p.message}" for p in facts.problems]
+    lines += [f"warning:     {w}" for w in facts.warnings]
     if advice.action is status.Action.FIX:
         lines.append("next:        fix the problem above, then run airlock status again")
     else:

@@ -89,6 +89,20 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Room:
+    """The most bytes a payload of ``transfer`` can have and still be installed (docs/adr/0160).
+
+    Measured on the host before judging (``backends.apply.room``): the size of the largest
+    partition the transfer may write, or the free space of its target directory plus what
+    sysupdate may vacuum there.  ``where`` says which, for the refusal message.
+    """
+
+    transfer: str
+    bytes: int
+    where: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Baseline:
     """What the host knows before judging: its persisted state and what sysupdate reports.
 
@@ -96,11 +110,14 @@ class Baseline:
         floor: no version below this is ever accepted (the state's rollback floor).
         installed: the newest version sysupdate sees installed (or the state's, as a fallback).
         not_before: the creation time of the newest signature accepted so far.
+        room: the room of each target that could be measured (a transfer without one is bounded
+            only by ``[limits]``).
     """
 
     floor: str | None = None
     installed: str | None = None
     not_before: datetime.datetime | None = None
+    room: tuple[Room, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +137,8 @@ class Policy:
             release — the one the host runs: the judge requires a signature file each of them
             reads from a ``file://`` source (without it sysupdate would fail on every run).
             Empty (``airlock inspect``, which does not know the applier): either name is enough.
+        room: per transfer, the largest payload its target can take (``Room``); a payload larger
+            than that is refused before any byte of it is hashed.
     """
 
     trusted_fingerprints: frozenset[str] = field(default_factory=frozenset)
@@ -129,6 +148,7 @@ class Policy:
     not_before: datetime.datetime | None = None
     require_fresh: bool = False
     appliers: tuple[dialect.Dialect, ...] = ()
+    room: tuple[Room, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse inconsistent policies (programmer or usage errors, never untrusted input)."""
@@ -176,4 +196,5 @@ class Policy:
             not_before=baseline.not_before,
             require_fresh=config.require_fresh,
             appliers=appliers,
+            room=baseline.room,
         )
