@@ -95,7 +95,8 @@ def test_human_status_shows_every_fact_at_a_glance() -> None:
         "installed:   2, 1",
         "pending:     2 (after a reboot)",
         "available:   3 (verified by the last check)",
-        "last check:  2026-11-26 10:00:00 UTC, 2 h ago (fresh)",
+        "last check:  2026-11-26 10:00:00 UTC, 2 h ago"
+        " (a newer signed manifest; freshness unknown: no BEST-BEFORE date)",
         "floor:       2 (older releases are refused)",
         "runtime:     systemd-sysupdate 257 (the host's own)",
         "next:        reboot: reboot (2 is installed but 1 is running; a reboot starts 2)",

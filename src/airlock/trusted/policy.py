@@ -96,11 +96,14 @@ class Baseline:
         floor: no version below this is ever accepted (the state's rollback floor).
         installed: the newest version sysupdate sees installed (or the state's, as a fallback).
         not_before: the creation time of the newest signature accepted so far.
+        fresh_required: the freshness ratchet: an earlier accepted manifest carried
+            ``BEST-BEFORE``, so this one must too (the state's ``fresh_required``).
     """
 
     floor: str | None = None
     installed: str | None = None
     not_before: datetime.datetime | None = None
+    fresh_required: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +119,9 @@ class Policy:
             result says whether the release is newer.
         not_before: a counted signature created before this instant is a replay.
         require_fresh: a manifest without ``BEST-BEFORE`` is refused.
+        fresh_ratchet: likewise, because an earlier accepted manifest carried one (the state's
+            freshness ratchet; docs/adr/0155): a publisher, or a VM replaying an old unmarked
+            release, cannot step back to manifests that never expire.
         appliers: the rules (``formats.dialect``) of every systemd-sysupdate that may apply the
             release — the one the host runs: the judge requires a signature file each of them
             reads from a ``file://`` source (without it sysupdate would fail on every run).
@@ -128,6 +134,7 @@ class Policy:
     installed: str | None = None
     not_before: datetime.datetime | None = None
     require_fresh: bool = False
+    fresh_ratchet: bool = False
     appliers: tuple[dialect.Dialect, ...] = ()
 
     def __post_init__(self) -> None:
@@ -175,5 +182,6 @@ class Policy:
             installed=baseline.installed,
             not_before=baseline.not_before,
             require_fresh=config.require_fresh,
+            fresh_ratchet=baseline.fresh_required,
             appliers=appliers,
         )
