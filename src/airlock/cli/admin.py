@@ -56,12 +56,18 @@ def _where(args: argparse.Namespace) -> tuple[Path, Path]:
     return cfg.state.path, cfg.lock.path
 
 
+def _text(value: object) -> str:
+    """A state value: itself when printable ASCII (``state.load`` checks that), else escaped."""
+    text = str(value)
+    return text if text.isascii() and text.isprintable() else display(text)
+
+
 def _shown(value: object) -> str:
     if value is None or value == []:
         return "none"
     if isinstance(value, list):
-        return ", ".join(display(v) for v in value)
-    return display(value) if isinstance(value, str) else str(value)
+        return ", ".join(_text(v) for v in value)
+    return _text(value)
 
 
 def _fields(saved: state.State) -> dict[str, object]:
@@ -79,7 +85,7 @@ def _show(args: argparse.Namespace) -> int:
             "state", state_file=os.fspath(path), state=_fields(saved), reset=[], previous=None
         )
         return 0
-    print(f"state file: {display(os.fspath(path))}")
+    print(f"state file: {_text(os.fspath(path))}")
     for name, value in _fields(saved).items():
         print(f"  {name + ':':18} {_shown(value)}")
     return 0
@@ -132,12 +138,12 @@ def _reset(args: argparse.Namespace) -> int:
         )
         return 0
     if old is None:
-        print(f"replaced the unreadable {display(os.fspath(path))} with the empty state")
+        print(f"replaced the unreadable {_text(os.fspath(path))} with the empty state")
     for name, was, now in changes:
         print(f"reset {name}: {_shown(was)} -> {_shown(now)}  ({state.RESETTABLE.get(name, '')})")
     if not changes:
         print("nothing to change: the fields named were already at their defaults")
-    print(f"wrote {display(os.fspath(path))}")
+    print(f"wrote {_text(os.fspath(path))}")
     return 0
 
 
