@@ -213,7 +213,7 @@ def fresh(old: State, event: Verified, now: datetime) -> bool:
     """
     if event.best_before is not None and expires(event.best_before) >= now:
         return True
-    newest = max((min(t, now) for t in event.signed), default=None)
+    newest = max((t if t < now else now for t in event.signed), default=None)
     if newest is None:
         return False
     return old.newest_signature is None or newest > old.newest_signature
