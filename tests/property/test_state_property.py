@@ -132,9 +132,10 @@ def violations(
         out.append("the check was not recorded")
     # Fresh (docs/adr/0155): an unexpired BEST-BEFORE, or a counted signature strictly newer
     # than the newest recorded.  Only a fresh manifest moves the last check.
-    marked = event.best_before is not None and datetime.combine(
-        event.best_before, datetime.min.time(), UTC
-    ) >= now
+    marked = (
+        event.best_before is not None
+        and datetime.combine(event.best_before, datetime.min.time(), UTC) >= now
+    )
     newer = any(before.newest_signature is None or min(t, now) > before.newest_signature
                 for t in event.signed)  # fmt: skip
     if after.last_check != (now if marked or newer else before.last_check):
