@@ -334,6 +334,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         path="cli/admin.py",
         find="    if os.geteuid() != 0:\n",
         replace="    if False:\n",
-        tests=(f"{STATE_CLI}::test_non_root_is_refused_with_one_line",),
+        tests=(f"{STATE_CLI}::test_the_root_check_comes_before_anything_is_read",),
     ),
 )

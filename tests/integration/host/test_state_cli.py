@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock import state
+from airlock import cli, state
 from airlock.errors import ExitStatus
 from tests.support import schemas
 from tests.unit.host.test_lock_state import _holder
@@ -172,3 +172,16 @@ def test_an_old_state_file_without_the_new_fields_loads(tmp_path: Path) -> None:
     loaded = state.load(tmp_path / "state.json")
     assert (loaded.last_seen, loaded.best_before, loaded.fresh_required) == (None, None, False)
     assert loaded.floor == "2"
+
+
+def test_the_root_check_comes_before_anything_is_read(
+    host: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process, so it exercises the module under test even where a subprocess run as another
+    # uid could not read a copy of the source (tests/mutation runs src/ from a private directory).
+    before = (host / "state.json").read_bytes()
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    config = str(host / "host.toml")
+    assert cli.main(["state", "reset", "--all", "--yes", "--config", config]) == ExitStatus.HOST
+    assert "airlock state needs root" in capsys.readouterr().err
+    assert (host / "state.json").read_bytes() == before
