@@ -140,7 +140,8 @@ def _reset(args: argparse.Namespace) -> int:
     if old is None:
         print(f"replaced the unreadable {_text(os.fspath(path))} with the empty state")
     for name, was, now in changes:
-        print(f"reset {name}: {_shown(was)} -> {_shown(now)}  ({state.RESETTABLE.get(name, '')})")
+        what = f"  ({state.RESETTABLE[name]})" if name in state.RESETTABLE else ""
+        print(f"reset {name}: {_shown(was)} -> {_shown(now)}{what}")
     if not changes:
         print("nothing to change: the fields named were already at their defaults")
     print(f"wrote {_text(os.fspath(path))}")

@@ -69,7 +69,8 @@ class PolicyConfig:
         False,
         kind=BOOL,
         flag="--require-fresh",
-        help="refuse a manifest without a BEST-BEFORE marker",
+        help="refuse a manifest without a BEST-BEFORE marker (update and check also refuse one"
+        " once they accepted a manifest with a marker: the freshness ratchet)",
     )
     verifier: VerifierName = setting(
         VerifierName.AUTO,
