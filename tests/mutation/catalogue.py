@@ -21,6 +21,9 @@ DIALECT = "tests/integration/test_dialect_vs_sysupdate.py"
 HOST = "tests/integration/host/test_update_e2e.py"
 REPLAY = "tests/unit/trusted/test_replay_floor.py"
 SHARE = "tests/integration/host/test_share_reset.py"
+FRESH = "tests/unit/trusted/test_freshness_ratchet.py"
+FRESH_HOST = "tests/integration/host/test_update_freshness.py"
+STATE_CLI = "tests/integration/host/test_state_cli.py"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,5 +328,71 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/integration/host/test_update_room.py"
             "::test_a_host_transfer_not_reading_the_snapshot_stops_update_before_it_starts",
         ),
+    ),
+    # --- honest freshness (issue #15 item 2, docs/adr/0155) ---------------------------------------
+    Mutation(
+        name="last-check-on-every-run",
+        guard="only a fresh manifest (unexpired BEST-BEFORE or a newer signature) moves last_check",
+        path="state.py",
+        find="last_check=now if is_fresh else old.last_check,",
+        replace="last_check=now,",
+        tests=(
+            f"{FRESH}::test_a_replayed_unmarked_manifest_does_not_move_the_last_check",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+            f"{FRESH_HOST}::test_a_replayed_unmarked_manifest_is_not_fresh_and_keeps_the_last_check",
+        ),
+    ),
+    Mutation(
+        name="fresh-ratchet-not-recorded",
+        guard="accepting a manifest with BEST-BEFORE sets the freshness ratchet",
+        path="state.py",
+        find="fresh_required=old.fresh_required or event.best_before is not None,",
+        replace="fresh_required=old.fresh_required,",
+        tests=(
+            f"{FRESH}::test_a_run_that_accepts_best_before_sets_the_ratchet_for_the_next_run",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+            f"{FRESH_HOST}::test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it",
+        ),
+    ),
+    Mutation(
+        name="fresh-ratchet-not-fed",
+        guard="the stored freshness ratchet is handed to the judge",
+        path="pipeline/steps.py",
+        find="fresh_required=saved.fresh_required,",
+        replace="fresh_required=False,",
+        tests=(
+            f"{FRESH}::test_a_run_that_accepts_best_before_sets_the_ratchet_for_the_next_run",
+            f"{FRESH_HOST}::test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it",
+        ),
+    ),
+    Mutation(
+        name="fresh-ratchet-check-removed",
+        guard="with the ratchet on, the judge refuses a manifest without BEST-BEFORE",
+        path="trusted/verify.py",
+        find="        if policy.fresh_ratchet:\n",
+        replace="        if False:\n",
+        tests=(
+            f"{FRESH}::test_with_the_ratchet_a_manifest_without_best_before_is_refused",
+            f"{FRESH_HOST}::test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it",
+        ),
+    ),
+    Mutation(
+        name="state-reset-without-lock",
+        guard="airlock state reset takes the update lock (refuses while an update runs)",
+        path="cli/admin.py",
+        find="with lock.hold(lock_path):",
+        replace="with open(os.devnull):",
+        tests=(
+            f"{STATE_CLI}::test_reset_refuses_while_another_process_holds_the_update_lock",
+            f"{FRESH_HOST}::test_state_reset_refuses_while_an_update_holds_the_lock_and_succeeds_after",
+        ),
+    ),
+    Mutation(
+        name="state-reset-without-root",
+        guard="airlock state refuses a caller that is not root",
+        path="cli/admin.py",
+        find="    if os.geteuid() != 0:\n",
+        replace="    if False:\n",
+        tests=(f"{STATE_CLI}::test_the_root_check_comes_before_anything_is_read",),
     ),
 )

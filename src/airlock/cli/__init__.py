@@ -29,6 +29,7 @@ from airlock.text import display
 # code, and a short command does not pay for HTTP or terminal libraries it does not use.
 VERBS: dict[str, tuple[str, ...]] = {
     "airlock.cli.host": ("update", "check", "status", "config"),
+    "airlock.cli.admin": ("state",),
     "airlock.cli.inspection": ("inspect",),
     "airlock.cli.release": ("publish", "render", "keygen", "serve"),
     "airlock.cli.agent": ("agent",),

@@ -262,6 +262,7 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
             installed=installed or saved.installed,
             not_before=saved.newest_signature,
             room=ctx.applier.room(),
+            fresh_required=saved.fresh_required,
         )
         with fsutil.open_dir_nofollow(snapshot) as fd:
             release = ctx.inspector.judge(fd, baseline=baseline, now=ctx.now)
@@ -310,6 +311,7 @@ def record(ctx: RunContext, inspected: Inspected, *, applied: bool) -> None:
             applied=applied,
             signed=tuple(s.created for s in release.signers),
             manifest_sha256=release.manifest_sha256,
+            best_before=release.best_before,
         )
         state.save(path, state.advance(inspected.state, event, ctx.now))
 

@@ -17,7 +17,7 @@ checks (each raises; nothing is returned that did not pass all of them):
    ``openpgp.CLOCK_SKEW`` (the verifier refuses it).  Only the counted signatures become the
    release's ``signers``, whose times the run records as the next ``not_before``.
 4. Parse the authenticated manifest strictly (B1–B11); ``BEST-BEFORE`` in the past or, with
-   ``require_fresh``, absent refuses it (D2, ``reject.expired``).
+   ``require_fresh`` or the state's freshness ratchet, absent refuses it (D2, ``reject.expired``).
 5. Assemble the release (one file per enabled transfer, D3/B18); a release older than the floor or
    the installed version is a rollback (D1, ``reject.rollback``); a newer release the snapshot does
    not fully hold is refused (B19, ``reject.missing``).
@@ -193,6 +193,14 @@ def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime
         if policy.require_fresh:
             raise FreshnessError(
                 "Refusing SHA256SUMS: it carries no BEST-BEFORE marker", code="reject.expired"
+            )
+        if policy.fresh_ratchet:
+            raise FreshnessError(
+                "Refusing SHA256SUMS: it carries no BEST-BEFORE marker, and an earlier accepted"
+                " one did (freshness ratchet)",
+                code="reject.expired",
+                hint="a replayed old release, or the publisher dropped the marker; if that was"
+                " intended: airlock state reset --field fresh_required --yes",
             )
         return
     # As systemd (post-259): the date is a calendar day starting at 00:00 (here UTC); once that
