@@ -16,6 +16,20 @@ from airlock.errors import HostError
 pytestmark = pytest.mark.root
 
 UID, GID = 4_000_123, 4_000_321
+FORKER = """
+import os, time
+forked = 0
+for _ in range(8):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(5)
+        os._exit(0)
+    forked += 1
+print(forked)
+"""
 
 
 @pytest.fixture
@@ -87,11 +101,33 @@ def test_without_the_bind_the_uid_cannot_reach_the_path(tmp_path: Path) -> None:
         proc.RunAs(uid=UID, gid=GID, netns=Path("relative")),
         proc.RunAs(uid=UID, gid=GID, binds=((Path("/a:b"), Path("/c")),)),
         proc.RunAs(uid=UID, gid=GID, binds=((Path("/a"), Path("/c=d")),)),
+        proc.RunAs(uid=UID, gid=GID, max_processes=0),
     ],
 )
 def test_refused_specs(run_as: proc.RunAs) -> None:
     with pytest.raises(ValueError, match="run-as|cannot pass"):
         proc.run(["/bin/true"], timeout=30, run_as=run_as)
+
+
+def test_max_processes_is_the_uids_rlimit_nproc() -> None:
+    argv = ["/bin/grep", "^Max processes", "/proc/self/limits"]
+    limited = proc.run(
+        argv,
+        timeout=30,
+        run_as=proc.RunAs(uid=UID, gid=GID, max_processes=77),
+    )
+    assert limited.stdout.split()[2:4] == [b"77", b"77"]
+    unlimited = proc.run(argv, timeout=30)  # negative control
+    assert unlimited.stdout.split()[2] != b"77"
+
+
+def test_forks_beyond_max_processes_fail() -> None:
+    done = proc.run(
+        ["/usr/bin/python3", "-I", "-S", "-c", FORKER],  # readable by the uid
+        timeout=60,
+        run_as=proc.RunAs(uid=UID, gid=GID, max_processes=4),
+    )
+    assert int(done.stdout) <= 3  # the shell itself is one of the four
 
 
 def test_run_as_needs_the_commands_own_mount_namespace() -> None:

@@ -46,12 +46,15 @@ class RunAs:
         binds: ``(source, target)`` bind mounts made first, as root, visible only in the
             command's own mount namespace: how a path below a directory the uid may not
             enter reaches it (``target`` is an existing directory it may enter).
+        max_processes: ``RLIMIT_NPROC`` (soft and hard): how many processes and threads that
+            uid may have on the whole machine before a fork or thread start fails.
     """
 
     uid: int
     gid: int
     netns: Path | None = None
     binds: tuple[tuple[Path, Path], ...] = ()
+    max_processes: int | None = None
 
     def spec(self) -> str:
         """The guard's ``AS`` argument.
@@ -66,8 +69,11 @@ class RunAs:
             text = os.fspath(path)
             if text != "-" and (not os.path.isabs(text) or any(c in text for c in ":=\0")):
                 raise ValueError(f"cannot pass {text!r} to the guard")
+        if self.max_processes is not None and self.max_processes < 1:
+            raise ValueError("run-as max_processes must be positive")
         binds = [f"{os.fspath(s)}={os.fspath(d)}" for s, d in self.binds]
-        return ":".join([str(self.uid), str(self.gid), os.fspath(self.netns or "-"), *binds])
+        nproc = "-" if self.max_processes is None else str(self.max_processes)
+        return ":".join([str(self.uid), str(self.gid), nproc, os.fspath(self.netns or "-"), *binds])
 
 
 def describe_status(returncode: int) -> str:

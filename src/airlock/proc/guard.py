@@ -35,12 +35,13 @@ with stdio on /dev/null; ``when`` is ``always``, ``ok`` or ``failed`` (only if t
 and succeeded or failed: a fallback).  It exits 1 if a critical step failed and no fallback after
 it succeeded, else 0.
 
-``AS`` is ``-`` or ``UID:GID[:NETNS[:SRC=DST...]]`` (``:`` and ``=`` never occur in the paths):
+``AS`` is ``-`` or ``UID:GID:NPROC:NETNS[:SRC=DST...]`` (``:`` and ``=`` never occur in the paths):
 before ``execve`` the command's process — still root, in the init's private mount namespace —
 joins the network namespace file ``NETNS`` (``-``: stays), bind-mounts each ``SRC`` on ``DST``
 in a mount namespace of its own (never visible to the guard, whose scratch removal is recursive),
 drops every supplementary group, sets all its uids and
-gids to ``UID``/``GID`` and sets ``no_new_privs``: a real unprivileged host uid, not one a user
+gids to ``UID``/``GID`` (``RLIMIT_NPROC`` to ``NPROC`` first unless ``-``) and sets
+``no_new_privs``: a real unprivileged host uid, not one a user
 namespace maps back to root.  The init itself stays root, so it can still signal and reap it.
 
 The ``SCRATCH`` directories (absolute paths) are removed by the guard once the init is gone,
@@ -155,7 +156,7 @@ def _own_proc() -> None:
 
 def become(spec: str) -> None:
     """Apply ``AS`` (see the module docstring) to this process; raises ``OSError``."""
-    uid, gid, *rest = spec.split(":")
+    uid, gid, nproc, *rest = spec.split(":")
     netns = rest[0] if rest else "-"
     if netns != "-":
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -171,6 +172,10 @@ def become(spec: str) -> None:
     for pair in rest[1:]:
         src, _, dst = pair.partition("=")
         _check(_libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None))
+    if nproc != "-":
+        import resource  # only commands with a limit pay for it
+
+        resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
     os.setgroups([])
     os.setresgid(int(gid), int(gid), int(gid))
     os.setresuid(int(uid), int(uid), int(uid))

@@ -14,6 +14,10 @@ another runtime's — as a read-only 9p root).  What the host gives the guest, a
 * a user-mode NIC with ``restrict=on`` and exactly one ``guestfwd`` to the update server, which must
   be on host loopback (``10.0.2.2`` and everything else is unreachable).
 
+When airlock is root, QEMU runs as the configured unprivileged ``uid``/``gid`` (its guard drops
+before ``execve``; no groups, ``no_new_privs``) with ``RLIMIT_NPROC`` = ``max_processes`` for its
+threads and forwarders together, and reaches what it opens through binds (ADR 0171).
+
 Trust: the guest is hostile.  Its console output goes through a bounded reader into the log file and
 only escaped tails reach messages; its reported exit status is a hint.  QEMU runs with
 ``-sandbox on`` (seccomp), is waited for with a timeout, and runs under ``proc``'s guard: QEMU and
@@ -24,6 +28,7 @@ boot with KVM really reaches the guest's init; otherwise TCG.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ipaddress
 import logging
@@ -34,13 +39,13 @@ import shutil
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from airlock import proc, settings
-from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.backends.fetcher import FetchRequest, FetchResult, unprivileged
 from airlock.drain import Drain
 from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
@@ -130,6 +135,19 @@ class QemuConfig:
     probe_timeout_s: float = setting(
         20.0, kind=SECONDS, help="bound of the KVM probe boot (accel = auto)"
     )
+    uid: int = setting(
+        65534,
+        kind=integer(1, 2**32 - 2),
+        help="host uid QEMU and its forwarders run as when airlock is root (best: one no other"
+        " process uses; it owns shared)",
+    )
+    gid: int = setting(65534, kind=integer(1, 2**32 - 2), help="host gid QEMU runs as")
+    max_processes: int = setting(
+        256,
+        kind=integer(16, 1 << 22),
+        help="RLIMIT_NPROC of QEMU's uid: its threads and per-connection forwarders together"
+        " (a guest opening connections meets this bound, not the host's)",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,16 +189,27 @@ class QemuFetcher:
         with tempfile.TemporaryDirectory(prefix="airlock-qemu-", ignore_cleanup_errors=True) as tmp:
             work = Path(tmp)
             _prepare_boot(work, request, route)
-            argv = [
-                *_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet panic=-1"),
-                *_virtfs("airlock-root", root, readonly=True),
-                *_virtfs("airlock-boot", work / "boot", readonly=True),
-                *_virtfs("airlock-src", cfg.agent_source, readonly=True),
-                *_virtfs("airlock-config", work / "config", readonly=True),
-                *_virtfs("airlock-updates", request.share, readonly=False),
-                *_netdev(cfg, route),
-            ]
-            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes, scratch=work)
+            paths = (kernel, initrd, root, work / "boot", cfg.agent_source, work / "config")
+            with _as_unprivileged(cfg, request.share, paths) as (who, sources):
+
+                def at(path: Path) -> Path:
+                    return sources.get(path, path)
+
+                argv = [
+                    *_machine_argv(
+                        cfg, accel, at(kernel), at(initrd), "console=ttyS0 quiet panic=-1"
+                    ),
+                    *_virtfs("airlock-root", at(root), readonly=True),
+                    *_virtfs("airlock-boot", at(work / "boot"), readonly=True),
+                    *_virtfs("airlock-src", at(cfg.agent_source), readonly=True),
+                    *_virtfs("airlock-config", at(work / "config"), readonly=True),
+                    *_virtfs("airlock-updates", at(request.share), readonly=False),
+                    *_netdev(cfg, route),
+                ]
+                scratch = (work, *({p.parent for p in sources.values()}))
+                status, console_tail = _run_vm(
+                    argv, request, cfg.max_log_bytes, scratch=scratch, run_as=who
+                )
         duration = time.monotonic() - start
         detail = _console_tail(console_tail)
         if status is None:
@@ -201,6 +230,30 @@ class QemuFetcher:
                 code="fetch.failed",
             )
         return FetchResult(exit_status=status, duration_s=duration, log_tail=detail)
+
+
+@contextlib.contextmanager
+def _as_unprivileged(
+    cfg: QemuConfig, share: Path, paths: Sequence[Path]
+) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path]]]:
+    """As root: QEMU's uid, limits and binds (ADR 0171); else nothing changes.
+
+    ``shared`` becomes the uid's; every path QEMU opens is bound onto an entry of a scratch
+    directory the uid may enter, in QEMU's own mount namespace.
+    """
+    if os.geteuid() != 0:
+        yield None, {}
+        return
+    unprivileged.give_share(share, cfg.uid, cfg.gid)
+    scratch = unprivileged.make_scratch("airlock-qemu-binds-")
+    try:
+        sources = unprivileged.bind_through(scratch, (*paths, share))
+        yield (
+            unprivileged.run_as(cfg.uid, cfg.gid, sources, max_processes=cfg.max_processes),
+            sources,
+        )
+    finally:
+        unprivileged.remove_flat(scratch)
 
 
 def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, Path]:
@@ -339,7 +392,8 @@ def _machine_argv(
         "-serial", "chardev:con",
         # seccomp; not elevateprivileges=deny (the forwarder fails) nor spawn=deny (QEMU dies
         # of SIGSYS at the guest's first connection): the guestfwd cmd: forwarder needs both
-        # (ADR 0142).
+        # (ADR 0142). QEMU and its forwarders are an unprivileged uid with no_new_privs and a
+        # process limit instead (ADR 0171).
         "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
         "-kernel", os.fspath(kernel),
         "-initrd", os.fspath(initrd),
@@ -404,7 +458,12 @@ def _console_tail(data: bytes) -> str:
 
 
 def _run_vm(
-    argv: Sequence[str], request: FetchRequest, max_log_bytes: int, *, scratch: Path
+    argv: Sequence[str],
+    request: FetchRequest,
+    max_log_bytes: int,
+    *,
+    scratch: Sequence[Path],
+    run_as: proc.RunAs | None,
 ) -> tuple[int | None, bytes]:
     """Run QEMU to power-off or the timeout; return the guest's reported status and console tail.
 
@@ -425,7 +484,7 @@ def _run_vm(
         )
         fd, fds[2] = fds[2], -1
         errors = Drain(fd, tail=_TAIL_BYTES)
-        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=(scratch,)) as vm:
+        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=scratch, run_as=run_as) as vm:
             for i in (1, 3):  # only QEMU (and its forwarders) hold the write ends now
                 os.close(fds[i])
                 fds[i] = -1

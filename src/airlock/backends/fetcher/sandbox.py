@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from airlock import pids, proc, settings
-from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.backends.fetcher import FetchRequest, FetchResult, unprivileged
 from airlock.drain import Drain
 from airlock.errors import ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
@@ -48,7 +47,6 @@ logger = logging.getLogger(__name__)
 BWRAP = "/usr/bin/bwrap"
 IP = "/usr/sbin/ip"
 NETNS_DIR = Path("/run/netns")
-SCRATCH_PARENT = "/run"  # root's, 0755
 SYSTEM_RO = (
     "/usr",
     "/bin",
@@ -138,18 +136,6 @@ def pids_in_ns(ns: str) -> list[int]:
     return found
 
 
-def _remove_flat(scratch: Path) -> None:
-    """Remove ``scratch`` and its entries, one level, nothing followed (the guard may have)."""
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(scratch):
-            with contextlib.suppress(OSError):
-                if entry.is_dir(follow_symlinks=False):
-                    os.rmdir(entry.path)
-                else:
-                    os.unlink(entry.path)
-        os.rmdir(scratch)
-
-
 class SandboxFetcher:
     """Runs ``request.command`` in a bubblewrap sandbox (see the module docstring)."""
 
@@ -228,15 +214,14 @@ class SandboxFetcher:
         """
         if not request.command:
             raise FetchError("No fetch command configured", code="fetch.config")
-        # Not $TMPDIR: the payload's uid must enter every directory above the binds' targets.
-        scratch = Path(tempfile.mkdtemp(prefix="airlock-sandbox-", dir=SCRATCH_PARENT))
+        scratch = unprivileged.make_scratch("airlock-sandbox-")
         try:
             run_as, sources = self._run_as(request, scratch)
             return self._fetch(request, reporter, run_as, sources, scratch)
         finally:
             # The guard removes it (also if airlock died); the binds were never visible here,
             # but nothing recursive runs on it from this side anyway.
-            _remove_flat(scratch)
+            unprivileged.remove_flat(scratch)
 
     def _run_as(
         self, request: FetchRequest, scratch: Path
@@ -257,36 +242,12 @@ class SandboxFetcher:
         if os.geteuid() != 0:
             return None, None  # an unprivileged caller: the payload runs as the caller
         uid, gid = self._ids
-        sources: dict[Path, Path] = {}
-        try:
-            fd = os.open(request.share, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-            try:
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, 0o755)
-            finally:
-                os.close(fd)
-            scratch.chmod(0o755)
-            for i, path in enumerate((request.config_dir, request.share, *self._ro_binds)):
-                target = scratch / str(i)
-                if os.path.isdir(path):
-                    target.mkdir(mode=0o755)
-                else:
-                    target.touch(mode=0o644)
-                sources[path] = target
-        except OSError as exc:
-            raise HostError(
-                f"Failed to prepare the sandbox for uid {uid}: {exc.strerror}",
-                code="host.sandbox",
-            ) from exc
+        unprivileged.give_share(request.share, uid, gid)
+        sources = unprivileged.bind_through(
+            scratch, (request.config_dir, request.share, *self._ro_binds)
+        )
         netns = NETNS_DIR / self._netns if self._netns else None
-        run_as = proc.RunAs(uid=uid, gid=gid, netns=netns, binds=tuple(sources.items()))
-        try:
-            run_as.spec()
-        except ValueError as exc:
-            raise ConfigError(
-                f"Refusing a sandbox path: {display(str(exc))}", code="config.sandbox"
-            ) from exc
-        return run_as, sources
+        return unprivileged.run_as(uid, gid, sources, netns=netns), sources
 
     def _fetch(
         self,
