@@ -4,7 +4,8 @@
 The point is read from outside only: the ``--json`` event stream (right after a ``step-started``
 or ``step-finished`` event, or at an apply progress event strictly between 0 and 100 %), the
 process tree below the command (while its n-th child running a given program is alive, by the
-program's ``/proc/PID/exe``), or a condition on the file system (a file the fetcher wrote).
+program's ``/proc/PID/exe``; that child is held with SIGSTOP until the kill), or a condition on
+the file system (a file the fetcher wrote).
 """
 
 from __future__ import annotations
@@ -65,9 +66,24 @@ def _wait_child(pid: int, point: Point, deadline: float) -> str:
             if child not in seen and leaks.exe_name(child) in point.child:
                 seen.add(child)
                 if len(seen) == point.nth:
-                    return f"{leaks.exe_name(child)} (pid {child})"
+                    return _hold(child, point)
         time.sleep(POLL_S)
     raise AssertionError(f"{point.name}: never saw {point.child} #{point.nth} run")
+
+
+def _hold(child: int, point: Point) -> str:
+    """Stop ``child`` where it is, so that it is still running its program when the command is
+    killed (a short child such as ``btrfs subvolume delete`` may otherwise end between being seen
+    and the kill).  The kill of the command ends it like the rest of the tree: SIGKILL reaches a
+    stopped process."""
+    try:
+        os.kill(child, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+    name = leaks.exe_name(child)  # '' once it has exited (a zombie's exe is unreadable)
+    if name not in point.child:
+        raise AssertionError(f"{point.name}: {point.child} #{point.nth} ended before it was held")
+    return f"{name} (pid {child}, held)"
 
 
 def _wait_ready(point: Point, deadline: float) -> str:
