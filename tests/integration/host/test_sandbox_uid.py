@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.fetcher import FetchRequest
+from airlock.backends.fetcher import FetchRequest, unprivileged
 from airlock.backends.fetcher.sandbox import SandboxConfig, SandboxFetcher
+from airlock.errors import ConfigError
 from airlock.events import ListReporter
 from tests.support import leaks
 
@@ -170,3 +171,19 @@ def test_negative_control_bubblewrap_as_root_made_setuid_root_files(tmp_path: Pa
     _fetcher(old=True).fetch(_request(tmp_path, _SETUID_SCRIPT), ListReporter())
     st = (tmp_path / "shared" / "t").stat()
     assert st.st_uid == 0 and st.st_mode & stat.S_ISUID  # the check above fires on it
+
+
+def test_a_bind_path_the_guard_cannot_carry_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Path] = []
+    original = unprivileged.make_scratch
+    monkeypatch.setattr(
+        unprivileged, "make_scratch", lambda prefix: made.append(original(prefix)) or made[-1]
+    )
+    fetcher = SandboxFetcher(SandboxConfig(uid=UID, gid=GID, ro_binds=(Path("/run/a:b"),)))
+    with pytest.raises(ConfigError) as info:
+        fetcher.fetch(_request(tmp_path, "exit 0"), ListReporter())
+    assert info.value.code == "config.fetcher"
+    assert len(made) == 1
+    assert not made[0].exists()  # its scratch directory is gone
