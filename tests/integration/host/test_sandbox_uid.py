@@ -178,9 +178,12 @@ def test_a_bind_path_the_guard_cannot_carry_is_a_config_error(
 ) -> None:
     made: list[Path] = []
     original = unprivileged.make_scratch
-    monkeypatch.setattr(
-        unprivileged, "make_scratch", lambda prefix: made.append(original(prefix)) or made[-1]
-    )
+
+    def recorded(prefix: str) -> Path:
+        made.append(original(prefix))
+        return made[-1]
+
+    monkeypatch.setattr(unprivileged, "make_scratch", recorded)
     fetcher = SandboxFetcher(SandboxConfig(uid=UID, gid=GID, ro_binds=(Path("/run/a:b"),)))
     with pytest.raises(ConfigError) as info:
         fetcher.fetch(_request(tmp_path, "exit 0"), ListReporter())
