@@ -30,15 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import ipaddress
 import logging
 import os
 import re
 import shlex
-import shutil
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +43,10 @@ from typing import ClassVar
 
 from airlock import proc, settings
 from airlock.backends.fetcher import FetchRequest, FetchResult, unprivileged
+from airlock.backends.fetcher.qemu_boot import GUEST_SERVER_IP, ServerRoute, prepare_boot
+from airlock.backends.fetcher.qemu_boot import route as server_route
 from airlock.drain import Drain
-from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
+from airlock.errors import CommandTimedOut, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.layout import Layout
 from airlock.settings import (
@@ -61,11 +60,10 @@ from airlock.settings import (
     setting,
     setting_from,
 )
-from airlock.text import display, tail
+from airlock.text import tail
 
 logger = logging.getLogger(__name__)
 
-GUEST_SERVER_IP = "10.0.2.100"  # inside QEMU's user network 10.0.2.0/24; the guest is 10.0.2.15
 _STATUS_RE = re.compile(rb"airlock-guest: status (\d{1,3})\r?$", re.MULTILINE)
 _PROBE_OK = b"airlock-guest: probe ok"
 _TAIL_BYTES = 8192
@@ -150,17 +148,6 @@ class QemuConfig:
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerRoute:
-    """Where the guest's one allowed connection goes, and how the guest names it."""
-
-    host_addr: str  # loopback address on the host
-    host_port: int
-    guest_port: int  # on GUEST_SERVER_IP
-    guest_url: str  # the update URL as the guest must use it
-    hosts_name: str | None  # a host name the guest's /etc/hosts maps to GUEST_SERVER_IP
-
-
 class QemuFetcher:
     """Boots the update guest under QEMU; ``fetch`` returns only after QEMU is gone."""
 
@@ -180,7 +167,7 @@ class QemuFetcher:
         kernel, initrd, root = _guest_files(cfg.guest_dir, cfg.guest_root)
         for exe in (cfg.qemu, Path(cfg.forwarder[0])):
             proc.check_executable(exe)
-        route = _route(request.config_dir, cfg.server)
+        route = server_route(request.config_dir, cfg.server)
         accel = _choose_accel(cfg, kernel, initrd)
         if accel is Accel.TCG:
             reporter.emit(Notice(message="update VM runs under TCG (no KVM)", step=Step.FETCH))
@@ -188,7 +175,7 @@ class QemuFetcher:
         # The guard removes it too if airlock is killed while QEMU runs.
         with tempfile.TemporaryDirectory(prefix="airlock-qemu-", ignore_cleanup_errors=True) as tmp:
             work = Path(tmp)
-            _prepare_boot(work, request, route)
+            prepare_boot(work, request, route)
             paths = (kernel, initrd, root, work / "boot", cfg.agent_source, work / "config")
             with _as_unprivileged(cfg, request.share, paths) as (who, sources):
 
@@ -267,73 +254,6 @@ def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, 
                 hint="build it with `make guest` (scripts/make-guest.sh)",
             )
     return kernel, initrd, root.resolve()
-
-
-def _route(config_dir: Path, server: str | None) -> ServerRoute:
-    """Read the trusted ``update-url`` and decide the one forward and the guest-side URL.
-
-    Raises:
-        ConfigError: no usable ``update-url``, or a server that is not on host loopback.
-    """
-    path = config_dir / "update-url"
-    try:
-        raw = path.read_bytes()[:4097]
-    except OSError as exc:
-        raise ConfigError(
-            f"Failed to read {path}: {exc.strerror}", code="config.update-url"
-        ) from exc
-    try:
-        url = raw.decode("ascii").strip()
-        parts = urllib.parse.urlsplit(url)
-        guest_port = parts.port or (443 if parts.scheme == "https" else 80)
-    except (UnicodeDecodeError, ValueError):
-        raise ConfigError(
-            f"Refusing update-url {display(raw)}: not an ASCII URL", code="config.update-url"
-        ) from None
-    name = parts.hostname
-    if parts.scheme not in ("http", "https") or not name or len(raw) > 4096:
-        raise ConfigError(
-            f"Refusing update-url {display(url)}: not an http(s) URL", code="config.update-url"
-        )
-    literal = _ip(name)
-    if server is not None:
-        host, _, port_text = server.rpartition(":")
-        target, target_port = host.strip("[]"), _port(port_text)
-    else:
-        target, target_port = name, guest_port
-    addr = _ip(target)
-    if addr is None or not addr.is_loopback or target_port is None:
-        raise ConfigError(
-            f"Refusing update server {display(server or name)}: the QEMU fetcher forwards only "
-            "to an address:port on host loopback",
-            code="config.server",
-            hint="serve the release on 127.0.0.1, or set the fetcher's server to a loopback proxy",
-        )
-    if literal is not None:
-        netloc = f"{GUEST_SERVER_IP}:{guest_port}"
-        guest_url, hosts_name = urllib.parse.urlunsplit(parts._replace(netloc=netloc)), None
-    else:
-        guest_url, hosts_name = url, name  # the guest's /etc/hosts maps the name to the alias
-    return ServerRoute(
-        host_addr=str(addr),
-        host_port=target_port,
-        guest_port=guest_port,
-        guest_url=guest_url,
-        hosts_name=hosts_name,
-    )
-
-
-def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if name == "localhost":
-        return ipaddress.IPv4Address("127.0.0.1")
-    try:
-        return ipaddress.ip_address(name)
-    except ValueError:
-        return None
-
-
-def _port(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _choose_accel(cfg: QemuConfig, kernel: Path, initrd: Path) -> Accel:
@@ -422,33 +342,6 @@ def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
     # ipv6=off: libslirp's restrict=on is written for IPv4; the guest gets no IPv6 at all.
     net = f"user,id=n0,restrict=on,ipv6=off,{fwd}"
     return ["-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
-
-
-def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:
-    """The boot share (command, hosts) and the private config copy, all host-written."""
-    if not request.command or any("\0" in a for a in request.command):
-        raise ConfigError("Refusing an empty command or one with NUL bytes", code="config.command")
-    command = list(request.command)
-    if Path(command[0]).name == "airlock":
-        # The host's airlock executable does not exist in the guest: the package is shared.
-        command[:1] = ["python3", "-m", "airlock"]
-    boot = work / "boot"
-    boot.mkdir()
-    (boot / "command").write_text("set -- " + shlex.join(command) + "\n", encoding="utf-8")
-    hosts = "127.0.0.1 localhost\n"
-    if route.hosts_name is not None:
-        hosts += f"{GUEST_SERVER_IP} {route.hosts_name}\n"
-    (boot / "hosts").write_text(hosts, encoding="ascii")
-    config = work / "config"
-    try:
-        shutil.copytree(request.config_dir, config, symlinks=True)  # masked transfers → /dev/null
-    except (OSError, shutil.Error) as exc:
-        raise ConfigError(
-            f"Failed to copy the VM config from {request.config_dir}: {exc}", code="config.vm"
-        ) from exc
-    (config / "update-url").write_text(route.guest_url + "\n", encoding="ascii")
-    for path in (work, boot, config):
-        path.chmod(0o755)
 
 
 def _console_tail(data: bytes) -> str:
