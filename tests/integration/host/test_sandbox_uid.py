@@ -179,8 +179,8 @@ def test_a_bind_path_the_guard_cannot_carry_is_a_config_error(
     made: list[Path] = []
     original = unprivileged.make_scratch
 
-    def recorded(prefix: str) -> Path:
-        made.append(original(prefix))
+    def recorded(prefix: str, share: Path) -> Path:
+        made.append(original(prefix, share))
         return made[-1]
 
     monkeypatch.setattr(unprivileged, "make_scratch", recorded)
@@ -190,3 +190,18 @@ def test_a_bind_path_the_guard_cannot_carry_is_a_config_error(
     assert info.value.code == "config.fetcher"
     assert len(made) == 1
     assert not made[0].exists()  # its scratch directory is gone
+
+
+def test_a_killed_runs_scratch_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    share = tmp_path / "shared"
+    first = unprivileged.make_scratch("airlock-test-scratch-", share)
+    (first / "0").mkdir()  # what a run killed with its guard leaves: empty entries
+    (first / "1").touch()
+    again = unprivileged.make_scratch("airlock-test-scratch-", share)
+    try:
+        assert again == first
+        assert list(again.iterdir()) == []
+        assert again.stat().st_mode & 0o777 == 0o755
+    finally:
+        unprivileged.remove_flat(again)
+    assert not again.exists()

@@ -11,8 +11,8 @@ entries are empty and root's.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,10 +23,26 @@ from airlock.text import display
 SCRATCH_PARENT = "/run"  # root's, 0755; not $TMPDIR, which may be private
 
 
-def make_scratch(prefix: str) -> Path:
-    """An empty directory, 0755, below ``SCRATCH_PARENT``."""
-    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=SCRATCH_PARENT))
-    scratch.chmod(0o755)
+def make_scratch(prefix: str, share: Path) -> Path:
+    """An empty directory, 0755, below ``SCRATCH_PARENT``, named after ``share``.
+
+    One name per share: a run killed with its guard (SIGKILL, or ``leftovers`` stopping it) leaves
+    its empty entries behind, and the next run on that share — which holds the update lock, after
+    every process of the earlier one is gone — removes them here, one level, nothing followed.
+
+    Raises:
+        HostError: a leftover could not be removed or the directory made.
+    """
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(share))).hexdigest()[:16]
+    scratch = Path(SCRATCH_PARENT) / f"{prefix}{digest}"
+    remove_flat(scratch)
+    try:
+        scratch.mkdir(mode=0o700)
+        scratch.chmod(0o755)
+    except OSError as exc:
+        raise HostError(
+            f"Failed to make {scratch} for the fetcher: {exc.strerror}", code="host.fetcher"
+        ) from exc
     return scratch
 
 
