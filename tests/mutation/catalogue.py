@@ -24,6 +24,8 @@ SHARE = "tests/integration/host/test_share_reset.py"
 FRESH = "tests/unit/trusted/test_freshness_ratchet.py"
 FRESH_HOST = "tests/integration/host/test_update_freshness.py"
 STATE_CLI = "tests/integration/host/test_state_cli.py"
+SANDBOX_UID = "tests/integration/host/test_sandbox_uid.py"
+RUN_AS = "tests/integration/test_proc_run_as.py"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -394,5 +396,68 @@ MUTATIONS: tuple[Mutation, ...] = (
         find="    if os.geteuid() != 0:\n",
         replace="    if False:\n",
         tests=(f"{STATE_CLI}::test_the_root_check_comes_before_anything_is_read",),
+    ),
+    # --- fetchers: a real unprivileged uid (ADR 0170, 0171) -------------------------------------
+    Mutation(
+        name="sandbox-as-root",
+        guard="the sandbox payload runs as the configured unprivileged host uid",
+        path="backends/fetcher/sandbox.py",
+        find="if os.geteuid() != 0:\n            return None, None",
+        replace="if True:\n            return None, None",
+        tests=(
+            f"{SANDBOX_UID}::test_the_payload_is_the_configured_uid_on_the_host",
+            f"{SANDBOX_UID}::test_the_payload_cannot_read_a_root_only_file_in_a_read_only_bind",
+        ),
+    ),
+    Mutation(
+        name="sandbox-binds-etc-ssl",
+        guard="of /etc/ssl only certs/ is bound into the sandbox",
+        path="backends/fetcher/sandbox.py",
+        find='"/etc/ssl/certs",',
+        replace='"/etc/ssl",',
+        tests=(
+            f"{SANDBOX_UID}::test_the_payload_cannot_read_a_root_only_file_in_a_read_only_bind",
+        ),
+    ),
+    Mutation(
+        name="clean-keeps-set-id",
+        guard="clean_share removes files with a set-user-ID, set-group-ID or sticky bit",
+        path="backends/staging/btrfs.py",
+        find="and not st.st_mode & _SPECIAL_BITS",
+        replace="and True",
+        tests=(
+            "tests/integration/host/test_staging_btrfs.py"
+            "::test_clean_share_unlinks_unwanted_regular_files",
+        ),
+    ),
+    Mutation(
+        name="run-as-binds-seen-by-the-guard",
+        guard="RunAs binds are invisible to the guard, whose scratch removal is recursive",
+        path="proc/guard.py",
+        find="        _check(_libc.unshare(CLONE_NEWNS))\n",
+        replace="",
+        tests=(f"{RUN_AS}::test_binds_reach_only_the_command_and_survive_scratch_removal",),
+    ),
+    Mutation(
+        name="run-as-no-nproc",
+        guard="RunAs sets RLIMIT_NPROC before the drop",
+        path="proc/guard.py",
+        find="resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))",
+        replace="pass",
+        tests=(
+            f"{RUN_AS}::test_max_processes_is_the_uids_rlimit_nproc",
+            f"{RUN_AS}::test_forks_beyond_max_processes_fail",
+        ),
+    ),
+    Mutation(
+        name="qemu-as-root",
+        guard="QEMU and its forwarders run as the configured unprivileged uid, bounded",
+        path="backends/fetcher/qemu.py",
+        find="if os.geteuid() != 0:\n        yield None, {}",
+        replace="if True:\n        yield None, {}",
+        tests=(
+            "tests/integration/vm/test_qemu_unprivileged.py"
+            "::test_qemu_is_unprivileged_under_seccomp_and_its_forwarders_are_bounded",
+        ),
     ),
 )
