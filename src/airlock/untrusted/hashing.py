@@ -7,9 +7,11 @@ regular file with one link, the same inode and exactly the size the walk saw (wh
 checked against the caps).  Reading more or fewer bytes than that size refuses the file, so a file
 that changes under us cannot make the hash cover other bytes than the size promised.
 
-Files are hashed in parallel threads: ``hashlib`` releases the GIL while hashing large buffers and
-``os.readv`` releases it while reading, so two files use two cores.  Digests are returned, not
-judged: comparing them with the manifest is ``trusted.verify``'s job.
+Each file is hashed from a read-only memory map under a read lease (``untrusted.mapped``, ADR
+0150: no copy out of the page cache; a truncation or a writer while hashing refuses the file), or,
+where no lease can be had, read with ``os.readv``.  Files are hashed in parallel threads, largest
+first: ``hashlib`` releases the GIL while hashing large buffers, so two files use two cores.
+Digests are returned, not judged: comparing them with the manifest is ``trusted.verify``'s job.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from airlock.errors import HostError, InspectionError
 from airlock.fsutil import FILE_FLAGS
 from airlock.limits import Limits
 from airlock.text import display
+from airlock.untrusted import mapped
 from airlock.untrusted.walk import ListedFile
 
 logger = logging.getLogger(__name__)
@@ -166,6 +169,22 @@ def _stream_pipelined(
     return done, h.hexdigest()
 
 
+def _stream(
+    fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event, pipelined: bool
+) -> tuple[int, str]:
+    """Hash from a read-only map under a read lease (ADR 0150), or else by reading."""
+    if listed.size and mapped.take_lease(fd, listed.size):
+        try:
+            sha256 = mapped.sha256_mapped(fd, listed.size, stop)
+        except mapped.Changed:
+            raise mapped.refuse_changed(listed.name, display(listed.name)) from None
+        finally:
+            mapped.drop_lease(fd)
+        return listed.size, sha256 or ""  # None: cancelled, which the caller checks first
+    stream = _stream_pipelined if pipelined else _stream_plain
+    return stream(fd, listed.size, buffer_bytes, stop)
+
+
 def _hash_one(
     dir_fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event, pipelined: bool
 ) -> Digest:
@@ -179,9 +198,8 @@ def _hash_one(
             ) from exc
         if listed.size:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        stream = _stream_pipelined if pipelined else _stream_plain
         try:
-            done, sha256 = stream(fd, listed.size, buffer_bytes, stop)
+            done, sha256 = _stream(fd, listed, buffer_bytes, stop, pipelined)
         except OSError as exc:
             raise HostError(
                 f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
@@ -226,15 +244,17 @@ def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> H
         digests = [_hash_one(dir_fd, f, buffer_bytes, stop, pipelined) for f in files]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="airlock-hash") as pool:
-            futures = [
-                pool.submit(_hash_one, dir_fd, f, buffer_bytes, stop, pipelined) for f in files
-            ]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            # Largest first, so that the small files fill the other threads meanwhile.
+            futures = {
+                i: pool.submit(_hash_one, dir_fd, files[i], buffer_bytes, stop, pipelined)
+                for i in sorted(range(len(files)), key=lambda i: -files[i].size)
+            }
+            finished, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
             for fut in finished:
                 exc = fut.exception()
                 if exc is not None:
                     # The first failure decides; the other threads stop at their next read.
                     stop.set()
                     raise exc
-            digests = [fut.result() for fut in futures]
+            digests = [futures[i].result() for i in range(len(files))]
     return Hashed(digests=tuple(digests), bytes_hashed=sum(d.size for d in digests))
