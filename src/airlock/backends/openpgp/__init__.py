@@ -48,6 +48,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 #: at that moment) and its answers for identical input: long enough for one judgement, short
 #: enough that a key expiring meanwhile is seen by the next one.
 REUSE_S = 60.0
+_clock = time.monotonic
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
@@ -179,7 +180,7 @@ class BaseVerifier(abc.ABC):
         """The keyring's listing; gpg runs again when the file's bytes differ or after REUSE_S."""
         path = keyring.absolute()
         raw = keyring_mod.read_bytes(path, max_bytes=self.limits.max_keyring_bytes)
-        now = time.monotonic()
+        now = _clock()
         cached = self._rings.get(raw)
         if cached is not None and now - cached[0] < REUSE_S:
             return cached[1]
