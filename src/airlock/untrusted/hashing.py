@@ -7,10 +7,12 @@ regular file with one link, the same inode and exactly the size the walk saw (wh
 checked against the caps).  Reading more or fewer bytes than that size refuses the file, so a file
 that changes under us cannot make the hash cover other bytes than the size promised.
 
-Each file is hashed from a read-only memory map under a read lease (``untrusted.mapped``, ADR
-0150: no copy out of the page cache; a truncation or a writer while hashing refuses the file), or,
-where no lease can be had, read with ``os.readv``.  Files are hashed in parallel threads, largest
-first: ``hashlib`` releases the GIL while hashing large buffers, so two files use two cores.
+Files are hashed in parallel threads, largest first: ``hashlib`` releases the GIL while hashing
+large buffers, so two files use two cores.  A file that has a core to spare (fewer files than
+threads, or a file that dominates the release, as Spectrum's root image does) is read with
+``os.readv`` by a helper thread while this one hashes; every other file is hashed from a read-only
+memory map under a read lease (``untrusted.mapped``, ADR 0150: no copy out of the page cache; a
+truncation or a writer while hashing refuses the file), or read where no lease can be had.
 Digests are returned, not judged: comparing them with the manifest is ``trusted.verify``'s job.
 """
 
@@ -36,6 +38,8 @@ from airlock.untrusted.walk import ListedFile
 logger = logging.getLogger(__name__)
 
 HEAD_BYTES = 8  # enough for every compression magic sysupdate recognises
+#: A file this many times larger than all the others together gets a read-ahead thread.
+DOMINANT = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +176,13 @@ def _stream_pipelined(
 def _stream(
     fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event, pipelined: bool
 ) -> tuple[int, str]:
-    """Hash from a read-only map under a read lease (ADR 0150), or else by reading."""
+    """Read ahead in a helper thread, else hash from a leased read-only map (ADR 0150), else read.
+
+    With a core to spare, a reader thread copying into small buffers beats the map: the hashing
+    thread then reads bytes the reader just brought into the CPU cache.
+    """
+    if pipelined:
+        return _stream_pipelined(fd, listed.size, buffer_bytes, stop)
     if listed.size and mapped.take_lease(fd, listed.size):
         try:
             sha256 = mapped.sha256_mapped(fd, listed.size, stop)
@@ -181,8 +191,7 @@ def _stream(
         finally:
             mapped.drop_lease(fd)
         return listed.size, sha256 or ""  # None: cancelled, which the caller checks first
-    stream = _stream_pipelined if pipelined else _stream_plain
-    return stream(fd, listed.size, buffer_bytes, stop)
+    return _stream_plain(fd, listed.size, buffer_bytes, stop)
 
 
 def _hash_one(
@@ -219,6 +228,23 @@ def _hash_one(
     return Digest(name=listed.name, size=done, sha256=sha256, head=head)
 
 
+def read_ahead(files: Sequence[ListedFile], threads: int) -> frozenset[int]:
+    """Indices of the files hashed with a read-ahead thread (the others: a leased map).
+
+    Fewer files than threads: each gets a reader on a spare core.  Otherwise, with two threads or
+    more, a file at least ``DOMINANT`` times larger than all others together (Spectrum's root
+    image beside its verity file and UKI) gets one: the small files are done on the other core
+    long before it, which is then free to read ahead.
+    """
+    if len(files) < threads:
+        return frozenset(range(len(files)))
+    if threads < 2 or len(files) < 2:
+        return frozenset()
+    big = max(range(len(files)), key=lambda i: files[i].size)
+    rest = sum(f.size for i, f in enumerate(files) if i != big)
+    return frozenset({big}) if files[big].size >= DOMINANT * rest else frozenset()
+
+
 def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> Hashed:
     """Stream SHA-256 of ``files`` from fds opened relative to ``dir_fd``, in parallel threads.
 
@@ -238,15 +264,16 @@ def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> H
     workers = max(1, min(limits.hash_threads, len(files)))
     buffer_bytes = max(64 * 1024, limits.hash_buffer_bytes)
     stop = threading.Event()
-    # A spare thread (fewer files than threads) reads ahead for the hashing thread.
-    pipelined = workers < limits.hash_threads
+    ahead = read_ahead(files, limits.hash_threads)
     if workers == 1:
-        digests = [_hash_one(dir_fd, f, buffer_bytes, stop, pipelined) for f in files]
+        digests = [
+            _hash_one(dir_fd, f, buffer_bytes, stop, i in ahead) for i, f in enumerate(files)
+        ]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="airlock-hash") as pool:
             # Largest first, so that the small files fill the other threads meanwhile.
             futures = {
-                i: pool.submit(_hash_one, dir_fd, files[i], buffer_bytes, stop, pipelined)
+                i: pool.submit(_hash_one, dir_fd, files[i], buffer_bytes, stop, i in ahead)
                 for i in sorted(range(len(files)), key=lambda i: -files[i].size)
             }
             finished, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)

@@ -152,8 +152,8 @@ def test_truncation_while_hashing_is_refused_cleanly(
         listing = walk.walk(dfd, limits=Limits())
         monkeypatch.setattr(mapped, "WINDOW_BYTES", WINDOW)
         cutter = _truncate_when_polled(monkeypatch, path, at_call=4)
-        with pytest.raises(InspectionError) as info:
-            hashing.hash_files(dfd, listing.files, limits=Limits())
+        with pytest.raises(InspectionError) as info:  # one thread: the map, no read-ahead
+            hashing.hash_files(dfd, listing.files, limits=replace(Limits(), hash_threads=1))
     finally:
         os.close(dfd)
     assert info.value.code == "reject.size"
@@ -243,3 +243,40 @@ def test_short_lease_break_time_disables_the_map(
         assert not mapped.take_lease(fd, 1)
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "threads", "ahead"),
+    [
+        ([10], 2, {0}),  # a spare core: read ahead
+        ([10], 1, set()),
+        ([10, 10], 2, set()),  # two cores, two files: a map each
+        ([400, 100, 10, 0], 2, set()),  # not dominant (400 < 4 * 110)
+        ([440, 100, 10], 2, {0}),  # Spectrum's shape: the root image dominates
+        ([100, 400], 2, {1}),
+        ([100, 400], 1, set()),
+        ([5, 5, 5], 8, {0, 1, 2}),
+    ],
+)
+def test_read_ahead_goes_to_a_spare_core_or_a_dominant_file(
+    sizes: list[int], threads: int, ahead: set[int]
+) -> None:
+    files = [walk.ListedFile(name=f"f{i}", size=size, dev=0, ino=i) for i, size in enumerate(sizes)]
+    assert hashing.read_ahead(files, threads) == ahead
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dominant_file_and_small_ones_hash_as_hashlib(tmp_path: Path, threads: int) -> None:
+    data = {"root": os.urandom(5_000_003), "verity": os.urandom(100_001), "uki": os.urandom(7)}
+    for name, content in data.items():
+        (tmp_path / name).write_bytes(content)
+    fd = os.open(tmp_path, fsutil.DIR_FLAGS)
+    try:
+        listing = walk.walk(fd, limits=Limits())
+        limits = replace(Limits(), hash_threads=threads, hash_buffer_bytes=65536)
+        out = hashing.hash_files(fd, listing.files, limits=limits)
+    finally:
+        os.close(fd)
+    assert {d.name: d.sha256 for d in out.digests} == {
+        n: hashlib.sha256(c).hexdigest() for n, c in data.items()
+    }
