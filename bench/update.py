@@ -153,6 +153,8 @@ def main() -> int:
             gnupghome=key.gnupghome,
             signers=(key.fingerprint,),
         )
+        for index in release.glob("*.blocks"):  # delta indexes: the VM's; the judge refuses them
+            index.unlink()
         os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
         total = sum(p.stat().st_size for p in release.iterdir())
         etc = work / "etc"
@@ -229,9 +231,11 @@ def main() -> int:
                 [sys.executable, "-m", "airlock", "update", staging, "--json", "--config", config],
                 capture_output=True,
                 text=True,
-                check=True,
+                check=False,
             )
             wall = time.monotonic() - start
+            if out.returncode != 0:
+                raise SystemExit(f"airlock update failed ({out.returncode}): {out.stdout[-2000:]}")
             evs = [json.loads(line) for line in out.stdout.splitlines()]
             durations = {e["step"]: e["duration_s"] for e in evs if e["event"] == "step-finished"}
             host_times.append(wall - durations["fetch"])
