@@ -120,6 +120,8 @@ def spectrum_flow(
     took = time.monotonic() - start
     for sub in (snap, shared):
         subprocess.run(["btrfs", "subvolume", "delete", sub], check=True, capture_output=True)
+    # Wait until btrfs has freed them, or airlock's run that follows may find the disk full.
+    subprocess.run(["btrfs", "subvolume", "sync", shared.parent], check=True, capture_output=True)
     return took
 
 
@@ -138,7 +140,7 @@ def main() -> int:
     try:
         fsimg = work / "btrfs.img"
         with open(fsimg, "wb") as fh:
-            fh.truncate(ns.size_mib * 3 * MIB)
+            fh.truncate(ns.size_mib * 5 * MIB)
         subprocess.run(["mkfs.btrfs", "-q", "-f", fsimg], check=True)
         subprocess.run(["mount", "-o", "loop", fsimg, mnt], check=True)
         src = work / "src"
