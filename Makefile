@@ -74,6 +74,8 @@ bench: setup
 	$(PY) bench/agent.py
 	$(PY) bench/fetchers.py
 	$(PY) bench/update.py
+	$(PY) -P bench/proc.py
+	$(PY) -P bench/delta.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
