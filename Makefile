@@ -74,6 +74,8 @@ bench: setup
 	$(PY) bench/agent.py
 	$(PY) bench/fetchers.py
 	$(PY) bench/update.py
+	$(PY) -P bench/proc.py
+	$(PY) -P bench/delta.py
 
 # Coverage-guided fuzzing (docs/fuzzing.md): every target in turn, crash inputs in fuzz-crashes/.
 # `make fuzz` is the short run (FUZZ_RUNS each); `make fuzz-long` the benchmark of

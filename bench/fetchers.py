@@ -171,6 +171,7 @@ def main() -> int:
         f"no-op fetch of a {args.root_mib} MiB release, {args.runs} runs each, "
         f"wall time around Fetcher.fetch()"
     )
+    print(f"load average at the end: {os.getloadavg()}")
     print("| backend | median s | min s | max s |")
     print("|---|---|---|---|")
     for name, times in rows:

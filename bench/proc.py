@@ -14,6 +14,7 @@ the median per call of each round, the minimum over the rounds, and their ratio.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
@@ -39,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     bare: list[float] = []
     guarded: list[float] = []
+    print(f"load average: {os.getloadavg()}")
     for _ in range(args.rounds):
         bare.append(_per_call(lambda: subprocess.run(["/bin/true"], check=True), args.calls))
         guarded.append(_per_call(lambda: proc.run(["/bin/true"], timeout=30), args.calls))
@@ -47,6 +49,7 @@ def main() -> None:
         print(f"{name:20} median per call by round (ms): {shown}; min {min(values) * 1000:.1f}")
     print(f"guard cost per child: {(min(guarded) - min(bare)) * 1000:.1f} ms")
     print(f"ratio guarded/bare: {min(guarded) / min(bare):.1f}x")
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 
 Fields: the installed version, the version pending a reboot, the version booted (and whether its
 boot was blessed), the versions that failed to boot and were rolled back, the last successful
-check (a fresh, valid manifest was seen), the rollback floor, the creation time of the newest
-accepted manifest signature, and the newer release that check verified but did not install
-(``available``, what ``airlock status`` says the next update would install).  The floor and the
+check (a *fresh*, valid manifest was seen, ``fresh()``) with the ``BEST-BEFORE`` date it carried,
+the last run that verified any manifest (``last_seen``), the rollback floor, the creation time of
+the newest accepted manifest signature, the freshness ratchet (``fresh_required``: once a manifest
+with ``BEST-BEFORE`` was accepted, later ones must carry one too), and the newer release that check
+verified but did not install (``available``, what ``airlock status`` says the next update would
+install).  The floor and the
 signature time are passed to the judge as ``floor`` and ``not_before``, so a replayed older
 release is refused even when the GPT labels were rewritten.
 
@@ -17,7 +20,9 @@ then the previous version must stay installable, since the new one may yet fail 
 rolled back.  The newest signature time never goes back nor past ``now``, the last check is the
 run's reference time, the pending version is the one just installed until it boots or fails, and
 ``available`` is the verified version newer than the installed one when the run did not install it
-(else none).  ``load`` and ``save`` only read and write it.
+(else none).  ``load`` and ``save`` only read and write it; ``reset`` is the administrator's way
+out (``airlock state reset``).  Fields added after format 1 was first written default when absent,
+so an older file loads unchanged.
 
 It lives where ``[state] path`` says, by default in the staging directory (``state.json`` beside
 the ``shared`` subvolume): persistent, on the host's own filesystem even when the root is read-only,
@@ -35,7 +40,7 @@ import functools
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import ClassVar, assert_never
 
@@ -86,13 +91,16 @@ class State:
     newest_signature: datetime | None = None
     manifest_sha256: str | None = None
     available: str | None = None
+    last_seen: datetime | None = None
+    best_before: date | None = None
+    fresh_required: bool = False
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready mapping (datetimes as ISO 8601 UTC)."""
         out: dict[str, object] = {"format": FORMAT_VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, datetime):
+            if isinstance(value, datetime | date):
                 value = value.isoformat()
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -100,7 +108,7 @@ class State:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verified:
-    """A run saw a fresh, valid manifest (and maybe installed its release).
+    """A run verified a manifest (and maybe installed its release); fresh or not, see ``fresh``.
 
     Attributes:
         installed: the newest version sysupdate reported installed before the run.
@@ -108,6 +116,7 @@ class Verified:
         applied: whether ``version`` was installed by this run.
         signed: creation times of the counted signatures over the manifest.
         manifest_sha256: SHA-256 of the manifest bytes that were verified.
+        best_before: the manifest's ``BEST-BEFORE`` date (``None``: it carried none).
     """
 
     installed: str | None
@@ -115,6 +124,7 @@ class Verified:
     applied: bool
     signed: tuple[datetime, ...]
     manifest_sha256: str
+    best_before: date | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,13 +190,46 @@ def _booted(old: State, event: Booted) -> State:
     )
 
 
+def expires(best_before: date) -> datetime:
+    """When a ``BEST-BEFORE`` date stops holding: 00:00 UTC that day (as ``trusted.verify``)."""
+    return datetime.combine(best_before, time(0), UTC)
+
+
+def fresh(old: State, event: Verified, now: datetime) -> bool:
+    """Whether ``event``'s manifest is fresh: proof that the publisher spoke since the last check.
+
+    Fresh means either (docs/adr/0155):
+
+    * it carries a ``BEST-BEFORE`` date still ahead of ``now``: the publisher vouches for it until
+      then, replayed or not; or
+    * its newest counted signature (capped at ``now``) is strictly newer than the newest one
+      recorded: the publisher signed something this host had not seen.
+
+    A manifest without a marker whose signatures are no newer than the recorded one is what a VM
+    replaying the last release sends forever: valid, but no evidence that nothing newer exists.
+    The version is not a separate test: a release newer than the installed one that this host had
+    not seen yet carries a newer signature (signatures older than the recorded one are refused as
+    ``reject.replay``), and one it had seen proves nothing new.
+    """
+    if event.best_before is not None and expires(event.best_before) >= now:
+        return True
+    newest = max((t if t < now else now for t in event.signed), default=None)
+    if newest is None:
+        return False
+    return old.newest_signature is None or newest > old.newest_signature
+
+
 def _verified(old: State, event: Verified, now: datetime) -> State:
     """A verified run: the check, the signature time and what it installed (pending a boot).
 
     Pending is the version just installed, or what sysupdate reports installed beyond the booted
     version (unless it failed).  The floor does not move here: it rises only once a version has
-    booted and been blessed.
+    booted and been blessed.  ``last_check`` (and the ``best_before`` shown with it) moves only
+    when the manifest is ``fresh``; ``last_seen`` on every verified run.  The freshness ratchet
+    (``fresh_required``) is set once a manifest with a ``BEST-BEFORE`` date was accepted and is
+    never cleared here (only ``airlock state reset``).
     """
+    is_fresh = fresh(old, event, now)
     # Never later than the run's reference time: a signature within the verifier's clock skew
     # must not lift the floor past genuine releases signed in the next minutes.
     newest = max(
@@ -211,11 +254,42 @@ def _verified(old: State, event: Verified, now: datetime) -> State:
         old,
         installed=event.installed if event.installed is not None else old.installed,
         pending=pending,
-        last_check=now,
+        last_check=now if is_fresh else old.last_check,
+        last_seen=now,
+        best_before=event.best_before if is_fresh else old.best_before,
+        fresh_required=old.fresh_required or event.best_before is not None,
         newest_signature=newest,
         manifest_sha256=event.manifest_sha256,
         available=available,
     )
+
+
+# What ``airlock state reset`` may reset, and what resetting each one means.
+RESETTABLE: dict[str, str] = {
+    "floor": "the rollback floor (then what systemd-sysupdate lists installed is the floor)",
+    "newest_signature": "the replay floor: the creation time of the newest accepted signature",
+    "fresh_required": "the freshness ratchet: a manifest without BEST-BEFORE is accepted again",
+    "pending": "the version installed and waiting for a reboot",
+    "failed": "the versions recorded as failed to boot",
+    "available": "the newer release the last check verified",
+    "last_check": "the last fresh check, its BEST-BEFORE date and the last run (status: never)",
+}
+
+
+def reset(old: State, fields: tuple[str, ...]) -> State:
+    """``old`` with ``fields`` (names of ``RESETTABLE``) set back to their defaults (pure).
+
+    Raises:
+        ValueError: a name that is not in ``RESETTABLE``.
+    """
+    unknown = [f for f in fields if f not in RESETTABLE]
+    if unknown:
+        raise ValueError(f"not resettable: {', '.join(unknown)}")
+    blank = State()
+    changes: dict[str, object] = {f: getattr(blank, f) for f in fields}
+    if "last_check" in fields:
+        changes.update(last_seen=None, best_before=None)
+    return dataclasses.replace(old, **changes)  # type: ignore[arg-type]  # keys are State fields
 
 
 def _time(raw: object, key: str) -> datetime | None:
@@ -230,6 +304,17 @@ def _time(raw: object, key: str) -> datetime | None:
     if value.tzinfo is None:
         raise ConfigError(f"State file: {key} has no time zone", code="config.state")
     return value.astimezone(UTC)
+
+
+def _date(raw: object, key: str) -> date | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(f"State file: {key} is not a string", code="config.state")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ConfigError(f"State file: {key} is not an ISO date", code="config.state") from exc
 
 
 def _text(raw: object, key: str) -> str | None:
@@ -295,6 +380,10 @@ def load(path: Path) -> State:
         newest_signature=_time(data.get("newest_signature"), "newest_signature"),
         manifest_sha256=_text(data.get("manifest_sha256"), "manifest_sha256"),
         available=_text(data.get("available"), "available"),
+        # Added later in format 1: a file written before has none of them (the defaults).
+        last_seen=_time(data.get("last_seen"), "last_seen"),
+        best_before=_date(data.get("best_before"), "best_before"),
+        fresh_required=_flag(data.get("fresh_required", False), "fresh_required"),
     )
 
 

@@ -23,14 +23,17 @@ import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import assert_never
 
 from airlock import assessment, state
+from airlock.backends import openpgp
 from airlock.backends.apply.runtime import Runtime
 from airlock.config import HostConfig
 from airlock.errors import AirlockError, ConfigError
 from airlock.formats import dialect, version
 from airlock.pipeline.wiring import make_applier
 from airlock.text import display
+from airlock.trusted import judge
 
 
 class Action(enum.StrEnum):
@@ -98,6 +101,7 @@ class Facts:
     runtime: RuntimeInfo | None
     stale_after_s: float
     problems: tuple[Problem, ...] = ()
+    warnings: tuple[str, ...] = ()  # weaknesses of the settings (``trusted.judge.weaknesses``)
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -120,9 +124,57 @@ class Facts:
 
     @property
     def stale(self) -> bool:
-        """The last successful check is older than ``stale_after_s`` (or there was none)."""
+        """The last successful check is older than ``stale_after_s`` (or there was none), or the
+        ``BEST-BEFORE`` date of the manifest it saw has passed."""
         age = self.check_age_s
-        return age is None or age > self.stale_after_s
+        best = self.saved.best_before
+        expired = best is not None and state.expires(best) < self.now
+        return age is None or age > self.stale_after_s or expired
+
+    @property
+    def freshness(self) -> Freshness:
+        """What can honestly be said of the last check (``freshness_of``)."""
+        return freshness_of(self.saved, self.now)
+
+
+class Freshness(enum.StrEnum):
+    """What the state says of how current the host's knowledge is (docs/adr/0155)."""
+
+    NEVER = "never"  # no fresh manifest seen yet
+    UNTIL = "fresh-until"  # the last fresh manifest's BEST-BEFORE date is still ahead
+    EXPIRED = "expired"  # it carried BEST-BEFORE, and that date has passed since
+    UNKNOWN = "unknown"  # a newer signature was seen, but no BEST-BEFORE: nobody vouches for now
+    NO_NEWER = "no-newer"  # runs since the last fresh one saw no newer manifest (maybe a replay)
+
+
+def freshness_of(saved: state.State, now: datetime) -> Freshness:
+    """Classify the last check (pure); never claims "fresh" without an unexpired BEST-BEFORE."""
+    if saved.last_check is None:
+        return Freshness.NEVER
+    if saved.last_seen is not None and saved.last_seen > saved.last_check:
+        return Freshness.NO_NEWER
+    if saved.best_before is None:
+        return Freshness.UNKNOWN
+    return Freshness.UNTIL if state.expires(saved.best_before) >= now else Freshness.EXPIRED
+
+
+def freshness_text(saved: state.State, now: datetime) -> str:
+    """One phrase for ``freshness_of``: what the last check proves, and what it does not."""
+    last = saved.last_check
+    when = "" if last is None else last.strftime("%Y-%m-%d %H:%M:%S UTC")
+    match freshness_of(saved, now):
+        case Freshness.NEVER:
+            return "freshness unknown: no fresh, valid manifest seen yet"
+        case Freshness.NO_NEWER:
+            return f"no newer manifest since {when}: freshness unknown, maybe a replay"
+        case Freshness.UNKNOWN:
+            return "a newer signed manifest; freshness unknown: no BEST-BEFORE date"
+        case Freshness.UNTIL:
+            return f"fresh until {saved.best_before}: its signed BEST-BEFORE date"
+        case Freshness.EXPIRED:
+            return f"stale: its BEST-BEFORE date {saved.best_before} has passed"
+        case other:
+            assert_never(other)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,12 +254,13 @@ def advise(facts: Facts) -> Advice:
             action=Action.CHECK,
             command=_command("check", facts.staging_dir),
             reason=f"the last successful check is {age(age_s)} old "
-            f"(stale after {age(facts.stale_after_s)})",
+            f"(stale after {age(facts.stale_after_s)}); " + freshness_text(facts.saved, facts.now),
         )
     return Advice(
         action=Action.NONE,
         command=None,
-        reason=f"up to date as of the last check, {age(age_s)} ago",
+        reason=f"up to date as of the last check, {age(age_s)} ago; "
+        + freshness_text(facts.saved, facts.now),
     )
 
 
@@ -256,6 +309,12 @@ def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None
         problems.append(_problem(exc))
         boot = None
     failed = set(saved.failed) | set(boot.failed if boot else ())
+    warnings: tuple[str, ...] = ()
+    try:
+        verifier = openpgp.verifier(config.policy.verifier, limits=config.limits)
+        warnings = judge.weaknesses(config.policy, verifier)  # the runtime line tells unverified
+    except AirlockError as exc:
+        problems.append(_problem(exc))
     return Facts(
         now=now,
         booted=assessment.booted_version(config.host.os_release),
@@ -270,6 +329,7 @@ def gather(config: HostConfig, *, now: datetime, staging_dir: Path | None = None
         runtime=rt,
         stale_after_s=config.state.stale_after_s,
         problems=tuple(problems),
+        warnings=warnings,
     )
 
 
@@ -292,7 +352,11 @@ def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
             "age_s": round(age_s or 0.0, 3),
             "stale": facts.stale,
             "stale_after_s": facts.stale_after_s,
+            "best_before": None if saved.best_before is None else saved.best_before.isoformat(),
         },
+        "freshness": str(facts.freshness),
+        "last_seen": None if saved.last_seen is None else saved.last_seen.isoformat(),
+        "fresh_required": saved.fresh_required,
         "newest_signature": None if saved.newest_signature is None
         else saved.newest_signature.isoformat(),
         "state_file": None if facts.state_file is None else os.fspath(facts.state_file),
@@ -307,4 +371,5 @@ def as_json(facts: Facts, advice: Advice) -> dict[str, object]:
         },
         "next": {"action": str(advice.action), "command": advice.command, "reason": advice.reason},
         "problems": [{"code": p.code, "message": p.message} for p in facts.problems],
+        "warnings": list(facts.warnings),
     }  # fmt: skip

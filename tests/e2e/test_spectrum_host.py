@@ -117,7 +117,8 @@ def test_update_v1_to_v2_noop_reboot_v2_to_v3(host: SpectrumHost) -> None:
     disk_before = h.state()
     noop = h.spectrum_update()
     assert noop.exit_status == 0, noop.stderr[-3000:]
-    assert noop.stdout == "Already up to date (a fresh, valid manifest was seen).\n"
+    # A replay of the same unmarked manifest proves nothing new (docs/adr/0155).
+    assert noop.stdout.startswith("Already up to date as far as known (no newer manifest since ")
     assert noop.payload_bytes == 0
     assert "apply" not in noop.steps
     assert h.state() == disk_before
@@ -143,8 +144,14 @@ def test_s6_setlock_makes_spectrum_update_wait(host: SpectrumHost) -> None:
     with proc.spawn(
         h.enter(["s6-setlock", "/run/update-lock", "sleep", "4"]), share_pids=True
     ) as holder:
-        time.sleep(0.5)
+        # s6-setlock runs its command only once it holds the lock: wait for the `sleep`.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            leaks.exe_name(p) == "sleep" for p in leaks.descendants(holder.pid)
+        ):
+            time.sleep(0.02)
         lockers = leaks.descendants(holder.pid)  # proc's guard: the command runs below its init
+        assert any(leaks.exe_name(p) == "sleep" for p in lockers)
         start = time.monotonic()
         run = h.spectrum_update()
         waited = time.monotonic() - start

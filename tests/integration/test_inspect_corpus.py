@@ -29,7 +29,8 @@ from tests.support.corpus import (
 )
 from tests.support.keys import KeySet, kill_agent
 
-CASES = [c for c in all_cases() if c.name != "ten_thousand_files"]
+# The room cases need the host's target disk, which `airlock inspect` does not know (ADR 0160).
+CASES = [c for c in all_cases() if c.name != "ten_thousand_files" and "room" not in c.policy]
 
 
 @pytest.fixture(scope="module")

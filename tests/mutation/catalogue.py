@@ -21,6 +21,11 @@ DIALECT = "tests/integration/test_dialect_vs_sysupdate.py"
 HOST = "tests/integration/host/test_update_e2e.py"
 REPLAY = "tests/unit/trusted/test_replay_floor.py"
 SHARE = "tests/integration/host/test_share_reset.py"
+FRESH = "tests/unit/trusted/test_freshness_ratchet.py"
+FRESH_HOST = "tests/integration/host/test_update_freshness.py"
+STATE_CLI = "tests/integration/host/test_state_cli.py"
+SANDBOX_UID = "tests/integration/host/test_sandbox_uid.py"
+RUN_AS = "tests/integration/test_proc_run_as.py"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +270,194 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_the_user_network_is_restricted_and_ipv4_only",
             "tests/integration/vm/test_qemu_fetcher.py"
             "::test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it",
+        ),
+    ),
+    # --- bounded hashing cost and what cannot install (issue 15 points 6 and 8) ---------------
+    Mutation(
+        name="sparse-check-removed",
+        guard="the walk refuses a file with fewer than half of its bytes allocated",
+        path="untrusted/walk.py",
+        find="if st.st_size > SPARSE_EXEMPT_BYTES and 2 * allocated < st.st_size:",
+        replace="if False:",
+        tests=(
+            "tests/unit/untrusted/test_walk.py"
+            "::test_negative_control_the_sparse_rule_fires_on_half_a_hole",
+            f"{CORPUS}::test_refused_by_airlock_update[sparse_root_image_64gib]",
+        ),
+    ),
+    Mutation(
+        name="room-check-removed",
+        guard="the judge refuses a payload larger than its target's room before hashing",
+        path="trusted/verify.py",
+        find="        bounds.check_room(release, policy)",
+        replace="        pass",
+        tests=(
+            "tests/integration/host/test_update_room.py"
+            "::test_root_image_one_byte_larger_than_its_slot_is_refused",
+            "tests/integration/test_bounded_hashing_btrfs.py"
+            "::test_reflinked_root_image_is_not_sparse_but_its_slot_bounds_it",
+        ),
+    ),
+    Mutation(
+        name="room-not-fed",
+        guard="the room the applier measured reaches the judge",
+        path="pipeline/steps.py",
+        find="room=ctx.applier.room(),",
+        replace="room=(),",
+        tests=(
+            "tests/unit/pipeline/test_update.py::test_the_judge_gets_the_room_the_applier_measured",
+            "tests/integration/host/test_update_room.py"
+            "::test_root_image_one_byte_larger_than_its_slot_is_refused",
+        ),
+    ),
+    Mutation(
+        name="label-check-removed",
+        guard="the judge refuses a partition label longer than GPT's 36 UTF-16 units",
+        path="trusted/verify.py",
+        find="        bounds.check_labels(release, transfers)",
+        replace="        pass",
+        tests=(
+            f"{CORPUS}::test_refused_by_airlock_update[version_too_long_for_a_gpt_partition_label]",
+        ),
+    ),
+    Mutation(
+        name="host-sources-unchecked",
+        guard="host transfers must install url-file from file://MOUNT_POINT",
+        path="pipeline/wiring.py",
+        find="    check_host_sources(judge.transfers, config.apply.mount_point)\n",
+        replace="",
+        tests=(
+            "tests/integration/host/test_update_room.py"
+            "::test_a_host_transfer_not_reading_the_snapshot_stops_update_before_it_starts",
+        ),
+    ),
+    # --- honest freshness (issue #15 item 2, docs/adr/0155) ---------------------------------------
+    Mutation(
+        name="last-check-on-every-run",
+        guard="only a fresh manifest (unexpired BEST-BEFORE or a newer signature) moves last_check",
+        path="state.py",
+        find="last_check=now if is_fresh else old.last_check,",
+        replace="last_check=now,",
+        tests=(
+            f"{FRESH}::test_a_replayed_unmarked_manifest_does_not_move_the_last_check",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+            f"{FRESH_HOST}::test_a_replayed_unmarked_manifest_is_not_fresh_and_keeps_the_last_check",
+        ),
+    ),
+    Mutation(
+        name="fresh-ratchet-not-recorded",
+        guard="accepting a manifest with BEST-BEFORE sets the freshness ratchet",
+        path="state.py",
+        find="fresh_required=old.fresh_required or event.best_before is not None,",
+        replace="fresh_required=old.fresh_required,",
+        tests=(
+            f"{FRESH}::test_a_run_that_accepts_best_before_sets_the_ratchet_for_the_next_run",
+            f"{STATE}::test_any_history_keeps_the_invariants",
+            f"{FRESH_HOST}::test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it",
+        ),
+    ),
+    Mutation(
+        name="fresh-ratchet-not-fed",
+        guard="the stored freshness ratchet is handed to the judge",
+        path="pipeline/steps.py",
+        find="fresh_required=saved.fresh_required,",
+        replace="fresh_required=False,",
+        tests=(
+            f"{FRESH}::test_a_run_that_accepts_best_before_sets_the_ratchet_for_the_next_run",
+            f"{FRESH_HOST}::test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it",
+        ),
+    ),
+    Mutation(
+        name="fresh-ratchet-check-removed",
+        guard="with the ratchet on, the judge refuses a manifest without BEST-BEFORE",
+        path="trusted/verify.py",
+        find="        if policy.fresh_ratchet:\n",
+        replace="        if False:\n",
+        tests=(
+            f"{FRESH}::test_with_the_ratchet_a_manifest_without_best_before_is_refused",
+            f"{FRESH_HOST}::test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it",
+        ),
+    ),
+    Mutation(
+        name="state-reset-without-lock",
+        guard="airlock state reset takes the update lock (refuses while an update runs)",
+        path="cli/admin.py",
+        find="with lock.hold(lock_path):",
+        replace="with open(os.devnull):",
+        tests=(
+            f"{STATE_CLI}::test_reset_refuses_while_another_process_holds_the_update_lock",
+            f"{FRESH_HOST}::test_state_reset_refuses_while_an_update_holds_the_lock_and_succeeds_after",
+        ),
+    ),
+    Mutation(
+        name="state-reset-without-root",
+        guard="airlock state refuses a caller that is not root",
+        path="cli/admin.py",
+        find="    if os.geteuid() != 0:\n",
+        replace="    if False:\n",
+        tests=(f"{STATE_CLI}::test_the_root_check_comes_before_anything_is_read",),
+    ),
+    # --- fetchers: a real unprivileged uid (ADR 0170, 0171) -------------------------------------
+    Mutation(
+        name="sandbox-as-root",
+        guard="the sandbox payload runs as the configured unprivileged host uid",
+        path="backends/fetcher/sandbox.py",
+        find="if os.geteuid() != 0:\n            return None, None",
+        replace="if True:\n            return None, None",
+        tests=(
+            f"{SANDBOX_UID}::test_the_payload_is_the_configured_uid_on_the_host",
+            f"{SANDBOX_UID}::test_the_payload_cannot_read_a_root_only_file_in_a_read_only_bind",
+        ),
+    ),
+    Mutation(
+        name="sandbox-binds-etc-ssl",
+        guard="of /etc/ssl only certs/ is bound into the sandbox",
+        path="backends/fetcher/sandbox.py",
+        find='"/etc/ssl/certs",',
+        replace='"/etc/ssl",',
+        tests=(
+            f"{SANDBOX_UID}::test_the_payload_cannot_read_a_root_only_file_in_a_read_only_bind",
+        ),
+    ),
+    Mutation(
+        name="clean-keeps-set-id",
+        guard="clean_share removes files with a set-user-ID, set-group-ID or sticky bit",
+        path="backends/staging/btrfs.py",
+        find="and not st.st_mode & _SPECIAL_BITS",
+        replace="and True",
+        tests=(
+            "tests/integration/host/test_staging_btrfs.py"
+            "::test_clean_share_unlinks_unwanted_regular_files",
+        ),
+    ),
+    Mutation(
+        name="run-as-binds-seen-by-the-guard",
+        guard="RunAs binds are invisible to the guard, whose scratch removal is recursive",
+        path="proc/guard.py",
+        find="        _check(_libc.unshare(CLONE_NEWNS))\n",
+        replace="",
+        tests=(f"{RUN_AS}::test_binds_reach_only_the_command_and_survive_scratch_removal",),
+    ),
+    Mutation(
+        name="run-as-no-nproc",
+        guard="RunAs sets RLIMIT_NPROC before the drop",
+        path="proc/guard.py",
+        find="resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))",
+        replace="pass",
+        tests=(
+            f"{RUN_AS}::test_max_processes_is_the_uids_rlimit_nproc",
+            f"{RUN_AS}::test_forks_beyond_max_processes_fail",
+        ),
+    ),
+    Mutation(
+        name="qemu-as-root",
+        guard="QEMU and its forwarders run as the configured unprivileged uid, bounded",
+        path="backends/fetcher/qemu.py",
+        find="if os.geteuid() != 0:\n        yield None, {}",
+        replace="if True:\n        yield None, {}",
+        tests=(
+            "tests/integration/vm/test_qemu_unprivileged.py"
+            "::test_qemu_is_unprivileged_under_seccomp_and_its_forwarders_are_bounded",
         ),
     ),
 )

@@ -5,7 +5,9 @@ For any starting state and any sequence of runs — each saw what booted (``Boot
 release and maybe installed it (``Verified``): the rollback floor never falls, and it is the
 newest of the starting floor and the versions that booted *and were blessed* — installing a
 version does not raise it, so the previous version stays installable until the new one has
-booted well; the newest signature time never goes back; the last check is the run's time;
+booted well; the newest signature time never goes back; the last check moves to the run's time
+exactly when the manifest was fresh (an unexpired BEST-BEFORE or a newer signature); the
+freshness ratchet, once set, stays;
 ``pending`` is the last version installed until it boots well or fails; the failures are
 remembered until that version boots well; and ``advance`` depends on nothing but its arguments.
 """
@@ -33,6 +35,7 @@ verified = st.builds(
     applied=st.booleans(),
     signed=st.lists(TIMES, max_size=3).map(tuple),
     manifest_sha256=st.sampled_from(["a" * 64, "b" * 64]),
+    best_before=st.none() | TIMES.map(lambda t: t.date()),
 )
 booted = st.builds(
     Booted,
@@ -52,6 +55,9 @@ states = st.builds(
     floor=st.none() | VERSIONS,
     newest_signature=st.none() | TIMES,
     manifest_sha256=st.none() | st.just("c" * 64),
+    last_seen=st.none() | TIMES,
+    best_before=st.none() | TIMES.map(lambda t: t.date()),
+    fresh_required=st.booleans(),
 )
 
 
@@ -122,8 +128,20 @@ def violations(
         now, before.newest_signature or now
     ):
         out.append("the newest signature time went past now")
-    if after.last_check != now or after.manifest_sha256 != event.manifest_sha256:
+    if after.last_seen != now or after.manifest_sha256 != event.manifest_sha256:
         out.append("the check was not recorded")
+    # Fresh (docs/adr/0155): an unexpired BEST-BEFORE, or a counted signature strictly newer
+    # than the newest recorded.  Only a fresh manifest moves the last check.
+    marked = (
+        event.best_before is not None
+        and datetime.combine(event.best_before, datetime.min.time(), UTC) >= now
+    )
+    newer = any(before.newest_signature is None or min(t, now) > before.newest_signature
+                for t in event.signed)  # fmt: skip
+    if after.last_check != (now if marked or newer else before.last_check):
+        out.append("the last check moved without a fresh manifest, or stayed with one")
+    if after.fresh_required != (before.fresh_required or event.best_before is not None):
+        out.append("the freshness ratchet was lost or set without a BEST-BEFORE date")
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airlock.formats import blockindex
-from airlock.trusted.policy import Policy
+from airlock.trusted.policy import Policy, Room
 from tests.support.keys import DATA, KeySet
 from tests.support.staging import (
     VERSION,
@@ -44,6 +44,15 @@ __all__ = [
     "tree_state",
     "write_definitions",
 ]
+
+
+#: The root slot of the pipeline's test world (tests/integration/host/world.py: ROOT_MIB): a case's
+#: ``room`` policy is what that disk gives through ``airlock update``; ``airlock inspect`` has no
+#: target disk, so its corpus run leaves the ``room`` cases out.
+ROOT_SLOT_BYTES = 8 << 20
+#: 27 characters: with the corpus definitions' target pattern ``Spectrum_@v`` a label of exactly
+#: 36 UTF-16 units, GPT's maximum.
+LABEL_VERSION = "2." + "1" * 25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +196,31 @@ def _sparse(size: int) -> Callable[[Staging], None]:
         s.release()
         p = s.put("Spectrum_1_0123456789abcdef0123456789abcdef.root")
         os.truncate(p, size)
+
+    return build
+
+
+def _sparse_payload(which: str, size: int) -> Callable[[Staging], None]:
+    """A good release whose ``which`` payload is then made a hole of ``size`` bytes."""
+
+    def build(s: Staging) -> None:
+        s.release()
+        os.truncate(s.dir / payload_names()[which], 0)
+        os.truncate(s.dir / payload_names()[which], size)
+
+    return build
+
+
+def _big_payload(which: str, size: int) -> Callable[[Staging], None]:
+    """A good, signed release whose ``which`` payload is ``size`` bytes of written data."""
+
+    def build(s: Staging) -> None:
+        files = s.payloads(write=False)
+        name = payload_names()[which]
+        files[name] = hashlib.sha256(b"big").digest() * (size // 32) + b"x" * (size % 32)
+        for n, data in files.items():
+            s.put(n, data)
+        s.signed_manifest(b"".join(manifest_line(n, d) for n, d in sorted(files.items())))
 
     return build
 
@@ -369,6 +403,25 @@ def _cases_filesystem() -> Iterator[Case]:
         expect="reject.size",
         build=_release,
         limits={"max_total_bytes": 200},
+    )
+    # ADR 0160: a hole costs the hash as much as data; refused before anything is opened.
+    yield Case(
+        name="sparse_root_image_64gib",
+        expect="reject.sparse",
+        build=_sparse_payload("60-root", 64 << 30),
+    )
+    # ADR 0160: one byte more than the root slot (the test world's root partition) can take.
+    yield Case(
+        name="root_image_one_byte_over_its_slot",
+        expect="reject.room",
+        build=_big_payload("60-root", ROOT_SLOT_BYTES + 1),
+        policy={"room": {"60-root": ROOT_SLOT_BYTES}},
+    )
+    # ADR 0161: "Spectrum_" + 28 characters is 37 UTF-16 units, one more than a GPT label holds.
+    yield Case(
+        name="version_too_long_for_a_gpt_partition_label",
+        expect="reject.label",
+        build=lambda s: s.release(LABEL_VERSION + "1") and None,
     )
     yield Case(name="ten_thousand_files", expect="reject.count", build=_many_files(10_000))
     yield Case(
@@ -680,6 +733,18 @@ def _cases_accept() -> Iterator[Case]:
         version=None,
     )
     yield Case(
+        name="good_release_root_image_exactly_its_slot",
+        expect=None,
+        build=_big_payload("60-root", ROOT_SLOT_BYTES),
+        policy={"room": {"60-root": ROOT_SLOT_BYTES}},
+    )
+    yield Case(
+        name="good_release_partition_label_of_36_units",
+        expect=None,
+        build=lambda s: s.release(LABEL_VERSION) and None,
+        version=LABEL_VERSION,
+    )
+    yield Case(
         name="good_release_dot_fifo_temporary",
         expect=None,
         build=_with(_release, lambda s: os.mkfifo(".partial", dir_fd=s._fd())),
@@ -706,10 +771,14 @@ def policy_for(case: Case, keys: KeySet) -> Policy:
     """The ``Policy`` a case runs under (key roles resolved to fingerprints)."""
     p = dict(case.policy)
     trusted = frozenset(getattr(keys, role) for role in p.pop("trusted", ()))
+    room = tuple(
+        Room(transfer=t, bytes=n, where="the test slot") for t, n in p.pop("room", {}).items()
+    )
     not_before = p.pop("not_before", None)
     return Policy(
         trusted_fingerprints=trusted,
         not_before=datetime.datetime.fromisoformat(not_before) if not_before else None,
+        room=room,
         **p,
     )
 

@@ -74,7 +74,7 @@ SHAPES = {
     "update": "update", "check": "update", "agent": "agent", "status": "status",
     "config": "config", "inspect": "inspect", "manifest": "manifest-check",
     "pattern": "pattern-match", "publish": "published", "render": "rendered", "keygen": "key",
-    "demo": "demo",
+    "demo": "demo", "state": "state",
 }  # fmt: skip
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from airlock import config, state, status
-from airlock.cli.host import status_text
+from airlock.cli.host import result_text, status_text
+from airlock.pipeline.context import Outcome
 from airlock.text import display
 from tests.support import schemas
 
@@ -95,7 +96,8 @@ def test_human_status_shows_every_fact_at_a_glance() -> None:
         "installed:   2, 1",
         "pending:     2 (after a reboot)",
         "available:   3 (verified by the last check)",
-        "last check:  2026-11-26 10:00:00 UTC, 2 h ago (fresh)",
+        "last check:  2026-11-26 10:00:00 UTC, 2 h ago"
+        " (a newer signed manifest; freshness unknown: no BEST-BEFORE date)",
         "floor:       2 (older releases are refused)",
         "runtime:     systemd-sysupdate 257 (the host's own)",
         "next:        reboot: reboot (2 is installed but 1 is running; a reboot starts 2)",
@@ -223,3 +225,59 @@ def test_the_runtime_line_names_the_runtime_and_the_rules_the_judge_uses() -> No
         "signature_names": ["SHA256SUMS.sha256.asc", "SHA256SUMS.gpg"],
     }  # fmt: skip
     schemas.check({"v": 1, "event": "status", **body}, "status")
+
+
+# --- honest freshness (issue #15 item 2, docs/adr/0155) -------------------------------------------
+
+CHECKED = NOW - timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind", "line"),
+    [
+        ({"last_check": None}, "never", "last check:  never (no fresh, valid manifest seen yet)"),
+        ({"last_seen": NOW - timedelta(minutes=5)}, "no-newer",
+         "last check:  no newer manifest since 2026-11-26 10:00:00 UTC: freshness unknown, maybe"
+         " a replay (2 h ago)"),
+        ({"last_seen": CHECKED}, "unknown",
+         "last check:  2026-11-26 10:00:00 UTC, 2 h ago (a newer signed manifest; freshness"
+         " unknown: no BEST-BEFORE date)"),
+        ({"best_before": NOW.date() + timedelta(days=3)}, "fresh-until",
+         "last check:  2026-11-26 10:00:00 UTC, 2 h ago (fresh until 2026-11-29: its signed"
+         " BEST-BEFORE date)"),
+        ({"best_before": NOW.date()}, "expired",
+         "last check:  2026-11-26 10:00:00 UTC, 2 h ago (stale: its BEST-BEFORE date 2026-11-26"
+         " has passed)"),
+    ],
+)  # fmt: skip
+def test_status_claims_fresh_only_with_an_unexpired_best_before(
+    fields: dict[str, object], kind: str, line: str
+) -> None:
+    facts = _facts(saved=_saved(**fields))
+    text = status_text(facts, status.advise(facts))
+    assert line in text.splitlines()
+    assert ("fresh until" in text) == (kind == "fresh-until")
+    body = status.as_json(facts, status.advise(facts))
+    assert body["freshness"] == kind
+    schemas.check({"v": 1, "event": "status", **body}, "status")
+
+
+def test_an_expired_best_before_makes_the_check_stale_however_recent() -> None:
+    facts = _facts(saved=_saved(best_before=NOW.date()))
+    assert facts.stale
+    assert status.advise(facts).action is status.Action.CHECK
+
+
+def test_the_update_result_says_what_the_run_could_know() -> None:
+    replay = _saved(last_seen=NOW)
+    assert result_text(Outcome.UP_TO_DATE, replay, NOW) == (
+        "Already up to date as far as known (no newer manifest since 2026-11-26 10:00:00 UTC:"
+        " freshness unknown, maybe a replay)."
+    )
+    news = _saved(last_check=NOW, last_seen=NOW, best_before=NOW.date() + timedelta(days=7))
+    assert result_text(Outcome.UP_TO_DATE, news, NOW) == (
+        "Already up to date (fresh until 2026-12-03: its signed BEST-BEFORE date)."
+    )
+    assert "fresh" not in result_text(Outcome.UP_TO_DATE, _saved(last_check=NOW), NOW).replace(
+        "freshness", ""
+    )

@@ -17,10 +17,10 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airlock import config, status
+from airlock import config, state, status
 from airlock.cli.report import make_reporter, notify_status, print_json
 from airlock.errors import ExitStatus
-from airlock.pipeline.context import Outcome
+from airlock.pipeline.context import Outcome, RunContext
 from airlock.pipeline.update import run_check, run_update
 from airlock.pipeline.wiring import build_context
 
@@ -52,18 +52,35 @@ def _staging(raw: str) -> Path:
 
 RESULT_TEXT = {
     Outcome.UPDATED: "Updated; the new version is used after a reboot.",
-    Outcome.UP_TO_DATE: "Already up to date (a fresh, valid manifest was seen).",
+    Outcome.UP_TO_DATE: "Already up to date",
     Outcome.AVAILABLE: "A newer verified version is available.",
 }
 
 
-def _result(args: argparse.Namespace, outcome: Outcome, status: ExitStatus) -> int:
-    notify_status(RESULT_TEXT[outcome])
+def result_text(outcome: Outcome, saved: state.State, now: datetime) -> str:
+    """The last line of a successful run; "up to date" says what the run could know.
+
+    ``saved`` is the state the run recorded: its ``last_check`` is the run's reference time
+    exactly when the run saw a fresh manifest (``state.fresh``).
+    """
+    if outcome is not Outcome.UP_TO_DATE:
+        return RESULT_TEXT[outcome]
+    text = status.freshness_text(saved, now)
+    if saved.last_check == now:
+        return f"{RESULT_TEXT[outcome]} ({text})."
+    return f"{RESULT_TEXT[outcome]} as far as known ({text})."
+
+
+def _result(args: argparse.Namespace, outcome: Outcome, code: ExitStatus, ctx: RunContext) -> int:
+    saved = state.load(ctx.state_file)
+    text = result_text(outcome, saved, ctx.now)
+    notify_status(text)
     if args.json:
-        print_json("result", outcome=str(outcome), exit_status=int(status))
+        fresh = saved.last_check == ctx.now
+        print_json("result", outcome=str(outcome), exit_status=int(code), fresh=fresh)
     else:
-        print(RESULT_TEXT[outcome], flush=True)
-    return int(status)
+        print(text, flush=True)
+    return int(code)
 
 
 def _run(args: argparse.Namespace, *, check: bool) -> int:
@@ -75,9 +92,9 @@ def _run(args: argparse.Namespace, *, check: bool) -> int:
     )
     if check:
         outcome = run_check(ctx)
-        status = ExitStatus.AVAILABLE if outcome is Outcome.AVAILABLE else ExitStatus.OK
-        return _result(args, outcome, status)
-    return _result(args, run_update(ctx), ExitStatus.OK)
+        code = ExitStatus.AVAILABLE if outcome is Outcome.AVAILABLE else ExitStatus.OK
+        return _result(args, outcome, code, ctx)
+    return _result(args, run_update(ctx), ExitStatus.OK, ctx)
 
 
 def _update(args: argparse.Namespace) -> int:
@@ -134,10 +151,16 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
     elif saved.last_check is None:
         lines.append("last check:  never (no fresh, valid manifest seen yet)")
     else:
-        when = saved.last_check.strftime("%Y-%m-%d %H:%M:%S UTC")
-        verdict = "stale" if facts.stale else "fresh"
+        # Never "fresh" without an unexpired BEST-BEFORE (docs/adr/0155): a VM replaying the
+        # last release is "no newer manifest since …", an unmarked one "freshness unknown".
         ago = status.age(facts.check_age_s or 0.0)
-        lines.append(f"last check:  {when}, {ago} ago ({verdict})")
+        kind, text = facts.freshness, status.freshness_text(saved, facts.now)
+        stale = ", stale" if facts.stale and kind is not status.Freshness.EXPIRED else ""
+        if kind is status.Freshness.NO_NEWER:
+            lines.append(f"last check:  {text} ({ago} ago{stale})")
+        else:
+            when = saved.last_check.strftime("%Y-%m-%d %H:%M:%S UTC")
+            lines.append(f"last check:  {when}, {ago} ago ({text}{stale})")
     if saved.floor:
         floor = f"{saved.floor} (older releases are refused)"
     else:
@@ -148,6 +171,7 @@ def status_text(facts: status.Facts, advice: status.Advice) -> str:
     else:
         lines.append(f"runtime:     {_runtime_text(facts.runtime)}")
     lines += [f"problem:     [{p.code}] {p.message}" for p in facts.problems]
+    lines += [f"warning:     {w}" for w in facts.warnings]
     if advice.action is status.Action.FIX:
         lines.append("next:        fix the problem above, then run airlock status again")
     else:

@@ -15,6 +15,10 @@ from airlock.cli.report import print_json
 from airlock.errors import UsageError
 from airlock.text import display
 
+# publish's default BEST-BEFORE horizon (docs/adr/0155): a week covers a weekly release cadence
+# with a day to spare while bounding how long a replayed manifest keeps a host "fresh".
+DEFAULT_VALID_FOR_DAYS = 7
+
 
 def _positive(text: str) -> int:
     try:
@@ -65,11 +69,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FPR",
         help="sign with this key (repeat for several signatures)",
     )
-    p.add_argument(
+    fresh = p.add_mutually_exclusive_group()
+    fresh.add_argument(
         "--valid-for",
         type=_positive,
+        default=DEFAULT_VALID_FOR_DAYS,
         metavar="DAYS",
-        help="add a BEST-BEFORE entry DAYS days from today (UTC)",
+        help="add a BEST-BEFORE entry DAYS days from today (UTC; default"
+        f" {DEFAULT_VALID_FOR_DAYS}: publish again within that time)",
+    )
+    fresh.add_argument(
+        "--no-best-before",
+        dest="valid_for",
+        action="store_const",
+        const=None,
+        help="write no BEST-BEFORE entry: a Spectrum-compatible manifest that never expires"
+        " (hosts then cannot tell a replay from no news; docs/release.md)",
     )
     p.add_argument(
         "--definitions",

@@ -387,14 +387,17 @@ class SpectrumHost:
     # -- releases and what the disk holds ---------------------------------------------------
     def publish(self, version: str) -> None:
         """Sign and publish ``version``, in a later second than the previous publish ended in
-        (signature times have a one-second resolution and the replay guard compares them)."""
+        (signature times have a one-second resolution and the replay guard compares them).
+
+        Spectrum-compatible (``--no-best-before``): no BEST-BEFORE marker, as Spectrum's own
+        releases, so the host can only say "freshness unknown" (docs/adr/0155)."""
         img = self.images[version]
         while int(time.time()) <= self._last_publish_s:
             time.sleep(0.05)
         self._airlock(
             "publish", self.w / "server", "--spectrum", "--version", version,
             "--roothash", img.roothash, "--root", img.root, "--verity", img.verity,
-            "--uki", img.kernel, "--gnupghome", self.gnupghome, "--keep", "2",
+            "--uki", img.kernel, "--gnupghome", self.gnupghome, "--keep", "2", "--no-best-before",
         )  # fmt: skip
         self._last_publish_s = int(time.time())
 

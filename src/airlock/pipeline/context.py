@@ -35,6 +35,10 @@ class Outcome(enum.StrEnum):
 class Inspector(Protocol):
     """The judge, bound to the host's transfers, keyring, verifier, policy and limits."""
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Weaknesses of the host's settings, told on every run (``trusted.judge.weaknesses``)."""
+
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Names the host may unlink from the writable snapshot before it is made read-only."""
 

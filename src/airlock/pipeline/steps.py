@@ -246,6 +246,8 @@ def _require_delivery(ctx: RunContext, dir_fd: int) -> None:
 def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
+        for warning in ctx.inspector.warnings:
+            notice(ctx, f"warning: {warning}", Step.INSPECT)
         with fsutil.open_dir_nofollow(snapshot) as fd:
             _require_delivery(ctx, fd)
         installed = ctx.applier.installed().current
@@ -259,6 +261,8 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
             floor=saved.floor,
             installed=installed or saved.installed,
             not_before=saved.newest_signature,
+            room=ctx.applier.room(),
+            fresh_required=saved.fresh_required,
         )
         with fsutil.open_dir_nofollow(snapshot) as fd:
             release = ctx.inspector.judge(fd, baseline=baseline, now=ctx.now)
@@ -307,6 +311,7 @@ def record(ctx: RunContext, inspected: Inspected, *, applied: bool) -> None:
             applied=applied,
             signed=tuple(s.created for s in release.signers),
             manifest_sha256=release.manifest_sha256,
+            best_before=release.best_before,
         )
         state.save(path, state.advance(inspected.state, event, ctx.now))
 

@@ -9,6 +9,7 @@ with the ``[host]`` files, ``[policy]`` and ``[limits]``, its verifier included.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from airlock.config import HostConfig
 from airlock.errors import ConfigError
 from airlock.events import Reporter
 from airlock.formats import dialect, updateurl
+from airlock.formats.definitions import ResourceType, Transfer
 from airlock.pipeline.context import RunContext
-from airlock.text import shown
+from airlock.text import display, shown
 from airlock.trusted.judge import Judge
 
 
@@ -92,6 +94,32 @@ def check_vm_inputs(config: HostConfig) -> None:
         )
 
 
+def check_host_sources(transfers: Sequence[Transfer], mount_point: str) -> None:
+    """Every enabled host transfer must install from the frozen snapshot, and only from it.
+
+    The judge verifies what is in the snapshot, which sysupdate sees at ``[apply] mount_point``;
+    a host transfer with another source (an ``https://`` URL, another directory, a ``tar``
+    archive) would install bytes nobody judged.  So each must be ``Type=url-file`` with
+    ``Path=file://MOUNT_POINT`` (docs/adr/0161).
+
+    Raises:
+        ConfigError: ``config.source``.
+    """
+    wanted = f"file://{mount_point.rstrip('/')}"
+    for t in transfers:
+        if not t.enabled:
+            continue
+        if t.source.type is not ResourceType.URL_FILE or t.source.path.rstrip("/") != wanted:
+            raise ConfigError(
+                f"Host transfer {display(t.name)} installs from {t.source.type.value}"
+                f" {display(t.source.path)}, not url-file {wanted}: it would install bytes the"
+                " judge never saw",
+                code="config.source",
+                hint=f"host transfers read the verified snapshot: [Source] Type=url-file,"
+                f" Path={wanted} ([apply] mount_point)",
+            )
+
+
 def build_context(
     config: HostConfig, staging_dir: Path, *, reporter: Reporter, now: datetime
 ) -> RunContext:
@@ -99,12 +127,14 @@ def build_context(
     check_vm_inputs(config)
     fetcher = make_fetcher(config)
     applier = make_applier(config)
+    judge = make_judge(config, appliers=(applier.dialect,))
+    check_host_sources(judge.transfers, config.apply.mount_point)
     return RunContext(
         config=config,
         staging_dir=staging_dir,
         staging=BtrfsStaging(staging_dir, config.staging),
         fetcher=fetcher,
-        inspector=make_judge(config, appliers=(applier.dialect,)),
+        inspector=judge,
         applier=applier,
         reporter=reporter,
         now=now,

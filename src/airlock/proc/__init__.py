@@ -36,6 +36,7 @@ from airlock.proc.child import (
     GUARD,
     START_TIMEOUT_S,
     Child,
+    RunAs,
     Stream,
     describe_status,
     start,
@@ -56,6 +57,7 @@ __all__ = [
     "Completed",
     "Ended",
     "Observer",
+    "RunAs",
     "Started",
     "Teardown",
     "base_env",
@@ -105,6 +107,7 @@ def spawn(
     share_mounts: bool = False,
     scratch: Sequence[Path] = (),
     share_pids: bool = False,
+    run_as: RunAs | None = None,
 ) -> Iterator[Child]:
     """Start a long-running child that is stopped, with everything it started, on every exit path.
 
@@ -112,7 +115,8 @@ def spawn(
     The child gets its own mount namespace (a copy of ours, with a /proc of its own PID
     namespace) unless ``share_mounts``: for the commands that mount or unmount for us.  The
     ``scratch`` directories are removed once the child and everything it started are gone, even
-    if airlock is dead by then.
+    if airlock is dead by then.  With ``run_as`` (airlock must be root, and the mount namespace
+    its own) the command runs as that unprivileged host uid and gid (``RunAs``).
 
     Raises:
         HostError: the program could not be started.
@@ -130,6 +134,7 @@ def spawn(
         share_mounts=share_mounts,
         scratch=scratch,
         share_pids=share_pids,
+        run_as=run_as,
     )
     try:
         yield child
@@ -162,6 +167,7 @@ def run(
     share_mounts: bool = False,
     scratch: Sequence[Path] = (),
     share_pids: bool = False,
+    run_as: RunAs | None = None,
 ) -> Completed:
     """Run ``argv`` to completion (a ``spawn`` whose output is drained and bounded).
 
@@ -180,6 +186,7 @@ def run(
             must show the pids its processes have): a subreaper that kills what the command
             left when it exits, and the command dies with the guard; implies ``share_mounts``.
         scratch: directories removed once the command and all it started are gone.
+        run_as: the unprivileged host uid and gid the command runs as (``RunAs``).
 
     Returns:
         The completed process.
@@ -207,6 +214,7 @@ def run(
             share_mounts=share_mounts,
             scratch=scratch,
             share_pids=share_pids,
+            run_as=run_as,
         ) as child:
             for fd in (out_w, err_w, in_r):
                 if fd >= 0:

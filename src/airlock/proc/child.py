@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +33,47 @@ START_TIMEOUT_S = 60.0  # the guard reports its start well within this, even on 
 GUARD = Path(__file__).with_name("guard.py")
 
 Stream = int | IO[bytes] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunAs:
+    """Who a command runs as: set up by its guard (``guard.py``, ``AS``) just before ``execve``.
+
+    Attributes:
+        uid: the host uid every one of its uids becomes (no supplementary groups are kept).
+        gid: the host gid every one of its gids becomes.
+        netns: a network namespace file (``/run/netns/NAME``) it joins first, as root.
+        binds: ``(source, target)`` bind mounts made first, as root, visible only in the
+            command's own mount namespace: how a path below a directory the uid may not
+            enter reaches it (``target`` is an existing directory it may enter).
+        max_processes: ``RLIMIT_NPROC`` (soft and hard): how many processes and threads that
+            uid may have on the whole machine before a fork or thread start fails.
+    """
+
+    uid: int
+    gid: int
+    netns: Path | None = None
+    binds: tuple[tuple[Path, Path], ...] = ()
+    max_processes: int | None = None
+
+    def spec(self) -> str:
+        """The guard's ``AS`` argument.
+
+        Raises:
+            ValueError: an id out of range, or a path the guard's syntax cannot carry.
+        """
+        if not (0 < self.uid < 2**32 - 1 and 0 < self.gid < 2**32 - 1):
+            raise ValueError("run-as ids must be unprivileged (1 to 2^32-2)")
+        paths = [self.netns or Path("-")] + [p for pair in self.binds for p in pair]
+        for path in paths:
+            text = os.fspath(path)
+            if text != "-" and (not os.path.isabs(text) or any(c in text for c in ":=\0")):
+                raise ValueError(f"cannot pass {text!r} to the guard")
+        if self.max_processes is not None and self.max_processes < 1:
+            raise ValueError("run-as max_processes must be positive")
+        binds = [f"{os.fspath(s)}={os.fspath(d)}" for s, d in self.binds]
+        nproc = "-" if self.max_processes is None else str(self.max_processes)
+        return ":".join([str(self.uid), str(self.gid), nproc, os.fspath(self.netns or "-"), *binds])
 
 
 def describe_status(returncode: int) -> str:
@@ -165,16 +207,20 @@ def start(
     share_mounts: bool,
     scratch: Sequence[Path],
     share_pids: bool = False,
+    run_as: RunAs | None = None,
 ) -> Child:
     program = args[0] if os.path.isabs(args[0]) else tool(args[0])
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     required = "1" if os.geteuid() == 0 else "0"
     mounts = "host" if share_pids else "shared" if share_mounts else "own"
     remove = [os.fspath(p.absolute()) for p in scratch]
+    if run_as is not None and mounts != "own":
+        raise ValueError("run_as needs the command's own mount namespace (its binds stay there)")
+    as_ = "-" if run_as is None else run_as.spec()
     try:
         popen = subprocess.Popen(
             [
-                *guard_argv(theirs.fileno(), "run", required, mounts, *remove, "--"),
+                *guard_argv(theirs.fileno(), "run", required, mounts, as_, *remove, "--"),
                 program,
                 *args[1:],
             ],

@@ -7,10 +7,11 @@ dies, whatever kills it, the kernel closes that end and the guard reads EOF.  Th
 everything below hangs on (a ``PR_SET_PDEATHSIG`` on the guard would fire when the airlock *thread*
 that started it exits, not the process, and could be missed in the window before it is set).
 
-``run REQUIRED MOUNTS [SCRATCH...] -- ARGV...``: the guard unshares a PID namespace (with ``MOUNTS``
-``own``, also a mount namespace, in which the init mounts a /proc that shows the new PID namespace;
-with ``shared`` the command changes airlock's own mount table and sees airlock's /proc, whose pids
-are not its own; with ``host``, no namespace at all: as without the privilege below) and forks
+``run REQUIRED MOUNTS AS [SCRATCH...] -- ARGV...``: the guard unshares a PID namespace (with
+``MOUNTS`` ``own``, also a mount namespace, in which the init mounts a /proc that shows the new
+PID namespace; with ``shared`` the command changes airlock's own mount table and sees airlock's
+/proc, whose pids are not its own; with ``host``, no namespace at all: as without the privilege
+below) and forks
 its *init* (pid 1 there), which arms ``PR_SET_PDEATHSIG=SIGKILL`` towards
 the guard (then checks the guard did not die before that), forks and execs ``ARGV``, forwards
 SIGTERM/SIGINT/SIGHUP/SIGQUIT to the whole namespace and reaps orphans until the command exits.
@@ -33,6 +34,15 @@ died) makes it run the steps, each ``{"argv": [...], "timeout_s": S, "when": W, 
 with stdio on /dev/null; ``when`` is ``always``, ``ok`` or ``failed`` (only if the step before ran
 and succeeded or failed: a fallback).  It exits 1 if a critical step failed and no fallback after
 it succeeded, else 0.
+
+``AS`` is ``-`` or ``UID:GID:NPROC:NETNS[:SRC=DST...]`` (``:`` and ``=`` never occur in the paths):
+before ``execve`` the command's process — still root, in the init's private mount namespace —
+joins the network namespace file ``NETNS`` (``-``: stays), bind-mounts each ``SRC`` on ``DST``
+in a mount namespace of its own (never visible to the guard, whose scratch removal is recursive),
+drops every supplementary group, sets all its uids and
+gids to ``UID``/``GID`` (``RLIMIT_NPROC`` to ``NPROC`` first unless ``-``) and sets
+``no_new_privs``: a real unprivileged host uid, not one a user
+namespace maps back to root.  The init itself stays root, so it can still signal and reap it.
 
 The ``SCRATCH`` directories (absolute paths) are removed by the guard once the init is gone,
 whether the command ended or airlock died: the command's temporary files do not outlive it either.
@@ -62,9 +72,13 @@ else:
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_SLAVE = 0x2, 0x4, 0x8, 0x4000, 0x80000
+MS_PRIVATE = 0x40000
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 RESET = (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ)  # Python ignores the last two at startup
 EXEC_OK, EXEC_FAILED, EXITED, SETUP_FAILED = 0, 1, 2, 3
@@ -140,6 +154,36 @@ def _own_proc() -> None:
         _check(_libc.mount(fstype, target.encode(), fstype, flags, None))
 
 
+def become(spec: str) -> None:
+    """Apply ``AS`` (see the module docstring) to this process; raises ``OSError``."""
+    uid, gid, nproc, *rest = spec.split(":")
+    netns = rest[0] if rest else "-"
+    if netns != "-":
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET))
+        finally:
+            os.close(fd)
+    if rest[1:]:
+        # A mount namespace of the command's own: the guard (which removes the scratch
+        # directories, recursively) never sees these binds.
+        _check(_libc.unshare(CLONE_NEWNS))
+        _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
+    for pair in rest[1:]:
+        src, _, dst = pair.partition("=")
+        _check(_libc.mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None))
+    if nproc != "-":
+        import resource  # only commands with a limit pay for it
+
+        resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
+    os.setgroups([])
+    os.setresgid(int(gid), int(gid), int(gid))
+    os.setresuid(int(uid), int(uid), int(uid))
+    if os.getresuid() != (int(uid),) * 3 or os.getgroups() not in ([], [int(gid)]):
+        raise OSError(1, "credentials did not change")
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
 def forward_target(contained: bool, child: int) -> int:
     """Where the init forwards a signal: ``-1`` (every process of its namespace) only when it
     really is pid 1 of a namespace of its own; anywhere else ``kill(-1)`` would signal every
@@ -147,7 +191,9 @@ def forward_target(contained: bool, child: int) -> int:
     return -1 if contained and os.getpid() == 1 else child
 
 
-def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: bool) -> NoReturn:
+def _init(
+    argv: list[str], alive_r: int, status_w: int, contained: bool, proc: bool, as_: str
+) -> NoReturn:
     """Pid 1 of the new namespace (or a plain subreaper child): run the command, reap, report."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     poller = select.poll()
@@ -171,11 +217,13 @@ def _init(argv: list[str], alive_r: int, status_w: int, contained: bool, proc: b
         os.close(status_w)
         for sig in RESET:
             signal.signal(sig, signal.SIG_DFL)
-        if not contained:  # no namespace to end: the command itself must die with the init
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != me:
-                os._exit(1)
         try:
+            if as_ != "-":  # before PDEATHSIG: a change of credentials clears it
+                become(as_)
+            if not contained:  # no namespace to end: the command itself must die with the init
+                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != me:
+                    os._exit(1)
             os.execve(argv[0], argv, os.environ)  # noqa: S606 - argv from airlock, no shell
         except OSError as exc:
             os.write(exec_w, (exc.errno or 0).to_bytes(4, "little"))
@@ -252,7 +300,9 @@ def _remove(paths: list[str]) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run(ctl: int, required: bool, mounts: str, scratch: list[str], argv: list[str]) -> NoReturn:
+def run(
+    ctl: int, required: bool, mounts: str, as_: str, scratch: list[str], argv: list[str]
+) -> NoReturn:
     """Run mode (see the module docstring)."""
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)  # the init forwards them; only SIGKILL ends us
@@ -271,7 +321,7 @@ def run(ctl: int, required: bool, mounts: str, scratch: list[str], argv: list[st
         os.close(ctl)
         os.close(alive_w)
         os.close(status_r)
-        _init(argv, alive_r, status_w, contained, own)
+        _init(argv, alive_r, status_w, contained, own, as_)
     os.close(alive_r)
     os.close(status_w)
     pidfd = os.pidfd_open(init)
@@ -366,7 +416,7 @@ def main(args: list[str]) -> NoReturn:
     os.set_inheritable(ctl, False)
     if args[1] == "run" and "--" in args:
         end = args.index("--")  # the scratch paths are absolute: none of them is "--"
-        run(ctl, args[2] == "1", args[3], args[4:end], args[end + 1 :])
+        run(ctl, args[2] == "1", args[3], args[4], args[5:end], args[end + 1 :])
     if args[1] == "teardown":
         import json  # only this mode pays for it: every start waits for the guard
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from airlock.backends import openpgp
 from airlock.backends.openpgp import SignatureVerifier
+from airlock.backends.openpgp.gpgv import GpgvVerifier
 from airlock.errors import ConfigError, HostError
 from airlock.formats import definitions, dialect
 from airlock.formats.definitions import Transfer
@@ -51,6 +52,34 @@ def load_transfers(definitions_dir: Path, os_release: Path) -> tuple[Transfer, .
             code="config.definition",
         )
     return transfers
+
+
+def weaknesses(
+    policy: PolicyConfig,
+    verifier: SignatureVerifier,
+    appliers: tuple[dialect.Dialect, ...] = (),
+) -> tuple[str, ...]:
+    """What the host's settings leave weaker than they look (docs/adr/0161); shown, not refused.
+
+    Each run reports them as notices of the inspect step, and ``airlock status`` lists them.
+    """
+    out = []
+    if not policy.trusted_fingerprints:
+        out.append(
+            "every key in the keyring counts as a signer ([policy] trusted_fingerprints is empty)"
+        )
+    if policy.verifier == openpgp.VerifierName.AUTO and isinstance(verifier, GpgvVerifier):
+        out.append(
+            "signatures are checked with gpgv: sqv is missing or unsupported ([policy] verifier"
+            " = auto falls back)"
+        )
+    for rules in appliers:
+        if not rules.verified:
+            out.append(
+                f"systemd-sysupdate {rules.major} is newer than any version whose rules airlock"
+                f" models ({dialect.NEWEST}); the judge applies {rules.since}'s"
+            )
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +123,11 @@ class Judge:
             limits=limits,
             appliers=appliers,
         )
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The host settings' weaknesses (``weaknesses``), reported on every run."""
+        return weaknesses(self.policy, self.verifier, self.appliers)
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Dot-temporaries and stale versions the host may unlink from the writable snapshot.

@@ -69,7 +69,8 @@ class PolicyConfig:
         False,
         kind=BOOL,
         flag="--require-fresh",
-        help="refuse a manifest without a BEST-BEFORE marker",
+        help="refuse a manifest without a BEST-BEFORE marker (update and check also refuse one"
+        " once they accepted a manifest with a marker: the freshness ratchet)",
     )
     verifier: VerifierName = setting(
         VerifierName.AUTO,
@@ -89,6 +90,20 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Room:
+    """The most bytes a payload of ``transfer`` can have and still be installed (docs/adr/0160).
+
+    Measured on the host before judging (``backends.apply.room``): the size of the largest
+    partition the transfer may write, or the free space of its target directory plus what
+    sysupdate may vacuum there.  ``where`` says which, for the refusal message.
+    """
+
+    transfer: str
+    bytes: int
+    where: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Baseline:
     """What the host knows before judging: its persisted state and what sysupdate reports.
 
@@ -96,11 +111,17 @@ class Baseline:
         floor: no version below this is ever accepted (the state's rollback floor).
         installed: the newest version sysupdate sees installed (or the state's, as a fallback).
         not_before: the creation time of the newest signature accepted so far.
+        room: the room of each target that could be measured (a transfer without one is bounded
+            only by ``[limits]``).
+        fresh_required: the freshness ratchet: an earlier accepted manifest carried
+            ``BEST-BEFORE``, so this one must too (the state's ``fresh_required``).
     """
 
     floor: str | None = None
     installed: str | None = None
     not_before: datetime.datetime | None = None
+    room: tuple[Room, ...] = ()
+    fresh_required: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,10 +137,15 @@ class Policy:
             result says whether the release is newer.
         not_before: a counted signature created before this instant is a replay.
         require_fresh: a manifest without ``BEST-BEFORE`` is refused.
+        fresh_ratchet: likewise, because an earlier accepted manifest carried one (the state's
+            freshness ratchet; docs/adr/0155): a publisher, or a VM replaying an old unmarked
+            release, cannot step back to manifests that never expire.
         appliers: the rules (``formats.dialect``) of every systemd-sysupdate that may apply the
             release — the one the host runs: the judge requires a signature file each of them
             reads from a ``file://`` source (without it sysupdate would fail on every run).
             Empty (``airlock inspect``, which does not know the applier): either name is enough.
+        room: per transfer, the largest payload its target can take (``Room``); a payload larger
+            than that is refused before any byte of it is hashed.
     """
 
     trusted_fingerprints: frozenset[str] = field(default_factory=frozenset)
@@ -128,7 +154,9 @@ class Policy:
     installed: str | None = None
     not_before: datetime.datetime | None = None
     require_fresh: bool = False
+    fresh_ratchet: bool = False
     appliers: tuple[dialect.Dialect, ...] = ()
+    room: tuple[Room, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse inconsistent policies (programmer or usage errors, never untrusted input)."""
@@ -175,5 +203,7 @@ class Policy:
             installed=baseline.installed,
             not_before=baseline.not_before,
             require_fresh=config.require_fresh,
+            fresh_ratchet=baseline.fresh_required,
             appliers=appliers,
+            room=baseline.room,
         )

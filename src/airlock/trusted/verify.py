@@ -17,11 +17,15 @@ checks (each raises; nothing is returned that did not pass all of them):
    ``openpgp.CLOCK_SKEW`` (the verifier refuses it).  Only the counted signatures become the
    release's ``signers``, whose times the run records as the next ``not_before``.
 4. Parse the authenticated manifest strictly (B1–B11); ``BEST-BEFORE`` in the past or, with
-   ``require_fresh``, absent refuses it (D2, ``reject.expired``).
+   ``require_fresh`` or the state's freshness ratchet, absent refuses it (D2, ``reject.expired``).
 5. Assemble the release (one file per enabled transfer, D3/B18); a release older than the floor or
    the installed version is a rollback (D1, ``reject.rollback``); a newer release the snapshot does
    not fully hold is refused (B19, ``reject.missing``).
-6. Hash each release file from an fd opened relative to the snapshot and compare with the manifest
+6. Before anything is hashed (``trusted.bounds``): a payload larger than its target's room
+   (``Policy.room``: the largest partition it may write, the space in ``$BOOT``) is refused
+   (``reject.room``, ADR 0160), and so is a partition label over GPT's 36 UTF-16 units
+   (``reject.label``, ADR 0161).
+   Hash each release file from an fd opened relative to the snapshot and compare with the manifest
    (``reject.digest``); a url-file payload sysupdate would decompress (compression magic) or fail
    on (under 6 bytes) is refused (B20, ``reject.payload``).
 
@@ -52,6 +56,7 @@ from airlock.formats import manifest as manifest_format
 from airlock.formats.definitions import ResourceType, Transfer
 from airlock.limits import Limits
 from airlock.text import display
+from airlock.trusted import bounds
 from airlock.trusted.policy import Policy
 from airlock.trusted.release import Dropped, VerifiedFile, VerifiedRelease
 from airlock.untrusted import candidate, hashing, walk
@@ -188,6 +193,14 @@ def _check_fresh(parsed: manifest_format.Manifest, policy: Policy, now: datetime
         if policy.require_fresh:
             raise FreshnessError(
                 "Refusing SHA256SUMS: it carries no BEST-BEFORE marker", code="reject.expired"
+            )
+        if policy.fresh_ratchet:
+            raise FreshnessError(
+                "Refusing SHA256SUMS: it carries no BEST-BEFORE marker, and an earlier accepted"
+                " one did (freshness ratchet)",
+                code="reject.expired",
+                hint="a replayed old release, or the publisher dropped the marker; if that was"
+                " intended: airlock state reset --field fresh_required --yes",
             )
         return
     # As systemd (post-259): the date is a calendar day starting at 00:00 (here UTC); once that
@@ -388,6 +401,8 @@ def judge(
         SignatureError: ``reject.signature``, ``reject.signer``, ``reject.threshold``.
         FreshnessError: ``reject.rollback``, ``reject.expired``, ``reject.replay``.
         DigestError: ``reject.digest``.
+        InspectionError: ``reject.room`` for a payload larger than its target can take,
+            ``reject.label`` for a partition label GPT cannot hold.
         InspectionError: ``reject.payload`` for a url-file payload that starts with compression
             magic or is shorter than 6 bytes (sysupdate would decompress it or fail on it).
         HostError: ``host.syncfs`` when the snapshot's filesystem cannot be synced, ``host.read``
@@ -420,6 +435,8 @@ def judge(
         dropped += _not_newer_but_incomplete(release, policy)
         release_version, newer = None, False
     else:
+        bounds.check_room(release, policy)  # before step 6: nothing hashed (ADR 0160)
+        bounds.check_labels(release, transfers)
         files, bytes_hashed = _hash_and_compare(dir_fd, release, transfers, limits)
         release_version = release.version
         newer = policy.installed is None or version.compare(release.version, policy.installed) > 0

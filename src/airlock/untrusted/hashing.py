@@ -7,9 +7,13 @@ regular file with one link, the same inode and exactly the size the walk saw (wh
 checked against the caps).  Reading more or fewer bytes than that size refuses the file, so a file
 that changes under us cannot make the hash cover other bytes than the size promised.
 
-Files are hashed in parallel threads: ``hashlib`` releases the GIL while hashing large buffers and
-``os.readv`` releases it while reading, so two files use two cores.  Digests are returned, not
-judged: comparing them with the manifest is ``trusted.verify``'s job.
+Files are hashed in parallel threads, largest first: ``hashlib`` releases the GIL while hashing
+large buffers, so two files use two cores.  A file that has a core to spare (fewer files than
+threads, or a file that dominates the release, as Spectrum's root image does) is read with
+``os.readv`` by a helper thread while this one hashes; every other file is hashed from a read-only
+memory map under a read lease (``untrusted.mapped``, ADR 0150: no copy out of the page cache; a
+truncation or a writer while hashing refuses the file), or read where no lease can be had.
+Digests are returned, not judged: comparing them with the manifest is ``trusted.verify``'s job.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from airlock.errors import HostError, InspectionError
 from airlock.fsutil import FILE_FLAGS
 from airlock.limits import Limits
 from airlock.text import display
+from airlock.untrusted import mapped
 from airlock.untrusted.walk import ListedFile
 
 logger = logging.getLogger(__name__)
 
 HEAD_BYTES = 8  # enough for every compression magic sysupdate recognises
+#: A file this many times larger than all the others together gets a read-ahead thread.
+DOMINANT = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +173,27 @@ def _stream_pipelined(
     return done, h.hexdigest()
 
 
+def _stream(
+    fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event, pipelined: bool
+) -> tuple[int, str]:
+    """Read ahead in a helper thread, else hash from a leased read-only map (ADR 0150), else read.
+
+    With a core to spare, a reader thread copying into small buffers beats the map: the hashing
+    thread then reads bytes the reader just brought into the CPU cache.
+    """
+    if pipelined:
+        return _stream_pipelined(fd, listed.size, buffer_bytes, stop)
+    if listed.size and mapped.take_lease(fd, listed.size):
+        try:
+            sha256 = mapped.sha256_mapped(fd, listed.size, stop)
+        except mapped.Changed:
+            raise mapped.refuse_changed(listed.name, display(listed.name)) from None
+        finally:
+            mapped.drop_lease(fd)
+        return listed.size, sha256 or ""  # None: cancelled, which the caller checks first
+    return _stream_plain(fd, listed.size, buffer_bytes, stop)
+
+
 def _hash_one(
     dir_fd: int, listed: ListedFile, buffer_bytes: int, stop: threading.Event, pipelined: bool
 ) -> Digest:
@@ -179,9 +207,8 @@ def _hash_one(
             ) from exc
         if listed.size:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        stream = _stream_pipelined if pipelined else _stream_plain
         try:
-            done, sha256 = stream(fd, listed.size, buffer_bytes, stop)
+            done, sha256 = _stream(fd, listed, buffer_bytes, stop, pipelined)
         except OSError as exc:
             raise HostError(
                 f"Failed to read {display(listed.name)}: {exc.strerror}", code="host.read"
@@ -199,6 +226,23 @@ def _hash_one(
         os.close(fd)
     logger.debug("hashed %s (%d bytes)", display(listed.name), done)
     return Digest(name=listed.name, size=done, sha256=sha256, head=head)
+
+
+def read_ahead(files: Sequence[ListedFile], threads: int) -> frozenset[int]:
+    """Indices of the files hashed with a read-ahead thread (the others: a leased map).
+
+    Fewer files than threads: each gets a reader on a spare core.  Otherwise, with two threads or
+    more, a file at least ``DOMINANT`` times larger than all others together (Spectrum's root
+    image beside its verity file and UKI) gets one: the small files are done on the other core
+    long before it, which is then free to read ahead.
+    """
+    if len(files) < threads:
+        return frozenset(range(len(files)))
+    if threads < 2 or len(files) < 2:
+        return frozenset()
+    big = max(range(len(files)), key=lambda i: files[i].size)
+    rest = sum(f.size for i, f in enumerate(files) if i != big)
+    return frozenset({big}) if files[big].size >= DOMINANT * rest else frozenset()
 
 
 def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> Hashed:
@@ -220,21 +264,24 @@ def hash_files(dir_fd: int, files: Sequence[ListedFile], *, limits: Limits) -> H
     workers = max(1, min(limits.hash_threads, len(files)))
     buffer_bytes = max(64 * 1024, limits.hash_buffer_bytes)
     stop = threading.Event()
-    # A spare thread (fewer files than threads) reads ahead for the hashing thread.
-    pipelined = workers < limits.hash_threads
+    ahead = read_ahead(files, limits.hash_threads)
     if workers == 1:
-        digests = [_hash_one(dir_fd, f, buffer_bytes, stop, pipelined) for f in files]
+        digests = [
+            _hash_one(dir_fd, f, buffer_bytes, stop, i in ahead) for i, f in enumerate(files)
+        ]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="airlock-hash") as pool:
-            futures = [
-                pool.submit(_hash_one, dir_fd, f, buffer_bytes, stop, pipelined) for f in files
-            ]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            # Largest first, so that the small files fill the other threads meanwhile.
+            futures = {
+                i: pool.submit(_hash_one, dir_fd, files[i], buffer_bytes, stop, i in ahead)
+                for i in sorted(range(len(files)), key=lambda i: -files[i].size)
+            }
+            finished, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
             for fut in finished:
                 exc = fut.exception()
                 if exc is not None:
                     # The first failure decides; the other threads stop at their next read.
                     stop.set()
                     raise exc
-            digests = [fut.result() for fut in futures]
+            digests = [futures[i].result() for i in range(len(files))]
     return Hashed(digests=tuple(digests), bytes_hashed=sum(d.size for d in digests))

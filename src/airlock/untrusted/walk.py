@@ -15,7 +15,11 @@ It refuses (raises ``InspectionError``, rejecting the whole snapshot) on:
 * a regular file with more than one hard link (``reject.links``) or a set-user/group-ID bit
   (``reject.mode``);
 * a file larger than ``Limits.max_file_bytes``, all files together larger than
-  ``Limits.max_total_bytes`` (``reject.size``).
+  ``Limits.max_total_bytes`` (``reject.size``);
+* a sparse file: larger than ``SPARSE_EXEMPT_BYTES`` with fewer than half of its bytes allocated
+  (``st_blocks``), ``reject.sparse``.  Hashing reads every byte of a hole, so a sparse file would
+  let the VM make the host hash gigabytes it never wrote (docs/adr/0160 explains the rule: small
+  files, btrfs inline extents and compression, reflinks).
 
 Names starting with ``.`` are systemd-sysupdate temporaries (Spectrum's ``updates-dir-check``
 deletes
@@ -36,6 +40,12 @@ from airlock.limits import Limits
 from airlock.text import display
 
 logger = logging.getLogger(__name__)
+
+# docs/adr/0160: files up to 1 MiB are exempt (inline extents, tail blocks, the cost is nil);
+# above it at least half of st_size must be allocated.  btrfs counts compressed extents at their
+# uncompressed length and every reflinked extent in full, so neither trips this.
+SPARSE_EXEMPT_BYTES = 1 << 20
+ST_BLOCK_BYTES = 512  # st_blocks is in 512-byte units whatever the filesystem's block size
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +113,14 @@ def _check_regular(st: os.stat_result, raw: bytes, limits: Limits) -> None:
             code="reject.size",
             raw_name=raw,
         )
+    allocated = st.st_blocks * ST_BLOCK_BYTES
+    if st.st_size > SPARSE_EXEMPT_BYTES and 2 * allocated < st.st_size:
+        raise _refuse(
+            f"Refusing {shown}: sparse, {st.st_size} bytes of which only {allocated} are"
+            " allocated",
+            code="reject.sparse",
+            raw_name=raw,
+        )
 
 
 def _kind(mode: int) -> str:
@@ -132,7 +150,8 @@ def walk(dir_fd: int, *, limits: Limits) -> Listing:
 
     Raises:
         InspectionError: ``reject.count``, ``reject.name``, ``reject.type``, ``reject.links``,
-            ``reject.mode`` or ``reject.size``; the first problem found rejects the snapshot.
+            ``reject.mode``, ``reject.size`` or ``reject.sparse``; the first problem found
+            rejects the snapshot.
         OSError: the directory itself could not be read.
     """
     files: list[ListedFile] = []

@@ -73,9 +73,12 @@ def test_clean_share_unlinks_unwanted_regular_files(btrfs_dir: Path) -> None:
     (s / "trailing.").write_bytes(b"x")
     (s / "hard").write_bytes(b"h")
     os.link(s / "hard", s / "hard2")  # a second name: refused (threat A2)
+    for mode, name in ((0o4644, "Spectrum_3.efi"), (0o2644, "Spectrum_4.efi"), (0o1644, "S_5.efi")):
+        (s / name).write_bytes(b"special")  # a safe name: only the mode bit removes it
+        os.chmod(s / name, mode)
     report = staging.clean_share()
     assert sorted(os.listdir(s)) == ["Spectrum_1.efi", "Spectrum_1_0123.root"]
-    assert (report.kept, report.removed, report.reset) == (2, 8, False)
+    assert (report.kept, report.removed, report.reset) == (2, 11, False)
 
 
 def test_clean_share_recreates_a_share_holding_more_than_files(btrfs_dir: Path) -> None:

@@ -81,7 +81,9 @@ def test_v1_to_v2_then_noop(world: World, runtime: str) -> None:
         "record",
         "cleanup",
     ]
-    assert evs[-1] == {"v": 1, "event": "result", "outcome": "updated", "exit_status": 0}
+    assert evs[-1] == {
+        "v": 1, "event": "result", "outcome": "updated", "exit_status": 0, "fresh": True
+    }  # fmt: skip
     assert_v2_installed(w, read_only=rules.partition_attributes)
     assert_no_leftovers(w)
     saved = state.load(w.state_file)
@@ -95,7 +97,8 @@ def test_v1_to_v2_then_noop(world: World, runtime: str) -> None:
     second = w.update()
     assert second.returncode == 0, second.stderr
     evs2 = events(second.stdout)
-    assert evs2[-1]["outcome"] == "up-to-date"
+    # The same manifest again: up to date, but not news (docs/adr/0155).
+    assert (evs2[-1]["outcome"], evs2[-1]["fresh"]) == ("up-to-date", False)
     assert "apply" not in [e.get("step") for e in evs2 if e["event"] == "step-started"]
     assert w.disk_digest() == disk_after
     assert w.esp_listing() == esp_after

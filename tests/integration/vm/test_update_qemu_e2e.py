@@ -54,7 +54,9 @@ def test_qemu_fetcher_v1_to_v2_then_noop(world: World) -> None:
         first_s = time.monotonic() - start
         assert first.returncode == 0, first.stderr
         evs = events(first.stdout)
-        assert evs[-1] == {"v": 1, "event": "result", "outcome": "updated", "exit_status": 0}
+        assert evs[-1] == {
+            "v": 1, "event": "result", "outcome": "updated", "exit_status": 0, "fresh": True
+        }  # fmt: skip
         assert_v2_installed(w)
         assert_no_leftovers(w)
         # The guest wrote the release into the share (plain files on the host, mapped-xattr).

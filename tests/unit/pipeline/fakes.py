@@ -21,7 +21,7 @@ from airlock.formats import dialect
 from airlock.lock import LockConfig
 from airlock.pipeline.context import RunContext
 from airlock.state import StateConfig
-from airlock.trusted.policy import Baseline
+from airlock.trusted.policy import Baseline, Room
 from airlock.trusted.release import VerifiedRelease
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -145,6 +145,7 @@ class FakeInspector:
         self.j = journal
         self.verdict = verdict
         self.baselines: list[Baseline] = []
+        self.warnings: tuple[str, ...] = ()
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         self.j.hit("droppable")
@@ -161,6 +162,7 @@ class FakeApplier:
         self.j = journal
         self.current = current
         self.applied: list[str] = []
+        self.rooms: tuple[Room, ...] = ()
         # 262 moves on between signature names by itself: nothing to present under another name.
         self.rules: dialect.Dialect = dialect.V262
         # The running system: the installed version, booted and blessed (no boot counting).
@@ -177,6 +179,9 @@ class FakeApplier:
 
     def booted(self) -> Assessment:
         return self.boot
+
+    def room(self) -> tuple[Room, ...]:
+        return self.rooms
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         self.j.hit("apply")

@@ -24,6 +24,7 @@ from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, Ste
 from airlock.formats import dialect
 from airlock.pipeline.context import Outcome
 from airlock.pipeline.update import run_check, run_update
+from airlock.trusted.policy import Room
 
 from .fakes import NOW, SIGNED, make_world, release, signer
 
@@ -86,6 +87,27 @@ def test_inspection_gets_the_persisted_floor_and_signature_time(tmp_path: Path) 
     assert seen.installed == "2"
     saved = state.load(w.ctx.state_file)
     assert (saved.floor, saved.pending, saved.booted) == ("2", None, "2")
+
+
+def test_the_judge_gets_the_room_the_applier_measured(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.applier.rooms = (Room(transfer="60-root", bytes=8 << 20, where="slot"),)
+    run_update(w.ctx)
+    assert w.inspector.baselines[0].room == w.applier.rooms
+
+
+def test_weak_settings_are_told_as_notices_of_the_inspect_step(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.inspector.warnings = ("every key in the keyring counts as a signer",)
+    run_update(w.ctx)
+    told = [e for e in w.reporter.events if isinstance(e, Notice) and e.step is Step.INSPECT]
+    assert [e.message for e in told] == ["warning: every key in the keyring counts as a signer"]
+
+
+def test_negative_control_no_weakness_no_notice(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    run_update(w.ctx)
+    assert not [e for e in w.reporter.events if isinstance(e, Notice) and "warning" in e.message]
 
 
 def test_a_boot_on_trial_or_a_failed_one_does_not_raise_the_floor(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from airlock.backends.fetcher import FetcherConfig
 from airlock.config import HostConfig
 from airlock.errors import ConfigError, ExitStatus
 from airlock.events import ListReporter
+from airlock.formats import definitions
 from airlock.lock import LockConfig
 from airlock.pipeline import wiring
 
@@ -63,3 +64,35 @@ def test_missing_vm_inputs_stop_the_run_before_anything_starts(
     assert info.value.exit_status == ExitStatus.CONFIG
     assert not staging.exists()
     assert not (tmp_path / "lock").exists()
+
+
+def _transfer(tmp_path: Path, source: str) -> tuple[definitions.Transfer, ...]:
+    d = tmp_path / "defs"
+    d.mkdir(exist_ok=True)
+    (d / "60-root.transfer").write_text(
+        f"[Source]\n{source}\nMatchPattern=Spectrum_@v.root\n\n"
+        "[Target]\nType=regular-file\nPath=/var/lib/x\nMatchPattern=Spectrum_@v\n"
+    )
+    return definitions.load_dir(d, specifiers=definitions.Specifiers())
+
+
+def test_host_transfers_from_the_snapshot_pass(tmp_path: Path) -> None:
+    transfers = _transfer(tmp_path, "Type=url-file\nPath=file:///run/updater/")
+    wiring.check_host_sources(transfers, "/run/updater")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Type=url-file\nPath=https://updates.example/spectrum",
+        "Type=url-file\nPath=file:///run/elsewhere",
+        "Type=url-file\nPath=file:///run/updater/sub",
+        "Type=regular-file\nPath=/run/updater",
+    ],
+)
+def test_a_host_transfer_not_reading_the_snapshot_is_refused(tmp_path: Path, source: str) -> None:
+    transfers = _transfer(tmp_path, source)
+    with pytest.raises(ConfigError) as info:
+        wiring.check_host_sources(transfers, "/run/updater")
+    assert info.value.code == "config.source"
+    assert info.value.exit_status == ExitStatus.CONFIG

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import select
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.formats import blockindex
+from airlock.formats import blockindex, manifest
 from tests.support import schemas
 from tests.support.releases import ROOTHASH, SigningKey, payload, spectrum_names
 
@@ -265,3 +266,25 @@ def test_negative_control_a_name_spectrum_s_vm_templates_do_not_match_is_refused
     assert r.returncode != 0
     one_line_error(r)
     assert "Spectrum_3.img" in r.stderr
+
+
+def test_publish_writes_a_seven_day_best_before_unless_told_not_to(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    # docs/adr/0155: a marker by default; --no-best-before for Spectrum-compatible manifests.
+    srcs = []
+    for name in spectrum_names("1"):
+        (tmp_path / name).write_bytes(payload(100, seed=name))
+        srcs.append(str(tmp_path / name))
+    for extra, days in (((), 7), (("--valid-for", "30"), 30), (("--no-best-before",), None)):
+        rel = tmp_path / f"rel-{days}"
+        rel.mkdir()
+        r = cli("publish", str(rel), *srcs, "--gnupghome", str(key.gnupghome), "--json", *extra)
+        assert r.returncode == 0, r.stderr
+        best = manifest.parse((rel / "SHA256SUMS").read_bytes()).best_before
+        today = datetime.datetime.now(datetime.UTC).date()
+        assert best == (None if days is None else today + datetime.timedelta(days=days))
+        assert json.loads(r.stdout)["best_before"] == (best.isoformat() if best else None)
+    both = cli("publish", str(tmp_path / "rel-7"), *srcs, "--gnupghome", str(key.gnupghome),
+               "--valid-for", "3", "--no-best-before")  # fmt: skip
+    assert both.returncode == 2

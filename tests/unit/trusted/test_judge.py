@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from airlock import fsutil
-from airlock.backends.openpgp import BaseVerifier
+from airlock.backends.openpgp import BaseVerifier, VerifierName
 from airlock.config import HostConfig, HostFiles
 from airlock.errors import ConfigError, SignatureError
 from airlock.limits import Limits
 from airlock.pipeline.wiring import make_judge
-from airlock.trusted.judge import Judge
+from airlock.trusted.judge import Judge, weaknesses
 from airlock.trusted.policy import Baseline, PolicyConfig
 from tests.support.corpus import Staging
 from tests.support.keys import KeySet
@@ -102,3 +102,37 @@ def test_build_refuses_a_missing_keyring_and_definitions_without_transfers(
             os_release=tmp_path / "missing",
         )
     assert info.value.code == "config.os-release"
+
+
+@pytest.mark.parametrize(
+    ("fingerprints", "chosen", "verifier_cls", "expected"),
+    [
+        ((), "sqv", "SqvVerifier", ["every key in the keyring counts"]),
+        (("A" * 40,), "auto", "GpgvVerifier", ["checked with gpgv"]),
+        ((), "auto", "GpgvVerifier", ["every key in the keyring counts", "checked with gpgv"]),
+        (("A" * 40,), "auto", "SqvVerifier", []),
+        (("A" * 40,), "gpgv", "GpgvVerifier", []),  # chosen, not fallen back to
+    ],
+)
+def test_weak_settings_are_reported_not_silent(
+    fingerprints: tuple[str, ...], chosen: str, verifier_cls: str, expected: list[str]
+) -> None:
+    from airlock.backends.openpgp import gpgv, sqv
+
+    cls = {"SqvVerifier": sqv.SqvVerifier, "GpgvVerifier": gpgv.GpgvVerifier}[verifier_cls]
+    policy = PolicyConfig(trusted_fingerprints=fingerprints, verifier=VerifierName(chosen))
+    found = weaknesses(policy, cls())
+    assert len(found) == len(expected)
+    for text, part in zip(found, expected, strict=True):
+        assert part in text
+
+
+def test_a_sysupdate_newer_than_the_modelled_ones_is_told() -> None:
+    from airlock.backends.openpgp import sqv
+    from airlock.formats import dialect
+
+    policy = PolicyConfig(trusted_fingerprints=("A" * 40,), verifier=VerifierName.SQV)
+    newer = dialect.for_version(dialect.NEWEST + 1)
+    (found,) = weaknesses(policy, sqv.SqvVerifier(), (newer,))
+    assert f"systemd-sysupdate {dialect.NEWEST + 1} is newer" in found
+    assert weaknesses(policy, sqv.SqvVerifier(), (dialect.for_version(dialect.NEWEST),)) == ()

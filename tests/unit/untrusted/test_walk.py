@@ -204,3 +204,22 @@ def test_walk_agrees_with_reference_predicate(
             assert {os.fsencode(t.name) for t in listing.temporaries} == {
                 n for n in tree if n.startswith(b".")
             }
+
+
+def test_negative_control_the_sparse_rule_fires_on_half_a_hole(tmp_path: Path) -> None:
+    # Above 1 MiB, under half allocated: refused; exactly half allocated: listed.
+    d = tmp_path / "d"
+    d.mkdir()
+    for name, written in (("Half", 1 << 20), ("Less", (1 << 20) - 4096)):
+        with open(d / name, "wb") as fh:
+            fh.write(b"\1" * written)
+            fh.truncate(2 << 20)
+    fd = os.open(d, fsutil.DIR_FLAGS)
+    try:
+        with pytest.raises(InspectionError) as info:
+            walk.walk(fd, limits=Limits())
+        assert info.value.code == "reject.sparse"
+        os.unlink("Less", dir_fd=fd)
+        assert [f.name for f in walk.walk(fd, limits=Limits()).files] == ["Half"]
+    finally:
+        os.close(fd)

@@ -18,6 +18,7 @@ from airlock.assessment import Assessment
 from airlock.formats import dialect
 from airlock.layout import Layout
 from airlock.settings import PATH, SECONDS, list_of, optional, setting
+from airlock.trusted.policy import Room
 
 ProgressFn = Callable[[int, int], None]
 
@@ -49,6 +50,13 @@ class Applier(Protocol):
 
     def booted(self) -> Assessment:
         """What booted and what the boot entries in ``$BOOT`` say (``airlock.assessment``).
+
+        Raises:
+            ConfigError: the host's definitions do not parse.
+        """
+
+    def room(self) -> tuple[Room, ...]:
+        """How large a payload each target can take (``backends.apply.room``), measured now.
 
         Raises:
             ConfigError: the host's definitions do not parse.

@@ -43,12 +43,14 @@ from pathlib import Path
 from airlock import assessment, proc
 from airlock.assessment import Assessment
 from airlock.backends.apply import ApplyConfig, Listing, ProgressFn
+from airlock.backends.apply import room as room_mod
 from airlock.backends.apply import runtime as runtime_mod
 from airlock.backends.apply.runtime import Bind, Notify, Runtime
 from airlock.errors import ApplyError, HostError
-from airlock.formats import dialect
+from airlock.formats import definitions, dialect
 from airlock.formats.version import key as version_key
 from airlock.text import display, tail
+from airlock.trusted.policy import Room
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +368,16 @@ class SysupdateHostApplier:
         return assessment.observe_host(
             self._definitions, boot=self._config.esp_path, os_release=self._os_release
         )
+
+    def room(self) -> tuple[Room, ...]:
+        """The room of each target (``backends.apply.room``): its partitions, ``$BOOT``'s space."""
+        try:
+            text = self._os_release.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        specifiers = definitions.Specifiers.from_os_release(text)
+        transfers = definitions.load_dir(self._definitions, specifiers=specifiers)
+        return room_mod.measure(transfers, esp=self._config.esp_path)
 
     def apply(self, snapshot: Path, *, version: str, progress: ProgressFn) -> None:
         """``systemd-sysupdate update VERSION`` from the read-only snapshot.

@@ -14,6 +14,10 @@ another runtime's — as a read-only 9p root).  What the host gives the guest, a
 * a user-mode NIC with ``restrict=on`` and exactly one ``guestfwd`` to the update server, which must
   be on host loopback (``10.0.2.2`` and everything else is unreachable).
 
+When airlock is root, QEMU runs as the configured unprivileged ``uid``/``gid`` (its guard drops
+before ``execve``; no groups, ``no_new_privs``) with ``RLIMIT_NPROC`` = ``max_processes`` for its
+threads and forwarders together, and reaches what it opens through binds (ADR 0171).
+
 Trust: the guest is hostile.  Its console output goes through a bounded reader into the log file and
 only escaped tails reach messages; its reported exit status is a hint.  QEMU runs with
 ``-sandbox on`` (seccomp), is waited for with a timeout, and runs under ``proc``'s guard: QEMU and
@@ -24,25 +28,25 @@ boot with KVM really reaches the guest's init; otherwise TCG.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import ipaddress
 import logging
 import os
 import re
 import shlex
-import shutil
 import tempfile
 import time
-import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from airlock import proc, settings
-from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.backends.fetcher import FetchRequest, FetchResult, unprivileged
+from airlock.backends.fetcher.qemu_boot import GUEST_SERVER_IP, ServerRoute, prepare_boot
+from airlock.backends.fetcher.qemu_boot import route as server_route
 from airlock.drain import Drain
-from airlock.errors import CommandTimedOut, ConfigError, FetchError, HostError
+from airlock.errors import CommandTimedOut, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.layout import Layout
 from airlock.settings import (
@@ -56,11 +60,10 @@ from airlock.settings import (
     setting,
     setting_from,
 )
-from airlock.text import display, tail
+from airlock.text import tail
 
 logger = logging.getLogger(__name__)
 
-GUEST_SERVER_IP = "10.0.2.100"  # inside QEMU's user network 10.0.2.0/24; the guest is 10.0.2.15
 _STATUS_RE = re.compile(rb"airlock-guest: status (\d{1,3})\r?$", re.MULTILINE)
 _PROBE_OK = b"airlock-guest: probe ok"
 _TAIL_BYTES = 8192
@@ -130,17 +133,19 @@ class QemuConfig:
     probe_timeout_s: float = setting(
         20.0, kind=SECONDS, help="bound of the KVM probe boot (accel = auto)"
     )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerRoute:
-    """Where the guest's one allowed connection goes, and how the guest names it."""
-
-    host_addr: str  # loopback address on the host
-    host_port: int
-    guest_port: int  # on GUEST_SERVER_IP
-    guest_url: str  # the update URL as the guest must use it
-    hosts_name: str | None  # a host name the guest's /etc/hosts maps to GUEST_SERVER_IP
+    uid: int = setting(
+        65534,
+        kind=integer(1, 2**32 - 2),
+        help="host uid QEMU and its forwarders run as when airlock is root (best: one no other"
+        " process uses; it owns shared)",
+    )
+    gid: int = setting(65534, kind=integer(1, 2**32 - 2), help="host gid QEMU runs as")
+    max_processes: int = setting(
+        256,
+        kind=integer(16, 1 << 22),
+        help="RLIMIT_NPROC of QEMU's uid: its threads and per-connection forwarders together"
+        " (a guest opening connections meets this bound, not the host's)",
+    )
 
 
 class QemuFetcher:
@@ -162,7 +167,7 @@ class QemuFetcher:
         kernel, initrd, root = _guest_files(cfg.guest_dir, cfg.guest_root)
         for exe in (cfg.qemu, Path(cfg.forwarder[0])):
             proc.check_executable(exe)
-        route = _route(request.config_dir, cfg.server)
+        route = server_route(request.config_dir, cfg.server)
         accel = _choose_accel(cfg, kernel, initrd)
         if accel is Accel.TCG:
             reporter.emit(Notice(message="update VM runs under TCG (no KVM)", step=Step.FETCH))
@@ -170,17 +175,28 @@ class QemuFetcher:
         # The guard removes it too if airlock is killed while QEMU runs.
         with tempfile.TemporaryDirectory(prefix="airlock-qemu-", ignore_cleanup_errors=True) as tmp:
             work = Path(tmp)
-            _prepare_boot(work, request, route)
-            argv = [
-                *_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet panic=-1"),
-                *_virtfs("airlock-root", root, readonly=True),
-                *_virtfs("airlock-boot", work / "boot", readonly=True),
-                *_virtfs("airlock-src", cfg.agent_source, readonly=True),
-                *_virtfs("airlock-config", work / "config", readonly=True),
-                *_virtfs("airlock-updates", request.share, readonly=False),
-                *_netdev(cfg, route),
-            ]
-            status, console_tail = _run_vm(argv, request, cfg.max_log_bytes, scratch=work)
+            prepare_boot(work, request, route)
+            paths = (kernel, initrd, root, work / "boot", cfg.agent_source, work / "config")
+            with _as_unprivileged(cfg, request.share, paths) as (who, sources):
+
+                def at(path: Path) -> Path:
+                    return sources.get(path, path)
+
+                argv = [
+                    *_machine_argv(
+                        cfg, accel, at(kernel), at(initrd), "console=ttyS0 quiet panic=-1"
+                    ),
+                    *_virtfs("airlock-root", at(root), readonly=True),
+                    *_virtfs("airlock-boot", at(work / "boot"), readonly=True),
+                    *_virtfs("airlock-src", at(cfg.agent_source), readonly=True),
+                    *_virtfs("airlock-config", at(work / "config"), readonly=True),
+                    *_virtfs("airlock-updates", at(request.share), readonly=False),
+                    *_netdev(cfg, route),
+                ]
+                scratch = (work, *({p.parent for p in sources.values()}))
+                status, console_tail = _run_vm(
+                    argv, request, cfg.max_log_bytes, scratch=scratch, run_as=who
+                )
         duration = time.monotonic() - start
         detail = _console_tail(console_tail)
         if status is None:
@@ -203,6 +219,30 @@ class QemuFetcher:
         return FetchResult(exit_status=status, duration_s=duration, log_tail=detail)
 
 
+@contextlib.contextmanager
+def _as_unprivileged(
+    cfg: QemuConfig, share: Path, paths: Sequence[Path]
+) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path]]]:
+    """As root: QEMU's uid, limits and binds (ADR 0171); else nothing changes.
+
+    ``shared`` becomes the uid's; every path QEMU opens is bound onto an entry of a scratch
+    directory the uid may enter, in QEMU's own mount namespace.
+    """
+    if os.geteuid() != 0:
+        yield None, {}
+        return
+    unprivileged.give_share(share, cfg.uid, cfg.gid)
+    scratch = unprivileged.make_scratch("airlock-qemu-binds-", share)
+    try:
+        sources = unprivileged.bind_through(scratch, (*paths, share))
+        yield (
+            unprivileged.run_as(cfg.uid, cfg.gid, sources, max_processes=cfg.max_processes),
+            sources,
+        )
+    finally:
+        unprivileged.remove_flat(scratch)
+
+
 def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, Path]:
     kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
     root = guest_root or guest_dir / "root"
@@ -214,73 +254,6 @@ def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, 
                 hint="build it with `make guest` (scripts/make-guest.sh)",
             )
     return kernel, initrd, root.resolve()
-
-
-def _route(config_dir: Path, server: str | None) -> ServerRoute:
-    """Read the trusted ``update-url`` and decide the one forward and the guest-side URL.
-
-    Raises:
-        ConfigError: no usable ``update-url``, or a server that is not on host loopback.
-    """
-    path = config_dir / "update-url"
-    try:
-        raw = path.read_bytes()[:4097]
-    except OSError as exc:
-        raise ConfigError(
-            f"Failed to read {path}: {exc.strerror}", code="config.update-url"
-        ) from exc
-    try:
-        url = raw.decode("ascii").strip()
-        parts = urllib.parse.urlsplit(url)
-        guest_port = parts.port or (443 if parts.scheme == "https" else 80)
-    except (UnicodeDecodeError, ValueError):
-        raise ConfigError(
-            f"Refusing update-url {display(raw)}: not an ASCII URL", code="config.update-url"
-        ) from None
-    name = parts.hostname
-    if parts.scheme not in ("http", "https") or not name or len(raw) > 4096:
-        raise ConfigError(
-            f"Refusing update-url {display(url)}: not an http(s) URL", code="config.update-url"
-        )
-    literal = _ip(name)
-    if server is not None:
-        host, _, port_text = server.rpartition(":")
-        target, target_port = host.strip("[]"), _port(port_text)
-    else:
-        target, target_port = name, guest_port
-    addr = _ip(target)
-    if addr is None or not addr.is_loopback or target_port is None:
-        raise ConfigError(
-            f"Refusing update server {display(server or name)}: the QEMU fetcher forwards only "
-            "to an address:port on host loopback",
-            code="config.server",
-            hint="serve the release on 127.0.0.1, or set the fetcher's server to a loopback proxy",
-        )
-    if literal is not None:
-        netloc = f"{GUEST_SERVER_IP}:{guest_port}"
-        guest_url, hosts_name = urllib.parse.urlunsplit(parts._replace(netloc=netloc)), None
-    else:
-        guest_url, hosts_name = url, name  # the guest's /etc/hosts maps the name to the alias
-    return ServerRoute(
-        host_addr=str(addr),
-        host_port=target_port,
-        guest_port=guest_port,
-        guest_url=guest_url,
-        hosts_name=hosts_name,
-    )
-
-
-def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if name == "localhost":
-        return ipaddress.IPv4Address("127.0.0.1")
-    try:
-        return ipaddress.ip_address(name)
-    except ValueError:
-        return None
-
-
-def _port(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _choose_accel(cfg: QemuConfig, kernel: Path, initrd: Path) -> Accel:
@@ -339,7 +312,8 @@ def _machine_argv(
         "-serial", "chardev:con",
         # seccomp; not elevateprivileges=deny (the forwarder fails) nor spawn=deny (QEMU dies
         # of SIGSYS at the guest's first connection): the guestfwd cmd: forwarder needs both
-        # (ADR 0142).
+        # (ADR 0142). QEMU and its forwarders are an unprivileged uid with no_new_privs and a
+        # process limit instead (ADR 0171).
         "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
         "-kernel", os.fspath(kernel),
         "-initrd", os.fspath(initrd),
@@ -370,33 +344,6 @@ def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
     return ["-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
 
 
-def _prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:
-    """The boot share (command, hosts) and the private config copy, all host-written."""
-    if not request.command or any("\0" in a for a in request.command):
-        raise ConfigError("Refusing an empty command or one with NUL bytes", code="config.command")
-    command = list(request.command)
-    if Path(command[0]).name == "airlock":
-        # The host's airlock executable does not exist in the guest: the package is shared.
-        command[:1] = ["python3", "-m", "airlock"]
-    boot = work / "boot"
-    boot.mkdir()
-    (boot / "command").write_text("set -- " + shlex.join(command) + "\n", encoding="utf-8")
-    hosts = "127.0.0.1 localhost\n"
-    if route.hosts_name is not None:
-        hosts += f"{GUEST_SERVER_IP} {route.hosts_name}\n"
-    (boot / "hosts").write_text(hosts, encoding="ascii")
-    config = work / "config"
-    try:
-        shutil.copytree(request.config_dir, config, symlinks=True)  # masked transfers → /dev/null
-    except (OSError, shutil.Error) as exc:
-        raise ConfigError(
-            f"Failed to copy the VM config from {request.config_dir}: {exc}", code="config.vm"
-        ) from exc
-    (config / "update-url").write_text(route.guest_url + "\n", encoding="ascii")
-    for path in (work, boot, config):
-        path.chmod(0o755)
-
-
 def _console_tail(data: bytes) -> str:
     """Escaped last lines of the console (the serial line turns each newline into CR LF)."""
     lines = [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
@@ -404,7 +351,12 @@ def _console_tail(data: bytes) -> str:
 
 
 def _run_vm(
-    argv: Sequence[str], request: FetchRequest, max_log_bytes: int, *, scratch: Path
+    argv: Sequence[str],
+    request: FetchRequest,
+    max_log_bytes: int,
+    *,
+    scratch: Sequence[Path],
+    run_as: proc.RunAs | None,
 ) -> tuple[int | None, bytes]:
     """Run QEMU to power-off or the timeout; return the guest's reported status and console tail.
 
@@ -425,7 +377,7 @@ def _run_vm(
         )
         fd, fds[2] = fds[2], -1
         errors = Drain(fd, tail=_TAIL_BYTES)
-        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=(scratch,)) as vm:
+        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=scratch, run_as=run_as) as vm:
             for i in (1, 3):  # only QEMU (and its forwarders) hold the write ends now
                 os.close(fds[i])
                 fds[i] = -1

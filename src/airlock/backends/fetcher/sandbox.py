@@ -2,12 +2,16 @@
 """SandboxFetcher: run the untrusted downloader under bubblewrap instead of a VM.
 
 The sandbox gets its own user, mount, PID, network, IPC, UTS and cgroup namespaces (and may not
-create further user namespaces), an empty environment, uid 65534 without capabilities, a private
-tmpfs root that is remounted read-only, read-only binds of the system directories (not the whole
-host ``/``, so no secrets under ``/root``, ``/home`` or ``/etc/shadow``), the config directory
-read-only at ``<root>/etc`` and the share writable at ``<root>/updates`` — the only writable host
-path.  With ``netns`` set it runs inside that existing network namespace (``ip netns exec``), so a
-test server on its loopback is reachable; otherwise it has no network at all.
+create further user namespaces), an empty environment, no capabilities and — when airlock runs as
+root — a real unprivileged host uid: the guard drops to the configured ``uid``/``gid`` before it
+starts bubblewrap, which then builds the sandbox with an unprivileged user namespace (ADR 0170; a
+bubblewrap started by root would map its "uid 65534" back to host root).  A private tmpfs root
+that is remounted read-only, read-only binds of the system directories (not the whole host
+``/``, so no secrets under ``/root``, ``/home``, ``/etc/shadow`` or ``/etc/ssl/private``), the
+config directory read-only at ``<root>/etc`` and the share writable at ``<root>/updates`` — the
+only writable host path (owned by that uid, mounted ``nosuid``).  With ``netns`` set it runs
+inside that existing network namespace, so a test server on its loopback is reachable; otherwise
+it has no network at all.
 
 bubblewrap runs under ``proc``'s guard, in a PID namespace that ends before ``spawn`` returns and
 that dies with airlock, even on SIGKILL (ADR 0005): at the timeout, or when airlock is killed, every
@@ -25,22 +29,24 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from airlock import pids, proc, settings
-from airlock.backends.fetcher import FetchRequest, FetchResult
+from airlock.backends.fetcher import FetchRequest, FetchResult, unprivileged
 from airlock.drain import Drain
 from airlock.errors import ConfigError, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
-from airlock.settings import PATH, list_of, matching, optional, setting
+from airlock.settings import PATH, integer, list_of, matching, optional, setting
 from airlock.text import display, tail
 
 logger = logging.getLogger(__name__)
 
 BWRAP = "/usr/bin/bwrap"
 IP = "/usr/sbin/ip"
+NETNS_DIR = Path("/run/netns")
 SYSTEM_RO = (
     "/usr",
     "/bin",
@@ -53,8 +59,7 @@ SYSTEM_RO = (
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
-    "/etc/ssl",
-    "/etc/ca-certificates",
+    "/etc/ssl/certs",  # not /etc/ssl: /etc/ssl/private holds keys
     "/etc/passwd",
     "/etc/group",
     "/etc/nsswitch.conf",
@@ -97,6 +102,13 @@ class SandboxConfig:
     ro_binds: tuple[Path, ...] = setting(
         (), kind=list_of(PATH), help="host paths made visible read-only at the same place"
     )
+    uid: int = setting(
+        65534,
+        kind=integer(1, 2**32 - 2),
+        help="host uid the payload runs as when airlock is root (best: one no other process"
+        " uses; it owns shared)",
+    )
+    gid: int = setting(65534, kind=integer(1, 2**32 - 2), help="host gid the payload runs as")
 
 
 def _pid_ns(pid: int) -> str | None:
@@ -138,16 +150,30 @@ class SandboxFetcher:
         self._netns = cfg.netns
         self._ro_binds = cfg.ro_binds
         self._bwrap = bwrap
+        self._ids = (cfg.uid, cfg.gid)
 
-    def argv(self, request: FetchRequest, info_fd: int) -> list[str]:
-        """The full command line (``ip netns exec`` prefix, bubblewrap, the payload)."""
-        prefix = [IP, "netns", "exec", self._netns] if self._netns else []
+    def argv(
+        self, request: FetchRequest, info_fd: int, *, sources: Mapping[Path, Path] | None = None
+    ) -> list[str]:
+        """The full command line (bubblewrap and the payload).
+
+        ``sources`` maps a host path bubblewrap binds (the config directory, the share, the
+        ``ro_binds``) to where bubblewrap finds it (``_run_as``); ``None``: airlock is not root,
+        each at its own path, and a network namespace is joined by an ``ip netns exec`` prefix.
+        """
+        prefix = [IP, "netns", "exec", self._netns] if self._netns and sources is None else []
+        found = sources or {}
+
+        def src(path: Path) -> str:
+            return os.fspath(found.get(path, path))
+
+        config_dir, share = src(request.config_dir), src(request.share)
         binds: list[str] = []
         for path in SYSTEM_RO:
             binds += ["--ro-bind-try", path, path]
         extras: list[str] = []  # after the /tmp and /run tmpfs, which would hide them
         for extra in self._ro_binds:
-            extras += ["--ro-bind", os.fspath(extra), os.fspath(extra)]
+            extras += ["--ro-bind", src(extra), os.fspath(extra)]
         return [
             *prefix,
             self._bwrap,
@@ -170,8 +196,8 @@ class SandboxFetcher:
             "--tmpfs", "/run",
             *extras,
             "--dir", self._root,
-            "--ro-bind", os.fspath(request.config_dir), f"{self._root}/etc",
-            "--bind", os.fspath(request.share), f"{self._root}/updates",
+            "--ro-bind", config_dir, f"{self._root}/etc",
+            "--bind", share, f"{self._root}/updates",  # bubblewrap adds nosuid
             "--remount-ro", "/",
             "--chdir", "/",
             "--setenv", "PATH", proc.BASE_PATH,
@@ -188,6 +214,49 @@ class SandboxFetcher:
         """
         if not request.command:
             raise FetchError("No fetch command configured", code="fetch.config")
+        scratch = unprivileged.make_scratch("airlock-sandbox-", request.share)
+        try:
+            run_as, sources = self._run_as(request, scratch)
+            return self._fetch(request, reporter, run_as, sources, scratch)
+        finally:
+            # The guard removes it (also if airlock died); the binds were never visible here,
+            # but nothing recursive runs on it from this side anyway.
+            unprivileged.remove_flat(scratch)
+
+    def _run_as(
+        self, request: FetchRequest, scratch: Path
+    ) -> tuple[proc.RunAs | None, dict[Path, Path] | None]:
+        """As root: whom the payload runs as, and where bubblewrap finds what it binds (ADR 0170).
+
+        ``shared`` becomes the payload uid's (only its top directory: what an earlier run left
+        below it is that uid's already, or ``clean`` removed it).  The uid may not enter the
+        directories above ``shared`` and the config directory (the staging directory is 0700),
+        nor perhaps those above a ``ro_binds`` path; so the guard, still root, binds each onto
+        an empty entry of ``scratch`` in a mount namespace of the payload's own, and bubblewrap
+        binds from there.
+
+        Raises:
+            HostError: ``shared`` could not be given to the uid, or the scratch entries made.
+            ConfigError: a path the guard cannot carry (``:`` or ``=`` in it).
+        """
+        if os.geteuid() != 0:
+            return None, None  # an unprivileged caller: the payload runs as the caller
+        uid, gid = self._ids
+        unprivileged.give_share(request.share, uid, gid)
+        sources = unprivileged.bind_through(
+            scratch, (request.config_dir, request.share, *self._ro_binds)
+        )
+        netns = NETNS_DIR / self._netns if self._netns else None
+        return unprivileged.run_as(uid, gid, sources, netns=netns), sources
+
+    def _fetch(
+        self,
+        request: FetchRequest,
+        reporter: Reporter,
+        run_as: proc.RunAs | None,
+        sources: Mapping[Path, Path] | None,
+        scratch: Path,
+    ) -> FetchResult:
         info_r, info_w = os.pipe()
         out_r, out_w = os.pipe()
         output = Drain(out_r, tail=_TAIL_BYTES, log_path=request.log_path, log_limit=MAX_LOG_BYTES)
@@ -196,7 +265,12 @@ class SandboxFetcher:
         status: int | None = None
         try:
             with proc.spawn(
-                self.argv(request, info_w), stdout=out_w, stderr=out_w, pass_fds=(info_w,)
+                self.argv(request, info_w, sources=sources),
+                stdout=out_w,
+                stderr=out_w,
+                pass_fds=(info_w,),
+                run_as=run_as,
+                scratch=(scratch,),
             ) as child:
                 os.close(info_w)
                 info_w = -1

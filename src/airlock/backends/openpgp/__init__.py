@@ -23,6 +23,7 @@ import enum
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +44,11 @@ ACCEPTED_SIG_TYPES = frozenset({0x00, 0x01})
 #: whatever the tool would say: otherwise one future-dated signature would raise the host's replay
 #: floor (``state.newest_signature``) past every genuine release still to come.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+#: How long (seconds) a verifier reuses a keyring listing (gpg's reading of expiry and revocation
+#: at that moment) and its answers for identical input: long enough for one judgement, short
+#: enough that a key expiring meanwhile is seen by the next one.
+REUSE_S = 60.0
+_clock = time.monotonic
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
@@ -86,6 +92,11 @@ class BaseVerifier(abc.ABC):
 
     def __init__(self, *, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        # One judgement checks up to two signature files, usually the same packets in two
+        # encodings (ADR 0131): the keyring listing and the answer for identical input are kept
+        # for REUSE_S (ADR 0151), so the second file costs neither gpg nor the tool.
+        self._rings: dict[bytes, tuple[float, keyring_mod.Keyring]] = {}
+        self._answers: dict[tuple[bytes, bytes, bytes, dt.datetime], list[ValidSignature]] = {}
 
     def verify(
         self, signature: bytes, data: bytes, keyring: Path, *, now: dt.datetime | None = None
@@ -133,12 +144,11 @@ class BaseVerifier(abc.ABC):
             if sig.sig_type not in ACCEPTED_SIG_TYPES:
                 raise SignatureError(f"Signature type 0x{sig.sig_type:02x} is not a document one")
             _check_not_after(sig.created, not_after)
-        ring = keyring_mod.load(
-            keyring.absolute(),
-            max_bytes=self.limits.max_keyring_bytes,
-            timeout=self.limits.signature_timeout_s,
-        )
+        ring = self._ring(keyring)
         expected = self._expected(sigs, ring)
+        key = (packets.dearmor(signature, kind=b"SIGNATURE"), data, ring.binary, not_after)
+        if key in self._answers:  # the same packets over the same bytes, checked moments ago
+            return tuple(self._answers[key])
         work_dir = Path(tempfile.mkdtemp(prefix="airlock-verify-"))
         try:
             work = Work(
@@ -163,7 +173,23 @@ class BaseVerifier(abc.ABC):
             )
         for valid in found:  # the tool's own reading of the time, too
             _check_not_after(valid.created, not_after)
+        self._answers[key] = expected
         return tuple(expected)
+
+    def _ring(self, keyring: Path) -> keyring_mod.Keyring:
+        """The keyring's listing; gpg runs again when the file's bytes differ or after REUSE_S."""
+        path = keyring.absolute()
+        raw = keyring_mod.read_bytes(path, max_bytes=self.limits.max_keyring_bytes)
+        now = _clock()
+        cached = self._rings.get(raw)
+        if cached is not None and now - cached[0] < REUSE_S:
+            return cached[1]
+        ring = keyring_mod.load(
+            path, max_bytes=self.limits.max_keyring_bytes, timeout=self.limits.signature_timeout_s
+        )
+        self._rings = {raw: (now, ring)}
+        self._answers = {}
+        return ring
 
     @staticmethod
     def _expected(

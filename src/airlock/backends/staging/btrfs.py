@@ -45,6 +45,7 @@ MAX_SHARE_ENTRIES = 4096
 _LIST_LINE = re.compile(r"^ID (\d+) gen \d+ parent (\d+) ")
 _libc = ctypes.CDLL(None, use_errno=True)
 _MIB = 1 << 20
+_SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 
 
 def _quota(value: object) -> int | None:
@@ -213,7 +214,8 @@ class BtrfsStaging:
     # -- cleaning the share -----------------------------------------------------------------------
 
     def clean_share(self) -> CleanReport:
-        """Keep only regular, singly linked files with safe names that are not manifests/signatures.
+        """Keep only regular, singly linked files with safe names that are not manifests/signatures
+        and have no set-user-ID, set-group-ID or sticky bit.
 
         A bounded look first: at most ``MAX_SHARE_ENTRIES`` entries, each ``lstat``-ed relative to
         the directory fd.  When all are regular files, the unwanted ones (dot-temporaries, old
@@ -234,6 +236,7 @@ class BtrfsStaging:
                 for name, st in entries:
                     keep = (
                         st.st_nlink == 1
+                        and not st.st_mode & _SPECIAL_BITS  # set-id bits: the judge would refuse it
                         and is_safe_name(name)
                         and not _is_manifest_or_signature(name)
                     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.fetcher import FetchRequest, qemu
+from airlock.backends.fetcher import FetchRequest, qemu, qemu_boot
 from airlock.errors import ConfigError
 
 
@@ -50,7 +50,7 @@ def test_route_forwards_only_to_loopback(
     guest_url: str,
     name: str | None,
 ) -> None:
-    route = qemu._route(_cfg(tmp_path, url.encode() + b"\n"), server)
+    route = qemu_boot.route(_cfg(tmp_path, url.encode() + b"\n"), server)
     assert (route.host_addr, route.host_port, route.guest_url, route.hosts_name) == (
         host,
         port,
@@ -77,14 +77,14 @@ def test_route_refuses_other_servers_and_bad_urls(
     tmp_path: Path, url: bytes, server: str | None, code: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        qemu._route(_cfg(tmp_path, url), server)
+        qemu_boot.route(_cfg(tmp_path, url), server)
     assert info.value.code == code
     assert info.value.message.isprintable()
 
 
 def test_missing_update_url_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="update-url"):
-        qemu._route(tmp_path, None)
+        qemu_boot.route(tmp_path, None)
 
 
 NASTY = ("python3", "-c", "print('it''s')", "$(touch /x)", "`id`", "a b\tc", "\\", "--", "-x", "ü")
@@ -97,8 +97,8 @@ def test_boot_command_survives_the_guest_shell(tmp_path: Path) -> None:
     request = FetchRequest(config_dir=cfg, share=tmp_path, timeout_s=1, command=NASTY)
     work = tmp_path / "work"
     work.mkdir()
-    route = qemu._route(cfg, None)
-    qemu._prepare_boot(work, request, route)
+    route = qemu_boot.route(cfg, None)
+    qemu_boot.prepare_boot(work, request, route)
     out = subprocess.run(
         ["/bin/busybox", "sh", "-c", '. "$0"; printf "%s\\0" "$@"', work / "boot" / "command"],
         capture_output=True,
@@ -121,7 +121,7 @@ def test_host_airlock_executable_maps_to_the_shared_package(tmp_path: Path) -> N
     )
     work = tmp_path / "work"
     work.mkdir()
-    qemu._prepare_boot(work, request, qemu._route(cfg, None))
+    qemu_boot.prepare_boot(work, request, qemu_boot.route(cfg, None))
     assert (work / "boot" / "command").read_text() == (
         "set -- python3 -m airlock agent --share /host\n"
     )
@@ -146,7 +146,7 @@ def test_console_tail_is_escaped_and_ignores_serial_carriage_returns() -> None:
 
 
 def test_the_user_network_is_restricted_and_ipv4_only(tmp_path: Path) -> None:
-    route = qemu._route(_cfg(tmp_path, b"http://127.0.0.1:8080/r/\n"), None)
+    route = qemu_boot.route(_cfg(tmp_path, b"http://127.0.0.1:8080/r/\n"), None)
     argv = qemu._netdev(qemu.QemuConfig(), route)
     assert argv[0] == "-netdev"
     opts = argv[1].split(",")
