@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 import threading
 import time
 import urllib.parse
@@ -89,6 +90,16 @@ class FileServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away (or any other failure of one request) is one log line, never
+        socketserver's traceback on stderr."""
+        exc = sys.exc_info()[1]
+        logger.info(
+            "request from %s ended: %s",
+            display(str(client_address)),
+            display(f"{type(exc).__name__}: {exc}"),
+        )
 
     def __init__(self, config: ServeConfig, root_fd: int) -> None:
         self.config = config

@@ -277,3 +277,39 @@ def test_kept_alive_answers_do_not_wait_for_delayed_acks(server: serve.Server) -
         assert resp.read() == DATA[i : i + 100]
     conn.close()
     assert time.monotonic() - started < 2.0
+
+
+def _reset_connection(port: int) -> None:
+    """Connect, then close with RST (SO_LINGER 0) while the server waits for the request line."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    time.sleep(0.2)
+    sock.close()
+    time.sleep(0.5)
+
+
+def test_a_client_that_resets_its_connection_is_one_log_line_not_a_traceback(
+    server: serve.Server, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="airlock.release.serve")
+    _reset_connection(server.port)
+    assert "Traceback" not in capfd.readouterr().err
+    assert any("ConnectionResetError" in r.getMessage() for r in caplog.records)
+    assert get(server, "/a.img")[0] == 200  # and the server still serves
+
+
+def test_negative_control_the_same_reset_is_a_traceback_in_a_plain_server(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import http.server
+    import threading
+
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=plain.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _reset_connection(plain.server_address[1])
+    finally:
+        plain.shutdown()
+        plain.server_close()
+    assert "ConnectionResetError" in capfd.readouterr().err

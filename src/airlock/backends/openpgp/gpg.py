@@ -39,8 +39,8 @@ def _gpg(
         "--passphrase",
         "",
     ]
-    if faked_time is not None:
-        argv += ["--faked-system-time", faked_time]
+    if faked_time is not None:  # frozen ("!"): a slow gpg must not sign a second later
+        argv += ["--faked-system-time", faked_time.rstrip("!") + "!"]
     return proc.run(
         [*argv, *args], timeout=TIMEOUT_S, input=input, env={"GNUPGHOME": os.fspath(gnupghome)}
     )
@@ -81,7 +81,8 @@ def generate_key(
     """Create a key (no passphrase) and return its primary fingerprint (40 uppercase hex).
 
     ``usage="cert"`` makes a certify-only primary; add a signing subkey with ``add_subkey``.
-    ``faked_time`` (gpg's ``--faked-system-time`` form, e.g. ``20200101T120000``) is for tests.
+    ``faked_time`` (gpg's ``--faked-system-time`` form, e.g. ``20200101T120000``; the clock is
+    frozen there) is for tests.
     """
     _ensure_home(gnupghome)
     before = set(fingerprints(gnupghome))
