@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -279,13 +279,25 @@ def test_kept_alive_answers_do_not_wait_for_delayed_acks(server: serve.Server) -
     assert time.monotonic() - started < 2.0
 
 
+SOCKETSERVER_REPORT = "Exception occurred during processing of request"
+
+
 def _reset_connection(port: int) -> None:
     """Connect, then close with RST (SO_LINGER 0) while the server waits for the request line."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     time.sleep(0.2)
     sock.close()
-    time.sleep(0.5)
+
+
+def _until(seen: Callable[[], bool], timeout_s: float = 20) -> bool:
+    """Whether ``seen`` holds within ``timeout_s`` (the server's thread reports the reset)."""
+    deadline = time.monotonic() + timeout_s
+    while not seen():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_a_client_that_resets_its_connection_is_one_log_line_not_a_traceback(
@@ -293,8 +305,11 @@ def test_a_client_that_resets_its_connection_is_one_log_line_not_a_traceback(
 ) -> None:
     caplog.set_level("INFO", logger="airlock.release.serve")
     _reset_connection(server.port)
-    assert "Traceback" not in capfd.readouterr().err
-    assert any("ConnectionResetError" in r.getMessage() for r in caplog.records)
+    assert _until(lambda: any("ConnectionResetError" in r.getMessage() for r in caplog.records))
+    # socketserver's own report (a traceback under this header) is not printed.  (Not "no
+    # Traceback at all": a handler an earlier in-process CLI test left on a closed stream makes
+    # logging print its own "Logging error" traceback in a long session.)
+    assert SOCKETSERVER_REPORT not in capfd.readouterr().err
     assert get(server, "/a.img")[0] == 200  # and the server still serves
 
 
@@ -307,9 +322,12 @@ def test_negative_control_the_same_reset_is_a_traceback_in_a_plain_server(
     plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     thread = threading.Thread(target=plain.serve_forever, daemon=True)
     thread.start()
+    err: list[str] = []
     try:
         _reset_connection(plain.server_address[1])
+        assert _until(lambda: bool(err.append(capfd.readouterr().err)) or "Reset" in "".join(err))
     finally:
         plain.shutdown()
         plain.server_close()
-    assert "ConnectionResetError" in capfd.readouterr().err
+    assert SOCKETSERVER_REPORT in "".join(err)
+    assert "ConnectionResetError" in "".join(err)
