@@ -325,7 +325,12 @@ def test_negative_control_the_same_reset_is_a_traceback_in_a_plain_server(
     err: list[str] = []
     try:
         _reset_connection(plain.server_address[1])
-        assert _until(lambda: bool(err.append(capfd.readouterr().err)) or "Reset" in "".join(err))
+
+        def reported() -> bool:
+            err.append(capfd.readouterr().err)
+            return "ConnectionResetError" in "".join(err)
+
+        assert _until(reported)
     finally:
         plain.shutdown()
         plain.server_close()
