@@ -8,7 +8,8 @@ run and on the same machine:
 * **bare**: systemd-sysupdate 257 (same runtime wrapper, same definitions, same GPT image and ESP
   directory) installs version 2 straight from the release directory bound at ``/run/updater``;
 * **spectrum**: Spectrum's own host sequence after its VM wrote the release into ``shared`` (the
-  copy is not timed): ``syncfs`` of ``shared``, a (writable) btrfs snapshot of it,
+  copy is not timed, and its writes are left dirty as the fetcher's are in airlock's run):
+  ``syncfs`` of ``shared``, a (writable) btrfs snapshot of it,
   ``updates-dir-check check`` semantics on the snapshot (``backends.staging.dircheck``, in
   process, as fast as the C tool) and ``systemd-sysupdate update`` reading the snapshot through
   ``file://`` (bound at ``/run/updater``) — the fair baseline: it pays the same cold read of a
@@ -17,12 +18,19 @@ run and on the same machine:
   ``shared``; host-side time = wall time of the whole command minus the ``fetch`` step (the VM's
   download, which the others do not time).
 
-The page cache is dropped (``sync``; ``drop_caches``) before each side.  Each is repeated
+The page cache is dropped (``sync``; ``drop_caches``) before each side (for the two that
+start with a download into ``shared``: before the download).  Each is repeated
 ``--rounds`` times on a fresh disk image, alternating; medians and minimums are printed, with the
 load average, and the ratios airlock / spectrum (goal <= 1.10) and airlock / bare.
 Needs root (btrfs loop mount, bubblewrap, the sysupdate runtime).  Not collected by pytest.
 
     PYTHONPATH=src python bench/update.py [--size-mib 1024] [--rounds 2]
+
+With ``--scale`` it times airlock's host side alone, step by step, over release sizes (256 MiB,
+1 GiB, 4 GiB in Spectrum's three files) and file counts (1 GiB in 3, 30 and 300 files, the extra
+ones older versions kept on the server), and prints a Markdown table:
+
+    PYTHONPATH=src python bench/update.py --scale --rounds 2
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 
 from airlock import fsutil
 from airlock.backends.apply import runtime as runtime_mod
@@ -103,9 +112,11 @@ def spectrum_flow(
 ) -> float:
     """Spectrum's host side after the VM: syncfs, snapshot, name check, sysupdate on file://."""
     subprocess.run(["btrfs", "subvolume", "create", shared], check=True, capture_output=True)
+    # As for airlock's run: the cache is dropped before the VM's download, which is not timed and
+    # leaves its writes dirty, so both sides pay the same writeback (syncfs and what follows).
+    drop_caches()
     for f in release.iterdir():  # the VM's download (not timed)
         shutil.copyfile(f, shared / f.name)
-    drop_caches()
     start = time.monotonic()
     fd = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -125,149 +136,240 @@ def spectrum_flow(
     return took
 
 
+@dataclass
+class Setup:
+    """One published release and the config that installs it, on a loop-backed btrfs."""
+
+    work: Path
+    mnt: Path
+    release: Path
+    config: Path
+    defs: Path
+    etc: Path
+    files: int
+    total: int
+    root_mib: int
+    verity_mib: int
+
+
+def build(work: Path, key: releases.SigningKey, size_mib: int, old_versions: int = 0) -> Setup:
+    """Publish version 2 (``size_mib`` in Spectrum's three files) and ``old_versions`` older ones.
+
+    The older versions (1.1, 1.2, ...; 64 KiB per file) are what a server keeps of its history:
+    listed, named in ``SHA256SUMS`` and checked by name, never installed or hashed.
+    """
+    root_size = (size_mib - 68) * MIB
+    verity_size, efi_size = 60 * MIB, 8 * MIB
+    mnt = work / "mnt"
+    mnt.mkdir()
+    fsimg = work / "btrfs.img"
+    with open(fsimg, "wb") as fh:
+        fh.truncate(max(size_mib * 5, 2048) * MIB)
+    subprocess.run(["mkfs.btrfs", "-q", "-f", fsimg], check=True)
+    subprocess.run(["mount", "-o", "loop", fsimg, mnt], check=True)
+    src = work / "src"
+    src.mkdir()
+    names = list(releases.spectrum_names("2", V2))
+    for name, size in zip(names, (root_size, verity_size, efi_size), strict=True):
+        write_payload(src / name, size)
+    for n in range(1, old_versions + 1):
+        for name in releases.spectrum_names(f"1.{n}", f"{n:064x}"):
+            write_payload(src / name, 64 << 10)
+            names.append(name)
+    release = work / "release"
+    publish.publish(
+        release,
+        [publish.Artifact(name=n, source=src / n) for n in names],
+        gnupghome=key.gnupghome,
+        signers=(key.fingerprint,),
+    )
+    shutil.rmtree(src)
+    for index in release.glob("*.blocks"):  # delta indexes: the VM's; the judge refuses them
+        index.unlink()
+    os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
+    total = sum(p.stat().st_size for p in release.iterdir())
+    etc = work / "etc"
+    (etc / "vm-sysupdate.d").mkdir(parents=True)
+    for template in (render.default_templates() / "vm-sysupdate.d").glob("*.transfer"):
+        shutil.copyfile(template, etc / "vm-sysupdate.d" / template.name)
+    (etc / "update-url").write_text("http://127.0.0.1:9/\n")  # unused: the VM copies
+    (etc / "os-release").write_text("ID=spectrum\nIMAGE_VERSION=1\n")
+    defs = host_transfers(etc / "sysupdate.d", work / "disk.img")
+    config = work / "host.toml"
+    config.write_text(
+        render_config(
+            {
+                "host.definitions_dir": defs,
+                "host.keyring": key.pubring,
+                "host.os_release": etc / "os-release",
+                "lock.path": work / "lock",
+                "fetcher.backend": "sandbox",
+                "fetcher.timeout_s": 1800,
+                "fetcher.command": ["/bin/sh", "-c", f"cp {release}/* /host/updates/"],
+                "fetcher.vm_definitions_dir": etc / "vm-sysupdate.d",
+                "fetcher.update_url_file": etc / "update-url",
+                "fetcher.sandbox.ro_binds": [release],
+                "apply.esp_path": work / "esp",
+                "apply.binds": [work / "disk.img"],
+                "apply.timeout_s": 3600,
+                "state.path": work / "state.json",
+            }
+        )
+    )
+    return Setup(
+        work=work,
+        mnt=mnt,
+        release=release,
+        config=config,
+        defs=defs,
+        etc=etc,
+        files=len(names),
+        total=total,
+        root_mib=root_size // MIB + 16,
+        verity_mib=verity_size // MIB + 4,
+    )
+
+
+def airlock_round(setup: Setup) -> tuple[float, dict[str, float]]:
+    """One ``airlock update`` on a fresh disk from a cold cache: (host-side seconds, per step)."""
+    fresh_disk(setup.work, setup.root_mib, setup.verity_mib)
+    (setup.work / "state.json").unlink(missing_ok=True)
+    staging = setup.mnt / "staging"
+    if (staging / "shared").exists():
+        subprocess.run(
+            ["btrfs", "subvolume", "delete", staging / "shared"], check=True, capture_output=True
+        )
+        subprocess.run(["btrfs", "subvolume", "sync", staging], check=True, capture_output=True)
+    drop_caches()
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "airlock", "update", staging, "--json", "--config", setup.config],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.monotonic() - start
+    if out.returncode != 0:
+        raise SystemExit(f"airlock update failed ({out.returncode}): {out.stdout[-2000:]}")
+    evs = [json.loads(line) for line in out.stdout.splitlines()]
+    durations = {e["step"]: e["duration_s"] for e in evs if e["event"] == "step-finished"}
+    return wall - durations["fetch"], durations
+
+
+def compare(setup: Setup, key: releases.SigningKey, rounds: int) -> None:
+    """Bare sysupdate, Spectrum's flow and airlock's host side, alternating round by round."""
+    work, release, etc, defs = setup.work, setup.release, setup.etc, setup.defs
+    applier = SysupdateApplier(runtime_mod.locate(), timeout_s=1800)
+    bare_times: list[float] = []
+    spectrum_times: list[float] = []
+    host_times: list[float] = []
+    steps_seen: dict[str, float] = {}
+    load = [os.getloadavg()[0]]
+
+    def invocation(source: Path) -> Invocation:
+        image, esp = work / "disk.img", work / "esp"
+        return Invocation(
+            definitions=defs,
+            keyring=key.pubring,
+            esp=esp,
+            binds=(
+                Bind(source=source, target="/run/updater", read_only=True),
+                Bind(source=image, target=os.fspath(image), read_only=False),
+                Bind(source=etc / "os-release", target="/usr/lib/os-release", read_only=True),
+            ),
+        )
+
+    for _ in range(rounds):
+        fresh_disk(work, setup.root_mib, setup.verity_mib)
+        drop_caches()
+        start = time.monotonic()
+        applier.update(invocation(release), version="2")
+        bare_times.append(time.monotonic() - start)
+
+        fresh_disk(work, setup.root_mib, setup.verity_mib)
+        spectrum = setup.mnt / "spectrum"
+        spectrum.mkdir(exist_ok=True)
+        snap = spectrum / "snapshot"
+        spectrum_times.append(
+            spectrum_flow(applier, invocation(snap), spectrum / "shared", snap, release)
+        )
+
+        took, steps_seen = airlock_round(setup)
+        host_times.append(took)
+    load.append(os.getloadavg()[0])
+    print(f"release: {setup.total / MIB:.0f} MiB in {setup.files} files; rounds: {rounds}")
+    print(f"load average: {load[0]:.2f} -> {load[1]:.2f}")
+    for label, times in (
+        ("bare systemd-sysupdate update (ext4 release)", bare_times),
+        ("Spectrum's host flow (snapshot, file://)", spectrum_times),
+        ("airlock update, host side", host_times),
+    ):
+        print(
+            f"{label:46s} median {statistics.median(times):.2f} s, min {min(times):.2f} s"
+            f" (all: {', '.join(f'{t:.2f}' for t in times)})"
+        )
+    print(
+        "last airlock run, per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps_seen.items())
+    )
+    bare, spec, host = (statistics.median(t) for t in (bare_times, spectrum_times, host_times))
+    print(f"ratio airlock / Spectrum's flow: {host / spec:.3f}x (goal <= 1.10x)")
+    print(f"ratio airlock / bare sysupdate:  {host / bare:.3f}x")
+
+
+SCALE = ((256, 0), (1024, 0), (4096, 0), (1024, 9), (1024, 99))  # (MiB, older versions)
+
+
+def scale(key: releases.SigningKey, rounds: int) -> None:
+    """How each host step grows with the release size and the number of files (airlock only)."""
+    print("| release | files | load avg | host side | freeze | inspect | apply | cleanup | rest |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size_mib, old in SCALE:
+        work = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir="/var/tmp"))
+        try:
+            setup = build(work, key, size_mib, old)
+            load = os.getloadavg()[0]
+            runs = [airlock_round(setup) for _ in range(rounds)]
+            took, steps = min(runs, key=lambda r: r[0])  # the round least disturbed
+            main = ("freeze", "inspect", "apply", "cleanup")
+            rest = took - sum(steps.get(k, 0.0) for k in main)
+            cells = " | ".join(f"{steps.get(k, 0.0):.2f} s" for k in main)
+            print(
+                f"| {setup.total / MIB:.0f} MiB | {setup.files} | {load:.2f} | {took:.2f} s"
+                f" | {cells} | {rest:.2f} s |",
+                flush=True,
+            )
+        finally:
+            subprocess.run(["umount", work / "mnt"], check=False)
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024, help="total release size")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--scale",
+        action="store_true",
+        help="airlock only: 256 MiB, 1 GiB, 4 GiB in 3 files; 1 GiB in 30 and 300 files",
+    )
     ns = ap.parse_args()
-    root_size = (ns.size_mib - 68) * MIB
-    verity_size, efi_size = 60 * MIB, 8 * MIB
-    root_mib, verity_mib = root_size // MIB + 16, verity_size // MIB + 4
-    work = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir="/var/tmp"))
-    mnt = work / "mnt"
-    mnt.mkdir()
-    key = releases.make_key(work / "key")
+    keydir = Path(tempfile.mkdtemp(prefix="airlock-bench-key-", dir="/var/tmp"))
+    key = releases.make_key(keydir / "key")
     try:
-        fsimg = work / "btrfs.img"
-        with open(fsimg, "wb") as fh:
-            fh.truncate(ns.size_mib * 5 * MIB)
-        subprocess.run(["mkfs.btrfs", "-q", "-f", fsimg], check=True)
-        subprocess.run(["mount", "-o", "loop", fsimg, mnt], check=True)
-        src = work / "src"
-        src.mkdir()
-        names = releases.spectrum_names("2", V2)
-        for name, size in zip(names, (root_size, verity_size, efi_size), strict=True):
-            write_payload(src / name, size)
-        release = work / "release"
-        publish.publish(
-            release,
-            [publish.Artifact(name=n, source=src / n) for n in names],
-            gnupghome=key.gnupghome,
-            signers=(key.fingerprint,),
-        )
-        for index in release.glob("*.blocks"):  # delta indexes: the VM's; the judge refuses them
-            index.unlink()
-        os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
-        total = sum(p.stat().st_size for p in release.iterdir())
-        etc = work / "etc"
-        (etc / "vm-sysupdate.d").mkdir(parents=True)
-        for template in (render.default_templates() / "vm-sysupdate.d").glob("*.transfer"):
-            shutil.copyfile(template, etc / "vm-sysupdate.d" / template.name)
-        (etc / "update-url").write_text("http://127.0.0.1:9/\n")  # unused: the VM copies
-        (etc / "os-release").write_text("ID=spectrum\nIMAGE_VERSION=1\n")
-        image = work / "disk.img"
-        defs = host_transfers(etc / "sysupdate.d", image)
-        config = work / "host.toml"
-        config.write_text(
-            render_config(
-                {
-                    "host.definitions_dir": defs,
-                    "host.keyring": key.pubring,
-                    "host.os_release": etc / "os-release",
-                    "lock.path": work / "lock",
-                    "fetcher.backend": "sandbox",
-                    "fetcher.timeout_s": 600,
-                    "fetcher.command": ["/bin/sh", "-c", f"cp {release}/* /host/updates/"],
-                    "fetcher.vm_definitions_dir": etc / "vm-sysupdate.d",
-                    "fetcher.update_url_file": etc / "update-url",
-                    "fetcher.sandbox.ro_binds": [release],
-                    "apply.esp_path": work / "esp",
-                    "apply.binds": [image],
-                    "state.path": work / "state.json",
-                }
-            )
-        )
-        applier = SysupdateApplier(runtime_mod.locate(), timeout_s=1800)
-        bare_times, spectrum_times, host_times, steps_seen = [], [], [], {}
-        load = [os.getloadavg()[0]]
-
-        def invocation(source: Path) -> Invocation:
-            return Invocation(
-                definitions=defs,
-                keyring=key.pubring,
-                esp=esp,
-                binds=(
-                    Bind(source=source, target="/run/updater", read_only=True),
-                    Bind(source=image, target=os.fspath(image), read_only=False),
-                    Bind(source=etc / "os-release", target="/usr/lib/os-release", read_only=True),
-                ),
-            )
-
-        for _ in range(ns.rounds):
-            image, esp = fresh_disk(work, root_mib, verity_mib)
-            drop_caches()
-            start = time.monotonic()
-            applier.update(invocation(release), version="2")
-            bare_times.append(time.monotonic() - start)
-
-            image, esp = fresh_disk(work, root_mib, verity_mib)
-            spectrum = mnt / "spectrum"
-            spectrum.mkdir(exist_ok=True)
-            snap = spectrum / "snapshot"
-            spectrum_times.append(
-                spectrum_flow(applier, invocation(snap), spectrum / "shared", snap, release)
-            )
-
-            image, esp = fresh_disk(work, root_mib, verity_mib)
-            (work / "state.json").unlink(missing_ok=True)
-            staging = mnt / "staging"
-            if (staging / "shared").exists():
-                subprocess.run(
-                    ["btrfs", "subvolume", "delete", staging / "shared"],
-                    check=True,
-                    capture_output=True,
-                )
-            drop_caches()
-            start = time.monotonic()
-            out = subprocess.run(
-                [sys.executable, "-m", "airlock", "update", staging, "--json", "--config", config],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wall = time.monotonic() - start
-            if out.returncode != 0:
-                raise SystemExit(f"airlock update failed ({out.returncode}): {out.stdout[-2000:]}")
-            evs = [json.loads(line) for line in out.stdout.splitlines()]
-            durations = {e["step"]: e["duration_s"] for e in evs if e["event"] == "step-finished"}
-            host_times.append(wall - durations["fetch"])
-            steps_seen = durations
-        load.append(os.getloadavg()[0])
-        print(f"release: {total / MIB:.0f} MiB in {len(names)} files; rounds: {ns.rounds}")
-        print(f"load average: {load[0]:.2f} -> {load[1]:.2f}")
-        med: dict[str, float] = {}
-        for label, times in (
-            ("bare systemd-sysupdate update (ext4 release)", bare_times),
-            ("Spectrum's host flow (snapshot, file://)", spectrum_times),
-            ("airlock update, host side", host_times),
-        ):
-            med[label] = statistics.median(times)
-            print(
-                f"{label:46s} median {med[label]:.2f} s, min {min(times):.2f} s"
-                f" (all: {', '.join(f'{t:.2f}' for t in times)})"
-            )
-        print(
-            "last airlock run, per step: "
-            + ", ".join(f"{k} {v:.2f} s" for k, v in steps_seen.items())
-        )
-        bare, spec, host = (statistics.median(t) for t in (bare_times, spectrum_times, host_times))
-        print(f"ratio airlock / Spectrum's flow: {host / spec:.3f}x (goal <= 1.10x)")
-        print(f"ratio airlock / bare sysupdate:  {host / bare:.3f}x")
+        print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()}", flush=True)
+        if ns.scale:
+            scale(key, ns.rounds)
+            return 0
+        work = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir="/var/tmp"))
+        try:
+            compare(build(work, key, ns.size_mib), key, ns.rounds)
+        finally:
+            subprocess.run(["umount", work / "mnt"], check=False)
+            shutil.rmtree(work, ignore_errors=True)
         return 0
     finally:
         key.close()
-        subprocess.run(["umount", mnt], check=False)
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(keydir, ignore_errors=True)
 
 
 if __name__ == "__main__":

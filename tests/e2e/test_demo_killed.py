@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from airlock.backends.fetcher import unprivileged
 from airlock.lab import workdir
 from tests.support import killer
 from tests.support.killer import Point
@@ -69,11 +70,16 @@ def test_demo_killed_during_its_first_update_leaves_only_a_swept_work_directory(
         time.sleep(0.1)
     assert _loops_under(work) == set()
     assert [m for m in Path("/proc/self/mountinfo").read_text().split() if str(work) in m] == []
+    # The sandbox's guard died with it, so the scratch of the killed lab's share is still there
+    # (the control that the check below can fail) ...
+    scratch = unprivileged.scratch_path(unprivileged.SANDBOX_PREFIX, work / workdir.SHARE)
+    assert scratch.is_dir()
 
     # The next demo removes the killed one's work directory first, then runs through.
     again = subprocess.run(demo, capture_output=True, text=True, timeout=1200, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"removed {work}" in again.stderr.replace("'", "")
     assert not work.exists()
+    assert not scratch.exists()  # ... and the lab that swept the work directory removed it
     assert set(parent.glob(f"{workdir.PREFIX}*")) == before
     assert new_processes() == set()

@@ -2,12 +2,14 @@
 """The lab's work directory: claimed for the lab's lifetime, swept by the next lab if it died.
 
 Everything the lab mounts lives in its private mount namespace and every process it starts dies
-with it (``airlock.proc``), so a SIGKILLed lab leaves exactly one thing: its work directory.  The
-lab holds an exclusive ``flock`` on ``<workdir>/.airlock-lab`` while it runs; the kernel drops it
-when the lab dies, however it dies.  The next lab removes every work directory whose lock is free
-and that was not kept on purpose (``--keep`` writes ``.airlock-lab-kept``): the default ones named
-``airlock-demo-*`` beside its own, and an explicit ``--workdir`` before it reuses it.  A directory
-without the lock file is never removed: it is not the lab's.
+with it (``airlock.proc``), so a SIGKILLed lab leaves its work directory and, if it was killed
+while a fetcher ran, that fetcher's empty scratch directory under ``/run`` (named after the
+share).  The lab holds an exclusive ``flock`` on ``<workdir>/.airlock-lab`` while it runs; the
+kernel drops it when the lab dies, however it dies.  The next lab removes every work directory
+whose lock is free and that was not kept on purpose (``--keep`` writes ``.airlock-lab-kept``),
+with the scratch of its share: the default ones named ``airlock-demo-*`` beside its own, and an
+explicit ``--workdir`` before it reuses it.  A directory without the lock file is never removed:
+it is not the lab's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from airlock.backends.fetcher import unprivileged
 from airlock.errors import HostError
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,13 @@ logger = logging.getLogger(__name__)
 LOCK = ".airlock-lab"
 KEPT = ".airlock-lab-kept"
 PREFIX = "airlock-demo-"
+SHARE = "staging-fs/staging/shared"  # the lab's shared, relative to its work directory
+
+
+def _remove(workdir: Path) -> None:
+    """Remove ``workdir`` and what its killed fetcher left outside it (its scratch under /run)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    unprivileged.forget(workdir / SHARE)
 
 
 def default_parent() -> Path:
@@ -66,7 +76,7 @@ def sweep(parent: Path) -> list[Path]:
         for entry in sorted(parent.iterdir()):
             if entry.name.startswith(PREFIX) and entry.is_dir() and _abandoned(entry):
                 logger.info("removing %s, left by a lab that was killed", entry)
-                shutil.rmtree(entry, ignore_errors=True)
+                _remove(entry)
                 removed.append(entry)
     return removed
 
@@ -86,6 +96,7 @@ def claim(workdir: Path) -> Iterator[bool]:
         raise HostError(f"Another lab is using {workdir}", code="host.lab")
     if not created and _abandoned(workdir):
         shutil.rmtree(workdir)
+        unprivileged.forget(workdir / SHARE)
         created = True
     workdir.mkdir(parents=True, exist_ok=True)
     # Locked before it appears under its name: a sweeping lab never sees it free.

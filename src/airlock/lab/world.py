@@ -210,7 +210,7 @@ class Lab:
 
     @property
     def staging(self) -> Path:
-        return self.w / "staging-fs/staging"
+        return (self.w / workdir.SHARE).parent
 
     @property
     def config(self) -> Path:

@@ -232,7 +232,7 @@ def _as_unprivileged(
         yield None, {}
         return
     unprivileged.give_share(share, cfg.uid, cfg.gid)
-    scratch = unprivileged.make_scratch("airlock-qemu-binds-", share)
+    scratch = unprivileged.make_scratch(unprivileged.QEMU_PREFIX, share)
     try:
         sources = unprivileged.bind_through(scratch, (*paths, share))
         yield (

@@ -214,7 +214,7 @@ class SandboxFetcher:
         """
         if not request.command:
             raise FetchError("No fetch command configured", code="fetch.config")
-        scratch = unprivileged.make_scratch("airlock-sandbox-", request.share)
+        scratch = unprivileged.make_scratch(unprivileged.SANDBOX_PREFIX, request.share)
         try:
             run_as, sources = self._run_as(request, scratch)
             return self._fetch(request, reporter, run_as, sources, scratch)

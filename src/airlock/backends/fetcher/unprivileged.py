@@ -21,6 +21,24 @@ from airlock.errors import ConfigError, HostError
 from airlock.text import display
 
 SCRATCH_PARENT = "/run"  # root's, 0755; not $TMPDIR, which may be private
+SANDBOX_PREFIX = "airlock-sandbox-"
+QEMU_PREFIX = "airlock-qemu-binds-"
+
+
+def scratch_path(prefix: str, share: Path) -> Path:
+    """The scratch directory of the fetcher ``prefix`` names for ``share`` (one per share)."""
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(share))).hexdigest()[:16]
+    return Path(SCRATCH_PARENT) / f"{prefix}{digest}"
+
+
+def forget(share: Path) -> None:
+    """Remove what a killed fetcher left for ``share`` when no run will use it again.
+
+    For whoever deletes a share (the lab sweeping a killed lab's work directory): the next run on
+    the same share would remove these itself (``make_scratch``), but there is no next run.
+    """
+    for prefix in (SANDBOX_PREFIX, QEMU_PREFIX):
+        remove_flat(scratch_path(prefix, share))
 
 
 def make_scratch(prefix: str, share: Path) -> Path:
@@ -33,8 +51,7 @@ def make_scratch(prefix: str, share: Path) -> Path:
     Raises:
         HostError: a leftover could not be removed or the directory made.
     """
-    digest = hashlib.sha256(os.fsencode(os.path.abspath(share))).hexdigest()[:16]
-    scratch = Path(SCRATCH_PARENT) / f"{prefix}{digest}"
+    scratch = scratch_path(prefix, share)
     remove_flat(scratch)
     try:
         scratch.mkdir(mode=0o700)
