@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from airlock import __version__
@@ -94,13 +94,22 @@ def json_schema() -> str:
     return resources.files("airlock").joinpath(SCHEMA).read_text(encoding="utf-8")
 
 
-def _setup_logging(debug: bool) -> None:
+def _setup_logging(debug: bool) -> Callable[[], None]:
+    """Log to this run's stderr; returns what undoes it (``main`` may run more than once)."""
     log = logging.getLogger("airlock")
+    level, propagate = log.level, log.propagate
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if debug else logging.WARNING)
     log.propagate = False
+
+    def restore() -> None:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+    return restore
 
 
 def _report_error(exc: AirlockError, *, as_json: bool) -> None:
@@ -132,7 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list or os.environ.get("AIRLOCK_DEBUG") == "1"
     as_json = "--json" in args_list
-    _setup_logging(debug)
+    restore_logging = _setup_logging(debug)
+    try:
+        return _run(args_list, debug=debug, as_json=as_json)
+    finally:
+        # A handler left behind would write to this run's stderr after it is gone (in-process
+        # callers: the lab, the tests).
+        restore_logging()
+
+
+def _run(args_list: list[str], *, debug: bool, as_json: bool) -> int:
     try:
         parser = build_parser(args_list)
         args = parser.parse_args(args_list)

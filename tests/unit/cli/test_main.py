@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from airlock.cli import exit_code_table, main
@@ -20,6 +22,28 @@ def test_unknown_verb_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[st
     assert main(["no-such-verb"]) == ExitStatus.USAGE
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_each_run_logs_to_its_own_stderr_and_leaves_no_handler(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-process caller (the lab, a test) runs main() many times, each with its own stderr: a
+    handler left on a run's stderr would write to a closed stream in a later run."""
+    log = logging.getLogger("airlock")
+    before = (list(log.handlers), log.level, log.propagate)
+    with pytest.raises(SystemExit):  # argparse exits from inside the run
+        main(["--help"])
+    assert (list(log.handlers), log.level, log.propagate) == before
+
+    def run_warning(_args: object) -> int:
+        logging.getLogger("airlock.test").warning("seen by this run")
+        return 0
+
+    monkeypatch.setattr("airlock.cli._run", lambda *_a, **_k: run_warning(None))
+    for _ in range(3):
+        assert main(["--exit-codes"]) == 0
+        assert capsys.readouterr().err.count("seen by this run") == 1  # one handler, this stderr
+    assert (list(log.handlers), log.level, log.propagate) == before
 
 
 def test_exit_code_table_lists_every_status() -> None:
