@@ -27,8 +27,8 @@ Needs root (btrfs loop mount, bubblewrap, the sysupdate runtime).  Not collected
     PYTHONPATH=src python bench/update.py [--size-mib 1024] [--rounds 2]
 
 With ``--scale`` it times airlock's host side alone, step by step, over release sizes (256 MiB,
-1 GiB, 4 GiB in Spectrum's three files) and file counts (1 GiB in 3, 30 and 300 files, the extra
-ones older versions kept on the server), and prints a Markdown table:
+1 GiB, 4 GiB in Spectrum's three files) and file counts (1 GiB in 3, 30 and 300 files, each
+extra file 1 MiB with a transfer of its own), and prints a Markdown table:
 
     PYTHONPATH=src python bench/update.py --scale --rounds 2
 """
@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from airlock import fsutil
@@ -84,6 +85,7 @@ def fresh_disk(work: Path, root_mib: int, verity_mib: int) -> tuple[Path, Path]:
         shutil.rmtree(esp)
     (esp / "EFI/Linux").mkdir(parents=True)
     (esp / "EFI/Linux/Spectrum_1.efi").write_bytes(b"\0" * 4096)
+    (esp / "extra").mkdir()  # the target of --scale's extra files
     v1r, v1v = work / "v1.root", work / "v1.verity"
     if not v1r.exists():
         v1r.write_bytes(b"\0" * 512 + b"v1-root" * 1000)
@@ -152,11 +154,11 @@ class Setup:
     verity_mib: int
 
 
-def build(work: Path, key: releases.SigningKey, size_mib: int, old_versions: int = 0) -> Setup:
-    """Publish version 2 (``size_mib`` in Spectrum's three files) and ``old_versions`` older ones.
+def build(work: Path, key: releases.SigningKey, size_mib: int, extra: int = 0) -> Setup:
+    """Publish version 2: ``size_mib`` in Spectrum's three files, and ``extra`` more files.
 
-    The older versions (1.1, 1.2, ...; 64 KiB per file) are what a server keeps of its history:
-    listed, named in ``SHA256SUMS`` and checked by name, never installed or hashed.
+    Each extra file (1 MiB) has a transfer of its own (a regular file in ``$BOOT``, as a system
+    extension image would be): listed, checked by name, hashed and installed like the others.
     """
     root_size = (size_mib - 68) * MIB
     verity_size, efi_size = 60 * MIB, 8 * MIB
@@ -172,22 +174,9 @@ def build(work: Path, key: releases.SigningKey, size_mib: int, old_versions: int
     names = list(releases.spectrum_names("2", V2))
     for name, size in zip(names, (root_size, verity_size, efi_size), strict=True):
         write_payload(src / name, size)
-    for n in range(1, old_versions + 1):
-        for name in releases.spectrum_names(f"1.{n}", f"{n:064x}"):
-            write_payload(src / name, 64 << 10)
-            names.append(name)
-    release = work / "release"
-    publish.publish(
-        release,
-        [publish.Artifact(name=n, source=src / n) for n in names],
-        gnupghome=key.gnupghome,
-        signers=(key.fingerprint,),
-    )
-    shutil.rmtree(src)
-    for index in release.glob("*.blocks"):  # delta indexes: the VM's; the judge refuses them
-        index.unlink()
-    os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
-    total = sum(p.stat().st_size for p in release.iterdir())
+    for n in range(extra):
+        names.append(f"extra{n}_2.raw")
+        write_payload(src / names[-1], MIB)
     etc = work / "etc"
     (etc / "vm-sysupdate.d").mkdir(parents=True)
     for template in (render.default_templates() / "vm-sysupdate.d").glob("*.transfer"):
@@ -195,6 +184,26 @@ def build(work: Path, key: releases.SigningKey, size_mib: int, old_versions: int
     (etc / "update-url").write_text("http://127.0.0.1:9/\n")  # unused: the VM copies
     (etc / "os-release").write_text("ID=spectrum\nIMAGE_VERSION=1\n")
     defs = host_transfers(etc / "sysupdate.d", work / "disk.img")
+    for n in range(extra):
+        (defs / f"80-extra{n}.transfer").write_text(
+            "[Transfer]\nProtectVersion=%A\n\n"
+            f"[Source]\nType=url-file\nPath=file:///run/updater\nMatchPattern=extra{n}_@v.raw\n\n"
+            "[Target]\nType=regular-file\nPath=/extra\nPathRelativeTo=boot\n"
+            f"MatchPattern=extra{n}_@v.raw\nMode=0644\nInstancesMax=2\n"
+        )
+    release = work / "release"
+    publish.publish(
+        release,
+        [publish.Artifact(name=n, source=src / n) for n in names],
+        gnupghome=key.gnupghome,
+        signers=(key.fingerprint,),
+        transfers=publish.load_transfers(defs),  # the host's, with the extra files' transfers
+    )
+    shutil.rmtree(src)
+    for index in release.glob("*.blocks"):  # delta indexes: the VM's; the judge refuses them
+        index.unlink()
+    os.chmod(release, 0o755)  # noqa: S103 - the sandbox uid reads it
+    total = sum(p.stat().st_size for p in release.iterdir())
     config = work / "host.toml"
     config.write_text(
         render_config(
@@ -316,17 +325,17 @@ def compare(setup: Setup, key: releases.SigningKey, rounds: int) -> None:
     print(f"ratio airlock / bare sysupdate:  {host / bare:.3f}x")
 
 
-SCALE = ((256, 0), (1024, 0), (4096, 0), (1024, 9), (1024, 99))  # (MiB, older versions)
+SCALE = ((256, 0), (1024, 0), (4096, 0), (1024, 27), (1024, 297))  # (MiB, extra files)
 
 
-def scale(key: releases.SigningKey, rounds: int) -> None:
+def scale(key: releases.SigningKey, rounds: int, rows: Sequence[int]) -> None:
     """How each host step grows with the release size and the number of files (airlock only)."""
     print("| release | files | load avg | host side | freeze | inspect | apply | cleanup | rest |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for size_mib, old in SCALE:
+    for size_mib, extra in (SCALE[i] for i in rows):
         work = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir="/var/tmp"))
         try:
-            setup = build(work, key, size_mib, old)
+            setup = build(work, key, size_mib, extra)
             load = os.getloadavg()[0]
             runs = [airlock_round(setup) for _ in range(rounds)]
             took, steps = min(runs, key=lambda r: r[0])  # the round least disturbed
@@ -352,13 +361,14 @@ def main() -> int:
         action="store_true",
         help="airlock only: 256 MiB, 1 GiB, 4 GiB in 3 files; 1 GiB in 30 and 300 files",
     )
+    ap.add_argument("--rows", default="0,1,2,3,4", help="which --scale rows (0-4)")
     ns = ap.parse_args()
     keydir = Path(tempfile.mkdtemp(prefix="airlock-bench-key-", dir="/var/tmp"))
     key = releases.make_key(keydir / "key")
     try:
         print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()}", flush=True)
         if ns.scale:
-            scale(key, ns.rounds)
+            scale(key, ns.rounds, [int(r) for r in ns.rows.split(",")])
             return 0
         work = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir="/var/tmp"))
         try:
