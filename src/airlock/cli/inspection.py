@@ -13,17 +13,19 @@ import argparse
 import datetime
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock import config, fsutil, settings
-from airlock.cli.report import envelope
+from airlock.cli.jsonout import envelope
 from airlock.errors import HostError, RejectedError, UsageError
 from airlock.formats import version
 from airlock.limits import Limits
 from airlock.text import display
 from airlock.trusted.judge import Judge
-from airlock.trusted.policy import Baseline
-from airlock.trusted.release import VerifiedRelease
+from airlock.trusted.policy import Baseline, PolicyConfig
+
+if TYPE_CHECKING:
+    from airlock.trusted.release import VerifiedRelease
 
 _OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
 # The settings ``inspect`` takes as flags (declared with their sections in airlock.config).
@@ -84,14 +86,17 @@ def _baseline(args: argparse.Namespace) -> Baseline:
 
 
 def _judge(args: argparse.Namespace) -> Judge:
-    cfg = config.load(None, flags=config.given_flags(args)).config
+    # The three sections inspect reads, as config.load(None, flags=...) builds them; the other
+    # sections (and the backends that declare them) are not imported.
+    flags = config.given_flags(args)
+    host = config.load_section(config.HostFiles, flags=flags)
     os_release = next((p for p in _OS_RELEASE if p.is_file()), _OS_RELEASE[0])
     return Judge.build(
-        definitions_dir=cfg.host.definitions_dir,
+        definitions_dir=host.definitions_dir,
         os_release=os_release,
-        keyring=cfg.host.keyring,
-        policy=cfg.policy,
-        limits=cfg.limits,
+        keyring=host.keyring,
+        policy=config.load_section(PolicyConfig, flags=flags),
+        limits=config.load_section(Limits, flags=flags),
     )
 
 
