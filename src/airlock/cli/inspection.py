@@ -97,6 +97,7 @@ def _judge(args: argparse.Namespace) -> Judge:
         keyring=host.keyring,
         policy=config.load_section(PolicyConfig, flags=flags),
         limits=config.load_section(Limits, flags=flags),
+        list_keyring_early=True,  # judged at once: gpg runs beside sqv --version (ADR 0175)
     )
 
 

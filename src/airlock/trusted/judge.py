@@ -103,8 +103,12 @@ class Judge:
         policy: PolicyConfig,
         limits: Limits,
         appliers: tuple[dialect.Dialect, ...] = (),
+        list_keyring_early: bool = False,
     ) -> Judge:
         """Load the definitions, check the keyring, pick the verifier (with ``limits``).
+
+        With ``list_keyring_early`` (``airlock inspect``, which judges at once) the keyring is
+        listed while the verifier is chosen (``openpgp.EarlyListing``, ADR 0175).
 
         Raises:
             ConfigError: unusable definitions, os-release or keyring; unknown verifier.
@@ -115,10 +119,19 @@ class Judge:
             raise ConfigError(
                 f"Keyring {display(os.fspath(keyring))} is not a file", code="config.keyring"
             )
+        early = openpgp.EarlyListing(keyring, limits=limits) if list_keyring_early else None
+        try:
+            verifier = openpgp.verifier(policy.verifier, limits=limits)
+        except BaseException:
+            if early is not None:
+                early.result()  # no child of ours outlives the failed build
+            raise
+        if early is not None:
+            verifier.adopt(early)
         return cls(
             transfers=transfers,
             keyring=keyring.absolute(),
-            verifier=openpgp.verifier(policy.verifier, limits=limits),
+            verifier=verifier,
             policy=policy,
             limits=limits,
             appliers=appliers,
