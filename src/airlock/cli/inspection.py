@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airlock import config, fsutil, settings
+from airlock.backends import openpgp
 from airlock.cli.jsonout import envelope
 from airlock.errors import HostError, RejectedError, UsageError
 from airlock.formats import version
 from airlock.limits import Limits
 from airlock.text import display
-from airlock.trusted.judge import Judge
 from airlock.trusted.policy import Baseline, PolicyConfig
 
 if TYPE_CHECKING:
+    from airlock.trusted.judge import Judge
     from airlock.trusted.release import VerifiedRelease
 
 _OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
@@ -90,14 +91,23 @@ def _judge(args: argparse.Namespace) -> Judge:
     # sections (and the backends that declare them) are not imported.
     flags = config.given_flags(args)
     host = config.load_section(config.HostFiles, flags=flags)
+    policy = config.load_section(PolicyConfig, flags=flags)
+    limits = config.load_section(Limits, flags=flags)
+    prepared = None
+    if host.keyring.is_file():  # else Judge.build says so, as without a preparation
+        # sqv --version and the keyring listing start now, and run while the judge's modules
+        # are imported (ADR 0175).
+        prepared = openpgp.Preparation(policy.verifier, host.keyring, limits=limits)
+    from airlock.trusted.judge import Judge  # here: imported while the children start
+
     os_release = next((p for p in _OS_RELEASE if p.is_file()), _OS_RELEASE[0])
     return Judge.build(
         definitions_dir=host.definitions_dir,
         os_release=os_release,
         keyring=host.keyring,
-        policy=config.load_section(PolicyConfig, flags=flags),
-        limits=config.load_section(Limits, flags=flags),
-        list_keyring_early=True,  # judged at once: gpg runs beside sqv --version (ADR 0175)
+        policy=policy,
+        limits=limits,
+        prepared=prepared,
     )
 
 

@@ -103,31 +103,37 @@ class Judge:
         policy: PolicyConfig,
         limits: Limits,
         appliers: tuple[dialect.Dialect, ...] = (),
-        list_keyring_early: bool = False,
+        prepared: openpgp.Preparation | None = None,
     ) -> Judge:
         """Load the definitions, check the keyring, pick the verifier (with ``limits``).
 
-        With ``list_keyring_early`` (``airlock inspect``, which judges at once) the keyring is
-        listed while the verifier is chosen (``openpgp.EarlyListing``, ADR 0175).
+        ``prepared`` (``airlock inspect``, which judges at once) chose the verifier and listed the
+        keyring in threads, for the same keyring, verifier name and limits (ADR 0175).
 
         Raises:
             ConfigError: unusable definitions, os-release or keyring; unknown verifier.
             HostError: the chosen verification tool is missing.
         """
-        transfers = load_transfers(definitions_dir, os_release)
-        if not keyring.is_file():
-            raise ConfigError(
-                f"Keyring {display(os.fspath(keyring))} is not a file", code="config.keyring"
-            )
-        early = openpgp.EarlyListing(keyring, limits=limits) if list_keyring_early else None
+        if prepared is not None and (
+            prepared.keyring != keyring.absolute()
+            or prepared.name != policy.verifier
+            or prepared.limits != limits
+        ):
+            raise RuntimeError("the verifier was prepared for another keyring or settings")
         try:
-            verifier = openpgp.verifier(policy.verifier, limits=limits)
+            transfers = load_transfers(definitions_dir, os_release)
+            if not keyring.is_file():
+                raise ConfigError(
+                    f"Keyring {display(os.fspath(keyring))} is not a file", code="config.keyring"
+                )
         except BaseException:
-            if early is not None:
-                early.result()  # no child of ours outlives the failed build
+            if prepared is not None:
+                prepared.wait()  # no child of its threads outlives the failed build
             raise
-        if early is not None:
-            verifier.adopt(early)
+        if prepared is not None:
+            verifier: openpgp.BaseVerifier = prepared.verifier()
+        else:
+            verifier = openpgp.verifier(policy.verifier, limits=limits)
         return cls(
             transfers=transfers,
             keyring=keyring.absolute(),

@@ -243,9 +243,9 @@ def _check_not_after(created: dt.datetime, not_after: dt.datetime) -> None:
 class EarlyListing:
     """The keyring listed by gpg in a thread while the verifier is still being chosen (ADR 0175).
 
-    ``Judge.build(list_keyring_early=True)`` (``airlock inspect``) starts it just before
-    ``verifier()`` runs ``sqv --version``, so the two children run side by side, and hands it to
-    the verifier (``BaseVerifier.adopt``).  The first ``verify()`` takes it as its own listing only
+    ``Preparation`` (``airlock inspect``) starts it beside ``verifier()``, which runs
+    ``sqv --version``, so the two children run side by side, and hands it to the verifier
+    (``BaseVerifier.adopt``).  The first ``verify()`` takes it as its own listing only
     if it was made from the very bytes the keyring file holds then; its age counts from when it
     started (``REUSE_S``).  Anything else — a failure, other bytes, another path — is dropped and
     the verifier lists the keyring itself, so its errors and checks are those of a verifier
@@ -273,6 +273,49 @@ class EarlyListing:
         """Wait for the listing: ``(the bytes listed, start time, listing)``, or None (failed)."""
         self._thread.join()
         return self._done
+
+
+class Preparation:
+    """``verifier()`` and an ``EarlyListing`` of the keyring, started in threads (ADR 0175).
+
+    ``airlock inspect`` starts it as soon as it knows its settings and imports the judge's modules
+    meanwhile, so ``sqv --version`` and ``gpg --show-keys`` run beside those imports and each
+    other; ``Judge.build(prepared=...)`` then takes the verifier (``verifier()``), which raises
+    what ``openpgp.verifier()`` raised, at the point where the build would have chosen it.
+    """
+
+    def __init__(self, name: str, keyring: Path, *, limits: Limits) -> None:
+        self.name, self.keyring, self.limits = name, keyring.absolute(), limits
+        self._chosen: BaseVerifier | BaseException | None = None
+        self._thread = threading.Thread(target=self._choose, name="airlock-verifier", daemon=True)
+        self._listing = EarlyListing(keyring, limits=limits)
+        self._thread.start()
+
+    def _choose(self) -> None:
+        try:
+            self._chosen = verifier(self.name, limits=self.limits)
+        except BaseException as exc:  # noqa: BLE001 - raised again by verifier(), in the caller
+            self._chosen = exc
+
+    def wait(self) -> None:
+        """Wait for both threads (no child of theirs is left running)."""
+        self._thread.join()
+        self._listing.result()
+
+    def verifier(self) -> BaseVerifier:
+        """The verifier ``verifier(name, limits=limits)`` gives, with the early listing adopted.
+
+        Raises:
+            ConfigError, HostError: as ``verifier()``.
+        """
+        self.wait()
+        chosen = self._chosen
+        if isinstance(chosen, BaseVerifier):
+            chosen.adopt(self._listing)
+            return chosen
+        if chosen is None:
+            raise RuntimeError("the verifier thread ended without an answer")
+        raise chosen
 
 
 class VerifierName(enum.StrEnum):
