@@ -98,8 +98,12 @@ def _judge(args: argparse.Namespace) -> Judge:
         # sqv --version and the keyring listing start now, and run while the judge's modules
         # are imported (ADR 0175).
         prepared = openpgp.Preparation(policy.verifier, host.keyring, limits=limits)
-    from airlock.trusted.judge import Judge  # here: imported while the children start
-
+    try:
+        from airlock.trusted.judge import Judge  # here: imported while the children start
+    except BaseException:  # ^C or SIGTERM meanwhile: the threads end, and clean up, first
+        if prepared is not None:
+            prepared.wait()
+        raise
     os_release = next((p for p in _OS_RELEASE if p.is_file()), _OS_RELEASE[0])
     return Judge.build(
         definitions_dir=host.definitions_dir,

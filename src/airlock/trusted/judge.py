@@ -114,13 +114,13 @@ class Judge:
             ConfigError: unusable definitions, os-release or keyring; unknown verifier.
             HostError: the chosen verification tool is missing.
         """
-        if prepared is not None and (
-            prepared.keyring != keyring.absolute()
-            or prepared.name != policy.verifier
-            or prepared.limits != limits
-        ):
-            raise RuntimeError("the verifier was prepared for another keyring or settings")
         try:
+            if prepared is not None and (
+                prepared.keyring != keyring.absolute()
+                or prepared.name != policy.verifier
+                or prepared.limits != limits
+            ):
+                raise RuntimeError("the verifier was prepared for another keyring or settings")
             transfers = load_transfers(definitions_dir, os_release)
             if not keyring.is_file():
                 raise ConfigError(
