@@ -14,10 +14,12 @@ cache warm) of ``airlock inspect`` (the whole CLI: start-up, walk, signature che
   (the interpreter alone) and ``openssl``.
 
 Prints medians, the ratios (throughput airlock / openssl: above 1 means airlock is faster; for
-``tiny``, airlock's time over ``python -c pass``) and the load average before and after.  Usage:
+``tiny``, airlock's time over ``python -c pass``) and the load average before and after.  With
+``--baseline SRC`` (another checkout's ``src``, e.g. main's) the same ``airlock inspect`` is also
+run from that tree in every round, so old and new code are timed side by side.  Usage:
 
     PYTHONPATH=src python bench/inspection.py [--repeat 7] [--mib 1024] [--dir /var/tmp]
-        [--shapes one,two,spectrum,tiny]
+        [--shapes one,two,spectrum,tiny] [--baseline ../main/src]
 
 Python's bytecode cache is allowed for the child processes (``PYTHONDONTWRITEBYTECODE`` is
 removed from their environment), as on an installed host.
@@ -102,9 +104,11 @@ def build_spectrum(root: Path, sizes: tuple[int, int, int], home: Path) -> tuple
     return staging, render.default_templates() / "sysupdate.d"
 
 
-def time_run(argv: list[str]) -> tuple[float, str]:
+def time_run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600, env=ENV)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=600, env=env or ENV
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {proc.stderr[-500:]}")
@@ -129,7 +133,9 @@ def judge_once(staging: Path, defs: Path, keyring: Path) -> float:
     return time.perf_counter() - start
 
 
-def bench(label: str, staging: Path, defs: Path, keyring: Path, repeat: int) -> dict[str, float]:
+def bench(
+    label: str, staging: Path, defs: Path, keyring: Path, repeat: int, baseline: Path | None = None
+) -> dict[str, float]:
     files = sorted(
         p for p in staging.iterdir() if p.is_file() and not p.name.startswith("SHA256SUMS")
     )
@@ -159,6 +165,11 @@ def bench(label: str, staging: Path, defs: Path, keyring: Path, repeat: int) -> 
         ("judge", lambda: judge_once(staging, defs, keyring)),
         ("python", lambda: time_run(bare)[0]),
     ]
+    if baseline is not None:
+        old = {**ENV, "PYTHONPATH": os.fspath(baseline.absolute())}
+        time_run(airlock, old)  # its bytecode too
+        runs["baseline"] = []
+        steps.insert(1, ("baseline", lambda: _inspect(airlock, total, old)))
     for _ in range(repeat):
         for name, step in steps:
             runs[name].append(step())
@@ -174,11 +185,16 @@ def bench(label: str, staging: Path, defs: Path, keyring: Path, repeat: int) -> 
     print(f"  ratio inspect / openssl (throughput): {o / a:.2f}")
     print(f"  ratio judge in process / openssl (throughput): {o / j:.2f}")
     print(f"  inspect over python -c pass: {a / p:.2f}x (+{a - p:.3f} s)")
+    if baseline is not None:
+        b = med["baseline"]
+        print(f"  ratio baseline ({baseline}) / openssl (throughput): {o / b:.2f}")
+        print(f"  baseline over python -c pass: {b / p:.2f}x (+{b - p:.3f} s)")
+        print(f"  inspect / baseline: {a / b:.2f} ({a - b:+.3f} s)")
     return {"inspect_s": a, "openssl_s": o, "judge_s": j, "python_s": p}
 
 
-def _inspect(argv: list[str], total: int) -> float:
-    t, out = time_run(argv)
+def _inspect(argv: list[str], total: int, env: dict[str, str] | None = None) -> float:
+    t, out = time_run(argv, env)
     body = json.loads(out)
     assert body["accepted"] and body["bytes_hashed"] == total, out[:300]
     return t
@@ -194,6 +210,9 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=1024, help="MiB of the large payload")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the files")
     parser.add_argument("--shapes", default="one,two,spectrum,tiny")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="another src tree to time side by side"
+    )
     args = parser.parse_args()
     shapes = args.shapes.split(",")
     size = args.mib * MIB
@@ -215,7 +234,7 @@ def main() -> int:
                 work = root / shape
                 work.mkdir()
                 staging, defs = builders[shape](work)
-                bench(shape, staging, defs, keyring, args.repeat)
+                bench(shape, staging, defs, keyring, args.repeat, args.baseline)
                 shutil.rmtree(work)
         finally:
             gpg.kill_agent(home)

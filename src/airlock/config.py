@@ -29,29 +29,31 @@ format are refused with the name of their new place (docs/adr/0120).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airlock import settings
-from airlock.backends.apply import ApplyConfig
-from airlock.backends.fetcher import FetcherConfig
-from airlock.backends.fetcher.qemu import QemuConfig
-from airlock.backends.fetcher.sandbox import SandboxConfig
-from airlock.backends.fetcher.spectrum import SpectrumConfig
-from airlock.backends.staging.btrfs import StagingConfig
 from airlock.errors import ConfigError, UsageError
-from airlock.limits import Limits
-from airlock.lock import LockConfig
 from airlock.settings import PATH, Origin, Section, Setting, Shape, setting
-from airlock.state import StateConfig
 from airlock.text import shown
-from airlock.trusted.policy import PolicyConfig
+
+if TYPE_CHECKING:  # imported when first used (_section_class): a verb loads only its sections
+    from airlock.backends.apply import ApplyConfig
+    from airlock.backends.fetcher import FetcherConfig
+    from airlock.backends.fetcher.qemu import QemuConfig
+    from airlock.backends.fetcher.sandbox import SandboxConfig
+    from airlock.backends.fetcher.spectrum import SpectrumConfig
+    from airlock.backends.staging.btrfs import StagingConfig
+    from airlock.limits import Limits
+    from airlock.lock import LockConfig
+    from airlock.state import StateConfig
+    from airlock.trusted.policy import PolicyConfig
+
+S = TypeVar("S", bound=Section)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,43 +81,110 @@ class HostFiles:
     )
 
 
+# ``{table: HostConfig attribute}``, in ``HostConfig`` order.  The section classes live with the
+# code that reads them (backends among it) and are imported only when a verb uses their table:
+# ``airlock inspect`` reads ``[host]``, ``[policy]`` and ``[limits]`` and never loads a backend.
+TABLES: dict[str, str] = {
+    "host": "host",
+    "lock": "lock",
+    "staging": "staging",
+    "fetcher": "fetcher",
+    "fetcher.sandbox": "sandbox",
+    "fetcher.qemu": "qemu",
+    "fetcher.spectrum": "spectrum",
+    "policy": "policy",
+    "limits": "limits",
+    "apply": "apply",
+    "state": "state",
+}
+
+
+def _section_class(table: str) -> type[Section]:
+    """The class of ``table`` (a key of ``TABLES``), imported on first use."""
+    if table == "host":
+        return HostFiles
+    if table == "lock":
+        from airlock.lock import LockConfig
+
+        return LockConfig
+    if table == "staging":
+        from airlock.backends.staging.btrfs import StagingConfig
+
+        return StagingConfig
+    if table == "fetcher":
+        from airlock.backends.fetcher import FetcherConfig
+
+        return FetcherConfig
+    if table == "fetcher.sandbox":
+        from airlock.backends.fetcher.sandbox import SandboxConfig
+
+        return SandboxConfig
+    if table == "fetcher.qemu":
+        from airlock.backends.fetcher.qemu import QemuConfig
+
+        return QemuConfig
+    if table == "fetcher.spectrum":
+        from airlock.backends.fetcher.spectrum import SpectrumConfig
+
+        return SpectrumConfig
+    if table == "policy":
+        from airlock.trusted.policy import PolicyConfig
+
+        return PolicyConfig
+    if table == "limits":
+        from airlock.limits import Limits
+
+        return Limits
+    if table == "apply":
+        from airlock.backends.apply import ApplyConfig
+
+        return ApplyConfig
+    if table == "state":
+        from airlock.state import StateConfig
+
+        return StateConfig
+    raise KeyError(table)
+
+
+def _default(table: str) -> Callable[[], Any]:
+    return lambda: _section_class(table)()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostConfig:
     """Every section of the host config (each field is one section, see the module docstring)."""
 
     host: HostFiles = field(default_factory=HostFiles)
-    lock: LockConfig = field(default_factory=LockConfig)
-    staging: StagingConfig = field(default_factory=StagingConfig)
-    fetcher: FetcherConfig = field(default_factory=FetcherConfig)
-    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
-    qemu: QemuConfig = field(default_factory=QemuConfig)
-    spectrum: SpectrumConfig = field(default_factory=SpectrumConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    limits: Limits = field(default_factory=Limits)
-    apply: ApplyConfig = field(default_factory=ApplyConfig)
-    state: StateConfig = field(default_factory=StateConfig)
+    lock: LockConfig = field(default_factory=_default("lock"))
+    staging: StagingConfig = field(default_factory=_default("staging"))
+    fetcher: FetcherConfig = field(default_factory=_default("fetcher"))
+    sandbox: SandboxConfig = field(default_factory=_default("fetcher.sandbox"))
+    qemu: QemuConfig = field(default_factory=_default("fetcher.qemu"))
+    spectrum: SpectrumConfig = field(default_factory=_default("fetcher.spectrum"))
+    policy: PolicyConfig = field(default_factory=_default("policy"))
+    limits: Limits = field(default_factory=_default("limits"))
+    apply: ApplyConfig = field(default_factory=_default("apply"))
+    state: StateConfig = field(default_factory=_default("state"))
 
 
 def sections() -> dict[str, tuple[str, type[Section]]]:
     """``{table: (HostConfig attribute, section class)}``, in ``HostConfig`` order."""
-    out: dict[str, tuple[str, type[Section]]] = {}
-    for f in dataclasses.fields(HostConfig):
-        cls: type[Section] = f.default_factory  # type: ignore[assignment]  # a section class
-        out[cls.SECTION] = (f.name, cls)
-    return out
+    return {table: (attr, _section_class(table)) for table, attr in TABLES.items()}
 
 
 def lookup(name: str) -> tuple[str, str, Setting]:
     """``(table, key, declaration)`` of the dotted setting ``name`` (``"fetcher.qemu.accel"``).
 
+    Imports only the class of that setting's table.
+
     Raises:
         KeyError: no such setting.
     """
     table, _, key = name.rpartition(".")
-    if table not in sections():
+    if table not in TABLES:
         raise KeyError(name)
     try:
-        return table, key, settings.declaration(sections()[table][1], key)
+        return table, key, settings.declaration(_section_class(table), key)
     except settings.Invalid:
         raise KeyError(name) from None
 
@@ -178,6 +247,8 @@ def _bad(where: str, name: str, why: str) -> ConfigError:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    import tomllib  # here: only a verb that reads a file pays for the TOML parser
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -192,7 +263,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _tables(data: Mapping[str, Any], where: str) -> dict[str, dict[str, object]]:
     """Split a parsed file into ``{table: {key: raw value}}``; refuse unknown names."""
-    known = sections()
+    known = TABLES
     out: dict[str, dict[str, object]] = {}
 
     def walk(table: Mapping[str, Any], prefix: str) -> None:
@@ -261,16 +332,38 @@ def load(
         origins.update({f"{table}.{k}": Origin.SPECTRUM for k in preset_part})
         origins.update({f"{table}.{k}": Origin.FILE for k in file_part})
         origins.update({f"{table}.{k}": Origin.FLAG for k in flag_part})
-        try:
-            values[attr] = settings.build(cls, {**preset_part, **file_part, **flag_part})
-        except settings.Invalid as exc:
-            key = exc.key or "?"
-            if key in flag_part:
-                flag = settings.declaration(cls, key).flag or key
-                raise UsageError(f"{flag}: {exc.why}", code="usage.setting") from None
-            raise _bad(where, f"[{table}] {key}", exc.why) from None
+        values[attr] = _build(cls, where, table, preset_part | file_part, flag_part)
     config = HostConfig(**values)  # type: ignore[arg-type]  # one section per attribute
     return Effective(config=config, origins=origins, file=path)
+
+
+def _build(
+    cls: type[S], where: str, table: str, below: Mapping[str, object], flags: Mapping[str, object]
+) -> S:
+    """One section from raw values (``flags`` last); a refused flag value is a usage error."""
+    try:
+        return settings.build(cls, {**below, **flags})
+    except settings.Invalid as exc:
+        key = exc.key or "?"
+        if key in flags:
+            flag = settings.declaration(cls, key).flag or key
+            raise UsageError(f"{flag}: {exc.why}", code="usage.setting") from None
+        raise _bad(where, f"[{table}] {key}", exc.why) from None
+
+
+def load_section(cls: type[S], *, flags: Mapping[str, object] | None = None) -> S:
+    """The section ``cls`` exactly as ``load(None, flags=flags).config`` holds it.
+
+    For a verb that reads no config file and needs only some sections (``airlock inspect``): the
+    other sections' classes, and the backends that declare them, are never imported.
+
+    Raises:
+        UsageError: ``usage.setting`` for a flag value its setting refuses.
+    """
+    table = cls.SECTION
+    if table not in TABLES or _section_class(table) is not cls:
+        raise KeyError(table)
+    return _build(cls, "(defaults)", table, {}, _flag_tables(flags or {}).get(table, {}))
 
 
 # --- command-line flags ------------------------------------------------------------------------

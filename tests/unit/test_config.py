@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from airlock.backends.openpgp import VerifierName
 from airlock.errors import ConfigError, ExitStatus, UsageError
 from airlock.limits import Limits
 from airlock.settings import Origin
+from airlock.trusted.policy import PolicyConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "airlock"
 
@@ -218,3 +223,63 @@ def test_every_setting_is_read_somewhere_grep_can_find() -> None:
 
 def test_negative_control_an_unread_setting_is_found() -> None:
     assert "no_such_setting_anywhere" not in _attribute_reads()
+
+
+def test_tables_name_each_section_by_its_own_table_in_host_config_order() -> None:
+    # TABLES (which lets a verb import only its sections' classes) must agree with HostConfig's
+    # fields and with each class's SECTION.
+    defaults = config.HostConfig()
+    assert list(config.TABLES.values()) == list(config.HostConfig.__dataclass_fields__)
+    for table, (attr, cls) in config.sections().items():
+        assert cls.SECTION == table
+        assert type(getattr(defaults, attr)) is cls
+
+
+def test_load_section_is_what_load_builds_from_the_same_flags() -> None:
+    flags = config.given_flags(
+        _parsed(["--keyring", "/k.gpg", "--threshold", "2", "--max-entries", "9"])
+    )
+    full = config.load(None, flags=flags).config
+    assert config.load_section(config.HostFiles, flags=flags) == full.host
+    assert config.load_section(PolicyConfig, flags=flags) == full.policy
+    assert config.load_section(Limits, flags=flags) == full.limits
+    assert full.host.keyring == Path("/k.gpg") and full.policy.threshold == 2
+
+
+def test_load_section_refuses_a_bad_flag_value_as_load_does() -> None:
+    flags = config.given_flags(_parsed(["--threshold", "0"]))
+    with pytest.raises(UsageError) as exc:
+        config.load_section(PolicyConfig, flags=flags)
+    with pytest.raises(UsageError) as exc_load:
+        config.load(None, flags=flags)
+    assert exc.value.message == exc_load.value.message
+
+
+def test_inspect_imports_no_backend_section(tmp_path: Path) -> None:
+    # `airlock inspect` reads three sections; the backends declaring the others stay unloaded.
+    code = (
+        "import sys\n"
+        "from airlock.cli import build_parser, inspection\n"
+        "from airlock.errors import ConfigError\n"
+        "argv = ['inspect', 'D', '--definitions', sys.argv[1], '--keyring', sys.argv[1]]\n"
+        "try:\n"
+        "    inspection._judge(build_parser(argv).parse_args(argv))\n"
+        "except ConfigError as exc:\n"
+        "    assert exc.code == 'config.definition', exc.code\n"
+        "bad = [m for m in sys.modules if m.startswith(('airlock.backends.apply',"
+        " 'airlock.backends.fetcher', 'airlock.backends.staging', 'airlock.state',"
+        " 'airlock.cli.report', 'airlock.events', 'tomllib'))]\n"
+        "assert not bad, bad\n"
+        "print('checked')"
+    )
+    env = {**os.environ, "PYTHONPATH": os.fspath(SRC.parent)}
+    argv = [sys.executable, "-c", code, os.fspath(tmp_path)]
+    res = subprocess.run(argv, capture_output=True, env=env, check=False)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    assert res.stdout == b"checked\n"
+
+
+def _parsed(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    config.add_flags(parser, ("host.keyring", "policy.threshold", "limits.max_entries"))
+    return parser.parse_args(argv)

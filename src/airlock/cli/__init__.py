@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from airlock import __version__
-from airlock.cli.report import notify_status, print_json
+from airlock.cli.jsonout import print_json
 from airlock.errors import EXIT_STATUS_MEANING, AirlockError, ExitStatus, UsageError
 from airlock.text import display
 
@@ -113,6 +113,8 @@ def _setup_logging(debug: bool) -> Callable[[], None]:
 
 
 def _report_error(exc: AirlockError, *, as_json: bool) -> None:
+    from airlock.cli.report import notify_status  # here: a verb that succeeds never needs it
+
     notify_status(f"failed: [{exc.code}] {_one_line(exc.message)}")
     if as_json:
         print_json("error", code=exc.code, message=exc.message, exit_status=int(exc.exit_status))

@@ -13,17 +13,20 @@ import argparse
 import datetime
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock import config, fsutil, settings
-from airlock.cli.report import envelope
+from airlock.backends import openpgp
+from airlock.cli.jsonout import envelope
 from airlock.errors import HostError, RejectedError, UsageError
 from airlock.formats import version
 from airlock.limits import Limits
 from airlock.text import display
-from airlock.trusted.judge import Judge
-from airlock.trusted.policy import Baseline
-from airlock.trusted.release import VerifiedRelease
+from airlock.trusted.policy import Baseline, PolicyConfig
+
+if TYPE_CHECKING:
+    from airlock.trusted.judge import Judge
+    from airlock.trusted.release import VerifiedRelease
 
 _OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
 # The settings ``inspect`` takes as flags (declared with their sections in airlock.config).
@@ -84,14 +87,31 @@ def _baseline(args: argparse.Namespace) -> Baseline:
 
 
 def _judge(args: argparse.Namespace) -> Judge:
-    cfg = config.load(None, flags=config.given_flags(args)).config
+    # The three sections inspect reads, as config.load(None, flags=...) builds them; the other
+    # sections (and the backends that declare them) are not imported.
+    flags = config.given_flags(args)
+    host = config.load_section(config.HostFiles, flags=flags)
+    policy = config.load_section(PolicyConfig, flags=flags)
+    limits = config.load_section(Limits, flags=flags)
+    prepared = None
+    if host.keyring.is_file():  # else Judge.build says so, as without a preparation
+        # sqv --version and the keyring listing start now, and run while the judge's modules
+        # are imported (ADR 0175).
+        prepared = openpgp.Preparation(policy.verifier, host.keyring, limits=limits)
+    try:
+        from airlock.trusted.judge import Judge  # here: imported while the children start
+    except BaseException:  # ^C or SIGTERM meanwhile: the threads end, and clean up, first
+        if prepared is not None:
+            prepared.wait()
+        raise
     os_release = next((p for p in _OS_RELEASE if p.is_file()), _OS_RELEASE[0])
     return Judge.build(
-        definitions_dir=cfg.host.definitions_dir,
+        definitions_dir=host.definitions_dir,
         os_release=os_release,
-        keyring=cfg.host.keyring,
-        policy=cfg.policy,
-        limits=cfg.limits,
+        keyring=host.keyring,
+        policy=policy,
+        limits=limits,
+        prepared=prepared,
     )
 
 

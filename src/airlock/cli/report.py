@@ -11,13 +11,15 @@ from __future__ import annotations
 import array
 import contextlib
 import dataclasses
-import json
 import os
 import select
 import socket
 import sys
 from typing import TextIO
 
+from airlock.cli.jsonout import SCHEMA_VERSION as SCHEMA_VERSION
+from airlock.cli.jsonout import envelope as envelope
+from airlock.cli.jsonout import print_json as print_json
 from airlock.events import (
     Event,
     Failed,
@@ -28,8 +30,6 @@ from airlock.events import (
     StepStarted,
 )
 
-SCHEMA_VERSION = 1
-
 _EVENT_NAMES: dict[type, str] = {
     StepStarted: "step-started",
     StepProgress: "step-progress",
@@ -37,23 +37,6 @@ _EVENT_NAMES: dict[type, str] = {
     Notice: "notice",
     Failed: "failed",
 }
-
-
-def envelope(event: str | None, /, **body: object) -> str:
-    """The one builder of airlock's JSON output: ``{"v": 1, "event": …, …}`` on one line.
-
-    ``event`` is left out when ``None`` (single-object outputs such as ``inspect --json``).  ASCII
-    only: every string that came from untrusted input is already escaped by its producer.
-    """
-    head: dict[str, object] = {"v": SCHEMA_VERSION}
-    if event is not None:
-        head["event"] = event
-    return json.dumps({**head, **body}, ensure_ascii=True, default=str)
-
-
-def print_json(event: str | None, /, **body: object) -> None:
-    """Print ``envelope(event, **body)`` on stdout and flush (one object per line)."""
-    print(envelope(event, **body), flush=True)
 
 
 def event_to_json(event: Event) -> str:

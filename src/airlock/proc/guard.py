@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: MIT
 """The guard that stands between airlock and every process it starts (``airlock.proc`` runs it).
 
-Executed as ``python3 -I -S guard.py CTL_FD MODE ...``: standard library only, no airlock imports.
+Executed as ``python3 -I -S -c 'import guard; guard.main(...)' CTL_FD MODE ...``
+(``child.guard_argv``: imported rather than run as a script, so that its bytecode is cached;
+``python3 -I -S guard.py CTL_FD MODE ...`` does the same): standard library only, no airlock
+imports.
 ``CTL_FD`` is this end of a unix stream socket whose other end only airlock holds; when airlock
 dies, whatever kills it, the kernel closes that end and the guard reads EOF.  That is the one event
 everything below hangs on (a ``PR_SET_PDEATHSIG`` on the guard would fire when the airlock *thread*

@@ -103,22 +103,41 @@ class Judge:
         policy: PolicyConfig,
         limits: Limits,
         appliers: tuple[dialect.Dialect, ...] = (),
+        prepared: openpgp.Preparation | None = None,
     ) -> Judge:
         """Load the definitions, check the keyring, pick the verifier (with ``limits``).
+
+        ``prepared`` (``airlock inspect``, which judges at once) chose the verifier and listed the
+        keyring in threads, for the same keyring, verifier name and limits (ADR 0175).
 
         Raises:
             ConfigError: unusable definitions, os-release or keyring; unknown verifier.
             HostError: the chosen verification tool is missing.
         """
-        transfers = load_transfers(definitions_dir, os_release)
-        if not keyring.is_file():
-            raise ConfigError(
-                f"Keyring {display(os.fspath(keyring))} is not a file", code="config.keyring"
-            )
+        try:
+            if prepared is not None and (
+                prepared.keyring != keyring.absolute()
+                or prepared.name != policy.verifier
+                or prepared.limits != limits
+            ):
+                raise RuntimeError("the verifier was prepared for another keyring or settings")
+            transfers = load_transfers(definitions_dir, os_release)
+            if not keyring.is_file():
+                raise ConfigError(
+                    f"Keyring {display(os.fspath(keyring))} is not a file", code="config.keyring"
+                )
+        except BaseException:
+            if prepared is not None:
+                prepared.wait()  # no child of its threads outlives the failed build
+            raise
+        if prepared is not None:
+            verifier: openpgp.BaseVerifier = prepared.verifier()
+        else:
+            verifier = openpgp.verifier(policy.verifier, limits=limits)
         return cls(
             transfers=transfers,
             keyring=keyring.absolute(),
-            verifier=openpgp.verifier(policy.verifier, limits=limits),
+            verifier=verifier,
             policy=policy,
             limits=limits,
             appliers=appliers,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from airlock import fsutil
+from airlock.backends import openpgp
 from airlock.backends.openpgp import BaseVerifier, VerifierName
 from airlock.config import HostConfig, HostFiles
 from airlock.errors import ConfigError, SignatureError
@@ -136,3 +137,63 @@ def test_a_sysupdate_newer_than_the_modelled_ones_is_told() -> None:
     (found,) = weaknesses(policy, sqv.SqvVerifier(), (newer,))
     assert f"systemd-sysupdate {dialect.NEWEST + 1} is newer" in found
     assert weaknesses(policy, sqv.SqvVerifier(), (dialect.for_version(dialect.NEWEST),)) == ()
+
+
+def _build(host: HostConfig, prepared: openpgp.Preparation | None) -> Judge:
+    return Judge.build(
+        definitions_dir=host.host.definitions_dir,
+        os_release=host.host.os_release,
+        keyring=host.host.keyring,
+        policy=host.policy,
+        limits=host.limits,
+        prepared=prepared,
+    )
+
+
+def test_a_prepared_judge_judges_as_one_built_alone(
+    signed: Staging, defdir: Path, keys: KeySet, tmp_path: Path
+) -> None:
+    # airlock inspect: the verifier chosen and the keyring listed in threads (ADR 0175).
+    host = _host(defdir, keys, tmp_path)
+    prepared = openpgp.Preparation(host.policy.verifier, keys.keyring, limits=host.limits)
+    judge = _build(host, prepared)
+    assert type(judge.verifier) is type(_build(host, None).verifier)
+    assert _judge(judge, signed.dir) == "2"
+
+
+def test_a_preparation_raises_what_choosing_the_verifier_raises(
+    defdir: Path, keys: KeySet, tmp_path: Path
+) -> None:
+    host = _host(defdir, keys, tmp_path)
+    policy = PolicyConfig(verifier="nonesuch")  # type: ignore[arg-type]  # an unknown name
+    prepared = openpgp.Preparation("nonesuch", keys.keyring, limits=host.limits)
+    with pytest.raises(ConfigError, match="Unknown signature verifier") as exc:
+        Judge.build(
+            definitions_dir=defdir,
+            os_release=host.host.os_release,
+            keyring=keys.keyring,
+            policy=policy,
+            limits=host.limits,
+            prepared=prepared,
+        )
+    assert exc.value.code == "config.verifier"
+
+
+def test_a_prepared_build_reports_bad_definitions_first(keys: KeySet, tmp_path: Path) -> None:
+    empty = tmp_path / "defs"
+    empty.mkdir()
+    host = _host(empty, keys, tmp_path)
+    prepared = openpgp.Preparation(host.policy.verifier, keys.keyring, limits=host.limits)
+    with pytest.raises(ConfigError) as exc:
+        _build(host, prepared)
+    assert exc.value.code == "config.definition"
+
+
+def test_a_preparation_for_another_keyring_is_refused(
+    defdir: Path, keys: KeySet, tmp_path: Path
+) -> None:
+    host = _host(defdir, keys, tmp_path)
+    prepared = openpgp.Preparation(host.policy.verifier, keys.keyring_armored, limits=host.limits)
+    prepared.wait()
+    with pytest.raises(RuntimeError, match="prepared for another keyring"):
+        _build(host, prepared)

@@ -23,6 +23,7 @@ import enum
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,11 @@ class BaseVerifier(abc.ABC):
         # for REUSE_S (ADR 0151), so the second file costs neither gpg nor the tool.
         self._rings: dict[bytes, tuple[float, keyring_mod.Keyring]] = {}
         self._answers: dict[tuple[bytes, bytes, bytes, dt.datetime], list[ValidSignature]] = {}
+        self._early: EarlyListing | None = None
+
+    def adopt(self, early: EarlyListing) -> None:
+        """Take ``early`` as the first keyring listing, if it fits (see ``EarlyListing``)."""
+        self._early = early
 
     def verify(
         self, signature: bytes, data: bytes, keyring: Path, *, now: dt.datetime | None = None
@@ -181,12 +187,15 @@ class BaseVerifier(abc.ABC):
         path = keyring.absolute()
         raw = keyring_mod.read_bytes(path, max_bytes=self.limits.max_keyring_bytes)
         now = _clock()
+        early, self._early = self._early, None
+        if early is not None and early.path == path and not self._rings:
+            done = early.result()
+            if done is not None and done[0] == raw:  # listed from these very bytes
+                self._rings = {raw: (done[1], done[2])}
         cached = self._rings.get(raw)
         if cached is not None and now - cached[0] < REUSE_S:
             return cached[1]
-        ring = keyring_mod.load(
-            path, max_bytes=self.limits.max_keyring_bytes, timeout=self.limits.signature_timeout_s
-        )
+        ring = keyring_mod.listing(raw, timeout=self.limits.signature_timeout_s)
         self._rings = {raw: (now, ring)}
         self._answers = {}
         return ring
@@ -229,6 +238,84 @@ def _check_not_after(created: dt.datetime, not_after: dt.datetime) -> None:
             f" clock skew ({not_after.isoformat()}): the signer's clock, or the signature, is"
             " from the future"
         )
+
+
+class EarlyListing:
+    """The keyring listed by gpg in a thread while the verifier is still being chosen (ADR 0175).
+
+    ``Preparation`` (``airlock inspect``) starts it beside ``verifier()``, which runs
+    ``sqv --version``, so the two children run side by side, and hands it to the verifier
+    (``BaseVerifier.adopt``).  The first ``verify()`` takes it as its own listing only
+    if it was made from the very bytes the keyring file holds then; its age counts from when it
+    started (``REUSE_S``).  Anything else — a failure, other bytes, another path — is dropped and
+    the verifier lists the keyring itself, so its errors and checks are those of a verifier
+    without it.
+    """
+
+    def __init__(self, keyring: Path, *, limits: Limits) -> None:
+        self.path = keyring.absolute()
+        self._limits = limits
+        self._done: tuple[bytes, float, keyring_mod.Keyring] | None = None
+        self._thread = threading.Thread(target=self._list, name="airlock-keyring", daemon=True)
+        self._thread.start()
+
+    def _list(self) -> None:
+        started = _clock()
+        try:
+            raw = keyring_mod.read_bytes(self.path, max_bytes=self._limits.max_keyring_bytes)
+            ring = keyring_mod.listing(raw, timeout=self._limits.signature_timeout_s)
+        except Exception:  # noqa: BLE001 - dropped: the verifier lists again and says why
+            logger.debug("early keyring listing failed", exc_info=True)
+            return
+        self._done = (raw, started, ring)
+
+    def result(self) -> tuple[bytes, float, keyring_mod.Keyring] | None:
+        """Wait for the listing: ``(the bytes listed, start time, listing)``, or None (failed)."""
+        self._thread.join()
+        return self._done
+
+
+class Preparation:
+    """``verifier()`` and an ``EarlyListing`` of the keyring, started in threads (ADR 0175).
+
+    ``airlock inspect`` starts it as soon as it knows its settings and imports the judge's modules
+    meanwhile, so ``sqv --version`` and ``gpg --show-keys`` run beside those imports and each
+    other; ``Judge.build(prepared=...)`` then takes the verifier (``verifier()``), which raises
+    what ``openpgp.verifier()`` raised, at the point where the build would have chosen it.
+    """
+
+    def __init__(self, name: str, keyring: Path, *, limits: Limits) -> None:
+        self.name, self.keyring, self.limits = name, keyring.absolute(), limits
+        self._chosen: BaseVerifier | BaseException | None = None
+        self._thread = threading.Thread(target=self._choose, name="airlock-verifier", daemon=True)
+        self._listing = EarlyListing(keyring, limits=limits)
+        self._thread.start()
+
+    def _choose(self) -> None:
+        try:
+            self._chosen = verifier(self.name, limits=self.limits)
+        except BaseException as exc:  # noqa: BLE001 - raised again by verifier(), in the caller
+            self._chosen = exc
+
+    def wait(self) -> None:
+        """Wait for both threads (no child of theirs is left running)."""
+        self._thread.join()
+        self._listing.result()
+
+    def verifier(self) -> BaseVerifier:
+        """The verifier ``verifier(name, limits=limits)`` gives, with the early listing adopted.
+
+        Raises:
+            ConfigError, HostError: as ``verifier()``.
+        """
+        self.wait()
+        chosen = self._chosen
+        if isinstance(chosen, BaseVerifier):
+            chosen.adopt(self._listing)
+            return chosen
+        if chosen is None:
+            raise RuntimeError("the verifier thread ended without an answer")
+        raise chosen
 
 
 class VerifierName(enum.StrEnum):

@@ -113,7 +113,15 @@ def load(keyring: Path, *, max_bytes: int, timeout: float) -> Keyring:
     Raises:
         SignatureError: missing, oversized, malformed or keyless keyring, or gpg failed.
     """
-    raw = read_bytes(keyring, max_bytes=max_bytes)
+    return listing(read_bytes(keyring, max_bytes=max_bytes), timeout=timeout)
+
+
+def listing(raw: bytes, *, timeout: float) -> Keyring:
+    """List the keyring file content ``raw`` (as ``read_bytes`` returned it) with gpg.
+
+    Raises:
+        SignatureError: malformed or keyless keyring, or gpg failed.
+    """
     binary = packets.dearmor(raw, kind=b"PUBLIC KEY BLOCK")
     home = Path(tempfile.mkdtemp(prefix="airlock-gpg-"))
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from airlock import proc
 from airlock.backends import openpgp
-from airlock.backends.openpgp import BaseVerifier, verifier
+from airlock.backends.openpgp import BaseVerifier, gpg, verifier
 from airlock.errors import SignatureError
 from tests.support.keys import DATA, KeySet
 
@@ -115,3 +115,62 @@ def _armor(binary: bytes) -> bytes:
         + base64.b64encode(crc)
         + b"\n-----END PGP SIGNATURE-----\n"
     )
+
+
+def test_an_early_listing_is_the_only_listing(
+    counted: tuple[BaseVerifier, list[str]], openpgp_keys: KeySet
+) -> None:
+    # airlock inspect lists the keyring while sqv --version runs (ADR 0175): verify() takes it.
+    v, spawned = counted
+    v.adopt(openpgp.EarlyListing(openpgp_keys.keyring, limits=v.limits))
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    found = v.verify(sig, DATA, openpgp_keys.keyring, now=dt.datetime.now(dt.UTC))
+    assert [s.fingerprint for s in found] == [openpgp_keys.good]
+    assert spawned == ["listing", "tool"]
+
+
+def test_an_early_listing_of_other_bytes_is_dropped(
+    counted: tuple[BaseVerifier, list[str]], openpgp_keys: KeySet, tmp_path: Path
+) -> None:
+    v, spawned = counted
+    ring = tmp_path / "ring.gpg"
+    ring.write_bytes(gpg.export_public(openpgp_keys.home, [openpgp_keys.second]))
+    early = openpgp.EarlyListing(ring, limits=v.limits)
+    assert early.result() is not None
+    v.adopt(early)
+    shutil.copyfile(openpgp_keys.keyring, ring)  # replaced after the early listing
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    v.verify(sig, DATA, ring, now=dt.datetime.now(dt.UTC))  # the signer is in the new bytes
+    assert spawned == ["listing", "listing", "tool"]
+
+
+def test_a_failed_early_listing_leaves_the_verifier_to_say_why(
+    counted: tuple[BaseVerifier, list[str]], openpgp_keys: KeySet, tmp_path: Path
+) -> None:
+    v, spawned = counted
+    ring = tmp_path / "ring.gpg"
+    early = openpgp.EarlyListing(ring, limits=v.limits)  # no file yet: it fails
+    assert early.result() is None
+    v.adopt(early)
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    with pytest.raises(SignatureError, match="Cannot open keyring"):
+        v.verify(sig, DATA, ring, now=dt.datetime.now(dt.UTC))
+    shutil.copyfile(openpgp_keys.keyring, ring)
+    v.verify(sig, DATA, ring, now=dt.datetime.now(dt.UTC))
+    assert spawned == ["listing", "tool"]
+
+
+def test_an_early_listing_older_than_reuse_time_is_listed_again(
+    counted: tuple[BaseVerifier, list[str]],
+    openpgp_keys: KeySet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v, spawned = counted
+    clock = [1000.0]
+    monkeypatch.setattr("airlock.backends.openpgp._clock", lambda: clock[0])
+    early = openpgp.EarlyListing(openpgp_keys.keyring, limits=v.limits)
+    assert early.result() is not None
+    v.adopt(early)
+    clock[0] += openpgp.REUSE_S + 1
+    v.verify(openpgp_keys.sign(DATA, openpgp_keys.good), DATA, openpgp_keys.keyring)
+    assert spawned == ["listing", "listing", "tool"]
