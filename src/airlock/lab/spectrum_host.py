@@ -97,6 +97,7 @@ class SpectrumHost:
         self._running = contextlib.ExitStack()  # what one boot started (s6-svscan)
         self._server = contextlib.ExitStack()
         self._last_publish_s = 0
+        self.published: list[str] = []  # the versions publish() put on the server, in order
 
     # -- paths ------------------------------------------------------------------------------
     @property
@@ -400,6 +401,7 @@ class SpectrumHost:
             "--uki", img.kernel, "--gnupghome", self.gnupghome, "--keep", "2", "--no-best-before",
         )  # fmt: skip
         self._last_publish_s = int(time.time())
+        self.published.append(version)
 
     def served(self, *, payload_only: bool = False) -> int:
         """Bytes the update server sent so far (``payload_only``: not manifests or signatures)."""

@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""A real loop-backed btrfs, mounted under a temporary directory and always unmounted.
+"""A real loop-backed btrfs, mounted under a temporary directory and always unmounted; worlds on it.
 
 ``btrfs_dir`` gives each test its own; ``btrfs_module`` one per test module, for modules that run
-many ``airlock update`` runs in one world.
+many ``airlock update`` runs in one world.  ``world`` is a fresh host world per test (``world.py``);
+``keys`` a module's extra signing keys; ``restored_world`` one world per module whose fetcher waits
+for the test to plant the share, put back to its pristine state (version 1, no state file) before
+each test.  A module defines its own ``world`` where it needs another.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.keys import KeySet, kill_agent
+
+from . import planting
+from .world import World, build
 
 
 @contextlib.contextmanager
@@ -58,3 +66,42 @@ def btrfs_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A mounted, empty btrfs filesystem shared by the tests of one module."""
     with mounted_btrfs(tmp_path_factory.mktemp("btrfs")) as mnt:
         yield mnt
+
+
+@pytest.fixture
+def world(tmp_path: Path, btrfs_dir: Path) -> Iterator[World]:
+    """A fresh host world for one test (its signing key closed after)."""
+    w = build(tmp_path / "w", btrfs_dir)
+    try:
+        yield w
+    finally:
+        w.key.close()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeySet]:
+    """A module's keyring of test signing keys (its gpg agent ended after)."""
+    keyset = KeySet.build(tmp_path_factory.mktemp("keys"))
+    yield keyset
+    kill_agent(keyset.home)
+
+
+@pytest.fixture(scope="module")
+def waiting_world(
+    tmp_path_factory: pytest.TempPathFactory, btrfs_module: Path, keys: KeySet
+) -> Iterator[World]:
+    """One world per module whose fetcher waits for the test to plant the share (``keys``)."""
+    w = build(tmp_path_factory.mktemp("world") / "w", btrfs_module)
+    w.write_config(planting.WAIT_COMMAND, keyring=keys.keyring)
+    w.save_pristine()  # version 1 on disk, no state file: a fresh host
+    try:
+        yield w
+    finally:
+        w.key.close()
+
+
+@pytest.fixture
+def restored_world(waiting_world: World) -> World:
+    """The module's ``waiting_world``, back to its pristine state."""
+    waiting_world.restore()
+    return waiting_world

@@ -10,25 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import schemas
 
-from .world import World, build
+from .world import World
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
-
-
-@pytest.fixture
-def world(tmp_path: Path, btrfs_dir: Path) -> Iterator[World]:
-    w = build(tmp_path / "w", btrfs_dir)
-    try:
-        yield w
-    finally:
-        w.key.close()
 
 
 def _status(w: World) -> dict[str, object]:

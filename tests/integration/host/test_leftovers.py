@@ -25,18 +25,9 @@ from tests.support import killer, leaks
 from tests.support.killer import Point
 
 from .test_update_e2e import assert_no_leftovers, assert_v2_installed
-from .world import World, build, events
+from .world import World, events
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
-
-
-@pytest.fixture
-def world(tmp_path: Path, btrfs_dir: Path) -> Iterator[World]:
-    w = build(tmp_path / "w", btrfs_dir)
-    try:
-        yield w
-    finally:
-        w.key.close()
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,18 +23,9 @@ from airlock.errors import ExitStatus
 from airlock.fsutil import mounts_below
 from tests.support import killer, leaks
 
-from .world import World, build
+from .world import World
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
-
-
-@pytest.fixture
-def world(tmp_path: Path, btrfs_dir: Path) -> Iterator[World]:
-    w = build(tmp_path / "w", btrfs_dir)
-    try:
-        yield w
-    finally:
-        w.key.close()
 
 
 def test_sigterm_during_fetch_cleans_up_and_exits_130(world: World) -> None:

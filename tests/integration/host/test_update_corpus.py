@@ -22,7 +22,7 @@ import pytest
 from airlock import state
 from airlock.fsutil import mounts_below
 from tests.support.corpus import Case, FifoCanary, Staging, all_cases
-from tests.support.keys import KeySet, kill_agent
+from tests.support.keys import KeySet
 from tests.support.refusals import (
     BASE_STATE,
     host_policy,
@@ -37,13 +37,6 @@ from .world import World, build
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
 
 CASES = pipeline_cases()
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeySet]:
-    keyset = KeySet.build(tmp_path_factory.mktemp("keys"))
-    yield keyset
-    kill_agent(keyset.home)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,9 @@ from airlock.fsutil import mounts_below
 from airlock.lab import disk
 from tests.support.oracles import RUNTIMES, require_runtime
 
-from .world import V1_HASH, V2_HASH, World, build, events
+from .world import V1_HASH, V2_HASH, World, events
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
-
-
-@pytest.fixture
-def world(tmp_path: Path, btrfs_dir: Path) -> Iterator[World]:
-    w = build(tmp_path / "w", btrfs_dir)
-    try:
-        yield w
-    finally:
-        w.key.close()
 
 
 def assert_no_leftovers(w: World) -> None:

@@ -14,48 +14,22 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from airlock import lock, state
 from airlock.errors import ExitStatus
-from tests.support.keys import KeySet, kill_agent
+from tests.support.keys import KeySet
 from tests.support.staging import Staging
 
 from . import planting
-from .world import World, build
+from .world import World
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
 
 MARCH, APRIL = "20250301T000000", "20250401T000000"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeySet]:
-    keyset = KeySet.build(tmp_path_factory.mktemp("keys"))
-    yield keyset
-    kill_agent(keyset.home)
-
-
-@pytest.fixture(scope="module")
-def module_world(
-    tmp_path_factory: pytest.TempPathFactory, btrfs_module: Path, keys: KeySet
-) -> Iterator[World]:
-    w = build(tmp_path_factory.mktemp("world") / "w", btrfs_module)
-    w.write_config(planting.WAIT_COMMAND, keyring=keys.keyring)
-    w.save_pristine()
-    try:
-        yield w
-    finally:
-        w.key.close()
-
-
-@pytest.fixture
-def world(module_world: World) -> World:
-    module_world.restore()
-    return module_world
 
 
 def _release(
@@ -86,9 +60,9 @@ def _status(w: World) -> dict[str, object]:
 
 
 def test_a_replayed_unmarked_manifest_is_not_fresh_and_keeps_the_last_check(
-    world: World, keys: KeySet, tmp_path: Path
+    restored_world: World, keys: KeySet, tmp_path: Path
 ) -> None:
-    w = world
+    w = restored_world
     first = _run(w, _release(tmp_path / "a", keys, "2", MARCH))
     assert (first.final["outcome"], first.final["fresh"]) == ("updated", True)
     checked = state.load(w.state_file).last_check
@@ -108,9 +82,9 @@ def test_a_replayed_unmarked_manifest_is_not_fresh_and_keeps_the_last_check(
 
 
 def test_negative_control_a_newer_signature_moves_the_last_check(
-    world: World, keys: KeySet, tmp_path: Path
+    restored_world: World, keys: KeySet, tmp_path: Path
 ) -> None:
-    w = world
+    w = restored_world
     _run(w, _release(tmp_path / "a", keys, "2", MARCH))
     checked = state.load(w.state_file).last_check
     again = _run(w, _release(tmp_path / "b", keys, "2", APRIL))
@@ -121,9 +95,9 @@ def test_negative_control_a_newer_signature_moves_the_last_check(
 
 
 def test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it(
-    world: World, keys: KeySet, tmp_path: Path
+    restored_world: World, keys: KeySet, tmp_path: Path
 ) -> None:
-    w = world
+    w = restored_world
     ahead = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=7)
     marked = _run(w, _release(tmp_path / "a", keys, "2", MARCH, best_before=ahead))
     assert marked.final["fresh"] is True
@@ -153,9 +127,9 @@ def test_the_ratchet_refuses_an_unmarked_manifest_until_root_resets_it(
 
 
 def test_state_reset_refuses_while_an_update_holds_the_lock_and_succeeds_after(
-    world: World, keys: KeySet, tmp_path: Path
+    restored_world: World, keys: KeySet, tmp_path: Path
 ) -> None:
-    w = world
+    w = restored_world
     _run(w, _release(tmp_path / "a", keys, "2", MARCH))
     during: list[tuple[int, str, int | None]] = []
 

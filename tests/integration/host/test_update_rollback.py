@@ -16,18 +16,18 @@ source and checks that these tests fail (``tests/mutation/``).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from airlock import state
 from airlock.errors import ExitStatus
-from tests.support.keys import KeySet, kill_agent
+from tests.support.keys import KeySet
 from tests.support.staging import Staging
 
 from . import planting
-from .world import World, build
+from .world import World
 
 pytestmark = [pytest.mark.btrfs, pytest.mark.sandbox, pytest.mark.sysupdate]
 
@@ -36,32 +36,6 @@ MARCH, APRIL, FEBRUARY = "20250301T000000", "20250401T000000", "20250201T000000"
 
 def _utc(faked: str) -> datetime.datetime:
     return datetime.datetime.strptime(faked, "%Y%m%dT%H%M%S").replace(tzinfo=datetime.UTC)
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeySet]:
-    keyset = KeySet.build(tmp_path_factory.mktemp("keys"))
-    yield keyset
-    kill_agent(keyset.home)
-
-
-@pytest.fixture(scope="module")
-def module_world(
-    tmp_path_factory: pytest.TempPathFactory, btrfs_module: Path, keys: KeySet
-) -> Iterator[World]:
-    w = build(tmp_path_factory.mktemp("world") / "w", btrfs_module)
-    w.write_config(planting.WAIT_COMMAND, keyring=keys.keyring)
-    w.save_pristine()  # version 1 on disk, no state file: a fresh host
-    try:
-        yield w
-    finally:
-        w.key.close()
-
-
-@pytest.fixture
-def world(module_world: World) -> World:
-    module_world.restore()
-    return module_world
 
 
 class Publisher:
@@ -118,9 +92,9 @@ def _refused(w: World, plant: Callable[[Path], None], code: str) -> str:
 
 
 def test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows(
-    world: World, publisher: Publisher
+    restored_world: World, publisher: Publisher
 ) -> None:
-    w = world
+    w = restored_world
     recorded = _updated(w, publisher.release("2", MARCH))
     assert (recorded.floor, recorded.pending) == ("1", "2")  # 2 has not booted yet
     w.boot("2")  # a good boot: its entry in $BOOT carries no boot counter
@@ -135,17 +109,17 @@ def test_the_stored_floor_refuses_a_rollback_the_disk_no_longer_shows(
 
 
 def test_negative_control_without_a_floor_the_same_release_installs(
-    world: World, publisher: Publisher
+    restored_world: World, publisher: Publisher
 ) -> None:
-    w = world
+    w = restored_world
     after = _updated(w, publisher.release("1.5", APRIL))
     assert (after.floor, after.pending) == ("1", "1.5")
 
 
 def test_the_newest_signature_time_refuses_an_older_manifest(
-    world: World, publisher: Publisher
+    restored_world: World, publisher: Publisher
 ) -> None:
-    w = world
+    w = restored_world
     recorded = _updated(w, publisher.release("2", MARCH))
     assert recorded.newest_signature == _utc(MARCH)
     # Version 3 is newer than the floor and than anything installed, but its manifest was signed
@@ -158,9 +132,9 @@ def test_the_newest_signature_time_refuses_an_older_manifest(
 
 
 def test_the_floor_only_rises_when_sysupdate_reports_an_older_version(
-    world: World, publisher: Publisher
+    restored_world: World, publisher: Publisher
 ) -> None:
-    w = world
+    w = restored_world
     assert _updated(w, publisher.release("3", MARCH)).pending == "3"
     w.boot("3")
     assert _settled(w, publisher.release("3", MARCH)).floor == "3"
@@ -174,9 +148,9 @@ def test_the_floor_only_rises_when_sysupdate_reports_an_older_version(
 
 
 def test_a_refused_run_leaves_the_floor_and_signature_time_alone(
-    world: World, publisher: Publisher
+    restored_world: World, publisher: Publisher
 ) -> None:
-    w = world
+    w = restored_world
     first = _updated(w, publisher.release("2", MARCH))
     _refused(w, publisher.release("3", FEBRUARY), "reject.replay")
     _refused(w, publisher.release("1", APRIL), "reject.rollback")
