@@ -11,20 +11,27 @@ at the machine as a whole and nothing matches command lines:
   points there too, so ``tempfile`` and the CLI subprocesses create their temp dirs inside it);
 * btrfs subvolumes: only on btrfs file systems mounted under the base temp dir;
 * network namespaces: only names carrying ``SESSION`` (``netns_name``).
+
+A module's long-lived world may run a supervisor that restarts its own services (the Spectrum
+host's s6 restarts the idle VMM after every update): ``add_world`` names a function that returns
+the pids of such supervisors, and their descendants are the world's, not the test's.  The world
+itself is still checked by the session (and by its own teardown).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+_worlds: list[Callable[[], Iterable[int]]] = []
 SESSION = f"{os.getpid()}"
 KINDS = ("processes", "mounts", "loops", "netns", "tmp", "subvolumes")
 
@@ -209,10 +216,29 @@ def _subvolumes(base: str) -> frozenset[str]:
     return frozenset(found)
 
 
+@contextlib.contextmanager
+def world(supervisors: Callable[[], Iterable[int]]) -> Iterator[None]:
+    """While in this context, processes below ``supervisors()`` are a world's (module docstring)."""
+    _worlds.append(supervisors)
+    try:
+        yield
+    finally:
+        _worlds.remove(supervisors)
+
+
+def _ours() -> set[int]:
+    """This session's processes, without those below a world's supervisors."""
+    mine = descendants(os.getpid())
+    for supervisors in _worlds:
+        for root in supervisors():
+            mine -= descendants(root)
+    return mine
+
+
 def snapshot(base: str, tmpdir: Path) -> dict[str, frozenset[str]]:
     """Everything this session holds now (see the module docstring)."""
     return {
-        "processes": frozenset(str(p) for p in descendants(os.getpid())),
+        "processes": frozenset(str(p) for p in _ours()),
         "mounts": _mounts(base),
         "loops": _loops(base, _sources()),
         "netns": _netns(),

@@ -49,3 +49,36 @@ def test_processes_that_are_not_ours_are_never_counted() -> None:
     ours = leaks.descendants(os.getpid())
     assert 1 not in ours
     assert os.getppid() not in ours  # whoever started pytest is not its descendant
+
+
+def test_a_process_below_a_world_supervisor_is_the_worlds_and_only_then(
+    leak_scope: tuple[str, Path],
+) -> None:
+    """A module's world may restart its own services (s6 after each update): what runs below its
+    supervisor is not a test's leak while the world is named — and is one when it is not."""
+    base, tmpdir = leak_scope
+    supervisor = subprocess.Popen(
+        ["/bin/sh", "-c", "read -r go; sleep 300 & wait"], stdin=subprocess.PIPE
+    )
+    try:
+        before = leaks.snapshot(base, tmpdir)  # the supervisor is already there
+        assert supervisor.stdin is not None
+        supervisor.stdin.write(b"go\n")
+        supervisor.stdin.flush()
+        deadline = time.monotonic() + 10
+        while len(leaks.descendants(supervisor.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        restarted = leaks.descendants(supervisor.pid)
+        assert len(restarted) == 1
+        with leaks.world(lambda: [supervisor.pid]):
+            assert leaks.new_since(before, base, tmpdir, wait_s=0) == {}
+        # The control: the same process, no world named.
+        leaked = leaks.new_since(before, base, tmpdir, wait_s=0)
+        assert {int(p.split()[0]) for p in leaked["processes"]} == restarted
+    finally:
+        for pid in leaks.descendants(supervisor.pid):
+            os.kill(pid, signal.SIGKILL)
+        supervisor.kill()
+        supervisor.wait()
+        assert supervisor.stdin is not None
+        supervisor.stdin.close()

@@ -95,6 +95,7 @@ class SpectrumHost:
         self._vm_ns = ""
         self._stack = contextlib.ExitStack()
         self._running = contextlib.ExitStack()  # what one boot started (s6-svscan)
+        self._supervisors: list[int] = []  # the guards of what one boot started
         self._server = contextlib.ExitStack()
         self._last_publish_s = 0
         self.published: list[str] = []  # the versions publish() put on the server, in order
@@ -287,9 +288,10 @@ class SpectrumHost:
             ["/usr/lib/airlock-lab/vm-import", self.vm_id, VM_NAME, f"/proc/{pid}/ns/mnt"],
             check=True,
         )
-        self._running.enter_context(
+        svscan = self._running.enter_context(
             proc.spawn(self.enter(["s6-svscan", "/run/service/vmm/instance"]), share_pids=True)
         )
+        self._supervisors = [holder.pid, svscan.pid]
         deadline = time.monotonic() + 30
         while self.vmm() is None:
             if time.monotonic() > deadline:
@@ -318,6 +320,11 @@ class SpectrumHost:
             time.sleep(0.02)
         raise HostError("the VM's namespace holder did not start", code="host.lab")
 
+    def supervisors(self) -> tuple[int, ...]:
+        """The guards of the processes this boot started (s6-svscan, the VM's namespace holder):
+        everything below them is the host's own — s6 restarts the idle VMM after each update."""
+        return tuple(self._supervisors)
+
     def vmm(self) -> int | None:
         """The pid of the VM's idle VMM (its s6 service), or ``None`` while it is down."""
         out = self.run(
@@ -334,6 +341,7 @@ class SpectrumHost:
         while self.processes() and time.monotonic() < deadline:
             time.sleep(0.1)
         self._running.close()
+        self._supervisors = []
         for pid in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
