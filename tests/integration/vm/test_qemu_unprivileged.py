@@ -25,6 +25,7 @@ from airlock.backends.fetcher import FetchRequest, qemu
 from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
+from airlock.proc.child import GUARD
 from tests.integration.vm.conftest import vm_config
 from tests.support import leaks
 
@@ -119,9 +120,10 @@ def _sample(share: Path, accepted: list[int]) -> Sample:
             found[pid] = (_status(pid), _argv(pid))
     vm = [pid for pid, (st, _) in found.items() if st["Name"].startswith("qemu-system")]
     assert len(vm) == 1, found
-    # Below the test: the guards (python3 -I -S …/guard.py … -- COMMAND), their inits (forks of
-    # the guards), QEMU and the forwarder.
-    guards = {pid for pid, (_, argv) in found.items() if any(a.endswith("/guard.py") for a in argv)}
+    # Below the test: the guards (python3 -I -S … guard … -- COMMAND), their inits (forks of
+    # the guards), QEMU and the forwarder.  A guard's argv names guard.py or its directory.
+    marks = {os.fspath(GUARD), os.fspath(GUARD.parent)}
+    guards = {pid for pid, (_, argv) in found.items() if marks & set(argv)}
     relays = [pid for pid, (_, argv) in found.items() if "--upstream" in argv and pid not in guards]
     vm_status, vm_argv = found[vm[0]]
     others = [st["Name"] for pid, (st, _) in found.items() if pid not in {*vm, *relays, *guards}]
