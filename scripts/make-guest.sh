@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Build, idempotently, airlock's QEMU update guest (issue #7) under $AIRLOCK_CACHE/guest:
 #   vmlinuz       a Debian 12 kernel (newest linux-image-6.1.0-N-amd64, unpacked with dpkg -x)
-#   initrd.img    busybox-static + the virtio / 9p / virtio_net modules in dependency order + init
+#   initrd.img    busybox-static + the virtio / 9p / virtio_console / virtio_net modules in load order + init
 #   root          -> the default runtime's Debian tree (trixie) from scripts/make-runtime.sh, shared
 #                    READ-ONLY by 9p (the fetcher can boot another runtime's root: docs/vm.md);
 #                    the guest builds a throwaway tmpfs root around it, so nothing here or in the
@@ -18,7 +18,9 @@ out="$cache/$GUEST_DIR"
 dir_var=RUNTIME_${RUNTIME_DEFAULT}_DIR stamp_var=RUNTIME_${RUNTIME_DEFAULT}_STAMP
 runtime="$cache/${!dir_var}"
 init_src="$here/src/airlock/lab/guest/init"
-modules=(virtio_pci 9p 9pnet_virtio virtio_net)
+# virtio_net has no device since ADR 0172 (the guest has no NIC); it stays for the tests that
+# give the guest the old NIC back (the negative control of test_qemu_unprivileged.py).
+modules=(virtio_pci 9p 9pnet_virtio virtio_net virtio_console)
 
 key=$(cat "$0" "$init_src" "$here/src/airlock/layout.env" | sha256sum | cut -c1-16)
 stamp="$out/$GUEST_STAMP_PREFIX$key"

@@ -236,6 +236,8 @@ MOVED: dict[str, str] = {
 }
 REMOVED: dict[str, str] = {
     "sysupdate_path": "it was never read: the sysupdate runtime is located ([apply] runtime_cache)",
+    "fetcher.qemu.forwarder": "QEMU starts no forwarder any more; one host relay carries the"
+    " guest's connections ([fetcher.qemu] max_connections, ADR 0172)",
 }
 
 
@@ -269,8 +271,8 @@ def _tables(data: Mapping[str, Any], where: str) -> dict[str, dict[str, object]]
     def walk(table: Mapping[str, Any], prefix: str) -> None:
         for key, value in table.items():
             name = f"{prefix}.{key}" if prefix else key
-            if not prefix and key in REMOVED:
-                raise _bad(where, key, f"no longer a setting: {REMOVED[key]}")
+            if name in REMOVED:
+                raise _bad(where, name, f"no longer a setting: {REMOVED[name]}")
             if not prefix and key in MOVED and not isinstance(value, dict):
                 raise _bad(where, key, f"moved to {MOVED[key]} (docs/update.md)")
             if name in known:

@@ -260,14 +260,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{SHARE}::test_a_10000_deep_chain_is_cleared_without_a_walk",),
     ),
     Mutation(
-        name="qemu-ipv6-on",
-        guard="QEMU's restricted user network has IPv6 off",
+        name="qemu-nic-user",
+        guard="the QEMU guest has no NIC, only the relay's serial port (ADR 0172)",
         path="backends/fetcher/qemu.py",
-        find="restrict=on,ipv6=off,",
-        replace="restrict=on,",
+        find='"-nic", "none",',
+        replace='"-nic", "user,model=virtio-net-pci",',
         tests=(
             "tests/unit/backends/fetcher/test_qemu_route.py"
-            "::test_the_user_network_is_restricted_and_ipv4_only",
+            "::test_the_guest_has_no_nic_and_one_serial_port_on_an_inherited_socket",
             "tests/integration/vm/test_qemu_fetcher.py"
             "::test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it",
         ),
@@ -457,7 +457,43 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace="if True:\n        yield None, {}",
         tests=(
             "tests/integration/vm/test_qemu_unprivileged.py"
-            "::test_qemu_is_unprivileged_under_seccomp_and_its_forwarders_are_bounded",
+            "::test_qemu_is_unprivileged_under_seccomp_and_one_forwarder_bounds_the_connections",
+        ),
+    ),
+    # --- one bounded forwarder (issue 15 item 3, ADR 0172) -------------------------------------
+    Mutation(
+        name="qemu-may-spawn",
+        guard="QEMU's seccomp filter denies spawning",
+        path="backends/fetcher/qemu.py",
+        find="elevateprivileges=deny,spawn=deny,",
+        replace="elevateprivileges=deny,",
+        tests=(
+            "tests/unit/backends/fetcher/test_qemu_route.py"
+            "::test_qemu_may_neither_spawn_nor_change_credentials",
+            "tests/integration/vm/test_qemu_unprivileged.py"
+            "::test_negative_control_the_old_per_connection_forwarder_now_kills_qemu",
+        ),
+    ),
+    Mutation(
+        name="relay-no-connection-limit",
+        guard="the host forwarder refuses an OPEN beyond max_connections",
+        path="backends/fetcher/relay.py",
+        find="full = self._active >= self._max",
+        replace="full = False",
+        tests=(
+            "tests/unit/backends/fetcher/test_relay.py"
+            "::test_an_open_flood_beyond_max_connections_gets_closes_and_no_upstream_connection",
+        ),
+    ),
+    Mutation(
+        name="relay-length-unchecked",
+        guard="the host forwarder refuses a frame longer than MAX_PAYLOAD",
+        path="backends/fetcher/relay.py",
+        find="if length > MAX_PAYLOAD:",
+        replace="if False:",
+        tests=(
+            "tests/unit/backends/fetcher/test_relay.py"
+            "::test_a_broken_frame_ends_the_relay_and_every_upstream_connection",
         ),
     ),
 )

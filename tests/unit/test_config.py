@@ -155,6 +155,12 @@ def test_sysupdate_path_is_no_longer_a_setting(tmp_path: Path) -> None:
         _load(tmp_path, 'sysupdate_path = "/usr/lib/systemd/systemd-sysupdate"\n')
 
 
+def test_the_qemu_forwarder_is_no_longer_a_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fetcher\.qemu\.forwarder: no longer a setting"):
+        _load(tmp_path, '[fetcher.qemu]\nforwarder = ["/bin/busybox", "nc"]\n')
+    assert _load(tmp_path, "[fetcher.qemu]\nmax_connections = 4\n").config.qemu.max_connections == 4
+
+
 def test_a_bad_flag_value_is_a_usage_error_naming_the_flag(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         _load(tmp_path, "", fetcher__timeout_s=-3)

@@ -348,7 +348,7 @@ class Lab:
 
     def _start_server(self) -> None:
         if self.fetcher == "qemu":
-            # The guest's one network path is QEMU's forward to a server on host loopback.
+            # The guest's one network path is the host forwarder's, to a server on host loopback.
             self.log(f"starting the update server on 127.0.0.1:{PORT} (the guest's only route)")
             self._spawn_server([])
             return

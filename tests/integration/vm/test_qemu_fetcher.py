@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""QemuFetcher on a real TCG guest: downloads through the restricted NIC into the 9p share, is
-killed at the timeout, and its console output never reaches a message unescaped."""
+"""QemuFetcher on a real TCG guest: downloads through its one relay into the 9p share, is killed
+at the timeout, and its console output never reaches a message unescaped."""
 
 from __future__ import annotations
 
@@ -183,11 +183,13 @@ def test_auto_accel_uses_kvm_only_if_a_probe_boot_reaches_init(guest_dir: Path) 
         qemu._kvm_verdicts.clear()
 
 
-# The guest (root, hostile) waits for an IPv6 address from QEMU's user network (router
-# advertisements, SLAAC), then tries the host's address on it over TCP and UDP.  libslirp's
-# restrict=on is written for IPv4 (issue #15 item 3); with ipv6=off the guest gets no IPv6 at all.
+# The guest (root, hostile) lists its interfaces, waits for an IPv6 address (which QEMU's user
+# network gave it by router advertisement before ADR 0142's ipv6=off), then tries the host's
+# address on it over TCP and UDP.  Since ADR 0172 the guest has no NIC at all: only lo, and the
+# relay's 10.0.2.100 is the one address that leads anywhere.
 V6_PROBE = r"""
-import socket, time
+import os, socket, time
+print("WALL nics", sorted(os.listdir("/sys/class/net")), flush=True)
 deadline, prefix = time.monotonic() + 15, None
 while time.monotonic() < deadline and prefix is None:
     for line in open("/proc/net/if_inet6"):
@@ -264,6 +266,7 @@ def test_guest_gets_no_ipv6_and_cannot_reach_the_host_over_it(
         for sock in socks:
             sock.close()
     log = (tmp_path / "console.log").read_text(errors="replace")
-    assert "WALL v6 none" in log  # without ipv6=off: "WALL v6 address fec0…"
+    assert "WALL nics ['lo']" in log  # with a user NIC: ['eth0', 'lo']
+    assert "WALL v6 none" in log  # with a user NIC without ipv6=off: "WALL v6 address fec0…"
     assert "WALL v6 refused" in log
     assert accepted == []

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""QEMU runs as an unprivileged host uid under seccomp, and a guest opening many connections meets
-that uid's process limit (issue #15 item 3, ADR 0171), seen from the host's /proc.
+"""QEMU runs as an unprivileged host uid under a seccomp filter that denies spawning and privilege
+changes, and the guest's connections all go through one bounded forwarder process (issue #15
+item 3, ADRs 0171 and 0172), seen from the host's /proc.
 
-One real TCG boot with the new shape and one with the old (QEMU as root, no limit) as the
-negative control: the same sampling that passes on the first fails on the second.
+One real TCG boot of the new shape while the guest holds 150 connections; one with the old
+per-connection ``guestfwd … cmd:`` forwarder added to that same argv as the negative control:
+the first guest connection through it makes QEMU fork, and the filter kills QEMU.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import pytest
 
 from airlock.backends.fetcher import FetchRequest, qemu
 from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
+from airlock.errors import FetchError
 from airlock.events import ListReporter
+from airlock.proc.child import GUARD
 from tests.integration.vm.conftest import vm_config
 from tests.support import leaks
 
@@ -29,9 +33,10 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(600)]
 
 UID, GID = 4_000_123, 4_000_321
 LIMIT = 64
+MAX_CONNECTIONS = 8
 CONNECTIONS = 150
 
-# Open many connections through the one forward and hold them while the host counts.
+# Open many connections to the update server and hold them while the host counts.
 HOLDER = r"""
 import socket, time
 url = open("/host/etc/update-url").read().strip()
@@ -58,29 +63,35 @@ class Sample:
     qemu_uid: list[int]
     qemu_seccomp: int
     qemu_no_new_privs: int
-    forwarders: int  # forwarder processes (busybox nc) at once
+    qemu_sandbox: str  # the -sandbox value on QEMU's command line
+    forwarders: int  # host relay processes
     forwarder_uids: set[int]
+    forwarder_threads: int
+    others: list[str]  # names of any other process below the test (per-connection forwarders)
+    upstream: int  # connections the server had accepted (it keeps them all)
 
 
 @contextlib.contextmanager
-def _holding_listener() -> Iterator[int]:
-    """A loopback TCP listener that accepts and keeps every connection (the forwarders' peer)."""
+def _holding_listener() -> Iterator[tuple[int, list[int]]]:
+    """A loopback TCP listener that accepts and keeps every connection: (port, [accepted])."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1024)
     srv.settimeout(0.2)
     kept: list[socket.socket] = []
+    accepted = [0]
     stop = threading.Event()
 
     def accept() -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 kept.append(srv.accept()[0])
+                accepted[0] += 1
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield srv.getsockname()[1]
+        yield srv.getsockname()[1], accepted
     finally:
         stop.set()
         thread.join(10)
@@ -94,74 +105,139 @@ def _status(pid: int) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
-def _sample(share: Path) -> Sample:
+def _argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def _sample(share: Path, accepted: list[int]) -> Sample:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (share / "holding").exists():
         time.sleep(0.2)
-    time.sleep(2)  # let the last forwarders start (or fail to)
-    found: dict[int, dict[str, str]] = {}
+    time.sleep(2)  # let the last connections reach the server (or be refused)
+    found: dict[int, tuple[dict[str, str], list[str]]] = {}
     for pid in leaks.descendants(os.getpid()):
         with contextlib.suppress(OSError):
-            found[pid] = _status(pid)
-    vm = [pid for pid, st in found.items() if st["Name"].startswith("qemu-system")]
+            found[pid] = (_status(pid), _argv(pid))
+    vm = [pid for pid, (st, _) in found.items() if st["Name"].startswith("qemu-system")]
     assert len(vm) == 1, found
-    # libslirp starts each forwarder detached (a double fork): count them by name, wherever
-    # they were reparented (still below this test: the guard's init is their reaper).
-    below = {pid for pid, st in found.items() if st["Name"] == "busybox"}
+    # Below the test: the guards (python3 -I -S … guard … -- COMMAND), their inits (forks of
+    # the guards), QEMU and the forwarder.  A guard's argv names guard.py or its directory.
+    marks = {os.fspath(GUARD), os.fspath(GUARD.parent)}
+    guards = {pid for pid, (_, argv) in found.items() if marks & set(argv)}
+    relays = [pid for pid, (_, argv) in found.items() if "--upstream" in argv and pid not in guards]
+    vm_status, vm_argv = found[vm[0]]
+    others = [st["Name"] for pid, (st, _) in found.items() if pid not in {*vm, *relays, *guards}]
     return Sample(
-        qemu_uid=[int(v) for v in found[vm[0]]["Uid"].split()],
-        qemu_seccomp=int(found[vm[0]]["Seccomp"]),
-        qemu_no_new_privs=int(found[vm[0]]["NoNewPrivs"]),
-        forwarders=len(below),
-        forwarder_uids={int(found[pid]["Uid"].split()[0]) for pid in below},
+        qemu_uid=[int(v) for v in vm_status["Uid"].split()],
+        qemu_seccomp=int(vm_status["Seccomp"]),
+        qemu_no_new_privs=int(vm_status["NoNewPrivs"]),
+        qemu_sandbox=vm_argv[vm_argv.index("-sandbox") + 1],
+        forwarders=len(relays),
+        forwarder_uids={int(found[pid][0]["Uid"].split()[0]) for pid in relays},
+        forwarder_threads=max((int(found[pid][0]["Threads"]) for pid in relays), default=0),
+        others=others,
+        upstream=accepted[0],
     )
 
 
-def _run(tmp_path: Path, config: QemuConfig) -> tuple[Sample, str]:
-    with _holding_listener() as port:
-        cfg = vm_config(tmp_path, f"http://127.0.0.1:{port}/")
-        share = tmp_path / "share"
-        share.mkdir()
-        log = tmp_path / "console.log"
-        request = FetchRequest(
-            config_dir=cfg,
-            share=share,
-            timeout_s=300,
-            command=("python3", "-c", HOLDER),
-            log_path=log,
-        )
-        samples: list[Sample] = []
-        sampler = threading.Thread(target=lambda: samples.append(_sample(share)))
-        sampler.start()
-        QemuFetcher(config).fetch(request, ListReporter())
-        sampler.join(30)
-    assert samples, "the sampler saw nothing"
-    return samples[0], log.read_text(errors="replace")
+def _request(tmp_path: Path, port: int, command: tuple[str, ...]) -> FetchRequest:
+    cfg = vm_config(tmp_path, f"http://127.0.0.1:{port}/")
+    share = tmp_path / "share"
+    share.mkdir()
+    return FetchRequest(
+        config_dir=cfg,
+        share=share,
+        timeout_s=300,
+        command=command,
+        log_path=tmp_path / "console.log",
+    )
 
 
-def test_qemu_is_unprivileged_under_seccomp_and_its_forwarders_are_bounded(
+def test_qemu_is_unprivileged_under_seccomp_and_one_forwarder_bounds_the_connections(
     guest_dir: Path, tmp_path: Path
 ) -> None:
-    config = QemuConfig(guest_dir=guest_dir, uid=UID, gid=GID, max_processes=LIMIT)
-    sample, console = _run(tmp_path, config)
+    config = QemuConfig(
+        guest_dir=guest_dir,
+        uid=UID,
+        gid=GID,
+        max_processes=LIMIT,
+        max_connections=MAX_CONNECTIONS,
+    )
+    with _holding_listener() as (port, accepted):
+        request = _request(tmp_path, port, ("python3", "-c", HOLDER))
+        samples: list[Sample] = []
+        sampler = threading.Thread(target=lambda: samples.append(_sample(request.share, accepted)))
+        sampler.start()
+        start = time.monotonic()
+        QemuFetcher(config).fetch(request, ListReporter())
+        took = time.monotonic() - start
+        sampler.join(30)
+    assert samples, "the sampler saw nothing"
+    sample = samples[0]
+    console = request.log_path.read_text(errors="replace") if request.log_path else ""
+    print(f"boot to power-off {took:.1f} s; {sample}")
     assert sample.qemu_uid == [UID] * 4
     assert sample.qemu_seccomp == 2  # a seccomp filter
     assert sample.qemu_no_new_privs == 1
-    assert sample.forwarder_uids <= {UID}
-    assert 0 < sample.forwarders < LIMIT  # QEMU's own threads count against the same limit
+    assert {"spawn=deny", "elevateprivileges=deny"} <= set(sample.qemu_sandbox.split(","))
+    assert sample.forwarders == 1  # one process for all 150 connections
+    assert sample.forwarder_uids == {UID}
+    assert sample.forwarder_threads <= MAX_CONNECTIONS + 1
+    assert sample.others == []  # no per-connection process of any name
+    assert sample.upstream == MAX_CONNECTIONS  # the guest held 150; the server saw the bound
+    assert f"HOLDING {CONNECTIONS} FAILED 0" in console  # the guest's relay accepted them all
     assert "RELEASED" in console
     assert (tmp_path / "share").stat().st_uid == UID
 
 
-def test_negative_control_qemu_as_root_forks_a_forwarder_per_connection(
+# The guest (root) gives itself the old NIC's address, as the old init did, and connects to the
+# old forward.  The guest's initramfs still carries virtio_net for exactly this control (and for
+# the mutation that gives the guest a NIC: the IPv6 test in test_qemu_fetcher.py then fails).
+OLD_FORWARD_USER = r"""
+import fcntl, socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def req(ip):
+    return struct.pack("16sH2s4s8s", b"eth0", socket.AF_INET, b"", socket.inet_aton(ip), b"")
+fcntl.ioctl(s, 0x8916, req("10.0.2.15"))  # SIOCSIFADDR
+fcntl.ioctl(s, 0x891C, req("255.255.255.0"))  # SIOCSIFNETMASK
+flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16s16s", b"eth0", b""))[:18])[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sH14s", b"eth0", flags | 1, b""))  # SIOCSIFFLAGS: up
+print("OLD NIC up", flush=True)
+c = socket.create_connection(("10.0.2.101", PORT), timeout=20)
+c.sendall(b"through the old forward")
+print("OLD FORWARD CONNECTED", flush=True)
+c.recv(1)
+"""
+
+
+def test_negative_control_the_old_per_connection_forwarder_now_kills_qemu(
     guest_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @contextlib.contextmanager
-    def old_shape(*_: object) -> Iterator[tuple[None, dict[Path, Path]]]:
-        yield None, {}
-
-    monkeypatch.setattr(qemu, "_as_unprivileged", old_shape)
-    sample, _ = _run(tmp_path, QemuConfig(guest_dir=guest_dir, uid=UID, gid=GID))
-    assert sample.qemu_uid == [0] * 4  # the first assertion above fires
-    assert sample.forwarders >= LIMIT  # and so does the bound
-    assert sample.forwarder_uids == {0}
+    with _holding_listener() as (port, accepted):
+        old_forward = (
+            f"user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:10.0.2.101:{port}"
+            f"-cmd:/bin/busybox nc 127.0.0.1 {port}"
+        )
+        serial_port = qemu._serial_port
+        monkeypatch.setattr(
+            qemu,
+            "_serial_port",
+            lambda fd: [
+                *serial_port(fd),
+                *("-netdev", old_forward, "-device", "virtio-net-pci,netdev=n0"),
+            ],
+        )
+        request = _request(
+            tmp_path, port, ("python3", "-c", OLD_FORWARD_USER.replace("PORT", str(port)))
+        )
+        config = QemuConfig(guest_dir=guest_dir, uid=UID, gid=GID, max_processes=LIMIT)
+        with pytest.raises(FetchError) as info:
+            QemuFetcher(config).fetch(request, ListReporter())
+        time.sleep(0.5)
+        reached = accepted[0]
+    console = request.log_path.read_text(errors="replace") if request.log_path else ""
+    assert "OLD NIC up" in console  # the guest did try the old way
+    assert info.value.code == "fetch.vm"
+    assert "status -31" in info.value.message  # SIGSYS: the forwarder's fork was the spawn
+    assert "OLD FORWARD CONNECTED" not in console
+    assert reached == 0

@@ -11,18 +11,21 @@ another runtime's — as a read-only 9p root).  What the host gives the guest, a
 * one writable 9p share, the staging subvolume (``/host/updates``), exported with
   ``security_model=mapped-xattr``: whatever the guest creates is a plain file or directory on
   the host (symlinks, FIFOs and device nodes exist only as xattr metadata), root-owned, 0600/0700;
-* a user-mode NIC with ``restrict=on`` and exactly one ``guestfwd`` to the update server, which must
-  be on host loopback (``10.0.2.2`` and everything else is unreachable).
+* no NIC: one virtio-serial port (``airlock.net``) whose chardev is one end of a socketpair; the
+  other end is held by one host forwarder process (``relay.py``, ADR 0172), which opens at most
+  ``max_connections`` TCP connections to the update server, which must be on host loopback.  The
+  guest's relay (``airlock/agent/relay.py``) makes that look like ``10.0.2.100:PORT``.
 
-When airlock is root, QEMU runs as the configured unprivileged ``uid``/``gid`` (its guard drops
-before ``execve``; no groups, ``no_new_privs``) with ``RLIMIT_NPROC`` = ``max_processes`` for its
-threads and forwarders together, and reaches what it opens through binds (ADR 0171).
+When airlock is root, QEMU and the forwarder run as the configured unprivileged ``uid``/``gid``
+(their guards drop before ``execve``; no groups, ``no_new_privs``) with ``RLIMIT_NPROC`` =
+``max_processes`` for their threads together, and reach what they open through binds (ADR 0171).
+QEMU's seccomp filter also denies spawning and privilege changes: nothing in QEMU forks any more.
 
 Trust: the guest is hostile.  Its console output goes through a bounded reader into the log file and
 only escaped tails reach messages; its reported exit status is a hint.  QEMU runs with
-``-sandbox on`` (seccomp), is waited for with a timeout, and runs under ``proc``'s guard: QEMU and
-the per-connection forwarders are killed on every exit path, and die with airlock if airlock is
-killed (ADR 0005), as do the boot files the guard removes.  KVM is used only when a probe
+``-sandbox on`` (seccomp), is waited for with a timeout, and runs under ``proc``'s guard, as does
+the forwarder: both are killed on every exit path, and die with airlock if airlock is killed
+(ADR 0005), as do the boot files the guard removes.  KVM is used only when a probe
 boot with KVM really reaches the guest's init; otherwise TCG.
 """
 
@@ -33,24 +36,23 @@ import enum
 import logging
 import os
 import re
-import shlex
+import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from airlock import proc, settings
-from airlock.backends.fetcher import FetchRequest, FetchResult, unprivileged
-from airlock.backends.fetcher.qemu_boot import GUEST_SERVER_IP, ServerRoute, prepare_boot
+from airlock.backends.fetcher import FetchRequest, FetchResult, relay, unprivileged
+from airlock.backends.fetcher.qemu_boot import RELAY_PORT_NAME, ServerRoute, prepare_boot
 from airlock.backends.fetcher.qemu_boot import route as server_route
 from airlock.drain import Drain
 from airlock.errors import CommandTimedOut, FetchError, HostError
 from airlock.events import Notice, Reporter, Step
 from airlock.layout import Layout
 from airlock.settings import (
-    ARGV,
     PATH,
     SECONDS,
     Kind,
@@ -69,6 +71,8 @@ _PROBE_OK = b"airlock-guest: probe ok"
 _TAIL_BYTES = 8192
 _INIT_FAILURES = range(120, 127)  # airlock/lab/guest/init: finish 120..126
 _kvm_verdicts: dict[tuple[str, str], bool] = {}
+# No spawning, no privilege changes: QEMU itself never forks now (ADR 0172).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
 class Accel(enum.StrEnum):
@@ -116,10 +120,13 @@ class QemuConfig:
     server: str | None = setting(
         None,
         kind=optional(Kind(parse=_server, dump=lambda v: v, metavar="HOST:PORT", doc="HOST:PORT")),
-        help="host side of the one forward (unset: the loopback host of update-url)",
+        help="where the host forwarder connects (unset: the loopback host of update-url)",
     )
-    forwarder: tuple[str, ...] = setting(
-        ("/bin/busybox", "nc"), kind=ARGV, help="argv QEMU runs per guest connection (+ host port)"
+    max_connections: int = setting(
+        16,
+        kind=integer(1, 1024),
+        help="TCP connections to the server the host forwarder holds for the guest at once (it"
+        " closes a connection beyond them at once)",
     )
     agent_source: Path = setting_from(
         lambda: Path(__file__).resolve().parents[2],
@@ -136,15 +143,14 @@ class QemuConfig:
     uid: int = setting(
         65534,
         kind=integer(1, 2**32 - 2),
-        help="host uid QEMU and its forwarders run as when airlock is root (best: one no other"
+        help="host uid QEMU and its forwarder run as when airlock is root (best: one no other"
         " process uses; it owns shared)",
     )
     gid: int = setting(65534, kind=integer(1, 2**32 - 2), help="host gid QEMU runs as")
     max_processes: int = setting(
         256,
         kind=integer(16, 1 << 22),
-        help="RLIMIT_NPROC of QEMU's uid: its threads and per-connection forwarders together"
-        " (a guest opening connections meets this bound, not the host's)",
+        help="RLIMIT_NPROC of QEMU's uid: the threads of QEMU and of the forwarder together",
     )
 
 
@@ -165,8 +171,7 @@ class QemuFetcher:
         """
         cfg = self.config
         kernel, initrd, root = _guest_files(cfg.guest_dir, cfg.guest_root)
-        for exe in (cfg.qemu, Path(cfg.forwarder[0])):
-            proc.check_executable(exe)
+        proc.check_executable(cfg.qemu)
         route = server_route(request.config_dir, cfg.server)
         accel = _choose_accel(cfg, kernel, initrd)
         if accel is Accel.TCG:
@@ -176,7 +181,8 @@ class QemuFetcher:
         with tempfile.TemporaryDirectory(prefix="airlock-qemu-", ignore_cleanup_errors=True) as tmp:
             work = Path(tmp)
             prepare_boot(work, request, route)
-            paths = (kernel, initrd, root, work / "boot", cfg.agent_source, work / "config")
+            script = Path(relay.__file__)
+            paths = (kernel, initrd, root, work / "boot", cfg.agent_source, work / "config", script)
             with _as_unprivileged(cfg, request.share, paths) as (who, sources):
 
                 def at(path: Path) -> Path:
@@ -191,14 +197,20 @@ class QemuFetcher:
                     *_virtfs("airlock-src", at(cfg.agent_source), readonly=True),
                     *_virtfs("airlock-config", at(work / "config"), readonly=True),
                     *_virtfs("airlock-updates", at(request.share), readonly=False),
-                    *_netdev(cfg, route),
                 ]
                 scratch = (work, *({p.parent for p in sources.values()}))
-                status, console_tail = _run_vm(
-                    argv, request, cfg.max_log_bytes, scratch=scratch, run_as=who
+                status, console_tail, relay_tail = _run_vm(
+                    argv,
+                    lambda fd: _forwarder_argv(cfg, route, at(script), fd),
+                    request,
+                    cfg.max_log_bytes,
+                    scratch=scratch,
+                    run_as=who,
                 )
         duration = time.monotonic() - start
         detail = _console_tail(console_tail)
+        if relay_tail:
+            detail += ("; " if detail else "") + "relay: " + tail(relay_tail)
         if status is None:
             raise FetchError(
                 "Failed to fetch: the update VM powered off without reporting a status"
@@ -280,11 +292,7 @@ def _probe_kvm(cfg: QemuConfig, kernel: Path, initrd: Path) -> bool:
 
 def _probe_boot(cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path) -> bool:
     """Boot the guest with ``airlock.probe``: True if its init reports within the bound."""
-    argv = [
-        *_machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet airlock.probe"),
-        "-nic",
-        "none",
-    ]
+    argv = _machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet airlock.probe")
     try:
         done = proc.run(argv, timeout=cfg.probe_timeout_s, check=False, max_output=1 << 16)
     except CommandTimedOut:
@@ -310,11 +318,11 @@ def _machine_argv(
         "-monitor", "none",
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
-        # seccomp; not elevateprivileges=deny (the forwarder fails) nor spawn=deny (QEMU dies
-        # of SIGSYS at the guest's first connection): the guestfwd cmd: forwarder needs both
-        # (ADR 0142). QEMU and its forwarders are an unprivileged uid with no_new_privs and a
-        # process limit instead (ADR 0171).
-        "-sandbox", "on,obsolete=deny,resourcecontrol=deny",
+        # seccomp: nothing in QEMU forks or changes its credentials since the guest's traffic
+        # goes over a serial port to one forwarder airlock starts (ADR 0172; before, libslirp's
+        # per-connection cmd: forwarder needed both, ADR 0142).
+        "-sandbox", SANDBOX,
+        "-nic", "none",
         "-kernel", os.fspath(kernel),
         "-initrd", os.fspath(initrd),
         "-append", cmdline,
@@ -334,14 +342,26 @@ def _virtfs(tag: str, path: Path, *, readonly: bool) -> list[str]:
     return ["-virtfs", opts + (",readonly=on" if readonly else "")]
 
 
-def _netdev(cfg: QemuConfig, route: ServerRoute) -> list[str]:
-    # restrict=on: no route anywhere (not even 10.0.2.2); one guestfwd, a new forwarder per
-    # connection (a tcp: chardev would connect once, at start, and serve a single connection).
-    cmd = shlex.join([*cfg.forwarder, route.host_addr, str(route.host_port)])
-    fwd = f"guestfwd=tcp:{GUEST_SERVER_IP}:{route.guest_port}-cmd:{_opt(cmd)}"
-    # ipv6=off: libslirp's restrict=on is written for IPv4; the guest gets no IPv6 at all.
-    net = f"user,id=n0,restrict=on,ipv6=off,{fwd}"
-    return ["-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
+def _serial_port(fd: int) -> list[str]:
+    """The guest's one way out: a virtio-serial port on the inherited socket ``fd`` (ADR 0172).
+
+    One end of a socketpair: there is no path another local user could connect to.
+    """
+    return [
+        "-device", "virtio-serial-pci,id=vser0",
+        "-chardev", f"socket,id=relay,fd={fd}",
+        "-device", f"virtserialport,bus=vser0.0,chardev=relay,name={RELAY_PORT_NAME}",
+    ]  # fmt: skip
+
+
+def _forwarder_argv(cfg: QemuConfig, route: ServerRoute, script: Path, fd: int) -> list[str]:
+    # -I -S: standard library only, nothing from the environment or the working directory.
+    return [
+        "python3", "-I", "-S", os.fspath(script),
+        "--fd", str(fd),
+        "--upstream", f"{route.host_addr}:{route.host_port}",
+        "--max-connections", str(cfg.max_connections),
+    ]  # fmt: skip
 
 
 def _console_tail(data: bytes) -> str:
@@ -352,19 +372,25 @@ def _console_tail(data: bytes) -> str:
 
 def _run_vm(
     argv: Sequence[str],
+    forwarder: Callable[[int], list[str]],
     request: FetchRequest,
     max_log_bytes: int,
     *,
     scratch: Sequence[Path],
     run_as: proc.RunAs | None,
-) -> tuple[int | None, bytes]:
-    """Run QEMU to power-off or the timeout; return the guest's reported status and console tail.
+) -> tuple[int | None, bytes, bytes]:
+    """Run the forwarder and QEMU to power-off or the timeout.
+
+    Returns:
+        The guest's reported status, the console's tail and the forwarder's stderr tail.
 
     Raises:
         FetchError: QEMU failed or the guest outlived the timeout (it was killed).
     """
-    fds = [*os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC)]  # console r/w, QEMU stderr r/w
-    console = errors = None
+    # console r/w, QEMU's stderr r/w, the forwarder's stderr r/w
+    fds = [*os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC)]
+    guest_end, host_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    readers: list[Drain] = []
     returncode: int | None = None
     try:
         fd, fds[0] = fds[0], -1  # a Drain owns its fd from here on, even if it fails
@@ -375,23 +401,47 @@ def _run_vm(
             log_limit=max_log_bytes,
             marker=b"\n[airlock: console log truncated]\n",
         )
+        readers.append(console)
         fd, fds[2] = fds[2], -1
         errors = Drain(fd, tail=_TAIL_BYTES)
-        with proc.spawn(argv, stdout=fds[1], stderr=fds[3], scratch=scratch, run_as=run_as) as vm:
-            for i in (1, 3):  # only QEMU (and its forwarders) hold the write ends now
-                os.close(fds[i])
-                fds[i] = -1
-            returncode = proc.wait(vm, timeout=request.timeout_s)
-            if returncode is None:
-                proc.kill(vm)
+        readers.append(errors)
+        fd, fds[4] = fds[4], -1
+        relay_log = Drain(fd, tail=_TAIL_BYTES)
+        readers.append(relay_log)
+        # The forwarder first: the guest's first frame must find it.  It ends when QEMU's end
+        # of the socketpair closes; leaving its block kills it if it has not.
+        with proc.spawn(
+            forwarder(host_end.fileno()),
+            stderr=fds[5],
+            pass_fds=(host_end.fileno(),),
+            run_as=run_as,
+        ) as relay_child:
+            host_end.close()
+            with proc.spawn(
+                [*argv, *_serial_port(guest_end.fileno())],
+                stdout=fds[1],
+                stderr=fds[3],
+                pass_fds=(guest_end.fileno(),),
+                scratch=scratch,
+                run_as=run_as,
+            ) as vm:
+                guest_end.close()
+                for i in (1, 3, 5):  # only QEMU and the forwarder hold the write ends now
+                    os.close(fds[i])
+                    fds[i] = -1
+                returncode = proc.wait(vm, timeout=request.timeout_s)
+                if returncode is None:
+                    proc.kill(vm)
+            proc.wait(relay_child, timeout=proc.GRACE_S)
     finally:
-        # QEMU and everything it started are gone when spawn() returns: the readers see EOF.
+        # QEMU, the forwarder and all they started are gone when spawn() returns: EOF.
+        guest_end.close()
+        host_end.close()
         for fd in fds:
             if fd >= 0:
                 os.close(fd)
-        for reader in (console, errors):
-            if reader is not None:
-                reader.close(timeout=proc.GRACE_S)
+        for reader in readers:
+            reader.close(timeout=proc.GRACE_S)
     if returncode is None:
         raise FetchError(
             f"Failed to fetch: the update VM did not power off within {request.timeout_s:g} s and "
@@ -405,4 +455,4 @@ def _run_vm(
             code="fetch.vm",
         )
     matches = _STATUS_RE.findall(console.tail)
-    return (int(matches[-1]) if matches else None), console.tail
+    return (int(matches[-1]) if matches else None), console.tail, relay_log.tail

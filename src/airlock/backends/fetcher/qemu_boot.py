@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""What the QEMU guest is given besides its shares (``QemuFetcher``, ADR 0080): where its one
-connection goes (the update server on host loopback, and the alias the guest names it by) and the
-host-written boot share and private config copy that carry the command and that alias."""
+"""What the QEMU guest is given besides its shares (``QemuFetcher``, ADR 0080): where its
+connections go (the update server on host loopback, and the alias the guest names it by) and the
+host-written boot share and private config copy that carry the command, that alias and the port
+the guest's relay listens on (ADR 0172)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from airlock.backends.fetcher import FetchRequest
 from airlock.errors import ConfigError
 from airlock.text import display
 
-GUEST_SERVER_IP = "10.0.2.100"  # inside QEMU's user network 10.0.2.0/24; the guest is 10.0.2.15
+GUEST_SERVER_IP = "10.0.2.100"  # on the guest's lo, where its relay listens (ADR 0172)
+RELAY_PORT_NAME = "airlock.net"  # the virtio-serial port the guest's init looks up by name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerRoute:
-    """Where the guest's one allowed connection goes, and how the guest names it."""
+    """Where the guest's connections go, and how the guest names the server."""
 
     host_addr: str  # loopback address on the host
     host_port: int
@@ -31,7 +33,7 @@ class ServerRoute:
 
 
 def route(config_dir: Path, server: str | None) -> ServerRoute:
-    """Read the trusted ``update-url`` and decide the one forward and the guest-side URL.
+    """Read the trusted ``update-url`` and decide the upstream and the guest-side URL.
 
     Raises:
         ConfigError: no usable ``update-url``, or a server that is not on host loopback.
@@ -98,7 +100,7 @@ def _port(text: str) -> int | None:
 
 
 def prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:
-    """The boot share (command, hosts) and the private config copy, all host-written."""
+    """The boot share (command, hosts, relay port) and the private config copy, host-written."""
     if not request.command or any("\0" in a for a in request.command):
         raise ConfigError("Refusing an empty command or one with NUL bytes", code="config.command")
     command = list(request.command)
@@ -112,6 +114,8 @@ def prepare_boot(work: Path, request: FetchRequest, route: ServerRoute) -> None:
     if route.hosts_name is not None:
         hosts += f"{GUEST_SERVER_IP} {route.hosts_name}\n"
     (boot / "hosts").write_text(hosts, encoding="ascii")
+    # The guest's init starts its relay on GUEST_SERVER_IP:<this> before the command.
+    (boot / "relay").write_text(f"{route.guest_port}\n", encoding="ascii")
     config = work / "config"
     try:
         shutil.copytree(request.config_dir, config, symlinks=True)  # masked transfers → /dev/null

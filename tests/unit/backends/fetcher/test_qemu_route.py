@@ -145,12 +145,38 @@ def test_console_tail_is_escaped_and_ignores_serial_carriage_returns() -> None:
     assert out.endswith("airlock-guest: status 3")
 
 
-def test_the_user_network_is_restricted_and_ipv4_only(tmp_path: Path) -> None:
+def test_the_guest_has_no_nic_and_one_serial_port_on_an_inherited_socket() -> None:
+    argv = [*qemu._machine_argv(qemu.QemuConfig(), qemu.Accel.TCG, Path("/k"), Path("/i"), ""),
+            *qemu._serial_port(7)]  # fmt: skip
+    assert argv[argv.index("-nic") + 1] == "none"
+    assert "-netdev" not in argv
+    assert not any("guestfwd" in a or "hostfwd" in a for a in argv)
+    assert "socket,id=relay,fd=7" in argv  # a socketpair's end: no path to connect to
+    assert "virtserialport,bus=vser0.0,chardev=relay,name=airlock.net" in argv
+
+
+def test_qemu_may_neither_spawn_nor_change_credentials() -> None:
+    argv = qemu._machine_argv(qemu.QemuConfig(), qemu.Accel.TCG, Path("/k"), Path("/i"), "")
+    opts = argv[argv.index("-sandbox") + 1].split(",")
+    assert opts[0] == "on"
+    assert {"obsolete=deny", "elevateprivileges=deny", "spawn=deny", "resourcecontrol=deny"} <= set(
+        opts
+    )
+
+
+def test_the_forwarder_runs_isolated_on_the_route_with_the_limit(tmp_path: Path) -> None:
     route = qemu_boot.route(_cfg(tmp_path, b"http://127.0.0.1:8080/r/\n"), None)
-    argv = qemu._netdev(qemu.QemuConfig(), route)
-    assert argv[0] == "-netdev"
-    opts = argv[1].split(",")
-    # libslirp's restrict=on filters IPv4 only: IPv6 must be off (issue #15 item 3).
-    assert {"user", "restrict=on", "ipv6=off"} <= set(opts)
-    assert sum(o.startswith("guestfwd=") for o in opts) == 1
-    assert not any(o.startswith(("hostfwd=", "ipv6-")) for o in opts)
+    cfg = qemu.QemuConfig(max_connections=5)
+    argv = qemu._forwarder_argv(cfg, route, Path("/scratch/6"), 9)
+    assert argv[:4] == ["python3", "-I", "-S", "/scratch/6"]
+    assert argv[4:] == ["--fd", "9", "--upstream", "127.0.0.1:8080", "--max-connections", "5"]
+
+
+def test_the_boot_share_names_the_port_the_guest_relay_listens_on(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    cfg = _cfg(tmp_path / "etc", b"http://127.0.0.1:8080/r/\n")
+    request = FetchRequest(config_dir=cfg, share=tmp_path, timeout_s=1, command=("true",))
+    work = tmp_path / "work"
+    work.mkdir()
+    qemu_boot.prepare_boot(work, request, qemu_boot.route(cfg, None))
+    assert (work / "boot" / "relay").read_text() == "8080\n"
