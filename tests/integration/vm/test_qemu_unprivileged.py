@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock.backends.fetcher import FetchRequest, qemu
+from airlock.backends.fetcher import FetchRequest, qemu, unprivileged
 from airlock.backends.fetcher.qemu import QemuConfig, QemuFetcher
 from airlock.errors import FetchError
 from airlock.events import ListReporter
@@ -241,3 +241,37 @@ def test_negative_control_the_old_per_connection_forwarder_now_kills_qemu(
     assert "status -31" in info.value.message  # SIGSYS: the forwarder's fork was the spawn
     assert "OLD FORWARD CONNECTED" not in console
     assert reached == 0
+
+
+def _probe_uids(guest_dir: Path, config: QemuConfig) -> tuple[bool, set[int]]:
+    """Run a TCG probe boot; return its verdict and the uids its QEMU was seen with."""
+    kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
+    verdict: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: verdict.append(qemu._probe_boot(config, qemu.Accel.TCG, kernel, initrd))
+    )
+    thread.start()
+    seen: set[int] = set()
+    while thread.is_alive():
+        for pid in leaks.descendants(os.getpid()):
+            with contextlib.suppress(OSError, KeyError):
+                st = _status(pid)
+                if st["Name"].startswith("qemu-system"):
+                    seen.update(int(v) for v in st["Uid"].split())
+        time.sleep(0.05)
+    thread.join()
+    return verdict[0], seen
+
+
+def test_the_kvm_probe_boot_runs_qemu_as_the_unprivileged_uid_too(guest_dir: Path) -> None:
+    """``accel = auto`` boots the guest once to see whether KVM works: that QEMU, too, never holds
+    a privilege, and it runs as exactly the configured uid (two uids, two answers: the check
+    reads the real one, it does not assume it)."""
+    for uid in (UID, UID + 1):
+        config = QemuConfig(
+            guest_dir=guest_dir, uid=uid, gid=GID, max_processes=LIMIT, probe_timeout_s=120
+        )
+        ok, seen = _probe_uids(guest_dir, config)
+        assert ok  # TCG always boots: the binds reach the kernel and initrd as that uid
+        assert seen == {uid}
+    assert not [p for p in os.listdir("/run") if p.startswith(unprivileged.QEMU_PROBE_PREFIX)]

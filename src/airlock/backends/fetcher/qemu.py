@@ -255,6 +255,24 @@ def _as_unprivileged(
         unprivileged.remove_flat(scratch)
 
 
+@contextlib.contextmanager
+def _probe_as_unprivileged(
+    cfg: QemuConfig, paths: Sequence[Path]
+) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path], tuple[Path, ...]]]:
+    """As root: the probe's uid, limits and binds (no share; the scratch is named after the
+    kernel); else nothing changes."""
+    if os.geteuid() != 0:
+        yield None, {}, ()
+        return
+    scratch = unprivileged.make_scratch(unprivileged.QEMU_PROBE_PREFIX, paths[0])
+    try:
+        sources = unprivileged.bind_through(scratch, paths)
+        who = unprivileged.run_as(cfg.uid, cfg.gid, sources, max_processes=cfg.max_processes)
+        yield who, sources, (scratch,)
+    finally:
+        unprivileged.remove_flat(scratch)
+
+
 def _guest_files(guest_dir: Path, guest_root: Path | None) -> tuple[Path, Path, Path]:
     kernel, initrd = guest_dir / "vmlinuz", guest_dir / "initrd.img"
     root = guest_root or guest_dir / "root"
@@ -291,11 +309,31 @@ def _probe_kvm(cfg: QemuConfig, kernel: Path, initrd: Path) -> bool:
 
 
 def _probe_boot(cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path) -> bool:
-    """Boot the guest with ``airlock.probe``: True if its init reports within the bound."""
-    argv = _machine_argv(cfg, accel, kernel, initrd, "console=ttyS0 quiet airlock.probe")
-    try:
-        done = proc.run(argv, timeout=cfg.probe_timeout_s, check=False, max_output=1 << 16)
-    except CommandTimedOut:
+    """Boot the guest with ``airlock.probe``: True if its init reports within the bound.
+
+    As root, the probe runs as QEMU's unprivileged uid, exactly as the fetch will (ADR 0171):
+    it never runs QEMU with privilege, and KVM counts as working only if that uid can use it.
+    """
+    with _probe_as_unprivileged(cfg, (kernel, initrd)) as (who, sources, scratch):
+        argv = _machine_argv(
+            cfg,
+            accel,
+            sources.get(kernel, kernel),
+            sources.get(initrd, initrd),
+            "console=ttyS0 quiet airlock.probe",
+        )
+        try:
+            done = proc.run(
+                argv,
+                timeout=cfg.probe_timeout_s,
+                check=False,
+                max_output=1 << 16,
+                scratch=scratch,
+                run_as=who,
+            )
+        except CommandTimedOut:
+            done = None
+    if done is None:
         logger.debug("%s probe boot timed out", accel.value)
         return False
     ok = done.returncode == 0 and _PROBE_OK in done.stdout

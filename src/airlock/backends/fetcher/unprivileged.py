@@ -23,6 +23,7 @@ from airlock.text import display
 SCRATCH_PARENT = "/run"  # root's, 0755; not $TMPDIR, which may be private
 SANDBOX_PREFIX = "airlock-sandbox-"
 QEMU_PREFIX = "airlock-qemu-binds-"
+QEMU_PROBE_PREFIX = "airlock-qemu-probe-"  # named after the kernel: the KVM probe has no share
 
 
 def scratch_path(prefix: str, share: Path) -> Path:
