@@ -74,6 +74,7 @@ bench: setup
 	$(PY) bench/agent.py
 	$(PY) bench/fetchers.py
 	$(PY) bench/update.py
+	$(PY) bench/update.py --scale --rounds 1
 	$(PY) -P bench/proc.py
 	$(PY) -P bench/delta.py
 
