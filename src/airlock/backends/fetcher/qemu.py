@@ -261,7 +261,7 @@ def _probe_as_unprivileged(
 ) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path], tuple[Path, ...]]]:
     """As root: the probe's uid, limits and binds (no share; the scratch is named after the
     kernel); else nothing changes."""
-    if os.geteuid() != 0:
+    if os.geteuid() != 0:  # an unprivileged caller: the probe runs as the caller
         yield None, {}, ()
         return
     scratch = unprivileged.make_scratch(unprivileged.QEMU_PROBE_PREFIX, paths[0])
