@@ -92,7 +92,8 @@ class SpectrumHost:
         self.images: dict[str, images.Images] = {}
         self.booted = self.versions[0]
         self.vm_id = ""
-        self._vm_ns = ""
+        self._vm_ns = ""  # "mnt:[INODE]" of the VM's namespace, pinned by _vm_ns_fd
+        self._vm_ns_fd = -1
         self._stack = contextlib.ExitStack()
         self._running = contextlib.ExitStack()  # what one boot started (s6-svscan)
         self._supervisors: list[int] = []  # the guards of what one boot started
@@ -314,8 +315,7 @@ class SpectrumHost:
             for pid in seen:
                 with contextlib.suppress(OSError):
                     ns = os.readlink(f"/proc/{pid}/ns/mnt")
-                    if ns not in known:
-                        self._vm_ns = ns
+                    if ns not in known and self._pin_vm_ns(pid, ns):
                         return pid
             time.sleep(0.02)
         raise HostError("the VM's namespace holder did not start", code="host.lab")
@@ -324,6 +324,28 @@ class SpectrumHost:
         """The guards of the processes this boot started (s6-svscan, the VM's namespace holder):
         everything below them is the host's own — s6 restarts the idle VMM after each update."""
         return tuple(self._supervisors)
+
+    def _pin_vm_ns(self, pid: int, ns: str) -> bool:
+        """Hold the VM's mount namespace open while the lab may look for its processes.
+
+        ``processes()`` tells the host's processes by their namespace's inode number; a freed
+        namespace's number is soon given to a new one (any process on the machine that makes a
+        mount namespace, e.g. another test session's guard), which would be killed as ours."""
+        try:
+            fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        if os.readlink(f"/proc/self/fd/{fd}") != ns:  # pid ended and was reused meanwhile
+            os.close(fd)
+            return False
+        self._unpin_vm_ns()
+        self._vm_ns, self._vm_ns_fd = ns, fd
+        return True
+
+    def _unpin_vm_ns(self) -> None:
+        if self._vm_ns_fd >= 0:
+            os.close(self._vm_ns_fd)
+        self._vm_ns, self._vm_ns_fd = "", -1
 
     def vmm(self) -> int | None:
         """The pid of the VM's idle VMM (its s6 service), or ``None`` while it is down."""
@@ -342,16 +364,17 @@ class SpectrumHost:
             time.sleep(0.1)
         self._running.close()
         self._supervisors = []
-        for pid in self.processes():
+        for pid in self.processes():  # both namespaces are still pinned: only ours match
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
+        self._unpin_vm_ns()
         self._host(["umount", self.anchor], check=False)
         self.anchor.unlink(missing_ok=True)
 
     def processes(self) -> list[int]:
         """Pids whose mount namespace is the host's or its VM's (both made by the lab)."""
         try:
-            ns = {f"mnt:[{os.stat(self.anchor).st_ino}]", self._vm_ns}
+            ns = {f"mnt:[{os.stat(self.anchor).st_ino}]"} | ({self._vm_ns} - {""})
         except OSError:
             return []
         found = []

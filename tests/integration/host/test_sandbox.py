@@ -5,6 +5,7 @@ guarantee that nothing of it survives ``fetch()``."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -205,3 +206,48 @@ def test_negative_control_userns_detector_fires_without_disable_userns(tmp_path:
         check=False,
     )
     assert out.stdout.strip() == "userns-allowed"
+
+
+def test_the_sandbox_pid_namespace_stays_pinned_until_it_is_reaped() -> None:
+    """The sandbox's PID namespace is reaped by its inode number after it ends; a freed
+    namespace's number goes to the next one anyone makes, whose processes would be killed as the
+    sandbox's.  What bubblewrap reports is pinned by an fd: the namespace outlives its last
+    process, so its number cannot be reused while airlock may still reap by it."""
+    holder = subprocess.Popen(["unshare", "--pid", "--fork", "--", "sleep", "300"])
+    try:
+        deadline = time.monotonic() + 10
+        while not leaks.descendants(holder.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (inner,) = leaks.descendants(holder.pid)  # `sleep`, PID 1 of the new namespace
+        ns = os.readlink(f"/proc/{inner}/ns/pid")
+        assert ns != os.readlink("/proc/self/ns/pid")
+        r, w = os.pipe()
+        os.write(w, b'{"child-pid": %d}' % inner)
+        os.close(w)
+        try:
+            found, pin = SandboxFetcher._read_info(r)
+        finally:
+            os.close(r)
+        assert found == ns and pin >= 0
+        os.kill(inner, signal.SIGKILL)  # the namespace's last process; unshare reaps it
+        holder.wait(timeout=10)
+        while leaks.alive({inner}):
+            time.sleep(0.01)
+        try:
+            # Every process of the namespace is gone, and it is still the same namespace.
+            assert os.readlink(f"/proc/self/fd/{pin}") == ns
+        finally:
+            os.close(pin)
+        # The control: a pid that is gone gives nothing to reap by, and no fd.
+        r, w = os.pipe()
+        os.write(w, b'{"child-pid": %d}' % inner)
+        os.close(w)
+        try:
+            assert SandboxFetcher._read_info(r) == (None, -1)
+        finally:
+            os.close(r)
+    finally:
+        for pid in leaks.descendants(holder.pid):
+            os.kill(pid, signal.SIGKILL)
+        holder.kill()
+        holder.wait()

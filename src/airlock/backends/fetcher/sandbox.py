@@ -262,6 +262,7 @@ class SandboxFetcher:
         output = Drain(out_r, tail=_TAIL_BYTES, log_path=request.log_path, log_limit=MAX_LOG_BYTES)
         start = time.monotonic()
         ns: str | None = None
+        pin = -1  # an fd on that namespace: its inode number cannot go to another meanwhile
         status: int | None = None
         try:
             with proc.spawn(
@@ -276,7 +277,7 @@ class SandboxFetcher:
                 info_w = -1
                 os.close(out_w)
                 out_w = -1
-                ns = self._read_info(info_r)
+                ns, pin = self._read_info(info_r)
                 if child.contained:
                     # bubblewrap runs inside proc's PID namespace (its pids are not ours to
                     # look up), and that namespace ends, with every sandbox process, before
@@ -297,8 +298,12 @@ class SandboxFetcher:
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            if ns is not None:
-                self._ensure_gone(ns)
+            try:
+                if ns is not None:
+                    self._ensure_gone(ns)
+            finally:
+                if pin >= 0:
+                    os.close(pin)
             output.close(timeout=_REAP_S)
         duration = time.monotonic() - start
         log_tail = tail(output.tail)
@@ -316,7 +321,12 @@ class SandboxFetcher:
         return FetchResult(exit_status=status, duration_s=duration, log_tail=log_tail)
 
     @staticmethod
-    def _read_info(fd: int) -> str | None:
+    def _read_info(fd: int) -> tuple[str | None, int]:
+        """bubblewrap's PID namespace (``pid:[INODE]``) and an fd that holds it open (-1: none).
+
+        The namespace is reaped by its inode number after the sandbox ends; a freed namespace's
+        number soon goes to a new one (any process on the machine that makes a PID namespace),
+        whose processes would be killed as the sandbox's — so it is pinned until then."""
         raw = bytearray()
         with contextlib.suppress(OSError):
             while chunk := os.read(fd, 4096):
@@ -326,8 +336,16 @@ class SandboxFetcher:
         try:
             pid = int(json.loads(bytes(raw).decode())["child-pid"])
         except (ValueError, KeyError, TypeError):
-            return None
-        return _pid_ns(pid)
+            return None, -1
+        try:
+            pin = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None, -1  # already gone: nothing left to reap by it
+        ns = os.readlink(f"/proc/self/fd/{pin}")
+        if ns != _pid_ns(pid):  # the pid ended and was reused between the two looks
+            os.close(pin)
+            return None, -1
+        return ns, pin
 
     @staticmethod
     def _ensure_gone(ns: str) -> None:
