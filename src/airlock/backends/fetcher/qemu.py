@@ -183,7 +183,7 @@ class QemuFetcher:
             prepare_boot(work, request, route)
             script = Path(relay.__file__)
             paths = (kernel, initrd, root, work / "boot", cfg.agent_source, work / "config", script)
-            with _as_unprivileged(cfg, request.share, paths) as (who, sources):
+            with _as_unprivileged(cfg, paths, share=request.share) as (who, sources):
 
                 def at(path: Path) -> Path:
                     return sources.get(path, path)
@@ -233,42 +233,27 @@ class QemuFetcher:
 
 @contextlib.contextmanager
 def _as_unprivileged(
-    cfg: QemuConfig, share: Path, paths: Sequence[Path]
+    cfg: QemuConfig, paths: Sequence[Path], *, share: Path | None = None
 ) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path]]]:
     """As root: QEMU's uid, limits and binds (ADR 0171); else nothing changes.
 
-    ``shared`` becomes the uid's; every path QEMU opens is bound onto an entry of a scratch
-    directory the uid may enter, in QEMU's own mount namespace.
+    Every path QEMU opens is bound onto an entry of a scratch directory the uid may enter, in
+    QEMU's own mount namespace.  With ``share`` (the fetch), ``shared`` becomes the uid's and is
+    bound too, and the scratch is named after it; without (the KVM probe), after ``paths[0]``.
     """
     if os.geteuid() != 0:
         yield None, {}
         return
-    unprivileged.give_share(share, cfg.uid, cfg.gid)
-    scratch = unprivileged.make_scratch(unprivileged.QEMU_PREFIX, share)
+    if share is not None:
+        unprivileged.give_share(share, cfg.uid, cfg.gid)
+    prefix = unprivileged.QEMU_PREFIX if share is not None else unprivileged.QEMU_PROBE_PREFIX
+    scratch = unprivileged.make_scratch(prefix, share if share is not None else paths[0])
     try:
-        sources = unprivileged.bind_through(scratch, (*paths, share))
+        sources = unprivileged.bind_through(scratch, (*paths, *([share] if share else [])))
         yield (
             unprivileged.run_as(cfg.uid, cfg.gid, sources, max_processes=cfg.max_processes),
             sources,
         )
-    finally:
-        unprivileged.remove_flat(scratch)
-
-
-@contextlib.contextmanager
-def _probe_as_unprivileged(
-    cfg: QemuConfig, paths: Sequence[Path]
-) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path], tuple[Path, ...]]]:
-    """As root: the probe's uid, limits and binds (no share; the scratch is named after the
-    kernel); else nothing changes."""
-    if os.geteuid() != 0:  # an unprivileged caller: the probe runs as the caller
-        yield None, {}, ()
-        return
-    scratch = unprivileged.make_scratch(unprivileged.QEMU_PROBE_PREFIX, paths[0])
-    try:
-        sources = unprivileged.bind_through(scratch, paths)
-        who = unprivileged.run_as(cfg.uid, cfg.gid, sources, max_processes=cfg.max_processes)
-        yield who, sources, (scratch,)
     finally:
         unprivileged.remove_flat(scratch)
 
@@ -314,7 +299,7 @@ def _probe_boot(cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path) -> bo
     As root, the probe runs as QEMU's unprivileged uid, exactly as the fetch will (ADR 0171):
     it never runs QEMU with privilege, and KVM counts as working only if that uid can use it.
     """
-    with _probe_as_unprivileged(cfg, (kernel, initrd)) as (who, sources, scratch):
+    with _as_unprivileged(cfg, (kernel, initrd)) as (who, sources):
         argv = _machine_argv(
             cfg,
             accel,
@@ -328,7 +313,7 @@ def _probe_boot(cfg: QemuConfig, accel: Accel, kernel: Path, initrd: Path) -> bo
                 timeout=cfg.probe_timeout_s,
                 check=False,
                 max_output=1 << 16,
-                scratch=scratch,
+                scratch=tuple({p.parent for p in sources.values()}),
                 run_as=who,
             )
         except CommandTimedOut:
