@@ -42,6 +42,9 @@ class Inspector(Protocol):
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Names the host may unlink from the writable snapshot before it is made read-only."""
 
+    def list_keyring(self) -> None:
+        """List the keyring ahead of ``judge()`` (in a thread, beside the freeze; never raises)."""
+
     def judge(self, dir_fd: int, *, baseline: Baseline, now: datetime) -> VerifiedRelease:
         """Verify the frozen snapshot; raise a ``RejectedError`` subclass or return the release."""
 

@@ -13,12 +13,14 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from airlock import fsutil, lock, state
+from airlock.assessment import Assessment
 from airlock.backends.fetcher import FetchRequest
 from airlock.errors import AirlockError, ApplyError, ConfigError, FetchError, HostError
 from airlock.events import Failed, Notice, Step, StepFinished, StepProgress, StepStarted
@@ -26,7 +28,7 @@ from airlock.formats import version
 from airlock.pipeline import leftovers
 from airlock.pipeline.context import RunContext
 from airlock.text import display
-from airlock.trusted.policy import Baseline
+from airlock.trusted.policy import Baseline, Room
 from airlock.trusted.release import VerifiedRelease
 from airlock.untrusted import candidate
 
@@ -243,15 +245,90 @@ def _require_delivery(ctx: RunContext, dir_fd: int) -> None:
         )
 
 
-def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostFacts:
+    """What the judgement is made against that only the host knows (nothing from the snapshot).
+
+    Attributes:
+        installed: the newest version sysupdate lists as installed (``--offline``).
+        boot: the booted version and the boot entries in ``$BOOT``.
+        room: the room of each target (partition sizes, ``$BOOT``'s free space).
+    """
+
+    installed: str | None
+    boot: Assessment
+    room: tuple[Room, ...]
+
+
+class Gathering:
+    """``HostFacts``, and the keyring's listing, read in a thread while the snapshot is frozen.
+
+    ``systemd-sysupdate --offline list`` (≈ 0.2 s), the boot entries, the targets' room and
+    ``gpg --show-keys`` read only the host's own disks and files, which the VM cannot reach and
+    no other update changes while the lock is held, so reading them beside the freeze (``syncfs``
+    and the snapshot: I/O) gives the judgement the same inputs, sooner (ADR 0176).  ``result()``
+    raises what reading them raised, in the inspect step, as if it had read them itself; the
+    thread is a daemon (an interrupted run does not wait for it at exit: its children's guards
+    see airlock gone) and ``close()`` waits for it on every other path, so no child of it outlives
+    the ``with`` block of ``host_facts``.
+    """
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._facts: HostFacts | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, name="airlock-facts", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        ctx = self._ctx
+        try:
+            ctx.inspector.list_keyring()
+            self._facts = HostFacts(
+                installed=ctx.applier.installed().current,
+                boot=ctx.applier.booted(),
+                room=ctx.applier.room(),
+            )
+        except BaseException as exc:  # noqa: BLE001 - raised again by result(), in the step
+            self._error = exc
+
+    def close(self) -> None:
+        """Wait for the thread (and so for every child it started)."""
+        self._thread.join()
+
+    def result(self) -> HostFacts:
+        """The facts, or what reading them raised.
+
+        Raises:
+            ApplyError: ``apply.list`` and what else the applier raises.
+        """
+        self.close()
+        if self._error is not None:
+            raise self._error
+        if self._facts is None:
+            raise RuntimeError("the host facts thread ended without an answer")
+        return self._facts
+
+
+@contextlib.contextmanager
+def host_facts(ctx: RunContext) -> Iterator[Gathering]:
+    """Start reading the ``HostFacts``; the ``with`` block ends only when the reading has."""
+    gathering = Gathering(ctx)
+    try:
+        yield gathering
+    finally:
+        gathering.close()
+
+
+def inspect_snapshot(ctx: RunContext, snapshot: Path, facts: Gathering) -> Inspected:
     """Judge the frozen snapshot against the persisted state and what sysupdate has installed."""
     with step(ctx, Step.INSPECT) as detail:
         for warning in ctx.inspector.warnings:
             notice(ctx, f"warning: {warning}", Step.INSPECT)
         with fsutil.open_dir_nofollow(snapshot) as fd:
             _require_delivery(ctx, fd)
-        installed = ctx.applier.installed().current
-        boot = ctx.applier.booted()
+        host = facts.result()
+        installed, boot = host.installed, host.boot
         saved = state.advance(
             state.load(ctx.state_file),
             state.Booted(version=boot.booted, blessed=boot.blessed, failed=boot.failed),
@@ -261,7 +338,7 @@ def inspect_snapshot(ctx: RunContext, snapshot: Path) -> Inspected:
             floor=saved.floor,
             installed=installed or saved.installed,
             not_before=saved.newest_signature,
-            room=ctx.applier.room(),
+            room=host.room,
             fresh_required=saved.fresh_required,
         )
         with fsutil.open_dir_nofollow(snapshot) as fd:

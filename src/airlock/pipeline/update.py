@@ -3,6 +3,8 @@
 
 lock → prepare staging → clean share → fetch (the VM writes) → freeze (VM down, share unmounted,
 snapshot, drop, read-only, syncfs) → inspect (judge the snapshot) → apply → record → cleanup.
+The host's own facts (installed versions, boot entries, room, the keyring's listing) are read in a
+thread during the freeze; the inspect step takes them (or their error) before it judges.
 Everything is verified before anything is applied; the state file is written last; the snapshot
 is deleted on every path.  ``update`` and ``check`` share every step up to the verdict
 (``judged_snapshot``, the role of systemd-sysupdate's ``context_make_online()``).
@@ -21,6 +23,7 @@ from airlock.pipeline.steps import (
     clean_share,
     fetch,
     freeze,
+    host_facts,
     inspect_snapshot,
     notice,
     prepare_staging,
@@ -35,8 +38,9 @@ def judged_snapshot(ctx: RunContext) -> Iterator[Inspected]:
     with take_lock(ctx), prepare_staging(ctx):
         clean_share(ctx)
         fetch(ctx)
-        with freeze(ctx) as snapshot:
-            yield inspect_snapshot(ctx, snapshot)
+        # What the judgement needs from the host is read beside the freeze (ADR 0176).
+        with host_facts(ctx) as facts, freeze(ctx) as snapshot:
+            yield inspect_snapshot(ctx, snapshot, facts)
 
 
 def run_update(ctx: RunContext) -> Outcome:

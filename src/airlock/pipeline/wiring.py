@@ -4,7 +4,8 @@
 The applier is made first: it locates systemd-sysupdate, and the judge applies that version's rules
 (``formats.dialect``): it requires the signature file name that sysupdate reads (docs/adr/0004,
 docs/sysupdate-versions.md).  The judge is ``trusted.judge.Judge``, built once
-with the ``[host]`` files, ``[policy]`` and ``[limits]``, its verifier included.
+with the ``[host]`` files, ``[policy]`` and ``[limits]``, its verifier included; the verifier is
+chosen in a thread while the runtime is located (ADR 0176).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from airlock.backends import openpgp
 from airlock.backends.apply.sysupdate import SysupdateHostApplier
 from airlock.backends.fetcher import Fetcher, FetcherName
 from airlock.backends.fetcher.qemu import QemuFetcher
@@ -50,7 +52,12 @@ def make_applier(config: HostConfig) -> SysupdateHostApplier:
     )
 
 
-def make_judge(config: HostConfig, *, appliers: tuple[dialect.Dialect, ...] = ()) -> Judge:
+def make_judge(
+    config: HostConfig,
+    *,
+    appliers: tuple[dialect.Dialect, ...] = (),
+    prepared: openpgp.Preparation | None = None,
+) -> Judge:
     """The judge with the ``[host]`` files, ``[policy]``, ``[limits]`` and the applier's rules."""
     return Judge.build(
         definitions_dir=config.host.definitions_dir,
@@ -59,6 +66,7 @@ def make_judge(config: HostConfig, *, appliers: tuple[dialect.Dialect, ...] = ()
         policy=config.policy,
         limits=config.limits,
         appliers=appliers,
+        prepared=prepared,
     )
 
 
@@ -125,9 +133,18 @@ def build_context(
 ) -> RunContext:
     """A RunContext with the real backends (after ``check_vm_inputs``)."""
     check_vm_inputs(config)
-    fetcher = make_fetcher(config)
-    applier = make_applier(config)
-    judge = make_judge(config, appliers=(applier.dialect,))
+    # The verifier's lookup (``sqv --version``) runs beside the runtime's
+    # (``systemd-sysupdate --version``): ADR 0176.
+    prepared = openpgp.Preparation(
+        config.policy.verifier, config.host.keyring, limits=config.limits
+    )
+    try:
+        fetcher = make_fetcher(config)
+        applier = make_applier(config)
+    except BaseException:
+        prepared.wait()  # no child of its threads outlives the failed build
+        raise
+    judge = make_judge(config, appliers=(applier.dialect,), prepared=prepared)
     check_host_sources(judge.transfers, config.apply.mount_point)
     return RunContext(
         config=config,

@@ -148,6 +148,19 @@ class Judge:
         """The host settings' weaknesses (``weaknesses``), reported on every run."""
         return weaknesses(self.policy, self.verifier, self.appliers)
 
+    def list_keyring(self) -> None:
+        """List the keyring now, for the next ``judge()``: the pipeline's freeze (ADR 0176).
+
+        The verifier takes this listing as its own only if it was made from the very bytes the
+        keyring holds when it verifies, and not longer ago than ``openpgp.REUSE_S``
+        (``EarlyListing``, ADR 0175); a failed listing is dropped and the verifier lists the
+        keyring itself and says why.  Never raises.
+        """
+        if isinstance(self.verifier, openpgp.BaseVerifier):
+            early = openpgp.EarlyListing(self.keyring, limits=self.limits)
+            early.result()  # its child has ended when this returns
+            self.verifier.adopt(early)
+
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         """Dot-temporaries and stale versions the host may unlink from the writable snapshot.
 

@@ -146,10 +146,14 @@ class FakeInspector:
         self.verdict = verdict
         self.baselines: list[Baseline] = []
         self.warnings: tuple[str, ...] = ()
+        self.listed = 0
 
     def droppable(self, dir_fd: int) -> tuple[str, ...]:
         self.j.hit("droppable")
         return (".#partial",)
+
+    def list_keyring(self) -> None:
+        self.listed += 1
 
     def judge(self, dir_fd: int, *, baseline: Baseline, now: datetime) -> VerifiedRelease:
         self.baselines.append(baseline)

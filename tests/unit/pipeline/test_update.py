@@ -5,6 +5,8 @@ cleanup after a failure at each step, the state written last."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from airlock import lock, state
 from airlock.assessment import Assessment
+from airlock.backends.apply import Listing
 from airlock.errors import (
     AirlockError,
     ApplyError,
@@ -41,6 +44,14 @@ ALL_STEPS = [
 ]
 
 
+FREEZE_CALLS = ["snapshot", "droppable", "drop", "make_read_only", "sync"]
+
+
+def fetch_before(calls: Sequence[str], name: str, later: str) -> bool:
+    """``name`` was called once, after the fetch and before ``later``."""
+    return calls.count(name) == 1 and calls.index("fetch") < calls.index(name) < calls.index(later)
+
+
 def started(events: Sequence[object]) -> list[Step]:
     return [e.step for e in events if isinstance(e, StepStarted)]
 
@@ -51,21 +62,20 @@ def test_update_runs_every_step_in_the_design_order(tmp_path: Path) -> None:
     assert started(w.reporter.events) == ALL_STEPS
     finished = [e.step for e in w.reporter.events if isinstance(e, StepFinished)]
     assert finished == ALL_STEPS
-    assert w.journal.calls == [
+    # The host's facts are read beside the freeze (ADR 0176): after the fetch, before the judge.
+    calls = w.journal.calls
+    assert fetch_before(calls, "installed", "judge")
+    assert [c for c in calls if c != "installed"] == [
         "prepare",
         "remove_stale",
         "clean_share",
         "fetch",
-        "snapshot",
-        "droppable",
-        "drop",
-        "make_read_only",
-        "sync",
-        "installed",
+        *FREEZE_CALLS,
         "judge",
         "apply",
         "delete_snapshot",
     ]
+    assert w.inspector.listed == 1
     assert w.applier.applied == ["2"]
     assert any(isinstance(e, StepProgress) and e.step is Step.APPLY for e in w.reporter.events)
     saved = state.load(w.ctx.state_file)
@@ -186,8 +196,11 @@ def test_failure_at_each_step_cleans_up_and_releases_the_lock(
     with pytest.raises(type(error)):
         run_update(w.ctx)
     calls = w.journal.calls
-    # Nothing after the failing call except the snapshot deletion.
-    after = calls[calls.index(where) + 1 :]
+    # Nothing after the failing call except the snapshot deletion (and, for the host's facts,
+    # read in a thread beside the freeze, the rest of the freeze).
+    after = [
+        c for c in calls[calls.index(where) + 1 :] if where != "installed" or c not in FREEZE_CALLS
+    ]
     assert set(after) <= {"delete_snapshot"}
     if "snapshot" in calls:
         assert after == ["delete_snapshot"] or where == "delete_snapshot"
@@ -353,3 +366,58 @@ def test_negative_control_without_the_need_nothing_is_copied(tmp_path: Path) -> 
     w.staging.delivered = ("SHA256SUMS", "SHA256SUMS.sha256.asc")
     assert run_update(w.ctx) is Outcome.UPDATED
     assert "copy_signature" not in w.journal.calls
+
+
+def test_the_host_facts_are_read_while_the_snapshot_is_frozen(tmp_path: Path) -> None:
+    """The freeze's last call waits for ``installed()``: it returns only if they overlap."""
+    w = make_world(tmp_path)
+    listed = threading.Event()
+    installed, sync = w.applier.installed, w.staging.sync
+
+    def installed_then_tell() -> Listing:
+        try:
+            return installed()
+        finally:
+            listed.set()
+
+    def sync_once_listed(snapshot: Path) -> None:
+        # Read after the freeze (the old order), the facts would never come: fail, not hang.
+        assert listed.wait(10), "the host facts were not read during the freeze"
+        sync(snapshot)
+
+    w.applier.installed = installed_then_tell  # type: ignore[method-assign]
+    w.staging.sync = sync_once_listed  # type: ignore[method-assign]
+    assert run_update(w.ctx) is Outcome.UPDATED
+    assert w.inspector.baselines[0].installed == "1"
+
+
+def test_a_failed_freeze_waits_for_the_host_facts_thread(tmp_path: Path) -> None:
+    """No child of the facts thread outlives the run, on a failure path either."""
+    w = make_world(tmp_path)
+    w.journal.fail["snapshot"] = HostError("no room", code="host.snapshot")
+    installed = w.applier.installed
+    ended = threading.Event()
+
+    def slow_installed() -> Listing:
+        time.sleep(0.3)  # longer than the failing freeze takes
+        try:
+            return installed()
+        finally:
+            ended.set()
+
+    w.applier.installed = slow_installed  # type: ignore[method-assign]
+    with pytest.raises(HostError):
+        run_update(w.ctx)
+    assert ended.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "airlock-facts"]
+
+
+def test_a_failed_listing_is_the_inspect_steps_failure(tmp_path: Path) -> None:
+    w = make_world(tmp_path)
+    w.journal.fail["installed"] = ApplyError("sysupdate list failed", code="apply.list")
+    with pytest.raises(ApplyError):
+        run_update(w.ctx)
+    failed = [(e.step, e.code) for e in w.reporter.events if isinstance(e, Failed)]
+    assert failed == [(Step.INSPECT, "apply.list")]
+    assert "judge" not in w.journal.calls
+    assert w.journal.calls[-1] == "delete_snapshot"

@@ -101,7 +101,11 @@ class BaseVerifier(abc.ABC):
         self._early: EarlyListing | None = None
 
     def adopt(self, early: EarlyListing) -> None:
-        """Take ``early`` as the first keyring listing, if it fits (see ``EarlyListing``)."""
+        """Take ``early`` as the next keyring listing, if it fits (see ``EarlyListing``).
+
+        The next ``verify()`` takes it if it was listed from the bytes the keyring holds then
+        and is newer than the listing the verifier already holds for those bytes.
+        """
         self._early = early
 
     def verify(
@@ -188,10 +192,12 @@ class BaseVerifier(abc.ABC):
         raw = keyring_mod.read_bytes(path, max_bytes=self.limits.max_keyring_bytes)
         now = _clock()
         early, self._early = self._early, None
-        if early is not None and early.path == path and not self._rings:
+        if early is not None and early.path == path:
             done = early.result()
             if done is not None and done[0] == raw:  # listed from these very bytes
-                self._rings = {raw: (done[1], done[2])}
+                held = self._rings.get(raw)
+                if held is None or held[0] < done[1]:  # the newer listing of the two
+                    self._rings = {raw: (done[1], done[2])}
         cached = self._rings.get(raw)
         if cached is not None and now - cached[0] < REUSE_S:
             return cached[1]

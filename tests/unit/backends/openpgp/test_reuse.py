@@ -19,6 +19,8 @@ from airlock import proc
 from airlock.backends import openpgp
 from airlock.backends.openpgp import BaseVerifier, gpg, verifier
 from airlock.errors import SignatureError
+from airlock.trusted.judge import Judge
+from airlock.trusted.policy import PolicyConfig
 from tests.support.keys import DATA, KeySet
 
 
@@ -174,3 +176,50 @@ def test_an_early_listing_older_than_reuse_time_is_listed_again(
     clock[0] += openpgp.REUSE_S + 1
     v.verify(openpgp_keys.sign(DATA, openpgp_keys.good), DATA, openpgp_keys.keyring)
     assert spawned == ["listing", "listing", "tool"]
+
+
+def test_a_newer_early_listing_replaces_the_one_held(
+    counted: tuple[BaseVerifier, list[str]],
+    openpgp_keys: KeySet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pipeline lists the keyring again beside the freeze (ADR 0176) with a verifier that may
+    # hold a listing already: the newer one counts, so no third listing is made.
+    v, spawned = counted
+    clock = [1000.0]
+    monkeypatch.setattr("airlock.backends.openpgp._clock", lambda: clock[0])
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    v.verify(sig, DATA, openpgp_keys.keyring)
+    clock[0] += openpgp.REUSE_S - 1
+    early = openpgp.EarlyListing(openpgp_keys.keyring, limits=v.limits)
+    assert early.result() is not None
+    v.adopt(early)
+    clock[0] += 2  # the first listing is too old now; the early one is not
+    v.verify(sig, DATA, openpgp_keys.keyring)
+    assert spawned == ["listing", "tool", "listing", "tool"]
+
+
+def test_the_judge_lists_its_keyring_ahead_for_its_verifier(
+    counted: tuple[BaseVerifier, list[str]], openpgp_keys: KeySet
+) -> None:
+    v, spawned = counted
+    judge = Judge(
+        transfers=(), keyring=openpgp_keys.keyring, verifier=v, policy=PolicyConfig(),
+        limits=v.limits,
+    )  # fmt: skip
+    judge.list_keyring()
+    assert spawned == ["listing"]  # done when it returns: no child outlives it
+    sig = openpgp_keys.sign(DATA, openpgp_keys.good)
+    v.verify(sig, DATA, openpgp_keys.keyring, now=dt.datetime.now(dt.UTC))
+    assert spawned == ["listing", "tool"]
+
+
+def test_a_judge_whose_keyring_cannot_be_listed_says_nothing_until_it_verifies(
+    counted: tuple[BaseVerifier, list[str]], openpgp_keys: KeySet, tmp_path: Path
+) -> None:
+    v, spawned = counted
+    ring = tmp_path / "missing.gpg"
+    judge = Judge(transfers=(), keyring=ring, verifier=v, policy=PolicyConfig(), limits=v.limits)
+    judge.list_keyring()  # never raises
+    with pytest.raises(SignatureError, match="Cannot open keyring"):
+        v.verify(openpgp_keys.sign(DATA, openpgp_keys.good), DATA, ring)
