@@ -19,6 +19,8 @@ run and on the same machine:
   download, which the others do not time).  Its bytecode is cached, as on an installed host
   (``PYTHONDONTWRITEBYTECODE`` is dropped from its environment).
 
+The btrfs file system is on a loop device with direct I/O (``--buffered-loop``: without, as
+before 2026-12-03 18:00), so that its reads reach the disk as on a host.
 The page cache is dropped (``sync``; ``drop_caches``) before each side (for the two that
 start with a download into ``shared``: before the download).  Each is repeated
 ``--rounds`` times on a fresh disk image, alternating; medians and minimums are printed, with the
@@ -65,6 +67,7 @@ from airlock.release import publish, render
 from tests.integration.host.world import host_transfers
 from tests.support import releases
 
+DIRECT_IO = [True]  # --buffered-loop: the loop device as the runs before 2026-12-03 18:00 had it
 # As on an installed host, airlock's bytecode is cached (the first round writes it).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 V1 = "ab" * 32
@@ -114,7 +117,7 @@ def drop_caches() -> None:
 
 def spectrum_flow(
     applier: SysupdateApplier, inv: Invocation, shared: Path, snap: Path, release: Path
-) -> float:
+) -> tuple[float, float]:
     """Spectrum's host side after the VM: syncfs, snapshot, name check, sysupdate on file://."""
     subprocess.run(["btrfs", "subvolume", "create", shared], check=True, capture_output=True)
     # As for airlock's run: the cache is dropped before the VM's download, which is not timed and
@@ -132,7 +135,9 @@ def spectrum_flow(
         ["btrfs", "subvolume", "snapshot", shared, snap], check=True, capture_output=True
     )
     dircheck.run(dircheck.Mode.CHECK, snap)
+    started = time.monotonic()
     applier.update(inv, version="2")
+    sysupdate = time.monotonic() - started
     # Spectrum's script ends by deleting its snapshot (design.md#spectrum-step-21), as airlock's
     # cleanup step does: timed on both sides.
     subprocess.run(["btrfs", "subvolume", "delete", snap], check=True, capture_output=True)
@@ -140,7 +145,7 @@ def spectrum_flow(
     subprocess.run(["btrfs", "subvolume", "delete", shared], check=True, capture_output=True)
     # Wait until btrfs has freed them, or airlock's run that follows may find the disk full.
     subprocess.run(["btrfs", "subvolume", "sync", shared.parent], check=True, capture_output=True)
-    return took
+    return took, sysupdate
 
 
 @dataclass
@@ -173,7 +178,16 @@ def build(work: Path, key: releases.SigningKey, size_mib: int, extra: int = 0) -
     with open(fsimg, "wb") as fh:
         fh.truncate(max(size_mib * 5, 2048) * MIB)
     subprocess.run(["mkfs.btrfs", "-q", "-f", fsimg], check=True)
-    subprocess.run(["mount", "-o", "loop", fsimg, mnt], check=True)
+    subprocess.run(["mount", "-o", "loop", fsimg, mnt], check=True)  # detached by umount
+    if DIRECT_IO[0]:
+        # A loop device with buffered I/O keeps a second copy of every block in the page cache
+        # of its backing file, which no drop_caches before the download empties: a "cold" read
+        # of the snapshot would be a memory copy.  With direct I/O it reads the disk, as btrfs
+        # on a Spectrum host's own disk does.
+        dev = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", mnt], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        subprocess.run(["losetup", "--direct-io=on", dev], check=True)
     src = work / "src"
     src.mkdir()
     names = list(releases.spectrum_names("2", V2))
@@ -278,6 +292,7 @@ def compare(setup: Setup, key: releases.SigningKey, rounds: int) -> None:
     bare_times: list[float] = []
     spectrum_times: list[float] = []
     host_times: list[float] = []
+    applies: dict[str, list[float]] = {"Spectrum's flow": [], "airlock": []}
     steps_seen: dict[str, float] = {}
     load = [os.getloadavg()[0]]
 
@@ -305,12 +320,15 @@ def compare(setup: Setup, key: releases.SigningKey, rounds: int) -> None:
         spectrum = setup.mnt / "spectrum"
         spectrum.mkdir(exist_ok=True)
         snap = spectrum / "snapshot"
-        spectrum_times.append(
-            spectrum_flow(applier, invocation(snap), spectrum / "shared", snap, release)
+        took, sysupdate = spectrum_flow(
+            applier, invocation(snap), spectrum / "shared", snap, release
         )
+        spectrum_times.append(took)
+        applies["Spectrum's flow"].append(sysupdate)
 
         took, steps_seen = airlock_round(setup)
         host_times.append(took)
+        applies["airlock"].append(steps_seen["apply"])
     load.append(os.getloadavg()[0])
     print(f"release: {setup.total / MIB:.0f} MiB in {setup.files} files; rounds: {rounds}")
     print(f"load average: {load[0]:.2f} -> {load[1]:.2f}")
@@ -326,6 +344,11 @@ def compare(setup: Setup, key: releases.SigningKey, rounds: int) -> None:
     print(
         "last airlock run, per step: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps_seen.items())
     )
+    for label, times in applies.items():  # the same sysupdate command on both sides
+        print(
+            f"systemd-sysupdate update alone, {label:15s} median {statistics.median(times):.2f} s"
+            f" (all: {', '.join(f'{t:.2f}' for t in times)})"
+        )
     bare, spec, host = (statistics.median(t) for t in (bare_times, spectrum_times, host_times))
     print(f"ratio airlock / Spectrum's flow: {host / spec:.3f}x (goal <= 1.10x)")
     print(f"ratio airlock / bare sysupdate:  {host / bare:.3f}x")
@@ -368,7 +391,13 @@ def main() -> int:
         help="airlock only: 256 MiB, 1 GiB, 4 GiB in 3 files; 1 GiB in 30 and 300 files",
     )
     ap.add_argument("--rows", default="0,1,2,3,4", help="which --scale rows (0-4)")
+    ap.add_argument(
+        "--buffered-loop",
+        action="store_true",
+        help="the btrfs loop device without direct I/O (reads of it may come from the cache)",
+    )
     ns = ap.parse_args()
+    DIRECT_IO[0] = not ns.buffered_loop
     keydir = Path(tempfile.mkdtemp(prefix="airlock-bench-key-", dir="/var/tmp"))
     key = releases.make_key(keydir / "key")
     try:
