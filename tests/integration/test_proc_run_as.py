@@ -102,6 +102,7 @@ def test_without_the_bind_the_uid_cannot_reach_the_path(tmp_path: Path) -> None:
         proc.RunAs(uid=UID, gid=GID, binds=((Path("/a:b"), Path("/c")),)),
         proc.RunAs(uid=UID, gid=GID, binds=((Path("/a"), Path("/c=d")),)),
         proc.RunAs(uid=UID, gid=GID, max_processes=0),
+        proc.RunAs(uid=UID, gid=GID, netns=Path("/run/netns/x"), own_netns=True),
     ],
 )
 def test_refused_specs(run_as: proc.RunAs) -> None:
@@ -144,3 +145,34 @@ def test_a_missing_netns_is_a_start_failure() -> None:
         )
     assert info.value.code == "host.command"
     assert "No such file" in info.value.message
+
+
+NET = ["/bin/sh", "-c", "readlink /proc/self/ns/net; cat /proc/self/net/dev"]
+
+
+def _interfaces(dev: str) -> list[str]:
+    return sorted(line.split(":")[0].strip() for line in dev.splitlines()[2:])
+
+
+def test_own_netns_is_a_new_namespace_with_only_loopback() -> None:
+    # QEMU's (ADR 0177): no interface but lo, and lo is down: nothing on the host is reachable.
+    ours = os.readlink("/proc/self/ns/net")
+    done = proc.run(
+        [*NET[:2], NET[2] + ";"
+         " /usr/bin/python3 -I -S -c 'import socket; s = socket.socket();"
+         " s.settimeout(2); print(s.connect_ex((\"127.0.0.1\", 1)))'"],
+        timeout=30,
+        run_as=proc.RunAs(uid=UID, gid=GID, own_netns=True),
+    )  # fmt: skip
+    lines = done.stdout.decode().splitlines()
+    assert lines[0] != ours
+    assert _interfaces("\n".join(lines[1:-1])) == ["lo"]
+    assert lines[-1] == "101"  # ENETUNREACH: even the loopback address leads nowhere
+
+
+def test_negative_control_without_own_netns_the_command_shares_ours() -> None:
+    ours = os.readlink("/proc/self/ns/net")
+    done = proc.run(NET, timeout=30, run_as=proc.RunAs(uid=UID, gid=GID))
+    lines = done.stdout.decode().splitlines()
+    assert lines[0] == ours
+    assert len(_interfaces("\n".join(lines[1:]))) > 1  # the host's interfaces

@@ -460,6 +460,17 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_qemu_is_unprivileged_under_seccomp_and_one_forwarder_bounds_the_connections",
         ),
     ),
+    Mutation(
+        name="qemu-in-host-netns",
+        guard="QEMU runs in an empty network namespace of its own (ADR 0177)",
+        path="backends/fetcher/qemu.py",
+        find="own_netns=True",
+        replace="own_netns=False",
+        tests=(
+            "tests/integration/vm/test_qemu_unprivileged.py"
+            "::test_qemu_is_unprivileged_under_seccomp_and_one_forwarder_bounds_the_connections",
+        ),
+    ),
     # --- one bounded forwarder (issue 15 item 3, ADR 0172) -------------------------------------
     Mutation(
         name="qemu-may-spawn",

@@ -46,6 +46,9 @@ class RunAs:
         uid: the host uid every one of its uids becomes (no supplementary groups are kept).
         gid: the host gid every one of its gids becomes.
         netns: a network namespace file (``/run/netns/NAME``) it joins first, as root.
+        own_netns: instead, a new network namespace of its own, made first, as root: nothing in
+            it but a loopback interface that is down (for a command that needs no network at
+            all; the namespace ends with its last process).
         binds: ``(source, target)`` bind mounts made first, as root, visible only in the
             command's own mount namespace: how a path below a directory the uid may not
             enter reaches it (``target`` is an existing directory it may enter).
@@ -56,6 +59,7 @@ class RunAs:
     uid: int
     gid: int
     netns: Path | None = None
+    own_netns: bool = False
     binds: tuple[tuple[Path, Path], ...] = ()
     max_processes: int | None = None
 
@@ -74,9 +78,12 @@ class RunAs:
                 raise ValueError(f"cannot pass {text!r} to the guard")
         if self.max_processes is not None and self.max_processes < 1:
             raise ValueError("run-as max_processes must be positive")
+        if self.own_netns and self.netns is not None:
+            raise ValueError("run-as takes a network namespace to join or its own, not both")
         binds = [f"{os.fspath(s)}={os.fspath(d)}" for s, d in self.binds]
         nproc = "-" if self.max_processes is None else str(self.max_processes)
-        return ":".join([str(self.uid), str(self.gid), nproc, os.fspath(self.netns or "-"), *binds])
+        netns = "+" if self.own_netns else os.fspath(self.netns or "-")
+        return ":".join([str(self.uid), str(self.gid), nproc, netns, *binds])
 
 
 def describe_status(returncode: int) -> str:

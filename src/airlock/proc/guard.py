@@ -40,7 +40,8 @@ it succeeded, else 0.
 
 ``AS`` is ``-`` or ``UID:GID:NPROC:NETNS[:SRC=DST...]`` (``:`` and ``=`` never occur in the paths):
 before ``execve`` the command's process — still root, in the init's private mount namespace —
-joins the network namespace file ``NETNS`` (``-``: stays), bind-mounts each ``SRC`` on ``DST``
+joins the network namespace file ``NETNS`` (``-``: stays; ``+``: a new, empty one of its own),
+bind-mounts each ``SRC`` on ``DST``
 in a mount namespace of its own (never visible to the guard, whose scratch removal is recursive),
 drops every supplementary group, sets all its uids and
 gids to ``UID``/``GID`` (``RLIMIT_NPROC`` to ``NPROC`` first unless ``-``) and sets
@@ -161,7 +162,9 @@ def become(spec: str) -> None:
     """Apply ``AS`` (see the module docstring) to this process; raises ``OSError``."""
     uid, gid, nproc, *rest = spec.split(":")
     netns = rest[0] if rest else "-"
-    if netns != "-":
+    if netns == "+":  # a new, empty network namespace: only a loopback interface, down
+        _check(_libc.unshare(CLONE_NEWNET))
+    elif netns != "-":
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
             _check(_libc.setns(fd, CLONE_NEWNET))

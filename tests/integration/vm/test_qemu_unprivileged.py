@@ -11,6 +11,7 @@ the first guest connection through it makes QEMU fork, and the filter kills QEMU
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +71,8 @@ class Sample:
     forwarder_threads: int
     others: list[str]  # names of any other process below the test (per-connection forwarders)
     upstream: int  # connections the server had accepted (it keeps them all)
+    qemu_netns: str  # /proc/PID/ns/net of QEMU
+    forwarder_netns: set[str]
 
 
 @contextlib.contextmanager
@@ -139,7 +143,16 @@ def _sample(share: Path, accepted: list[int], earlier: set[int]) -> Sample:
         forwarder_threads=max((int(found[pid][0]["Threads"]) for pid in relays), default=0),
         others=others,
         upstream=accepted[0],
+        qemu_netns=_netns(vm[0]),
+        forwarder_netns={_netns(pid) for pid in relays},
     )
+
+
+def _netns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return "gone"
 
 
 def _request(tmp_path: Path, port: int, command: tuple[str, ...]) -> FetchRequest:
@@ -189,6 +202,11 @@ def test_qemu_is_unprivileged_under_seccomp_and_one_forwarder_bounds_the_connect
     assert sample.forwarder_uids == {UID}
     assert sample.forwarder_threads <= MAX_CONNECTIONS + 1
     assert sample.others == []  # no per-connection process of any name
+    # QEMU has a network namespace of its own, empty (ADR 0177); the forwarder, which connects
+    # to the upstream, stays in ours.
+    ours = os.readlink("/proc/self/ns/net")
+    assert sample.qemu_netns not in (ours, "gone")
+    assert sample.forwarder_netns == {ours}
     assert sample.upstream == MAX_CONNECTIONS  # the guest held 150; the server saw the bound
     assert f"HOLDING {CONNECTIONS} FAILED 0" in console  # the guest's relay accepted them all
     assert "RELEASED" in console
@@ -232,6 +250,18 @@ def test_negative_control_the_old_per_connection_forwarder_now_kills_qemu(
                 *("-netdev", old_forward, "-device", "virtio-net-pci,netdev=n0"),
             ],
         )
+        # In its own empty network namespace (ADR 0177) QEMU never gets as far as spawning the
+        # old forward (the fetch ends without SIGSYS, seen): put it back in ours, so that the
+        # spawn is attempted and seccomp's spawn=deny is what stops it.
+        as_unprivileged = qemu._as_unprivileged
+
+        @contextlib.contextmanager
+        def in_our_netns(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, dict[Path, Path]]]:
+            with as_unprivileged(*args, **kwargs) as (who, sources):
+                assert who is not None and who.own_netns
+                yield dataclasses.replace(who, own_netns=False), sources
+
+        monkeypatch.setattr(qemu, "_as_unprivileged", in_our_netns)
         request = _request(
             tmp_path, port, ("python3", "-c", OLD_FORWARD_USER.replace("PORT", str(port)))
         )

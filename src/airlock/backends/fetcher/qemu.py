@@ -32,6 +32,7 @@ boot with KVM really reaches the guest's init; otherwise TCG.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -235,11 +236,16 @@ class QemuFetcher:
 def _as_unprivileged(
     cfg: QemuConfig, paths: Sequence[Path], *, share: Path | None = None
 ) -> Iterator[tuple[proc.RunAs | None, dict[Path, Path]]]:
-    """As root: QEMU's uid, limits and binds (ADR 0171); else nothing changes.
+    """As root: QEMU's uid, limits, binds and empty network namespace (ADR 0171, 0177); else
+    nothing changes.
 
     Every path QEMU opens is bound onto an entry of a scratch directory the uid may enter, in
-    QEMU's own mount namespace.  With ``share`` (the fetch), ``shared`` becomes the uid's and is
-    bound too, and the scratch is named after it; without (the KVM probe), after ``paths[0]``.
+    QEMU's own mount namespace.  QEMU needs no network (the guest has no NIC; its one way out is
+    an inherited socket, ADR 0172), so it gets a network namespace of its own with nothing in it:
+    the host's loopback services and interfaces are out of its reach.  (The forwarder, which
+    connects to the upstream, runs as the same uid in the host's: ``_run_vm``.)  With ``share``
+    (the fetch), ``shared`` becomes the uid's and is bound too, and the scratch is named after
+    it; without (the KVM probe), after ``paths[0]``.
     """
     if os.geteuid() != 0:
         yield None, {}
@@ -251,7 +257,9 @@ def _as_unprivileged(
     try:
         sources = unprivileged.bind_through(scratch, (*paths, *([share] if share else [])))
         yield (
-            unprivileged.run_as(cfg.uid, cfg.gid, sources, max_processes=cfg.max_processes),
+            unprivileged.run_as(
+                cfg.uid, cfg.gid, sources, own_netns=True, max_processes=cfg.max_processes
+            ),
             sources,
         )
     finally:
@@ -433,11 +441,13 @@ def _run_vm(
         readers.append(relay_log)
         # The forwarder first: the guest's first frame must find it.  It ends when QEMU's end
         # of the socketpair closes; leaving its block kills it if it has not.
+        # The same uid and limits as QEMU, in the host's network namespace: it connects out.
+        relay_as = dataclasses.replace(run_as, own_netns=False) if run_as else None
         with proc.spawn(
             forwarder(host_end.fileno()),
             stderr=fds[5],
             pass_fds=(host_end.fileno(),),
-            run_as=run_as,
+            run_as=relay_as,
         ) as relay_child:
             host_end.close()
             with proc.spawn(

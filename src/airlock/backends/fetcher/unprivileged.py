@@ -125,6 +125,7 @@ def run_as(
     sources: dict[Path, Path],
     *,
     netns: Path | None = None,
+    own_netns: bool = False,
     max_processes: int | None = None,
 ) -> proc.RunAs:
     """The ``RunAs`` for these binds, checked.
@@ -136,6 +137,7 @@ def run_as(
         uid=uid,
         gid=gid,
         netns=netns,
+        own_netns=own_netns,
         binds=tuple(sources.items()),
         max_processes=max_processes,
     )
