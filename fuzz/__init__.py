@@ -10,4 +10,4 @@ module documents is broken.  ``python -m fuzz.run TARGET --runs N`` runs one (do
 from __future__ import annotations
 
 #: The targets ``make fuzz`` runs, in order: module name under ``fuzz``.
-TARGETS = ("manifest", "pattern", "version", "definitions", "url", "tree")
+TARGETS = ("manifest", "pattern", "version", "definitions", "url", "tree", "signature")

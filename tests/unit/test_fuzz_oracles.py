@@ -9,6 +9,7 @@ The same seeds pass on the real code (``test_fuzz_smoke.py::test_seeds_pass_the_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -17,8 +18,10 @@ import pytest
 import fuzz.definitions
 import fuzz.manifest
 import fuzz.pattern
+import fuzz.signature
 import fuzz.tree
 import fuzz.version
+from airlock.backends.openpgp import packets
 from airlock.errors import FormatError
 from airlock.formats import manifest, pattern, sdconf, transfer, version
 from airlock.untrusted import walk
@@ -83,3 +86,33 @@ def test_definitions_oracle_fires_on_a_message_with_a_raw_newline(
     monkeypatch.setattr(transfer, "fail", unescaped)
     exc = _some_seed_fails(fuzz.definitions.test_one, list(fuzz.definitions.seeds()))
     assert "printable" in str(exc)
+
+
+def test_signature_oracle_fires_on_a_naive_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser that dropped the time zone would let a local clock skew the future check."""
+    real = packets._parse_v4
+
+    def naive(body: bytes) -> packets.SignaturePacket:
+        sig = real(body)
+        return dataclasses.replace(sig, created=sig.created.replace(tzinfo=None))
+
+    monkeypatch.setattr(packets, "_parse_v4", naive)
+    exc = _some_seed_fails(fuzz.signature.test_one, list(fuzz.signature.seeds()))
+    assert "naive" in str(exc)
+
+
+def test_signature_oracle_fires_when_armour_changes_the_packets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A dearmor that decodes armour wrongly (here: the bytes reversed): a binary file is still
+    # accepted, and its armoured twin must then be refused or differ.
+    real = packets.dearmor
+
+    def reversed_armour(raw: bytes, *, kind: bytes) -> bytes:
+        out = real(raw, kind=kind)
+        return out[::-1] if out != raw else out
+
+    monkeypatch.setattr(packets, "dearmor", reversed_armour)
+    exc = _some_seed_fails(fuzz.signature.test_one, list(fuzz.signature.seeds()))
+    assert isinstance(exc, FuzzFailure)
+    assert "twin" in str(exc)
